@@ -1,0 +1,1 @@
+//! labelgen coordinator library.

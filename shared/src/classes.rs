@@ -1,0 +1,148 @@
+//! The class table: which raw mask codes mean which land-cover class.
+//!
+//! Label PNGs hold raw codes (the AI Hub convention: 10, 20, … 80, and 100 for "not a
+//! target"); models and statistics work on dense class indices `0..K`. The table maps
+//! between the two and carries a preview colour per class.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Class index used in a [`crate::LabelMap`] for pixels that belong to no class
+/// (the raw "ignore" code, 100 in the AI Hub masks).
+pub const IGNORE_INDEX: u8 = 255;
+
+/// One land-cover class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassDef {
+    /// Human-readable name, e.g. `building`.
+    pub name: String,
+    /// Raw value of this class in a label PNG.
+    pub code: u8,
+    /// Preview colour (RGB).
+    pub color: [u8; 3],
+}
+
+/// The ordered list of classes plus the raw code for "ignore".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassTable {
+    pub classes: Vec<ClassDef>,
+    /// Raw code meaning "not a target"; such pixels carry [`IGNORE_INDEX`].
+    pub ignore_code: u8,
+}
+
+impl Default for ClassTable {
+    fn default() -> Self {
+        Self::ai_hub()
+    }
+}
+
+impl ClassTable {
+    /// The AI Hub aerial land-cover table (8 classes, ignore code 100).
+    pub fn ai_hub() -> Self {
+        let c = |name: &str, code, color| ClassDef { name: name.to_string(), code, color };
+        ClassTable {
+            classes: vec![
+                c("building", 10, [220, 60, 50]),
+                c("parking lot", 20, [250, 170, 40]),
+                c("road", 30, [128, 128, 128]),
+                c("street trees", 40, [40, 200, 120]),
+                c("paddy", 50, [90, 170, 230]),
+                c("dry field", 60, [210, 200, 90]),
+                c("forest", 70, [20, 110, 40]),
+                c("bare land", 80, [160, 110, 70]),
+            ],
+            ignore_code: 100,
+        }
+    }
+
+    /// Number of classes `K`.
+    pub fn len(&self) -> usize {
+        self.classes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+
+    /// Checks the table's invariants: 1..=254 classes, unique codes and names, the ignore
+    /// code distinct from every class code. `origin` names where the table came from.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |msg: String| Err(Error::Invalid { origin: origin.to_string(), key: "classes".into(), message: msg });
+        if self.classes.is_empty() || self.classes.len() > 254 {
+            return bad(format!("expected 1 to 254 classes, found {}", self.classes.len()));
+        }
+        for (i, a) in self.classes.iter().enumerate() {
+            if a.code == self.ignore_code {
+                return bad(format!("class {:?} uses code {}, which is the ignore code", a.name, a.code));
+            }
+            for b in &self.classes[i + 1..] {
+                if a.code == b.code {
+                    return bad(format!("classes {:?} and {:?} share code {}", a.name, b.name, a.code));
+                }
+                if a.name == b.name {
+                    return bad(format!("class name {:?} appears twice", a.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Class index of a raw code: `Some(i)`, `Some(IGNORE_INDEX)` for the ignore code,
+    /// `None` for a code that is not in the table.
+    pub fn index_of_code(&self, code: u8) -> Option<u8> {
+        if code == self.ignore_code {
+            return Some(IGNORE_INDEX);
+        }
+        self.classes.iter().position(|c| c.code == code).map(|i| i as u8)
+    }
+
+    /// Raw code of a class index (the ignore code for [`IGNORE_INDEX`]).
+    pub fn code_of_index(&self, index: u8) -> u8 {
+        if index == IGNORE_INDEX {
+            self.ignore_code
+        } else {
+            self.classes[index as usize].code
+        }
+    }
+
+    /// A 256-entry lookup table raw code → class index, `None` for unknown codes.
+    pub fn code_lut(&self) -> [Option<u8>; 256] {
+        let mut lut = [None; 256];
+        for (code, slot) in lut.iter_mut().enumerate() {
+            *slot = self.index_of_code(code as u8);
+        }
+        lut
+    }
+
+    /// Preview colour of a class index (black for ignore).
+    pub fn color_of_index(&self, index: u8) -> [u8; 3] {
+        self.classes.get(index as usize).map(|c| c.color).unwrap_or([0, 0, 0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ai_hub_table_round_trips_codes() {
+        let t = ClassTable::ai_hub();
+        t.validate("test").unwrap();
+        assert_eq!(t.len(), 8);
+        for i in 0..8u8 {
+            assert_eq!(t.index_of_code(t.code_of_index(i)), Some(i));
+        }
+        assert_eq!(t.index_of_code(100), Some(IGNORE_INDEX));
+        assert_eq!(t.code_of_index(IGNORE_INDEX), 100);
+        assert_eq!(t.index_of_code(11), None);
+    }
+
+    #[test]
+    fn duplicate_codes_are_rejected_with_names() {
+        let mut t = ClassTable::ai_hub();
+        t.classes[1].code = 10;
+        let err = t.validate("spec.toml").unwrap_err().to_string();
+        assert!(err.contains("spec.toml") && err.contains("building") && err.contains("parking lot"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! labelgen's core, with no Burn: everything the coordinator and the workers share.
+//!
+//! # Layout
+//! - `classes.rs` — the class table (raw mask codes ↔ class indices, preview colours).
+//! - `label.rs` — [`LabelMap`], [`RgbImage`] and their PNG forms.
+//! - `seed.rs` — per-sample seeds and RNG streams.
+//! - `procedural/` — the procedural land-cover generator and renderer.
+//! - `queue/` — the [`JobQueue`] trait, its in-memory and Redis implementations, and the
+//!   conformance suite both pass.
+//! - `error.rs` — the library's [`Error`].
+
+mod classes;
+mod error;
+mod label;
+mod seed;
+
+pub mod procedural;
+pub mod queue;
+
+pub use classes::{ClassDef, ClassTable, IGNORE_INDEX};
+pub use error::{Error, Result};
+pub use label::{decode_png, encode_png, LabelMap, RgbImage};
+pub use queue::JobQueue;
+pub use seed::{mix64, rng_for, sample_seed};

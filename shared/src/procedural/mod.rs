@@ -1,0 +1,1 @@
+//! Procedural land-cover data (being written).

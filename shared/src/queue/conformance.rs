@@ -1,0 +1,1 @@
+//! Queue conformance suite (being written).

@@ -1,0 +1,77 @@
+//! The job queue: one job per shard of a run, leased to workers.
+//!
+//! [`JobQueue`] is the small trait every implementation provides; [`MemoryQueue`] (the
+//! embedded mode) and [`RedisQueue`] implement it, and [`conformance`] checks both with
+//! the same suite.
+//!
+//! States of a job: `pending → leased(token, owner, deadline) → committed`, or back to
+//! pending (after a backoff) when an attempt fails or its lease expires, or `dead` after
+//! `max_attempts` failed attempts, keeping the last error. A lease is fenced by its
+//! `token`, which is new for every claim: once a lease has been reclaimed, its holder can
+//! no longer heartbeat, ack, fail or release the job.
+
+mod memory;
+mod redis;
+mod types;
+
+pub mod conformance;
+
+pub use self::memory::{Clock, ManualClock, MemoryQueue, SystemClock};
+pub use self::redis::RedisQueue;
+pub use self::types::*;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// What every queue implementation provides. All state changes are atomic.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Registers a run and enqueues one job per shard. Idempotent: the same run id with
+    /// the same spec digest returns [`Submitted::AlreadyExists`]; a different digest under
+    /// an existing id is an [`crate::Error::Run`] error.
+    async fn submit(&self, run: &RunRecord) -> Result<Submitted>;
+
+    /// The record of a run, `None` if unknown.
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;
+
+    /// Every known run id, oldest first.
+    async fn list(&self) -> Result<Vec<String>>;
+
+    /// Leases the next ready job of any active run (oldest run first). Reclaims expired
+    /// leases and releases due retries first. `None` when nothing is ready now.
+    async fn claim(&self, owner: &str) -> Result<Option<Lease>>;
+
+    /// Extends the lease to now + the run's lease duration. [`LeaseStatus::Lost`] when the
+    /// lease was reclaimed; [`LeaseStatus::Cancelled`] when the run was cancelled (the
+    /// lease still holds, so the holder may release it).
+    async fn heartbeat(&self, lease: &Lease) -> Result<LeaseStatus>;
+
+    /// Marks the job committed. `false` if the lease was no longer held (the job was
+    /// reclaimed); the job's state is then left unchanged.
+    async fn ack(&self, lease: &Lease) -> Result<bool>;
+
+    /// Records a failed attempt: the job goes back to pending after a backoff, or dead
+    /// when `retryable` is false or `max_attempts` attempts have failed.
+    async fn fail(&self, lease: &Lease, error: &str, retryable: bool) -> Result<FailOutcome>;
+
+    /// Gives the job back without spending an attempt (graceful shutdown). `false` if the
+    /// lease was no longer held.
+    async fn release(&self, lease: &Lease) -> Result<bool>;
+
+    /// Stops new claims of the run at once; leases in flight see it at their next heartbeat.
+    async fn cancel(&self, run_id: &str) -> Result<()>;
+
+    /// Moves every dead job of the run back to pending with a fresh attempt budget and
+    /// reactivates the run. Returns how many jobs were revived.
+    async fn retry_dead(&self, run_id: &str) -> Result<u64>;
+
+    /// Job counts of a run.
+    async fn counts(&self, run_id: &str) -> Result<Counts>;
+
+    /// Dead jobs of a run with their last error, by shard.
+    async fn dead(&self, run_id: &str) -> Result<Vec<DeadJob>>;
+
+    /// Records that the run's manifest has been written; the run leaves the active set.
+    async fn mark_finalized(&self, run_id: &str) -> Result<()>;
+}

@@ -1,0 +1,2 @@
+//! Redis queue (being written).
+pub struct RedisQueue;

@@ -1,0 +1,62 @@
+//! Command-line interface of the `worker` binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// labelgen worker: generates labeled samples for every active run in Redis, and the
+/// one-machine tools (procedural data, …).
+///
+/// With no subcommand the worker serves the queue: it claims jobs of every active run,
+/// generates their samples, commits each shard to object storage and acks it.
+#[derive(Debug, Parser)]
+#[command(name = "worker", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: commands::serve::ServeArgs,
+
+    /// Log as JSON lines (for log collectors) instead of text.
+    #[arg(long, global = true, env = "LABELGEN_LOG_JSON")]
+    pub log_json: bool,
+
+    /// More log detail (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the queue (the default when no subcommand is given).
+    Serve(commands::serve::ServeArgs),
+    /// Write a procedural land-cover dataset: DIR/images, DIR/labels, DIR/previews.
+    Procedural(commands::procedural::ProceduralArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => commands::serve::run(cli.serve),
+        Some(Command::Serve(args)) => commands::serve::run(args),
+        Some(Command::Procedural(args)) => commands::procedural::run(args),
+    }
+}
+
+/// Logs go to stderr; stdout is kept for results other programs read.
+pub fn init_tracing(json: bool, verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,16 @@
+//! The `worker` binary: parses the command line, sets up logging, runs, maps the result to
+//! an exit code.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = worker::cli::Cli::parse();
+    worker::cli::init_tracing(cli.log_json, cli.verbose);
+    match worker::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
