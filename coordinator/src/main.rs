@@ -1,1 +1,16 @@
-fn main() {}
+//! The `coordinator` binary: parses the command line, sets up logging, runs, maps the
+//! result to an exit code.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = coordinator::Cli::parse();
+    coordinator::init_tracing(cli.log_json, cli.verbose);
+    match coordinator::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -25,6 +25,10 @@ pub enum Error {
     #[error("storage: {0}")]
     Storage(#[from] object_store::Error),
 
+    /// A storage operation on a named object failed.
+    #[error("storage: {path}: {message}")]
+    StorageAt { path: String, message: String },
+
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 

@@ -7,12 +7,21 @@
 //! - `procedural/` — the procedural land-cover generator and renderer.
 //! - `queue/` — the [`JobQueue`] trait, its in-memory and Redis implementations, and the
 //!   conformance suite both pass.
+//! - `spec.rs` — the run spec (TOML) and its validation.
+//! - `storage.rs` — [`storage::Store`]: S3, local directory or memory, with create-only puts.
+//! - `metrics.rs` — Prometheus metrics and their HTTP endpoint.
+//! - `job/` — shard execution, the commit protocol, finalize and the worker loop.
 //! - `error.rs` — the library's [`Error`].
 
 mod classes;
 mod error;
 mod label;
 mod seed;
+
+pub mod job;
+pub mod metrics;
+pub mod spec;
+pub mod storage;
 
 pub mod procedural;
 pub mod queue;

@@ -1,1 +1,8 @@
-//! Integration tests.
+//! Integration tests, one module per topic (one test binary keeps link time down). They
+//! start real servers (redis-server, moto's S3 server) on free loopback ports and run the
+//! real binaries; `.ci/run` installs both servers.
+
+mod cluster;
+mod embedded;
+mod queue;
+mod storage;

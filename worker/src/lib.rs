@@ -2,7 +2,11 @@
 //!
 //! # Layout
 //! - `cli.rs` — the `worker` command line.
-//! - `commands/` — one file per subcommand.
+//! - `commands/` — one file per subcommand (`serve`, `procedural`).
+//! - `pipelines.rs` — [`Factory`]: the pipeline a run spec asks for.
 
 pub mod cli;
 mod commands;
+mod pipelines;
+
+pub use pipelines::Factory;

@@ -10,8 +10,10 @@
 //! `token`, which is new for every claim: once a lease has been reclaimed, its holder can
 //! no longer heartbeat, ack, fail or release the job.
 
+mod keys;
 mod memory;
 mod redis;
+mod scripts;
 mod types;
 
 pub mod conformance;

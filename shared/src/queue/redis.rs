@@ -1,2 +1,333 @@
-//! Redis queue (being written).
-pub struct RedisQueue;
+//! [`RedisQueue`]: the job queue on a Redis server.
+//!
+//! Key layout: see `keys.rs`; every state change is one Lua script (`scripts.rs`,
+//! `lua/*.lua`) touching the keys of exactly one run, with deadlines on the server clock
+//! (`TIME`). The two global indexes (`labelgen:runs`, `labelgen:active`) hold run ids only
+//! and are updated by plain commands beside the scripts, which keeps each script in one
+//! Redis Cluster slot; they are self-healing: a submit that finds its run already there
+//! re-adds it, and a claim drops index entries of runs that are no longer active.
+//!
+//! Counts: `leased` counts leases until they are reclaimed (an expired lease still counts
+//! until a claim reclaims it); `delayed` counts retries until a claim moves them to ready.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+use super::keys::{self, RunKeys};
+use super::scripts::{scripts, ClaimReply, SubmitReply};
+use super::types::*;
+use super::JobQueue;
+use crate::error::{Error, Result};
+
+/// A job queue on a Redis server. Cheap to clone (the connection is shared and
+/// multiplexed); reconnects by itself after the server restarts.
+#[derive(Clone)]
+pub struct RedisQueue {
+    con: ConnectionManager,
+    /// The URL with any password replaced by `***`: safe to log.
+    url: Arc<str>,
+}
+
+impl fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisQueue").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl RedisQueue {
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`). Errors name the URL
+    /// with its password redacted.
+    pub async fn connect(url: &str) -> Result<RedisQueue> {
+        let shown = redact_url(url);
+        let client = redis::Client::open(url).map_err(|e| with_url(&shown, "invalid Redis URL", e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(4)
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            // Submitting a large run is one script; give it time.
+            .set_response_timeout(Some(Duration::from_secs(60)));
+        let con = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| with_url(&shown, "cannot connect to Redis", e))?;
+        Ok(RedisQueue { con, url: shown.into() })
+    }
+
+    /// The URL this queue talks to, password redacted.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// Adds the run to the global indexes (idempotent).
+    async fn index(&self, run_id: &str, created_ms: u64, priority: i32, state: RunState) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.zadd(keys::runs(), run_id, created_ms).ignore();
+        if state == RunState::Active {
+            pipe.zadd(keys::active(), keys::active_member(created_ms, run_id), keys::active_score(priority))
+                .ignore();
+        }
+        let () = pipe.query_async(&mut self.con()).await?;
+        Ok(())
+    }
+
+    async fn unindex_active(&self, run_id: &str, created_ms: u64) -> Result<()> {
+        let _: i64 = self.con().zrem(keys::active(), keys::active_member(created_ms, run_id)).await?;
+        Ok(())
+    }
+}
+
+fn unknown(run_id: &str) -> Error {
+    Error::Run { run: run_id.to_string(), message: "unknown run".to_string() }
+}
+
+#[async_trait]
+impl JobQueue for RedisQueue {
+    async fn submit(&self, run: &RunRecord) -> Result<Submitted> {
+        if run.shards == 0 {
+            return Err(Error::Run { run: run.run_id.clone(), message: "a run needs at least one shard".into() });
+        }
+        let k = RunKeys::new(&run.run_id);
+        match scripts().submit(&mut self.con(), &k, run).await? {
+            SubmitReply::Created { created_ms } => {
+                self.index(&run.run_id, created_ms, run.priority, RunState::Active).await?;
+                Ok(Submitted::Created)
+            }
+            SubmitReply::Exists { created_ms, state, priority } => {
+                // Heals the indexes if an earlier submit stopped between script and index.
+                self.index(&run.run_id, created_ms, priority, state).await?;
+                Ok(Submitted::AlreadyExists)
+            }
+            SubmitReply::Conflict { stored_digest } => Err(Error::Run {
+                run: run.run_id.clone(),
+                message: format!(
+                    "already submitted with a different spec (stored digest {stored_digest}, this spec {})",
+                    run.spec_digest
+                ),
+            }),
+        }
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let k = RunKeys::new(run_id);
+        let m: HashMap<String, String> = self.con().hgetall(k.meta()).await?;
+        if m.is_empty() {
+            return Ok(None);
+        }
+        parse_record(run_id, &m).map(Some)
+    }
+
+    async fn list(&self) -> Result<Vec<String>> {
+        Ok(self.con().zrange(keys::runs(), 0, -1).await?)
+    }
+
+    async fn claim(&self, owner: &str) -> Result<Option<Lease>> {
+        let mut con = self.con();
+        let members: Vec<String> = con.zrange(keys::active(), 0, -1).await?;
+        for member in members {
+            let Some(run_id) = keys::run_of_active_member(&member) else { continue };
+            let k = RunKeys::new(run_id);
+            match scripts().claim(&mut con, &k, owner).await? {
+                ClaimReply::Leased { shard, token, failures, deadline_ms } => {
+                    return Ok(Some(Lease {
+                        run_id: run_id.to_string(),
+                        shard,
+                        token,
+                        failures,
+                        owner: owner.to_string(),
+                        deadline_ms,
+                    }));
+                }
+                ClaimReply::Empty => {}
+                ClaimReply::Unknown | ClaimReply::Inactive => {
+                    let _: i64 = con.zrem(keys::active(), &member).await?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn heartbeat(&self, lease: &Lease) -> Result<LeaseStatus> {
+        let k = RunKeys::new(&lease.run_id);
+        scripts()
+            .heartbeat(&mut self.con(), &k, lease.shard, lease.token)
+            .await?
+            .ok_or_else(|| unknown(&lease.run_id))
+    }
+
+    async fn ack(&self, lease: &Lease) -> Result<bool> {
+        let k = RunKeys::new(&lease.run_id);
+        scripts().ack(&mut self.con(), &k, lease.shard, lease.token).await?.ok_or_else(|| unknown(&lease.run_id))
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str, retryable: bool) -> Result<FailOutcome> {
+        let k = RunKeys::new(&lease.run_id);
+        scripts()
+            .fail(&mut self.con(), &k, lease.shard, lease.token, error, retryable)
+            .await?
+            .ok_or_else(|| unknown(&lease.run_id))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool> {
+        let k = RunKeys::new(&lease.run_id);
+        scripts()
+            .release(&mut self.con(), &k, lease.shard, lease.token)
+            .await?
+            .ok_or_else(|| unknown(&lease.run_id))
+    }
+
+    async fn cancel(&self, run_id: &str) -> Result<()> {
+        let k = RunKeys::new(run_id);
+        let r = scripts().cancel(&mut self.con(), &k).await?.ok_or_else(|| unknown(run_id))?;
+        self.unindex_active(run_id, r.created_ms).await
+    }
+
+    /// Revives dead jobs; the run's state is left as it is (a cancelled run stays
+    /// cancelled, a finalized one finalized).
+    async fn retry_dead(&self, run_id: &str) -> Result<u64> {
+        let k = RunKeys::new(run_id);
+        let r = scripts().retry_dead(&mut self.con(), &k).await?.ok_or_else(|| unknown(run_id))?;
+        if r.state == RunState::Active && r.revived > 0 {
+            self.index(run_id, r.created_ms, r.priority, r.state).await?;
+        }
+        Ok(r.revived)
+    }
+
+    async fn counts(&self, run_id: &str) -> Result<Counts> {
+        let k = RunKeys::new(run_id);
+        let ((shards, state), ready, delayed, leased, committed, dead): (
+            (Option<u64>, Option<String>),
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+        ) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(k.meta())
+            .arg("shards")
+            .arg("state")
+            .llen(k.ready())
+            .zcard(k.delayed())
+            .zcard(k.leased())
+            .bitcount(k.committed())
+            .hlen(k.dead())
+            .query_async(&mut self.con())
+            .await?;
+        let (Some(total), Some(state)) = (shards, state) else { return Err(unknown(run_id)) };
+        let state = RunState::parse(&state).ok_or_else(|| corrupt(run_id, "state", &state))?;
+        Ok(Counts { total, pending: ready + delayed, delayed, leased, committed, dead, state })
+    }
+
+    async fn dead(&self, run_id: &str) -> Result<Vec<DeadJob>> {
+        let k = RunKeys::new(run_id);
+        let (exists, dead): (bool, HashMap<u64, String>) =
+            redis::pipe().atomic().exists(k.meta()).hgetall(k.dead()).query_async(&mut self.con()).await?;
+        if !exists {
+            return Err(unknown(run_id));
+        }
+        let mut jobs = dead
+            .into_iter()
+            .map(|(shard, v)| {
+                let (failures, error) = v.split_once(':').ok_or_else(|| corrupt(run_id, "dead", &v))?;
+                let failures = failures.parse().map_err(|_| corrupt(run_id, "dead", &v))?;
+                Ok(DeadJob { shard, failures, error: error.to_string() })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        jobs.sort_by_key(|j| j.shard);
+        Ok(jobs)
+    }
+
+    async fn mark_finalized(&self, run_id: &str) -> Result<()> {
+        let k = RunKeys::new(run_id);
+        let r = scripts().finalize(&mut self.con(), &k).await?.ok_or_else(|| unknown(run_id))?;
+        self.unindex_active(run_id, r.created_ms).await
+    }
+}
+
+fn corrupt(run_id: &str, field: &str, value: &str) -> Error {
+    Error::Run { run: run_id.to_string(), message: format!("unreadable {field} in Redis: {value:?}") }
+}
+
+fn parse_record(run_id: &str, m: &HashMap<String, String>) -> Result<RunRecord> {
+    fn get<'a>(run_id: &str, m: &'a HashMap<String, String>, f: &str) -> Result<&'a str> {
+        m.get(f).map(String::as_str).ok_or_else(|| corrupt(run_id, f, "<missing>"))
+    }
+    fn num<T: std::str::FromStr>(run_id: &str, m: &HashMap<String, String>, f: &str) -> Result<T> {
+        let v = get(run_id, m, f)?;
+        v.parse().map_err(|_| corrupt(run_id, f, v))
+    }
+    Ok(RunRecord {
+        run_id: run_id.to_string(),
+        spec_digest: get(run_id, m, "spec_digest")?.to_string(),
+        spec_json: get(run_id, m, "spec_json")?.to_string(),
+        shards: num(run_id, m, "shards")?,
+        max_attempts: num(run_id, m, "max_attempts")?,
+        lease_ms: num(run_id, m, "lease_ms")?,
+        backoff_ms: num(run_id, m, "backoff_ms")?,
+        max_backoff_ms: num(run_id, m, "max_backoff_ms")?,
+        priority: num(run_id, m, "priority")?,
+        created_ms: num(run_id, m, "created_ms")?,
+    })
+}
+
+/// Wraps a connection error so that it names the (redacted) URL.
+fn with_url(shown: &str, what: &'static str, e: redis::RedisError) -> Error {
+    Error::Redis(redis::RedisError::from((e.kind(), what, format!("{shown}: {e}"))))
+}
+
+/// `url` with any password (in the user info, or a `pass`/`password` query parameter)
+/// replaced by `***`. A URL that does not parse is not shown at all.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "<unparseable Redis URL, not shown>".to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = matches!(k.as_ref(), "pass" | "password");
+                (k.into_owned(), if secret { "***".to_string() } else { v.into_owned() })
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://user:s3cret@host:6379/0"), "redis://user:***@host:6379/0");
+        assert_eq!(redact_url("redis://:s3cret@host:6379"), "redis://:***@host:6379");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        let unix = redact_url("redis+unix:///tmp/r.sock?db=1&pass=s3cret");
+        assert!(!unix.contains("s3cret") && unix.contains("db=1"), "{unix}");
+        assert!(!redact_url("redis://u:s3cret@[bad").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn connect_errors_name_the_url_without_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("redis://user:s3cret@127.0.0.1:{port}/");
+        let err = RedisQueue::connect(&url).await.unwrap_err().to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains(&format!("redis://user:***@127.0.0.1:{port}/")), "{err}");
+        let err = RedisQueue::connect("redis://user:s3cret@[bad").await.unwrap_err().to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}

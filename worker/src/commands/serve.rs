@@ -1,10 +1,76 @@
-//! `worker` (serve the queue) — being written.
+//! `worker` (no subcommand) / `worker serve`: serve every active run in Redis.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::job::{serve, WorkerOptions};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Redis URL (redis://[:PASSWORD@]HOST:PORT[/DB]).
+    #[arg(long = "redis", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    pub redis: String,
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("worker serve is not built yet")
+    /// Jobs executed at once by this process.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+
+    /// Exit once no active run has work left, instead of waiting for new runs.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+
+    /// On SIGTERM, seconds the jobs in hand may take to finish before they are released
+    /// (without spending an attempt). Keep it below the scheduler's own grace period.
+    #[arg(long, default_value_t = 25.0)]
+    pub grace_seconds: f64,
+
+    /// Name of this worker in leases and logs [default: HOSTNAME-PID].
+    #[arg(long)]
+    pub owner: Option<String>,
+
+    /// Address of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz.
+    #[arg(long, env = "LABELGEN_METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Do not serve metrics or probes.
+    #[arg(long)]
+    pub no_metrics: bool,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let metrics = shared::metrics::Metrics::new();
+        if !args.no_metrics {
+            let addr = shared::metrics::serve_http(args.metrics_addr, metrics.clone()).await?;
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+        }
+        let queue = Arc::new(shared::queue::RedisQueue::connect(&args.redis).await?);
+        metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut opts = WorkerOptions { concurrency: args.concurrency.max(1), exit_when_idle: args.exit_when_idle, grace: Duration::from_secs_f64(args.grace_seconds.max(0.0)), metrics: metrics.clone(), ..Default::default() };
+        if let Some(owner) = args.owner {
+            opts.owner = owner;
+        }
+        tracing::info!(owner = %opts.owner, concurrency = opts.concurrency, "worker serving");
+        serve(queue, Arc::new(crate::Factory), opts, shutdown_signal()).await?;
+        tracing::info!(committed = metrics.jobs_committed.get(), samples = metrics.samples_generated.get(), "worker stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,218 @@
+//! Command line of the `coordinator` binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use shared::queue::Submitted;
+use shared::spec::RunSpec;
+
+use crate::{embedded, ops, runid, watch};
+
+/// labelgen coordinator: shards a dataset into jobs in Redis, follows the run and writes
+/// its manifest — or runs everything in this process with no services (`run`).
+///
+/// Typical use:
+///   coordinator run configs/local.toml                 # one machine, no services
+///   coordinator submit configs/minio.toml              # prints the run id
+///   coordinator watch RUN                              # progress; finalizes at the end
+#[derive(Debug, Parser)]
+#[command(name = "coordinator", version, about, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "LABELGEN_LOG_JSON")]
+    pub log_json: bool,
+
+    /// More log detail (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RedisArg {
+    /// Redis URL (redis://[:PASSWORD@]HOST:PORT[/DB]).
+    #[arg(long = "redis", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    pub url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a dataset on this machine: in-memory queue, in-process workers, no Redis.
+    Run {
+        /// Run spec (TOML), e.g. configs/local.toml.
+        config: PathBuf,
+        /// Jobs generated at once.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Run id (directory under output.url); generated when absent. Re-running with the
+        /// same id and spec keeps the shards already committed.
+        #[arg(long)]
+        run_id: Option<String>,
+    },
+    /// Shard a run into jobs in Redis. Prints the run id as the last line of stdout.
+    Submit {
+        config: PathBuf,
+        /// Run id; submitting the same id and spec again is a no-op.
+        #[arg(long)]
+        run_id: Option<String>,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// Follow a run until it ends; finalize it when every shard is committed.
+    /// Exit 0 when the manifest lists every sample, 2 when shards are dead, 3 if cancelled.
+    Watch {
+        run: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Do not write the manifest at the end.
+        #[arg(long)]
+        no_finalize: bool,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// Show a run's counts (shards pending, leased, retrying, committed, dead).
+    Status {
+        run: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// List the runs Redis knows, oldest first.
+    List {
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// Stop new claims of a run; jobs in flight stop at their next heartbeat.
+    Cancel {
+        run: String,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// Give every dead shard of a run a fresh attempt budget.
+    RetryDead {
+        run: String,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// Write manifest.jsonl and manifest.json of a fully committed run (safe to repeat).
+    Finalize {
+        run: String,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Run { config, workers, run_id } => {
+            let spec = RunSpec::load(&config)?;
+            let run_id = pick_run_id(run_id)?;
+            let end = embedded::run(spec, &run_id, workers).await?;
+            Ok(watch::report_end(&run_id, &end))
+        }
+        Command::Submit { config, run_id, redis } => {
+            let spec = RunSpec::load(&config)?;
+            let run_id = pick_run_id(run_id)?;
+            let queue = ops::connect(&redis.url).await?;
+            match ops::submit(queue.as_ref(), &spec, &run_id).await? {
+                Submitted::Created => eprintln!("submitted {} samples in {} shards", spec.run.count, spec.shards()),
+                Submitted::AlreadyExists => eprintln!("run {run_id} was already submitted with this spec; nothing changed"),
+            }
+            println!("{run_id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch { run, interval, no_finalize, redis } => {
+            let queue = ops::connect(&redis.url).await?;
+            let end = watch::watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize).await?;
+            Ok(watch::report_end(&run, &end))
+        }
+        Command::Status { run, json, redis } => {
+            let queue = ops::connect(&redis.url).await?;
+            let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
+            let c = queue.counts(&run).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ops::status_json(&rec, &spec, &c))?);
+            } else {
+                println!("run {run} ({})", c.state.as_str());
+                println!("  samples   {}/{} committed", ops::committed_samples(&spec, &c), spec.run.count);
+                println!("  shards    {} total: {} committed, {} pending ({} waiting to retry), {} leased, {} dead", c.total, c.committed, c.pending, c.delayed, c.leased, c.dead);
+                println!("  output    {}/{run}", spec.output.url.trim_end_matches('/'));
+                for d in queue.dead(&run).await? {
+                    println!("  dead shard {} after {} failures: {}", d.shard, d.failures, d.error);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List { redis } => {
+            let queue = ops::connect(&redis.url).await?;
+            for run in queue.list().await? {
+                let c = queue.counts(&run).await?;
+                println!("{run}\t{}\t{}/{} shards committed\t{} dead", c.state.as_str(), c.committed, c.total, c.dead);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { run, redis } => {
+            let queue = ops::connect(&redis.url).await?;
+            ops::load_run(queue.as_ref(), &run).await?;
+            queue.cancel(&run).await?;
+            eprintln!("run {run} cancelled: no new claims; jobs in flight stop at their next heartbeat");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RetryDead { run, redis } => {
+            let queue = ops::connect(&redis.url).await?;
+            ops::load_run(queue.as_ref(), &run).await?;
+            let n = queue.retry_dead(&run).await?;
+            eprintln!("run {run}: {n} dead shard(s) queued again");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Finalize { run, redis } => {
+            let queue = ops::connect(&redis.url).await?;
+            let (report, store) = ops::finalize_run(queue.as_ref(), &run).await?;
+            println!(
+                "run {run}: manifest of {} samples in {} shards written to {} ({} objects of losing attempts removed)",
+                report.samples,
+                report.shards,
+                store.describe(shared::job::layout::MANIFEST_JSONL),
+                report.removed_objects
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn pick_run_id(given: Option<String>) -> anyhow::Result<String> {
+    match given {
+        Some(id) => {
+            runid::check(&id)?;
+            Ok(id)
+        }
+        None => Ok(runid::generate()),
+    }
+}
+
+/// Logs go to stderr; stdout carries results (the run id, status) for scripts.
+pub fn init_tracing(json: bool, verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,294 @@
+//! One shard, one attempt: generate → encode → upload under `data/SHARD/ATTEMPT/` → write
+//! the commit record create-only. The first attempt to create the record wins; a later one
+//! verifies the record and discards its own data.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::layout;
+use super::pipeline::{Pipeline, Sample};
+use super::record::{CommitRecord, ManifestLine, StageTimes};
+use crate::error::{Error, Result};
+use crate::spec::{OutputFormat, RunSpec};
+use crate::storage::{Created, Store};
+
+/// Why a shard should stop early; checked between batches.
+#[derive(Debug, Default)]
+pub struct Abort(AtomicU8);
+
+impl Abort {
+    const GO: u8 = 0;
+    const LOST: u8 = 1;
+    const STOP: u8 = 2;
+
+    /// The lease is gone: stop, touch nothing more.
+    pub fn lost(&self) {
+        self.0.store(Self::LOST, Ordering::SeqCst);
+    }
+
+    /// Shutdown or cancel: stop at the next batch boundary; the job is released.
+    pub fn stop(&self) {
+        let _ = self.0.compare_exchange(Self::GO, Self::STOP, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    fn state(&self) -> u8 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Everything one attempt at one shard needs.
+pub struct ShardJob {
+    pub run_id: String,
+    pub spec: Arc<RunSpec>,
+    pub spec_digest: String,
+    /// Rooted at the run directory (`OUTPUT/RUN`).
+    pub store: Store,
+    pub pipeline: Arc<dyn Pipeline>,
+    pub shard: u64,
+    /// The lease token; names the attempt's data directory.
+    pub attempt: u64,
+    pub owner: String,
+    pub abort: Arc<Abort>,
+}
+
+#[derive(Debug)]
+pub enum ShardOutcome {
+    /// This attempt's record was written.
+    Committed(Box<CommitRecord>),
+    /// Another attempt had committed the shard; this one's data (if any) was removed.
+    AlreadyCommitted,
+    /// The lease was lost mid-way; nothing was committed.
+    LeaseLost,
+    /// Stopped for shutdown or cancel; nothing was committed.
+    Stopped,
+}
+
+struct Encoded {
+    line: ManifestLine,
+    image: Bytes,
+    label: Bytes,
+    meta: Bytes,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Reads and checks an existing commit record of `shard`; `None` if there is none.
+pub async fn existing_record(store: &Store, run_id: &str, shard: u64) -> Result<Option<CommitRecord>> {
+    let path = layout::record_path(shard);
+    let Some(bytes) = store.get(&path).await? else { return Ok(None) };
+    let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| Error::format(store.describe(&path), format!("not a commit record: {e}")))?;
+    if rec.shard != shard || rec.run_id != run_id {
+        return Err(Error::format(store.describe(&path), format!("commit record is for run {} shard {}", rec.run_id, rec.shard)));
+    }
+    Ok(Some(rec))
+}
+
+/// Runs one attempt at one shard.
+pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
+    if existing_record(&job.store, &job.run_id, job.shard).await?.is_some() {
+        return Ok(ShardOutcome::AlreadyCommitted);
+    }
+    super::faults::check_injected_fault(job.shard)?;
+
+    let started_ms = now_ms();
+    let spec = job.spec.clone();
+    let indices: Vec<u64> = spec.shard_range(job.shard).collect();
+    let batch = spec.pipeline.batch_size;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Encoded>, f64, f64)>>(2);
+
+    // Model compute and encoding run on a blocking thread, one batch ahead of the uploads.
+    let gen = {
+        let pipeline = job.pipeline.clone();
+        let abort = job.abort.clone();
+        let spec = spec.clone();
+        let (shard, attempt) = (job.shard, job.attempt);
+        tokio::task::spawn_blocking(move || {
+            for chunk in indices.chunks(batch) {
+                if abort.state() != Abort::GO {
+                    return;
+                }
+                super::faults::batch_delay();
+                let t0 = Instant::now();
+                let samples = match pipeline.generate(chunk) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                let t_gen = t0.elapsed().as_secs_f64();
+                let t1 = Instant::now();
+                let encoded: Vec<Encoded> = samples.into_par_iter().map(|s| encode(&spec, shard, attempt, s)).collect();
+                let t_enc = t1.elapsed().as_secs_f64();
+                if tx.blocking_send(Ok((encoded, t_gen, t_enc))).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
+    let mut times = StageTimes::default();
+    let mut lines = Vec::new();
+    let mut tar = match spec.output.format {
+        OutputFormat::Webdataset => Some((job.store.writer(&layout::tar_path(job.shard, job.attempt)).await?, Sha256::new())),
+        OutputFormat::Png => None,
+    };
+    while let Some(msg) = rx.recv().await {
+        let (batch, t_gen, t_enc) = msg?;
+        times.generate += t_gen;
+        times.encode += t_enc;
+        let t0 = Instant::now();
+        match &mut tar {
+            Some((writer, hasher)) => {
+                for e in &batch {
+                    let k = &e.line.key;
+                    let mut buf = Vec::new();
+                    tar_entry(&mut buf, &format!("{k}.png"), &e.image);
+                    tar_entry(&mut buf, &format!("{k}.label.png"), &e.label);
+                    tar_entry(&mut buf, &format!("{k}.json"), &e.meta);
+                    hasher.update(&buf);
+                    writer.write(&buf).await?;
+                }
+            }
+            None => {
+                let mut uploads: Vec<(String, Bytes)> = Vec::with_capacity(batch.len() * 2);
+                for e in &batch {
+                    uploads.push((e.line.image.clone(), e.image.clone()));
+                    uploads.push((e.line.label.clone(), e.label.clone()));
+                }
+                let store = job.store.clone();
+                let mut results = futures::stream::iter(uploads.into_iter().map(move |(path, data)| {
+                    let store = store.clone();
+                    async move { store.put(&path, data).await }
+                }))
+                .buffer_unordered(8);
+                while let Some(r) = results.next().await {
+                    r?;
+                }
+            }
+        }
+        times.upload += t0.elapsed().as_secs_f64();
+        lines.extend(batch.into_iter().map(|e| e.line));
+    }
+    gen.await.map_err(|e| Error::Job(format!("generator thread panicked: {e}")))?;
+
+    match job.abort.state() {
+        Abort::LOST => return Ok(ShardOutcome::LeaseLost),
+        Abort::STOP => return Ok(ShardOutcome::Stopped),
+        _ => {}
+    }
+    let expected = spec.shard_range(job.shard).count();
+    if lines.len() != expected {
+        return Err(Error::Job(format!("shard {} produced {} samples, expected {expected}", job.shard, lines.len())));
+    }
+    let tar_info = match tar {
+        Some((mut writer, hasher)) => {
+            let end = [0u8; 1024];
+            let mut hasher = hasher;
+            hasher.update(end);
+            writer.write(&end).await?;
+            writer.finish().await?;
+            Some((layout::tar_path(job.shard, job.attempt), hex::encode(hasher.finalize())))
+        }
+        None => None,
+    };
+
+    let record = CommitRecord {
+        run_id: job.run_id.clone(),
+        shard: job.shard,
+        attempt: job.attempt,
+        owner: job.owner.clone(),
+        spec_digest: job.spec_digest.clone(),
+        format: spec.output.format,
+        started_ms,
+        committed_ms: now_ms(),
+        stage_seconds: times,
+        tar: tar_info,
+        samples: lines,
+    };
+    let body = Bytes::from(serde_json::to_vec(&record).expect("a record always serialises"));
+    match job.store.put_create(&layout::record_path(job.shard), body).await? {
+        Created::Created => Ok(ShardOutcome::Committed(Box::new(record))),
+        Created::AlreadyExists => {
+            let existing = existing_record(&job.store, &job.run_id, job.shard).await?;
+            match existing {
+                // Our own put went through and its answer was lost; the retry found it.
+                Some(r) if r.attempt == job.attempt => Ok(ShardOutcome::Committed(Box::new(record))),
+                _ => {
+                    discard_attempt(&job.store, job.shard, job.attempt).await?;
+                    Ok(ShardOutcome::AlreadyCommitted)
+                }
+            }
+        }
+    }
+}
+
+/// Removes the data one attempt wrote.
+pub async fn discard_attempt(store: &Store, shard: u64, attempt: u64) -> Result<()> {
+    for path in store.list(&layout::attempt_dir(shard, attempt)).await? {
+        store.delete(&path).await?;
+    }
+    Ok(())
+}
+
+fn encode(spec: &RunSpec, shard: u64, attempt: u64, s: Sample) -> Encoded {
+    let classes = &spec.classes;
+    let image = Bytes::from(s.image.to_png());
+    let label = Bytes::from(s.label.to_png(classes));
+    let counts = s.label.class_counts(classes.len());
+    let class_pixels: BTreeMap<String, u64> = classes.classes.iter().zip(counts).map(|(c, n)| (c.name.clone(), n)).collect();
+    let key = layout::key(s.index);
+    let (image_path, label_path) = match spec.output.format {
+        OutputFormat::Png => (layout::image_path(shard, attempt, s.index), layout::label_path(shard, attempt, s.index)),
+        OutputFormat::Webdataset => {
+            let tar = layout::tar_path(shard, attempt);
+            (format!("{tar}#{key}.png"), format!("{tar}#{key}.label.png"))
+        }
+    };
+    let line = ManifestLine {
+        index: s.index,
+        key,
+        image: image_path,
+        label: label_path,
+        seed: s.seed,
+        shard,
+        width: s.image.width,
+        height: s.image.height,
+        class_pixels,
+        image_sha256: sha256_hex(&image),
+        label_sha256: sha256_hex(&label),
+        extra: s.extra,
+    };
+    let meta = Bytes::from(serde_json::to_vec(&line).expect("a line always serialises"));
+    Encoded { line, image, label, meta }
+}
+
+/// Appends one ustar entry (header, data, padding) with fixed metadata, so the same samples
+/// always give the same tar bytes.
+fn tar_entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).expect("sample names are short ASCII");
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len() + (512 - data.len() % 512) % 512, 0);
+}

@@ -1,0 +1,24 @@
+//! Test hooks, read from the environment, for the failure tests:
+//!
+//! - `LABELGEN_FAULT_FILE=PATH`: while PATH exists, a shard whose number is a line of it
+//!   (or every shard, for a line `*`) fails with a retryable "injected fault" error.
+//! - `LABELGEN_BATCH_DELAY_MS=N`: sleep N ms before each batch, so jobs stay in flight
+//!   long enough to be interrupted.
+
+use crate::error::{Error, Result};
+
+pub fn check_injected_fault(shard: u64) -> Result<()> {
+    let Some(path) = std::env::var_os("LABELGEN_FAULT_FILE") else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let hit = text.lines().map(str::trim).any(|l| l == "*" || l.parse::<u64>().ok() == Some(shard));
+    if hit {
+        return Err(Error::Job(format!("injected fault for shard {shard} (LABELGEN_FAULT_FILE)")));
+    }
+    Ok(())
+}
+
+pub fn batch_delay() {
+    if let Some(ms) = std::env::var("LABELGEN_BATCH_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}

@@ -1,0 +1,178 @@
+//! Finalize: turn the commit records of a run into `manifest.jsonl` (one line per sample,
+//! in index order) and `manifest.json` (the summary, written last), and remove the data of
+//! attempts that did not win. Safe to run again: every output is rewritten from the
+//! records, which never change.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::execute::existing_record;
+use super::layout;
+use super::record::{CommitRecord, StageTimes};
+use crate::error::{Error, Result};
+use crate::spec::RunSpec;
+use crate::storage::Store;
+
+/// What finalize did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalizeReport {
+    pub samples: u64,
+    pub shards: u64,
+    /// Objects of losing attempts removed by this call.
+    pub removed_objects: u64,
+}
+
+/// The content of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestSummary {
+    pub run_id: String,
+    pub count: u64,
+    pub shards: u64,
+    pub format: crate::spec::OutputFormat,
+    pub image_size: u32,
+    pub pipeline: crate::spec::PipelineKind,
+    pub spec_digest: String,
+    pub manifest_jsonl_sha256: String,
+    /// Class names in class-index order.
+    pub classes: Vec<String>,
+    pub class_pixels: BTreeMap<String, u64>,
+    pub class_shares: BTreeMap<String, f64>,
+    pub timings: Timings,
+    /// Shards whose winning attempt was not their first claim.
+    pub retried_shards: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub first_started_ms: u64,
+    pub last_committed_ms: u64,
+    pub finalized_ms: u64,
+    /// Sum over shards of the seconds each stage took.
+    pub stage_seconds: StageTimes,
+}
+
+/// Shards that have a commit record, from one listing of `shards/`.
+pub async fn committed_shards(store: &Store) -> Result<Vec<u64>> {
+    Ok(store.list(layout::SHARDS_DIR).await?.iter().filter_map(|p| layout::shard_of_record_path(p)).collect())
+}
+
+/// Reads the commit records of the given shards, in order, `parallel` at a time.
+pub fn read_records<'a>(store: &'a Store, run_id: &'a str, shards: Vec<u64>) -> impl futures::Stream<Item = Result<CommitRecord>> + 'a {
+    futures::stream::iter(shards)
+        .map(move |s| async move { existing_record(store, run_id, s).await?.ok_or_else(|| Error::Run { run: run_id.into(), message: format!("commit record of shard {s} vanished") }) })
+        .buffered(16)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Writes the manifest of a run whose every shard is committed. `store` is rooted at the
+/// run directory.
+pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
+    let n = spec.shards();
+    let present = committed_shards(store).await?;
+    let missing: Vec<u64> = {
+        let have: std::collections::HashSet<u64> = present.iter().copied().collect();
+        (0..n).filter(|s| !have.contains(s)).collect()
+    };
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(20).map(|s| s.to_string()).collect();
+        return Err(Error::Run {
+            run: run_id.into(),
+            message: format!(
+                "cannot finalize: {} of {n} shards are not committed (shards {}{})",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > 20 { ", …" } else { "" }
+            ),
+        });
+    }
+    let digest = spec.digest();
+    let k = spec.classes.len();
+    let mut pixels = vec![0u64; k];
+    let mut winners: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut stage = StageTimes::default();
+    let (mut first_started, mut last_committed, mut retried) = (u64::MAX, 0u64, 0u64);
+    let mut samples = 0u64;
+    let mut hasher = Sha256::new();
+
+    let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
+    let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect()));
+    let mut buf = Vec::with_capacity(1 << 20);
+    while let Some(rec) = records.next().await {
+        let rec = rec?;
+        let where_ = store.describe(&layout::record_path(rec.shard));
+        if rec.spec_digest != digest {
+            return Err(Error::format(where_, format!("record was made for spec {}, the run's spec is {digest}", rec.spec_digest)));
+        }
+        let expected: Vec<u64> = spec.shard_range(rec.shard).collect();
+        let got: Vec<u64> = rec.samples.iter().map(|l| l.index).collect();
+        if got != expected {
+            return Err(Error::format(where_, format!("record lists indices {got:?}, expected {expected:?}")));
+        }
+        for line in &rec.samples {
+            for (i, c) in spec.classes.classes.iter().enumerate() {
+                pixels[i] += line.class_pixels.get(&c.name).copied().unwrap_or(0);
+            }
+            serde_json::to_writer(&mut buf, line).expect("a line always serialises");
+            buf.push(b'\n');
+        }
+        samples += rec.samples.len() as u64;
+        stage.generate += rec.stage_seconds.generate;
+        stage.encode += rec.stage_seconds.encode;
+        stage.upload += rec.stage_seconds.upload;
+        first_started = first_started.min(rec.started_ms);
+        last_committed = last_committed.max(rec.committed_ms);
+        if rec.attempt > 1 {
+            retried += 1;
+        }
+        winners.insert(rec.shard, rec.attempt);
+        if buf.len() >= 1 << 20 {
+            hasher.update(&buf);
+            writer.write(&buf).await?;
+            buf.clear();
+        }
+    }
+    hasher.update(&buf);
+    writer.write(&buf).await?;
+    writer.finish().await?;
+
+    // Data of attempts that lost the commit race (or were abandoned) is not part of the
+    // dataset: remove it.
+    let mut removed = 0u64;
+    for path in store.list(layout::DATA_DIR).await? {
+        let mut parts = path.split('/').skip(1);
+        let (Some(shard), Some(attempt)) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next().and_then(|a| a.parse::<u64>().ok())) else {
+            continue;
+        };
+        if winners.get(&shard) != Some(&attempt) {
+            store.delete(&path).await?;
+            removed += 1;
+        }
+    }
+
+    let total: u64 = pixels.iter().sum();
+    let names: Vec<String> = spec.classes.classes.iter().map(|c| c.name.clone()).collect();
+    let summary = ManifestSummary {
+        run_id: run_id.to_string(),
+        count: samples,
+        shards: n,
+        format: spec.output.format,
+        image_size: spec.pipeline.image_size,
+        pipeline: spec.pipeline.kind,
+        spec_digest: digest,
+        manifest_jsonl_sha256: hex::encode(hasher.finalize()),
+        classes: names.clone(),
+        class_pixels: names.iter().cloned().zip(pixels.iter().copied()).collect(),
+        class_shares: names.iter().cloned().zip(pixels.iter().map(|&p| if total > 0 { p as f64 / total as f64 } else { 0.0 })).collect(),
+        timings: Timings { first_started_ms: first_started, last_committed_ms: last_committed, finalized_ms: now_ms(), stage_seconds: stage },
+        retried_shards: retried,
+    };
+    store.put(layout::MANIFEST_JSON, Bytes::from(serde_json::to_vec_pretty(&summary).expect("summary serialises"))).await?;
+    Ok(FinalizeReport { samples, shards: n, removed_objects: removed })
+}

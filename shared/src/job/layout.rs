@@ -1,0 +1,66 @@
+//! Object layout of a run, relative to `OUTPUT/RUN/`:
+//!
+//! ```text
+//! run.json                      the run spec, its digest, created-at
+//! data/SHARD/ATTEMPT/...        samples of one attempt: PNG pairs, or one WebDataset tar
+//! shards/SHARD.json             commit record (create-only): the winning attempt
+//! manifest.jsonl                one line per sample, written by finalize
+//! manifest.json                 summary, written last
+//! ```
+
+pub const RUN_JSON: &str = "run.json";
+pub const MANIFEST_JSONL: &str = "manifest.jsonl";
+pub const MANIFEST_JSON: &str = "manifest.json";
+pub const SHARDS_DIR: &str = "shards";
+pub const DATA_DIR: &str = "data";
+
+/// Sample key: the index, zero-padded to 8 digits.
+pub fn key(index: u64) -> String {
+    format!("{index:08}")
+}
+
+pub fn shard_name(shard: u64) -> String {
+    format!("{shard:06}")
+}
+
+pub fn record_path(shard: u64) -> String {
+    format!("{SHARDS_DIR}/{}.json", shard_name(shard))
+}
+
+/// Parses `shards/000012.json` back to 12.
+pub fn shard_of_record_path(path: &str) -> Option<u64> {
+    path.strip_prefix("shards/")?.strip_suffix(".json")?.parse().ok()
+}
+
+pub fn shard_data_dir(shard: u64) -> String {
+    format!("{DATA_DIR}/{}", shard_name(shard))
+}
+
+pub fn attempt_dir(shard: u64, attempt: u64) -> String {
+    format!("{}/{attempt}", shard_data_dir(shard))
+}
+
+pub fn image_path(shard: u64, attempt: u64, index: u64) -> String {
+    format!("{}/{}.png", attempt_dir(shard, attempt), key(index))
+}
+
+pub fn label_path(shard: u64, attempt: u64, index: u64) -> String {
+    format!("{}/{}.label.png", attempt_dir(shard, attempt), key(index))
+}
+
+pub fn tar_path(shard: u64, attempt: u64) -> String {
+    format!("{}/{}.tar", attempt_dir(shard, attempt), shard_name(shard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_round_trip() {
+        assert_eq!(record_path(12), "shards/000012.json");
+        assert_eq!(shard_of_record_path(&record_path(12)), Some(12));
+        assert_eq!(image_path(3, 2, 42), "data/000003/2/00000042.png");
+        assert_eq!(tar_path(3, 2), "data/000003/2/000003.tar");
+    }
+}

@@ -1,0 +1,26 @@
+//! Generating a shard and committing it; finalizing a run; the worker's job loop.
+//!
+//! # Layout
+//! - `layout.rs` — where every object of a run lives (one place builds every path).
+//! - `pipeline.rs` — the [`Pipeline`] trait (labels + images for a batch of indices) and
+//!   the `procedural` pipeline.
+//! - `record.rs` — the shard commit record and the manifest line.
+//! - `execute.rs` — one shard: generate → encode → upload (attempt-scoped) → create-only commit.
+//! - `finalize.rs` — manifest.jsonl and manifest.json from the commit records; cleanup of
+//!   losing attempts.
+//! - `runner.rs` — the worker loop: claim, heartbeat, execute, ack/fail/release; graceful stop.
+//! - `faults.rs` — test hooks that inject failures and delays.
+
+mod execute;
+mod faults;
+mod finalize;
+pub mod layout;
+mod pipeline;
+mod record;
+mod runner;
+
+pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
+pub use finalize::{finalize, read_records, FinalizeReport, ManifestSummary};
+pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
+pub use record::{CommitRecord, ManifestLine, StageTimes};
+pub use runner::{default_owner, serve, RunCache, WorkerOptions};

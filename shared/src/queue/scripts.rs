@@ -1,0 +1,312 @@
+//! The Lua scripts of the Redis queue, one per atomic state change (`lua/*.lua`), each
+//! with a typed wrapper. Scripts run by `EVALSHA`; the redis crate loads a script again
+//! when the server answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
+
+use std::sync::LazyLock;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use super::keys::RunKeys;
+use super::types::{FailOutcome, LeaseStatus, RunRecord, RunState};
+use crate::error::{Error, Result};
+
+/// Expired leases and due retries handled per claim call, at most.
+const CLAIM_BATCH: u32 = 1000;
+
+pub(crate) struct Scripts {
+    submit: Script,
+    claim: Script,
+    heartbeat: Script,
+    ack: Script,
+    fail: Script,
+    release: Script,
+    cancel: Script,
+    finalize: Script,
+    retry_dead: Script,
+}
+
+pub(crate) fn scripts() -> &'static Scripts {
+    static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+        submit: Script::new(include_str!("lua/submit.lua")),
+        claim: Script::new(include_str!("lua/claim.lua")),
+        heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+        ack: Script::new(include_str!("lua/ack.lua")),
+        fail: Script::new(include_str!("lua/fail.lua")),
+        release: Script::new(include_str!("lua/release.lua")),
+        cancel: Script::new(include_str!("lua/cancel.lua")),
+        finalize: Script::new(include_str!("lua/finalize.lua")),
+        retry_dead: Script::new(include_str!("lua/retry_dead.lua")),
+    });
+    &SCRIPTS
+}
+
+/// What `submit.lua` found.
+pub(crate) enum SubmitReply {
+    Created { created_ms: u64 },
+    Exists { created_ms: u64, state: RunState, priority: i32 },
+    Conflict { stored_digest: String },
+}
+
+/// What `claim.lua` did.
+pub(crate) enum ClaimReply {
+    Unknown,
+    Inactive,
+    Empty,
+    Leased { shard: u64, token: u64, failures: u32, deadline_ms: u64 },
+}
+
+/// A run's state and the fields that place it in the active index.
+pub(crate) struct StateReply {
+    pub state: RunState,
+    pub created_ms: u64,
+}
+
+pub(crate) struct RetryDeadReply {
+    pub revived: u64,
+    pub state: RunState,
+    pub created_ms: u64,
+    pub priority: i32,
+}
+
+impl Scripts {
+    pub(crate) async fn submit(
+        &self,
+        con: &mut ConnectionManager,
+        k: &RunKeys,
+        run: &RunRecord,
+    ) -> Result<SubmitReply> {
+        let r: Vec<String> = self
+            .submit
+            .key(k.meta())
+            .key(k.ready())
+            .arg(&run.spec_digest)
+            .arg(&run.spec_json)
+            .arg(run.shards)
+            .arg(run.max_attempts)
+            .arg(run.lease_ms)
+            .arg(run.backoff_ms)
+            .arg(run.max_backoff_ms)
+            .arg(run.priority)
+            .invoke_async(con)
+            .await?;
+        let created_ms = num(&r, 1, "submit")?;
+        Ok(match field(&r, 0, "submit")? {
+            "created" => SubmitReply::Created { created_ms },
+            "exists" => SubmitReply::Exists {
+                created_ms,
+                state: state(&r, 2, "submit")?,
+                priority: num(&r, 3, "submit")?,
+            },
+            "conflict" => SubmitReply::Conflict { stored_digest: field(&r, 4, "submit")?.to_string() },
+            other => return Err(bad_reply("submit", other)),
+        })
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        con: &mut ConnectionManager,
+        k: &RunKeys,
+        owner: &str,
+    ) -> Result<ClaimReply> {
+        let r: Vec<String> = self
+            .claim
+            .key(k.meta())
+            .key(k.ready())
+            .key(k.delayed())
+            .key(k.leased())
+            .key(k.owners())
+            .key(k.claims())
+            .key(k.failures())
+            .key(k.dead())
+            .arg(owner)
+            .arg(CLAIM_BATCH)
+            .invoke_async(con)
+            .await?;
+        Ok(match field(&r, 0, "claim")? {
+            "unknown" => ClaimReply::Unknown,
+            "inactive" => ClaimReply::Inactive,
+            "empty" => ClaimReply::Empty,
+            "leased" => ClaimReply::Leased {
+                shard: num(&r, 1, "claim")?,
+                token: num(&r, 2, "claim")?,
+                failures: num(&r, 3, "claim")?,
+                deadline_ms: num(&r, 4, "claim")?,
+            },
+            other => return Err(bad_reply("claim", other)),
+        })
+    }
+
+    /// `None`: no such run.
+    pub(crate) async fn heartbeat(
+        &self,
+        con: &mut ConnectionManager,
+        k: &RunKeys,
+        shard: u64,
+        token: u64,
+    ) -> Result<Option<LeaseStatus>> {
+        let r: String = self
+            .heartbeat
+            .key(k.meta())
+            .key(k.leased())
+            .key(k.claims())
+            .arg(shard)
+            .arg(token)
+            .invoke_async(con)
+            .await?;
+        Ok(match r.as_str() {
+            "unknown" => None,
+            "lost" => Some(LeaseStatus::Lost),
+            "cancelled" => Some(LeaseStatus::Cancelled),
+            "held" => Some(LeaseStatus::Held),
+            other => return Err(bad_reply("heartbeat", other)),
+        })
+    }
+
+    /// `None`: no such run; `Some(false)`: lease not held.
+    pub(crate) async fn ack(
+        &self,
+        con: &mut ConnectionManager,
+        k: &RunKeys,
+        shard: u64,
+        token: u64,
+    ) -> Result<Option<bool>> {
+        let r: i64 = self
+            .ack
+            .key(k.meta())
+            .key(k.leased())
+            .key(k.owners())
+            .key(k.claims())
+            .key(k.failures())
+            .key(k.committed())
+            .arg(shard)
+            .arg(token)
+            .invoke_async(con)
+            .await?;
+        Ok(tri(r))
+    }
+
+    /// `None`: no such run.
+    pub(crate) async fn fail(
+        &self,
+        con: &mut ConnectionManager,
+        k: &RunKeys,
+        shard: u64,
+        token: u64,
+        error: &str,
+        retryable: bool,
+    ) -> Result<Option<FailOutcome>> {
+        let r: Vec<String> = self
+            .fail
+            .key(k.meta())
+            .key(k.leased())
+            .key(k.owners())
+            .key(k.claims())
+            .key(k.failures())
+            .key(k.delayed())
+            .key(k.dead())
+            .arg(shard)
+            .arg(token)
+            .arg(error)
+            .arg(if retryable { "1" } else { "0" })
+            .invoke_async(con)
+            .await?;
+        Ok(match field(&r, 0, "fail")? {
+            "unknown" => None,
+            "lost" => Some(FailOutcome::Lost),
+            "dead" => Some(FailOutcome::Dead),
+            "retry" => Some(FailOutcome::Retry { at_ms: num(&r, 1, "fail")? }),
+            other => return Err(bad_reply("fail", other)),
+        })
+    }
+
+    /// `None`: no such run; `Some(false)`: lease not held.
+    pub(crate) async fn release(
+        &self,
+        con: &mut ConnectionManager,
+        k: &RunKeys,
+        shard: u64,
+        token: u64,
+    ) -> Result<Option<bool>> {
+        let r: i64 = self
+            .release
+            .key(k.meta())
+            .key(k.leased())
+            .key(k.owners())
+            .key(k.claims())
+            .key(k.ready())
+            .arg(shard)
+            .arg(token)
+            .invoke_async(con)
+            .await?;
+        Ok(tri(r))
+    }
+
+    /// `None`: no such run.
+    pub(crate) async fn cancel(&self, con: &mut ConnectionManager, k: &RunKeys) -> Result<Option<StateReply>> {
+        let r: Vec<String> = self.cancel.key(k.meta()).invoke_async(con).await?;
+        state_reply(&r, "cancel")
+    }
+
+    /// `None`: no such run.
+    pub(crate) async fn finalize(&self, con: &mut ConnectionManager, k: &RunKeys) -> Result<Option<StateReply>> {
+        let r: Vec<String> = self.finalize.key(k.meta()).invoke_async(con).await?;
+        state_reply(&r, "finalize")
+    }
+
+    /// `None`: no such run.
+    pub(crate) async fn retry_dead(
+        &self,
+        con: &mut ConnectionManager,
+        k: &RunKeys,
+    ) -> Result<Option<RetryDeadReply>> {
+        let r: Vec<String> =
+            self.retry_dead.key(k.meta()).key(k.dead()).key(k.ready()).invoke_async(con).await?;
+        if field(&r, 0, "retry_dead")? == "unknown" {
+            return Ok(None);
+        }
+        Ok(Some(RetryDeadReply {
+            revived: num(&r, 0, "retry_dead")?,
+            state: state(&r, 1, "retry_dead")?,
+            created_ms: num(&r, 2, "retry_dead")?,
+            priority: num(&r, 3, "retry_dead")?,
+        }))
+    }
+}
+
+fn tri(r: i64) -> Option<bool> {
+    match r {
+        -1 => None,
+        0 => Some(false),
+        _ => Some(true),
+    }
+}
+
+fn state_reply(r: &[String], script: &str) -> Result<Option<StateReply>> {
+    if field(r, 0, script)? == "unknown" {
+        return Ok(None);
+    }
+    Ok(Some(StateReply { state: state(r, 0, script)?, created_ms: num(r, 1, script)? }))
+}
+
+fn field<'a>(r: &'a [String], i: usize, script: &str) -> Result<&'a str> {
+    r.get(i).map(String::as_str).ok_or_else(|| bad_reply(script, &format!("{r:?}")))
+}
+
+fn num<T: std::str::FromStr>(r: &[String], i: usize, script: &str) -> Result<T> {
+    let s = field(r, i, script)?;
+    s.parse().map_err(|_| bad_reply(script, s))
+}
+
+fn state(r: &[String], i: usize, script: &str) -> Result<RunState> {
+    let s = field(r, i, script)?;
+    RunState::parse(s).ok_or_else(|| bad_reply(script, s))
+}
+
+fn bad_reply(script: &str, got: &str) -> Error {
+    Error::Redis(redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply from a queue script",
+        format!("{script}.lua returned {got:?}"),
+    )))
+}

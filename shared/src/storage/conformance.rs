@@ -1,0 +1,96 @@
+//! Storage conformance suite: plain async functions over a [`Store`], run against memory
+//! and local files in unit tests and against a real S3 server in the integration tests.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Created, Store};
+
+/// Runs every check under `prefix` (so one bucket serves many runs of the suite).
+pub async fn run_all(store: &Store, prefix: &str) {
+    let s = store.child(prefix);
+    put_get_list_delete(&s).await;
+    create_only(&s).await;
+    create_race(&s, 8).await;
+    multipart_writer(&s).await;
+}
+
+pub async fn put_get_list_delete(s: &Store) {
+    assert_eq!(s.get("a/missing").await.unwrap(), None);
+    assert!(!s.exists("a/x").await.unwrap());
+    s.put("a/x", Bytes::from_static(b"one")).await.unwrap();
+    s.put("a/b/y", Bytes::from_static(b"two")).await.unwrap();
+    s.put("a/x", Bytes::from_static(b"three")).await.unwrap();
+    assert_eq!(s.get("a/x").await.unwrap().unwrap(), Bytes::from_static(b"three"));
+    assert!(s.exists("a/b/y").await.unwrap());
+    assert_eq!(s.list("a").await.unwrap(), vec!["a/b/y".to_string(), "a/x".to_string()]);
+    s.delete("a/x").await.unwrap();
+    s.delete("a/x").await.unwrap(); // deleting a missing object is fine
+    assert_eq!(s.list("a").await.unwrap(), vec!["a/b/y".to_string()]);
+}
+
+pub async fn create_only(s: &Store) {
+    assert_eq!(s.put_create("c/rec", Bytes::from_static(b"first")).await.unwrap(), Created::Created);
+    assert_eq!(s.put_create("c/rec", Bytes::from_static(b"second")).await.unwrap(), Created::AlreadyExists);
+    assert_eq!(s.get("c/rec").await.unwrap().unwrap(), Bytes::from_static(b"first"));
+}
+
+/// `n` concurrent create-only puts of different bodies to one path: exactly one wins, and
+/// the stored body is the winner's.
+pub async fn create_race(s: &Store, n: usize) {
+    for round in 0..3 {
+        let path = format!("race/{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(n));
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let (s, path, barrier) = (s.clone(), path.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                (i, s.put_create(&path, Bytes::from(format!("writer {i}"))).await.unwrap())
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            if r == Created::Created {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {} writers won the create race: {winners:?}", winners.len());
+        let body = s.get(&path).await.unwrap().unwrap();
+        assert_eq!(body, Bytes::from(format!("writer {}", winners[0])), "round {round}: stored body is not the winner's");
+    }
+}
+
+pub async fn multipart_writer(s: &Store) {
+    let mut w = s.writer("m/big").await.unwrap();
+    let chunk = vec![7u8; 3 << 20];
+    for _ in 0..4 {
+        w.write(&chunk).await.unwrap();
+    }
+    assert!(!s.exists("m/big").await.unwrap(), "a multipart object must not appear before finish");
+    w.finish().await.unwrap();
+    let got = s.get("m/big").await.unwrap().unwrap();
+    assert_eq!(got.len(), 12 << 20);
+    assert!(got.iter().all(|&b| b == 7));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_store_conforms() {
+        run_all(&Store::memory(), "suite").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_store_conforms() {
+        let dir = std::env::temp_dir().join(format!("labelgen-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(dir.to_str().unwrap()).unwrap();
+        run_all(&store, "suite").await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,269 @@
+//! Object storage: one [`Store`] over S3, a local directory or memory, rooted at the
+//! output URL of a run spec.
+//!
+//! S3 settings come from the standard `AWS_*` variables (object_store's `from_env`); they
+//! are never logged or written anywhere. object_store retries 5xx answers and dropped
+//! connections itself (10 tries, 3 minutes); what still fails is a job failure the queue
+//! retries.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, Result};
+
+pub mod conformance;
+
+/// Where a run's output goes, as parsed from `output.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    S3 { bucket: String, prefix: String },
+    Local { dir: std::path::PathBuf },
+    Memory,
+}
+
+impl StoreUrl {
+    /// `s3://bucket/prefix`, `file:///abs/path`, `memory://`, or a relative or absolute
+    /// local path. The error says what was expected.
+    pub fn parse(url: &str) -> std::result::Result<StoreUrl, String> {
+        if url.trim().is_empty() {
+            return Err("expected s3://bucket/prefix, file:///absolute/path or a local path, found an empty string".into());
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("expected s3://bucket/prefix, found {url:?} (no bucket)"));
+            }
+            return Ok(StoreUrl::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
+        }
+        if url == "memory://" {
+            return Ok(StoreUrl::Memory);
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!("expected file:///absolute/path, found {url:?}"));
+            }
+            return Ok(StoreUrl::Local { dir: path.into() });
+        }
+        if url.contains("://") {
+            return Err(format!("expected s3://, file:// or a local path, found {url:?}"));
+        }
+        Ok(StoreUrl::Local { dir: url.into() })
+    }
+}
+
+/// An object store plus the prefix everything lives under. Paths given to its methods are
+/// relative to that prefix, `/`-separated.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: String,
+    display: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.display)
+    }
+}
+
+/// Outcome of a create-only put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    AlreadyExists,
+}
+
+impl Store {
+    /// Opens the store an output URL names. A local directory is created if missing.
+    pub fn open(url: &str) -> Result<Store> {
+        let parsed = StoreUrl::parse(url).map_err(|m| Error::Invalid { origin: "output".into(), key: "output.url".into(), message: m })?;
+        match parsed {
+            StoreUrl::S3 { bucket, prefix } => {
+                let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build()?;
+                Ok(Store { inner: Arc::new(s3), prefix, display: url.to_string() })
+            }
+            StoreUrl::Local { dir } => {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                let abs = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs)?.with_automatic_cleanup(true);
+                Ok(Store { inner: Arc::new(fs), prefix: String::new(), display: abs.display().to_string() })
+            }
+            StoreUrl::Memory => Ok(Store::memory()),
+        }
+    }
+
+    /// A fresh in-memory store.
+    pub fn memory() -> Store {
+        Store { inner: Arc::new(object_store::memory::InMemory::new()), prefix: String::new(), display: "memory://".into() }
+    }
+
+    /// Wraps any object store (tests, custom back ends).
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, prefix: &str, display: &str) -> Store {
+        Store { inner, prefix: prefix.trim_matches('/').to_string(), display: display.to_string() }
+    }
+
+    /// The same store, rooted one level further down (e.g. at a run's directory).
+    pub fn child(&self, sub: &str) -> Store {
+        let sub = sub.trim_matches('/');
+        let prefix = if self.prefix.is_empty() { sub.to_string() } else { format!("{}/{}", self.prefix, sub) };
+        let display = format!("{}/{}", self.display.trim_end_matches('/'), sub);
+        Store { inner: self.inner.clone(), prefix, display }
+    }
+
+    /// A printable location (URL or absolute directory), for messages.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Where `rel` is, for messages.
+    pub fn describe(&self, rel: &str) -> String {
+        format!("{}/{}", self.display.trim_end_matches('/'), rel)
+    }
+
+    fn path(&self, rel: &str) -> ObjPath {
+        let rel = rel.trim_start_matches('/');
+        if self.prefix.is_empty() {
+            ObjPath::from(rel)
+        } else {
+            ObjPath::from(format!("{}/{}", self.prefix, rel))
+        }
+    }
+
+    fn rel(&self, full: &ObjPath) -> String {
+        let s = full.as_ref();
+        if self.prefix.is_empty() {
+            s.to_string()
+        } else {
+            s.strip_prefix(&self.prefix).unwrap_or(s).trim_start_matches('/').to_string()
+        }
+    }
+
+    fn err(&self, rel: &str, e: object_store::Error) -> Error {
+        Error::StorageAt { path: self.describe(rel), message: store_error_text(e) }
+    }
+
+    /// Writes (or overwrites) an object.
+    pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
+        self.inner.put(&self.path(rel), PutPayload::from(data)).await.map_err(|e| self.err(rel, e))?;
+        Ok(())
+    }
+
+    /// Writes an object only if none exists at `rel` (S3 `If-None-Match: *`).
+    pub async fn put_create(&self, rel: &str, data: Bytes) -> Result<Created> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.inner.put_opts(&self.path(rel), PutPayload::from(data), opts).await {
+            Ok(_) => Ok(Created::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Created::AlreadyExists),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Reads an object; `None` if it does not exist.
+    pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.inner.get(&self.path(rel)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(rel, e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, rel: &str) -> Result<bool> {
+        match self.inner.head(&self.path(rel)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Every object under `rel_prefix` (recursively), as paths relative to this store,
+    /// sorted.
+    pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>> {
+        let prefix = self.path(rel_prefix);
+        let metas: Vec<_> = self.inner.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(rel_prefix, e))?;
+        let mut out: Vec<String> = metas.iter().map(|m| self.rel(&m.location)).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.inner.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Streams a large object in parts (multipart upload); the object appears only when
+    /// `finish` succeeds.
+    pub async fn writer(&self, rel: &str) -> Result<StoreWriter> {
+        let up = self.inner.put_multipart(&self.path(rel)).await.map_err(|e| self.err(rel, e))?;
+        Ok(StoreWriter { inner: object_store::WriteMultipart::new_with_chunk_size(up, 8 << 20), rel: rel.to_string(), store: self.clone() })
+    }
+
+    /// Checks the store answers (bucket exists, credentials work) with one list call.
+    pub async fn check_reachable(&self) -> Result<()> {
+        let prefix = self.path("");
+        let mut s = self.inner.list(Some(&prefix));
+        match s.try_next().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::StorageAt { path: self.display.clone(), message: format!("storage is not usable: {}", store_error_text(e)) }),
+        }
+    }
+}
+
+/// A streaming upload started by [`Store::writer`].
+pub struct StoreWriter {
+    inner: object_store::WriteMultipart,
+    rel: String,
+    store: Store,
+}
+
+impl StoreWriter {
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.inner.wait_for_capacity(4).await.map_err(|e| self.store.err(&self.rel, e))?;
+        self.inner.write(data);
+        Ok(())
+    }
+
+    pub async fn finish(self) -> Result<()> {
+        let rel = self.rel.clone();
+        let store = self.store.clone();
+        self.inner.finish().await.map_err(|e| store.err(&rel, e))?;
+        Ok(())
+    }
+}
+
+/// object_store's error text, shortened: the source chain without request internals.
+fn store_error_text(e: object_store::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        src = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_or_say_what_was_expected() {
+        assert_eq!(StoreUrl::parse("s3://b/p/q/").unwrap(), StoreUrl::S3 { bucket: "b".into(), prefix: "p/q".into() });
+        assert_eq!(StoreUrl::parse("file:///x/y").unwrap(), StoreUrl::Local { dir: "/x/y".into() });
+        assert_eq!(StoreUrl::parse("out/a").unwrap(), StoreUrl::Local { dir: "out/a".into() });
+        assert!(StoreUrl::parse("file://rel").unwrap_err().contains("absolute"));
+        assert!(StoreUrl::parse("s3:///x").unwrap_err().contains("no bucket"));
+        assert!(StoreUrl::parse("gs://x").unwrap_err().contains("gs://x"));
+    }
+}

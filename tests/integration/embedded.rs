@@ -1,0 +1,85 @@
+//! The embedded mode (`coordinator run`): no services, same commit protocol and manifest.
+
+use labelgen_tests::bins::{cmd, run, stderr, stdout};
+use labelgen_tests::check;
+use labelgen_tests::spec::{SpecBuilder, TempDir};
+use shared::storage::Store;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_run_writes_exactly_n_and_resumes() {
+    let dir = TempDir::new("embedded");
+    let out = dir.path().join("out");
+    let mut spec = SpecBuilder::new(out.to_str().unwrap());
+    spec.count = 23;
+    spec.shard_size = 5;
+    let cfg = spec.write(dir.path(), "spec.toml");
+    let mut c = cmd("coordinator");
+    c.args(["run", cfg.to_str().unwrap(), "--workers", "3", "--run-id", "e1"]);
+    let o = run(c);
+    assert!(o.status.success(), "coordinator run failed: {}", stderr(&o));
+    assert!(stdout(&o).contains("23 samples"), "{}", stdout(&o));
+    let store = Store::open(out.to_str().unwrap()).unwrap().child("e1");
+    let lines = check::exactly_n(&store, 23).await;
+    assert!(lines.iter().all(|l| l.width == 32 && l.height == 32));
+    let first = check::sample_bytes(&store, &lines).await;
+
+    // Running the same id again keeps what is committed and rewrites the same manifest.
+    let mut c = cmd("coordinator");
+    c.args(["run", cfg.to_str().unwrap(), "--run-id", "e1"]);
+    let o = run(c);
+    assert!(o.status.success(), "second run failed: {}", stderr(&o));
+    let lines2 = check::exactly_n(&store, 23).await;
+    assert_eq!(lines, lines2);
+    assert_eq!(first, check::sample_bytes(&store, &lines2).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_webdataset_holds_every_sample() {
+    let dir = TempDir::new("wds");
+    let out = dir.path().join("out");
+    let mut spec = SpecBuilder::new(&format!("file://{}", out.display()));
+    spec.format = "webdataset";
+    spec.count = 9;
+    spec.shard_size = 4;
+    let cfg = spec.write(dir.path(), "spec.toml");
+    let mut c = cmd("coordinator");
+    c.args(["run", cfg.to_str().unwrap(), "--run-id", "w1"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let store = Store::open(out.to_str().unwrap()).unwrap().child("w1");
+    let lines = check::exactly_n(&store, 9).await;
+    assert!(lines[0].image.contains(".tar#00000000.png"), "{}", lines[0].image);
+    // Each sample's JSON is in the tar too.
+    let meta = check::read_member(&store, &lines[5].image.replace(".png", ".json")).await;
+    let v: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+    assert_eq!(v["index"], 5);
+}
+
+#[test]
+fn bad_config_names_file_and_key_and_writes_nothing() {
+    let dir = TempDir::new("badcfg");
+    let out = dir.path().join("out");
+    let mut spec = SpecBuilder::new(out.to_str().unwrap());
+    spec.shard_size = 0;
+    let cfg = spec.write(dir.path(), "bad.toml");
+    let mut c = cmd("coordinator");
+    c.args(["run", cfg.to_str().unwrap()]);
+    let o = run(c);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("bad.toml") && e.contains("run.shard_size") && e.contains("expected"), "{e}");
+    assert!(!out.exists(), "a rejected spec must not create its output");
+
+    std::fs::write(dir.path().join("syntax.toml"), "[run]\ncount = \n").unwrap();
+    let mut c = cmd("coordinator");
+    c.args(["run", dir.path().join("syntax.toml").to_str().unwrap()]);
+    let o = run(c);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("syntax.toml"), "{}", stderr(&o));
+
+    let mut c = cmd("coordinator");
+    c.args(["run", dir.path().join("missing.toml").to_str().unwrap()]);
+    let o = run(c);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing.toml"), "{}", stderr(&o));
+}

@@ -1,0 +1,146 @@
+//! The queue against a real redis-server: the conformance suite, then what only Redis can
+//! get wrong (restart with AOF, several clients racing, scripts flushed from the server).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use labelgen_tests::redis::RedisServer;
+use shared::queue::conformance::{self, RealTime};
+use shared::queue::{Counts, JobQueue, RedisQueue, RunRecord, RunState};
+
+async fn connect(server: &RedisServer) -> RedisQueue {
+    RedisQueue::connect(&server.url()).await.expect("connect to the test redis-server")
+}
+
+/// Retries `f` until it succeeds (the connection manager reconnects after a restart).
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = shared::Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{what}: {e} (retrying)");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_queue_passes_conformance_suite() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    conformance::run_all(&q, &RealTime::default(), "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_keeps_runs_and_jobs() {
+    let mut server = RedisServer::start();
+    let q = connect(&server).await;
+    let run = RunRecord { lease_ms: 60_000, ..conformance::record("restart", 10) };
+    q.submit(&run).await.unwrap();
+    let done = q.claim("w1").await.unwrap().unwrap();
+    let held = q.claim("w1").await.unwrap().unwrap();
+    assert!(q.ack(&done).await.unwrap());
+    let before = q.counts("restart").await.unwrap();
+    let record = q.run("restart").await.unwrap().unwrap();
+
+    server.restart();
+
+    // The same RedisQueue reconnects by itself.
+    let after = eventually("counts after restart", || q.counts("restart")).await;
+    assert_eq!(after, before);
+    assert_eq!(
+        after,
+        Counts { total: 10, pending: 8, delayed: 0, leased: 1, committed: 1, dead: 0, state: RunState::Active }
+    );
+    assert_eq!(q.run("restart").await.unwrap().unwrap(), record);
+    assert_eq!(q.list().await.unwrap(), ["restart"]);
+    assert!(q.ack(&held).await.unwrap(), "a lease taken before the restart is still held");
+    let next = q.claim("w2").await.unwrap().unwrap();
+    assert_eq!((next.shard, next.token), (2, 1));
+    assert!(q.ack(&next).await.unwrap());
+    assert_eq!(q.counts("restart").await.unwrap().committed, 3);
+
+    // A hard kill loses nothing either (appendfsync always).
+    server.kill();
+    server.restart();
+    let after = eventually("counts after kill", || q.counts("restart")).await;
+    assert_eq!((after.committed, after.pending, after.leased), (3, 7, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_clients_never_double_lease() {
+    const JOBS: u64 = 200;
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    q.submit(&RunRecord { lease_ms: 60_000, ..conformance::record("race", JOBS) }).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let url = server.url();
+        tasks.push(tokio::spawn(async move {
+            let q = RedisQueue::connect(&url).await.unwrap();
+            let owner = format!("w{w}");
+            let mut acked = Vec::new();
+            while let Some(lease) = q.claim(&owner).await.unwrap() {
+                assert_eq!(lease.token, 1, "{lease:?}: every shard is claimed once");
+                assert!(q.ack(&lease).await.unwrap(), "{lease:?}");
+                acked.push(lease.shard);
+            }
+            acked
+        }));
+    }
+    let mut times_acked: HashMap<u64, u32> = HashMap::new();
+    let mut workers_with_work = 0;
+    for task in tasks {
+        let acked = task.await.unwrap();
+        workers_with_work += usize::from(!acked.is_empty());
+        for shard in acked {
+            *times_acked.entry(shard).or_default() += 1;
+        }
+    }
+    assert_eq!(times_acked.len() as u64, JOBS, "every shard acked");
+    assert!(times_acked.values().all(|&n| n == 1), "a shard acked twice: {times_acked:?}");
+    assert!(workers_with_work > 1, "the clients did race");
+    let c = q.counts("race").await.unwrap();
+    assert_eq!((c.committed, c.pending, c.leased), (JOBS, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_reload_after_script_flush() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    q.submit(&conformance::record("flush", 3)).await.unwrap();
+    let a = q.claim("w1").await.unwrap().unwrap();
+
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+
+    assert!(q.ack(&a).await.unwrap());
+    let b = q.claim("w1").await.unwrap().unwrap();
+    assert_eq!(b.shard, 1);
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    q.cancel("flush").await.unwrap();
+    assert_eq!(q.counts("flush").await.unwrap().state, RunState::Cancelled);
+    // And resubmitting the same run is still recognised.
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    assert_eq!(q.submit(&conformance::record("flush", 3)).await.unwrap(), shared::queue::Submitted::AlreadyExists);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_error_names_url_without_password() {
+    let port = labelgen_tests::free_port();
+    let err = RedisQueue::connect(&format!("redis://admin:hunter2@127.0.0.1:{port}/0"))
+        .await
+        .expect_err("nothing listens there")
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains(&format!("redis://admin:***@127.0.0.1:{port}/0")), "{err}");
+}
