@@ -182,3 +182,126 @@ async fn bad_input_is_refused_cleanly() {
     let text = String::from_utf8_lossy(&runjson);
     assert!(!text.contains("testing-secret-value") && !text.contains("testing-key-id"), "{text}");
 }
+
+/// SIGTERM: the worker stops claiming and, once its grace period is over, releases the job
+/// in hand without spending an attempt; another worker completes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_job_without_spending_an_attempt() {
+    let cl = Cluster::start("term");
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 8;
+    spec.shard_size = 8;
+    spec.batch = 1;
+    spec.max_attempts = 1;
+    spec.lease_seconds = 30;
+    cl.submit(&spec, "t1");
+    let mut c = cmd("worker");
+    c.args(["--grace-seconds", "0.3", "--metrics-addr", "127.0.0.1:0"]).env("REDIS_URL", cl.redis.url()).envs(cl.s3.env()).env("LABELGEN_BATCH_DELAY_MS", "400");
+    let mut w = spawn(c);
+    // Wait until the worker holds the lease.
+    let t0 = Instant::now();
+    loop {
+        let o = run(cl.coordinator(&["status", "t1", "--json"]));
+        let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        if st["shards"]["leased"] == 1 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "the worker never claimed the job");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&w, "TERM");
+    let status = w.wait().unwrap();
+    assert!(status.success(), "worker exit after SIGTERM: {status}");
+    let o = run(cl.coordinator(&["status", "t1", "--json"]));
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["shards"]["leased"], 0, "{st}");
+    assert_eq!(st["shards"]["pending"], 1, "the job should be back in the queue: {st}");
+    assert_eq!(st["shards"]["dead"], 0, "releasing must not spend the only attempt: {st}");
+    let mut w = vec![cl.worker(&[])];
+    let o = cl.watch("t1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_all(&mut w, Duration::from_secs(30));
+    check::exactly_n(&cl.s3.store("data", "runs/t1"), 8).await;
+}
+
+/// Redis restarted (AOF on) in the middle of a run: workers and watch reconnect and the run
+/// completes with exactly N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_run_still_gives_exactly_n() {
+    let mut cl = Cluster::start("restart");
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 30;
+    spec.shard_size = 4;
+    cl.submit(&spec, "r1");
+    let mut workers: Vec<Child> = (0..2).map(|_| cl.worker(&[("LABELGEN_BATCH_DELAY_MS", "100")])).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    cl.redis.restart();
+    let o = cl.watch("r1");
+    assert!(o.status.success(), "watch failed: {}", stderr(&o));
+    wait_all(&mut workers, Duration::from_secs(60));
+    check::exactly_n(&cl.s3.store("data", "runs/r1"), 30).await;
+}
+
+/// A worker frozen (SIGSTOP) past its lease, then resumed: its shard is redone by another
+/// worker; its late writes are not in the manifest and do not break it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_worker_late_writes_stay_out_of_the_manifest() {
+    let cl = Cluster::start("stop");
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 12;
+    spec.shard_size = 6;
+    spec.batch = 1;
+    spec.lease_seconds = 1;
+    cl.submit(&spec, "f1");
+    let mut frozen = cl.worker(&[("LABELGEN_BATCH_DELAY_MS", "100")]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&frozen, "STOP");
+    let mut other = vec![cl.worker(&[])];
+    let o = cl.watch("f1");
+    assert!(o.status.success(), "watch failed: {}", stderr(&o));
+    wait_all(&mut other, Duration::from_secs(30));
+    let store = cl.s3.store("data", "runs/f1");
+    let before = check::exactly_n(&store, 12).await;
+    signal(&frozen, "CONT");
+    wait_all(std::slice::from_mut(&mut frozen), Duration::from_secs(30));
+    let after = check::exactly_n(&store, 12).await;
+    assert_eq!(before, after, "the manifest changed after the frozen worker resumed");
+    let summary: serde_json::Value = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
+    assert!(summary["retried_shards"].as_u64().unwrap() >= 1, "{summary}");
+}
+
+/// Transient S3 errors (503s and dropped connections from a proxy) are retried; nothing is
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_s3_errors_are_retried() {
+    let cl = Cluster::start("faulty");
+    let proxy = labelgen_tests::proxy::FaultyProxy::start(cl.s3.port(), 7, 11);
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 24;
+    spec.shard_size = 5;
+    let cfg = spec.write(cl.dir.path(), "p1.toml");
+    let env = S3Server::env_for(&proxy.endpoint());
+    let submit = {
+        let mut c = cmd("coordinator");
+        c.args(["submit", cfg.to_str().unwrap(), "--run-id", "p1"]).env("REDIS_URL", cl.redis.url()).envs(env.clone());
+        run(c)
+    };
+    assert!(submit.status.success(), "{}", stderr(&submit));
+    let mut workers: Vec<Child> = (0..2)
+        .map(|_| {
+            let mut c = cmd("worker");
+            c.args(["--exit-when-idle", "--metrics-addr", "127.0.0.1:0"]).env("REDIS_URL", cl.redis.url()).envs(env.clone());
+            spawn(c)
+        })
+        .collect();
+    let o = {
+        let mut c = cmd("coordinator");
+        c.args(["watch", "p1", "--interval", "0.2"]).env("REDIS_URL", cl.redis.url()).envs(env.clone());
+        run(c)
+    };
+    assert!(o.status.success(), "watch failed: {}", stderr(&o));
+    wait_all(&mut workers, Duration::from_secs(60));
+    let (seen, e503, dropped) = proxy.seen();
+    assert!(e503 >= 3 && dropped >= 2, "the proxy injected too few faults: {seen} requests, {e503} 503s, {dropped} drops");
+    check::exactly_n(&cl.s3.store("data", "runs/p1"), 24).await;
+}

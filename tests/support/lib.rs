@@ -6,10 +6,12 @@
 //! - `s3.rs` — moto's S3 server per test, and a [`shared::storage::Store`] on it.
 //! - `check.rs` — checks of a finished run: exactly N samples, each object and its sha256.
 //! - `spec.rs` — run specs written to temporary files; temporary directories.
+//! - `proxy.rs` — a fault-injecting HTTP proxy (503s, dropped connections) for S3.
 //! - `bins.rs` — the real binaries, built once, run as processes.
 
 pub mod bins;
 pub mod check;
+pub mod proxy;
 pub mod redis;
 pub mod s3;
 pub mod spec;

@@ -96,3 +96,103 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::io(path, e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!("labelgen-procedural-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// `(relative path, bytes)` of every file under `dir`, sorted.
+    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for sub in ["images", "labels", "previews"] {
+            for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                out.push((format!("{sub}/{}", p.file_name().unwrap().to_string_lossy()), std::fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn same_seed_gives_identical_files_on_any_thread_count() {
+        let (a, b, c) = (TempDir::new("a"), TempDir::new("b"), TempDir::new("c"));
+        let s = ClassShares::default();
+        let progress = AtomicU64::new(0);
+        let sum = write_dataset(&a.0, 6, 96, 42, &s, |_| {
+            progress.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(progress.load(Ordering::Relaxed), 6, "one progress call per tile");
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let sum_b = one.install(|| write_dataset(&b.0, 6, 96, 42, &s, |_| {})).unwrap();
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        three.install(|| write_dataset(&c.0, 6, 96, 42, &s, |_| {})).unwrap();
+        let (fa, fb, fc) = (files(&a.0), files(&b.0), files(&c.0));
+        assert_eq!(fa.len(), 18, "3 files per tile, and no temporary files left: {:?}", fa.iter().map(|f| &f.0).collect::<Vec<_>>());
+        assert!(fa.iter().any(|f| f.0 == "labels/000005.png"));
+        assert!(fa == fb && fa == fc, "the same seed must give byte-identical files");
+        assert_eq!(sum, sum_b);
+        assert_eq!(sum.class_pixels.iter().sum::<u64>(), 6 * 96 * 96);
+    }
+
+    #[test]
+    fn different_seeds_give_different_tiles() {
+        let s = ClassShares::default();
+        let (i1, l1) = super::super::sample(1, 0, 96, &s);
+        let (i2, l2) = super::super::sample(2, 0, 96, &s);
+        let (i3, l3) = super::super::sample(1, 1, 96, &s);
+        assert_ne!(l1, l2);
+        assert_ne!(l1, l3);
+        assert_ne!(i1, i2);
+        assert_ne!(i1, i3);
+    }
+
+    #[test]
+    fn written_files_decode_to_the_generated_tiles() {
+        let d = TempDir::new("rt");
+        let s = ClassShares::default();
+        let classes = ClassTable::ai_hub();
+        write_dataset(&d.0, 3, 80, 9, &s, |_| {}).unwrap();
+        for i in 0..3 {
+            let (image, labels) = super::super::sample(9, i, 80, &s);
+            let name = format!("{}.png", tile_name(i));
+            let lbytes = std::fs::read(d.0.join("labels").join(&name)).unwrap();
+            let back = LabelMap::from_png(&lbytes, &classes, &name).unwrap();
+            assert_eq!(back, labels, "label PNG round trip of tile {i}");
+            // The PNG holds raw codes of the table: 10, 20, …, 80.
+            let (_, _, color, raw) = crate::label::decode_png(&lbytes, &name).unwrap();
+            assert_eq!(color, png::ColorType::Grayscale);
+            assert!(raw.iter().all(|&c| c % 10 == 0 && (10..=80).contains(&c)));
+            let ibytes = std::fs::read(d.0.join("images").join(&name)).unwrap();
+            assert_eq!(RgbImage::from_png(&ibytes, &name).unwrap(), image);
+            let pv = RgbImage::from_png(&std::fs::read(d.0.join("previews").join(&name)).unwrap(), &name).unwrap();
+            assert_eq!((pv.width, pv.height), (160, 80));
+            assert_eq!(pv.pixel(80 + 5, 7), classes.color_of_index(labels.get(5, 7)));
+        }
+    }
+
+    #[test]
+    fn io_errors_name_the_path() {
+        let d = TempDir::new("io");
+        std::fs::create_dir_all(&d.0).unwrap();
+        let blocker = d.0.join("file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let err = write_dataset(&blocker, 1, 32, 0, &ClassShares::default(), |_| {}).unwrap_err().to_string();
+        assert!(err.contains("file"), "{err}");
+    }
+}

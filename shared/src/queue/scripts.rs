@@ -56,9 +56,8 @@ pub(crate) enum ClaimReply {
     Leased { shard: u64, token: u64, failures: u32, deadline_ms: u64 },
 }
 
-/// A run's state and the fields that place it in the active index.
+/// Where a run sits in the active index.
 pub(crate) struct StateReply {
-    pub state: RunState,
     pub created_ms: u64,
 }
 
@@ -286,7 +285,8 @@ fn state_reply(r: &[String], script: &str) -> Result<Option<StateReply>> {
     if field(r, 0, script)? == "unknown" {
         return Ok(None);
     }
-    Ok(Some(StateReply { state: state(r, 0, script)?, created_ms: num(r, 1, script)? }))
+    state(r, 0, script)?;
+    Ok(Some(StateReply { created_ms: num(r, 1, script)? }))
 }
 
 fn field<'a>(r: &'a [String], i: usize, script: &str) -> Result<&'a str> {

@@ -79,7 +79,7 @@ pub(crate) fn place_urban(c: &mut Canvas, d: &mut Draw, guides: &[Road], targets
     }
     // Whatever the road sides could not hold goes anywhere free, aligned with the nearest
     // guide.
-    for _ in 0..400 {
+    for _ in 0..3000 {
         if done[BUILDING as usize] && done[PARKING as usize] {
             return;
         }

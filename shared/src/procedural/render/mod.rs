@@ -103,3 +103,43 @@ pub fn render(labels: &LabelMap, seed: u64) -> RgbImage {
     }
     img
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procedural::{generate_labels, ClassShares, NUM_CLASSES};
+
+    #[test]
+    fn render_is_pure_and_seed_dependent() {
+        let m = generate_labels(8, 128, &ClassShares::default());
+        assert_eq!(render(&m, 8), render(&m, 8));
+        assert_ne!(render(&m, 8), render(&m, 9));
+    }
+
+    /// Classes are told apart by texture, not only colour: inside every class present,
+    /// neighbouring pixels differ (the image is not flat per class).
+    #[test]
+    fn every_class_is_textured() {
+        let mut rough = [(0f64, 0u64); NUM_CLASSES];
+        for seed in 0..6 {
+            let m = generate_labels(seed, 256, &ClassShares::default());
+            let img = render(&m, seed);
+            for y in 0..256 {
+                for x in 0..255 {
+                    let k = m.get(x, y) as usize;
+                    if m.get(x + 1, y) as usize == k {
+                        let (a, b) = (img.pixel(x, y), img.pixel(x + 1, y));
+                        let diff: i32 = (0..3).map(|c| (a[c] as i32 - b[c] as i32).abs()).sum();
+                        rough[k].0 += diff as f64;
+                        rough[k].1 += 1;
+                    }
+                }
+            }
+        }
+        for (k, (sum, n)) in rough.iter().enumerate() {
+            assert!(*n > 0, "class {k} absent from 6 tiles");
+            let mean = sum / *n as f64;
+            assert!(mean > 3.0, "class {k}: mean neighbour difference {mean:.2} — too flat");
+        }
+    }
+}
