@@ -80,6 +80,9 @@ pub enum Command {
         run: String,
         #[arg(long)]
         json: bool,
+        /// A static run (made by `worker run-shard`, no Redis): count its commit records.
+        #[arg(long, value_name = "CONFIG")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         redis: RedisArg,
     },
@@ -103,6 +106,9 @@ pub enum Command {
     /// Write manifest.jsonl and manifest.json of a fully committed run (safe to repeat).
     Finalize {
         run: String,
+        /// A static run (made by `worker run-shard`, no Redis): read the spec from this file.
+        #[arg(long, value_name = "CONFIG")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         redis: RedisArg,
     },
@@ -137,7 +143,27 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let end = watch::watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize).await?;
             Ok(watch::report_end(&run, &end))
         }
-        Command::Status { run, json, redis } => {
+        Command::Status { run, json, config: Some(config), .. } => {
+            let spec = RunSpec::load(&config)?;
+            let store = shared::job::run_store(&spec, &run)?;
+            let committed = shared::job::committed_shards(&store).await?.len() as u64;
+            let total = spec.shards();
+            let samples = (committed * spec.run.shard_size).min(spec.run.count);
+            let finalized = store.exists(shared::job::layout::MANIFEST_JSON).await?;
+            if json {
+                let v = serde_json::json!({"run_id": run, "static": true, "finalized": finalized,
+                    "samples": {"total": spec.run.count, "committed": samples},
+                    "shards": {"total": total, "committed": committed}, "output": store.display()});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("run {run} (static{})", if finalized { ", finalized" } else { "" });
+                println!("  samples   {samples}/{} committed", spec.run.count);
+                println!("  shards    {committed}/{total} committed");
+                println!("  output    {}", store.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { run, json, redis, config: None } => {
             let queue = ops::connect(&redis.url).await?;
             let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
             let c = queue.counts(&run).await?;
@@ -176,9 +202,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             eprintln!("run {run}: {n} dead shard(s) queued again");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Finalize { run, redis } => {
-            let queue = ops::connect(&redis.url).await?;
-            let (report, store) = ops::finalize_run(queue.as_ref(), &run).await?;
+        Command::Finalize { run, redis, config } => {
+            let (report, store) = match config {
+                Some(config) => {
+                    let spec = RunSpec::load(&config)?;
+                    let store = shared::job::run_store(&spec, &run)?;
+                    (shared::job::finalize(&store, &run, &spec).await?, store)
+                }
+                None => {
+                    let queue = ops::connect(&redis.url).await?;
+                    ops::finalize_run(queue.as_ref(), &run).await?
+                }
+            };
             println!(
                 "run {run}: manifest of {} samples in {} shards written to {} ({} objects of losing attempts removed)",
                 report.samples,

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
-use shared::job::{finalize, layout, FinalizeReport};
+use anyhow::bail;
+use shared::job::{finalize, prepare_output, run_store, FinalizeReport};
 use shared::queue::{Counts, JobQueue, RunRecord, Submitted};
 use shared::spec::RunSpec;
-use shared::storage::{Created, Store};
+use shared::storage::Store;
 
 /// Connects to Redis; the error names the URL without its password.
 pub async fn connect(redis_url: &str) -> anyhow::Result<Arc<dyn JobQueue>> {
@@ -29,40 +28,6 @@ pub fn run_record(spec: &RunSpec, run_id: &str) -> RunRecord {
         priority: spec.run.priority,
         created_ms: 0,
     }
-}
-
-/// The run's directory in its output store.
-pub fn run_store(spec: &RunSpec, run_id: &str) -> anyhow::Result<Store> {
-    Ok(Store::open(&spec.output.url)?.child(run_id))
-}
-
-/// Checks the output store works and writes `run.json` create-only. An existing `run.json`
-/// with the same spec is accepted (idempotent submit); another spec is an error.
-pub async fn prepare_output(spec: &RunSpec, run_id: &str) -> anyhow::Result<Store> {
-    let root = Store::open(&spec.output.url)?;
-    root.check_reachable().await?;
-    let store = root.child(run_id);
-    let doc = serde_json::json!({
-        "run_id": run_id,
-        "spec_digest": spec.digest(),
-        "created_ms": now_ms(),
-        "labelgen_version": env!("CARGO_PKG_VERSION"),
-        "spec": spec,
-    });
-    let body = Bytes::from(serde_json::to_vec_pretty(&doc)?);
-    if store.put_create(layout::RUN_JSON, body).await? == Created::AlreadyExists {
-        let existing = store.get(layout::RUN_JSON).await?.unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_slice(&existing).with_context(|| format!("{} is not JSON", store.describe(layout::RUN_JSON)))?;
-        let digest = v.get("spec_digest").and_then(|d| d.as_str()).unwrap_or("");
-        if digest != spec.digest() {
-            bail!(
-                "run {run_id} already exists at {} with a different spec (digest {digest}, this spec {}); choose another --run-id",
-                store.describe(layout::RUN_JSON),
-                spec.digest()
-            );
-        }
-    }
-    Ok(store)
 }
 
 /// Submits a run: output first (so a bad bucket leaves Redis untouched), then the queue.
@@ -105,8 +70,4 @@ pub fn status_json(rec: &RunRecord, spec: &RunSpec, counts: &Counts) -> serde_js
         "spec_digest": rec.spec_digest,
         "created_ms": rec.created_ms,
     })
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -53,7 +53,7 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
             }
             RunState::Finalized if !finalize || c.committed == c.total => {
                 bar.finish_with_message("finalized");
-                let store = ops::run_store(&spec, run_id)?;
+                let store = shared::job::run_store(&spec, run_id)?;
                 return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(shared::job::layout::MANIFEST_JSONL) });
             }
             _ => {}
@@ -61,7 +61,7 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
         if c.committed == c.total {
             bar.finish_with_message("all shards committed");
             if !finalize {
-                let store = ops::run_store(&spec, run_id)?;
+                let store = shared::job::run_store(&spec, run_id)?;
                 return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(shared::job::layout::MANIFEST_JSONL) });
             }
             let (report, store) = ops::finalize_run(queue, run_id).await?;

@@ -211,7 +211,11 @@ async fn main() {
     println!(
         "redis {version} at {} ({}); {} s per level",
         q.url(),
-        if args.redis.is_some() { "given".to_string() } else { format!("own server, appendfsync {}", args.appendfsync) },
+        if args.redis.is_some() {
+            "given".to_string()
+        } else {
+            format!("own server, appendfsync {}", args.appendfsync)
+        },
         args.seconds
     );
 
@@ -237,15 +241,15 @@ async fn main() {
     q.submit(&record(&run_id, shards)).await.expect("submit");
     let took = start.elapsed();
     let after = used_memory(&mut con).await;
-    let ready: Option<i64> = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg(format!("labelgen:{{{run_id}}}:ready"))
-        .query_async(&mut con)
-        .await
-        .ok();
+    let ready: Option<i64> =
+        redis::cmd("MEMORY").arg("USAGE").arg(format!("labelgen:{{{run_id}}}:ready")).query_async(&mut con).await.ok();
     println!("  jobs                      {shards}");
     println!("  submit                    {:.4} s", took.as_secs_f64());
-    println!("  used_memory delta / job   {:.1} bytes (whole run: {} bytes)", (after - before) as f64 / shards as f64, after - before);
+    println!(
+        "  used_memory delta / job   {:.1} bytes (whole run: {} bytes)",
+        (after - before) as f64 / shards as f64,
+        after - before
+    );
     if let Some(ready) = ready {
         println!("  ready list / job          {:.1} bytes (MEMORY USAGE {ready})", ready as f64 / shards as f64);
     }

@@ -6,67 +6,10 @@ use std::time::{Duration, Instant};
 
 use labelgen_tests::bins::{cmd, run, signal, spawn, stderr, stdout};
 use labelgen_tests::check;
-use labelgen_tests::redis::RedisServer;
+use labelgen_tests::cluster::{wait_all, Cluster};
 use labelgen_tests::s3::S3Server;
-use labelgen_tests::spec::{SpecBuilder, TempDir};
+use labelgen_tests::spec::SpecBuilder;
 use shared::storage::Store;
-
-struct Cluster {
-    redis: RedisServer,
-    s3: S3Server,
-    dir: TempDir,
-}
-
-impl Cluster {
-    fn start(tag: &str) -> Cluster {
-        let redis = RedisServer::start();
-        let s3 = S3Server::start();
-        s3.create_bucket("data");
-        Cluster { redis, s3, dir: TempDir::new(tag) }
-    }
-
-    fn coordinator(&self, args: &[&str]) -> std::process::Command {
-        let mut c = cmd("coordinator");
-        c.args(args).env("REDIS_URL", self.redis.url()).envs(self.s3.env());
-        c
-    }
-
-    fn worker(&self, extra_env: &[(&str, &str)]) -> Child {
-        let mut c = cmd("worker");
-        c.args(["--exit-when-idle", "--grace-seconds", "5", "--metrics-addr", "127.0.0.1:0"]).env("REDIS_URL", self.redis.url()).envs(self.s3.env());
-        for (k, v) in extra_env {
-            c.env(k, v);
-        }
-        spawn(c)
-    }
-
-    fn submit(&self, spec: &SpecBuilder, run_id: &str) -> String {
-        let cfg = spec.write(self.dir.path(), &format!("{run_id}.toml"));
-        let o = run(self.coordinator(&["submit", cfg.to_str().unwrap(), "--run-id", run_id]));
-        assert!(o.status.success(), "submit failed: {}", stderr(&o));
-        stdout(&o).lines().last().unwrap_or_default().to_string()
-    }
-
-    fn watch(&self, run_id: &str) -> std::process::Output {
-        run(self.coordinator(&["watch", run_id, "--interval", "0.2"]))
-    }
-}
-
-fn wait_all(children: &mut [Child], limit: Duration) {
-    let t0 = Instant::now();
-    for c in children.iter_mut() {
-        loop {
-            if c.try_wait().unwrap().is_some() {
-                break;
-            }
-            if t0.elapsed() > limit {
-                let _ = c.kill();
-                panic!("a worker did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// The main promise: a run whose shard size does not divide its count, over 3 workers with
 /// one SIGKILLed mid-job, gives exactly `count` samples, every object present with its

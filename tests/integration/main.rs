@@ -5,4 +5,5 @@
 mod cluster;
 mod embedded;
 mod queue;
+mod static_shards;
 mod storage;

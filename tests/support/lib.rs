@@ -7,10 +7,12 @@
 //! - `check.rs` — checks of a finished run: exactly N samples, each object and its sha256.
 //! - `spec.rs` — run specs written to temporary files; temporary directories.
 //! - `proxy.rs` — a fault-injecting HTTP proxy (503s, dropped connections) for S3.
+//! - `cluster.rs` — redis + S3 + a directory, and commands pointed at them.
 //! - `bins.rs` — the real binaries, built once, run as processes.
 
 pub mod bins;
 pub mod check;
+pub mod cluster;
 pub mod proxy;
 pub mod redis;
 pub mod s3;

@@ -33,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the queue (the default when no subcommand is given).
     Serve(commands::serve::ServeArgs),
+    /// Generate and commit one shard of a run without Redis (Indexed Jobs, Slurm arrays).
+    RunShard(commands::run_shard::RunShardArgs),
     /// Write a procedural land-cover dataset: DIR/images, DIR/labels, DIR/previews.
     Procedural(commands::procedural::ProceduralArgs),
 }
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => commands::serve::run(cli.serve),
         Some(Command::Serve(args)) => commands::serve::run(args),
+        Some(Command::RunShard(args)) => commands::run_shard::run(args),
         Some(Command::Procedural(args)) => commands::procedural::run(args),
     }
 }

@@ -55,6 +55,8 @@ pub struct ShardJob {
     /// The lease token; names the attempt's data directory.
     pub attempt: u64,
     pub owner: String,
+    /// Whether an earlier attempt at this shard had been made.
+    pub retried: bool,
     pub abort: Arc<Abort>,
 }
 
@@ -211,6 +213,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         shard: job.shard,
         attempt: job.attempt,
         owner: job.owner.clone(),
+        retried: job.retried,
         spec_digest: job.spec_digest.clone(),
         format: spec.output.format,
         started_ms,

@@ -42,7 +42,7 @@ pub struct ManifestSummary {
     pub class_pixels: BTreeMap<String, u64>,
     pub class_shares: BTreeMap<String, f64>,
     pub timings: Timings,
-    /// Shards whose winning attempt was not their first claim.
+    /// Shards whose winning attempt was not their first.
     pub retried_shards: u64,
 }
 
@@ -128,7 +128,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         stage.upload += rec.stage_seconds.upload;
         first_started = first_started.min(rec.started_ms);
         last_committed = last_committed.max(rec.committed_ms);
-        if rec.attempt > 1 {
+        if rec.retried {
             retried += 1;
         }
         winners.insert(rec.shard, rec.attempt);

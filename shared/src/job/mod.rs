@@ -6,6 +6,7 @@
 //!   the `procedural` pipeline.
 //! - `record.rs` — the shard commit record and the manifest line.
 //! - `execute.rs` — one shard: generate → encode → upload (attempt-scoped) → create-only commit.
+//! - `output.rs` — the run directory and `run.json` (create-only).
 //! - `finalize.rs` — manifest.jsonl and manifest.json from the commit records; cleanup of
 //!   losing attempts.
 //! - `runner.rs` — the worker loop: claim, heartbeat, execute, ack/fail/release; graceful stop.
@@ -14,13 +15,15 @@
 mod execute;
 mod faults;
 mod finalize;
+mod output;
 pub mod layout;
 mod pipeline;
 mod record;
 mod runner;
 
 pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
-pub use finalize::{finalize, read_records, FinalizeReport, ManifestSummary};
+pub use finalize::{committed_shards, finalize, read_records, FinalizeReport, ManifestSummary};
+pub use output::{prepare_output, run_store};
 pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
 pub use record::{CommitRecord, ManifestLine, StageTimes};
 pub use runner::{default_owner, serve, RunCache, WorkerOptions};

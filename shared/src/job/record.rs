@@ -43,6 +43,9 @@ pub struct CommitRecord {
     /// The attempt (lease token) whose data is the shard's.
     pub attempt: u64,
     pub owner: String,
+    /// Whether an earlier attempt at this shard had been made (failed, expired or released).
+    #[serde(default)]
+    pub retried: bool,
     pub spec_digest: String,
     pub format: crate::spec::OutputFormat,
     pub started_ms: u64,

@@ -231,6 +231,7 @@ async fn run_one(queue: &Arc<dyn JobQueue>, factory: &dyn PipelineFactory, cache
         shard: lease.shard,
         attempt: lease.token,
         owner: lease.owner.clone(),
+        retried: lease.token > 1,
         abort: abort.clone(),
     };
     let outcome = execute_shard(job).await;

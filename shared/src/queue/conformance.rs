@@ -293,13 +293,8 @@ pub async fn heartbeat_extends_lease(q: &dyn JobQueue, time: &dyn TimeControl, p
 /// Retries wait `backoff_ms`, doubled per failure and capped at `max_backoff_ms`.
 pub async fn retry_backoff_doubles_and_caps(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "backoff");
-    let run = RunRecord {
-        max_attempts: 5,
-        lease_ms: 10_000,
-        backoff_ms: 200,
-        max_backoff_ms: 500,
-        ..record(&run_id, 1)
-    };
+    let run =
+        RunRecord { max_attempts: 5, lease_ms: 10_000, backoff_ms: 200, max_backoff_ms: 500, ..record(&run_id, 1) };
     submit(q, &run).await;
 
     let a = claim(q, "w1").await;
@@ -501,8 +496,7 @@ pub async fn finalize_leaves_active_set(q: &dyn JobQueue, _time: &dyn TimeContro
 /// Every call naming a run that was never submitted is an "unknown run" error.
 pub async fn unknown_run_is_an_error(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "unknown");
-    let lease =
-        Lease { run_id: run_id.clone(), shard: 0, token: 1, failures: 0, owner: "w1".into(), deadline_ms: 0 };
+    let lease = Lease { run_id: run_id.clone(), shard: 0, token: 1, failures: 0, owner: "w1".into(), deadline_ms: 0 };
     assert_eq!(q.run(&run_id).await.unwrap(), None);
     assert_run_error(q.counts(&run_id).await, &run_id, "unknown run");
     assert_run_error(q.dead(&run_id).await, &run_id, "unknown run");

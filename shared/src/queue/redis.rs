@@ -71,8 +71,7 @@ impl RedisQueue {
         let mut pipe = redis::pipe();
         pipe.zadd(keys::runs(), run_id, created_ms).ignore();
         if state == RunState::Active {
-            pipe.zadd(keys::active(), keys::active_member(created_ms, run_id), keys::active_score(priority))
-                .ignore();
+            pipe.zadd(keys::active(), keys::active_member(created_ms, run_id), keys::active_score(priority)).ignore();
         }
         let () = pipe.query_async(&mut self.con()).await?;
         Ok(())
@@ -156,10 +155,7 @@ impl JobQueue for RedisQueue {
 
     async fn heartbeat(&self, lease: &Lease) -> Result<LeaseStatus> {
         let k = RunKeys::new(&lease.run_id);
-        scripts()
-            .heartbeat(&mut self.con(), &k, lease.shard, lease.token)
-            .await?
-            .ok_or_else(|| unknown(&lease.run_id))
+        scripts().heartbeat(&mut self.con(), &k, lease.shard, lease.token).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
     async fn ack(&self, lease: &Lease) -> Result<bool> {
@@ -177,10 +173,7 @@ impl JobQueue for RedisQueue {
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
         let k = RunKeys::new(&lease.run_id);
-        scripts()
-            .release(&mut self.con(), &k, lease.shard, lease.token)
-            .await?
-            .ok_or_else(|| unknown(&lease.run_id))
+        scripts().release(&mut self.con(), &k, lease.shard, lease.token).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
     async fn cancel(&self, run_id: &str) -> Result<()> {

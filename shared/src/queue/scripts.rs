@@ -92,22 +92,15 @@ impl Scripts {
         let created_ms = num(&r, 1, "submit")?;
         Ok(match field(&r, 0, "submit")? {
             "created" => SubmitReply::Created { created_ms },
-            "exists" => SubmitReply::Exists {
-                created_ms,
-                state: state(&r, 2, "submit")?,
-                priority: num(&r, 3, "submit")?,
-            },
+            "exists" => {
+                SubmitReply::Exists { created_ms, state: state(&r, 2, "submit")?, priority: num(&r, 3, "submit")? }
+            }
             "conflict" => SubmitReply::Conflict { stored_digest: field(&r, 4, "submit")?.to_string() },
             other => return Err(bad_reply("submit", other)),
         })
     }
 
-    pub(crate) async fn claim(
-        &self,
-        con: &mut ConnectionManager,
-        k: &RunKeys,
-        owner: &str,
-    ) -> Result<ClaimReply> {
+    pub(crate) async fn claim(&self, con: &mut ConnectionManager, k: &RunKeys, owner: &str) -> Result<ClaimReply> {
         let r: Vec<String> = self
             .claim
             .key(k.meta())
@@ -254,13 +247,8 @@ impl Scripts {
     }
 
     /// `None`: no such run.
-    pub(crate) async fn retry_dead(
-        &self,
-        con: &mut ConnectionManager,
-        k: &RunKeys,
-    ) -> Result<Option<RetryDeadReply>> {
-        let r: Vec<String> =
-            self.retry_dead.key(k.meta()).key(k.dead()).key(k.ready()).invoke_async(con).await?;
+    pub(crate) async fn retry_dead(&self, con: &mut ConnectionManager, k: &RunKeys) -> Result<Option<RetryDeadReply>> {
+        let r: Vec<String> = self.retry_dead.key(k.meta()).key(k.dead()).key(k.ready()).invoke_async(con).await?;
         if field(&r, 0, "retry_dead")? == "unknown" {
             return Ok(None);
         }

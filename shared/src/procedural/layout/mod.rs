@@ -177,6 +177,7 @@ mod tests {
             hist[n.min(7)] += 1;
             worst = worst.max(n);
         }
+        eprintln!("road components per tile (100 tiles of 256), tiles by count 0..7+: {hist:?}; worst {worst}");
         assert!(worst <= BOUND, "roads must form at most {BOUND} 4-connected components per tile; worst tile has {worst} (tiles by count 0..7+: {hist:?})");
         assert!(hist[0] < 5, "roads missing from {} tiles of 100", hist[0]);
     }

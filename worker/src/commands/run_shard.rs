@@ -1,0 +1,80 @@
+//! `worker run-shard`: generate and commit one shard with no Redis, for schedulers that
+//! index their own tasks (Kubernetes Indexed Jobs, Slurm job arrays). Same commit protocol:
+//! a shard run twice is committed once; `coordinator finalize RUN --config CONFIG` then
+//! writes the manifest.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use shared::job::{execute_shard, prepare_output, Abort, PipelineFactory, ShardJob, ShardOutcome};
+use shared::spec::RunSpec;
+
+#[derive(Debug, clap::Args)]
+pub struct RunShardArgs {
+    /// Run spec (TOML).
+    pub config: PathBuf,
+
+    /// Shard to generate, 0-based [default: $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID].
+    #[arg(long)]
+    pub shard: Option<u64>,
+
+    /// Run id shared by every task of the run [default: static-DIGEST, from the spec, so
+    /// every task agrees without being told].
+    #[arg(long, env = "LABELGEN_RUN_ID")]
+    pub run_id: Option<String>,
+}
+
+/// The default run id of a static run: the same for every task given the same spec.
+pub fn static_run_id(spec: &RunSpec) -> String {
+    format!("static-{}", &spec.digest()[..12])
+}
+
+fn shard_from_env() -> anyhow::Result<Option<u64>> {
+    for var in ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"] {
+        if let Ok(v) = std::env::var(var) {
+            let k = v.trim().parse::<u64>().with_context(|| format!("${var}: expected a shard number, found {v:?}"))?;
+            return Ok(Some(k));
+        }
+    }
+    Ok(None)
+}
+
+pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
+    let spec = RunSpec::load(&args.config)?;
+    let Some(shard) = args.shard.map(Ok).or_else(|| shard_from_env().transpose()).transpose()? else {
+        bail!("no shard given: pass --shard K or set JOB_COMPLETION_INDEX / SLURM_ARRAY_TASK_ID");
+    };
+    if shard >= spec.shards() {
+        bail!("--shard {shard}: the run has {} shards (0 to {})", spec.shards(), spec.shards() - 1);
+    }
+    let run_id = args.run_id.unwrap_or_else(|| static_run_id(&spec));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let store = prepare_output(&spec, &run_id).await?;
+        let pipeline = crate::Factory.build(&spec)?;
+        // A static attempt has no lease token: a fresh random id keeps its data apart.
+        let attempt = shared::mix64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64 ^ ((std::process::id() as u64) << 40)) >> 1;
+        let owner = shared::job::default_owner();
+        let job = ShardJob {
+            run_id: run_id.clone(),
+            spec_digest: spec.digest(),
+            spec: Arc::new(spec),
+            store,
+            pipeline,
+            shard,
+            attempt,
+            owner,
+            retried: false,
+            abort: Arc::new(Abort::default()),
+        };
+        match execute_shard(job).await? {
+            ShardOutcome::Committed(rec) => eprintln!("run {run_id}: shard {shard} committed ({} samples)", rec.samples.len()),
+            ShardOutcome::AlreadyCommitted => eprintln!("run {run_id}: shard {shard} was already committed; nothing to do"),
+            other => bail!("shard {shard} stopped: {other:?}"),
+        }
+        println!("{run_id}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
