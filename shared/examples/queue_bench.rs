@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Without `--redis` it starts its own `redis-server` on a free loopback port (AOF on,
-//! `appendfsync always` unless told otherwise) and removes it afterwards. With `--redis`
+//! `appendfsync everysec` unless told otherwise; `always` is what the integration tests
+//! use, `no` turns the AOF off) and removes it afterwards. With `--redis`
 //! it only adds runs named `bench-<pid>-…` and finalizes them.
 
 use std::process::{Child, Command, Stdio};
@@ -48,7 +49,7 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { redis: None, seconds: 3.0, appendfsync: "always".into() };
+    let mut args = Args { redis: None, seconds: 3.0, appendfsync: "everysec".into() };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -174,10 +175,10 @@ async fn cycles_per_second(url: &str, run_id: &str, workers: usize, seconds: f64
     (total as f64 / start.elapsed().as_secs_f64(), total)
 }
 
-/// redis-benchmark's rate for one EVAL of [`CYCLE_SCRIPT`] with `clients` connections.
-fn redis_benchmark(host: &str, port: u16, clients: usize, key: &str) -> Option<f64> {
+/// redis-benchmark's rate for `requests` EVALs of [`CYCLE_SCRIPT`] with `clients` connections.
+fn redis_benchmark(host: &str, port: u16, clients: usize, requests: u64, key: &str) -> Option<f64> {
     let out = Command::new("redis-benchmark")
-        .args(["-h", host, "-p", &port.to_string(), "-n", "100000", "-c", &clients.to_string(), "-q"])
+        .args(["-h", host, "-p", &port.to_string(), "-n", &requests.to_string(), "-c", &clients.to_string(), "-q"])
         .args(["EVAL", CYCLE_SCRIPT, "1", key])
         .output()
         .map_err(|e| eprintln!("redis-benchmark: {e}"))
@@ -226,7 +227,9 @@ async fn main() {
         q.submit(&record(&run_id, 500_000)).await.expect("submit");
         let (rate, n) = cycles_per_second(&url, &run_id, workers, args.seconds).await;
         q.mark_finalized(&run_id).await.expect("finalize");
-        let eval = redis_benchmark(&host, port, workers, &format!("labelgen:{{{tag}-eval}}:x"))
+        // About as many EVALs as the queue did cycles: about as long a run.
+        let requests = (n * 2).max(1_000);
+        let eval = redis_benchmark(&host, port, workers, requests, &format!("labelgen:{{{tag}-eval}}:x"))
             .map_or("n/a".to_string(), |r| format!("{r:.0}"));
         println!("{workers:>8} {rate:>14.0} {n:>10} {eval:>26}");
         // The ready list of this level is no longer needed.

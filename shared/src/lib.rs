@@ -4,7 +4,9 @@
 //! - `classes.rs` — the class table (raw mask codes ↔ class indices, preview colours).
 //! - `label.rs` — [`LabelMap`], [`RgbImage`] and their PNG forms.
 //! - `seed.rs` — per-sample seeds and RNG streams.
+//! - `dataset.rs` — a dataset directory (images/ + labels/), preview grids.
 //! - `procedural/` — the procedural land-cover generator and renderer.
+//! - `cleanup/` — label-map cleanup (opening, islands, ramps, unknown codes) and label statistics.
 //! - `queue/` — the [`JobQueue`] trait, its in-memory and Redis implementations, and the
 //!   conformance suite both pass.
 //! - `spec.rs` — the run spec (TOML) and its validation.
@@ -18,6 +20,8 @@ mod error;
 mod label;
 mod seed;
 
+pub mod cleanup;
+pub mod dataset;
 pub mod job;
 pub mod metrics;
 pub mod spec;

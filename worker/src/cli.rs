@@ -37,6 +37,23 @@ pub enum Command {
     RunShard(commands::run_shard::RunShardArgs),
     /// Write a procedural land-cover dataset: DIR/images, DIR/labels, DIR/previews.
     Procedural(commands::procedural::ProceduralArgs),
+    /// Train a model on a dataset directory (images/ + labels/).
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Sample label maps from a trained DDPM.
+    SampleLabels(commands::sample_labels::Args),
+    /// Remove label islands and ramp edges, then upscale (plain Rust, no model).
+    Cleanup(commands::cleanup::Args),
+    /// Paint images for label maps with a trained SPADE generator.
+    Synthesize(commands::synthesize::Args),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Train the DDPM label-map generator.
+    Ddpm(commands::train_ddpm::Args),
+    /// Train the SPADE image generator.
+    Spade(commands::train_spade::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -45,6 +62,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Serve(args)) => commands::serve::run(args),
         Some(Command::RunShard(args)) => commands::run_shard::run(args),
         Some(Command::Procedural(args)) => commands::procedural::run(args),
+        Some(Command::Train(TrainCommand::Ddpm(args))) => commands::train_ddpm::run(args),
+        Some(Command::Train(TrainCommand::Spade(args))) => commands::train_spade::run(args),
+        Some(Command::SampleLabels(args)) => commands::sample_labels::run(args),
+        Some(Command::Cleanup(args)) => commands::cleanup::run(args),
+        Some(Command::Synthesize(args)) => commands::synthesize::run(args),
     }
 }
 

@@ -1,12 +1,20 @@
 //! labelgen worker library: the command line, pipelines and the job loop.
 //!
 //! # Layout
+//! - `backend.rs` — the Burn backends (CPU `flex`; `cuda` by feature).
 //! - `cli.rs` — the `worker` command line.
-//! - `commands/` — one file per subcommand (`serve`, `procedural`).
+//! - `commands/` — one file per subcommand.
+//! - `artifact.rs` — model artifacts at a path or `s3://` URI.
+//! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
+//! - `spade/` — the SPADE image generator (generator, discriminator, training).
 //! - `pipelines.rs` — [`Factory`]: the pipeline a run spec asks for.
 
+pub mod artifact;
+pub mod backend;
 pub mod cli;
 mod commands;
+pub mod ddpm;
+pub mod spade;
 mod pipelines;
 
 pub use pipelines::Factory;

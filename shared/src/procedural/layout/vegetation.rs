@@ -9,7 +9,7 @@
 
 use super::canvas::{Canvas, Shape, FREE};
 use super::roads::{dist, frame, Road};
-use super::{FOREST, TREES};
+use super::{BUILDING, FOREST, PARKING, TREES};
 use crate::procedural::noise::{fbm, Draw};
 
 pub(crate) fn line_trees(c: &mut Canvas, d: &mut Draw, guides: &[Road], target: f64, scale: f32) {
@@ -69,12 +69,27 @@ pub(crate) fn grow_forest(c: &mut Canvas, seed: u64, target: u64, scale: f32) {
     let n = c.size;
     // About three blobs across a 512 tile; the detail octaves fray the edges.
     let freq = 1.0 / (170.0 * scale.max(0.05));
+    // Forest keeps away from settlements: cells of about 16 px next to a building or a
+    // parking lot are less likely to become forest, so gaps between houses stay open land.
+    let cell = ((16.0 * scale) as i32).max(2);
+    let gw = (n + cell - 1) / cell;
+    let mut built = vec![false; (gw * gw) as usize];
+    for (i, &v) in c.data.iter().enumerate() {
+        if v == BUILDING || v == PARKING {
+            let (x, y) = (i as i32 % n, i as i32 / n);
+            built[((y / cell) * gw + x / cell) as usize] = true;
+        }
+    }
+    let near_built = |x: i32, y: i32| {
+        let (cx, cy) = (x / cell, y / cell);
+        (cy - 1..=cy + 1).any(|yy| (cx - 1..=cx + 1).any(|xx| xx >= 0 && yy >= 0 && xx < gw && yy < gw && built[(yy * gw + xx) as usize]))
+    };
     let mut vals: Vec<(f32, u32)> = Vec::new();
     for y in 0..n {
         for x in 0..n {
             let i = (y * n + x) as usize;
             if c.data[i] == FREE {
-                let v = fbm(seed, 11, x as f32, y as f32, freq, 5);
+                let v = fbm(seed, 11, x as f32, y as f32, freq, 5) - if near_built(x, y) { 0.2 } else { 0.0 };
                 vals.push((v, i as u32));
             }
         }

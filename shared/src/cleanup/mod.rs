@@ -1,0 +1,264 @@
+//! Label-map cleanup: removes the specks, thin strips, "ramp" seams and unknown codes that
+//! a generative model leaves in its label maps, so that no component smaller than a
+//! threshold survives.
+//!
+//! ```
+//! use shared::cleanup::{cleanup, decode_raw, CleanupOptions};
+//! use shared::ClassTable;
+//! let classes = ClassTable::ai_hub();
+//! // A 4×4 map of code 10 (building) with one stray code 33 (not a class).
+//! let mut codes = vec![10u8; 16];
+//! codes[5] = 33;
+//! let raw = decode_raw(&codes, 4, 4, &classes);
+//! let opts = CleanupOptions { min_island: 4, out_size: Some(8), ..Default::default() };
+//! let (clean, report) = cleanup(&raw, classes.len(), &opts);
+//! assert_eq!((clean.width, clean.data.iter().all(|&v| v == 0)), (8, true));
+//! assert_eq!(report.unknown_fixed, 1);
+//! ```
+//!
+//! # Algorithm
+//! One *pass* marks pixels, then fills every marked pixel with the majority label of its
+//! unmarked 8-neighbours (see `majority.rs`: fronts grow inward, ties go to the lowest
+//! class index, ignore only where no class is reachable). A pixel is marked when
+//! - its value is [`UNKNOWN_INDEX`] (any value `>= k` other than [`IGNORE_INDEX`] counts
+//!   as unknown);
+//! - the per-class opening (erosion then dilation, square `(2r+1)²` element,
+//!   `r = open_radius`) removes it from its class (`morphology.rs`);
+//! - with `ramps`, it lies in a strip of at most [`MAX_RAMP_WIDTH`] pixels of one class
+//!   between two other classes along a row or a column (`ramps.rs`);
+//! - its 8-connected component has fewer than `min_island` pixels (`components.rs`) —
+//!   except that when *no* component reaches `min_island`, the largest one (first in
+//!   raster order among equals) is kept, so that the fill has somewhere to start.
+//!
+//! Ignore pixels are never marked. Passes with all four rules repeat until one marks
+//! nothing or changes nothing (at most [`MAX_FULL_PASSES`]); then passes with the island
+//! rule alone repeat until no island is left.
+//!
+//! **Termination.** Components are 8-connected and the fill takes labels from
+//! 8-neighbours, so every pixel filled with class `c` touches a pixel of `c` that was
+//! unmarked or filled before it: every component after a pass contains an unmarked pixel
+//! of the pass. In an island-only pass the unmarked class pixels are exactly the
+//! components that were not islands, so each such pass lowers the number of components by
+//! at least the number of islands it marked (≥ 1, or the loop has stopped). It stops at the
+//! latest when one component is left, which then stays even if it is small.
+//!
+//! **Idempotence.** When the full passes settle (the usual case), the output is a
+//! fixed point: cleaning it again marks nothing, or changes nothing.
+//!
+//! # Layout
+//! - `mod.rs` — the public API: [`cleanup`], [`CleanupOptions`], [`decode_raw`],
+//!   [`decode_raw_png`], [`UNKNOWN_INDEX`]; the pass loop.
+//! - `morphology.rs` — the per-class opening, O(pixels) for any radius.
+//! - `components.rs` — 8-connected components: [`Component`], [`components`],
+//!   [`island_count`].
+//! - `ramps.rs` — ramp strips: [`ramp_pixel_share`], [`MAX_RAMP_WIDTH`].
+//! - `majority.rs` — the majority fill of marked pixels.
+//! - `report.rs` — [`CleanupReport`].
+
+mod components;
+mod majority;
+mod morphology;
+mod ramps;
+mod report;
+
+pub use components::{components, island_count, Component};
+pub use ramps::{ramp_pixel_share, MAX_RAMP_WIDTH};
+pub use report::CleanupReport;
+
+use serde::{Deserialize, Serialize};
+
+use crate::classes::{ClassTable, IGNORE_INDEX};
+use crate::error::{Error, Result};
+use crate::label::LabelMap;
+
+use components::{label_components, NO_COMPONENT};
+
+/// Class index of a pixel whose raw code is not in the class table (see [`decode_raw`]).
+/// Cleanup replaces every such pixel; it never appears in its output.
+pub const UNKNOWN_INDEX: u8 = 254;
+
+/// Passes with all rules before falling back to island-only passes.
+pub const MAX_FULL_PASSES: u32 = 8;
+
+/// How [`cleanup`] works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupOptions {
+    /// Radius `r` of the square `(2r+1) × (2r+1)` structuring element of the per-class
+    /// opening; features narrower than `2r+1` pixels are replaced. 0 turns it off.
+    pub open_radius: u32,
+    /// Components (8-connected) with fewer pixels than this are merged into their
+    /// surroundings. 0 or 1 turns it off.
+    pub min_island: u32,
+    /// Replace ramp strips (thin seams of a third class where two classes meet).
+    pub ramps: bool,
+    /// Nearest-neighbour upscale (or downscale) of the result to `size × size`.
+    pub out_size: Option<u32>,
+}
+
+impl Default for CleanupOptions {
+    fn default() -> Self {
+        CleanupOptions { open_radius: 1, min_island: 16, ramps: true, out_size: None }
+    }
+}
+
+/// Builds a map from raw codes, like [`LabelMap::from_codes`], but a code that is not in
+/// the table becomes [`UNKNOWN_INDEX`] instead of an error (the ignore code becomes
+/// [`IGNORE_INDEX`]).
+///
+/// # Panics
+/// If `codes.len() != w * h`.
+pub fn decode_raw(codes: &[u8], w: u32, h: u32, classes: &ClassTable) -> LabelMap {
+    assert_eq!(codes.len(), w as usize * h as usize, "decode_raw: {} codes for a {w}×{h} map", codes.len());
+    let lut = classes.code_lut();
+    LabelMap { width: w, height: h, data: codes.iter().map(|&c| lut[c as usize].unwrap_or(UNKNOWN_INDEX)).collect() }
+}
+
+/// Decodes an 8-bit grayscale label PNG of raw codes with [`decode_raw`]. Errors name
+/// `origin` and say what is wrong with the file.
+pub fn decode_raw_png(bytes: &[u8], classes: &ClassTable, origin: &str) -> Result<LabelMap> {
+    let (w, h, color, data) = crate::label::decode_png(bytes, origin)?;
+    if color != png::ColorType::Grayscale {
+        return Err(Error::format(origin, format!("a raw label map must be an 8-bit grayscale PNG of class codes, found {color:?}")));
+    }
+    Ok(decode_raw(&data, w, h, classes))
+}
+
+const WHY_UNKNOWN: u8 = 1;
+const WHY_OPENED: u8 = 2;
+const WHY_RAMP: u8 = 4;
+const WHY_ISLAND: u8 = 8;
+
+/// Cleans `map` (class indices `0..k`, [`IGNORE_INDEX`], [`UNKNOWN_INDEX`]); see the
+/// module doc. The output holds only `0..k` and [`IGNORE_INDEX`], has no component under
+/// `opts.min_island` pixels (unless it has a single component), and is upscaled to
+/// `opts.out_size` if given. Deterministic.
+///
+/// # Panics
+/// If `k > 254`, if `map.data` does not hold `width × height` values, or if
+/// `opts.out_size == Some(0)`.
+pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, CleanupReport) {
+    assert!(k <= UNKNOWN_INDEX as usize, "cleanup: at most {UNKNOWN_INDEX} classes, got {k}");
+    let (w, h) = (map.width as usize, map.height as usize);
+    assert_eq!(map.data.len(), w * h, "cleanup: {} values for a {w}×{h} map", map.data.len());
+    let n = w * h;
+
+    let input: Vec<u8> =
+        map.data.iter().map(|&v| if (v as usize) < k || v == IGNORE_INDEX { v } else { UNKNOWN_INDEX }).collect();
+    let mut data = input.clone();
+    let mut why = vec![0u8; n];
+    let mut report = CleanupReport {
+        unknown_fixed: input.iter().filter(|&&v| v == UNKNOWN_INDEX).count() as u64,
+        ..Default::default()
+    };
+
+    if n > 0 {
+        for _ in 0..MAX_FULL_PASSES {
+            let (mut marked, islands) = mark(&data, w, h, k, opts, true, &mut why);
+            if !marked.contains(&true) {
+                break;
+            }
+            let before = data.clone();
+            majority::fill(&mut data, &mut marked, w, h, k);
+            report.passes += 1;
+            report.islands_removed += islands;
+            if data == before {
+                break;
+            }
+        }
+        // Island-only passes: each lowers the component count (see the module doc), so at
+        // most one per component; the bound is a backstop.
+        for _ in 0..=n {
+            let (mut marked, islands) = mark(&data, w, h, k, opts, false, &mut why);
+            if !marked.contains(&true) {
+                break;
+            }
+            majority::fill(&mut data, &mut marked, w, h, k);
+            report.passes += 1;
+            report.islands_removed += islands;
+        }
+    }
+
+    let changed = |bit: u8| (0..n).filter(|&i| why[i] & bit != 0 && data[i] != input[i]).count() as u64;
+    report.pixels_changed = (0..n).filter(|&i| data[i] != input[i]).count() as u64;
+    report.ramp_pixels_fixed = changed(WHY_RAMP);
+    report.opened_pixels_fixed = changed(WHY_OPENED);
+    let mut out = LabelMap { width: map.width, height: map.height, data };
+    report.islands_left = island_count(&out, k, opts.min_island) as u64;
+
+    if let Some(s) = opts.out_size {
+        assert!(s > 0, "cleanup: out_size must be positive");
+        if s != out.width || s != out.height {
+            out = out.resize_nearest(s, s);
+        }
+    }
+    (out, report)
+}
+
+/// Marks the pixels of one pass; returns the marks and the number of islands marked.
+/// `full` applies all rules, otherwise unknown pixels and islands only. `why` collects the
+/// reasons per pixel over the passes.
+fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: bool, why: &mut [u8]) -> (Vec<bool>, u64) {
+    let n = w * h;
+    let is_class = |v: u8| (v as usize) < k;
+    let mut marked = vec![false; n];
+    let mut set = |marked: &mut [bool], i: usize, bit: u8| {
+        marked[i] = true;
+        why[i] |= bit;
+    };
+    for i in 0..n {
+        if data[i] == UNKNOWN_INDEX {
+            set(&mut marked, i, WHY_UNKNOWN);
+        }
+    }
+    if full && opts.open_radius > 0 {
+        let removed = morphology::opening_removed(data, w, h, opts.open_radius as usize);
+        for i in 0..n {
+            if removed[i] && is_class(data[i]) {
+                set(&mut marked, i, WHY_OPENED);
+            }
+        }
+    }
+    if full && opts.ramps {
+        let ramp = ramps::ramp_mask(data, w, h, k);
+        for i in 0..n {
+            if ramp[i] {
+                set(&mut marked, i, WHY_RAMP);
+            }
+        }
+    }
+
+    let lab = label_components(data, w, h, k);
+    // The largest component, first in raster order among equals.
+    let largest = lab.comps.iter().enumerate().fold(None, |best: Option<(usize, u32)>, (id, c)| match best {
+        Some((_, size)) if size >= c.size => best,
+        _ => Some((id, c.size)),
+    });
+    let keep = match largest {
+        Some((id, size)) if size < opts.min_island => Some(id as u32),
+        _ => None,
+    };
+    let islands = lab.comps.iter().enumerate().filter(|&(id, c)| c.size < opts.min_island && keep != Some(id as u32)).count();
+    if islands > 0 {
+        for i in 0..n {
+            let id = lab.ids[i];
+            if id != NO_COMPONENT && lab.comps[id as usize].size < opts.min_island && keep != Some(id) {
+                set(&mut marked, i, WHY_ISLAND);
+            }
+        }
+    }
+    // The fill needs an unmarked pixel to start from: if every pixel is marked, the
+    // largest component stays.
+    if !marked.contains(&false) {
+        if let Some((id, _)) = largest {
+            for i in 0..n {
+                if lab.ids[i] == id as u32 {
+                    marked[i] = false;
+                }
+            }
+        }
+    }
+    (marked, islands as u64)
+}
+
+#[cfg(test)]
+mod tests;

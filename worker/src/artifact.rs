@@ -1,0 +1,32 @@
+//! Model artifacts: a directory of files (weights, `model.json`, previews, checkpoints) at
+//! a local path, `file:///abs/path` or `s3://bucket/prefix`. Synchronous wrappers over
+//! [`shared::storage::Store`] for the training and sampling commands.
+
+use anyhow::Context;
+use bytes::Bytes;
+use shared::storage::Store;
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => tokio::task::block_in_place(|| h.block_on(f)),
+        Err(_) => tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(f),
+    }
+}
+
+/// Writes `name` under the artifact location `uri`.
+pub fn write_file(uri: &str, name: &str, data: Vec<u8>) -> anyhow::Result<()> {
+    let store = Store::open(uri).with_context(|| format!("artifact location {uri}"))?;
+    block_on(store.put(name, Bytes::from(data))).with_context(|| format!("writing {}", store.describe(name)))?;
+    Ok(())
+}
+
+/// Reads `name` from the artifact location `uri`; `None` if it does not exist.
+pub fn read_file(uri: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let store = Store::open(uri).with_context(|| format!("artifact location {uri}"))?;
+    Ok(block_on(store.get(name)).with_context(|| format!("reading {}", store.describe(name)))?.map(|b| b.to_vec()))
+}
+
+/// Like [`read_file`], but a missing file is an error naming it.
+pub fn require_file(uri: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+    read_file(uri, name)?.ok_or_else(|| anyhow::anyhow!("{uri}/{name} does not exist"))
+}

@@ -1,0 +1,10 @@
+//! `worker sample-labels` (being written).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("worker sample-labels is not built yet")
+}

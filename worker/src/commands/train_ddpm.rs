@@ -1,0 +1,10 @@
+//! `worker train-ddpm` (being written).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("worker train-ddpm is not built yet")
+}

@@ -1,0 +1,1 @@
+//! DDPM label-map generator (being written).

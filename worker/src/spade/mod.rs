@@ -1,0 +1,1 @@
+//! SPADE image generator (being written).
