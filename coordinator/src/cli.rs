@@ -72,6 +72,9 @@ pub enum Command {
         /// Do not write the manifest at the end.
         #[arg(long)]
         no_finalize: bool,
+        /// Serve the run's queue gauges (labelgen_queue_shards) at http://ADDR/metrics.
+        #[arg(long, env = "LABELGEN_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
         #[command(flatten)]
         redis: RedisArg,
     },
@@ -138,9 +141,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{run_id}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Watch { run, interval, no_finalize, redis } => {
+        Command::Watch { run, interval, no_finalize, metrics_addr, redis } => {
             let queue = ops::connect(&redis.url).await?;
-            let end = watch::watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize).await?;
+            let metrics = shared::metrics::Metrics::new();
+            if let Some(addr) = metrics_addr {
+                let bound = shared::metrics::serve_http(addr, metrics.clone()).await?;
+                metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("metrics on http://{bound}/metrics");
+            }
+            let end = watch::watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize, Some(&metrics)).await?;
             Ok(watch::report_end(&run, &end))
         }
         Command::Status { run, json, config: Some(config), .. } => {

@@ -21,7 +21,7 @@ pub async fn run(spec: RunSpec, run_id: &str, workers: usize) -> anyhow::Result<
         let _ = stop_rx.await;
     }));
     let end = tokio::select! {
-        end = watch::watch(queue.as_ref(), run_id, Duration::from_millis(200), true) => end,
+        end = watch::watch(queue.as_ref(), run_id, Duration::from_millis(200), true, None) => end,
         _ = tokio::signal::ctrl_c() => {
             tracing::warn!("interrupted: stopping workers; run again with the same --run-id to resume");
             queue.cancel(run_id).await?;

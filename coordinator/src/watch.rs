@@ -20,7 +20,7 @@ pub enum WatchEnd {
     Cancelled,
 }
 
-pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool) -> anyhow::Result<WatchEnd> {
+pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool, metrics: Option<&shared::metrics::Metrics>) -> anyhow::Result<WatchEnd> {
     let (_, spec) = ops::load_run(queue, run_id).await?;
     let total = spec.run.count;
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total) } else { ProgressBar::hidden() };
@@ -32,8 +32,25 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
     let started = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_log = Instant::now();
+    let mut queue_errors = 0u32;
     loop {
-        let c = queue.counts(run_id).await?;
+        let c = match queue.counts(run_id).await {
+            Ok(c) => {
+                queue_errors = 0;
+                c
+            }
+            // Redis restarting or a network blip: keep watching for a while.
+            Err(e) if queue_errors < 60 => {
+                queue_errors += 1;
+                tracing::warn!(error = %e, "reading the run's counts failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(m) = metrics {
+            m.set_queue(run_id, &c);
+        }
         let done = ops::committed_samples(&spec, &c);
         let first_seen = *first.get_or_insert((Instant::now(), done));
         bar.set_position(done);

@@ -184,9 +184,9 @@ fn redis_benchmark(host: &str, port: u16, clients: usize, requests: u64, key: &s
         .map_err(|e| eprintln!("redis-benchmark: {e}"))
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.split(['\r', '\n']).filter(|l| l.contains("requests per second")).last()?;
+    let line = text.rsplit(['\r', '\n']).find(|l| l.contains("requests per second"))?;
     let before = line.split(" requests per second").next()?;
-    before.rsplit(|c: char| c == ' ' || c == ':').find(|s| !s.is_empty())?.parse().ok()
+    before.rsplit([' ', ':']).find(|s| !s.is_empty())?.parse().ok()
 }
 
 #[tokio::main]

@@ -177,9 +177,10 @@ async fn redis_restart_mid_run_still_gives_exactly_n() {
     spec.shard_size = 4;
     cl.submit(&spec, "r1");
     let mut workers: Vec<Child> = (0..2).map(|_| cl.worker(&[("LABELGEN_BATCH_DELAY_MS", "100")])).collect();
+    let watch = cl.coordinator(&["watch", "r1", "--interval", "0.2"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(800));
     cl.redis.restart();
-    let o = cl.watch("r1");
+    let o = watch.wait_with_output().unwrap();
     assert!(o.status.success(), "watch failed: {}", stderr(&o));
     wait_all(&mut workers, Duration::from_secs(60));
     check::exactly_n(&cl.s3.store("data", "runs/r1"), 30).await;

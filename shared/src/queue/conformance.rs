@@ -29,6 +29,12 @@ pub trait TimeControl: Send + Sync {
     /// How far the queue's clock may move by itself during a check (0 for a manual clock):
     /// the slack allowed on upper bounds of times the queue reports.
     fn slack_ms(&self) -> u64;
+
+    /// Factor applied to the durations of timing-sensitive checks, so that on a real clock
+    /// a loaded machine's pauses stay small against the windows checked (1 on a manual clock).
+    fn scale(&self) -> u64 {
+        1
+    }
 }
 
 #[async_trait]
@@ -64,6 +70,10 @@ impl TimeControl for RealTime {
 
     fn slack_ms(&self) -> u64 {
         self.slack_ms
+    }
+
+    fn scale(&self) -> u64 {
+        5
     }
 }
 
@@ -277,12 +287,13 @@ pub async fn expired_lease_is_reclaimed_and_fenced(q: &dyn JobQueue, time: &dyn 
 /// Heartbeats push the deadline out: a lease kept alive is not reclaimed.
 pub async fn heartbeat_extends_lease(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "heartbeat");
-    let run = RunRecord { lease_ms: 1_000, ..record(&run_id, 1) };
+    let k = time.scale();
+    let run = RunRecord { lease_ms: 1_000 * k, ..record(&run_id, 1) };
     submit(q, &run).await;
     let lease = claim(q, "w1").await;
-    time.advance(600).await;
+    time.advance(600 * k).await;
     assert_eq!(q.heartbeat(&lease).await.unwrap(), LeaseStatus::Held);
-    time.advance(600).await;
+    time.advance(600 * k).await;
     claim_none(q, "the lease was extended").await;
     let c = counts(q, &run_id).await;
     assert_eq!((c.leased, c.delayed, c.pending), (1, 0, 0));
@@ -293,28 +304,34 @@ pub async fn heartbeat_extends_lease(q: &dyn JobQueue, time: &dyn TimeControl, p
 /// Retries wait `backoff_ms`, doubled per failure and capped at `max_backoff_ms`.
 pub async fn retry_backoff_doubles_and_caps(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "backoff");
-    let run =
-        RunRecord { max_attempts: 5, lease_ms: 10_000, backoff_ms: 200, max_backoff_ms: 500, ..record(&run_id, 1) };
+    let k = time.scale();
+    let run = RunRecord {
+        max_attempts: 5,
+        lease_ms: 10_000 * k,
+        backoff_ms: 200 * k,
+        max_backoff_ms: 500 * k,
+        ..record(&run_id, 1)
+    };
     submit(q, &run).await;
 
     let a = claim(q, "w1").await;
-    assert_retry_at(q.fail(&a, "e1", true).await.unwrap(), claimed_at(&a, &run), 200, time);
+    assert_retry_at(q.fail(&a, "e1", true).await.unwrap(), claimed_at(&a, &run), 200 * k, time);
     let c = counts(q, &run_id).await;
     assert_eq!((c.pending, c.delayed, c.leased, c.dead), (1, 1, 0, 0));
     claim_none(q, "first backoff").await;
-    time.advance(200).await;
+    time.advance(200 * k).await;
 
     let b = claim(q, "w1").await;
     assert_eq!((b.token, b.failures), (2, 1));
-    assert_retry_at(q.fail(&b, "e2", true).await.unwrap(), claimed_at(&b, &run), 400, time);
-    time.advance(200).await;
+    assert_retry_at(q.fail(&b, "e2", true).await.unwrap(), claimed_at(&b, &run), 400 * k, time);
+    time.advance(200 * k).await;
     claim_none(q, "second backoff is doubled").await;
-    time.advance(200).await;
+    time.advance(200 * k).await;
 
     let c = claim(q, "w1").await;
     assert_eq!((c.token, c.failures), (3, 2));
-    assert_retry_at(q.fail(&c, "e3", true).await.unwrap(), claimed_at(&c, &run), 500, time);
-    time.advance(500).await;
+    assert_retry_at(q.fail(&c, "e3", true).await.unwrap(), claimed_at(&c, &run), 500 * k, time);
+    time.advance(500 * k).await;
 
     let d = claim(q, "w1").await;
     assert_eq!((d.token, d.failures), (4, 3));

@@ -64,8 +64,9 @@ pub trait JobQueue: Send + Sync {
     /// Stops new claims of the run at once; leases in flight see it at their next heartbeat.
     async fn cancel(&self, run_id: &str) -> Result<()>;
 
-    /// Moves every dead job of the run back to pending with a fresh attempt budget and
-    /// reactivates the run. Returns how many jobs were revived.
+    /// Moves every dead job of the run back to pending with a fresh attempt budget. The
+    /// run's state is unchanged (a cancelled run stays cancelled). Returns how many jobs
+    /// were revived.
     async fn retry_dead(&self, run_id: &str) -> Result<u64>;
 
     /// Job counts of a run.

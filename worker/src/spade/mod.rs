@@ -1,1 +1,26 @@
-//! SPADE image generator (being written).
+//! The SPADE image generator (Park et al.): paints an RGB image for a label map.
+//!
+//! # Layout
+//! - `spectral.rs` — [`SnConv2d`]: convolution with spectral norm by power iteration.
+//! - `norm.rs` — [`Spade`]: parameter-free norm modulated by the label map.
+//! - `res_block.rs` — [`SpadeResBlock`]: SPADE residual block, learned shortcut.
+//! - `generator.rs` — [`SpadeGenerator`] and [`SpadeGeneratorConfig`] (noise → image).
+//! - `discriminator.rs` — [`SpadeDiscriminator`]: multi-scale PatchGAN.
+//! - `input.rs` — host-side one-hot labels, per-seed noise, image ↔ tensor.
+//! - `loss.rs` — hinge GAN loss and feature matching.
+//! - `train.rs` — [`SpadeTrainer`]: one training step, checkpoints, both optimizers.
+//! - `model.rs` — [`SpadeModel`]: the artifact (weights + `model.json`) and inference.
+
+mod discriminator;
+mod generator;
+pub mod input;
+pub mod loss;
+mod norm;
+mod res_block;
+pub mod spectral;
+
+pub use discriminator::{PatchDiscriminator, SpadeDiscriminator, SpadeDiscriminatorConfig};
+pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig};
+pub use norm::{NormKind, Spade, SpadeConfig};
+pub use res_block::{SpadeResBlock, SpadeResBlockConfig};
+pub use spectral::{SnConv2d, SnConv2dConfig};

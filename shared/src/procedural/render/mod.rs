@@ -96,8 +96,8 @@ pub fn render(labels: &LabelMap, seed: u64) -> RgbImage {
                 }
             }
             let o = (y * w + x) * 3;
-            for k in 0..3 {
-                img.data[o + k] = (acc[k] / n).round().clamp(0.0, 255.0) as u8;
+            for (out, a) in img.data[o..o + 3].iter_mut().zip(acc) {
+                *out = (a / n).round().clamp(0.0, 255.0) as u8;
             }
         }
     }
