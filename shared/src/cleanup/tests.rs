@@ -350,3 +350,19 @@ fn cleanup_experiment_tmp() {
     }
     println!("EXP total {total} idempotent {idem} opening-clean {clean} passes/map {:.2} ramp share {:.5}", passes as f64 / total as f64, ramps / total as f64);
 }
+
+#[test]
+fn cleanup_experiment2_tmp() {
+    let opts = CleanupOptions::default();
+    let size = 64usize;
+    let (once, r) = cleanup(&noisy_procedural(5, size as u32), K, &opts);
+    println!("{r:?}");
+    let rm = morphology::opening_removed(&once.data, size, size, 1);
+    let bad: Vec<usize> = (0..once.data.len()).filter(|&i| rm[i] && (once.data[i] as usize) < K).collect();
+    println!("violations {}", bad.len());
+    for &i in bad.iter().take(6) {
+        let (x, y) = (i % size, i / size);
+        println!("({x},{y})");
+        for yy in y.saturating_sub(3)..(y + 4).min(size) { let mut s = String::new(); for xx in x.saturating_sub(4)..(x + 5).min(size) { let j = yy*size+xx; s.push_str(&format!("{}{}", once.data[j], if rm[j] {'*'} else {' '})); } println!("   {s}"); }
+    }
+}

@@ -1,10 +1,151 @@
-//! `worker train-spade` (being written).
+//! `worker train spade`: trains the SPADE image generator on a dataset directory.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shared::dataset::Dataset;
+use shared::ClassTable;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("worker train-spade is not built yet")
+use crate::spade::{default_n_up, fit, DatasetPairs, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
+
+/// Train the SPADE image generator (label map → RGB image) on DIR/images + DIR/labels.
+///
+/// Writes to --out: `model.json` and `generator.mpk` (the artifact `worker synthesize`
+/// and the pipeline load), `checkpoint/` (both networks and both optimisers; `--resume`
+/// continues from it) and `previews/step-N.png` (rows of label | generated | real).
+///
+/// Example: worker train spade --data /tmp/spade-data --out /tmp/spade-model --size 64 --ngf 16 --steps 2000
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Dataset directory (labels/ of raw AI Hub codes, images/ of RGB PNGs).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Artifact location: a directory, file:///path or s3://bucket/prefix.
+    #[arg(long, value_name = "URI")]
+    pub out: String,
+
+    /// Image side; pairs are resized to it (images by area, labels nearest).
+    #[arg(long, value_name = "S", default_value_t = 64)]
+    pub size: usize,
+
+    /// Generator base channels (the paper: 64).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub ngf: usize,
+
+    /// Discriminator base channels (default: --ngf; the paper: 64).
+    #[arg(long, value_name = "N")]
+    pub ndf: Option<usize>,
+
+    /// Upsamplings in the generator (default: up to 5, keeping the first map ≥ 4×4).
+    #[arg(long, value_name = "N")]
+    pub n_up: Option<usize>,
+
+    /// Hidden channels of each SPADE layer (default: 2·ngf, at most 128; the paper: 128).
+    #[arg(long, value_name = "N")]
+    pub spade_hidden: Option<usize>,
+
+    /// Parameter-free norm inside SPADE: instance or batch.
+    #[arg(long, value_name = "KIND", default_value = "instance", value_parser = parse_norm)]
+    pub norm: NormKind,
+
+    #[arg(long, value_name = "B", default_value_t = 4)]
+    pub batch: usize,
+
+    /// Passes over the data (default when neither --epochs nor --steps: 10).
+    #[arg(long, value_name = "N", conflicts_with = "steps")]
+    pub epochs: Option<u64>,
+
+    /// Total training steps (one batch each; includes a resumed checkpoint's).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+
+    #[arg(long, value_name = "LR", default_value_t = 1e-4)]
+    pub lr_g: f64,
+
+    #[arg(long, value_name = "LR", default_value_t = 4e-4)]
+    pub lr_d: f64,
+
+    /// Checkpoint and preview every N steps (0: only at the end).
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub checkpoint_every: u64,
+
+    /// Continue from --out/checkpoint (same architecture needed).
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Seed of the data order and the noise.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+
+    /// VGG19 weights for the perceptual loss (not supported by this build yet).
+    #[arg(long, value_name = "PATH")]
+    pub vgg: Option<PathBuf>,
+
+    /// Train on the CPU even in a CUDA build.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+fn parse_norm(s: &str) -> Result<NormKind, String> {
+    match s {
+        "instance" => Ok(NormKind::Instance),
+        "batch" => Ok(NormKind::Batch),
+        _ => Err(format!("{s:?}: expected instance or batch")),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &args.vgg {
+        anyhow::bail!("--vgg {}: this build does not support the VGG perceptual loss yet (train without --vgg)", p.display());
+    }
+    #[cfg(feature = "cuda")]
+    if !args.cpu {
+        return train::<crate::backend::GpuTrain>(args, &Default::default());
+    }
+    train::<crate::backend::CpuTrain>(args, &crate::backend::CpuDevice::default())
+}
+
+fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<ExitCode> {
+    if args.batch == 0 {
+        anyhow::bail!("--batch 0: must be at least 1");
+    }
+    let classes = ClassTable::ai_hub();
+    let k = classes.len();
+    let n_up = args.n_up.unwrap_or_else(|| default_n_up(args.size));
+    let g_config = SpadeGeneratorConfig::new(k, args.size)
+        .with_ngf(args.ngf)
+        .with_n_up(n_up)
+        .with_spade_hidden(args.spade_hidden.unwrap_or((2 * args.ngf).min(128)))
+        .with_norm(args.norm);
+    g_config.validate().map_err(|e| anyhow::anyhow!("--size {} --ngf {} --n-up {n_up}: {e}", args.size, args.ngf))?;
+    let d_config = SpadeDiscriminatorConfig::new(k).with_ndf(args.ndf.unwrap_or(args.ngf));
+    d_config.validate().map_err(|e| anyhow::anyhow!("--ndf: {e}"))?;
+
+    let dataset = Dataset::open(&args.data, classes.clone(), false).with_context(|| format!("--data {}", args.data.display()))?;
+    let digest = dataset.digest(false).context("hashing the training data")?;
+    let n = dataset.len() as u64;
+    let steps = match (args.steps, args.epochs) {
+        (Some(s), _) => s,
+        (None, e) => e.unwrap_or(10) * n.div_ceil(args.batch as u64),
+    };
+    tracing::info!("VGG loss off (no --vgg weights)");
+    tracing::info!(pairs = n, steps, size = args.size, ngf = args.ngf, n_up, batch = args.batch, "training SPADE into {}", args.out);
+
+    let settings = TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, ..TrainSettings::default() };
+    let opts = FitOptions { out: args.out.clone(), steps, checkpoint_every: args.checkpoint_every, resume: args.resume, classes, data_digest: digest };
+    let pairs = DatasetPairs { dataset, size: args.size as u32 };
+
+    let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}  ETA {eta}").expect("a valid template").progress_chars("=> "));
+    let trainer = fit::<B>(g_config, d_config, settings, &pairs, &opts, device, |p| {
+        bar.set_position(p.step);
+        bar.set_message(format!("G {:.3} (feat {:.3})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec));
+    })?;
+    bar.finish_and_clear();
+    println!("trained SPADE for {} steps; model at {} (model.json, generator.mpk); previews under {}/previews", trainer.step, args.out, args.out);
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,11 +16,15 @@ mod generator;
 pub mod input;
 pub mod loss;
 mod norm;
+mod model;
 mod res_block;
 pub mod spectral;
+mod train;
 
 pub use discriminator::{PatchDiscriminator, SpadeDiscriminator, SpadeDiscriminatorConfig};
 pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig};
 pub use norm::{NormKind, Spade, SpadeConfig};
 pub use res_block::{SpadeResBlock, SpadeResBlockConfig};
+pub use model::{save, Losses, SpadeMeta, SpadeModel, FORMAT_VERSION, META_FILE, WEIGHTS_FILE};
 pub use spectral::{SnConv2d, SnConv2dConfig};
+pub use train::{fit, preview, DatasetPairs, FitOptions, PairSource, Progress, SpadeTrainer, StepLosses, TrainSettings, CHECKPOINT_DIR};

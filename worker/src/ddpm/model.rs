@@ -1,0 +1,268 @@
+//! The model artifact: `weights.mpk` (the UNet's EMA weights, Burn named MessagePack, full
+//! precision) and `model.json` ([`ModelMeta`]) under one location (path or `s3://`).
+
+use anyhow::{bail, Context};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use shared::{ClassTable, LabelMap};
+
+use super::encoding::Encoding;
+use super::sampler::{sample_images, SamplerConfig};
+use super::schedule::{NoiseSchedule, ScheduleKind};
+use super::unet::{UNet, UNetConfig};
+use crate::artifact;
+
+/// Version of the `model.json` layout this worker reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The `kind` field of a DDPM label model's `model.json`.
+pub const MODEL_KIND: &str = "labelgen-ddpm-labels";
+pub const MODEL_JSON: &str = "model.json";
+pub const WEIGHTS_FILE: &str = "weights.mpk";
+
+/// `model.json`: everything needed to rebuild and use the network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format_version: u32,
+    pub kind: String,
+    pub unet: UNetConfig,
+    pub encoding: Encoding,
+    pub schedule: ScheduleKind,
+    pub timesteps: usize,
+    pub classes: ClassTable,
+    /// Side of the generated label maps, in pixels.
+    pub size: u32,
+    /// [`shared::dataset::Dataset::digest`] of the training labels.
+    pub data_digest: String,
+    /// Training steps done.
+    pub steps: u64,
+    /// Mean training loss over the last steps (see the trainer).
+    pub final_loss: f32,
+    /// EMA decay of the weights (the weights file holds the EMA weights).
+    pub ema_decay: f64,
+    /// Name of the weights file beside `model.json`.
+    pub weights: String,
+}
+
+impl ModelMeta {
+    /// Checks the fields agree with each other; `origin` names the file.
+    pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
+        if self.kind != MODEL_KIND {
+            bail!("{origin}: kind {:?} is not a DDPM label model (expected {MODEL_KIND:?})", self.kind);
+        }
+        self.classes.validate(origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.unet.validate().map_err(|e| anyhow::anyhow!("{origin}: unet: {e}"))?;
+        let want = self.encoding.channels(self.classes.len());
+        if self.unet.in_channels != want {
+            bail!(
+                "{origin}: unet.in_channels is {}, but encoding {} of {} classes needs {want}",
+                self.unet.in_channels,
+                self.encoding,
+                self.classes.len()
+            );
+        }
+        if self.size as usize != self.unet.image_size {
+            bail!("{origin}: size {} differs from unet.image_size {}", self.size, self.unet.image_size);
+        }
+        if self.timesteps == 0 {
+            bail!("{origin}: timesteps must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Parses `model.json`, checking the format version before anything else.
+    pub fn from_json(bytes: &[u8], origin: &str) -> anyhow::Result<ModelMeta> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not valid JSON"))?;
+        match v.get("format_version").and_then(serde_json::Value::as_u64) {
+            Some(n) if n == FORMAT_VERSION as u64 => {}
+            Some(n) => bail!("{origin}: format_version {n}; this worker reads format_version {FORMAT_VERSION} (retrain or use a matching worker)"),
+            None => bail!("{origin}: no numeric format_version (expected {FORMAT_VERSION}); is this a DDPM model.json?"),
+        }
+        let meta: ModelMeta = serde_json::from_value(v).with_context(|| format!("{origin}: invalid model.json"))?;
+        meta.validate(origin)?;
+        Ok(meta)
+    }
+}
+
+/// A module's weights as bytes (named MessagePack, full precision).
+pub fn module_to_bytes<B: Backend, M: Module<B>>(module: M) -> anyhow::Result<Vec<u8>> {
+    NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(module.into_record(), ()).context("serialising weights")
+}
+
+/// Loads weights saved by [`module_to_bytes`] into `module` (built from the same config),
+/// checking every parameter's shape. `origin` names the file in errors.
+pub fn module_from_bytes<B: Backend, M: Module<B>>(module: M, bytes: Vec<u8>, device: &B::Device, origin: &str) -> anyhow::Result<M> {
+    let want = param_shapes(&module);
+    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+        .load::<M::Record>(bytes, device)
+        .map_err(|e| anyhow::anyhow!("{origin}: not weights for this architecture: {e}"))?;
+    let loaded = module.load_record(record);
+    let got = param_shapes(&loaded);
+    if got != want {
+        let first = want.iter().zip(&got).position(|(a, b)| a != b).unwrap_or(want.len().min(got.len()));
+        bail!(
+            "{origin}: weights do not match the architecture: {} tensors expected, {} found; first mismatch at tensor {first}: expected {:?}, found {:?}",
+            want.len(),
+            got.len(),
+            want.get(first),
+            got.get(first)
+        );
+    }
+    Ok(loaded)
+}
+
+struct Shapes(Vec<Vec<usize>>);
+impl<B: Backend> ModuleVisitor<B> for Shapes {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push(param.val().dims().to_vec());
+    }
+}
+
+fn param_shapes<B: Backend, M: Module<B>>(m: &M) -> Vec<Vec<usize>> {
+    let mut s = Shapes(Vec::new());
+    m.visit(&mut s);
+    s.0
+}
+
+/// A trained DDPM label generator, ready to sample.
+#[derive(Debug, Clone)]
+pub struct DdpmModel<B: Backend> {
+    pub unet: UNet<B>,
+    pub meta: ModelMeta,
+    pub schedule: NoiseSchedule,
+    pub device: B::Device,
+}
+
+impl<B: Backend> DdpmModel<B> {
+    /// Wraps a network and its metadata.
+    pub fn new(unet: UNet<B>, meta: ModelMeta, device: B::Device) -> Self {
+        let schedule = NoiseSchedule::new(meta.schedule, meta.timesteps);
+        DdpmModel { unet, meta, schedule, device }
+    }
+
+    /// Loads `URI/model.json` and its weights. Errors name the file and what is wrong.
+    pub fn load(uri: &str, device: &B::Device) -> anyhow::Result<Self> {
+        let uri = uri.trim_end_matches('/');
+        let json = artifact::require_file(uri, MODEL_JSON)?;
+        let meta = ModelMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
+        let weights = artifact::require_file(uri, &meta.weights)?;
+        let unet = meta.unet.init::<B>(device);
+        let unet = module_from_bytes(unet, weights, device, &format!("{uri}/{}", meta.weights))?;
+        Ok(Self::new(unet, meta, device.clone()))
+    }
+
+    /// Writes the weights and `model.json` under `uri`.
+    pub fn save(&self, uri: &str) -> anyhow::Result<()> {
+        let uri = uri.trim_end_matches('/');
+        artifact::write_file(uri, &self.meta.weights, module_to_bytes(self.unet.clone())?)?;
+        artifact::write_file(uri, MODEL_JSON, serde_json::to_vec_pretty(&self.meta)?)?;
+        Ok(())
+    }
+
+    pub fn classes(&self) -> &ClassTable {
+        &self.meta.classes
+    }
+
+    /// Side of the generated maps.
+    pub fn size(&self) -> u32 {
+        self.meta.size
+    }
+
+    /// One label map per seed, sampled as one batch (callers choose the batch size by how
+    /// many seeds they pass). A map depends only on its seed and the sampler.
+    ///
+    /// # Panics
+    /// If `sampler` is invalid for this model (check with [`SamplerConfig::validate`]
+    /// against `meta.timesteps` first).
+    pub fn sample(&self, seeds: &[u64], sampler: &SamplerConfig) -> Vec<LabelMap> {
+        self.sample_with_progress(seeds, sampler, &mut |_, _| {})
+    }
+
+    /// [`Self::sample`], calling `on_step(done, total)` after each network evaluation.
+    pub fn sample_with_progress(&self, seeds: &[u64], sampler: &SamplerConfig, on_step: &mut dyn FnMut(usize, usize)) -> Vec<LabelMap> {
+        let k = self.meta.classes.len();
+        let c = self.meta.encoding.channels(k);
+        let s = self.meta.size;
+        sample_images(&self.unet, &self.schedule, c, s as usize, seeds, sampler, &self.device, on_step)
+            .iter()
+            .map(|x| self.meta.encoding.decode(x, k, s, s))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuDevice};
+
+    fn tiny_meta() -> ModelMeta {
+        ModelMeta {
+            format_version: FORMAT_VERSION,
+            kind: MODEL_KIND.into(),
+            unet: UNetConfig::new(1, 8, vec![1, 2], 1, vec![4], 0.0, 8).with_groups(4),
+            encoding: Encoding::Gray,
+            schedule: ScheduleKind::Linear,
+            timesteps: 20,
+            classes: ClassTable::ai_hub(),
+            size: 8,
+            data_digest: "test".into(),
+            steps: 0,
+            final_loss: 1.0,
+            ema_decay: 0.9999,
+            weights: WEIGHTS_FILE.into(),
+        }
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("labelgen-ddpm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn ddpm_model_save_load_round_trip() {
+        let device = CpuDevice::default();
+        let meta = tiny_meta();
+        let model = DdpmModel::<Cpu>::new(meta.unet.init(&device), meta.clone(), device);
+        let dir = temp_dir("roundtrip");
+        let uri = dir.to_str().unwrap();
+        model.save(uri).unwrap();
+        let loaded = DdpmModel::<Cpu>::load(uri, &device).unwrap();
+        assert_eq!(loaded.meta, meta);
+        let sampler = SamplerConfig::ddim(5, 0.0);
+        assert_eq!(model.sample(&[1, 2], &sampler), loaded.sample(&[1, 2], &sampler));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ddpm_model_load_errors_name_the_file() {
+        let device = CpuDevice::default();
+        let dir = temp_dir("errors");
+        let uri = dir.to_str().unwrap();
+        let e = DdpmModel::<Cpu>::load(uri, &device).unwrap_err().to_string();
+        assert!(e.contains("model.json") && e.contains("does not exist"), "{e}");
+
+        let mut v = serde_json::to_value(tiny_meta()).unwrap();
+        v["format_version"] = 2.into();
+        std::fs::write(dir.join(MODEL_JSON), serde_json::to_vec(&v).unwrap()).unwrap();
+        let e = format!("{:#}", DdpmModel::<Cpu>::load(uri, &device).unwrap_err());
+        assert!(e.contains("model.json: format_version 2") && e.contains("reads format_version 1"), "{e}");
+
+        let mut m = tiny_meta();
+        m.unet.in_channels = 8;
+        std::fs::write(dir.join(MODEL_JSON), serde_json::to_vec(&m).unwrap()).unwrap();
+        let e = format!("{:#}", DdpmModel::<Cpu>::load(uri, &device).unwrap_err());
+        assert!(e.contains("unet.in_channels is 8") && e.contains("needs 1"), "{e}");
+
+        // Weights of another architecture.
+        let other = UNetConfig::new(1, 8, vec![1], 1, vec![], 0.0, 8).with_groups(4).init::<Cpu>(&device);
+        std::fs::write(dir.join(MODEL_JSON), serde_json::to_vec(&tiny_meta()).unwrap()).unwrap();
+        std::fs::write(dir.join(WEIGHTS_FILE), module_to_bytes(other).unwrap()).unwrap();
+        let e = format!("{:#}", DdpmModel::<Cpu>::load(uri, &device).unwrap_err());
+        assert!(e.contains("weights.mpk"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,152 @@
+//! The SPADE model artifact: `generator.mpk` (named MessagePack, f32) and `model.json`
+//! at a path or `s3://` URI, and the inference API the pipeline calls.
+
+use anyhow::Context;
+use burn::module::Module;
+use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use serde::{Deserialize, Serialize};
+use shared::{ClassTable, LabelMap, RgbImage};
+
+use super::discriminator::SpadeDiscriminatorConfig;
+use super::generator::{SpadeGenerator, SpadeGeneratorConfig};
+use super::train::TrainSettings;
+use crate::artifact;
+
+/// Version of the artifact layout; [`SpadeModel::load`] refuses others.
+pub const FORMAT_VERSION: u32 = 1;
+/// The metadata file.
+pub const META_FILE: &str = "model.json";
+/// The generator weights.
+pub const WEIGHTS_FILE: &str = "generator.mpk";
+/// `model.json`'s `kind`.
+pub const KIND: &str = "spade";
+
+/// Smoothed training losses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Losses {
+    pub g_gan: f64,
+    pub g_feat: f64,
+    pub d: f64,
+}
+
+impl Losses {
+    /// `self + alpha · (new − self)`.
+    pub fn ema(&self, new: &Losses, alpha: f64) -> Losses {
+        let f = |a: f64, b: f64| a + alpha * (b - a);
+        Losses { g_gan: f(self.g_gan, new.g_gan), g_feat: f(self.g_feat, new.g_feat), d: f(self.d, new.d) }
+    }
+}
+
+/// `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpadeMeta {
+    pub format_version: u32,
+    /// Always `"spade"`.
+    pub kind: String,
+    /// Generator architecture.
+    pub architecture: SpadeGeneratorConfig,
+    /// The discriminator it was trained against (informational).
+    pub discriminator: SpadeDiscriminatorConfig,
+    /// The classes, in one-hot channel order.
+    pub classes: ClassTable,
+    /// Image side in pixels (label maps must be resized to it).
+    pub size: u32,
+    /// sha256 of the training data ([`shared::dataset::Dataset::digest`]).
+    pub data_digest: String,
+    pub steps: u64,
+    /// Smoothed losses at the last step.
+    pub final_losses: Losses,
+    pub train: TrainSettings,
+    /// Weights file name, next to `model.json`.
+    pub weights: String,
+    /// How noise is drawn: stream and distribution (for other implementations).
+    pub noise: String,
+}
+
+impl SpadeMeta {
+    pub fn new(architecture: SpadeGeneratorConfig, discriminator: SpadeDiscriminatorConfig, classes: ClassTable, data_digest: String, steps: u64, final_losses: Losses, train: TrainSettings) -> Self {
+        SpadeMeta {
+            format_version: FORMAT_VERSION,
+            kind: KIND.to_string(),
+            size: architecture.size as u32,
+            architecture,
+            discriminator,
+            classes,
+            data_digest,
+            steps,
+            final_losses,
+            train,
+            weights: WEIGHTS_FILE.to_string(),
+            noise: format!("z[i] ~ N(0,1) f32 from ChaCha8 seed_from_u64(seed), stream {:#x}", super::input::NOISE_STREAM),
+        }
+    }
+}
+
+/// Writes the generator's weights and `model.json` (last) under `uri`.
+pub fn save<B: Backend>(generator: &SpadeGenerator<B>, meta: &SpadeMeta, uri: &str) -> anyhow::Result<()> {
+    let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(generator.clone().into_record(), ()).context("encoding the generator weights")?;
+    artifact::write_file(uri, &meta.weights, bytes)?;
+    artifact::write_file(uri, META_FILE, serde_json::to_vec_pretty(meta)?)
+}
+
+/// A trained SPADE generator and its metadata.
+#[derive(Debug)]
+pub struct SpadeModel<B: Backend> {
+    pub generator: SpadeGenerator<B>,
+    pub meta: SpadeMeta,
+}
+
+impl<B: Backend> SpadeModel<B> {
+    /// Loads `URI/model.json` and its weights. Errors name the file and the problem
+    /// (missing, not JSON, another kind or version, an inconsistent architecture,
+    /// undecodable weights).
+    pub fn load(uri: &str, device: &B::Device) -> anyhow::Result<Self> {
+        let file = |name: &str| format!("{uri}/{name}");
+        let bytes = artifact::require_file(uri, META_FILE)?;
+        let meta: SpadeMeta = serde_json::from_slice(&bytes).with_context(|| format!("{}: not a SPADE model.json", file(META_FILE)))?;
+        if meta.kind != KIND {
+            anyhow::bail!("{}: kind is {:?}, expected {KIND:?}", file(META_FILE), meta.kind);
+        }
+        if meta.format_version != FORMAT_VERSION {
+            anyhow::bail!("{}: format_version {} is not supported (this build reads {FORMAT_VERSION})", file(META_FILE), meta.format_version);
+        }
+        meta.architecture.validate().map_err(|e| anyhow::anyhow!("{}: architecture: {e}", file(META_FILE)))?;
+        if meta.architecture.label_nc != meta.classes.len() {
+            anyhow::bail!("{}: architecture.label_nc {} differs from the {} classes", file(META_FILE), meta.architecture.label_nc, meta.classes.len());
+        }
+        if meta.size as usize != meta.architecture.size {
+            anyhow::bail!("{}: size {} differs from architecture.size {}", file(META_FILE), meta.size, meta.architecture.size);
+        }
+        let weights = artifact::require_file(uri, &meta.weights)?;
+        let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+            .load(weights, device)
+            .with_context(|| format!("{}: cannot decode the generator weights for the architecture in {META_FILE}", file(&meta.weights)))?;
+        let generator = meta.architecture.init::<B>(device).load_record(record);
+        Ok(SpadeModel { generator, meta })
+    }
+
+    /// Image side in pixels.
+    pub fn size(&self) -> u32 {
+        self.meta.size
+    }
+
+    pub fn classes(&self) -> &ClassTable {
+        &self.meta.classes
+    }
+
+    /// One image per label map (class indices of [`Self::classes`]); image `i`'s noise is
+    /// drawn from `seeds[i]`, so it does not depend on the batch. Maps not at the model's
+    /// size are nearest-resized to it. One forward pass over the slice: callers batch.
+    ///
+    /// # Panics
+    /// If `labels` and `seeds` differ in length.
+    pub fn synthesize(&self, labels: &[LabelMap], seeds: &[u64]) -> Vec<RgbImage> {
+        let s = self.meta.size;
+        if labels.iter().all(|m| m.width == s && m.height == s) {
+            return self.generator.synthesize(labels, seeds);
+        }
+        let resized: Vec<LabelMap> = labels.iter().map(|m| if m.width == s && m.height == s { m.clone() } else { m.resize_nearest(s, s) }).collect();
+        self.generator.synthesize(&resized, seeds)
+    }
+}
