@@ -155,7 +155,7 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
         let cap: u32 = std::env::var("CLEANUP_CAP").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_FULL_PASSES);
         let grow_after: u32 = std::env::var("CLEANUP_GROW").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
         for pass in 0..cap {
-            let (mut marked, islands) = mark(&data, w, h, k, opts, true, &mut why);
+            let Marks { mut marked, own_may_stay, islands } = mark(&data, w, h, k, opts, true, &mut why);
             if pass >= grow_after {
                 let g = (pass + 1 - grow_after) as usize;
                 let src = marked.clone();
@@ -166,8 +166,8 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
             }
             let before = data.clone();
             let nm = marked.iter().filter(|&&m| m).count();
-            if std::env::var("CLEANUP_DEBUG").is_ok() { eprintln!("marked {nm}"); if nm < 10 { for i in 0..n { if marked[i] { let (x,y)=(i%w,i/w); eprintln!("  ({x},{y}) why {}", why[i]); for yy in y.saturating_sub(2)..(y+3).min(h) { let mut s=String::new(); for xx in x.saturating_sub(3)..(x+4).min(w) { s.push_str(&format!("{}{}", data[yy*w+xx], if marked[yy*w+xx] {'*'} else {' '})); } eprintln!("    {s}"); } } } } }
-            majority::fill(&mut data, &mut marked, w, h, k);
+            if std::env::var("CLEANUP_DEBUG").is_ok() { eprintln!("marked {nm}"); if nm < 14 { for i in 0..n { if marked[i] { let (x,y)=(i%w,i/w); eprintln!("  ({x},{y}) why {}", why[i]); for yy in y.saturating_sub(2)..(y+3).min(h) { let mut s=String::new(); for xx in x.saturating_sub(3)..(x+4).min(w) { s.push_str(&format!("{}{}", data[yy*w+xx], if marked[yy*w+xx] {'*'} else {' '})); } eprintln!("    {s}"); } } } } }
+            majority::fill(&mut data, &mut marked, &own_may_stay, w, h, k);
             report.passes += 1;
             report.islands_removed += islands;
             if std::env::var("CLEANUP_DEBUG").is_ok() { eprintln!("pass marks {} changed {}", marked.len(), (0..n).filter(|&i| data[i] != before[i]).count()); }
@@ -178,11 +178,11 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
         // Island-only passes: each lowers the component count (see the module doc), so at
         // most one per component; the bound is a backstop.
         for _ in 0..=n {
-            let (mut marked, islands) = mark(&data, w, h, k, opts, false, &mut why);
+            let Marks { mut marked, own_may_stay, islands } = mark(&data, w, h, k, opts, false, &mut why);
             if !marked.contains(&true) {
                 break;
             }
-            majority::fill(&mut data, &mut marked, w, h, k);
+            majority::fill(&mut data, &mut marked, &own_may_stay, w, h, k);
             report.passes += 1;
             report.islands_removed += islands;
         }
@@ -207,24 +207,21 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
 /// Marks the pixels of one pass; returns the marks and the number of islands marked.
 /// `full` applies all rules, otherwise unknown pixels and islands only. `why` collects the
 /// reasons per pixel over the passes.
-fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: bool, why: &mut [u8]) -> (Vec<bool>, u64) {
+fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: bool, why: &mut [u8]) -> Marks {
     let n = w * h;
     let is_class = |v: u8| (v as usize) < k;
-    let mut marked = vec![false; n];
-    let mut set = |marked: &mut [bool], i: usize, bit: u8| {
-        marked[i] = true;
-        why[i] |= bit;
-    };
+    // This pass's reasons per pixel.
+    let mut now = vec![0u8; n];
     for i in 0..n {
         if data[i] == UNKNOWN_INDEX {
-            set(&mut marked, i, WHY_UNKNOWN);
+            now[i] |= WHY_UNKNOWN;
         }
     }
     if full && opts.open_radius > 0 {
         let removed = morphology::opening_removed(data, w, h, opts.open_radius as usize);
         for i in 0..n {
             if removed[i] && is_class(data[i]) {
-                set(&mut marked, i, WHY_OPENED);
+                now[i] |= WHY_OPENED;
             }
         }
     }
@@ -232,7 +229,7 @@ fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: 
         let ramp = ramps::ramp_mask(data, w, h, k);
         for i in 0..n {
             if ramp[i] {
-                set(&mut marked, i, WHY_RAMP);
+                now[i] |= WHY_RAMP;
             }
         }
     }
@@ -252,22 +249,37 @@ fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: 
         for i in 0..n {
             let id = lab.ids[i];
             if id != NO_COMPONENT && lab.comps[id as usize].size < opts.min_island && keep != Some(id) {
-                set(&mut marked, i, WHY_ISLAND);
+                now[i] |= WHY_ISLAND;
             }
         }
     }
     // The fill needs an unmarked pixel to start from: if every pixel is marked, the
     // largest component stays.
-    if !marked.contains(&false) {
+    if !now.contains(&0) {
         if let Some((id, _)) = largest {
             for i in 0..n {
                 if lab.ids[i] == id as u32 {
-                    marked[i] = false;
+                    now[i] = 0;
                 }
             }
         }
     }
-    (marked, islands as u64)
+    for i in 0..n {
+        why[i] |= now[i];
+    }
+    Marks {
+        marked: now.iter().map(|&b| b != 0).collect(),
+        own_may_stay: now.iter().map(|&b| b == WHY_OPENED).collect(),
+        islands: islands as u64,
+    }
+}
+
+/// One pass's marks (see [`majority::fill`]).
+struct Marks {
+    marked: Vec<bool>,
+    /// Marked by the opening alone: may keep its label with a strict majority.
+    own_may_stay: Vec<bool>,
+    islands: u64,
 }
 
 #[cfg(test)]

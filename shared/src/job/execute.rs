@@ -109,14 +109,14 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     let spec = job.spec.clone();
     let indices: Vec<u64> = spec.shard_range(job.shard).collect();
     let batch = spec.pipeline.batch_size;
+    // Three stages joined by bounded channels: model compute (one blocking thread) → PNG
+    // encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps
+    // encoding and upload of batch k; a slow store holds the others back.
+    let (gen_tx, gen_rx) = std::sync::mpsc::sync_channel::<Result<(Vec<Sample>, f64)>>(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Encoded>, f64, f64)>>(2);
-
-    // Model compute and encoding run on a blocking thread, one batch ahead of the uploads.
     let gen = {
         let pipeline = job.pipeline.clone();
         let abort = job.abort.clone();
-        let spec = spec.clone();
-        let (shard, attempt) = (job.shard, job.attempt);
         tokio::task::spawn_blocking(move || {
             for chunk in indices.chunks(batch) {
                 if abort.state() != Abort::GO {
@@ -124,18 +124,25 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
                 }
                 super::faults::batch_delay();
                 let t0 = Instant::now();
-                let samples = match pipeline.generate(chunk) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                };
-                let t_gen = t0.elapsed().as_secs_f64();
-                let t1 = Instant::now();
-                let encoded: Vec<Encoded> = samples.into_par_iter().map(|s| encode(&spec, shard, attempt, s)).collect();
-                let t_enc = t1.elapsed().as_secs_f64();
-                if tx.blocking_send(Ok((encoded, t_gen, t_enc))).is_err() {
+                let result = pipeline.generate(chunk).map(|s| (s, t0.elapsed().as_secs_f64()));
+                let failed = result.is_err();
+                if gen_tx.send(result).is_err() || failed {
+                    return;
+                }
+            }
+        })
+    };
+    let enc = {
+        let spec = spec.clone();
+        let (shard, attempt) = (job.shard, job.attempt);
+        tokio::task::spawn_blocking(move || {
+            for msg in gen_rx {
+                let out = msg.map(|(samples, t_gen)| {
+                    let t1 = Instant::now();
+                    let encoded: Vec<Encoded> = samples.into_par_iter().map(|s| encode(&spec, shard, attempt, s)).collect();
+                    (encoded, t_gen, t1.elapsed().as_secs_f64())
+                });
+                if tx.blocking_send(out).is_err() {
                     return;
                 }
             }
@@ -185,7 +192,8 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         times.upload += t0.elapsed().as_secs_f64();
         lines.extend(batch.into_iter().map(|e| e.line));
     }
-    gen.await.map_err(|e| Error::Job(format!("generator thread panicked: {e}")))?;
+    gen.await.map_err(|e| Error::Job(format!("model thread panicked: {e}")))?;
+    enc.await.map_err(|e| Error::Job(format!("encoder thread panicked: {e}")))?;
 
     match job.abort.state() {
         Abort::LOST => return Ok(ShardOutcome::LeaseLost),

@@ -12,9 +12,15 @@
 //!   clipping), `checkpoint.rs`.
 
 pub mod encoding;
+pub mod model;
+pub mod sampler;
 pub mod schedule;
+pub mod train;
 pub mod unet;
 
 pub use encoding::Encoding;
+pub use model::{DdpmModel, ModelMeta};
+pub use sampler::{SamplerConfig, SamplerKind};
 pub use schedule::{NoiseSchedule, ScheduleKind};
+pub use train::{train, TrainConfig, TrainData, TrainEvent, TrainOutcome};
 pub use unet::{UNet, UNetConfig};

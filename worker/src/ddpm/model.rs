@@ -98,7 +98,12 @@ pub fn module_from_bytes<B: Backend, M: Module<B>>(module: M, bytes: Vec<u8>, de
     let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
         .load::<M::Record>(bytes, device)
         .map_err(|e| anyhow::anyhow!("{origin}: not weights for this architecture: {e}"))?;
-    let loaded = module.load_record(record);
+    // Burn panics (rather than erring) on some mismatches, e.g. a list of blocks of
+    // another length; turn that into an error naming the file.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.load_record(record))).map_err(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        anyhow::anyhow!("{origin}: weights do not match the architecture: {}", msg.split_whitespace().collect::<Vec<_>>().join(" "))
+    })?;
     let got = param_shapes(&loaded);
     if got != want {
         let first = want.iter().zip(&got).position(|(a, b)| a != b).unwrap_or(want.len().min(got.len()));

@@ -398,7 +398,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spade-fit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = dir.to_string_lossy().into_owned();
-        let opts = FitOptions { out: out.clone(), steps: 150, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into() };
+        let opts = FitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into() };
 
         let untrained = SpadeTrainer::<CpuTrain>::new(g_cfg.clone(), d_cfg.clone(), settings.clone(), &device).inference_generator();
         let before = untrained.synthesize(&held_labels, &seeds);
@@ -410,15 +410,15 @@ mod tests {
         let resumed = FitOptions { resume: true, ..opts.clone() };
         let trainer = fit::<CpuTrain>(g_cfg, d_cfg, settings, &train, &resumed, &device, |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
-        assert_eq!(trainer.step, 150);
+        assert_eq!(trainer.step, 200);
 
         let model = SpadeModel::<crate::backend::Cpu>::load(&out, &device).unwrap();
         let after = model.synthesize(&held_labels, &seeds);
         assert_eq!(after, trainer.inference_generator().synthesize(&held_labels, &seeds), "the loaded artifact paints what the trainer paints");
-        assert!(dir.join("previews/step-100.png").exists() && dir.join("previews/step-150.png").exists());
+        assert!(dir.join("previews/step-100.png").exists() && dir.join("previews/step-200.png").exists());
 
         let (l1_before, l1_after) = (l1(&before, &held_images), l1(&after, &held_images));
-        assert!(l1_after < 0.75 * l1_before, "held-out L1 to real (grey levels): untrained {l1_before:.1}, after 150 steps {l1_after:.1} ({secs:.0} s); expected below 75%");
+        assert!(l1_after < 0.75 * l1_before, "held-out L1 to real (grey levels): untrained {l1_before:.1}, after 200 steps {l1_after:.1} ({secs:.0} s); expected below 75%");
 
         let real_m = class_means(&held_images, &held_labels, k);
         let before_m = class_means(&before, &held_labels, k);

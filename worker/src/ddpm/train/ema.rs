@@ -53,6 +53,8 @@ mod tests {
         let device = CpuDevice::default();
         let a: Linear<Cpu> = LinearConfig::new(3, 2).init(&device);
         let b: Linear<Cpu> = LinearConfig::new(3, 2).init(&device);
+        // Parameters are initialised lazily; materialise them so clones share values.
+        let _ = (a.weight.val(), a.bias.as_ref().unwrap().val());
         let mixed = update(a.clone(), &b, 0.75);
         let (wa, wb, wm) = (a.weight.val(), b.weight.val(), mixed.weight.val());
         let err = (wm - (wa * 0.75 + wb * 0.25)).abs().max().into_scalar();

@@ -1,0 +1,69 @@
+//! Training checkpoints under `URI/checkpoint/`: `model.mpk` (the raw weights),
+//! `ema.mpk`, `optimizer.mpk` (Adam's moments) and `state.json` ([`CheckpointState`]),
+//! written last so that its presence means the set is complete.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact;
+use crate::ddpm::encoding::Encoding;
+use crate::ddpm::schedule::ScheduleKind;
+use crate::ddpm::unet::UNetConfig;
+
+pub const DIR: &str = "checkpoint";
+pub const MODEL: &str = "checkpoint/model.mpk";
+pub const EMA: &str = "checkpoint/ema.mpk";
+pub const OPTIMIZER: &str = "checkpoint/optimizer.mpk";
+pub const STATE: &str = "checkpoint/state.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `checkpoint/state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub format_version: u32,
+    /// Optimizer steps done.
+    pub step: u64,
+    pub unet: UNetConfig,
+    pub encoding: Encoding,
+    pub schedule: ScheduleKind,
+    pub timesteps: usize,
+    pub seed: u64,
+    pub data_digest: String,
+    /// Every step's loss so far.
+    pub losses: Vec<f32>,
+}
+
+/// The bytes of a checkpoint.
+pub struct CheckpointFiles {
+    pub state: CheckpointState,
+    pub model: Vec<u8>,
+    pub ema: Vec<u8>,
+    pub optimizer: Vec<u8>,
+}
+
+/// Writes the weight files, then `state.json`.
+pub fn save(uri: &str, state: &CheckpointState, model: Vec<u8>, ema: Vec<u8>, optimizer: Vec<u8>) -> anyhow::Result<()> {
+    artifact::write_file(uri, MODEL, model)?;
+    artifact::write_file(uri, EMA, ema)?;
+    artifact::write_file(uri, OPTIMIZER, optimizer)?;
+    artifact::write_file(uri, STATE, serde_json::to_vec_pretty(state)?)?;
+    Ok(())
+}
+
+/// Reads the checkpoint under `uri`; `None` if there is no `state.json`.
+pub fn load(uri: &str) -> anyhow::Result<Option<CheckpointFiles>> {
+    let Some(json) = artifact::read_file(uri, STATE)? else { return Ok(None) };
+    let origin = format!("{uri}/{STATE}");
+    let v: serde_json::Value = serde_json::from_slice(&json).with_context(|| format!("{origin}: not valid JSON"))?;
+    let version = v.get("format_version").and_then(serde_json::Value::as_u64);
+    if version != Some(FORMAT_VERSION as u64) {
+        anyhow::bail!("{origin}: format_version {version:?}; this worker resumes format_version {FORMAT_VERSION}");
+    }
+    let state: CheckpointState = serde_json::from_value(v).with_context(|| format!("{origin}: invalid checkpoint state"))?;
+    Ok(Some(CheckpointFiles {
+        state,
+        model: artifact::require_file(uri, MODEL)?,
+        ema: artifact::require_file(uri, EMA)?,
+        optimizer: artifact::require_file(uri, OPTIMIZER)?,
+    }))
+}

@@ -1,0 +1,425 @@
+//! Training: ε-prediction with the MSE loss, Adam, global-norm gradient clipping, an EMA
+//! of the weights, periodic checkpoints and preview grids.
+//!
+//! Each step's randomness (which maps, flips, timesteps, noise) comes from
+//! [`shared::rng_for`] seeded by `(seed, step)`, so a resumed run draws exactly what an
+//! uninterrupted run would have (dropout aside, which uses the backend's RNG).
+
+pub mod checkpoint;
+pub mod clip;
+pub mod ema;
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use rand::RngExt;
+use rand_distr::StandardNormal;
+use shared::dataset::{grid, Dataset};
+use shared::{mix64, rng_for, sample_seed, ClassTable, LabelMap};
+
+use super::encoding::Encoding;
+use super::model::{module_from_bytes, module_to_bytes, DdpmModel, ModelMeta, FORMAT_VERSION, MODEL_KIND, WEIGHTS_FILE};
+use super::sampler::SamplerConfig;
+use super::schedule::{NoiseSchedule, ScheduleKind};
+use super::unet::{UNet, UNetConfig};
+use checkpoint::CheckpointState;
+
+/// RNG stream of the per-step training draws.
+pub const TRAIN_STREAM: u64 = 0x7A41;
+/// Run seed of the preview samples (the same seeds at every checkpoint).
+pub const PREVIEW_SEED: u64 = 0x5052_4556;
+/// `final_loss` in `model.json` is the mean loss of this many last steps.
+pub const FINAL_LOSS_WINDOW: usize = 100;
+
+/// Everything a training run needs besides the data. `unet.in_channels` must equal the
+/// encoding's channels for the data's classes, `unet.image_size` the maps' size.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub unet: UNetConfig,
+    pub encoding: Encoding,
+    pub schedule: ScheduleKind,
+    pub timesteps: usize,
+    /// Total optimizer steps (a resumed run continues up to this).
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+    /// EMA decay (with the warm-up of [`ema::decay_at`]).
+    pub ema_decay: f64,
+    /// Global gradient-norm limit; `None` for no clipping.
+    pub clip: Option<f64>,
+    /// Checkpoint (and preview) every this many steps; 0: only at the end.
+    pub checkpoint_every: u64,
+    /// Continue from `OUT/checkpoint/` if there is one.
+    pub resume: bool,
+    pub seed: u64,
+    /// Samples in each preview grid (0: none).
+    pub preview_count: usize,
+    /// Random horizontal and vertical flips of the training maps.
+    pub flip: bool,
+}
+
+/// Training label maps, all of one size.
+#[derive(Debug, Clone)]
+pub struct TrainData {
+    pub maps: Vec<LabelMap>,
+    pub classes: ClassTable,
+    /// Digest of the training labels (goes into `model.json`).
+    pub digest: String,
+}
+
+impl TrainData {
+    /// Reads `DIR/labels/*.png` (AI Hub codes), nearest-resized to `size`.
+    pub fn from_dir(dir: &Path, size: u32) -> anyhow::Result<TrainData> {
+        let ds = Dataset::open(dir, ClassTable::ai_hub(), true)?;
+        let maps = ds.stems.iter().map(|s| ds.label(s, Some(size))).collect::<Result<Vec<_>, _>>()?;
+        let digest = ds.digest(true)?;
+        Ok(TrainData { maps, classes: ds.classes, digest })
+    }
+}
+
+/// Progress reports from [`train`].
+#[derive(Debug, Clone, Copy)]
+pub enum TrainEvent {
+    /// Training starts at `step` (0, or the resumed checkpoint's) of `total`.
+    Started { step: u64, total: u64 },
+    /// Step `step` (1-based) finished with this loss.
+    Step { step: u64, loss: f32 },
+    /// A checkpoint (and preview) was written after `step` steps.
+    Checkpoint { step: u64 },
+}
+
+/// What a run produced.
+pub struct TrainOutcome<B: burn::tensor::backend::Backend> {
+    /// The EMA model (what is written as the artifact).
+    pub model: DdpmModel<B>,
+    /// The raw (non-averaged) network.
+    pub raw: UNet<B>,
+    /// Loss of every step, from step 1 (including steps before a resume).
+    pub losses: Vec<f32>,
+}
+
+impl TrainConfig {
+    fn validate(&self, data: &TrainData) -> anyhow::Result<()> {
+        self.unet.validate().map_err(|e| anyhow::anyhow!("UNet: {e}"))?;
+        let want = self.encoding.channels(data.classes.len());
+        if self.unet.in_channels != want {
+            bail!("UNet in_channels {} but encoding {} of {} classes needs {want}", self.unet.in_channels, self.encoding, data.classes.len());
+        }
+        if data.maps.is_empty() {
+            bail!("no training maps");
+        }
+        let s = self.unet.image_size as u32;
+        if let Some(m) = data.maps.iter().find(|m| m.width != s || m.height != s) {
+            bail!("training map of {}×{} pixels, expected {s}×{s}", m.width, m.height);
+        }
+        if self.batch == 0 || self.timesteps == 0 {
+            bail!("batch and timesteps must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            bail!("EMA decay {} must be in [0, 1)", self.ema_decay);
+        }
+        Ok(())
+    }
+
+    fn meta(&self, data: &TrainData, steps: u64, final_loss: f32) -> ModelMeta {
+        ModelMeta {
+            format_version: FORMAT_VERSION,
+            kind: MODEL_KIND.into(),
+            unet: self.unet.clone(),
+            encoding: self.encoding,
+            schedule: self.schedule,
+            timesteps: self.timesteps,
+            classes: data.classes.clone(),
+            size: self.unet.image_size as u32,
+            data_digest: data.digest.clone(),
+            steps,
+            final_loss,
+            ema_decay: self.ema_decay,
+            weights: WEIGHTS_FILE.into(),
+        }
+    }
+
+    fn state(&self, data: &TrainData, step: u64, losses: &[f32]) -> CheckpointState {
+        CheckpointState {
+            format_version: checkpoint::FORMAT_VERSION,
+            step,
+            unet: self.unet.clone(),
+            encoding: self.encoding,
+            schedule: self.schedule,
+            timesteps: self.timesteps,
+            seed: self.seed,
+            data_digest: data.digest.clone(),
+            losses: losses.to_vec(),
+        }
+    }
+}
+
+/// Mean of the last [`FINAL_LOSS_WINDOW`] losses.
+pub fn recent_loss(losses: &[f32]) -> f32 {
+    let tail = &losses[losses.len().saturating_sub(FINAL_LOSS_WINDOW)..];
+    if tail.is_empty() {
+        f32::NAN
+    } else {
+        tail.iter().sum::<f32>() / tail.len() as f32
+    }
+}
+
+/// One step's batch, drawn on the host: `(x_t, ε, t)`.
+fn make_batch(cfg: &TrainConfig, encoded: &[Vec<f32>], channels: usize, size: usize, schedule: &NoiseSchedule, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut rng = rng_for(mix64(cfg.seed) ^ mix64(step.wrapping_add(1)), TRAIN_STREAM);
+    let n = channels * size * size;
+    let (mut xt, mut eps, mut ts) = (Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch));
+    for _ in 0..cfg.batch {
+        let x0 = &encoded[rng.random_range(0..encoded.len())];
+        let (fh, fv) = if cfg.flip { (rng.random::<bool>(), rng.random::<bool>()) } else { (false, false) };
+        let t = rng.random_range(0..schedule.len());
+        let ab = schedule.alphas_cumprod[t];
+        let (a, b) = (ab.sqrt() as f32, (1.0 - ab).sqrt() as f32);
+        for c in 0..channels {
+            for y in 0..size {
+                let sy = if fv { size - 1 - y } else { y };
+                for x in 0..size {
+                    let sx = if fh { size - 1 - x } else { x };
+                    let e: f32 = rng.sample(StandardNormal);
+                    xt.push(a * x0[(c * size + sy) * size + sx] + b * e);
+                    eps.push(e);
+                }
+            }
+        }
+        ts.push(t as f32);
+    }
+    (xt, eps, ts)
+}
+
+/// Trains a model on `data`. With `out`, writes checkpoints and previews while training
+/// and the final artifact (EMA weights + `model.json`) at the end; without, writes nothing.
+pub fn train<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    data: &TrainData,
+    out: Option<&str>,
+    device: &B::Device,
+    observer: &mut dyn FnMut(TrainEvent),
+) -> anyhow::Result<TrainOutcome<B::InnerBackend>> {
+    cfg.validate(data)?;
+    let out = out.map(|u| u.trim_end_matches('/'));
+    let k = data.classes.len();
+    let channels = cfg.encoding.channels(k);
+    let size = cfg.unet.image_size;
+    let encoded: Vec<Vec<f32>> = data.maps.iter().map(|m| cfg.encoding.encode(m, k)).collect();
+    let schedule = NoiseSchedule::new(cfg.schedule, cfg.timesteps);
+
+    let mut model: UNet<B> = cfg.unet.init(device);
+    let mut ema: UNet<B::InnerBackend> = model.valid();
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init::<B, UNet<B>>();
+    let mut losses: Vec<f32> = Vec::new();
+    let mut start = 0;
+
+    if let (true, Some(uri)) = (cfg.resume, out) {
+        if let Some(ck) = checkpoint::load(uri)? {
+            let origin = format!("{uri}/{}", checkpoint::STATE);
+            let s = &ck.state;
+            let same = [
+                ("unet", s.unet == cfg.unet),
+                ("encoding", s.encoding == cfg.encoding),
+                ("schedule", s.schedule == cfg.schedule),
+                ("timesteps", s.timesteps == cfg.timesteps),
+            ];
+            if let Some((key, _)) = same.iter().find(|(_, ok)| !ok) {
+                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding and schedule, or use a new --out");
+            }
+            if s.data_digest != data.digest {
+                tracing::warn!("{origin}: the checkpoint was trained on other data (digest {} vs {})", s.data_digest, data.digest);
+            }
+            model = module_from_bytes(model, ck.model, device, &format!("{uri}/{}", checkpoint::MODEL))?;
+            ema = module_from_bytes(ema, ck.ema, device, &format!("{uri}/{}", checkpoint::EMA))?;
+            let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+                .load(ck.optimizer, device)
+                .map_err(|e| anyhow::anyhow!("{uri}/{}: {e}", checkpoint::OPTIMIZER))?;
+            optim = optim.load_record(record);
+            start = s.step;
+            losses = s.losses.clone();
+            tracing::info!("resuming from {origin} at step {start}");
+        } else {
+            tracing::info!("--resume: no checkpoint under {uri}; starting from step 0");
+        }
+    }
+
+    observer(TrainEvent::Started { step: start, total: cfg.steps });
+    let b = cfg.batch;
+    let save_point = |done: u64| done == cfg.steps || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0);
+    for step in start..cfg.steps {
+        let (xt, eps, ts) = make_batch(cfg, &encoded, channels, size, &schedule, step);
+        let x = Tensor::<B, 4>::from_data(TensorData::new(xt, [b, channels, size, size]), device);
+        let eps = Tensor::<B, 4>::from_data(TensorData::new(eps, [b, channels, size, size]), device);
+        let t = Tensor::<B, 1>::from_data(TensorData::new(ts, [b]), device);
+        let diff = model.forward(x, t) - eps;
+        let loss = (diff.clone() * diff).mean();
+        let loss_value: f32 = loss.clone().into_scalar().elem();
+        if !loss_value.is_finite() {
+            bail!("the loss became {loss_value} at step {}; try a lower --lr or --clip", step + 1);
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if let Some(max) = cfg.clip {
+            clip::clip_global_norm(&model, &mut grads, max);
+        }
+        model = optim.step(cfg.lr, model, grads);
+        ema = ema::update(ema, &model.valid(), ema::decay_at(cfg.ema_decay, step));
+        losses.push(loss_value);
+        let done = step + 1;
+        observer(TrainEvent::Step { step: done, loss: loss_value });
+
+        if let (true, Some(uri)) = (save_point(done), out) {
+            let state = cfg.state(data, done, &losses);
+            let optim_bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+                .record(optim.to_record(), ())
+                .context("serialising the optimizer state")?;
+            checkpoint::save(uri, &state, module_to_bytes(model.clone())?, module_to_bytes(ema.clone())?, optim_bytes)?;
+            if cfg.preview_count > 0 {
+                let m = DdpmModel::new(ema.clone(), cfg.meta(data, done, recent_loss(&losses)), device.clone());
+                write_preview(&m, uri, done, cfg.preview_count)?;
+            }
+            observer(TrainEvent::Checkpoint { step: done });
+        }
+    }
+
+    let done = cfg.steps.max(start);
+    let model_out = DdpmModel::new(ema, cfg.meta(data, done, recent_loss(&losses)), device.clone());
+    if let Some(uri) = out {
+        model_out.save(uri)?;
+    }
+    Ok(TrainOutcome { model: model_out, raw: model.valid(), losses })
+}
+
+/// The sampler previews use: DDIM, 50 steps (or T), η = 0.
+pub fn preview_sampler(timesteps: usize) -> SamplerConfig {
+    SamplerConfig::ddim(50.min(timesteps), 0.0)
+}
+
+/// Samples `count` maps from fixed seeds and writes their colourised grid to
+/// `URI/previews/step-N.png`.
+pub fn write_preview<B: burn::tensor::backend::Backend>(model: &DdpmModel<B>, uri: &str, step: u64, count: usize) -> anyhow::Result<()> {
+    let seeds: Vec<u64> = (0..count as u64).map(|i| sample_seed(PREVIEW_SEED, i)).collect();
+    let maps = model.sample(&seeds, &preview_sampler(model.meta.timesteps));
+    let images: Vec<_> = maps.iter().map(|m| m.colorize(&model.meta.classes)).collect();
+    let cols = (count as f64).sqrt().ceil() as usize;
+    crate::artifact::write_file(uri, &format!("previews/step-{step}.png"), grid(&images, cols).to_png())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuDevice, CpuTrain};
+    use shared::procedural::{generate_labels, ClassShares};
+
+    fn data(count: u64, size: u32) -> TrainData {
+        let maps = (0..count).map(|i| generate_labels(sample_seed(3, i), size, &ClassShares::default())).collect();
+        TrainData { maps, classes: ClassTable::ai_hub(), digest: "procedural-3".into() }
+    }
+
+    fn config(unet: UNetConfig, encoding: Encoding, steps: u64) -> TrainConfig {
+        TrainConfig {
+            unet,
+            encoding,
+            schedule: ScheduleKind::Cosine,
+            timesteps: 100,
+            steps,
+            batch: 8,
+            lr: 2e-3,
+            ema_decay: 0.99,
+            clip: Some(1.0),
+            checkpoint_every: 0,
+            resume: false,
+            seed: 1,
+            preview_count: 4,
+            flip: true,
+        }
+    }
+
+    /// Class histogram of a set of maps, normalised.
+    fn histogram(maps: &[LabelMap], k: usize) -> Vec<f64> {
+        let mut h = vec![0u64; k];
+        for m in maps {
+            for (a, b) in h.iter_mut().zip(m.class_counts(k)) {
+                *a += b;
+            }
+        }
+        let total: u64 = h.iter().sum();
+        h.iter().map(|&c| c as f64 / total as f64).collect()
+    }
+
+    fn tv(a: &[f64], b: &[f64]) -> f64 {
+        0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>()
+    }
+
+    #[test]
+    fn ddpm_tiny_training_learns() {
+        // 16×16 one-hot maps, base 16 channels, two levels, attention at 8×8; cosine
+        // schedule with T = 100; 300 steps of batch 8 (about a minute on 2 CPU threads).
+        let device = CpuDevice::default();
+        let data = data(64, 16);
+        let unet = UNetConfig::new(8, 16, vec![1, 2], 1, vec![8], 0.0, 16).with_groups(8);
+        let cfg = config(unet.clone(), Encoding::OneHot, 300);
+        let started = std::time::Instant::now();
+        let out = train::<CpuTrain>(&cfg, &data, None, &device, &mut |_| {}).unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        let first = out.losses[..20].iter().sum::<f32>() / 20.0;
+        let last = recent_loss(&out.losses);
+        assert!(last < 0.5 * first, "loss fell only from {first:.4} (first 20 steps) to {last:.4} (last 100) in {secs:.0} s");
+
+        let seeds: Vec<u64> = (0..24).map(|i| sample_seed(77, i)).collect();
+        let sampler = SamplerConfig::ddim(25, 0.0);
+        let want = histogram(&data.maps, 8);
+        let trained = histogram(&out.model.sample(&seeds, &sampler), 8);
+        let fresh = DdpmModel::<Cpu>::new(unet.init(&device), out.model.meta.clone(), device);
+        let untrained = histogram(&fresh.sample(&seeds, &sampler), 8);
+        let (tv_trained, tv_untrained) = (tv(&trained, &want), tv(&untrained, &want));
+        assert!(
+            tv_trained < tv_untrained,
+            "class histogram TV distance to the data: trained {tv_trained:.3} vs untrained {tv_untrained:.3} (loss {first:.4} → {last:.4}, {secs:.0} s)"
+        );
+        eprintln!("tiny training: loss {first:.4} → {last:.4}; TV trained {tv_trained:.3}, untrained {tv_untrained:.3}; {secs:.1} s");
+    }
+
+    #[test]
+    fn ddpm_checkpoint_resume_continues() {
+        let device = CpuDevice::default();
+        let data = data(8, 8);
+        let unet = UNetConfig::new(1, 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
+        let dir = std::env::temp_dir().join(format!("labelgen-ddpm-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let uri = dir.to_str().unwrap().to_string();
+
+        let mut cfg = config(unet, Encoding::Gray, 4);
+        cfg.checkpoint_every = 2;
+        let a = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).unwrap();
+        assert!(dir.join("previews/step-2.png").exists() && dir.join("previews/step-4.png").exists());
+        assert!(dir.join("checkpoint/optimizer.mpk").exists() && dir.join("model.json").exists());
+
+        cfg.steps = 6;
+        cfg.resume = true;
+        let mut started_at = None;
+        let b = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |e| {
+            if let TrainEvent::Started { step, .. } = e {
+                started_at = Some(step)
+            }
+        })
+        .unwrap();
+        assert_eq!(started_at, Some(4));
+        assert_eq!(b.losses.len(), 6);
+        assert_eq!(&b.losses[..4], &a.losses[..]);
+        let loaded = DdpmModel::<Cpu>::load(&uri, &device).unwrap();
+        assert_eq!(loaded.meta.steps, 6);
+        assert_eq!(loaded.sample(&[5], &SamplerConfig::ddim(5, 0.0)), b.model.sample(&[5], &SamplerConfig::ddim(5, 0.0)));
+
+        // A different architecture refuses to resume, naming the key.
+        cfg.unet = UNetConfig::new(1, 8, vec![1], 1, vec![], 0.0, 8).with_groups(4);
+        let e = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
+        assert!(e.contains("state.json: unet differs"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
