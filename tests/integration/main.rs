@@ -3,6 +3,7 @@
 //! real binaries; `.ci/run` installs both servers.
 
 mod cluster;
+mod configs;
 mod embedded;
 mod queue;
 mod static_shards;

@@ -2,11 +2,14 @@
 //! 8-neighbours, one at a time, most confident first, until none is left.
 //!
 //! A marked pixel is a candidate once it touches an unmarked *class* pixel; its choice is
-//! the label with the most votes among those neighbours (ties → the lowest class index)
-//! and its priority is that vote count. The candidate with the highest priority (ties →
-//! the lowest pixel index) is filled first and becomes an ordinary neighbour; its marked
-//! neighbours are re-evaluated. So fronts grow inward from the edges of a marked region,
-//! and the result is a pure function of the map and the marks.
+//! the label with the most votes among those neighbours (ties → the lowest class index).
+//! Candidates are filled one at a time, front by front: the *layer* of a candidate is 0
+//! if it touches an unmarked pixel at the start, else one more than that of the first
+//! filled neighbour that made it a candidate. The lowest layer goes first, then the most
+//! votes, then the lowest pixel index; a filled pixel becomes an ordinary neighbour and its
+//! marked neighbours are re-evaluated. So fronts grow inward from the edges of a marked
+//! region, both sides of a gap advance alike, and the result is a pure function of the map
+//! and the marks.
 //!
 //! Filling one pixel at a time matters: with all candidates of a front updated at once,
 //! two marked neighbours can swap labels on every pass and the passes never settle
@@ -85,23 +88,25 @@ pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], own_may_stay: &[bool], 
     }
     let g = Grid { w, h, k };
     let mut counts = [0u16; 256];
-    // Entries: (votes, lowest index first, stamp, label); an entry whose stamp is not the
-    // pixel's current one is stale.
-    let mut heap: BinaryHeap<(u16, Reverse<usize>, u32, u8)> = BinaryHeap::new();
+    // Entries: (lowest layer first, most votes, lowest index, stamp, label); an entry whose
+    // stamp is not the pixel's current one is stale.
+    let mut heap: BinaryHeap<(Reverse<u32>, u16, Reverse<usize>, u32, u8)> = BinaryHeap::new();
     let mut stamp = vec![0u32; n];
-    let seed = |heap: &mut BinaryHeap<_>, data: &[u8], marked: &[bool], counts: &mut [u16; 256]| {
+    let mut layer = vec![u32::MAX; n];
+    let seed = |heap: &mut BinaryHeap<_>, layer: &mut [u32], data: &[u8], marked: &[bool], counts: &mut [u16; 256]| {
         for i in 0..n {
             if marked[i] {
                 if let Some((votes, label)) = g.choose(i, data, marked, own_may_stay[i], counts) {
-                    heap.push((votes, Reverse(i), 0u32, label));
+                    layer[i] = 0;
+                    heap.push((Reverse(0), votes, Reverse(i), 0u32, label));
                 }
             }
         }
     };
-    seed(&mut heap, data, marked, &mut counts);
+    seed(&mut heap, &mut layer, data, marked, &mut counts);
 
     loop {
-        while let Some((_, Reverse(i), st, label)) = heap.pop() {
+        while let Some((Reverse(li), _, Reverse(i), st, label)) = heap.pop() {
             if !marked[i] || st != stamp[i] {
                 continue;
             }
@@ -111,8 +116,9 @@ pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], own_may_stay: &[bool], 
             for j in g.neighbours(i) {
                 if marked[j] {
                     stamp[j] += 1;
+                    layer[j] = layer[j].min(li + 1);
                     if let Some((votes, label)) = g.choose(j, data, marked, own_may_stay[j], &mut counts) {
-                        heap.push((votes, Reverse(j), stamp[j], label));
+                        heap.push((Reverse(layer[j]), votes, Reverse(j), stamp[j], label));
                     }
                 }
             }
@@ -144,7 +150,8 @@ pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], own_may_stay: &[bool], 
             return;
         }
         stamp.fill(0);
-        seed(&mut heap, data, marked, &mut counts);
+        layer.fill(u32::MAX);
+        seed(&mut heap, &mut layer, data, marked, &mut counts);
     }
 }
 
@@ -196,7 +203,7 @@ mod tests {
         let mut data = vec![0, 9, 9, 9, 1];
         let mut marked = vec![false, true, true, true, false];
         fill(&mut data, &mut marked, &[false; 5], 5, 1, 3);
-        assert_eq!(data, vec![0, 0, 0, 0, 1], "both ends have one vote: pixel 1 goes first, then 2, then 3 (1 vs 1, lower class)");
+        assert_eq!(data, vec![0, 0, 0, 1, 1], "layer 0 (pixels 1 and 3) first, then pixel 2 (a tie: the lower class)");
         // A 5-wide row: class 0 on the left, ignore on the right, three marked pixels.
         let mut data = vec![0, 9, 9, 9, IGNORE_INDEX];
         let mut marked = vec![false, true, true, true, false];

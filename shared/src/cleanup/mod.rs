@@ -78,7 +78,7 @@ use components::{label_components, NO_COMPONENT};
 pub const UNKNOWN_INDEX: u8 = 254;
 
 /// Passes with all rules before falling back to island-only passes.
-pub const MAX_FULL_PASSES: u32 = 8;
+pub const MAX_FULL_PASSES: u32 = 16;
 
 /// How [`cleanup`] works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,26 +152,24 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
     };
 
     if n > 0 {
-        let cap: u32 = std::env::var("CLEANUP_CAP").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_FULL_PASSES);
-        let grow_after: u32 = std::env::var("CLEANUP_GROW").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-        for pass in 0..cap {
+        // Each entry: a state at the start of a full pass, its mark count, its islands.
+        let mut seen: Vec<(Vec<u8>, usize, u64)> = Vec::new();
+        for _ in 0..MAX_FULL_PASSES {
             let Marks { mut marked, own_may_stay, islands } = mark(&data, w, h, k, opts, true, &mut why);
-            if pass >= grow_after {
-                let g = (pass + 1 - grow_after) as usize;
-                let src = marked.clone();
-                for i in 0..n { if src[i] { let (x,y)=(i%w,i/w); for yy in y.saturating_sub(g)..(y+g+1).min(h) { for xx in x.saturating_sub(g)..(x+g+1).min(w) { marked[yy*w+xx] = data[yy*w+xx] != IGNORE_INDEX; } } } }
-            }
-            if !marked.contains(&true) {
+            let count = marked.iter().filter(|&&m| m).count();
+            if count == 0 {
                 break;
             }
-            let before = data.clone();
-            let nm = marked.iter().filter(|&&m| m).count();
-            if std::env::var("CLEANUP_DEBUG").is_ok() { eprintln!("marked {nm}"); if nm < 14 { for i in 0..n { if marked[i] { let (x,y)=(i%w,i/w); eprintln!("  ({x},{y}) why {}", why[i]); for yy in y.saturating_sub(2)..(y+3).min(h) { let mut s=String::new(); for xx in x.saturating_sub(3)..(x+4).min(w) { s.push_str(&format!("{}{}", data[yy*w+xx], if marked[yy*w+xx] {'*'} else {' '})); } eprintln!("    {s}"); } } } } }
+            seen.push((data.clone(), count, islands));
             majority::fill(&mut data, &mut marked, &own_may_stay, w, h, k);
             report.passes += 1;
             report.islands_removed += islands;
-            if std::env::var("CLEANUP_DEBUG").is_ok() { eprintln!("pass marks {} changed {}", marked.len(), (0..n).filter(|&i| data[i] != before[i]).count()); }
-            if data == before {
+            if let Some(j) = seen.iter().position(|(s, _, _)| *s == data) {
+                // A cycle (length 1: nothing changed). Settle on the member with no
+                // island, fewest marks, smallest data: a choice that does not depend on
+                // where the cycle was entered, so cleaning the result again ends there too.
+                let best = seen[j..].iter().min_by(|a, b| (a.2 > 0, a.1, &a.0).cmp(&(b.2 > 0, b.1, &b.0))).expect("non-empty");
+                data.clone_from(&best.0);
                 break;
             }
         }

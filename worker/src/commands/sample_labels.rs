@@ -116,3 +116,17 @@ fn run_on<B: burn::tensor::backend::Backend>(args: &Args, device: &B::Device) ->
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn ddpm_sample_cli_parses() {
+        let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--sampler", "ddpm"]).unwrap();
+        let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
+        assert_eq!((a.count, a.sampler.as_str(), a.steps, a.batch), (4, "ddpm", 50, 16));
+    }
+}

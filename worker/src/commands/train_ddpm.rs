@@ -44,14 +44,14 @@ pub struct Args {
     #[arg(long, default_value_t = 32)]
     pub base_channels: usize,
     /// Channel multiplier per level, comma-separated (one level per entry).
-    #[arg(long, default_value = "1,2,2", value_parser = parse_list)]
-    pub channel_mult: Vec<usize>,
+    #[arg(long, default_value = "1,2,2")]
+    pub channel_mult: List,
     /// Res blocks per level.
     #[arg(long, default_value_t = 1)]
     pub res_blocks: usize,
     /// Resolutions with self-attention, comma-separated ("none" for none).
-    #[arg(long, default_value = "8", value_parser = parse_list)]
-    pub attention: Vec<usize>,
+    #[arg(long, default_value = "8")]
+    pub attention: List,
     /// Dropout in the res blocks.
     #[arg(long, default_value_t = 0.1)]
     pub dropout: f64,
@@ -93,12 +93,18 @@ pub struct Args {
     pub cpu: bool,
 }
 
-/// Parses `1,2,2`; `none` or an empty string is the empty list.
-pub(crate) fn parse_list(s: &str) -> Result<Vec<usize>, String> {
-    if s.is_empty() || s == "none" {
-        return Ok(Vec::new());
+/// A comma-separated list of numbers, e.g. `1,2,2`; `none` or an empty string is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List(pub Vec<usize>);
+
+impl std::str::FromStr for List {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s == "none" {
+            return Ok(List(Vec::new()));
+        }
+        s.split(',').map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p:?} in {s:?}: {e}"))).collect::<Result<_, _>>().map(List)
     }
-    s.split(',').map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p:?} in {s:?}: {e}"))).collect()
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -110,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let data = TrainData::from_dir(&args.data, args.size).with_context(|| format!("reading --data {}", args.data.display()))?;
     let channels = args.encoding.channels(data.classes.len());
-    let unet = UNetConfig::new(channels, args.base_channels, args.channel_mult.clone(), args.res_blocks, args.attention.clone(), args.dropout, args.size as usize)
+    let unet = UNetConfig::new(channels, args.base_channels, args.channel_mult.0.clone(), args.res_blocks, args.attention.0.clone(), args.dropout, args.size as usize)
         .with_groups(args.groups);
     unet.validate().map_err(|e| anyhow::anyhow!("the UNet flags (--base-channels, --channel-mult, --res-blocks, --attention, --dropout, --groups, --size): {e}"))?;
     let cfg = TrainConfig {
@@ -184,4 +190,24 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
         recent_loss(&outcome.losses)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, TrainCommand};
+
+    #[test]
+    fn ddpm_train_cli_parses() {
+        let cli = Cli::try_parse_from(["worker", "train", "ddpm", "--data", "d", "--out", "o", "--channel-mult", "1,2,2,2", "--attention", "none", "--encoding", "gray"]).unwrap();
+        let Some(Command::Train(TrainCommand::Ddpm(a))) = cli.command else { panic!("not train ddpm") };
+        assert_eq!(a.channel_mult.0, vec![1, 2, 2, 2]);
+        assert!(a.attention.0.is_empty());
+        assert_eq!(a.encoding, crate::ddpm::Encoding::Gray);
+        let cli = Cli::try_parse_from(["worker", "train", "ddpm", "--data", "d", "--out", "o"]).unwrap();
+        let Some(Command::Train(TrainCommand::Ddpm(a))) = cli.command else { panic!("not train ddpm") };
+        assert_eq!((a.channel_mult.0, a.attention.0, a.size), (vec![1, 2, 2], vec![8], 32));
+        assert!(Cli::try_parse_from(["worker", "train", "ddpm", "--data", "d", "--out", "o", "--schedule", "quadratic"]).is_err());
+    }
 }

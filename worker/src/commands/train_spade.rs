@@ -141,9 +141,16 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
 
     let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}  ETA {eta}").expect("a valid template").progress_chars("=> "));
+    // Without a terminal the bar is hidden: log a line every 30 s instead.
+    let mut last_log = std::time::Instant::now();
     let trainer = fit::<B>(g_config, d_config, settings, &pairs, &opts, device, |p| {
+        let msg = format!("G {:.3} (feat {:.3})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec);
+        if bar.is_hidden() && (last_log.elapsed().as_secs() >= 30 || p.step == p.steps) {
+            last_log = std::time::Instant::now();
+            tracing::info!("step {}/{}: {msg}", p.step, p.steps);
+        }
         bar.set_position(p.step);
-        bar.set_message(format!("G {:.3} (feat {:.3})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec));
+        bar.set_message(msg);
     })?;
     bar.finish_and_clear();
     println!("trained SPADE for {} steps; model at {} (model.json, generator.mpk); previews under {}/previews", trainer.step, args.out, args.out);
