@@ -29,6 +29,9 @@ use std::collections::BinaryHeap;
 
 use crate::classes::IGNORE_INDEX;
 
+/// A heap entry: (lowest layer first, most votes, lowest index, stamp, label).
+type Entry = (Reverse<u32>, u16, Reverse<usize>, u32, u8);
+
 struct Grid {
     w: usize,
     h: usize,
@@ -41,12 +44,21 @@ impl Grid {
         let (x, y) = (i % w, i / w);
         let (x0, x1) = (x.saturating_sub(1), (x + 1).min(w - 1));
         let (y0, y1) = (y.saturating_sub(1), (y + 1).min(h - 1));
-        (y0..=y1).flat_map(move |ny| (x0..=x1).map(move |nx| ny * w + nx)).filter(move |&j| j != i)
+        (y0..=y1)
+            .flat_map(move |ny| (x0..=x1).map(move |nx| ny * w + nx))
+            .filter(move |&j| j != i)
     }
 
     /// The label pixel `i` would take now and its votes; `None` if no unmarked class
     /// pixel touches it.
-    fn choose(&self, i: usize, data: &[u8], marked: &[bool], own_may_stay: bool, counts: &mut [u16; 256]) -> Option<(u16, u8)> {
+    fn choose(
+        &self,
+        i: usize,
+        data: &[u8],
+        marked: &[bool],
+        own_may_stay: bool,
+        counts: &mut [u16; 256],
+    ) -> Option<(u16, u8)> {
         let own = data[i];
         let mut best = (0u16, u8::MAX);
         let mut own_votes = 0u16;
@@ -80,7 +92,14 @@ impl Grid {
 /// Fills every `marked` pixel of `data` (row-major, `w × h`, classes `0..k`); on return
 /// nothing is marked. Where `own_may_stay[i]`, pixel `i` keeps its label if that label
 /// alone has the most votes.
-pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], own_may_stay: &[bool], w: usize, h: usize, k: usize) {
+pub(crate) fn fill(
+    data: &mut [u8],
+    marked: &mut [bool],
+    own_may_stay: &[bool],
+    w: usize,
+    h: usize,
+    k: usize,
+) {
     let n = w * h;
     let mut remaining = marked.iter().filter(|&&m| m).count();
     if remaining == 0 {
@@ -90,10 +109,14 @@ pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], own_may_stay: &[bool], 
     let mut counts = [0u16; 256];
     // Entries: (lowest layer first, most votes, lowest index, stamp, label); an entry whose
     // stamp is not the pixel's current one is stale.
-    let mut heap: BinaryHeap<(Reverse<u32>, u16, Reverse<usize>, u32, u8)> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Entry> = BinaryHeap::new();
     let mut stamp = vec![0u32; n];
     let mut layer = vec![u32::MAX; n];
-    let seed = |heap: &mut BinaryHeap<_>, layer: &mut [u32], data: &[u8], marked: &[bool], counts: &mut [u16; 256]| {
+    let seed = |heap: &mut BinaryHeap<_>,
+                layer: &mut [u32],
+                data: &[u8],
+                marked: &[bool],
+                counts: &mut [u16; 256]| {
         for i in 0..n {
             if marked[i] {
                 if let Some((votes, label)) = g.choose(i, data, marked, own_may_stay[i], counts) {
@@ -117,7 +140,9 @@ pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], own_may_stay: &[bool], 
                 if marked[j] {
                     stamp[j] += 1;
                     layer[j] = layer[j].min(li + 1);
-                    if let Some((votes, label)) = g.choose(j, data, marked, own_may_stay[j], &mut counts) {
+                    if let Some((votes, label)) =
+                        g.choose(j, data, marked, own_may_stay[j], &mut counts)
+                    {
                         heap.push((Reverse(layer[j]), votes, Reverse(j), stamp[j], label));
                     }
                 }
@@ -167,13 +192,13 @@ mod tests {
         let mut data = vec![1, 1, 1, 2, 0, 2, 2, 2, 2];
         let mut marked = vec![false; 9];
         marked[4] = true;
-        fill(&mut data, &mut marked, &vec![false; 9], 3, 3, 3);
+        fill(&mut data, &mut marked, &[false; 9], 3, 3, 3);
         assert_eq!(data[4], 2);
         // The pixel's own label (2) loses to any other: 1 with three votes.
         let mut data = vec![1, 1, 1, 2, 2, 2, 2, 2, 2];
         let mut marked = vec![false; 9];
         marked[4] = true;
-        fill(&mut data, &mut marked, &vec![false; 9], 3, 3, 3);
+        fill(&mut data, &mut marked, &[false; 9], 3, 3, 3);
         assert_eq!(data[4], 1);
         // Allowed to stay, its own label needs strictly more votes than any other.
         let mut data = vec![1, 1, 1, 2, 2, 2, 2, 2, 2];
@@ -192,7 +217,7 @@ mod tests {
         let mut data = vec![1, 1, 1, 1, 0, 2, 2, 2, 2];
         let mut marked = vec![false; 9];
         marked[4] = true;
-        fill(&mut data, &mut marked, &vec![false; 9], 3, 3, 3);
+        fill(&mut data, &mut marked, &[false; 9], 3, 3, 3);
         assert_eq!(data[4], 1);
     }
 
@@ -203,32 +228,36 @@ mod tests {
         let mut data = vec![0, 9, 9, 9, 1];
         let mut marked = vec![false, true, true, true, false];
         fill(&mut data, &mut marked, &[false; 5], 5, 1, 3);
-        assert_eq!(data, vec![0, 0, 0, 1, 1], "layer 0 (pixels 1 and 3) first, then pixel 2 (a tie: the lower class)");
+        assert_eq!(
+            data,
+            vec![0, 0, 0, 1, 1],
+            "layer 0 (pixels 1 and 3) first, then pixel 2 (a tie: the lower class)"
+        );
         // A 5-wide row: class 0 on the left, ignore on the right, three marked pixels.
         let mut data = vec![0, 9, 9, 9, IGNORE_INDEX];
         let mut marked = vec![false, true, true, true, false];
-        fill(&mut data, &mut marked, &vec![false; 5], 5, 1, 3);
+        fill(&mut data, &mut marked, &[false; 5], 5, 1, 3);
         assert_eq!(data, vec![0, 0, 0, 0, IGNORE_INDEX]);
         assert!(marked.iter().all(|&m| !m));
         // Only ignore around: ignore.
         let mut data = vec![IGNORE_INDEX, 1, IGNORE_INDEX];
         let mut marked = vec![false, true, false];
-        fill(&mut data, &mut marked, &vec![false; 3], 3, 1, 3);
+        fill(&mut data, &mut marked, &[false; 3], 3, 1, 3);
         assert_eq!(data, vec![IGNORE_INDEX; 3]);
         // Only its own label around: it stays.
         let mut data = vec![1, 1, 1];
         let mut marked = vec![false, true, false];
-        fill(&mut data, &mut marked, &vec![false; 3], 3, 1, 3);
+        fill(&mut data, &mut marked, &[false; 3], 3, 1, 3);
         assert_eq!(data, vec![1, 1, 1]);
         // Everything marked: classes stay and fill the rest.
         let mut data = vec![1, 254, 254];
         let mut marked = vec![true, true, true];
-        fill(&mut data, &mut marked, &vec![false; 3], 3, 1, 3);
+        fill(&mut data, &mut marked, &[false; 3], 3, 1, 3);
         assert_eq!(data, vec![1, 1, 1]);
         // Nothing but unknown: ignore.
         let mut data = vec![254, 254];
         let mut marked = vec![true, true];
-        fill(&mut data, &mut marked, &vec![false; 2], 2, 1, 3);
+        fill(&mut data, &mut marked, &[false; 2], 2, 1, 3);
         assert_eq!(data, vec![IGNORE_INDEX; 2]);
     }
 }

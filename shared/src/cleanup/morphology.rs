@@ -15,6 +15,7 @@
 /// `removed[i]` is true where the opening of the pixel's own label removes it.
 /// Every pixel is judged, ignore and unknown ones included; callers pick the ones they
 /// care about. With `r == 0` nothing is removed.
+#[allow(clippy::needless_range_loop)] // grid code reads best with indices
 pub(crate) fn opening_removed(data: &[u8], w: usize, h: usize, r: usize) -> Vec<bool> {
     let n = w * h;
     debug_assert_eq!(data.len(), n);
@@ -35,11 +36,19 @@ pub(crate) fn opening_removed(data: &[u8], w: usize, h: usize, r: usize) -> Vec<
         let row = &data[y * w..(y + 1) * w];
         right[w - 1] = 1;
         for x in (0..w - 1).rev() {
-            right[x] = if row[x] == row[x + 1] { right[x + 1] + 1 } else { 1 };
+            right[x] = if row[x] == row[x + 1] {
+                right[x + 1] + 1
+            } else {
+                1
+            };
         }
         let mut left = 0u32;
         for x in 0..w {
-            left = if x > 0 && row[x] == row[x - 1] { left + 1 } else { 1 };
+            left = if x > 0 && row[x] == row[x - 1] {
+                left + 1
+            } else {
+                1
+            };
             hu[y * w + x] = left > r32 && right[x] > r32;
         }
     }
@@ -97,7 +106,13 @@ pub(crate) fn opening_removed(data: &[u8], w: usize, h: usize, r: usize) -> Vec<
     for y in (0..h).rev() {
         for x in 0..w {
             let i = y * w + x;
-            dist_down[i] = if dh[i] { 0 } else if y + 1 < h { dist_down[i + w].saturating_add(1) } else { far };
+            dist_down[i] = if dh[i] {
+                0
+            } else if y + 1 < h {
+                dist_down[i + w].saturating_add(1)
+            } else {
+                far
+            };
         }
     }
     let mut removed = vec![false; n];
@@ -105,7 +120,11 @@ pub(crate) fn opening_removed(data: &[u8], w: usize, h: usize, r: usize) -> Vec<
     for y in 0..h {
         for x in 0..w {
             let i = y * w + x;
-            dist_up[x] = if dh[i] { 0 } else { dist_up[x].saturating_add(1) };
+            dist_up[x] = if dh[i] {
+                0
+            } else {
+                dist_up[x].saturating_add(1)
+            };
             removed[i] = !(dist_up[x] <= r32 || dist_down[i] <= r32);
         }
     }
@@ -120,7 +139,8 @@ mod tests {
     fn reference(data: &[u8], w: usize, h: usize, r: usize) -> Vec<bool> {
         let r = r as isize;
         let at = |x: isize, y: isize| -> Option<u8> {
-            (x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h).then(|| data[y as usize * w + x as usize])
+            (x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h)
+                .then(|| data[y as usize * w + x as usize])
         };
         let eroded = |x: isize, y: isize, c: u8| -> bool {
             (-r..=r).all(|dy| (-r..=r).all(|dx| at(x + dx, y + dy) == Some(c)))
@@ -129,7 +149,9 @@ mod tests {
         for y in 0..h as isize {
             for x in 0..w as isize {
                 let c = data[y as usize * w + x as usize];
-                let kept = (-r..=r).any(|dy| (-r..=r).any(|dx| at(x + dx, y + dy).is_some() && eroded(x + dx, y + dy, c)));
+                let kept = (-r..=r).any(|dy| {
+                    (-r..=r).any(|dx| at(x + dx, y + dy).is_some() && eroded(x + dx, y + dy, c))
+                });
                 out[y as usize * w + x as usize] = !kept;
             }
         }
@@ -146,11 +168,19 @@ mod tests {
                     let (x, y) = (i % w, i / w);
                     let block = crate::mix64(seed * 1000 + (x / 3 + (y / 4) * 10) as u64);
                     let noise = crate::mix64(seed * 7_777 + i as u64);
-                    if noise % 9 == 0 { (noise % 4) as u8 } else { (block % 4) as u8 }
+                    if noise.is_multiple_of(9) {
+                        (noise % 4) as u8
+                    } else {
+                        (block % 4) as u8
+                    }
                 })
                 .collect();
             for r in 0..=3 {
-                assert_eq!(opening_removed(&data, w, h, r), reference(&data, w, h, r), "seed {seed} r {r}");
+                assert_eq!(
+                    opening_removed(&data, w, h, r),
+                    reference(&data, w, h, r),
+                    "seed {seed} r {r}"
+                );
             }
         }
     }
@@ -159,7 +189,13 @@ mod tests {
     fn cleanup_opening_keeps_wide_regions_and_removes_thin_ones() {
         // Left 3 columns class 0, then a 2-wide strip of class 1, then class 2.
         let (w, h) = (8, 6);
-        let data: Vec<u8> = (0..w * h).map(|i| match i % w { 0..=2 => 0, 3..=4 => 1, _ => 2 }).collect();
+        let data: Vec<u8> = (0..w * h)
+            .map(|i| match i % w {
+                0..=2 => 0,
+                3..=4 => 1,
+                _ => 2,
+            })
+            .collect();
         let removed = opening_removed(&data, w, h, 1);
         for i in 0..w * h {
             assert_eq!(removed[i], data[i] == 1, "pixel {i}");

@@ -165,6 +165,7 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
     let start = Instant::now();
     let mut recent: Vec<f32> = Vec::new();
     let mut first_step = 0;
+    let mut last_log = Instant::now();
     let outcome = train::<B>(cfg, data, Some(out), device, &mut |e| match e {
         TrainEvent::Started { step, .. } => {
             first_step = step;
@@ -176,8 +177,15 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
             if recent.len() > 50 {
                 recent.remove(0);
             }
-            bar.set_message(format!("{:.4}", recent.iter().sum::<f32>() / recent.len() as f32));
+            let mean = recent.iter().sum::<f32>() / recent.len() as f32;
+            bar.set_message(format!("{mean:.4}"));
             bar.set_position(step);
+            // Without a terminal the bar is hidden: log a line every 30 s instead.
+            if bar.is_hidden() && last_log.elapsed().as_secs() >= 30 {
+                last_log = Instant::now();
+                let rate = (step - first_step) as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                tracing::info!("step {step}/{}: loss {mean:.4} (mean of the last {}), {rate:.2} steps/s", cfg.steps, recent.len());
+            }
         }
         TrainEvent::Checkpoint { step } => bar.println(format!("step {step}: checkpoint and preview written to {out}")),
     })?;

@@ -9,6 +9,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::group_norm;
+
 /// Config of [`Attention`].
 #[derive(Config, Debug)]
 pub struct AttentionConfig {
@@ -48,7 +50,7 @@ impl<B: Backend> Attention<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, c, h, w] = x.dims();
         let n = h * w;
-        let qkv = self.qkv.forward(self.norm.forward(x.clone())).reshape([b, 3 * c, n]);
+        let qkv = self.qkv.forward(group_norm(&self.norm, x.clone(), false)).reshape([b, 3 * c, n]);
         let q = qkv.clone().narrow(1, 0, c).swap_dims(1, 2); // [B, N, C]
         let k = qkv.clone().narrow(1, c, c); // [B, C, N]
         let v = qkv.narrow(1, 2 * c, c).swap_dims(1, 2); // [B, N, C]

@@ -1,6 +1,7 @@
 //! The ε-prediction UNet of Ho et al. (DDPM), one block per file.
 
 mod attention;
+mod norm;
 mod res_block;
 mod time_embedding;
 #[allow(clippy::module_inception)]
@@ -8,6 +9,7 @@ mod unet;
 mod updown;
 
 pub use attention::{Attention, AttentionConfig};
+pub use norm::group_norm;
 pub use res_block::{ResBlock, ResBlockConfig};
 pub use time_embedding::{sinusoidal_embedding, TimeEmbedding, TimeEmbeddingConfig};
 pub use unet::{UNet, UNetConfig};

@@ -10,12 +10,11 @@ use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::{
-    Attention, AttentionConfig, Downsample, DownsampleConfig, ResBlock, ResBlockConfig, TimeEmbedding, TimeEmbeddingConfig,
+    group_norm, Attention, AttentionConfig, Downsample, DownsampleConfig, ResBlock, ResBlockConfig, TimeEmbedding, TimeEmbeddingConfig,
     Upsample, UpsampleConfig,
 };
 
@@ -242,7 +241,7 @@ impl<B: Backend> UNet<B> {
                 h = up.forward(h);
             }
         }
-        self.conv_out.forward(silu(self.norm_out.forward(h)))
+        self.conv_out.forward(group_norm(&self.norm_out, h, true))
     }
 }
 
