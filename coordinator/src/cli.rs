@@ -245,18 +245,6 @@ fn pick_run_id(given: Option<String>) -> anyhow::Result<String> {
     }
 }
 
-/// Logs go to stderr; stdout carries results (the run id, status) for scripts.
-pub fn init_tracing(json: bool, verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
+/// Logs go to stderr; stdout carries results (the run id, status) for scripts. The same
+/// set-up as the worker's.
+pub use worker::cli::init_tracing;
