@@ -104,8 +104,8 @@ impl Dataset {
 /// Resizes an RGB image: area average when shrinking by an integer factor, nearest
 /// otherwise.
 pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    let mut out = RgbImage::new(w, h);
     if img.width % w == 0 && img.height % h == 0 {
+        let mut out = RgbImage::new(w, h);
         let (fx, fy) = (img.width / w, img.height / h);
         let n = fx * fy;
         for y in 0..h {
@@ -122,16 +122,10 @@ pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
                 out.put(x, y, [((acc[0] + n / 2) / n) as u8, ((acc[1] + n / 2) / n) as u8, ((acc[2] + n / 2) / n) as u8]);
             }
         }
+        out
     } else {
-        for y in 0..h {
-            let sy = (y as u64 * img.height as u64 / h as u64) as u32;
-            for x in 0..w {
-                let sx = (x as u64 * img.width as u64 / w as u64) as u32;
-                out.put(x, y, img.pixel(sx, sy));
-            }
-        }
+        img.resize_nearest(w, h)
     }
-    out
 }
 
 /// Tiles equally sized images into a grid with `cols` columns and a 2-pixel gap.
@@ -148,4 +142,16 @@ pub fn grid(images: &[RgbImage], cols: usize) -> RgbImage {
         out.blit(img, gap + c * (w + gap), gap + r * (h + gap));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_shrink_averages_and_other_sizes_use_nearest() {
+        let img = RgbImage { width: 2, height: 2, data: vec![0, 0, 0, 10, 20, 30, 20, 40, 60, 30, 60, 90] };
+        assert_eq!(resize_rgb(&img, 1, 1).data, vec![15, 30, 45]);
+        assert_eq!(resize_rgb(&img, 3, 3), img.resize_nearest(3, 3));
+    }
 }

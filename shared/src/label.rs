@@ -42,15 +42,8 @@ impl LabelMap {
 
     /// Nearest-neighbour resize.
     pub fn resize_nearest(&self, width: u32, height: u32) -> LabelMap {
-        let mut out = LabelMap::new(width, height, 0);
-        for y in 0..height {
-            let sy = (y as u64 * self.height as u64 / height as u64) as u32;
-            for x in 0..width {
-                let sx = (x as u64 * self.width as u64 / width as u64) as u32;
-                out.set(x, y, self.get(sx, sy));
-            }
-        }
-        out
+        let data = resize_nearest_pixels(&self.data, self.width, self.height, 1, width, height);
+        LabelMap { width, height, data }
     }
 
     /// Raw codes of the class table, one byte a pixel (what a label PNG holds).
@@ -133,6 +126,12 @@ impl RgbImage {
         encode_png(self.width, self.height, png::ColorType::Rgb, &self.data)
     }
 
+    /// Nearest-neighbour resize.
+    pub fn resize_nearest(&self, width: u32, height: u32) -> RgbImage {
+        let data = resize_nearest_pixels(&self.data, self.width, self.height, 3, width, height);
+        RgbImage { width, height, data }
+    }
+
     pub fn from_png(bytes: &[u8], origin: &str) -> Result<RgbImage> {
         let (w, h, color, data) = decode_png(bytes, origin)?;
         let data = match color {
@@ -152,6 +151,20 @@ impl RgbImage {
             }
         }
     }
+}
+
+/// Nearest-neighbour resize of row-major pixels of `channels` bytes each.
+fn resize_nearest_pixels(src: &[u8], w: u32, h: u32, channels: usize, nw: u32, nh: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(nw as usize * nh as usize * channels);
+    for y in 0..nh {
+        let sy = (y as u64 * h as u64 / nh as u64) as usize;
+        for x in 0..nw {
+            let sx = (x as u64 * w as u64 / nw as u64) as usize;
+            let i = (sy * w as usize + sx) * channels;
+            out.extend_from_slice(&src[i..i + channels]);
+        }
+    }
+    out
 }
 
 /// Encodes 8-bit pixels as PNG. The output depends only on the input (no timestamps), so
@@ -209,6 +222,16 @@ mod tests {
         let png = encode_png(2, 2, png::ColorType::Grayscale, &[10, 20, 30, 33]);
         let err = LabelMap::from_png(&png, &classes, "labels/a.png").unwrap_err().to_string();
         assert!(err.contains("labels/a.png") && err.contains("(1, 1)") && err.contains("33"), "{err}");
+    }
+
+    #[test]
+    fn nearest_resize_repeats_pixels_of_labels_and_images() {
+        let m = LabelMap { width: 2, height: 1, data: vec![3, 5] };
+        assert_eq!(m.resize_nearest(4, 2).data, vec![3, 3, 5, 5, 3, 3, 5, 5]);
+        let img = RgbImage { width: 2, height: 1, data: vec![1, 2, 3, 4, 5, 6] };
+        let up = img.resize_nearest(4, 1);
+        assert_eq!(up.data, vec![1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6]);
+        assert_eq!(up.resize_nearest(2, 1), img);
     }
 
     #[test]

@@ -68,18 +68,17 @@ pub struct RunCache {
 }
 
 impl RunCache {
-    async fn get(&self, queue: &dyn JobQueue, factory: &dyn PipelineFactory, run_id: &str) -> Result<Arc<RunCtx>> {
+    async fn get(&self, queue: &dyn JobQueue, factory: &Arc<dyn PipelineFactory>, run_id: &str) -> Result<Arc<RunCtx>> {
         if let Some(ctx) = self.runs.lock().unwrap().get(run_id) {
             return Ok(ctx.clone());
         }
         let rec = queue.run(run_id).await?.ok_or_else(|| Error::Run { run: run_id.into(), message: "unknown run".into() })?;
         let spec = RunSpec::from_json(&rec.spec_json, &format!("run {run_id} spec"))?;
         let store = Store::open(&spec.output.url)?.child(run_id);
+        // Building a pipeline may load models: keep it off the async threads.
         let pipeline = {
-            let spec = spec.clone();
-            // Building a pipeline may load models: keep it off the async threads.
-            let factory_result = tokio::task::block_in_place(|| factory.build(&spec));
-            factory_result?
+            let (factory, spec) = (factory.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || factory.build(&spec)).await.map_err(|e| Error::Job(format!("building the pipeline panicked: {e}")))??
         };
         let ctx = Arc::new(RunCtx { spec: Arc::new(spec), digest: rec.spec_digest, store, pipeline });
         self.runs.lock().unwrap().insert(run_id.to_string(), ctx.clone());
@@ -171,7 +170,7 @@ async fn slot_loop(
         let abort = Arc::new(Abort::default());
         in_flight.lock().unwrap().insert((lease.run_id.clone(), lease.shard), abort.clone());
         let span = tracing::info_span!("job", run = %lease.run_id, shard = lease.shard, attempt = lease.token);
-        run_one(&queue, factory.as_ref(), &cache, &metrics, lease.clone(), abort).instrument(span).await;
+        run_one(&queue, &factory, &cache, &metrics, lease.clone(), abort).instrument(span).await;
         in_flight.lock().unwrap().remove(&(lease.run_id.clone(), lease.shard));
         metrics.jobs_in_flight.dec();
     }
@@ -188,7 +187,7 @@ async fn no_work_left(queue: &dyn JobQueue) -> Result<bool> {
     Ok(true)
 }
 
-async fn run_one(queue: &Arc<dyn JobQueue>, factory: &dyn PipelineFactory, cache: &RunCache, metrics: &Metrics, lease: Lease, abort: Arc<Abort>) {
+async fn run_one(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, cache: &RunCache, metrics: &Metrics, lease: Lease, abort: Arc<Abort>) {
     let ctx = match cache.get(queue.as_ref(), factory, &lease.run_id).await {
         Ok(c) => c,
         Err(e) => {
