@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shared::queue::Submitted;
 use shared::spec::RunSpec;
@@ -52,6 +53,10 @@ pub enum Command {
         /// same id and spec keeps the shards already committed.
         #[arg(long)]
         run_id: Option<String>,
+        /// Where models run: auto (CUDA when an NVIDIA driver is present, else CPU), cpu,
+        /// cuda or cuda:N. Overrides the spec's pipeline.device.
+        #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
+        device: Option<shared::spec::DeviceChoice>,
     },
     /// Shard a run into jobs in Redis. Prints the run id as the last line of stdout.
     Submit {
@@ -124,14 +129,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Run { config, workers, run_id } => {
-            let spec = RunSpec::load(&config)?;
+        Command::Run { config, workers, run_id, device } => {
+            let spec = load_prepared(&config).await?;
+            if spec.pipeline.kind == shared::spec::PipelineKind::DdpmSpade {
+                // A device this machine cannot offer is an error now, not a failing job.
+                let choice = device.unwrap_or(spec.pipeline.device);
+                if choice != shared::spec::DeviceChoice::Auto {
+                    worker::device::resolve(choice, &worker::device::DriverProbe::detect()).with_context(|| format!("{}", config.display()))?;
+                }
+            }
             let run_id = pick_run_id(run_id)?;
-            let end = embedded::run(spec, &run_id, workers).await?;
+            let end = embedded::run(spec, &run_id, workers, device).await?;
             Ok(watch::report_end(&run_id, &end))
         }
         Command::Submit { config, run_id, redis } => {
-            let spec = RunSpec::load(&config)?;
+            let spec = load_prepared(&config).await?;
             let run_id = pick_run_id(run_id)?;
             let queue = ops::connect(&redis.url).await?;
             match ops::submit(queue.as_ref(), &spec, &run_id).await? {
@@ -153,7 +165,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(watch::report_end(&run, &end))
         }
         Command::Status { run, json, config: Some(config), .. } => {
-            let spec = RunSpec::load(&config)?;
+            let spec = load_prepared(&config).await?;
             let store = shared::job::run_store(&spec, &run)?;
             let committed = shared::job::committed_shards(&store).await?.len() as u64;
             let total = spec.shards();
@@ -214,7 +226,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Finalize { run, redis, config } => {
             let (report, store) = match config {
                 Some(config) => {
-                    let spec = RunSpec::load(&config)?;
+                    let spec = load_prepared(&config).await?;
                     let store = shared::job::run_store(&spec, &run)?;
                     (shared::job::finalize(&store, &run, &spec).await?, store)
                 }
@@ -233,6 +245,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Loads a run spec and checks its models (pinning their digests), so a missing, changed
+/// or mismatched model is an error before anything is queued.
+async fn load_prepared(config: &std::path::Path) -> anyhow::Result<RunSpec> {
+    let mut spec = RunSpec::load(config)?;
+    worker::pipelines::prepare(&mut spec).await.with_context(|| format!("{}", config.display()))?;
+    Ok(spec)
 }
 
 fn pick_run_id(given: Option<String>) -> anyhow::Result<String> {

@@ -11,13 +11,13 @@ use shared::spec::RunSpec;
 use crate::ops;
 use crate::watch::{self, WatchEnd};
 
-pub async fn run(spec: RunSpec, run_id: &str, workers: usize) -> anyhow::Result<WatchEnd> {
+pub async fn run(spec: RunSpec, run_id: &str, workers: usize, device: Option<shared::spec::DeviceChoice>) -> anyhow::Result<WatchEnd> {
     let queue: Arc<dyn JobQueue> = Arc::new(MemoryQueue::new());
     ops::submit(queue.as_ref(), &spec, run_id).await?;
     tracing::info!(run = run_id, samples = spec.run.count, shards = spec.shards(), workers, output = %spec.output.url, "embedded run started");
     let opts = WorkerOptions { owner: "embedded".into(), concurrency: workers, exit_when_idle: true, poll: Duration::from_millis(50), ..Default::default() };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let workers = tokio::spawn(serve(queue.clone(), Arc::new(worker::Factory), opts, async move {
+    let workers = tokio::spawn(serve(queue.clone(), Arc::new(worker::Factory::new(device)), opts, async move {
         let _ = stop_rx.await;
     }));
     let end = tokio::select! {

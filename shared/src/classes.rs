@@ -119,6 +119,34 @@ impl ClassTable {
     pub fn color_of_index(&self, index: u8) -> [u8; 3] {
         self.classes.get(index as usize).map(|c| c.color).unwrap_or([0, 0, 0])
     }
+
+    /// Colour of "ignore" in a palette-coloured mask: black, what
+    /// [`crate::LabelMap::colorize`] paints for [`IGNORE_INDEX`].
+    pub const IGNORE_COLOR: [u8; 3] = [0, 0, 0];
+
+    /// Class index of a palette colour: `Some(i)` for class `i`'s colour,
+    /// `Some(IGNORE_INDEX)` for [`Self::IGNORE_COLOR`], `None` for any other colour.
+    pub fn index_of_color(&self, rgb: [u8; 3]) -> Option<u8> {
+        if rgb == Self::IGNORE_COLOR {
+            return Some(IGNORE_INDEX);
+        }
+        self.classes.iter().position(|c| c.color == rgb).map(|i| i as u8)
+    }
+
+    /// Checks the colours can serve as a palette for masks: every class colour distinct
+    /// and none equal to [`Self::IGNORE_COLOR`]. `origin` names where the table came from.
+    pub fn validate_palette(&self, origin: &str) -> Result<()> {
+        let bad = |msg: String| Err(Error::Invalid { origin: origin.to_string(), key: "classes".into(), message: msg });
+        for (i, a) in self.classes.iter().enumerate() {
+            if a.color == Self::IGNORE_COLOR {
+                return bad(format!("class {:?} has colour {:?}, the ignore colour of palette masks", a.name, a.color));
+            }
+            if let Some(b) = self.classes[i + 1..].iter().find(|b| b.color == a.color) {
+                return bad(format!("classes {:?} and {:?} share colour {:?}, so a palette mask cannot tell them apart", a.name, b.name, a.color));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

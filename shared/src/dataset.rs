@@ -1,45 +1,450 @@
 //! A training dataset on disk: `DIR/images/NAME.png` (RGB) and `DIR/labels/NAME.png`
-//! (8-bit grayscale raw class codes) sharing file stems — the layout `worker procedural`
-//! writes and the AI Hub land-cover set uses.
+//! (the class mask) sharing file stems — the layout `worker procedural` writes and the AI
+//! Hub land-cover set uses.
+//!
+//! A mask holds either raw class codes (8-bit grayscale, [`MaskKind::Codes`], the default)
+//! or the class table's preview colours (RGB, [`MaskKind::Palette`]). [`Dataset::open_with`]
+//! reads every file once up front — labels decoded, images decoded and their sizes compared
+//! — so bad data is an error naming the file before training starts, not halfway through.
+//! Mask values outside the class table are an error, or (with [`UnknownCodes::Ignore`])
+//! become [`IGNORE_INDEX`] and are counted in the [`DatasetSummary`].
+//!
+//! The stems are split into train and test by a hash of each stem alone
+//! ([`is_test_stem`]): the same stem always lands in the same split, and adding or removing
+//! other files never moves it.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::classes::ClassTable;
+use crate::classes::{ClassTable, IGNORE_INDEX};
 use crate::error::{Error, Result};
-use crate::label::{LabelMap, RgbImage};
+use crate::label::{decode_png, LabelMap, RgbImage};
 
-/// The pairs of a dataset directory, by stem (sorted).
+/// The file, beside a trained model, listing the held-out test stems (one a line, sorted).
+pub const TEST_STEMS_FILE: &str = "test_stems.txt";
+
+/// The training commands' default share of stems held out for testing.
+pub const DEFAULT_TEST_FRACTION: f64 = 0.1;
+
+/// How a label PNG encodes classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskKind {
+    /// 8-bit grayscale, one raw class code a pixel ([`ClassTable`] `code`s; its
+    /// `ignore_code` is ignore).
+    #[default]
+    Codes,
+    /// RGB (or RGBA, or an indexed PNG): each pixel is a class's `color`;
+    /// [`ClassTable::IGNORE_COLOR`] (black) is ignore. What [`LabelMap::colorize`] draws.
+    Palette,
+}
+
+impl MaskKind {
+    /// The names [`FromStr`] accepts.
+    pub const NAMES: [&'static str; 2] = ["codes", "palette"];
+}
+
+impl FromStr for MaskKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "codes" => Ok(MaskKind::Codes),
+            "palette" => Ok(MaskKind::Palette),
+            _ => Err(format!("{s:?}: expected codes or palette")),
+        }
+    }
+}
+
+impl fmt::Display for MaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MaskKind::Codes => "codes",
+            MaskKind::Palette => "palette",
+        })
+    }
+}
+
+/// What a mask value outside the class table does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownCodes {
+    /// Opening the dataset fails, naming the file, the value and its first pixel.
+    #[default]
+    Error,
+    /// The pixel becomes [`IGNORE_INDEX`]; [`DatasetSummary`] counts such pixels.
+    Ignore,
+}
+
+impl UnknownCodes {
+    /// The names [`FromStr`] accepts.
+    pub const NAMES: [&'static str; 2] = ["error", "ignore"];
+}
+
+impl FromStr for UnknownCodes {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "error" => Ok(UnknownCodes::Error),
+            "ignore" => Ok(UnknownCodes::Ignore),
+            _ => Err(format!("{s:?}: expected error or ignore")),
+        }
+    }
+}
+
+impl fmt::Display for UnknownCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnknownCodes::Error => "error",
+            UnknownCodes::Ignore => "ignore",
+        })
+    }
+}
+
+/// How [`Dataset::open_with`] reads a dataset directory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DatasetOptions {
+    pub mask: MaskKind,
+    pub unknown: UnknownCodes,
+    /// Share of the stems held out as the test split, in `[0, 1)`; 0: no test split.
+    pub test_fraction: f64,
+    /// Read labels only: `images/` is neither needed nor checked.
+    pub labels_only: bool,
+}
+
+impl Default for DatasetOptions {
+    /// Raw codes, unknown codes an error, no test split, images required.
+    fn default() -> Self {
+        DatasetOptions { mask: MaskKind::Codes, unknown: UnknownCodes::Error, test_fraction: 0.0, labels_only: false }
+    }
+}
+
+impl DatasetOptions {
+    /// Checks `test_fraction` is in `[0, 1)`.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.test_fraction >= 0.0 && self.test_fraction < 1.0) {
+            return Err(Error::Invalid {
+                origin: "dataset options".into(),
+                key: "test_fraction".into(),
+                message: format!("{} is not in [0, 1): it is the share of files held out for testing (0: none)", self.test_fraction),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether `stem` belongs to the test split for `test_fraction`: the first 8 bytes of
+/// sha256(stem), as a big-endian u64 over 2^64, are below `test_fraction`. Depends on the
+/// stem alone, so adding files never moves others between the splits, and a larger
+/// fraction only moves stems from train to test.
+pub fn is_test_stem(stem: &str, test_fraction: f64) -> bool {
+    let h = Sha256::digest(stem.as_bytes());
+    let x = u64::from_be_bytes(h[..8].try_into().expect("sha256 has 32 bytes"));
+    (x as f64) < test_fraction * 18_446_744_073_709_551_616.0
+}
+
+/// A mask value outside the class table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UnknownValue {
+    /// A raw code ([`MaskKind::Codes`]).
+    Code(u8),
+    /// An RGB colour ([`MaskKind::Palette`]).
+    Color([u8; 3]),
+}
+
+impl fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnknownValue::Code(c) => write!(f, "code {c}"),
+            UnknownValue::Color(c) => write!(f, "colour {}", hex_color(*c)),
+        }
+    }
+}
+
+fn hex_color(c: [u8; 3]) -> String {
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+/// The unknown mask values of one label file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnknownPixels {
+    /// Pixels holding a value outside the class table.
+    pub count: u64,
+    /// The first such pixel in row-major order: `(x, y, value)`.
+    pub first: Option<(u32, u32, UnknownValue)>,
+    /// Pixels per unknown value.
+    pub by_value: BTreeMap<UnknownValue, u64>,
+}
+
+/// What [`Dataset::open_with`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DatasetSummary {
+    /// Stems (label files, each with its image unless labels only).
+    pub pairs: usize,
+    /// Stems in the train split.
+    pub train: usize,
+    /// Stems in the test split.
+    pub test: usize,
+    pub test_fraction: f64,
+    /// Pixels whose mask value is outside the class table (mapped to [`IGNORE_INDEX`]; with
+    /// [`UnknownCodes::Error`] opening fails instead, so this is 0).
+    pub unknown_pixels: u64,
+    /// Label files with at least one such pixel.
+    pub unknown_files: usize,
+    /// Pixels per unknown value over all files.
+    pub unknown_by_value: BTreeMap<UnknownValue, u64>,
+}
+
+impl fmt::Display for DatasetSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} files: {} for training, {} held out for testing (test fraction {})", self.pairs, self.train, self.test, self.test_fraction)?;
+        if self.unknown_pixels > 0 {
+            write!(
+                f,
+                "; {} in {} hold values outside the class table and were mapped to ignore ({})",
+                plural(self.unknown_pixels, "pixel"),
+                plural(self.unknown_files as u64, "label file"),
+                list_counts(&self.unknown_by_value)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `1 pixel`, `2 pixels`.
+fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `code 7: 12, code 9: 3, …` (at most 8 entries).
+fn list_counts(by_value: &BTreeMap<UnknownValue, u64>) -> String {
+    let mut parts: Vec<String> = by_value.iter().take(8).map(|(v, n)| format!("{v}: {n}")).collect();
+    if by_value.len() > 8 {
+        parts.push(format!("… {} values in all", by_value.len()));
+    }
+    parts.join(", ")
+}
+
+/// Decodes a label PNG into class indices. `Codes` masks must be 8-bit grayscale,
+/// `Palette` masks RGB or RGBA (alpha not read; indexed PNGs are expanded). Values outside
+/// the class table are an error naming `origin`, the value, its first pixel and the valid
+/// values — or, with [`UnknownCodes::Ignore`], become [`IGNORE_INDEX`] and are counted in
+/// the returned [`UnknownPixels`].
+pub fn decode_label(bytes: &[u8], classes: &ClassTable, mask: MaskKind, unknown: UnknownCodes, origin: &str) -> Result<(LabelMap, UnknownPixels)> {
+    let (width, height, color, pixels) = decode_png(bytes, origin)?;
+    let mut unk = UnknownPixels::default();
+    let mut data = Vec::with_capacity(width as usize * height as usize);
+    let first_at = |i: usize, v: UnknownValue| Some((i as u32 % width, i as u32 / width, v));
+    match mask {
+        MaskKind::Codes => {
+            if color != png::ColorType::Grayscale {
+                let hint = match color {
+                    png::ColorType::Rgb | png::ColorType::Rgba | png::ColorType::Indexed => " (a colour mask? read it as a palette mask: --mask palette)",
+                    _ => "",
+                };
+                return Err(Error::format(origin, format!("a raw-code label mask must be 8-bit grayscale, found {color:?}{hint}")));
+            }
+            let lut = classes.code_lut();
+            let mut counts = [0u64; 256];
+            for (i, &c) in pixels.iter().enumerate() {
+                match lut[c as usize] {
+                    Some(v) => data.push(v),
+                    None => {
+                        if unk.first.is_none() {
+                            unk.first = first_at(i, UnknownValue::Code(c));
+                        }
+                        counts[c as usize] += 1;
+                        data.push(IGNORE_INDEX);
+                    }
+                }
+            }
+            unk.by_value = (0..=255u8).filter(|&c| counts[c as usize] > 0).map(|c| (UnknownValue::Code(c), counts[c as usize])).collect();
+        }
+        MaskKind::Palette => {
+            let channels = match color {
+                png::ColorType::Rgb => 3,
+                png::ColorType::Rgba => 4,
+                other => {
+                    let hint = if matches!(other, png::ColorType::Grayscale) { " (raw class codes? read it as a code mask: --mask codes)" } else { "" };
+                    return Err(Error::format(origin, format!("a palette label mask must be RGB, found {other:?}{hint}")));
+                }
+            };
+            let mut known: HashMap<[u8; 3], Option<u8>> = HashMap::new();
+            let mut last: Option<([u8; 3], Option<u8>)> = None;
+            for (i, p) in pixels.chunks_exact(channels).enumerate() {
+                let rgb = [p[0], p[1], p[2]];
+                let idx = match last {
+                    Some((c, idx)) if c == rgb => idx,
+                    _ => {
+                        let idx = *known.entry(rgb).or_insert_with(|| classes.index_of_color(rgb));
+                        last = Some((rgb, idx));
+                        idx
+                    }
+                };
+                match idx {
+                    Some(v) => data.push(v),
+                    None => {
+                        let v = UnknownValue::Color(rgb);
+                        if unk.first.is_none() {
+                            unk.first = first_at(i, v);
+                        }
+                        *unk.by_value.entry(v).or_insert(0) += 1;
+                        data.push(IGNORE_INDEX);
+                    }
+                }
+            }
+        }
+    }
+    unk.count = unk.by_value.values().sum();
+    if unk.count > 0 && unknown == UnknownCodes::Error {
+        return Err(unknown_error(origin, classes, mask, &unk));
+    }
+    Ok((LabelMap { width, height, data }, unk))
+}
+
+fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, unk: &UnknownPixels) -> Error {
+    let (x, y, v) = unk.first.expect("an unknown pixel was seen");
+    let (what, valid) = match mask {
+        MaskKind::Codes => {
+            let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
+            valid.push(format!("{} ignore", classes.ignore_code));
+            (format!("holds {v}, which is not in the class table"), format!("valid codes: {}", valid.join(", ")))
+        }
+        MaskKind::Palette => {
+            let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", hex_color(c.color), c.name)).collect();
+            valid.push(format!("{} ignore", hex_color(ClassTable::IGNORE_COLOR)));
+            let UnknownValue::Color(c) = v else { unreachable!("palette masks report colours") };
+            (format!("has {v} {c:?}, which is no class's colour"), format!("valid colours: {}", valid.join(", ")))
+        }
+    };
+    Error::format(
+        origin,
+        format!(
+            "pixel ({x}, {y}) {what}; {} of this file {} unknown values ({}); {valid}. Fix the mask, or map unknown values to ignore (--unknown-codes ignore)",
+            plural(unk.count, "pixel"),
+            if unk.count == 1 { "holds" } else { "hold" },
+            list_counts(&unk.by_value)
+        ),
+    )
+}
+
+/// The pairs of a dataset directory, by stem, checked and split.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub dir: PathBuf,
+    /// Every stem (sorted).
     pub stems: Vec<String>,
+    /// The train split (sorted): what training reads.
+    pub train: Vec<String>,
+    /// The test split (sorted): held out, see [`is_test_stem`].
+    pub test: Vec<String>,
     pub classes: ClassTable,
+    pub options: DatasetOptions,
+    /// What the up-front scan found.
+    pub summary: DatasetSummary,
 }
 
 impl Dataset {
-    /// Lists `DIR/labels/*.png`; every label needs its image (`DIR/images/STEM.png`) unless
-    /// `labels_only`. Errors name the directory or the file.
+    /// [`Dataset::open_with`] with raw codes, unknown codes an error and no test split.
     pub fn open(dir: &Path, classes: ClassTable, labels_only: bool) -> Result<Dataset> {
-        let labels = dir.join("labels");
-        let rd = std::fs::read_dir(&labels).map_err(|e| Error::io(&labels, e))?;
-        let mut stems = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io(&labels, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".png") {
-                if !labels_only && !dir.join("images").join(&name).exists() {
-                    return Err(Error::format(dir.join("images").join(&name).display(), "missing: every label needs an image with the same file name"));
-                }
-                stems.push(stem.to_string());
+        Dataset::open_with(dir, classes, &DatasetOptions { labels_only, ..DatasetOptions::default() })
+    }
+
+    /// Lists `DIR/labels/*.png` and (unless `labels_only`) `DIR/images/*.png`, then reads
+    /// every file once: each label is decoded (unknown values are an error or counted, see
+    /// [`decode_label`]), each image decoded and its size compared with its label's. Every
+    /// label needs an image with the same stem and every image a label. Errors name the
+    /// file and the problem; when several files are bad, the first (by stem) is reported
+    /// with the count of the others. Splits the stems by [`is_test_stem`]; an empty train
+    /// split is an error.
+    pub fn open_with(dir: &Path, classes: ClassTable, options: &DatasetOptions) -> Result<Dataset> {
+        options.validate()?;
+        if options.mask == MaskKind::Palette {
+            classes.validate_palette("class table (palette masks)")?;
+        }
+        let labels_dir = dir.join("labels");
+        let label_stems = png_stems(&labels_dir)?;
+        if label_stems.is_empty() {
+            return Err(Error::format(labels_dir.display(), "no .png label files found (expected DIR/labels/NAME.png and DIR/images/NAME.png)"));
+        }
+        if !options.labels_only {
+            let images_dir = dir.join("images");
+            let image_stems = png_stems(&images_dir)?;
+            let orphans = |of: &BTreeSet<String>, missing_in: &BTreeSet<String>| of.difference(missing_in).cloned().collect::<Vec<_>>();
+            let no_image = orphans(&label_stems, &image_stems);
+            if let Some(first) = no_image.first() {
+                return Err(Error::format(
+                    images_dir.join(format!("{first}.png")).display(),
+                    format!("missing: labels/{first}.png has no image with the same file stem{}", others(&no_image, "labels lack an image")),
+                ));
+            }
+            let no_label = orphans(&image_stems, &label_stems);
+            if let Some(first) = no_label.first() {
+                return Err(Error::format(
+                    labels_dir.join(format!("{first}.png")).display(),
+                    format!("missing: images/{first}.png has no label with the same file stem{}", others(&no_label, "images lack a label")),
+                ));
             }
         }
-        if stems.is_empty() {
-            return Err(Error::format(labels.display(), "no .png label files found (expected DIR/labels/NAME.png and DIR/images/NAME.png)"));
+        let stems: Vec<String> = label_stems.into_iter().collect();
+        let (test, train): (Vec<String>, Vec<String>) = stems.iter().cloned().partition(|s| is_test_stem(s, options.test_fraction));
+        let mut ds = Dataset { dir: dir.to_path_buf(), stems, train, test, classes, options: *options, summary: DatasetSummary::default() };
+
+        let checks: Vec<Result<UnknownPixels>> = ds.stems.par_iter().map(|s| ds.check(s)).collect();
+        let mut summary = DatasetSummary { pairs: ds.stems.len(), train: ds.train.len(), test: ds.test.len(), test_fraction: options.test_fraction, ..DatasetSummary::default() };
+        let (mut first_error, mut bad) = (None, 0usize);
+        for check in checks {
+            match check {
+                Ok(u) => {
+                    if u.count > 0 {
+                        summary.unknown_files += 1;
+                        summary.unknown_pixels += u.count;
+                        for (v, n) in u.by_value {
+                            *summary.unknown_by_value.entry(v).or_insert(0) += n;
+                        }
+                    }
+                }
+                Err(e) => {
+                    bad += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        stems.sort();
-        Ok(Dataset { dir: dir.to_path_buf(), stems, classes })
+        if let Some(e) = first_error {
+            return Err(with_others(e, bad - 1));
+        }
+        if ds.train.is_empty() {
+            return Err(Error::format(
+                dir.display(),
+                format!("all {} files fall in the test split (test fraction {}); lower the test fraction or add files", ds.stems.len(), options.test_fraction),
+            ));
+        }
+        ds.summary = summary;
+        Ok(ds)
+    }
+
+    /// Reads and checks one stem's files (see [`Dataset::open_with`]).
+    fn check(&self, stem: &str) -> Result<UnknownPixels> {
+        let lp = self.label_path(stem);
+        let bytes = std::fs::read(&lp).map_err(|e| Error::io(&lp, e))?;
+        let (map, unk) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &lp.display().to_string())?;
+        if !self.options.labels_only {
+            let ip = self.image_path(stem);
+            let bytes = std::fs::read(&ip).map_err(|e| Error::io(&ip, e))?;
+            let img = RgbImage::from_png(&bytes, &ip.display().to_string())?;
+            if (img.width, img.height) != (map.width, map.height) {
+                return Err(Error::format(
+                    ip.display(),
+                    format!("the image is {}×{} pixels but its label {} is {}×{}; an image and its label must be the same size", img.width, img.height, lp.display(), map.width, map.height),
+                ));
+            }
+        }
+        Ok(unk)
     }
 
     pub fn len(&self) -> usize {
@@ -58,11 +463,12 @@ impl Dataset {
         self.dir.join("images").join(format!("{stem}.png"))
     }
 
-    /// The label map of `stem`, nearest-resized to `size × size` if given.
+    /// The label map of `stem` (decoded as the options say), nearest-resized to
+    /// `size × size` if given.
     pub fn label(&self, stem: &str, size: Option<u32>) -> Result<LabelMap> {
         let p = self.label_path(stem);
         let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-        let m = LabelMap::from_png(&bytes, &self.classes, &p.display().to_string())?;
+        let (m, _) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &p.display().to_string())?;
         Ok(match size {
             Some(s) if s != m.width || s != m.height => m.resize_nearest(s, s),
             _ => m,
@@ -81,11 +487,16 @@ impl Dataset {
         })
     }
 
-    /// sha256 over every file's name and bytes (labels, and images unless `labels_only`):
-    /// the "digest of the training data" in a model's `model.json`.
+    /// The contents of [`TEST_STEMS_FILE`]: the test stems, sorted, one a line.
+    pub fn test_stems_text(&self) -> String {
+        self.test.iter().map(|s| format!("{s}\n")).collect()
+    }
+
+    /// sha256 over every train-split file's name and bytes (labels, and images unless
+    /// `labels_only`): the "digest of the training data" in a model's `model.json`.
     pub fn digest(&self, labels_only: bool) -> Result<String> {
         let mut h = Sha256::new();
-        for stem in &self.stems {
+        for stem in &self.train {
             let mut paths = vec![self.label_path(stem)];
             if !labels_only {
                 paths.push(self.image_path(stem));
@@ -98,6 +509,47 @@ impl Dataset {
             }
         }
         Ok(hex::encode(h.finalize()))
+    }
+}
+
+/// Stems of the `*.png` files in `dir` (hidden files skipped).
+fn png_stems(dir: &Path) -> Result<BTreeSet<String>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::format(dir.display(), format!("cannot list the directory: {e} (expected DIR/labels/NAME.png and DIR/images/NAME.png)")))?;
+    let mut stems = BTreeSet::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".png") {
+            if entry.path().is_file() {
+                stems.insert(stem.to_string());
+            }
+        }
+    }
+    Ok(stems)
+}
+
+/// ` (3 labels lack an image in all: a, b, c)` when there is more than one.
+fn others(stems: &[String], what: &str) -> String {
+    if stems.len() < 2 {
+        return String::new();
+    }
+    let shown: Vec<&str> = stems.iter().take(5).map(String::as_str).collect();
+    format!(" ({} {what} in all: {}{})", stems.len(), shown.join(", "), if stems.len() > 5 { ", …" } else { "" })
+}
+
+/// Appends "(and N more files have problems)" to the first error of a scan.
+fn with_others(e: Error, more: usize) -> Error {
+    if more == 0 {
+        return e;
+    }
+    let tail = if more == 1 { " (and 1 more file has problems)".to_string() } else { format!(" (and {more} more files have problems)") };
+    match e {
+        Error::Format { path, message } => Error::Format { path, message: message + &tail },
+        Error::Io { path, source } => Error::format(path.display(), format!("{source}{tail}")),
+        other => other,
     }
 }
 
@@ -147,6 +599,218 @@ pub fn grid(images: &[RgbImage], cols: usize) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::label::encode_png;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!("labelgen-dataset-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(p.join("images")).unwrap();
+            std::fs::create_dir_all(p.join("labels")).unwrap();
+            TempDir(p)
+        }
+        fn write(&self, rel: &str, bytes: &[u8]) {
+            std::fs::write(self.0.join(rel), bytes).unwrap();
+        }
+        /// `images/STEM.png` (w×h RGB) and `labels/STEM.png` (the given raw codes).
+        fn pair(&self, stem: &str, w: u32, h: u32, codes: &[u8]) {
+            self.write(&format!("images/{stem}.png"), &RgbImage::new(w, h).to_png());
+            self.write(&format!("labels/{stem}.png"), &encode_png(w, h, png::ColorType::Grayscale, codes));
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn err(r: Result<Dataset>) -> String {
+        r.expect_err("opening should fail").to_string()
+    }
+
+    fn opts(mask: MaskKind, unknown: UnknownCodes) -> DatasetOptions {
+        DatasetOptions { mask, unknown, ..DatasetOptions::default() }
+    }
+
+    #[test]
+    fn dataset_opens_valid_pairs_and_reads_classes() {
+        let d = TempDir::new("ok");
+        d.pair("a", 2, 2, &[10, 20, 100, 80]);
+        d.pair("b", 2, 2, &[30; 4]);
+        let ds = Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions::default()).unwrap();
+        assert_eq!((ds.stems.clone(), ds.train.clone(), ds.test.len()), (vec!["a".to_string(), "b".into()], vec!["a".to_string(), "b".into()], 0));
+        assert_eq!(ds.label("a", None).unwrap().data, vec![0, 1, IGNORE_INDEX, 7]);
+        assert_eq!((ds.summary.pairs, ds.summary.train, ds.summary.unknown_pixels), (2, 2, 0));
+    }
+
+    #[test]
+    fn dataset_size_mismatch_names_the_image_and_both_sizes() {
+        let d = TempDir::new("size");
+        d.pair("a", 2, 2, &[10; 4]);
+        d.write("images/b.png", &RgbImage::new(3, 2).to_png());
+        d.write("labels/b.png", &encode_png(2, 2, png::ColorType::Grayscale, &[10; 4]));
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
+        assert!(e.contains(&d.0.join("images/b.png").display().to_string()) && e.contains("3×2") && e.contains("2×2") && e.contains("same size"), "{e}");
+        // Labels only: the image is not read, so the mismatch does not matter.
+        assert!(Dataset::open(&d.0, ClassTable::ai_hub(), true).is_ok());
+    }
+
+    #[test]
+    fn dataset_unknown_code_names_file_code_pixel_and_valid_codes() {
+        let d = TempDir::new("unknown");
+        d.pair("a", 2, 2, &[10; 4]);
+        d.pair("b", 3, 2, &[10, 20, 30, 40, 7, 7]);
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
+        let file = d.0.join("labels/b.png").display().to_string();
+        assert!(e.contains(&file) && e.contains("pixel (1, 1)") && e.contains("code 7") && e.contains("2 pixels of this file hold"), "{e}");
+        assert!(e.contains("10 building") && e.contains("80 bare land") && e.contains("100 ignore") && e.contains("--unknown-codes ignore"), "{e}");
+    }
+
+    #[test]
+    fn dataset_ignore_mode_maps_unknown_codes_to_ignore_and_counts_them() {
+        let d = TempDir::new("ignore");
+        d.pair("a", 2, 2, &[10, 0, 0, 255]);
+        d.pair("b", 2, 2, &[20, 30, 40, 50]);
+        d.pair("c", 2, 2, &[0, 60, 70, 100]);
+        let ds = Dataset::open_with(&d.0, ClassTable::ai_hub(), &opts(MaskKind::Codes, UnknownCodes::Ignore)).unwrap();
+        let s = &ds.summary;
+        assert_eq!((s.unknown_pixels, s.unknown_files), (4, 2));
+        assert_eq!(s.unknown_by_value, BTreeMap::from([(UnknownValue::Code(0), 3), (UnknownValue::Code(255), 1)]));
+        assert_eq!(ds.label("a", None).unwrap().data, vec![0, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]);
+        assert_eq!(ds.label("c", None).unwrap().data, vec![IGNORE_INDEX, 5, 6, IGNORE_INDEX]);
+        assert_eq!(ds.label("b", None).unwrap().data, vec![1, 2, 3, 4]);
+        let text = s.to_string();
+        assert!(text.contains("4 pixels in 2 label files") && text.contains("code 0: 3") && text.contains("code 255: 1"), "{text}");
+    }
+
+    #[test]
+    fn dataset_palette_masks_decode_to_classes() {
+        let classes = ClassTable::ai_hub();
+        let map = LabelMap { width: 3, height: 2, data: vec![0, 1, 7, IGNORE_INDEX, 4, 2] };
+        let d = TempDir::new("palette");
+        d.write("images/a.png", &RgbImage::new(3, 2).to_png());
+        d.write("labels/a.png", &map.colorize(&classes).to_png());
+        let ds = Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Error)).unwrap();
+        assert_eq!(ds.label("a", None).unwrap(), map);
+
+        // RGBA works too (alpha is not read).
+        let rgba: Vec<u8> = map.colorize(&classes).data.chunks(3).flat_map(|p| [p[0], p[1], p[2], 128]).collect();
+        d.write("labels/a.png", &encode_png(3, 2, png::ColorType::Rgba, &rgba));
+        assert_eq!(Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Error)).unwrap().label("a", None).unwrap(), map);
+
+        // A colour no class has: an error naming the file, the colour and the pixel, or ignore.
+        let mut img = map.colorize(&classes);
+        img.put(2, 1, [1, 2, 3]);
+        d.write("labels/a.png", &img.to_png());
+        let e = err(Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Error)));
+        assert!(e.contains("labels/a.png") && e.contains("#010203") && e.contains("pixel (2, 1)") && e.contains("#dc3c32 building"), "{e}");
+        let ds = Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Ignore)).unwrap();
+        assert_eq!(ds.label("a", None).unwrap().data, vec![0, 1, 7, IGNORE_INDEX, 4, IGNORE_INDEX]);
+        assert_eq!(ds.summary.unknown_by_value, BTreeMap::from([(UnknownValue::Color([1, 2, 3]), 1)]));
+
+        // The mask kinds do not read each other's files, and say which to use.
+        let e = err(Dataset::open(&d.0, classes.clone(), false));
+        assert!(e.contains("labels/a.png") && e.contains("grayscale") && e.contains("--mask palette"), "{e}");
+        d.write("labels/a.png", &map.to_png(&classes));
+        let e = err(Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Error)));
+        assert!(e.contains("labels/a.png") && e.contains("must be RGB") && e.contains("--mask codes"), "{e}");
+
+        // A table whose colours cannot serve as a palette is refused.
+        let mut bad = classes.clone();
+        bad.classes[3].color = bad.classes[1].color;
+        let e = err(Dataset::open_with(&d.0, bad, &opts(MaskKind::Palette, UnknownCodes::Error)));
+        assert!(e.contains("street trees") && e.contains("parking lot") && e.contains("share colour"), "{e}");
+    }
+
+    #[test]
+    fn dataset_missing_partner_files_are_named() {
+        let d = TempDir::new("partner");
+        d.pair("a", 2, 2, &[10; 4]);
+        d.write("labels/b.png", &encode_png(2, 2, png::ColorType::Grayscale, &[10; 4]));
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
+        assert!(e.contains(&d.0.join("images/b.png").display().to_string()) && e.contains("missing") && e.contains("labels/b.png has no image"), "{e}");
+        assert!(Dataset::open(&d.0, ClassTable::ai_hub(), true).is_ok(), "labels only needs no images");
+
+        std::fs::remove_file(d.0.join("labels/b.png")).unwrap();
+        d.write("images/c.png", &RgbImage::new(2, 2).to_png());
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
+        assert!(e.contains(&d.0.join("labels/c.png").display().to_string()) && e.contains("images/c.png has no label"), "{e}");
+    }
+
+    #[test]
+    fn dataset_undecodable_files_are_named_with_the_count_of_others() {
+        let d = TempDir::new("garbage");
+        d.pair("a", 2, 2, &[10; 4]);
+        d.pair("b", 2, 2, &[10; 4]);
+        d.pair("c", 2, 2, &[10; 4]);
+        d.write("labels/b.png", b"not a png");
+        d.write("images/c.png", b"\x89PNG truncated");
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
+        assert!(e.contains("labels/b.png") && e.contains("not a readable PNG") && e.contains("1 more file has problems"), "{e}");
+        std::fs::remove_file(d.0.join("labels/b.png")).unwrap();
+        std::fs::remove_file(d.0.join("images/b.png")).unwrap();
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
+        assert!(e.contains("images/c.png") && e.contains("not a readable PNG") && !e.contains("more file"), "{e}");
+    }
+
+    #[test]
+    fn split_is_deterministic_by_stem_and_near_the_fraction() {
+        let stems: Vec<String> = (0..200).map(|i| format!("tile_{i:04}")).collect();
+        let test: Vec<&String> = stems.iter().filter(|s| is_test_stem(s, 0.1)).collect();
+        assert!((10..=30).contains(&test.len()), "{} of 200 stems in the test split at fraction 0.1", test.len());
+        let test_half = stems.iter().filter(|s| is_test_stem(s, 0.5)).count();
+        assert!((80..=120).contains(&test_half), "{test_half} of 200 at fraction 0.5");
+        // A larger fraction only moves stems from train to test; 0 holds nothing out.
+        assert!(test.iter().all(|s| is_test_stem(s, 0.5)));
+        assert!(stems.iter().all(|s| !is_test_stem(s, 0.0)));
+        // The same stems give the same split.
+        let again: Vec<&String> = stems.iter().filter(|s| is_test_stem(s, 0.1)).collect();
+        assert_eq!(test, again);
+    }
+
+    #[test]
+    fn dataset_split_is_stable_when_files_are_added() {
+        let d = TempDir::new("split");
+        for i in 0..40 {
+            d.pair(&format!("{i:03}"), 1, 1, &[10]);
+        }
+        let o = DatasetOptions { test_fraction: 0.3, ..DatasetOptions::default() };
+        let a = Dataset::open_with(&d.0, ClassTable::ai_hub(), &o).unwrap();
+        assert!(!a.test.is_empty() && !a.train.is_empty(), "{} test, {} train", a.test.len(), a.train.len());
+        assert_eq!(a.test.len() + a.train.len(), 40);
+        assert!(a.test.iter().all(|s| is_test_stem(s, 0.3)) && a.train.iter().all(|s| !is_test_stem(s, 0.3)));
+        assert_eq!(a.test_stems_text(), a.test.iter().map(|s| format!("{s}\n")).collect::<String>());
+        assert!(a.test.windows(2).all(|w| w[0] < w[1]), "sorted");
+        for i in 40..70 {
+            d.pair(&format!("{i:03}"), 1, 1, &[10]);
+        }
+        let b = Dataset::open_with(&d.0, ClassTable::ai_hub(), &o).unwrap();
+        assert_eq!(b.stems.len(), 70);
+        let old: BTreeSet<&String> = a.stems.iter().collect();
+        assert_eq!(b.test.iter().filter(|s| old.contains(s)).collect::<Vec<_>>(), a.test.iter().collect::<Vec<_>>());
+        assert_eq!(b.train.iter().filter(|s| old.contains(s)).collect::<Vec<_>>(), a.train.iter().collect::<Vec<_>>());
+        // The digest covers the training split only.
+        let all = Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions::default()).unwrap();
+        assert_ne!(all.digest(false).unwrap(), b.digest(false).unwrap());
+        assert_eq!(b.summary.to_string(), format!("70 files: {} for training, {} held out for testing (test fraction 0.3)", b.train.len(), b.test.len()));
+    }
+
+    #[test]
+    fn dataset_test_fraction_must_be_in_range_and_leave_training_data() {
+        let d = TempDir::new("fraction");
+        d.pair("a", 1, 1, &[10]);
+        for f in [-0.1, 1.0, f64::NAN] {
+            let e = err(Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions { test_fraction: f, ..DatasetOptions::default() }));
+            assert!(e.contains("test_fraction"), "{f}: {e}");
+        }
+        // One stem, a fraction that holds it out: no training data left.
+        let f = if is_test_stem("a", 0.5) { 0.5 } else { 0.999 };
+        assert!(is_test_stem("a", f));
+        let e = err(Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions { test_fraction: f, ..DatasetOptions::default() }));
+        assert!(e.contains("all 1 files fall in the test split"), "{e}");
+    }
 
     #[test]
     fn integer_shrink_averages_and_other_sizes_use_nearest() {

@@ -77,9 +77,167 @@ pub struct PipelineSection {
     /// Samples generated per batch inside a job.
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
+    /// Where the models run: `auto` (CUDA when a driver is present, else CPU), `cpu`,
+    /// `cuda` or `cuda:N`. A worker's `--device` overrides it.
+    #[serde(default, skip_serializing_if = "DeviceChoice::is_auto")]
+    pub device: DeviceChoice,
     /// Settings of the `procedural` pipeline.
     #[serde(default)]
     pub procedural: ProceduralSection,
+    /// `ddpm-spade`: the DDPM label model and its sampler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelModelSection>,
+    /// `ddpm-spade`: the cleanup between sampling and synthesis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<CleanupSection>,
+    /// `ddpm-spade`: the SPADE image model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageModelSection>,
+}
+
+/// `[pipeline.labels]`: the DDPM label model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelModelSection {
+    /// Model artifact: a local path, `file:///abs/path` or `s3://bucket/prefix` holding
+    /// `model.json` and its weights.
+    pub model: String,
+    /// The artifact's digest ([`crate::artifact`]); `coordinator submit` pins it when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `ddim` (default) or `ddpm` (ancestral, every timestep).
+    #[serde(default)]
+    pub sampler: SamplerKind,
+    /// DDIM steps (default 50); for `ddpm`, must be the model's timesteps if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// DDIM η: 0 deterministic given the initial noise, 1 as noisy as DDPM.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eta: f64,
+    /// Side of the sampled label maps; must match the model when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// DDPM sampling algorithms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    #[default]
+    Ddim,
+    Ddpm,
+}
+
+impl std::fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SamplerKind::Ddim => "ddim",
+            SamplerKind::Ddpm => "ddpm",
+        })
+    }
+}
+
+/// Default DDIM steps.
+pub const DEFAULT_DDIM_STEPS: usize = 50;
+
+impl LabelModelSection {
+    /// Sampling steps: the given ones, else 50 for DDIM and `timesteps` for DDPM.
+    pub fn steps_for(&self, timesteps: usize) -> usize {
+        match self.sampler {
+            SamplerKind::Ddim => self.steps.unwrap_or(DEFAULT_DDIM_STEPS),
+            SamplerKind::Ddpm => self.steps.unwrap_or(timesteps),
+        }
+    }
+}
+
+/// `[pipeline.cleanup]`: label cleanup after sampling (see `shared::cleanup`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupSection {
+    /// Radius of the per-class morphological opening (0: none). Default 1.
+    #[serde(default = "defaults::open_radius")]
+    pub open_radius: u32,
+    /// Components smaller than this many pixels (at the sampled size) are merged into
+    /// their surroundings. Default 16.
+    #[serde(default = "defaults::min_island")]
+    pub min_island: u32,
+}
+
+impl Default for CleanupSection {
+    fn default() -> Self {
+        CleanupSection { open_radius: defaults::open_radius(), min_island: defaults::min_island() }
+    }
+}
+
+/// `[pipeline.images]`: the SPADE image model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageModelSection {
+    /// Model artifact location (as `pipeline.labels.model`).
+    pub model: String,
+    /// The artifact's digest; pinned at submit when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// Where models run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceChoice {
+    /// CUDA device 0 when an NVIDIA driver is present (and the build has CUDA), else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl DeviceChoice {
+    pub fn is_auto(&self) -> bool {
+        *self == DeviceChoice::Auto
+    }
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
+                _ => Err(format!("expected auto, cpu, cuda or cuda:N (N a device index), found {s:?}")),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceChoice {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<DeviceChoice> for String {
+    fn from(d: DeviceChoice) -> String {
+        d.to_string()
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +271,12 @@ mod defaults {
     }
     pub fn batch_size() -> usize {
         8
+    }
+    pub fn open_radius() -> u32 {
+        1
+    }
+    pub fn min_island() -> u32 {
+        16
     }
 }
 
@@ -176,12 +340,50 @@ impl RunSpec {
                 if self.classes != ClassTable::ai_hub() {
                     return bad("classes", "the procedural pipeline draws the AI Hub land-cover classes; remove the [classes] table".into());
                 }
+                for (key, present) in [
+                    ("pipeline.labels", self.pipeline.labels.is_some()),
+                    ("pipeline.cleanup", self.pipeline.cleanup.is_some()),
+                    ("pipeline.images", self.pipeline.images.is_some()),
+                ] {
+                    if present {
+                        return bad(key, "only the ddpm-spade pipeline uses models; remove this table or set pipeline.kind = \"ddpm-spade\"".into());
+                    }
+                }
             }
             PipelineKind::DdpmSpade => {
-                return bad(
-                    "pipeline.kind",
-                    "\"ddpm-spade\" is not available in this build yet (the DDPM and SPADE models are still being built); use \"procedural\"".into(),
-                );
+                let Some(labels) = &self.pipeline.labels else {
+                    return bad("pipeline.labels", "ddpm-spade needs a [pipeline.labels] table with model = \"PATH or s3://…\" (the DDPM label model)".into());
+                };
+                let Some(images) = &self.pipeline.images else {
+                    return bad("pipeline.images", "ddpm-spade needs a [pipeline.images] table with model = \"PATH or s3://…\" (the SPADE image model)".into());
+                };
+                for (key, uri, pin) in [("pipeline.labels", &labels.model, &labels.sha256), ("pipeline.images", &images.model, &images.sha256)] {
+                    if let Err(msg) = crate::storage::StoreUrl::parse(uri) {
+                        return bad(&format!("{key}.model"), msg);
+                    }
+                    if let Some(pin) = pin {
+                        if !crate::artifact::is_digest(pin) {
+                            return bad(&format!("{key}.sha256"), format!("expected 64 lowercase hex digits, found {pin:?}"));
+                        }
+                    }
+                }
+                if labels.steps == Some(0) {
+                    return bad("pipeline.labels.steps", "expected at least 1 sampling step, found 0".into());
+                }
+                if !(0.0..=1.0).contains(&labels.eta) {
+                    return bad("pipeline.labels.eta", format!("expected 0 to 1, found {}", labels.eta));
+                }
+                if labels.sampler == SamplerKind::Ddpm && labels.eta != 0.0 {
+                    return bad("pipeline.labels.eta", "eta is a DDIM setting; remove it or use sampler = \"ddim\"".into());
+                }
+                if let Some(size) = labels.size {
+                    if !(8..=self.pipeline.image_size).contains(&size) || self.pipeline.image_size % size != 0 {
+                        return bad(
+                            "pipeline.labels.size",
+                            format!("expected a divisor of pipeline.image_size {} of at least 8 (maps are upscaled by an integer factor), found {size}", self.pipeline.image_size),
+                        );
+                    }
+                }
             }
         }
         Ok(())
@@ -271,5 +473,70 @@ image_size = 64
         assert!(e.contains("c.toml: output.url") && e.contains("ftp"), "{e}");
         let e = RunSpec::parse(&GOOD.replace("image_size = 64", "image_size = \"big\""), "d.toml").unwrap_err().to_string();
         assert!(e.contains("d.toml") && e.contains("line 10"), "{e}");
+    }
+
+    const MODELS: &str = r#"
+[run]
+count = 10
+shard_size = 4
+[output]
+url = "out/x"
+[pipeline]
+kind = "ddpm-spade"
+image_size = 64
+[pipeline.labels]
+model = "models/demo/ddpm"
+[pipeline.images]
+model = "s3://bucket/models/spade"
+"#;
+
+    #[test]
+    fn ddpm_spade_defaults_and_a_procedural_digest_that_did_not_change() {
+        let s = RunSpec::parse(MODELS, "m.toml").unwrap();
+        let l = s.pipeline.labels.as_ref().unwrap();
+        assert_eq!((l.sampler, l.steps_for(1000), l.eta, l.sha256.as_deref()), (SamplerKind::Ddim, 50, 0.0, None));
+        assert_eq!(s.pipeline.device, DeviceChoice::Auto);
+        assert_eq!(s.pipeline.cleanup.unwrap_or_default(), CleanupSection { open_radius: 1, min_island: 16 });
+        let back = RunSpec::from_json(&s.canonical_json(), "json").unwrap();
+        assert_eq!(back, s);
+        // Keys at their defaults stay out of the canonical form: procedural specs written
+        // before the model keys existed keep their digest (and their run ids).
+        let p = RunSpec::parse(GOOD, "good.toml").unwrap();
+        assert!(!p.canonical_json().contains("device") && !p.canonical_json().contains("labels"), "{}", p.canonical_json());
+        let ddpm = MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsampler = \"ddpm\"");
+        assert_eq!(RunSpec::parse(&ddpm, "m.toml").unwrap().pipeline.labels.unwrap().steps_for(1000), 1000);
+    }
+
+    #[test]
+    fn ddpm_spade_errors_name_the_key() {
+        let err = |text: &str| RunSpec::parse(text, "m.toml").unwrap_err().to_string();
+        let e = err(&MODELS.replace("[pipeline.images]\nmodel = \"s3://bucket/models/spade\"\n", ""));
+        assert!(e.contains("m.toml: pipeline.images:") && e.contains("SPADE"), "{e}");
+        let e = err(&MODELS.replace("[pipeline.labels]\nmodel = \"models/demo/ddpm\"\n", ""));
+        assert!(e.contains("pipeline.labels:") && e.contains("DDPM"), "{e}");
+        let e = err(&MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsha256 = \"ABC\""));
+        assert!(e.contains("pipeline.labels.sha256") && e.contains("64 lowercase hex"), "{e}");
+        let e = err(&MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsteps = 0"));
+        assert!(e.contains("pipeline.labels.steps"), "{e}");
+        let e = err(&MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsampler = \"ddpm\"\neta = 0.5"));
+        assert!(e.contains("pipeline.labels.eta") && e.contains("DDIM"), "{e}");
+        let e = err(&MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsize = 24"));
+        assert!(e.contains("pipeline.labels.size") && e.contains("divisor"), "{e}");
+        let e = err(&MODELS.replace("image_size = 64", "image_size = 64\ndevice = \"gpu\""));
+        assert!(e.contains("m.toml") && e.contains("cuda:N"), "{e}");
+        let e = err(&MODELS.replace("model = \"s3://bucket/models/spade\"", "model = \"ftp://x\""));
+        assert!(e.contains("pipeline.images.model"), "{e}");
+        let e = err(&MODELS.replace("ddpm-spade", "procedural"));
+        assert!(e.contains("pipeline.labels") && e.contains("only the ddpm-spade pipeline"), "{e}");
+    }
+
+    #[test]
+    fn device_choices_parse_and_print() {
+        for (text, d) in [("auto", DeviceChoice::Auto), ("cpu", DeviceChoice::Cpu), ("cuda", DeviceChoice::Cuda(0)), ("cuda:3", DeviceChoice::Cuda(3))] {
+            assert_eq!(text.parse::<DeviceChoice>().unwrap(), d);
+            assert_eq!(d.to_string().parse::<DeviceChoice>().unwrap(), d);
+        }
+        assert!("cuda:x".parse::<DeviceChoice>().is_err());
+        assert!("tpu".parse::<DeviceChoice>().is_err());
     }
 }

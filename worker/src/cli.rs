@@ -46,6 +46,18 @@ pub enum Command {
     Cleanup(commands::cleanup::Args),
     /// Paint images for label maps with a trained SPADE generator.
     Synthesize(commands::synthesize::Args),
+    /// Measure the ddpm-spade pipeline (per-stage times, images/s; CPU versus CUDA).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+    /// Evaluate generated data against real data (label statistics, distances, plots).
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    // No doc comment here: `worker eval labels --help` shows the one on `Args`.
+    Labels(commands::eval_labels::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +79,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::SampleLabels(args)) => commands::sample_labels::run(args),
         Some(Command::Cleanup(args)) => commands::cleanup::run(args),
         Some(Command::Synthesize(args)) => commands::synthesize::run(args),
+        Some(Command::Bench(cmd)) => commands::bench::run(cmd),
+        Some(Command::Eval(EvalCommand::Labels(args))) => commands::eval_labels::run(args),
     }
 }
 

@@ -7,7 +7,9 @@
 //! - `artifact.rs` — model artifacts at a path or `s3://` URI.
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
-//! - `pipelines.rs` — [`Factory`]: the pipeline a run spec asks for.
+//! - `pipelines.rs` — [`Factory`]: the pipeline a run spec asks for (`procedural`,
+//!   `ddpm-spade`), and [`pipelines::prepare`]: model checks before submit.
+//! - `device.rs` — `--device auto|cpu|cuda[:N]` and NVIDIA driver detection.
 
 pub mod artifact;
 pub mod backend;
@@ -15,6 +17,7 @@ pub mod cli;
 mod commands;
 pub mod ddpm;
 pub mod spade;
-mod pipelines;
+pub mod device;
+pub mod pipelines;
 
 pub use pipelines::Factory;

@@ -104,6 +104,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
     let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect()));
     let mut buf = Vec::with_capacity(1 << 20);
+    let mut first_lines: Vec<super::record::ManifestLine> = Vec::new();
     while let Some(rec) = records.next().await {
         let rec = rec?;
         let where_ = store.describe(&layout::record_path(rec.shard));
@@ -114,6 +115,9 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         let got: Vec<u64> = rec.samples.iter().map(|l| l.index).collect();
         if got != expected {
             return Err(Error::format(where_, format!("record lists indices {got:?}, expected {expected:?}")));
+        }
+        if first_lines.len() < super::contact::CONTACT_SAMPLES {
+            first_lines.extend(rec.samples.iter().take(super::contact::CONTACT_SAMPLES - first_lines.len()).cloned());
         }
         for line in &rec.samples {
             for (i, c) in spec.classes.classes.iter().enumerate() {
@@ -154,6 +158,12 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
             store.delete(&path).await?;
             removed += 1;
         }
+    }
+
+    // A convenience, not part of the dataset: a failure is logged, not fatal.
+    match super::contact::contact_sheet(store, &first_lines, &spec.classes).await {
+        Ok(png) => store.put(layout::CONTACT_SHEET, Bytes::from(png)).await?,
+        Err(e) => tracing::warn!(run = run_id, error = %e, "could not draw the contact sheet"),
     }
 
     let total: u64 = pixels.iter().sum();

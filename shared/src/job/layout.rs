@@ -5,12 +5,14 @@
 //! data/SHARD/ATTEMPT/...        samples of one attempt: PNG pairs, or one WebDataset tar
 //! shards/SHARD.json             commit record (create-only): the winning attempt
 //! manifest.jsonl                one line per sample, written by finalize
+//! contact_sheet.png             the first samples as (label | image) pairs, by finalize
 //! manifest.json                 summary, written last
 //! ```
 
 pub const RUN_JSON: &str = "run.json";
 pub const MANIFEST_JSONL: &str = "manifest.jsonl";
 pub const MANIFEST_JSON: &str = "manifest.json";
+pub const CONTACT_SHEET: &str = "contact_sheet.png";
 pub const SHARDS_DIR: &str = "shards";
 pub const DATA_DIR: &str = "data";
 

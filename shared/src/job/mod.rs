@@ -7,11 +7,13 @@
 //! - `record.rs` — the shard commit record and the manifest line.
 //! - `execute.rs` — one shard: generate → encode → upload (attempt-scoped) → create-only commit.
 //! - `output.rs` — the run directory and `run.json` (create-only).
+//! - `contact.rs` — `contact_sheet.png`, the first samples as (label | image) pairs.
 //! - `finalize.rs` — manifest.jsonl and manifest.json from the commit records; cleanup of
 //!   losing attempts.
 //! - `runner.rs` — the worker loop: claim, heartbeat, execute, ack/fail/release; graceful stop.
 //! - `faults.rs` — test hooks that inject failures and delays.
 
+mod contact;
 mod execute;
 mod faults;
 mod finalize;

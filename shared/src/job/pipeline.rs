@@ -32,7 +32,8 @@ pub trait PipelineFactory: Send + Sync {
     fn build(&self, spec: &RunSpec) -> Result<Arc<dyn Pipeline>>;
 }
 
-/// The factory for the pipelines this library knows (`procedural`).
+/// The factory for the pipelines this library knows (`procedural`); the worker's factory
+/// adds `ddpm-spade`.
 pub struct StandardFactory;
 
 impl PipelineFactory for StandardFactory {
@@ -42,7 +43,7 @@ impl PipelineFactory for StandardFactory {
             PipelineKind::DdpmSpade => Err(crate::Error::Invalid {
                 origin: "run spec".into(),
                 key: "pipeline.kind".into(),
-                message: "\"ddpm-spade\" is not available in this build yet".into(),
+                message: "\"ddpm-spade\" runs models: it is built by the worker's pipeline factory (worker::Factory), not by shared".into(),
             }),
         }
     }

@@ -1,6 +1,8 @@
 //! One file per subcommand: its clap arguments and its `run`.
 
+pub mod bench;
 pub mod cleanup;
+pub mod eval_labels;
 pub mod procedural;
 pub mod run_shard;
 pub mod sample_labels;

@@ -24,6 +24,10 @@ pub struct RunShardArgs {
     /// every task agrees without being told].
     #[arg(long, env = "LABELGEN_RUN_ID")]
     pub run_id: Option<String>,
+
+    /// Where models run: auto, cpu, cuda or cuda:N (overrides pipeline.device).
+    #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
+    pub device: Option<shared::spec::DeviceChoice>,
 }
 
 /// The default run id of a static run: the same for every task given the same spec.
@@ -42,18 +46,24 @@ fn shard_from_env() -> anyhow::Result<Option<u64>> {
 }
 
 pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
-    let spec = RunSpec::load(&args.config)?;
+    let mut spec = RunSpec::load(&args.config)?;
     let Some(shard) = args.shard.map(Ok).or_else(|| shard_from_env().transpose()).transpose()? else {
         bail!("no shard given: pass --shard K or set JOB_COMPLETION_INDEX / SLURM_ARRAY_TASK_ID");
     };
     if shard >= spec.shards() {
         bail!("--shard {shard}: the run has {} shards (0 to {})", spec.shards(), spec.shards() - 1);
     }
-    let run_id = args.run_id.unwrap_or_else(|| static_run_id(&spec));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Models are checked and their digests pinned before the run id is derived, so every
+    // shard of a static run verifies the same model bytes (a changed model is a new run).
+    rt.block_on(crate::pipelines::prepare(&mut spec)).with_context(|| format!("{}", args.config.display()))?;
+    let run_id = args.run_id.unwrap_or_else(|| static_run_id(&spec));
     rt.block_on(async move {
         let store = prepare_output(&spec, &run_id).await?;
-        let pipeline = crate::Factory.build(&spec)?;
+        let pipeline = {
+            let (spec, device) = (spec.clone(), args.device);
+            tokio::task::spawn_blocking(move || crate::Factory::new(device).build(&spec)).await??
+        };
         // A static attempt has no lease token: a fresh random id keeps its data apart.
         let attempt = shared::mix64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64 ^ ((std::process::id() as u64) << 40)) >> 1;
         let owner = shared::job::default_owner();

@@ -44,7 +44,8 @@ pub struct Args {
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Sample on the CPU even when built with CUDA.
+    /// Sample on the CPU even when built with CUDA (a CUDA build uses the GPU when an
+    /// NVIDIA driver is present, else the CPU with a warning).
     #[arg(long)]
     pub cpu: bool,
 }
@@ -54,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--count and --batch must be at least 1");
     }
     #[cfg(feature = "cuda")]
-    if !args.cpu {
+    if crate::device::use_cuda(args.cpu) {
         return run_on::<crate::backend::Gpu>(&args, &Default::default());
     }
     run_on::<crate::backend::Cpu>(&args, &Default::default())

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use shared::job::{serve, WorkerOptions};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -36,9 +37,18 @@ pub struct ServeArgs {
     /// Do not serve metrics or probes.
     #[arg(long)]
     pub no_metrics: bool,
+
+    /// Where models run: auto (CUDA when an NVIDIA driver is present, else CPU with a
+    /// warning), cpu, cuda or cuda:N. Overrides the run spec's pipeline.device.
+    #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
+    pub device: Option<shared::spec::DeviceChoice>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(choice) = args.device {
+        // Fail at start, not per job, when this machine cannot offer the device.
+        crate::device::resolve(choice, &crate::device::DriverProbe::detect()).context("--device")?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let metrics = shared::metrics::Metrics::new();
@@ -53,7 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             opts.owner = owner;
         }
         tracing::info!(owner = %opts.owner, concurrency = opts.concurrency, "worker serving");
-        serve(queue, Arc::new(crate::Factory), opts, shutdown_signal()).await?;
+        serve(queue, Arc::new(crate::Factory::new(args.device)), opts, shutdown_signal()).await?;
         tracing::info!(committed = metrics.jobs_committed.get(), samples = metrics.samples_generated.get(), "worker stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -38,14 +38,15 @@ pub struct Args {
     #[arg(long, value_name = "B", default_value_t = 8)]
     pub batch: usize,
 
-    /// Run on the CPU even in a CUDA build.
+    /// Run on the CPU even in a CUDA build (a CUDA build uses the GPU when an NVIDIA driver
+    /// is present, else the CPU with a warning).
     #[arg(long)]
     pub cpu: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "cuda")]
-    if !args.cpu {
+    if crate::device::use_cuda(args.cpu) {
         return synthesize::<crate::backend::Gpu>(args, &Default::default());
     }
     synthesize::<crate::backend::Cpu>(args, &crate::backend::CpuDevice::default())

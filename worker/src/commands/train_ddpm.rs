@@ -5,19 +5,24 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shared::dataset::{Dataset, DatasetOptions, MaskKind, UnknownCodes, DEFAULT_TEST_FRACTION, TEST_STEMS_FILE};
+use shared::ClassTable;
 
-use crate::ddpm::train::{recent_loss, train, TrainConfig, TrainData, TrainEvent};
+use crate::ddpm::train::{recent_loss, train_split, TrainConfig, TrainData, TrainEvent};
 use crate::ddpm::{Encoding, ScheduleKind, UNetConfig};
 
 /// Train the DDPM label-map generator (ε-prediction, MSE, Adam, EMA weights).
 ///
-/// Reads DIR/labels/*.png (8-bit AI Hub codes), nearest-resized to --size. Writes
-/// checkpoints (raw and EMA weights, optimizer state, step) to OUT/checkpoint/, a preview
-/// grid of samples to OUT/previews/step-N.png at each checkpoint, and the final artifact
-/// (EMA weights, model.json) to OUT. The defaults are a small model for a quick CPU run; Ho
-/// et al.'s CIFAR model is --base-channels 128 --channel-mult 1,2,2,2 --res-blocks 2
-/// --attention 16 --groups 32 --batch 128 --steps 800000.
+/// Reads DIR/labels/*.png (see --mask), nearest-resized to --size; every label file is
+/// checked before training starts. The train split is trained on; the test split's file
+/// stems (see --test-fraction) are written to OUT/test_stems.txt. Writes checkpoints (raw
+/// and EMA weights, optimizer state, step) to OUT/checkpoint/, a preview grid of samples
+/// to OUT/previews/step-N.png at each checkpoint, and the final artifact (EMA weights,
+/// model.json) to OUT. The defaults are a small model for a quick CPU run; Ho et al.'s
+/// CIFAR model is --base-channels 128 --channel-mult 1,2,2,2 --res-blocks 2 --attention 16
+/// --groups 32 --batch 128 --steps 800000.
 ///
 /// Example: worker train ddpm --data /tmp/proc --out /tmp/ddpm-model --size 32 --steps 2000
 #[derive(Debug, clap::Args)]
@@ -25,6 +30,9 @@ pub struct Args {
     /// Dataset directory (labels/ is read; images/ is not needed).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
+
+    #[command(flatten)]
+    pub dataset: DataArgs,
     /// Artifact location: a path, file:// or s3:// URI.
     #[arg(long, value_name = "URI")]
     pub out: String,
@@ -88,9 +96,78 @@ pub struct Args {
     /// Do not flip training maps at random.
     #[arg(long)]
     pub no_flip: bool,
-    /// Train on the CPU even when built with CUDA.
+    /// Train on the CPU even when built with CUDA (a CUDA build uses the GPU when an
+    /// NVIDIA driver is present, else the CPU with a warning).
     #[arg(long)]
     pub cpu: bool,
+}
+
+/// How the training commands read a dataset directory: the mask format, unknown mask
+/// values and the held-out test split (`worker train ddpm` and `worker train spade`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// How label PNGs encode classes.
+    ///
+    /// codes: 8-bit grayscale, one raw class code a pixel: the AI Hub codes 10 building,
+    /// 20 parking lot, 30 road, 40 street trees, 50 paddy, 60 dry field, 70 forest,
+    /// 80 bare land, and 100 for "ignore" (what `worker procedural` writes).
+    ///
+    /// palette: RGB (or RGBA, or indexed), each pixel its class's preview colour (the
+    /// colours of the previews `worker procedural` writes), black for "ignore".
+    #[arg(long, value_name = "KIND", help_heading = "Dataset", default_value = "codes", value_parser = PossibleValuesParser::new(MaskKind::NAMES).map(|s| s.parse::<MaskKind>().expect("a listed value")))]
+    pub mask: MaskKind,
+
+    /// What a mask value outside the class table does.
+    ///
+    /// error: stop before training, naming the file, the value, its first pixel and the
+    /// valid values.
+    ///
+    /// ignore: treat such pixels as "ignore" (not trained on) and report how many there
+    /// were.
+    #[arg(long, value_name = "MODE", help_heading = "Dataset", default_value = "error", value_parser = PossibleValuesParser::new(UnknownCodes::NAMES).map(|s| s.parse::<UnknownCodes>().expect("a listed value")))]
+    pub unknown_codes: UnknownCodes,
+
+    /// Share of the files held out for testing, 0 ≤ F < 1 (0: train on all).
+    ///
+    /// A file is held out when the first 8 bytes of sha256(file stem), read as a fraction
+    /// of 2^64, are below F: the split depends on the file name alone, so adding files never
+    /// moves others between the splits. The held-out stems are written to
+    /// OUT/test_stems.txt (one a line, sorted) so a later evaluation can use exactly them.
+    #[arg(long, value_name = "F", help_heading = "Dataset", default_value_t = DEFAULT_TEST_FRACTION, value_parser = parse_fraction)]
+    pub test_fraction: f64,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if !(0.0..1.0).contains(&f) {
+        return Err(format!("{s}: must be at least 0 and below 1 (the share of files held out for testing)"));
+    }
+    Ok(f)
+}
+
+impl DataArgs {
+    pub fn options(&self, labels_only: bool) -> DatasetOptions {
+        DatasetOptions { mask: self.mask, unknown: self.unknown_codes, test_fraction: self.test_fraction, labels_only }
+    }
+
+    /// Opens and checks `--data` (every file read once) and logs what it found.
+    pub fn open(&self, dir: &std::path::Path, classes: ClassTable, labels_only: bool) -> anyhow::Result<Dataset> {
+        let ds = Dataset::open_with(dir, classes, &self.options(labels_only)).with_context(|| format!("--data {}", dir.display()))?;
+        tracing::info!("--data {}: {}", dir.display(), ds.summary);
+        if ds.summary.unknown_pixels > 0 {
+            tracing::warn!(
+                "{} pixels in {} label files hold values outside the class table; they are ignored in training (--unknown-codes ignore)",
+                ds.summary.unknown_pixels,
+                ds.summary.unknown_files
+            );
+        }
+        Ok(ds)
+    }
+}
+
+/// Writes the test split's stems to `OUT/test_stems.txt` (empty without a test split).
+pub fn write_test_stems(out: &str, ds: &Dataset) -> anyhow::Result<()> {
+    crate::artifact::write_file(out.trim_end_matches('/'), TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
 }
 
 /// A comma-separated list of numbers, e.g. `1,2,2`; `none` or an empty string is empty.
@@ -114,7 +191,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(args.lr > 0.0) {
         anyhow::bail!("--lr {}: must be positive", args.lr);
     }
-    let data = TrainData::from_dir(&args.data, args.size).with_context(|| format!("reading --data {}", args.data.display()))?;
+    let ds = args.dataset.open(&args.data, ClassTable::ai_hub(), true)?;
+    let data = TrainData::from_dataset(&ds, args.size).with_context(|| format!("reading --data {}", args.data.display()))?;
+    let test_fraction = Some(ds.options.test_fraction);
     let channels = args.encoding.channels(data.classes.len());
     let unet = UNetConfig::new(channels, args.base_channels, args.channel_mult.0.clone(), args.res_blocks, args.attention.0.clone(), args.dropout, args.size as usize)
         .with_groups(args.groups);
@@ -135,14 +214,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         preview_count: args.preview_count,
         flip: !args.no_flip,
     };
+    write_test_stems(&args.out, &ds)?;
     #[cfg(feature = "cuda")]
-    if !args.cpu {
-        return run_on::<crate::backend::GpuTrain>(&cfg, &data, &args.out, &Default::default());
+    if crate::device::use_cuda(args.cpu) {
+        return run_on::<crate::backend::GpuTrain>(&cfg, &data, test_fraction, &args.out, &Default::default());
     }
-    run_on::<crate::backend::CpuTrain>(&cfg, &data, &args.out, &Default::default())
+    run_on::<crate::backend::CpuTrain>(&cfg, &data, test_fraction, &args.out, &Default::default())
 }
 
-fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &TrainData, out: &str, device: &B::Device) -> anyhow::Result<ExitCode> {
+fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &TrainData, test_fraction: Option<f64>, out: &str, device: &B::Device) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::with_draw_target(Some(cfg.steps), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  loss {msg}  {per_sec}  ETA {eta}")
@@ -166,7 +246,7 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
     let mut recent: Vec<f32> = Vec::new();
     let mut first_step = 0;
     let mut last_log = Instant::now();
-    let outcome = train::<B>(cfg, data, Some(out), device, &mut |e| match e {
+    let outcome = train_split::<B>(cfg, data, test_fraction, Some(out), device, &mut |e| match e {
         TrainEvent::Started { step, .. } => {
             first_step = step;
             bar.set_position(step);
@@ -203,6 +283,8 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use shared::dataset::{MaskKind, UnknownCodes, TEST_STEMS_FILE};
+    use shared::ClassTable;
 
     use crate::cli::{Cli, Command, TrainCommand};
 
@@ -217,5 +299,70 @@ mod tests {
         let Some(Command::Train(TrainCommand::Ddpm(a))) = cli.command else { panic!("not train ddpm") };
         assert_eq!((a.channel_mult.0, a.attention.0, a.size), (vec![1, 2, 2], vec![8], 32));
         assert!(Cli::try_parse_from(["worker", "train", "ddpm", "--data", "d", "--out", "o", "--schedule", "quadratic"]).is_err());
+    }
+
+    fn ddpm_args(extra: &[&str]) -> Result<super::Args, clap::Error> {
+        let cli = Cli::try_parse_from(["worker", "train", "ddpm", "--data", "d", "--out", "o"].iter().chain(extra))?;
+        let Some(Command::Train(TrainCommand::Ddpm(a))) = cli.command else { panic!("not train ddpm") };
+        Ok(a)
+    }
+
+    #[test]
+    fn ddpm_train_dataset_flags_parse_and_check() {
+        let a = ddpm_args(&[]).unwrap();
+        assert_eq!((a.dataset.mask, a.dataset.unknown_codes, a.dataset.test_fraction), (MaskKind::Codes, UnknownCodes::Error, 0.1));
+        let a = ddpm_args(&["--mask", "palette", "--unknown-codes", "ignore", "--test-fraction", "0"]).unwrap();
+        assert_eq!((a.dataset.mask, a.dataset.unknown_codes, a.dataset.test_fraction), (MaskKind::Palette, UnknownCodes::Ignore, 0.0));
+        let o = a.dataset.options(true);
+        assert!(o.labels_only && o.mask == MaskKind::Palette && o.unknown == UnknownCodes::Ignore);
+        for bad in [&["--test-fraction", "1"][..], &["--test-fraction=-0.1"], &["--test-fraction", "x"], &["--mask", "rgb"], &["--unknown-codes", "skip"]] {
+            let e = ddpm_args(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
+            assert!(e.contains(bad[0].split('=').next().unwrap()), "{bad:?}: {e}");
+        }
+        let e = ddpm_args(&["--mask", "rgb"]).err().unwrap().to_string();
+        assert!(e.contains("codes") && e.contains("palette"), "the error lists the choices: {e}");
+    }
+
+    /// A tiny run on a procedural dataset: trains on the train split only and writes the
+    /// test stems and the split into the artifact; bad data stops it before training.
+    #[test]
+    fn ddpm_train_command_holds_out_the_test_split() {
+        let dir = std::env::temp_dir().join(format!("labelgen-train-ddpm-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (data, out) = (dir.join("data"), dir.join("model"));
+        shared::procedural::write_dataset(&data, 24, 8, 5, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
+        let tiny = ["--size", "8", "--steps", "1", "--batch", "2", "--base-channels", "8", "--channel-mult", "1,2", "--attention", "none", "--groups", "4"];
+        let args = |extra: &[&str]| {
+            let mut v = vec!["--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--preview-count", "0", "--cpu", "--test-fraction", "0.3"];
+            v.extend(tiny);
+            v.extend(extra);
+            let cli = Cli::try_parse_from(["worker", "train", "ddpm"].into_iter().chain(v)).unwrap();
+            let Some(Command::Train(TrainCommand::Ddpm(a))) = cli.command else { panic!("not train ddpm") };
+            a
+        };
+        super::run(args(&[])).unwrap();
+        let stems: Vec<String> = (0..24).map(shared::procedural::tile_name).collect();
+        let want: Vec<&String> = stems.iter().filter(|s| shared::dataset::is_test_stem(s, 0.3)).collect();
+        assert!(!want.is_empty() && want.len() < 24, "{} of 24 held out", want.len());
+        let text = std::fs::read_to_string(out.join(TEST_STEMS_FILE)).unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), want.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+        assert_eq!((meta["test_fraction"].as_f64(), meta["train_count"].as_u64()), (Some(0.3), Some(24 - want.len() as u64)));
+
+        // An unknown code stops the run before training, naming the file and the code …
+        // (`to_png` writes an index outside the table as code 0, which no class has.)
+        let bad = data.join("labels/000003.png");
+        let classes = ClassTable::ai_hub();
+        let mut map = shared::LabelMap::from_png(&std::fs::read(&bad).unwrap(), &classes, "t").unwrap();
+        map.set(1, 1, 200);
+        std::fs::write(&bad, map.to_png(&classes)).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        let e = format!("{:#}", super::run(args(&[])).unwrap_err());
+        assert!(e.contains("labels/000003.png") && e.contains("pixel (1, 1)") && e.contains("code 0,"), "{e}");
+        assert!(!out.join("model.json").exists(), "nothing trained");
+        // … unless unknown codes are ignored.
+        super::run(args(&["--unknown-codes", "ignore"])).unwrap();
+        assert!(out.join("model.json").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -6,23 +6,33 @@ use std::process::ExitCode;
 use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shared::dataset::Dataset;
 use shared::ClassTable;
+
+use super::train_ddpm::{write_test_stems, DataArgs};
 
 use crate::spade::{default_n_up, fit, DatasetPairs, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
 
 /// Train the SPADE image generator (label map → RGB image) on DIR/images + DIR/labels.
 ///
+/// DIR/images/NAME.png and DIR/labels/NAME.png pair up by file stem; every pair is checked
+/// (both decode, same size, mask values in the class table: see --mask and
+/// --unknown-codes) before training starts. The train split is trained on; the test
+/// split's stems (see --test-fraction) go to --out/test_stems.txt.
+///
 /// Writes to --out: `model.json` and `generator.mpk` (the artifact `worker synthesize`
 /// and the pipeline load), `checkpoint/` (both networks and both optimisers; `--resume`
-/// continues from it) and `previews/step-N.png` (rows of label | generated | real).
+/// continues from it), `previews/step-N.png` (rows of label | generated | real) and
+/// `test_stems.txt`.
 ///
 /// Example: worker train spade --data /tmp/spade-data --out /tmp/spade-model --size 64 --ngf 16 --steps 2000
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Dataset directory (labels/ of raw AI Hub codes, images/ of RGB PNGs).
+    /// Dataset directory (labels/ of class masks, see --mask; images/ of RGB PNGs).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
+
+    #[command(flatten)]
+    pub dataset: DataArgs,
 
     /// Artifact location: a directory, file:///path or s3://bucket/prefix.
     #[arg(long, value_name = "URI")]
@@ -85,7 +95,8 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub vgg: Option<PathBuf>,
 
-    /// Train on the CPU even in a CUDA build.
+    /// Train on the CPU even in a CUDA build (a CUDA build uses the GPU when an NVIDIA
+    /// driver is present, else the CPU with a warning).
     #[arg(long)]
     pub cpu: bool,
 }
@@ -103,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--vgg {}: this build does not support the VGG perceptual loss yet (train without --vgg)", p.display());
     }
     #[cfg(feature = "cuda")]
-    if !args.cpu {
+    if crate::device::use_cuda(args.cpu) {
         return train::<crate::backend::GpuTrain>(args, &Default::default());
     }
     train::<crate::backend::CpuTrain>(args, &crate::backend::CpuDevice::default())
@@ -125,18 +136,27 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
     let d_config = SpadeDiscriminatorConfig::new(k).with_ndf(args.ndf.unwrap_or(args.ngf));
     d_config.validate().map_err(|e| anyhow::anyhow!("--ndf: {e}"))?;
 
-    let dataset = Dataset::open(&args.data, classes.clone(), false).with_context(|| format!("--data {}", args.data.display()))?;
+    let dataset = args.dataset.open(&args.data, classes.clone(), false)?;
     let digest = dataset.digest(false).context("hashing the training data")?;
-    let n = dataset.len() as u64;
+    let n = dataset.train.len() as u64;
     let steps = match (args.steps, args.epochs) {
         (Some(s), _) => s,
         (None, e) => e.unwrap_or(10) * n.div_ceil(args.batch as u64),
     };
     tracing::info!("VGG loss off (no --vgg weights)");
-    tracing::info!(pairs = n, steps, size = args.size, ngf = args.ngf, n_up, batch = args.batch, "training SPADE into {}", args.out);
+    tracing::info!(train_pairs = n, steps, size = args.size, ngf = args.ngf, n_up, batch = args.batch, "training SPADE into {}", args.out);
 
     let settings = TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, ..TrainSettings::default() };
-    let opts = FitOptions { out: args.out.clone(), steps, checkpoint_every: args.checkpoint_every, resume: args.resume, classes, data_digest: digest };
+    let opts = FitOptions {
+        out: args.out.clone(),
+        steps,
+        checkpoint_every: args.checkpoint_every,
+        resume: args.resume,
+        classes,
+        data_digest: digest,
+        test_fraction: Some(dataset.options.test_fraction),
+    };
+    write_test_stems(&args.out, &dataset)?;
     let pairs = DatasetPairs { dataset, size: args.size as u32 };
 
     let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
@@ -155,4 +175,54 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
     bar.finish_and_clear();
     println!("trained SPADE for {} steps; model at {} (model.json, generator.mpk); previews under {}/previews", trainer.step, args.out, args.out);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use shared::dataset::{is_test_stem, MaskKind, UnknownCodes, TEST_STEMS_FILE};
+
+    use crate::cli::{Cli, Command, TrainCommand};
+
+    fn spade_args(args: &[&str]) -> super::Args {
+        let cli = Cli::try_parse_from(["worker", "train", "spade"].iter().chain(args)).unwrap();
+        let Some(Command::Train(TrainCommand::Spade(a))) = cli.command else { panic!("not train spade") };
+        a
+    }
+
+    #[test]
+    fn spade_train_dataset_flags_parse() {
+        let a = spade_args(&["--data", "d", "--out", "o"]);
+        assert_eq!((a.dataset.mask, a.dataset.unknown_codes, a.dataset.test_fraction), (MaskKind::Codes, UnknownCodes::Error, 0.1));
+        let a = spade_args(&["--data", "d", "--out", "o", "--mask", "palette", "--unknown-codes", "ignore", "--test-fraction", "0.25"]);
+        assert_eq!((a.dataset.mask, a.dataset.unknown_codes, a.dataset.test_fraction), (MaskKind::Palette, UnknownCodes::Ignore, 0.25));
+        assert!(!a.dataset.options(false).labels_only);
+        assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--test-fraction", "1.5"]).is_err());
+    }
+
+    /// One step on a procedural dataset: the artifact records the split and lists the test
+    /// stems; a missing image stops the run before training, naming the file.
+    #[test]
+    fn spade_train_command_holds_out_the_test_split() {
+        let dir = std::env::temp_dir().join(format!("labelgen-train-spade-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (data, out) = (dir.join("data"), dir.join("model"));
+        shared::procedural::write_dataset(&data, 16, 16, 7, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
+        let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+        let args = || spade_args(&["--data", d, "--out", o, "--size", "16", "--ngf", "4", "--steps", "1", "--batch", "2", "--cpu", "--test-fraction", "0.4"]);
+        super::run(args()).unwrap();
+        let stems: Vec<String> = (0..16).map(shared::procedural::tile_name).collect();
+        let want: Vec<&str> = stems.iter().filter(|s| is_test_stem(s, 0.4)).map(String::as_str).collect();
+        assert!(!want.is_empty() && want.len() < 16, "{} of 16 held out", want.len());
+        assert_eq!(std::fs::read_to_string(out.join(TEST_STEMS_FILE)).unwrap().lines().collect::<Vec<_>>(), want);
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+        assert_eq!((meta["test_fraction"].as_f64(), meta["train_count"].as_u64()), (Some(0.4), Some(16 - want.len() as u64)));
+
+        std::fs::remove_file(data.join("images/000005.png")).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        let e = format!("{:#}", super::run(args()).unwrap_err());
+        assert!(e.contains("images/000005.png") && e.contains("missing"), "{e}");
+        assert!(!out.exists(), "nothing written");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

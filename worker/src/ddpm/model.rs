@@ -44,6 +44,14 @@ pub struct ModelMeta {
     pub ema_decay: f64,
     /// Name of the weights file beside `model.json`.
     pub weights: String,
+    /// Share of the dataset held out as the test split (its stems are in
+    /// `test_stems.txt` beside `model.json`); `None` in artifacts written before it was
+    /// recorded.
+    #[serde(default)]
+    pub test_fraction: Option<f64>,
+    /// Label maps trained on (the train split); `None` in older artifacts.
+    #[serde(default)]
+    pub train_count: Option<u64>,
 }
 
 impl ModelMeta {
@@ -153,6 +161,12 @@ impl<B: Backend> DdpmModel<B> {
         let json = artifact::require_file(uri, MODEL_JSON)?;
         let meta = ModelMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
         let weights = artifact::require_file(uri, &meta.weights)?;
+        Self::from_parts(meta, weights, uri, device)
+    }
+
+    /// Builds the model from a parsed `model.json` and the weights' bytes (already fetched
+    /// and verified, e.g. by [`shared::artifact::fetch`]); `uri` names them in errors.
+    pub fn from_parts(meta: ModelMeta, weights: Vec<u8>, uri: &str, device: &B::Device) -> anyhow::Result<Self> {
         let unet = meta.unet.init::<B>(device);
         let unet = module_from_bytes(unet, weights, device, &format!("{uri}/{}", meta.weights))?;
         Ok(Self::new(unet, meta, device.clone()))
@@ -217,6 +231,8 @@ mod tests {
             final_loss: 1.0,
             ema_decay: 0.9999,
             weights: WEIGHTS_FILE.into(),
+            test_fraction: None,
+            train_count: None,
         }
     }
 

@@ -62,6 +62,14 @@ pub struct SpadeMeta {
     pub weights: String,
     /// How noise is drawn: stream and distribution (for other implementations).
     pub noise: String,
+    /// Share of the dataset held out as the test split (its stems are in
+    /// `test_stems.txt` beside `model.json`); `None` in artifacts written before it was
+    /// recorded.
+    #[serde(default)]
+    pub test_fraction: Option<f64>,
+    /// Pairs trained on (the train split); `None` in older artifacts.
+    #[serde(default)]
+    pub train_count: Option<u64>,
 }
 
 impl SpadeMeta {
@@ -79,6 +87,8 @@ impl SpadeMeta {
             train,
             weights: WEIGHTS_FILE.to_string(),
             noise: format!("z[i] ~ N(0,1) f32 from ChaCha8 seed_from_u64(seed), stream {:#x}", super::input::NOISE_STREAM),
+            test_fraction: None,
+            train_count: None,
         }
     }
 }
@@ -102,9 +112,27 @@ impl<B: Backend> SpadeModel<B> {
     /// (missing, not JSON, another kind or version, an inconsistent architecture,
     /// undecodable weights).
     pub fn load(uri: &str, device: &B::Device) -> anyhow::Result<Self> {
-        let file = |name: &str| format!("{uri}/{name}");
         let bytes = artifact::require_file(uri, META_FILE)?;
-        let meta: SpadeMeta = serde_json::from_slice(&bytes).with_context(|| format!("{}: not a SPADE model.json", file(META_FILE)))?;
+        let meta = SpadeMeta::from_json(&bytes, uri)?;
+        let weights = artifact::require_file(uri, &meta.weights)?;
+        Self::from_parts(meta, weights, uri, device)
+    }
+
+    /// Builds the model from a checked `model.json` and the weights' bytes (already fetched
+    /// and verified, e.g. by [`shared::artifact::fetch`]); `uri` names them in errors.
+    pub fn from_parts(meta: SpadeMeta, weights: Vec<u8>, uri: &str, device: &B::Device) -> anyhow::Result<Self> {
+        // Shape-checked: weights of another architecture are an error naming the file.
+        let generator = crate::ddpm::model::module_from_bytes(meta.architecture.init::<B>(device), weights, device, &format!("{uri}/{}", meta.weights))?;
+        Ok(SpadeModel { generator, meta })
+    }
+}
+
+impl SpadeMeta {
+    /// Parses and checks `model.json` (kind, version, architecture against classes and
+    /// size); `uri` is the artifact location, named in errors.
+    pub fn from_json(bytes: &[u8], uri: &str) -> anyhow::Result<SpadeMeta> {
+        let file = |name: &str| format!("{uri}/{name}");
+        let meta: SpadeMeta = serde_json::from_slice(bytes).with_context(|| format!("{}: not a SPADE model.json", file(META_FILE)))?;
         if meta.kind != KIND {
             anyhow::bail!("{}: kind is {:?}, expected {KIND:?}", file(META_FILE), meta.kind);
         }
@@ -118,14 +146,11 @@ impl<B: Backend> SpadeModel<B> {
         if meta.size as usize != meta.architecture.size {
             anyhow::bail!("{}: size {} differs from architecture.size {}", file(META_FILE), meta.size, meta.architecture.size);
         }
-        let weights = artifact::require_file(uri, &meta.weights)?;
-        let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-            .load(weights, device)
-            .with_context(|| format!("{}: cannot decode the generator weights for the architecture in {META_FILE}", file(&meta.weights)))?;
-        let generator = meta.architecture.init::<B>(device).load_record(record);
-        Ok(SpadeModel { generator, meta })
+        Ok(meta)
     }
+}
 
+impl<B: Backend> SpadeModel<B> {
     /// Image side in pixels.
     pub fn size(&self) -> u32 {
         self.meta.size

@@ -208,18 +208,19 @@ impl PairSource for Vec<(RgbImage, LabelMap)> {
     }
 }
 
-/// A dataset directory, read pair by pair and resized to `size`.
+/// A dataset directory's train split, read pair by pair and resized to `size`.
 pub struct DatasetPairs {
     pub dataset: shared::dataset::Dataset,
     pub size: u32,
 }
 
 impl PairSource for DatasetPairs {
+    /// The train split only: the test split is never trained on.
     fn len(&self) -> usize {
-        self.dataset.len()
+        self.dataset.train.len()
     }
     fn get(&self, index: usize) -> anyhow::Result<(RgbImage, LabelMap)> {
-        let stem = &self.dataset.stems[index];
+        let stem = &self.dataset.train[index];
         Ok((self.dataset.image(stem, Some(self.size))?, self.dataset.label(stem, Some(self.size))?))
     }
 }
@@ -237,6 +238,9 @@ pub struct FitOptions {
     pub classes: ClassTable,
     /// `model.json`'s data digest.
     pub data_digest: String,
+    /// `model.json`'s `test_fraction`: the share of the dataset held out (`None`: not
+    /// recorded, e.g. pairs that are not a dataset directory).
+    pub test_fraction: Option<f64>,
 }
 
 /// Progress of [`fit`], reported after every step.
@@ -340,7 +344,9 @@ pub fn fit<B: AutodiffBackend>(
             artifact::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
         }
     }
-    let meta = SpadeMeta::new(trainer.g_config.clone(), trainer.d_config.clone(), opts.classes.clone(), opts.data_digest.clone(), trainer.step, smoothed, trainer.settings.clone());
+    let mut meta = SpadeMeta::new(trainer.g_config.clone(), trainer.d_config.clone(), opts.classes.clone(), opts.data_digest.clone(), trainer.step, smoothed, trainer.settings.clone());
+    meta.test_fraction = opts.test_fraction;
+    meta.train_count = Some(n as u64);
     super::model::save(&trainer.inference_generator(), &meta, &opts.out)?;
     Ok(trainer)
 }
@@ -381,6 +387,21 @@ mod tests {
         a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
     }
 
+    #[test]
+    fn spade_meta_without_split_fields_still_loads() {
+        let (g, d) = (SpadeGeneratorConfig::small(8, 32, 8), SpadeDiscriminatorConfig::new(8));
+        let mut meta = SpadeMeta::new(g, d, ClassTable::ai_hub(), "x".into(), 3, Losses::default(), TrainSettings::default());
+        meta.test_fraction = Some(0.1);
+        meta.train_count = Some(9);
+        let mut v = serde_json::to_value(&meta).unwrap();
+        assert_eq!((v["test_fraction"].as_f64(), v["train_count"].as_u64()), (Some(0.1), Some(9)));
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("test_fraction");
+        obj.remove("train_count");
+        let old: SpadeMeta = serde_json::from_value(v).unwrap();
+        assert_eq!((old.test_fraction, old.train_count, old.steps), (None, None, 3));
+    }
+
     /// A tiny run on procedural pairs (32×32, ngf 8, batch 4) learns: on held-out labels
     /// the L1 to the real images falls clearly, and the class mean colours move toward
     /// the real ones. Also checks checkpoint → resume and the artifact round trip.
@@ -401,7 +422,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spade-fit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = dir.to_string_lossy().into_owned();
-        let opts = FitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into() };
+        let opts = FitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into(), test_fraction: None };
 
         let untrained = SpadeTrainer::<CpuTrain>::new(g_cfg.clone(), d_cfg.clone(), settings.clone(), &device).inference_generator();
         let before = untrained.synthesize(&held_labels, &seeds);

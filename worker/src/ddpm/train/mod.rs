@@ -73,12 +73,17 @@ pub struct TrainData {
 }
 
 impl TrainData {
-    /// Reads `DIR/labels/*.png` (AI Hub codes), nearest-resized to `size`.
+    /// Reads `DIR/labels/*.png` (AI Hub codes, all of them: no test split),
+    /// nearest-resized to `size`.
     pub fn from_dir(dir: &Path, size: u32) -> anyhow::Result<TrainData> {
-        let ds = Dataset::open(dir, ClassTable::ai_hub(), true)?;
-        let maps = ds.stems.iter().map(|s| ds.label(s, Some(size))).collect::<Result<Vec<_>, _>>()?;
+        Self::from_dataset(&Dataset::open(dir, ClassTable::ai_hub(), true)?, size)
+    }
+
+    /// The train split of an opened dataset, nearest-resized to `size`.
+    pub fn from_dataset(ds: &Dataset, size: u32) -> anyhow::Result<TrainData> {
+        let maps = ds.train.iter().map(|s| ds.label(s, Some(size))).collect::<Result<Vec<_>, _>>()?;
         let digest = ds.digest(true)?;
-        Ok(TrainData { maps, classes: ds.classes, digest })
+        Ok(TrainData { maps, classes: ds.classes.clone(), digest })
     }
 }
 
@@ -126,7 +131,7 @@ impl TrainConfig {
         Ok(())
     }
 
-    fn meta(&self, data: &TrainData, steps: u64, final_loss: f32) -> ModelMeta {
+    fn meta(&self, data: &TrainData, test_fraction: Option<f64>, steps: u64, final_loss: f32) -> ModelMeta {
         ModelMeta {
             format_version: FORMAT_VERSION,
             kind: MODEL_KIND.into(),
@@ -141,6 +146,8 @@ impl TrainConfig {
             final_loss,
             ema_decay: self.ema_decay,
             weights: WEIGHTS_FILE.into(),
+            test_fraction,
+            train_count: Some(data.maps.len() as u64),
         }
     }
 
@@ -201,6 +208,19 @@ fn make_batch(cfg: &TrainConfig, encoded: &[Vec<f32>], channels: usize, size: us
 pub fn train<B: AutodiffBackend>(
     cfg: &TrainConfig,
     data: &TrainData,
+    out: Option<&str>,
+    device: &B::Device,
+    observer: &mut dyn FnMut(TrainEvent),
+) -> anyhow::Result<TrainOutcome<B::InnerBackend>> {
+    train_split::<B>(cfg, data, None, out, device, observer)
+}
+
+/// [`train`] on the train split of a dataset that holds out `test_fraction` of its files
+/// (recorded in `model.json`; `None`: not recorded).
+pub fn train_split<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    data: &TrainData,
+    test_fraction: Option<f64>,
     out: Option<&str>,
     device: &B::Device,
     observer: &mut dyn FnMut(TrainEvent),
@@ -280,7 +300,7 @@ pub fn train<B: AutodiffBackend>(
                 .context("serialising the optimizer state")?;
             checkpoint::save(uri, &state, module_to_bytes(model.clone())?, module_to_bytes(ema.clone())?, optim_bytes)?;
             if cfg.preview_count > 0 {
-                let m = DdpmModel::new(ema.clone(), cfg.meta(data, done, recent_loss(&losses)), device.clone());
+                let m = DdpmModel::new(ema.clone(), cfg.meta(data, test_fraction, done, recent_loss(&losses)), device.clone());
                 write_preview(&m, uri, done, cfg.preview_count)?;
             }
             observer(TrainEvent::Checkpoint { step: done });
@@ -288,7 +308,7 @@ pub fn train<B: AutodiffBackend>(
     }
 
     let done = cfg.steps.max(start);
-    let model_out = DdpmModel::new(ema, cfg.meta(data, done, recent_loss(&losses)), device.clone());
+    let model_out = DdpmModel::new(ema, cfg.meta(data, test_fraction, done, recent_loss(&losses)), device.clone());
     if let Some(uri) = out {
         model_out.save(uri)?;
     }
@@ -383,6 +403,19 @@ mod tests {
             "class histogram TV distance to the data: trained {tv_trained:.3} vs untrained {tv_untrained:.3} (loss {first:.4} → {last:.4}, {secs:.0} s)"
         );
         eprintln!("tiny training: loss {first:.4} → {last:.4}; TV trained {tv_trained:.3}, untrained {tv_untrained:.3}; {secs:.1} s");
+    }
+
+    #[test]
+    fn ddpm_meta_records_the_split_and_older_model_json_still_loads() {
+        let unet = UNetConfig::new(1, 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
+        let meta = config(unet, Encoding::Gray, 1).meta(&data(5, 8), Some(0.25), 1, 0.5);
+        assert_eq!((meta.test_fraction, meta.train_count), (Some(0.25), Some(5)));
+        let mut v = serde_json::to_value(&meta).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        assert!(obj.remove("test_fraction").is_some() && obj.remove("train_count").is_some());
+        let old: ModelMeta = serde_json::from_value(v).unwrap();
+        assert_eq!((old.test_fraction, old.train_count), (None, None));
+        assert_eq!(old.data_digest, meta.data_digest);
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! Model artifacts as the pipeline uses them: fetched from a path, `file://` or `s3://`,
+//! checked against a sha256 digest, and cached on local disk (for remote stores).
+//!
+//! An artifact is a location holding `model.json` and the weights file it names
+//! (`weights`). Its **digest** covers both files the way `sha256sum` does:
+//!
+//! ```text
+//! cd ARTIFACT && sha256sum $(ls model.json WEIGHTS | sort) | sha256sum
+//! ```
+//!
+//! i.e. the sha256 of the lines `HEX  NAME\n` for the two files in name order. This module
+//! reads only the fields every model's `model.json` shares ([`ArtifactInfo`]); the worker
+//! parses the rest.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::classes::ClassTable;
+use crate::error::{Error, Result};
+use crate::storage::{Store, StoreUrl};
+
+/// The metadata file of every artifact.
+pub const MODEL_JSON: &str = "model.json";
+
+/// The fields every `model.json` has.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ArtifactInfo {
+    /// Which model (`labelgen-ddpm-labels`, `spade`).
+    pub kind: String,
+    /// Side of the maps or images the model makes, in pixels.
+    pub size: u32,
+    pub classes: ClassTable,
+    /// Name of the weights file beside `model.json`.
+    pub weights: String,
+}
+
+/// An artifact's two files, in memory and verified.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Where it came from (as given).
+    pub uri: String,
+    pub info: ArtifactInfo,
+    pub model_json: Vec<u8>,
+    pub weights: Vec<u8>,
+    /// See the module docs.
+    pub digest: String,
+    /// True when it was read from the local cache rather than `uri`.
+    pub from_cache: bool,
+}
+
+/// True for 64 lowercase hex digits.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The digest of named files (see the module docs); order of `files` does not matter.
+pub fn digest_files(files: &[(&str, &[u8])]) -> String {
+    let mut lines: Vec<String> = files.iter().map(|(name, data)| format!("{}  {name}\n", hex::encode(Sha256::digest(data)))).collect();
+    lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    hex::encode(Sha256::digest(lines.concat().as_bytes()))
+}
+
+/// The local cache directory for remote artifacts: `$LABELGEN_MODEL_CACHE`, else
+/// `$XDG_CACHE_HOME/labelgen/models`, else `$HOME/.cache/labelgen/models`, else a
+/// directory under the system temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LABELGEN_MODEL_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("labelgen/models");
+    }
+    if let Some(d) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join(".cache/labelgen/models");
+    }
+    std::env::temp_dir().join("labelgen-models")
+}
+
+fn parse_info(bytes: &[u8], origin: &str) -> Result<ArtifactInfo> {
+    serde_json::from_slice(bytes).map_err(|e| Error::format(origin, format!("not a labelgen model.json (need kind, size, classes, weights): {e}")))
+}
+
+fn mismatch(uri: &str, pin: &str, found: &str) -> Error {
+    Error::Format {
+        path: uri.to_string(),
+        message: format!(
+            "artifact digest mismatch: the run spec pins sha256 {pin}, the artifact has {found} (the model was replaced or corrupted; pin the new digest or restore the model)"
+        ),
+    }
+}
+
+/// Reads the artifact at `uri`, checks it against `pin` when given, and returns it. For
+/// `s3://` artifacts a verified copy is kept under `cache_dir/DIGEST/` and used next time
+/// the same pin is asked for (a cached copy that no longer verifies is fetched again).
+/// Errors name the URI, the file and the problem.
+pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Artifact> {
+    let uri = uri.trim_end_matches('/');
+    let remote = matches!(StoreUrl::parse(uri), Ok(StoreUrl::S3 { .. }));
+    if let (true, Some(pin)) = (remote, pin) {
+        if let Some(a) = read_cached(uri, pin, &cache_dir.join(pin)) {
+            return Ok(a);
+        }
+    }
+    let store = Store::open(uri)?;
+    let model_json = store
+        .get(MODEL_JSON)
+        .await?
+        .ok_or_else(|| Error::format(store.describe(MODEL_JSON), "does not exist (expected a model artifact: model.json and its weights)"))?
+        .to_vec();
+    let info = parse_info(&model_json, &store.describe(MODEL_JSON))?;
+    if info.weights.is_empty() || info.weights.contains('/') || info.weights == MODEL_JSON {
+        return Err(Error::format(store.describe(MODEL_JSON), format!("weights {:?} must name a file beside model.json", info.weights)));
+    }
+    let weights = store
+        .get(&info.weights)
+        .await?
+        .ok_or_else(|| Error::format(store.describe(&info.weights), "does not exist (named by model.json's weights)"))?
+        .to_vec();
+    let digest = digest_files(&[(MODEL_JSON, &model_json), (&info.weights, &weights)]);
+    if let Some(pin) = pin {
+        if pin != digest {
+            return Err(mismatch(uri, pin, &digest));
+        }
+    }
+    if remote {
+        if let Err(e) = write_cache(&cache_dir.join(&digest), &info.weights, &model_json, &weights) {
+            tracing::warn!(cache = %cache_dir.display(), error = %e, "could not cache the model artifact (it will be fetched again next time)");
+        }
+    }
+    Ok(Artifact { uri: uri.to_string(), info, model_json, weights, digest, from_cache: false })
+}
+
+fn read_cached(uri: &str, pin: &str, dir: &Path) -> Option<Artifact> {
+    let model_json = std::fs::read(dir.join(MODEL_JSON)).ok()?;
+    let info = parse_info(&model_json, "cache").ok()?;
+    let weights = std::fs::read(dir.join(&info.weights)).ok()?;
+    let digest = digest_files(&[(MODEL_JSON, &model_json), (&info.weights, &weights)]);
+    if digest != pin {
+        tracing::warn!(dir = %dir.display(), "cached model artifact does not verify; fetching it again");
+        return None;
+    }
+    Some(Artifact { uri: uri.to_string(), info, model_json, weights, digest, from_cache: true })
+}
+
+/// Writes a verified copy into `dir` via a temporary sibling and a rename, so a reader
+/// never sees half a cache entry.
+fn write_cache(dir: &Path, weights_name: &str, model_json: &[u8], weights: &[u8]) -> std::io::Result<()> {
+    if dir.join(MODEL_JSON).exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".tmp-{}-{}", std::process::id(), rand::random::<u64>()));
+    std::fs::create_dir_all(&tmp)?;
+    let result = (|| {
+        std::fs::write(tmp.join(weights_name), weights)?;
+        std::fs::write(tmp.join(MODEL_JSON), model_json)?;
+        std::fs::rename(&tmp, dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if dir.join(MODEL_JSON).exists() {
+            return Ok(()); // another process won the race with the same content
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn meta(weights: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "kind": "test", "size": 32, "weights": weights, "classes": ClassTable::ai_hub(), "extra": 1
+        }))
+        .unwrap()
+    }
+
+    fn sha(b: &[u8]) -> String {
+        hex::encode(Sha256::digest(b))
+    }
+
+    #[test]
+    fn digest_is_sha256sum_of_the_sorted_file_list() {
+        let (a, b) = (b"{}".as_slice(), b"weights".as_slice());
+        let want = hex::encode(Sha256::digest(format!("{}  model.json\n{}  weights.mpk\n", sha(a), sha(b)).as_bytes()));
+        assert_eq!(digest_files(&[("weights.mpk", b), ("model.json", a)]), want);
+        assert_eq!(digest_files(&[("model.json", a), ("weights.mpk", b)]), want);
+        assert_ne!(digest_files(&[("model.json", a), ("weights.mpk", b"weightz")]), want);
+        assert!(is_digest(&want));
+        assert!(!is_digest(&want.to_uppercase()));
+        assert!(!is_digest("abc"));
+    }
+
+    #[tokio::test]
+    async fn fetch_checks_the_pin_and_names_missing_files() {
+        let dir = std::env::temp_dir().join(format!("labelgen-artifact-test-{}", rand::random::<u64>()));
+        let uri = dir.join("m").display().to_string();
+        let store = Store::open(&uri).unwrap();
+        let cache = dir.join("cache");
+
+        let err = fetch(&uri, None, &cache).await.unwrap_err().to_string();
+        assert!(err.contains("model.json") && err.contains("does not exist"), "{err}");
+
+        store.put(MODEL_JSON, Bytes::from(meta("w.bin"))).await.unwrap();
+        let err = fetch(&uri, None, &cache).await.unwrap_err().to_string();
+        assert!(err.contains("w.bin") && err.contains("does not exist"), "{err}");
+
+        store.put("w.bin", Bytes::from_static(b"1234")).await.unwrap();
+        let a = fetch(&uri, None, &cache).await.unwrap();
+        assert_eq!(a.info.size, 32);
+        assert_eq!(a.info.kind, "test");
+        assert_eq!(a.weights, b"1234");
+        assert_eq!(a.digest, digest_files(&[(MODEL_JSON, &meta("w.bin")), ("w.bin", b"1234")]));
+        assert!(fetch(&uri, Some(&a.digest), &cache).await.is_ok());
+
+        store.put("w.bin", Bytes::from_static(b"1235")).await.unwrap();
+        let err = fetch(&uri, Some(&a.digest), &cache).await.unwrap_err().to_string();
+        assert!(err.contains("digest mismatch") && err.contains(&a.digest) && err.contains(&uri), "{err}");
+        // Local artifacts are never cached.
+        assert!(!cache.exists());
+
+        store.put(MODEL_JSON, Bytes::from_static(b"{\"kind\": 3}")).await.unwrap();
+        let err = fetch(&uri, None, &cache).await.unwrap_err().to_string();
+        assert!(err.contains("model.json") && err.contains("not a labelgen model.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cache_entries_verify_before_use() {
+        let dir = std::env::temp_dir().join(format!("labelgen-cache-test-{}", rand::random::<u64>()));
+        let json = meta("w.bin");
+        let digest = digest_files(&[(MODEL_JSON, &json), ("w.bin", b"abc")]);
+        write_cache(&dir.join(&digest), "w.bin", &json, b"abc").unwrap();
+        let a = read_cached("s3://b/m", &digest, &dir.join(&digest)).expect("a verified cache entry");
+        assert!(a.from_cache);
+        assert_eq!(a.weights, b"abc");
+        // A corrupted entry is not used.
+        std::fs::write(dir.join(&digest).join("w.bin"), b"abd").unwrap();
+        assert!(read_cached("s3://b/m", &digest, &dir.join(&digest)).is_none());
+        // No temporary directories are left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".tmp")).collect();
+        assert!(leftovers.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
