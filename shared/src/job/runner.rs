@@ -118,7 +118,12 @@ pub async fn serve(
         _ = &mut all_done => return Ok(()),
         _ = shutdown => {}
     }
-    tracing::info!(grace_s = opts.grace.as_secs_f64(), "shutdown asked: no new claims; finishing jobs in hand");
+    let holding = in_flight.lock().unwrap().len();
+    if holding > 0 {
+        tracing::info!(grace_s = opts.grace.as_secs_f64(), jobs = holding, "shutdown asked: no new claims; finishing jobs in hand");
+    } else {
+        tracing::debug!("shutdown asked: no job in hand");
+    }
     stopping.store(true, Ordering::SeqCst);
     if tokio::time::timeout(opts.grace, &mut all_done).await.is_err() {
         let held: Vec<_> = in_flight.lock().unwrap().iter().map(|(k, a)| (k.clone(), a.clone())).collect();
