@@ -58,6 +58,7 @@ pub enum Command {
 pub enum EvalCommand {
     // No doc comment here: `worker eval labels --help` shows the one on `Args`.
     Labels(commands::eval_labels::Args),
+    Utility(commands::eval_utility::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Synthesize(args)) => commands::synthesize::run(args),
         Some(Command::Bench(cmd)) => commands::bench::run(cmd),
         Some(Command::Eval(EvalCommand::Labels(args))) => commands::eval_labels::run(args),
+        Some(Command::Eval(EvalCommand::Utility(args))) => commands::eval_utility::run(args),
     }
 }
 

@@ -48,9 +48,12 @@ pub struct PipelineArgs {
     /// Samplers to time, comma-separated: ddim-N (N steps) or ddpm (all timesteps).
     #[arg(long, value_delimiter = ',', default_value = "ddim-50")]
     pub samplers: Vec<String>,
-    /// Timed batches per setting (after one untimed warm-up batch).
+    /// Timed batches per setting.
     #[arg(long, default_value_t = 2)]
     pub batches: usize,
+    /// Untimed warm-up batches before the timed ones (0 for slow settings like ddpm).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,7 +147,7 @@ fn pipeline_on<B: Backend>(args: PipelineArgs, dev: B::Device, resolved: Resolve
         };
         for &batch in &args.batch_sizes {
             let mut row = Row { what: what.clone(), batch, images: 0, stages: StageSeconds::default(), encode: Duration::ZERO, upload: Duration::ZERO, wall: Duration::ZERO };
-            for b in 0..=args.batches {
+            for b in 0..args.warmup + args.batches {
                 let indices: Vec<u64> = (0..batch as u64).map(|i| b as u64 * batch as u64 + i).collect();
                 let t0 = Instant::now();
                 let (samples, st) = pipe.generate_timed(&indices);
@@ -159,8 +162,8 @@ fn pipeline_on<B: Backend>(args: PipelineArgs, dev: B::Device, resolved: Resolve
                     anyhow::Ok(())
                 })?;
                 let t3 = Instant::now();
-                if b == 0 {
-                    continue; // warm-up
+                if b < args.warmup {
+                    continue;
                 }
                 row.images += batch;
                 row.stages.sample += st.sample;

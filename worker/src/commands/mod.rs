@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cleanup;
 pub mod eval_labels;
+pub mod eval_utility;
 pub mod procedural;
 pub mod run_shard;
 pub mod sample_labels;
