@@ -101,7 +101,8 @@ pub fn flip_pair(img: &mut RgbImage, lab: &mut LabelMap, horizontal: bool, verti
 /// parallel) and returns it. The initial
 /// weights are drawn after `B::seed(seed)`; epoch `e`'s order is a permutation seeded by
 /// `(seed, e)`; sample `i` of epoch `e` is flipped by its own stream of the same seed. So a
-/// run repeats for a seed as far as the backend's kernels are deterministic.
+/// run repeats for a seed as far as the backend's kernels are deterministic and nothing
+/// else in the process draws from the backend's (process-wide) RNG at the same time.
 pub fn train<B: AutodiffBackend>(config: &SegNetConfig, pairs: &(dyn PairSource + Sync), opts: &TrainOptions, device: &B::Device, mut on_progress: impl FnMut(&Progress)) -> anyhow::Result<SegNet<B>> {
     config.validate().map_err(|e| anyhow::anyhow!("segmentation model: {e}"))?;
     anyhow::ensure!(opts.batch > 0, "batch 0: must be at least 1");
