@@ -7,6 +7,7 @@
 //! - `semantic.rs` — [`SemanticBranch`]: narrow, deep, 1/32, context block (global pooling).
 //! - `aggregation.rs` — [`Aggregation`]: bilateral guided aggregation of both branches.
 //! - `head.rs` — [`SegHead`]: class logits upsampled (bilinear) to the input size.
+//! - `init.rs` — [`init::seeded_init`]: initial weights from the run's seed, not the backend RNG.
 //! - `model.rs` — [`SegNet`] and [`SegNetConfig`] (class count, width).
 //! - `loss.rs` — [`masked_cross_entropy`]: cross-entropy leaving out ignore pixels.
 //! - `metrics.rs` — [`ConfusionMatrix`]: per-class IoU, mIoU, pixel accuracy.
@@ -15,6 +16,7 @@
 mod aggregation;
 mod detail;
 mod head;
+pub mod init;
 mod layers;
 pub mod loss;
 pub mod metrics;

@@ -72,8 +72,18 @@ fn seg_tiny_training_run_learns() {
     assert!(miou > base_miou + 0.12 && miou > 3.0 * base_miou, "held-out mIoU {miou:.3} is not well above the majority-class baseline's {base_miou:.3}");
     assert!(acc > base_acc + 0.1, "pixel accuracy {acc:.3} vs majority {base_acc:.3}");
 
-    // No same-seed repeatability check here: the initial weights come from the backend's
-    // process-wide RNG (`B::seed`), which the other tests of this binary draw from in
-    // parallel, so two runs in one test process need not match.
+
+    // Same seed → the same run (seeded initial weights, order and flips), even with other
+    // tests drawing from the backend's RNG in parallel; another seed → another run.
+    let short = TrainOptions { epochs: 2, ..opts.clone() };
+    let few: Vec<(RgbImage, LabelMap)> = train_pairs[..16].to_vec();
+    let run = |o: &TrainOptions| {
+        let mut l = Vec::new();
+        train::<CpuTrain>(&config, &few, o, &device, |p| l.push(p.loss)).unwrap();
+        l
+    };
+    let (a, b, c) = (run(&short), run(&short), run(&TrainOptions { seed: 2, ..short.clone() }));
+    assert_eq!(a, b, "same seed, same losses");
+    assert_ne!(a, c, "another seed, other losses");
 }
 

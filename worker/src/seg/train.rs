@@ -98,19 +98,18 @@ pub fn flip_pair(img: &mut RgbImage, lab: &mut LabelMap, horizontal: bool, verti
 }
 
 /// Trains a fresh [`SegNet`] on `pairs` (all the same size; a batch's pairs are read in
-/// parallel) and returns it. The initial
-/// weights are drawn after `B::seed(seed)`; epoch `e`'s order is a permutation seeded by
-/// `(seed, e)`; sample `i` of epoch `e` is flipped by its own stream of the same seed. So a
-/// run repeats for a seed as far as the backend's kernels are deterministic and nothing
-/// else in the process draws from the backend's (process-wide) RNG at the same time.
+/// parallel) and returns it. The initial weights come from the seed
+/// ([`super::init::seeded_init`], not the backend's RNG); epoch `e`'s order is a
+/// permutation seeded by `(seed, e)`; sample `i` of epoch `e` is flipped by its own stream
+/// of the same seed. So a run repeats for a seed as far as the backend's kernels are
+/// deterministic.
 pub fn train<B: AutodiffBackend>(config: &SegNetConfig, pairs: &(dyn PairSource + Sync), opts: &TrainOptions, device: &B::Device, mut on_progress: impl FnMut(&Progress)) -> anyhow::Result<SegNet<B>> {
     config.validate().map_err(|e| anyhow::anyhow!("segmentation model: {e}"))?;
     anyhow::ensure!(opts.batch > 0, "batch 0: must be at least 1");
     anyhow::ensure!(opts.lr > 0.0 && opts.lr.is_finite(), "learning rate {}: must be positive", opts.lr);
     let n = pairs.len();
     anyhow::ensure!(n > 0, "no training pairs");
-    B::seed(device, sample_seed(opts.seed, SALT_INIT));
-    let mut model: SegNet<B> = config.init(device);
+    let mut model: SegNet<B> = super::init::seeded_init(config.init(device), sample_seed(opts.seed, SALT_INIT));
     let mut optim = AdamConfig::new().init();
     let total = steps(n, opts);
     let start = std::time::Instant::now();
