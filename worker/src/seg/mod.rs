@@ -7,6 +7,7 @@
 //! - `semantic.rs` — [`SemanticBranch`]: narrow, deep, 1/32, context block (global pooling).
 //! - `aggregation.rs` — [`Aggregation`]: bilateral guided aggregation of both branches.
 //! - `head.rs` — [`SegHead`]: class logits upsampled (bilinear) to the input size.
+//! - `cost.rs` — multiply-accumulates of a forward pass (`SegNet::macs`).
 //! - `init.rs` — [`init::seeded_init`]: initial weights from the run's seed, not the backend RNG.
 //! - `model.rs` — [`SegNet`] and [`SegNetConfig`] (class count, width).
 //! - `loss.rs` — [`masked_cross_entropy`]: cross-entropy leaving out ignore pixels.
@@ -14,6 +15,7 @@
 //! - `train.rs` — [`train`] (Adam, seeded order and flips), [`predict`], [`evaluate`].
 
 mod aggregation;
+pub mod cost;
 mod detail;
 mod head;
 pub mod init;
