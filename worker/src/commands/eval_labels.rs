@@ -63,7 +63,9 @@ pub struct Args {
 
     /// The run to evaluate: its directory holding manifest.jsonl, as a local path,
     /// file:///absolute/path or s3://bucket/prefix/RUN (credentials from the AWS_*
-    /// variables). Every label path in manifest.jsonl is read.
+    /// variables). Every label path in manifest.jsonl is read. A local directory without
+    /// manifest.jsonl but with labels/*.png (`worker sample-labels` or `worker cleanup`
+    /// output) is read as it is: that measures label maps before and after cleanup.
     #[arg(long, value_name = "RUN_URI")]
     pub synthetic: String,
 
@@ -197,10 +199,15 @@ fn measure(args: &Args, classes: &ClassTable, opts: StatsOptions) -> anyhow::Res
     let real_resized = resized.into_inner();
     let target = fixed.or_else(|| real.most_common_size());
 
-    // Synthetic: the run's manifest, then its label files in batches.
+    // Synthetic: the run's manifest (or a local directory's labels/*.png), then its label
+    // files in batches.
+    let mut listed: Option<Vec<String>> = None;
     if let Ok(StoreUrl::Local { dir }) = StoreUrl::parse(&args.synthetic) {
         if !dir.is_dir() {
-            anyhow::bail!("--synthetic {}: no such directory (expected a run directory holding manifest.jsonl)", args.synthetic);
+            anyhow::bail!("--synthetic {}: no such directory (expected a run directory holding manifest.jsonl, or a directory with labels/*.png)", args.synthetic);
+        }
+        if !dir.join(shared::job::layout::MANIFEST_JSONL).exists() && dir.join("labels").is_dir() {
+            listed = Some(label_pngs(&dir.join("labels")).with_context(|| format!("--synthetic {}", args.synthetic))?);
         }
     }
     let store = Store::open(&args.synthetic).with_context(|| format!("--synthetic {}", args.synthetic))?;
@@ -208,7 +215,10 @@ fn measure(args: &Args, classes: &ClassTable, opts: StatsOptions) -> anyhow::Res
     let resized = AtomicU64::new(0);
     let synthetic = rt
         .block_on(async {
-            let paths = stats::manifest_label_paths(&store).await?;
+            let paths = match listed {
+                Some(paths) => paths,
+                None => stats::manifest_label_paths(&store).await?,
+            };
             let bar = progress(paths.len() as u64, "synthetic");
             let mut total = LabelStats::new(k, opts);
             let mut batch: Vec<(String, Vec<u8>)> = Vec::with_capacity(BATCH);
@@ -503,4 +513,19 @@ mod tests {
         assert!(run(a).unwrap_err().to_string().contains("--size 0"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// `labels/NAME.png` for every PNG in `dir` (a `worker sample-labels` or `worker cleanup`
+/// output), sorted; an error when there is none.
+fn label_pngs(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".png"))
+        .map(|n| format!("labels/{n}"))
+        .collect();
+    anyhow::ensure!(!names.is_empty(), "{}: no .png label maps (and no manifest.jsonl next to it)", dir.display());
+    names.sort();
+    Ok(names)
 }

@@ -1,6 +1,7 @@
 //! One file per subcommand: its clap arguments and its `run`.
 
 pub mod bench;
+pub mod bench_labels;
 pub mod bench_seg;
 pub mod cleanup;
 pub mod eval_labels;
