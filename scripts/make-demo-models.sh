@@ -9,6 +9,10 @@
 #   maps are mostly one-pixel detail (a 512×512 layout squeezed 16×); the coarsened maps
 #   keep the layout (roads, blocks, fields, forest) a 32×32 model can learn.
 #
+# Both trainings hold out the same 21 of the 200 stems (the default --test-fraction 0.1
+# splits by a hash of the stem) and write them to test_stems.txt, so `worker eval utility
+# --real WORK_DIR/data` measures a demo run on tiles neither model saw.
+#
 #   bash scripts/make-demo-models.sh [WORK_DIR]
 #
 # About an hour on 2 CPU cores (both trainings run at once). WORK_DIR (default
