@@ -299,7 +299,7 @@ pub fn ddpm_spade_on<B: Backend>(spec: &RunSpec, dev: B::Device, resolved: Resol
 /// `ddim_steps`: DDIM with that many steps; `None`: DDPM over all 1000 timesteps.
 /// A randomly initialised DDPM label model (one-hot AI Hub classes, linear schedule,
 /// T = 1000) with the given UNet: for timing, not for samples worth looking at.
-pub fn random_ddpm<B: Backend>(unet: crate::ddpm::UNetConfig, dev: &B::Device) -> anyhow::Result<DdpmModel<B>> {
+fn random_ddpm<B: Backend>(unet: crate::ddpm::UNetConfig, dev: &B::Device) -> anyhow::Result<DdpmModel<B>> {
     let classes = shared::ClassTable::ai_hub();
     let label_size = unet.image_size;
     let meta: ModelMeta = serde_json::from_value(json!({

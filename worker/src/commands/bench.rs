@@ -33,11 +33,6 @@ pub enum BenchCommand {
     ///
     /// Example: worker bench seg --sizes 64,128 --width 8
     Seg(super::bench_seg::SegArgs),
-    /// Label maps per second of DDPM label models (trained or random presets) under
-    /// DDIM-N and DDPM-T.
-    ///
-    /// Example: worker bench labels --models models/demo/ddpm --random tiny,small64 --samplers ddim-50,ddpm
-    Labels(super::bench_labels::LabelsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +78,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Pipeline(args) => pipeline(args),
         BenchCommand::Compare(args) => compare(args),
         BenchCommand::Seg(args) => super::bench_seg::run(args),
-        BenchCommand::Labels(args) => super::bench_labels::run(args),
     }
 }
 

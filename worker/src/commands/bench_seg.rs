@@ -102,3 +102,26 @@ fn gmac(macs: u64) -> String {
     let decimals = if g >= 1.0 { 2 } else { (2 - g.log10().floor() as i32).max(0) as usize };
     format!("{g:.decimals$}")
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::commands::bench::BenchCommand;
+
+    fn bench(a: &[&str]) -> BenchCommand {
+        let cli = Cli::try_parse_from(["worker", "bench"].iter().chain(a)).unwrap();
+        let Some(Command::Bench(b)) = cli.command else { panic!("not bench") };
+        b
+    }
+
+    /// The command runs end to end at toy sizes (figures are printed, not checked); a
+    /// width the model refuses is an error that names the flag.
+    #[test]
+    fn bench_seg_runs_at_toy_sizes() {
+        crate::commands::bench::run(bench(&["seg", "--sizes", "16", "--steps", "1", "--batch", "2", "--width", "2", "--full-widths", "2", "--full-size", "32", "--device", "cpu"])).unwrap();
+        let e = crate::commands::bench::run(bench(&["seg", "--width", "1", "--full-widths", "2", "--device", "cpu"])).unwrap_err().to_string();
+        assert!(e.contains("--width 1"), "{e}");
+    }
+}

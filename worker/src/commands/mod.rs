@@ -1,7 +1,6 @@
 //! One file per subcommand: its clap arguments and its `run`.
 
 pub mod bench;
-pub mod bench_labels;
 pub mod bench_seg;
 pub mod cleanup;
 pub mod eval_labels;
