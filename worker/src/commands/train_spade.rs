@@ -91,9 +91,16 @@ pub struct Args {
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
 
-    /// VGG19 weights for the perceptual loss (not supported by this build yet).
+    /// torchvision's ImageNet VGG19 weights, as a local file (vgg19-dcbb9e9d.pth, or a
+    /// .safetensors with the same keys): turns on the VGG perceptual loss (L1 between
+    /// VGG19 features of generated and real images at relu1_1 … relu5_1). Without it the
+    /// loss is off; labelgen downloads nothing.
     #[arg(long, value_name = "PATH")]
     pub vgg: Option<PathBuf>,
+
+    /// Weight of the VGG perceptual loss (with --vgg).
+    #[arg(long, value_name = "W", default_value_t = 10.0, requires = "vgg")]
+    pub vgg_weight: f64,
 
     /// Train on the CPU even in a CUDA build (a CUDA build uses the GPU when an NVIDIA
     /// driver is present, else the CPU with a warning).
@@ -110,9 +117,6 @@ fn parse_norm(s: &str) -> Result<NormKind, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(p) = &args.vgg {
-        anyhow::bail!("--vgg {}: this build does not support the VGG perceptual loss yet (train without --vgg)", p.display());
-    }
     #[cfg(feature = "cuda")]
     if crate::device::use_cuda(args.cpu) {
         return train::<crate::backend::GpuTrain>(args, &Default::default());
@@ -143,10 +147,21 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
         (Some(s), _) => s,
         (None, e) => e.unwrap_or(10) * n.div_ceil(args.batch as u64),
     };
-    tracing::info!("VGG loss off (no --vgg weights)");
+    anyhow::ensure!(args.vgg_weight > 0.0 && args.vgg_weight.is_finite(), "--vgg-weight {}: must be positive", args.vgg_weight);
+    let vgg = match &args.vgg {
+        Some(path) => {
+            let vgg = crate::spade::vgg::Vgg19::<B>::load(path, device)?;
+            tracing::info!(weight = args.vgg_weight, "VGG loss on (VGG19 from {})", path.display());
+            Some(vgg)
+        }
+        None => {
+            tracing::info!("VGG loss off (no --vgg weights)");
+            None
+        }
+    };
     tracing::info!(train_pairs = n, steps, size = args.size, ngf = args.ngf, n_up, batch = args.batch, "training SPADE into {}", args.out);
 
-    let settings = TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, ..TrainSettings::default() };
+    let settings = TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, vgg_weight: if vgg.is_some() { args.vgg_weight } else { 0.0 }, ..TrainSettings::default() };
     let opts = FitOptions {
         out: args.out.clone(),
         steps,
@@ -163,8 +178,9 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}  ETA {eta}").expect("a valid template").progress_chars("=> "));
     // Without a terminal the bar is hidden: log a line every 30 s instead.
     let mut last_log = std::time::Instant::now();
-    let trainer = fit::<B>(g_config, d_config, settings, &pairs, &opts, device, |p| {
-        let msg = format!("G {:.3} (feat {:.3})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec);
+    let trainer = fit::<B>(g_config, d_config, settings, vgg, &pairs, &opts, device, |p| {
+        let vgg = if p.losses.g_vgg > 0.0 { format!(", vgg {:.3}", p.losses.g_vgg) } else { String::new() };
+        let msg = format!("G {:.3} (feat {:.3}{vgg})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec);
         if bar.is_hidden() && (last_log.elapsed().as_secs() >= 30 || p.step == p.steps) {
             last_log = std::time::Instant::now();
             tracing::info!("step {}/{}: {msg}", p.step, p.steps);

@@ -20,6 +20,7 @@ mod model;
 mod res_block;
 pub mod spectral;
 mod train;
+pub mod vgg;
 
 pub use discriminator::{PatchDiscriminator, SpadeDiscriminator, SpadeDiscriminatorConfig};
 pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig};

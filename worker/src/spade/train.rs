@@ -25,6 +25,7 @@ use super::generator::{SpadeGenerator, SpadeGeneratorConfig};
 use super::input::{images_to_tensor, noise, one_hot};
 use super::loss::{feature_matching, hinge_d, hinge_g, split_fake_real, FEAT_WEIGHT};
 use super::model::{Losses, SpadeMeta};
+use super::vgg::Vgg19;
 use crate::artifact;
 
 type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
@@ -44,11 +45,14 @@ pub struct TrainSettings {
     pub batch: usize,
     pub seed: u64,
     pub feat_weight: f64,
+    /// Weight of the VGG19 perceptual loss (0: off; SPADE uses 10 when it is on).
+    #[serde(default)]
+    pub vgg_weight: f64,
 }
 
 impl Default for TrainSettings {
     fn default() -> Self {
-        TrainSettings { lr_g: 1e-4, lr_d: 4e-4, batch: 4, seed: 0, feat_weight: FEAT_WEIGHT }
+        TrainSettings { lr_g: 1e-4, lr_d: 4e-4, batch: 4, seed: 0, feat_weight: FEAT_WEIGHT, vgg_weight: 0.0 }
     }
 }
 
@@ -65,6 +69,9 @@ pub struct StepLosses {
     pub g_feat: f32,
     /// Discriminator hinge loss.
     pub d: f32,
+    /// VGG perceptual loss, weighted (0 when off).
+    #[serde(default)]
+    pub g_vgg: f32,
 }
 
 /// Both networks, both optimisers and the step count.
@@ -78,6 +85,8 @@ pub struct SpadeTrainer<B: AutodiffBackend> {
     pub g_config: SpadeGeneratorConfig,
     pub d_config: SpadeDiscriminatorConfig,
     pub settings: TrainSettings,
+    /// The frozen VGG19 of the perceptual loss, when on.
+    pub vgg: Option<Vgg19<B>>,
     device: B::Device,
 }
 
@@ -104,8 +113,16 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             g_config,
             d_config,
             settings,
+            vgg: None,
             device: device.clone(),
         }
+    }
+
+    /// Turns the VGG perceptual loss on (`Some`, with `settings.vgg_weight`) or off.
+    pub fn with_vgg(mut self, vgg: Option<Vgg19<B>>, weight: f64) -> Self {
+        self.settings.vgg_weight = if vgg.is_some() { weight } else { 0.0 };
+        self.vgg = vgg;
+        self
     }
 
     /// Noise seed of sample `i` of step `step`.
@@ -127,11 +144,20 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         // Generator.
         let fake = self.generator.forward(seg, z);
         let fake_d = fake.clone().detach();
+        let g_vgg = match &self.vgg {
+            Some(vgg) if self.settings.vgg_weight > 0.0 => Some(vgg.loss(fake.clone(), real.clone()).mul_scalar(self.settings.vgg_weight)),
+            _ => None,
+        };
         let out = self.discriminator.forward(seg2.clone(), Tensor::cat(vec![fake, real.clone()], 0));
         let (pf, pr) = split_fake_real(out, b);
         let g_gan = hinge_g(&pf);
         let g_feat = feature_matching(&pf, &pr).mul_scalar(self.settings.feat_weight);
-        let g_loss = g_gan.clone() + g_feat.clone();
+        let mut g_loss = g_gan.clone() + g_feat.clone();
+        let mut g_vgg_val = 0.0;
+        if let Some(v) = g_vgg {
+            g_vgg_val = v.clone().into_scalar().elem::<f32>();
+            g_loss = g_loss + v;
+        }
         let grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
         self.generator = self.opt_g.step(self.settings.lr_g, self.generator.clone(), grads);
 
@@ -144,7 +170,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         self.discriminator = self.opt_d.step(self.settings.lr_d, self.discriminator.clone(), grads);
 
         self.step += 1;
-        StepLosses { g_gan: g_gan.into_scalar().elem::<f32>(), g_feat: g_feat.into_scalar().elem::<f32>(), d: d_val }
+        StepLosses { g_gan: g_gan.into_scalar().elem::<f32>(), g_feat: g_feat.into_scalar().elem::<f32>(), d: d_val, g_vgg: g_vgg_val }
     }
 
     /// The generator for inference (no autodiff).
@@ -274,6 +300,7 @@ pub fn fit<B: AutodiffBackend>(
     g_config: SpadeGeneratorConfig,
     d_config: SpadeDiscriminatorConfig,
     settings: TrainSettings,
+    vgg: Option<Vgg19<B>>,
     pairs: &dyn PairSource,
     opts: &FitOptions,
     device: &B::Device,
@@ -285,7 +312,7 @@ pub fn fit<B: AutodiffBackend>(
     // Initial weights come from the backend's random ops: seed them (reproducible on one
     // machine and thread count; per-sample noise does not depend on this).
     B::seed(device, sample_seed(settings.seed, 0x5ADE_0003));
-    let mut trainer = match opts.resume {
+    let trainer = match opts.resume {
         true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, device)? {
             Some((t, losses)) => {
                 tracing::info!(step = t.step, "resumed from {}/{CHECKPOINT_DIR}", opts.out);
@@ -294,11 +321,13 @@ pub fn fit<B: AutodiffBackend>(
             }
             None => {
                 tracing::warn!("--resume: no checkpoint under {}/{CHECKPOINT_DIR}; starting fresh", opts.out);
-                SpadeTrainer::new(g_config, d_config, settings, device)
+                SpadeTrainer::new(g_config, d_config, settings.clone(), device)
             }
         },
-        false => SpadeTrainer::new(g_config, d_config, settings, device),
+        false => SpadeTrainer::new(g_config, d_config, settings.clone(), device),
     };
+    // The perceptual loss follows this run's flags, also when resuming.
+    let mut trainer = trainer.with_vgg(vgg, settings.vgg_weight);
     let batch = trainer.settings.batch;
     let seed = trainer.settings.seed;
     let preview_pairs: Vec<(RgbImage, LabelMap)> = (0..n.min(4)).map(|i| pairs.get(i)).collect::<anyhow::Result<_>>()?;
@@ -430,9 +459,9 @@ mod tests {
         let start = std::time::Instant::now();
         let mut stop_at_100 = opts.clone();
         stop_at_100.steps = 100;
-        fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), &train, &stop_at_100, &device, |_| {}).unwrap();
+        fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &stop_at_100, &device, |_| {}).unwrap();
         let resumed = FitOptions { resume: true, ..opts.clone() };
-        let trainer = fit::<CpuTrain>(g_cfg, d_cfg, settings, &train, &resumed, &device, |_| {}).unwrap();
+        let trainer = fit::<CpuTrain>(g_cfg, d_cfg, settings, None, &train, &resumed, &device, |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(trainer.step, 200);
 
