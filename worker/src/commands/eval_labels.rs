@@ -357,6 +357,21 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `labels/NAME.png` for every PNG in `dir` (a `worker sample-labels` or `worker cleanup`
+/// output), sorted; an error when there is none.
+fn label_pngs(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".png"))
+        .map(|n| format!("labels/{n}"))
+        .collect();
+    anyhow::ensure!(!names.is_empty(), "{}: no .png label maps (and no manifest.jsonl next to it)", dir.display());
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,19 +528,4 @@ mod tests {
         assert!(run(a).unwrap_err().to_string().contains("--size 0"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// `labels/NAME.png` for every PNG in `dir` (a `worker sample-labels` or `worker cleanup`
-/// output), sorted; an error when there is none.
-fn label_pngs(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".png"))
-        .map(|n| format!("labels/{n}"))
-        .collect();
-    anyhow::ensure!(!names.is_empty(), "{}: no .png label maps (and no manifest.jsonl next to it)", dir.display());
-    names.sort();
-    Ok(names)
 }

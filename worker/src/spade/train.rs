@@ -296,6 +296,7 @@ pub fn preview<B: Backend>(generator: &SpadeGenerator<B>, pairs: &[(RgbImage, La
 /// Trains (or resumes) to `opts.steps` steps on `pairs`, writing checkpoints, previews
 /// (`previews/step-N.png`) and finally the artifact (weights + `model.json`) to
 /// `opts.out`. Returns the final trainer.
+#[allow(clippy::too_many_arguments)] // the run's parts; a struct would only rename them
 pub fn fit<B: AutodiffBackend>(
     g_config: SpadeGeneratorConfig,
     d_config: SpadeDiscriminatorConfig,
