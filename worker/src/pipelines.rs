@@ -297,11 +297,14 @@ pub fn ddpm_spade_on<B: Backend>(spec: &RunSpec, dev: B::Device, resolved: Resol
 /// UNet (≈35.7M parameters) on 64×64 one-hot label maps (or `size`, if smaller) and the
 /// full SPADE generator (ngf 64, ≈92M) at `size`. For timing only: the samples are noise.
 /// `ddim_steps`: DDIM with that many steps; `None`: DDPM over all 1000 timesteps.
-/// A randomly initialised DDPM label model (one-hot AI Hub classes, linear schedule,
-/// T = 1000) with the given UNet: for timing, not for samples worth looking at.
-fn random_ddpm<B: Backend>(unet: crate::ddpm::UNetConfig, dev: &B::Device) -> anyhow::Result<DdpmModel<B>> {
+pub fn random_ddpm_spade<B: Backend>(size: u32, ddim_steps: Option<usize>, dev: B::Device, resolved: Resolved) -> anyhow::Result<DdpmSpadePipeline<B>> {
+    use crate::ddpm::UNetConfig;
+    use crate::spade::{Losses, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
     let classes = shared::ClassTable::ai_hub();
-    let label_size = unet.image_size;
+    let k = classes.len();
+    let label_size = 64.min(size);
+    let mut unet = UNetConfig::cifar10(k);
+    unet.image_size = label_size as usize;
     let meta: ModelMeta = serde_json::from_value(json!({
         "format_version": crate::ddpm::model::FORMAT_VERSION,
         "kind": crate::ddpm::model::MODEL_KIND,
@@ -318,24 +321,11 @@ fn random_ddpm<B: Backend>(unet: crate::ddpm::UNetConfig, dev: &B::Device) -> an
         "weights": crate::ddpm::model::WEIGHTS_FILE,
     }))
     .context("building a random DDPM model.json")?;
-    meta.validate("random DDPM")?;
-    Ok(DdpmModel::new(meta.unet.init::<B>(dev), meta, dev.clone()))
-}
-
-pub fn random_ddpm_spade<B: Backend>(size: u32, ddim_steps: Option<usize>, dev: B::Device, resolved: Resolved) -> anyhow::Result<DdpmSpadePipeline<B>> {
-    use crate::ddpm::UNetConfig;
-    use crate::spade::{Losses, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
-    let classes = shared::ClassTable::ai_hub();
-    let k = classes.len();
-    let label_size = 64.min(size);
-    let mut unet = UNetConfig::cifar10(k);
-    unet.image_size = label_size as usize;
-    let ddpm = random_ddpm::<B>(unet, &dev)?;
-    let meta = ddpm.meta.clone();
+    meta.validate("random full-size DDPM")?;
     let arch = SpadeGeneratorConfig::new(k, size as usize);
     arch.validate().map_err(|e| anyhow::anyhow!("random full-size SPADE at {size}: {e}"))?;
     let image_meta = SpadeMeta::new(arch.clone(), SpadeDiscriminatorConfig::new(k), classes.clone(), "random".into(), 0, Losses::default(), TrainSettings::default());
-    let models = Models { ddpm, spade: SpadeModel { generator: arch.init::<B>(&dev), meta: image_meta } };
+    let models = Models { ddpm: DdpmModel::new(meta.unet.init::<B>(&dev), meta.clone(), dev.clone()), spade: SpadeModel { generator: arch.init::<B>(&dev), meta: image_meta } };
     let sampler = match ddim_steps {
         Some(n) => format!("sampler = \"ddim\"\nsteps = {n}"),
         None => "sampler = \"ddpm\"".to_string(),
