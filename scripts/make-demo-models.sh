@@ -3,9 +3,10 @@
 #
 # - SPADE (ngf 16, 64×64 images): 200 procedural 64×64 (image, label) pairs, 1200 steps
 #   of batch 4.
-# - DDPM (1.1M-parameter UNet, 32×32 one-hot label maps, cosine schedule): 200 procedural
-#   128×128 label maps coarsened by `worker cleanup` (opening radius 1, islands under 48
-#   pixels merged) and read at 32×32, 2500 steps of batch 16. At 32×32 the raw procedural
+# - DDPM (282k-parameter UNet, 32×32 one-hot label maps, x0 objective, cosine schedule):
+#   200 procedural 128×128 label maps coarsened by `worker cleanup` (opening radius 1,
+#   islands under 48 pixels merged) and read at 32×32, 1000 steps of batch 16 (about 10
+#   minutes alone). At 32×32 the raw procedural
 #   maps are mostly one-pixel detail (a 512×512 layout squeezed 16×); the coarsened maps
 #   keep the layout (roads, blocks, fields, forest) a 32×32 model can learn.
 #
@@ -15,15 +16,15 @@
 #
 #   bash scripts/make-demo-models.sh [WORK_DIR]
 #
-# About an hour on 2 CPU cores (both trainings run at once). WORK_DIR (default
-# target/demo-models) keeps the data, checkpoints and preview grids; the artifacts
+# About half an hour on 2 CPU cores (both trainings run at once; SPADE takes longer).
+# WORK_DIR (default target/demo-models) keeps the data, checkpoints and preview grids; the artifacts
 # (model.json + weights), the held-out stems and the last preview grid are copied into
 # models/demo/. Same seeds, same data; the weights depend on float summation order, so a
 # rebuild gives a model of the same quality, not the same bytes (and a new digest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-target/demo-models}
-DDPM_STEPS=${DDPM_STEPS:-2500}
+DDPM_STEPS=${DDPM_STEPS:-1000}
 SPADE_STEPS=${SPADE_STEPS:-1200}
 mkdir -p "$WORK"
 cargo build --release -p worker
@@ -35,8 +36,8 @@ $W cleanup --in "$WORK/proc128/labels" --out "$WORK/coarse/labels" --open-radius
 rm -f "$WORK/coarse/labels/cleanup.json"
 
 $W train ddpm --data "$WORK/coarse" --out "$WORK/ddpm" --size 32 --steps "$DDPM_STEPS" \
-  --batch 16 --lr 0.0005 --base-channels 32 --channel-mult 1,2,2 --attention 8 \
-  --schedule cosine --ema 0.999 --checkpoint-every 500 --seed 1 --resume &
+  --batch 16 --lr 0.001 --base-channels 16 --channel-mult 1,2,2 --attention 8 \
+  --objective x0 --schedule cosine --ema 0.999 --checkpoint-every 250 --seed 1 --resume &
 DDPM=$!
 $W train spade --data "$WORK/data" --out "$WORK/spade" --size 64 --ngf 16 --batch 4 \
   --steps "$SPADE_STEPS" --checkpoint-every 200 --seed 1 --resume &

@@ -11,7 +11,7 @@ use burn::module::Module;
 use worker::backend::{Cpu, CpuDevice, CpuTrain};
 use worker::ddpm::sampler::sample_images;
 use worker::ddpm::train::{train, TrainConfig, TrainData};
-use worker::ddpm::{Encoding, NoiseSchedule, SamplerConfig, ScheduleKind, UNetConfig};
+use worker::ddpm::{Encoding, NoiseSchedule, Objective, SamplerConfig, ScheduleKind, UNetConfig};
 
 fn main() {
     let device = CpuDevice::default();
@@ -44,11 +44,11 @@ fn main() {
         let sched = NoiseSchedule::new(ScheduleKind::Linear, 1000);
         let seeds: Vec<u64> = (0..batch as u64).collect();
         // Warm-up, then time 10 steps with noise (η = 1: like DDPM) and without (η = 0).
-        let _ = sample_images(&unet, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(2, 1.0), &device, &mut |_, _| {});
+        let _ = sample_images(&unet, Objective::Eps, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(2, 1.0), &device, &mut |_, _| {});
         let timed = |eta: f64| {
             let steps = 10;
             let t0 = Instant::now();
-            let _ = sample_images(&unet, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(steps, eta), &device, &mut |_, _| {});
+            let _ = sample_images(&unet, Objective::Eps, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(steps, eta), &device, &mut |_, _| {});
             t0.elapsed().as_secs_f64() / steps as f64
         };
         let step_noisy = timed(1.0);
@@ -65,6 +65,7 @@ fn main() {
         let tcfg = |steps| TrainConfig {
             unet: cfg.clone(),
             encoding: Encoding::OneHot,
+            objective: Objective::Eps,
             schedule: ScheduleKind::Linear,
             timesteps: 1000,
             steps,

@@ -11,7 +11,7 @@ use shared::dataset::{Dataset, DatasetOptions, MaskKind, UnknownCodes, DEFAULT_T
 use shared::ClassTable;
 
 use crate::ddpm::train::{recent_loss, train_split, TrainConfig, TrainData, TrainEvent};
-use crate::ddpm::{Encoding, ScheduleKind, UNetConfig};
+use crate::ddpm::{Encoding, Objective, ScheduleKind, UNetConfig};
 
 /// Train the DDPM label-map generator (ε-prediction, MSE, Adam, EMA weights).
 ///
@@ -69,6 +69,12 @@ pub struct Args {
     /// Label encoding: onehot (K channels, argmax) or gray (one channel, rounding).
     #[arg(long, default_value = "onehot")]
     pub encoding: Encoding,
+    /// What the network predicts: x0 (class logits of the clean map, cross-entropy;
+    /// onehot only) or eps (the noise, MSE loss; the DDPM paper's choice). Default: x0
+    /// for onehot — it learns layouts in a few hundred steps where eps still makes
+    /// speckle after thousands — and eps for gray.
+    #[arg(long)]
+    pub objective: Option<Objective>,
     /// β schedule: linear or cosine.
     #[arg(long, default_value = "linear")]
     pub schedule: ScheduleKind,
@@ -201,6 +207,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = TrainConfig {
         unet,
         encoding: args.encoding,
+        objective: args.objective.unwrap_or(match args.encoding {
+            Encoding::OneHot => Objective::X0,
+            Encoding::Gray => Objective::Eps,
+        }),
         schedule: args.schedule,
         timesteps: args.timesteps,
         steps: args.steps,
@@ -230,7 +240,7 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
             .progress_chars("=> "),
     );
     tracing::info!(
-        "training on {} maps of {}×{}: {} parameters, encoding {}, {} schedule, T = {}",
+        "training on {} maps of {}×{}: {} parameters, encoding {}, objective {}, {} schedule, T = {}",
         data.maps.len(),
         cfg.unet.image_size,
         cfg.unet.image_size,
@@ -239,6 +249,7 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
             cfg.unet.init::<B>(device).num_params()
         },
         cfg.encoding,
+        cfg.objective,
         cfg.schedule,
         cfg.timesteps
     );

@@ -1,9 +1,11 @@
 //! DDPM label-map generator: an unconditional diffusion model over encoded label maps.
 //!
 //! # Layout
-//! - `unet/` — the ε-prediction UNet: `time_embedding.rs`, `res_block.rs`,
+//! - `unet/` — the UNet: `time_embedding.rs`, `res_block.rs`,
 //!   `attention.rs`, `updown.rs` (down/upsample), `unet.rs` ([`UNetConfig`], [`UNet`]).
 //! - `encoding.rs` — [`Encoding`]: label maps ↔ `[-1, 1]` images (`onehot`, `gray`).
+//! - `objective.rs` — [`Objective`]: what the network predicts (`eps` with MSE, or `x0`
+//!   class logits with cross-entropy) and how `x̂_0` follows from it.
 //! - `schedule.rs` — [`NoiseSchedule`]: linear and cosine β, ᾱ.
 //! - `sampler.rs` — [`SamplerConfig`]: DDPM ancestral and DDIM sampling, all noise drawn on
 //!   the host from each sample's own seed.
@@ -13,6 +15,7 @@
 
 pub mod encoding;
 pub mod model;
+pub mod objective;
 pub mod sampler;
 pub mod schedule;
 pub mod train;
@@ -20,6 +23,7 @@ pub mod unet;
 
 pub use encoding::Encoding;
 pub use model::{DdpmModel, ModelMeta};
+pub use objective::Objective;
 pub use sampler::{SamplerConfig, SamplerKind};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 pub use train::{train, TrainConfig, TrainData, TrainEvent, TrainOutcome};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use shared::{ClassTable, LabelMap};
 
 use super::encoding::Encoding;
+use super::objective::Objective;
 use super::sampler::{sample_images, SamplerConfig};
 use super::schedule::{NoiseSchedule, ScheduleKind};
 use super::unet::{UNet, UNetConfig};
@@ -29,6 +30,9 @@ pub struct ModelMeta {
     pub kind: String,
     pub unet: UNetConfig,
     pub encoding: Encoding,
+    /// What the network predicts; `eps` in artifacts written before it was recorded.
+    #[serde(default)]
+    pub objective: Objective,
     pub schedule: ScheduleKind,
     pub timesteps: usize,
     pub classes: ClassTable,
@@ -71,6 +75,7 @@ impl ModelMeta {
                 self.classes.len()
             );
         }
+        self.objective.check(self.encoding).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         if self.size as usize != self.unet.image_size {
             bail!("{origin}: size {} differs from unet.image_size {}", self.size, self.unet.image_size);
         }
@@ -204,7 +209,7 @@ impl<B: Backend> DdpmModel<B> {
         let k = self.meta.classes.len();
         let c = self.meta.encoding.channels(k);
         let s = self.meta.size;
-        sample_images(&self.unet, &self.schedule, c, s as usize, seeds, sampler, &self.device, on_step)
+        sample_images(&self.unet, self.meta.objective, &self.schedule, c, s as usize, seeds, sampler, &self.device, on_step)
             .iter()
             .map(|x| self.meta.encoding.decode(x, k, s, s))
             .collect()
@@ -222,6 +227,7 @@ mod tests {
             kind: MODEL_KIND.into(),
             unet: UNetConfig::new(1, 8, vec![1, 2], 1, vec![4], 0.0, 8).with_groups(4),
             encoding: Encoding::Gray,
+            objective: Objective::Eps,
             schedule: ScheduleKind::Linear,
             timesteps: 20,
             classes: ClassTable::ai_hub(),

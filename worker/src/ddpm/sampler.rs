@@ -7,7 +7,8 @@
 //! each step that adds noise). A sample therefore never depends on its batch, backend or
 //! thread count (up to float rounding in the network).
 //!
-//! Both samplers predict `x̂_0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t`, clip it to `[-1, 1]` and use
+//! Both samplers take the network's `x̂_0` ([`Objective::x0`]: for ε-prediction
+//! `(x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t` clipped to `[-1, 1]`) and use
 //! `ε̂' = (x_t - √ᾱ_t·x̂_0)/√(1-ᾱ_t)`. DDPM then steps to the posterior mean
 //! `√ᾱ_{t-1}·β_t/(1-ᾱ_t)·x̂_0 + √α_t·(1-ᾱ_{t-1})/(1-ᾱ_t)·x_t` plus `σ_t z` with
 //! `σ_t² = β̃_t = β_t(1-ᾱ_{t-1})/(1-ᾱ_t)`; DDIM to
@@ -22,6 +23,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use shared::rng_for;
 
+use super::objective::Objective;
 use super::schedule::NoiseSchedule;
 use super::unet::UNet;
 
@@ -97,8 +99,10 @@ fn normals(rng: &mut rand_chacha::ChaCha8Rng, n: usize, out: &mut Vec<f32>) {
 ///
 /// # Panics
 /// If the sampler config is invalid for the schedule (see [`SamplerConfig::validate`]).
+#[allow(clippy::too_many_arguments)]
 pub fn sample_images<B: Backend>(
     unet: &UNet<B>,
+    objective: Objective,
     schedule: &NoiseSchedule,
     channels: usize,
     size: usize,
@@ -132,8 +136,7 @@ pub fn sample_images<B: Backend>(
         let a_p = schedule.alpha_bar(prev);
 
         let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; b], [b]), device);
-        let eps = unet.forward(x.clone(), tt);
-        let x0 = (x.clone() - eps.mul_scalar((1.0 - a_t).sqrt())).div_scalar(a_t.sqrt()).clamp(-1.0, 1.0);
+        let x0 = objective.x0(unet.forward(x.clone(), tt), x.clone(), a_t);
 
         let (mean, sigma) = match sampler.kind {
             SamplerKind::Ddpm => {
@@ -197,12 +200,12 @@ mod tests {
         let unet = tiny_unet(2, 8);
         let sched = NoiseSchedule::new(ScheduleKind::Linear, 50);
         let seeds = [11u64, 12];
-        let a = sample_images(&unet, &sched, 2, 8, &seeds, &SamplerConfig::ddpm(), &device, &mut |_, _| {});
-        let b = sample_images(&unet, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 1.0), &device, &mut |_, _| {});
+        let a = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddpm(), &device, &mut |_, _| {});
+        let b = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 1.0), &device, &mut |_, _| {});
         let max = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(max < 1e-4, "DDIM(η=1, all 50 steps) differs from DDPM by up to {max}");
         // And the samples are not trivial: DDIM with η = 0 lands elsewhere.
-        let c = sample_images(&unet, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 0.0), &device, &mut |_, _| {});
+        let c = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 0.0), &device, &mut |_, _| {});
         let diff = a.iter().flatten().zip(c.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff > 1e-2, "DDIM η=0 should differ from ancestral sampling (max diff {diff})");
     }
@@ -215,8 +218,8 @@ mod tests {
         let sched = NoiseSchedule::new(ScheduleKind::Cosine, 40);
         let seeds: Vec<u64> = (0..8).map(|i| shared::sample_seed(9, i)).collect();
         for sampler in [SamplerConfig::ddpm(), SamplerConfig::ddim(10, 0.5)] {
-            let batch = sample_images(&unet, &sched, k, 8, &seeds, &sampler, &device, &mut |_, _| {});
-            let alone = sample_images(&unet, &sched, k, 8, &seeds[5..6], &sampler, &device, &mut |_, _| {});
+            let batch = sample_images(&unet, Objective::Eps, &sched, k, 8, &seeds, &sampler, &device, &mut |_, _| {});
+            let alone = sample_images(&unet, Objective::Eps, &sched, k, 8, &seeds[5..6], &sampler, &device, &mut |_, _| {});
             let (m_batch, m_alone) = (Encoding::OneHot.decode(&batch[5], k, 8, 8), Encoding::OneHot.decode(&alone[0], k, 8, 8));
             assert_eq!(m_batch, m_alone, "{sampler:?}: sample 5 differs between a batch of 8 and alone");
             let max = batch[5].iter().zip(&alone[0]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);

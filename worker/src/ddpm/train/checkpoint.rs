@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact;
 use crate::ddpm::encoding::Encoding;
+use crate::ddpm::objective::Objective;
 use crate::ddpm::schedule::ScheduleKind;
 use crate::ddpm::unet::UNetConfig;
 
@@ -25,6 +26,9 @@ pub struct CheckpointState {
     pub step: u64,
     pub unet: UNetConfig,
     pub encoding: Encoding,
+    /// `eps` in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub objective: Objective,
     pub schedule: ScheduleKind,
     pub timesteps: usize,
     pub seed: u64,

@@ -1,4 +1,5 @@
-//! The ε-prediction UNet of Ho et al. (DDPM), one block per file.
+//! The UNet of Ho et al. (DDPM), one block per file; it predicts ε or x0 class logits
+//! (see [`crate::ddpm::Objective`]).
 
 mod attention;
 mod norm;

@@ -18,7 +18,8 @@ use super::{
     Upsample, UpsampleConfig,
 };
 
-/// Architecture of a [`UNet`]. The output has `in_channels` channels (ε-prediction).
+/// Architecture of a [`UNet`]. The output has `in_channels` channels (ε, or class logits
+/// for the x0 objective).
 #[derive(Config, Debug, PartialEq)]
 pub struct UNetConfig {
     /// Channels of the diffused image (the label encoding's channels).
