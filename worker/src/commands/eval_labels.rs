@@ -64,8 +64,9 @@ pub struct Args {
     /// The run to evaluate: its directory holding manifest.jsonl, as a local path,
     /// file:///absolute/path or s3://bucket/prefix/RUN (credentials from the AWS_*
     /// variables). Every label path in manifest.jsonl is read. A local directory without
-    /// manifest.jsonl but with labels/*.png (`worker sample-labels` or `worker cleanup`
-    /// output) is read as it is: that measures label maps before and after cleanup.
+    /// manifest.jsonl but with labels/*.png (`worker sample-labels` output) or *.png
+    /// (`worker cleanup` output) is read as it is: that measures label maps before and
+    /// after cleanup.
     #[arg(long, value_name = "RUN_URI")]
     pub synthetic: String,
 
@@ -204,10 +205,14 @@ fn measure(args: &Args, classes: &ClassTable, opts: StatsOptions) -> anyhow::Res
     let mut listed: Option<Vec<String>> = None;
     if let Ok(StoreUrl::Local { dir }) = StoreUrl::parse(&args.synthetic) {
         if !dir.is_dir() {
-            anyhow::bail!("--synthetic {}: no such directory (expected a run directory holding manifest.jsonl, or a directory with labels/*.png)", args.synthetic);
+            anyhow::bail!("--synthetic {}: no such directory (expected a run directory holding manifest.jsonl, or a directory with labels/*.png or *.png)", args.synthetic);
         }
-        if !dir.join(shared::job::layout::MANIFEST_JSONL).exists() && dir.join("labels").is_dir() {
-            listed = Some(label_pngs(&dir.join("labels")).with_context(|| format!("--synthetic {}", args.synthetic))?);
+        if !dir.join(shared::job::layout::MANIFEST_JSONL).exists() {
+            if dir.join("labels").is_dir() {
+                listed = Some(label_pngs(&dir, "labels").with_context(|| format!("--synthetic {}", args.synthetic))?);
+            } else if let Ok(names) = label_pngs(&dir, "") {
+                listed = Some(names);
+            }
         }
     }
     let store = Store::open(&args.synthetic).with_context(|| format!("--synthetic {}", args.synthetic))?;
@@ -357,17 +362,19 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `labels/NAME.png` for every PNG in `dir` (a `worker sample-labels` or `worker cleanup`
-/// output), sorted; an error when there is none.
-fn label_pngs(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
+/// `SUB/NAME.png` (or `NAME.png` when `sub` is empty) for every PNG in `dir/SUB` (the
+/// `labels/` of a `worker sample-labels` output, or a `worker cleanup` output), sorted;
+/// an error when there is none.
+fn label_pngs(dir: &Path, sub: &str) -> anyhow::Result<Vec<String>> {
+    let from = if sub.is_empty() { dir.to_path_buf() } else { dir.join(sub) };
+    let mut names: Vec<String> = std::fs::read_dir(&from)
+        .with_context(|| format!("reading {}", from.display()))?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.ends_with(".png"))
-        .map(|n| format!("labels/{n}"))
+        .map(|n| if sub.is_empty() { n } else { format!("{sub}/{n}") })
         .collect();
-    anyhow::ensure!(!names.is_empty(), "{}: no .png label maps (and no manifest.jsonl next to it)", dir.display());
+    anyhow::ensure!(!names.is_empty(), "{}: no .png label maps (and no manifest.jsonl in {})", from.display(), dir.display());
     names.sort();
     Ok(names)
 }
@@ -436,6 +443,19 @@ mod tests {
         assert_eq!(j["real"]["class_pixels"], j["synthetic"]["class_pixels"]);
         assert_eq!(j["classes"][0], "building");
         assert!(j["notes"].as_array().unwrap().is_empty(), "{}", j["notes"]);
+        // The same maps as a `sample-labels` output (labels/*.png) and as a `cleanup`
+        // output (*.png), without a manifest.
+        let flat = dir.join("flat");
+        std::fs::create_dir_all(&flat).unwrap();
+        for (i, m) in maps.iter().enumerate() {
+            std::fs::write(flat.join(format!("{i:06}.png")), m.to_png(&ClassTable::ai_hub())).unwrap();
+        }
+        for (tag, synthetic) in [("dataset", &real), ("flat", &flat)] {
+            let out = dir.join(format!("out-{tag}"));
+            run(args(&real, synthetic, &out)).unwrap();
+            let j = read_json(&out);
+            assert_eq!((j["distances"]["share_tv"].as_f64(), j["synthetic"]["maps"].as_u64()), (Some(0.0), Some(4)), "{tag}");
+        }
         for name in ["shares.png", "adjacency.png", "components.png"] {
             let img = RgbImage::from_png(&std::fs::read(out.join(name)).unwrap(), name).unwrap();
             assert!(img.width > 300 && img.height > 200, "{name}: {}×{}", img.width, img.height);

@@ -187,7 +187,7 @@ pub fn recent_loss(losses: &[f32]) -> f32 {
 fn make_batch(cfg: &TrainConfig, encoded: &[Vec<f32>], channels: usize, size: usize, schedule: &NoiseSchedule, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut rng = rng_for(mix64(cfg.seed) ^ mix64(step.wrapping_add(1)), TRAIN_STREAM);
     let n = channels * size * size;
-    let (mut xt, mut eps, mut ts) = (Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch));
+    let (mut xt, mut target, mut ts) = (Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch));
     for _ in 0..cfg.batch {
         let x0 = &encoded[rng.random_range(0..encoded.len())];
         let (fh, fv) = if cfg.flip { (rng.random::<bool>(), rng.random::<bool>()) } else { (false, false) };
@@ -202,13 +202,13 @@ fn make_batch(cfg: &TrainConfig, encoded: &[Vec<f32>], channels: usize, size: us
                     let e: f32 = rng.sample(StandardNormal);
                     let v = x0[(c * size + sy) * size + sx];
                     xt.push(a * v + b * e);
-                    eps.push(cfg.objective.target(v, e));
+                    target.push(cfg.objective.target(v, e));
                 }
             }
         }
         ts.push(t as f32);
     }
-    (xt, eps, ts)
+    (xt, target, ts)
 }
 
 /// Trains a model on `data`. With `out`, writes checkpoints and previews while training
@@ -259,7 +259,7 @@ pub fn train_split<B: AutodiffBackend>(
                 ("timesteps", s.timesteps == cfg.timesteps),
             ];
             if let Some((key, _)) = same.iter().find(|(_, ok)| !ok) {
-                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding and schedule, or use a new --out");
+                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective and schedule, or use a new --out");
             }
             if s.data_digest != data.digest {
                 tracing::warn!("{origin}: the checkpoint was trained on other data (digest {} vs {})", s.data_digest, data.digest);
