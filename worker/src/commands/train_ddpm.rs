@@ -224,6 +224,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         preview_count: args.preview_count,
         flip: !args.no_flip,
     };
+    // Refuse a bad combination (e.g. --objective x0 with --encoding gray) before writing
+    // anything under --out.
+    cfg.validate(&data)?;
     write_test_stems(&args.out, &ds)?;
     #[cfg(feature = "cuda")]
     if crate::device::use_cuda(args.cpu) {
@@ -374,6 +377,14 @@ mod tests {
         // … unless unknown codes are ignored.
         super::run(args(&["--unknown-codes", "ignore"])).unwrap();
         assert!(out.join("model.json").exists());
+        let written: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+        assert_eq!(written["objective"], "x0", "onehot defaults to the x0 objective");
+
+        // x0 with gray is refused before anything is written under --out.
+        let _ = std::fs::remove_dir_all(&out);
+        let e = format!("{:#}", super::run(args(&["--unknown-codes", "ignore", "--encoding", "gray", "--objective", "x0"])).unwrap_err());
+        assert!(e.contains("needs the onehot encoding"), "{e}");
+        assert!(!out.exists(), "--out was created for a refused run");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -112,7 +112,8 @@ pub struct TrainOutcome<B: burn::tensor::backend::Backend> {
 }
 
 impl TrainConfig {
-    fn validate(&self, data: &TrainData) -> anyhow::Result<()> {
+    /// Checks the config against itself and the data (done again by [`train`]).
+    pub fn validate(&self, data: &TrainData) -> anyhow::Result<()> {
         self.unet.validate().map_err(|e| anyhow::anyhow!("UNet: {e}"))?;
         let want = self.encoding.channels(data.classes.len());
         if self.unet.in_channels != want {
