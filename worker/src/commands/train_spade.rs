@@ -161,7 +161,7 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
     };
     tracing::info!(train_pairs = n, steps, size = args.size, ngf = args.ngf, n_up, batch = args.batch, "training SPADE into {}", args.out);
 
-    let settings = TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, vgg_weight: if vgg.is_some() { args.vgg_weight } else { 0.0 }, ..TrainSettings::default() };
+    let settings = TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, vgg_weight: args.vgg_weight, ..TrainSettings::default() };
     let opts = FitOptions {
         out: args.out.clone(),
         steps,

@@ -152,12 +152,10 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         let (pf, pr) = split_fake_real(out, b);
         let g_gan = hinge_g(&pf);
         let g_feat = feature_matching(&pf, &pr).mul_scalar(self.settings.feat_weight);
-        let mut g_loss = g_gan.clone() + g_feat.clone();
-        let mut g_vgg_val = 0.0;
-        if let Some(v) = g_vgg {
-            g_vgg_val = v.clone().into_scalar().elem::<f32>();
-            g_loss = g_loss + v;
-        }
+        let g_loss = match g_vgg.clone() {
+            Some(v) => g_gan.clone() + g_feat.clone() + v,
+            None => g_gan.clone() + g_feat.clone(),
+        };
         let grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
         self.generator = self.opt_g.step(self.settings.lr_g, self.generator.clone(), grads);
 
@@ -170,7 +168,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         self.discriminator = self.opt_d.step(self.settings.lr_d, self.discriminator.clone(), grads);
 
         self.step += 1;
-        StepLosses { g_gan: g_gan.into_scalar().elem::<f32>(), g_feat: g_feat.into_scalar().elem::<f32>(), d: d_val, g_vgg: g_vgg_val }
+        StepLosses { g_gan: g_gan.into_scalar().elem::<f32>(), g_feat: g_feat.into_scalar().elem::<f32>(), d: d_val, g_vgg: g_vgg.map_or(0.0, |v| v.into_scalar().elem::<f32>()) }
     }
 
     /// The generator for inference (no autodiff).

@@ -55,18 +55,15 @@ impl<B: Backend> Vgg19<B> {
     pub fn load(path: &Path, device: &B::Device) -> anyhow::Result<Self> {
         anyhow::ensure!(path.is_file(), "--vgg {}: no such file (expected torchvision's VGG19 weights, e.g. vgg19-dcbb9e9d.pth)", path.display());
         let mut model = Self::init(device);
+        // torchvision's `features.N.*` onto `convs.i.*` (N sparse, i contiguous); the
+        // classifier's tensors are left out.
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let result = match ext.as_str() {
-            "pth" | "pt" => {
-                let mut store = PytorchStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true);
-                model.load_from(&mut store).map_err(|e| anyhow::anyhow!("--vgg {}: not readable as torchvision VGG19 weights in a PyTorch checkpoint: {e}", path.display()))?
-            }
-            "safetensors" => {
-                let mut store = SafetensorsStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true);
-                model.load_from(&mut store).map_err(|e| anyhow::anyhow!("--vgg {}: not readable as torchvision VGG19 weights in safetensors: {e}", path.display()))?
-            }
+            "pth" | "pt" => model.load_from(&mut PytorchStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true)).map_err(|e| e.to_string()),
+            "safetensors" => model.load_from(&mut SafetensorsStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true)).map_err(|e| e.to_string()),
             _ => anyhow::bail!("--vgg {}: expected a .pth, .pt or .safetensors file", path.display()),
-        };
+        }
+        .map_err(|e| anyhow::anyhow!("--vgg {}: not readable as torchvision VGG19 weights ({ext}): {e}", path.display()))?;
         if let Some(e) = result.errors.first() {
             anyhow::bail!("--vgg {}: {e} (is it VGG19? VGG16 and other variants have other shapes)", path.display());
         }
@@ -106,7 +103,7 @@ impl<B: Backend> Vgg19<B> {
     pub fn loss(&self, fake: Tensor<B, 4>, real: Tensor<B, 4>) -> Tensor<B, 1> {
         let device = fake.device();
         let (f, r) = (self.taps(fake), self.taps(real.detach()));
-        f.into_iter().zip(r).zip(TAP_WEIGHTS).fold(Tensor::zeros([1], &device), |acc, ((a, b), w)| acc + (a - b.detach()).abs().mean().mul_scalar(w))
+        f.into_iter().zip(r).zip(TAP_WEIGHTS).fold(Tensor::zeros([1], &device), |acc, ((a, b), w)| acc + (a - b).abs().mean().mul_scalar(w))
     }
 }
 
