@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use shared::lifecycle::{ops, report_end, runid, watch};
 use shared::queue::Submitted;
 use shared::spec::RunSpec;
 
-use crate::{embedded, ops, runid, watch};
-
 /// labelgen coordinator: shards a dataset into jobs in Redis, follows the run and writes
-/// its manifest — or runs everything in this process with no services (`run`).
+/// its manifest. It links no model code: models are checked from their model.json and a
+/// streamed sha256 of their weights. (One machine, no services: `worker run CONFIG`.)
 ///
 /// Typical use:
-///   coordinator run configs/local.toml                 # one machine, no services
 ///   coordinator submit configs/minio.toml              # prints the run id
 ///   coordinator watch RUN                              # progress; finalizes at the end
 #[derive(Debug, Parser)]
@@ -42,21 +41,11 @@ pub struct RedisArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate a dataset on this machine: in-memory queue, in-process workers, no Redis.
+    /// Moved: the embedded mode is `worker run CONFIG` (the worker holds the models).
+    #[command(hide = true)]
     Run {
-        /// Run spec (TOML), e.g. configs/local.toml.
-        config: PathBuf,
-        /// Jobs generated at once.
-        #[arg(long, default_value_t = 2)]
-        workers: usize,
-        /// Run id (directory under output.url); generated when absent. Re-running with the
-        /// same id and spec keeps the shards already committed.
-        #[arg(long)]
-        run_id: Option<String>,
-        /// Where models run: auto (CUDA when an NVIDIA driver is present, else CPU), cpu,
-        /// cuda or cuda:N. Overrides the spec's pipeline.device.
-        #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
-        device: Option<shared::spec::DeviceChoice>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
     },
     /// Shard a run into jobs in Redis. Prints the run id as the last line of stdout.
     Submit {
@@ -129,22 +118,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Run { config, workers, run_id, device } => {
-            let spec = load_prepared(&config).await?;
-            if spec.pipeline.kind == shared::spec::PipelineKind::DdpmSpade {
-                // A device this machine cannot offer is an error now, not a failing job.
-                let choice = device.unwrap_or(spec.pipeline.device);
-                if choice != shared::spec::DeviceChoice::Auto {
-                    worker::device::resolve(choice, &worker::device::DriverProbe::detect()).with_context(|| format!("{}", config.display()))?;
-                }
-            }
-            let run_id = pick_run_id(run_id)?;
-            let end = embedded::run(spec, &run_id, workers, device).await?;
-            Ok(watch::report_end(&run_id, &end))
+        Command::Run { rest } => {
+            anyhow::bail!("`coordinator run` moved to the worker, which holds the models: run `worker run {}` (`cargo run -p worker -- run …`)", rest.join(" "))
         }
         Command::Submit { config, run_id, redis } => {
             let spec = load_prepared(&config).await?;
-            let run_id = pick_run_id(run_id)?;
+            let run_id = runid::pick(run_id, "--run-id")?;
             let queue = ops::connect(&redis.url).await?;
             match ops::submit(queue.as_ref(), &spec, &run_id).await? {
                 Submitted::Created => eprintln!("submitted {} samples in {} shards", spec.run.count, spec.shards()),
@@ -161,16 +140,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!("metrics on http://{bound}/metrics");
             }
-            let end = watch::watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize, Some(&metrics)).await?;
-            Ok(watch::report_end(&run, &end))
+            let end = watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize, Some(&metrics)).await?;
+            Ok(report_end(&run, &end))
         }
         Command::Status { run, json, config: Some(config), .. } => {
             let spec = load_prepared(&config).await?;
             let store = shared::job::run_store(&spec, &run)?;
-            let committed = shared::job::committed_shards(&store).await?.len() as u64;
+            let committed = shared::manifest::committed_shards(&store).await?.len() as u64;
             let total = spec.shards();
             let samples = (committed * spec.run.shard_size).min(spec.run.count);
-            let finalized = store.exists(shared::job::layout::MANIFEST_JSON).await?;
+            let finalized = store.exists(shared::manifest::layout::MANIFEST_JSON).await?;
             if json {
                 let v = serde_json::json!({"run_id": run, "static": true, "finalized": finalized,
                     "samples": {"total": spec.run.count, "committed": samples},
@@ -239,7 +218,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 "run {run}: manifest of {} samples in {} shards written to {} ({} objects of losing attempts removed)",
                 report.samples,
                 report.shards,
-                store.describe(shared::job::layout::MANIFEST_JSONL),
+                store.describe(shared::manifest::layout::MANIFEST_JSONL),
                 report.removed_objects
             );
             Ok(ExitCode::SUCCESS)
@@ -247,24 +226,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Loads a run spec and checks its models (pinning their digests), so a missing, changed
-/// or mismatched model is an error before anything is queued.
+/// Loads a run spec and checks its models from their `model.json` and a streamed sha256
+/// of their weights (pinning the digests), so a missing, changed or mismatched model is an
+/// error before anything is queued. No weights are held in memory.
 async fn load_prepared(config: &std::path::Path) -> anyhow::Result<RunSpec> {
     let mut spec = RunSpec::load(config)?;
-    worker::pipelines::prepare(&mut spec).await.with_context(|| format!("{}", config.display()))?;
+    shared::artifact::prepare(&mut spec).await.with_context(|| format!("{}", config.display()))?;
     Ok(spec)
 }
-
-fn pick_run_id(given: Option<String>) -> anyhow::Result<String> {
-    match given {
-        Some(id) => {
-            runid::check(&id)?;
-            Ok(id)
-        }
-        None => Ok(runid::generate()),
-    }
-}
-
-/// Logs go to stderr; stdout carries results (the run id, status) for scripts. The same
-/// set-up as the worker's.
-pub use worker::cli::init_tracing;

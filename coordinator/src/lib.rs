@@ -1,16 +1,10 @@
-//! labelgen coordinator: the run lifecycle.
+//! labelgen coordinator: the run lifecycle over Redis — submit, watch, status, list,
+//! cancel, retry-dead, finalize. It depends on `shared` alone (no Burn): the operations
+//! live in `shared::lifecycle`, this crate is their command line.
 //!
 //! # Layout
 //! - `cli.rs` — the command line (clap) and dispatch.
-//! - `ops.rs` — submit, status, list, cancel, retry-dead, finalize.
-//! - `watch.rs` — progress until the run ends, then finalize.
-//! - `embedded.rs` — `run`: an in-memory queue and in-process workers, no Redis.
-//! - `runid.rs` — run ids: generated or checked.
 
 mod cli;
-mod embedded;
-mod ops;
-mod runid;
-mod watch;
 
-pub use cli::{init_tracing, run, Cli};
+pub use cli::{run, Cli};

@@ -5,7 +5,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = coordinator::Cli::parse();
-    coordinator::init_tracing(cli.log_json, cli.verbose);
+    shared::logging::init_tracing(cli.log_json, cli.verbose);
     match coordinator::run(cli) {
         Ok(code) => code,
         Err(e) => {

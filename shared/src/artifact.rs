@@ -11,6 +11,11 @@
 //! i.e. the sha256 of the lines `HEX  NAME\n` for the two files in name order. This module
 //! reads only the fields every model's `model.json` shares ([`ArtifactInfo`]); the worker
 //! parses the rest.
+//!
+//! Two ways in: [`inspect`] reads `model.json` and streams the weights through sha256
+//! without holding them (the coordinator's check at submit: [`prepare`]); [`fetch`] reads
+//! both files into memory, verified, through the local cache (the worker, which loads
+//! them). [`check_spec`] holds the spec-versus-model rules both use.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::classes::ClassTable;
 use crate::error::{Error, Result};
+use crate::spec::{PipelineKind, RunSpec};
 use crate::storage::{Store, StoreUrl};
 
 /// The metadata file of every artifact.
@@ -34,6 +40,22 @@ pub struct ArtifactInfo {
     pub classes: ClassTable,
     /// Name of the weights file beside `model.json`.
     pub weights: String,
+    /// Diffusion timesteps (label models only).
+    #[serde(default)]
+    pub timesteps: Option<usize>,
+}
+
+/// An artifact checked without holding its weights: `model.json` read, the weights
+/// streamed through sha256.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// Where it is (as given, without a trailing `/`).
+    pub uri: String,
+    pub info: ArtifactInfo,
+    /// See the module docs.
+    pub digest: String,
+    /// Size of the weights file in bytes.
+    pub weights_bytes: u64,
 }
 
 /// An artifact's two files, in memory and verified.
@@ -57,7 +79,13 @@ pub fn is_digest(s: &str) -> bool {
 
 /// The digest of named files (see the module docs); order of `files` does not matter.
 pub fn digest_files(files: &[(&str, &[u8])]) -> String {
-    let mut lines: Vec<String> = files.iter().map(|(name, data)| format!("{}  {name}\n", hex::encode(Sha256::digest(data)))).collect();
+    let hashed: Vec<(&str, String)> = files.iter().map(|(name, data)| (*name, hex::encode(Sha256::digest(data)))).collect();
+    digest_of_hashes(&hashed)
+}
+
+/// The digest from each file's name and sha256 (hex), as `sha256sum` lists them.
+pub fn digest_of_hashes(files: &[(&str, String)]) -> String {
+    let mut lines: Vec<String> = files.iter().map(|(name, sha)| format!("{sha}  {name}\n")).collect();
     lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
     hex::encode(Sha256::digest(lines.concat().as_bytes()))
 }
@@ -104,20 +132,9 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
         }
     }
     let store = Store::open(uri)?;
-    let model_json = store
-        .get(MODEL_JSON)
-        .await?
-        .ok_or_else(|| Error::format(store.describe(MODEL_JSON), "does not exist (expected a model artifact: model.json and its weights)"))?
-        .to_vec();
-    let info = parse_info(&model_json, &store.describe(MODEL_JSON))?;
-    if info.weights.is_empty() || info.weights.contains('/') || info.weights == MODEL_JSON {
-        return Err(Error::format(store.describe(MODEL_JSON), format!("weights {:?} must name a file beside model.json", info.weights)));
-    }
-    let weights = store
-        .get(&info.weights)
-        .await?
-        .ok_or_else(|| Error::format(store.describe(&info.weights), "does not exist (named by model.json's weights)"))?
-        .to_vec();
+    let (model_json, info) = read_model_json(&store).await?;
+    // `Vec::from(Bytes)` takes the buffer over when it is not shared: no second copy.
+    let weights: Vec<u8> = store.get(&info.weights).await?.ok_or_else(|| missing_weights(&store, &info))?.into();
     let digest = digest_files(&[(MODEL_JSON, &model_json), (&info.weights, &weights)]);
     if let Some(pin) = pin {
         if pin != digest {
@@ -130,6 +147,98 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
         }
     }
     Ok(Artifact { uri: uri.to_string(), info, model_json, weights, digest, from_cache: false })
+}
+
+/// `model.json` of the artifact in `store`, its bytes and common fields; the weights name
+/// is checked to be a file beside it.
+async fn read_model_json(store: &Store) -> Result<(Vec<u8>, ArtifactInfo)> {
+    let model_json: Vec<u8> =
+        store.get(MODEL_JSON).await?.ok_or_else(|| Error::format(store.describe(MODEL_JSON), "does not exist (expected a model artifact: model.json and its weights)"))?.into();
+    let info = parse_info(&model_json, &store.describe(MODEL_JSON))?;
+    if info.weights.is_empty() || info.weights.contains('/') || info.weights == MODEL_JSON {
+        return Err(Error::format(store.describe(MODEL_JSON), format!("weights {:?} must name a file beside model.json", info.weights)));
+    }
+    Ok((model_json, info))
+}
+
+fn missing_weights(store: &Store, info: &ArtifactInfo) -> Error {
+    Error::format(store.describe(&info.weights), "does not exist (named by model.json's weights)")
+}
+
+/// Reads the artifact's `model.json` and streams its weights through sha256 (never
+/// holding them), checks the digest against `pin` when given, and returns what it found.
+/// Errors name the URI, the file and the problem.
+pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
+    let uri = uri.trim_end_matches('/');
+    let store = Store::open(uri)?;
+    let (model_json, info) = read_model_json(&store).await?;
+    let (weights_sha, weights_bytes) = store.sha256(&info.weights).await?.ok_or_else(|| missing_weights(&store, &info))?;
+    let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, weights_sha)]);
+    if let Some(pin) = pin {
+        if pin != digest {
+            return Err(mismatch(uri, pin, &digest));
+        }
+    }
+    Ok(Inspected { uri: uri.to_string(), info, digest, weights_bytes })
+}
+
+/// Checks the two models of a `ddpm-spade` spec against it: classes, the image model's
+/// size against `pipeline.image_size`, the label model's size against
+/// `pipeline.labels.size` and as a whole divisor of the image size, the sampler against
+/// the label model's timesteps. `labels` and `images` are `(uri, model.json fields)`.
+/// Errors name the spec key, the artifact and the mismatch.
+pub fn check_spec(spec: &RunSpec, labels: (&str, &ArtifactInfo), images: (&str, &ArtifactInfo)) -> Result<()> {
+    let invalid = |key: &str, message: String| Error::Invalid { origin: "run spec".into(), key: key.into(), message };
+    let Some(ls) = &spec.pipeline.labels else { return Err(invalid("pipeline.labels", "required for ddpm-spade".into())) };
+    let names = |c: &ClassTable| c.classes.iter().map(|d| format!("{} ({})", d.name, d.code)).collect::<Vec<_>>().join(", ");
+    for (key, (uri, info)) in [("pipeline.labels.model", labels), ("pipeline.images.model", images)] {
+        if info.classes != spec.classes {
+            return Err(invalid(key, format!("{uri}: the model was trained with classes [{}], the run spec has [{}]", names(&info.classes), names(&spec.classes))));
+        }
+    }
+    let size = spec.pipeline.image_size;
+    let (iuri, isize) = (images.0, images.1.size);
+    if isize != size {
+        return Err(invalid("pipeline.images.model", format!("{iuri}: the model paints {isize}×{isize} images, pipeline.image_size is {size}")));
+    }
+    let (luri, lsize) = (labels.0, labels.1.size);
+    if let Some(want) = ls.size {
+        if want != lsize {
+            return Err(invalid("pipeline.labels.size", format!("{want}, but the label model {luri} samples {lsize}×{lsize} maps")));
+        }
+    }
+    if lsize == 0 || lsize > size || size % lsize != 0 {
+        return Err(invalid("pipeline.labels.model", format!("{luri}: its {lsize}×{lsize} maps cannot be upscaled by a whole factor to pipeline.image_size {size}")));
+    }
+    let timesteps = labels.1.timesteps.ok_or_else(|| invalid("pipeline.labels.model", format!("{luri}: model.json has no timesteps (not a label model?)")))?;
+    ls.check_sampler(timesteps).map_err(|m| invalid("pipeline.labels", m))?;
+    Ok(())
+}
+
+/// Checks a spec's models and pins their digests into it (for `ddpm-spade`; other kinds
+/// pass through), reading each `model.json` and streaming each weights file through
+/// sha256: nothing is loaded and no weights are held in memory. Run before a spec is
+/// submitted or a static shard runs, so a missing, changed or mismatched model is an error
+/// before any job is claimed, and every worker then verifies the same bytes. (Decoding the
+/// weights is the worker's: it happens where the model code lives.)
+pub async fn prepare(spec: &mut RunSpec) -> Result<()> {
+    if spec.pipeline.kind != PipelineKind::DdpmSpade {
+        return Ok(());
+    }
+    let (Some(ls), Some(is)) = (&spec.pipeline.labels, &spec.pipeline.images) else {
+        return Err(Error::Invalid { origin: "run spec".into(), key: "pipeline".into(), message: "pipeline.labels and pipeline.images are required for ddpm-spade".into() });
+    };
+    let within = |key: &'static str, model: String| move |e: Error| Error::Invalid { origin: "run spec".into(), key: key.into(), message: format!("{model:?}: {e}") };
+    let labels = inspect(&ls.model, ls.sha256.as_deref()).await.map_err(within("pipeline.labels.model", ls.model.clone()))?;
+    let images = inspect(&is.model, is.sha256.as_deref()).await.map_err(within("pipeline.images.model", is.model.clone()))?;
+    check_spec(spec, (&labels.uri, &labels.info), (&images.uri, &images.info))?;
+    if let Some(l) = spec.pipeline.labels.as_mut() {
+        l.sha256 = Some(labels.digest);
+    }
+    if let Some(i) = spec.pipeline.images.as_mut() {
+        i.sha256 = Some(images.digest);
+    }
+    Ok(())
 }
 
 fn read_cached(uri: &str, pin: &str, dir: &Path) -> Option<Artifact> {

@@ -1,21 +1,29 @@
-//! labelgen's core, with no Burn: everything the coordinator and the workers share.
+//! labelgen's core, with no Burn: everything the coordinator, the workers and the
+//! evaluation share.
 //!
 //! # Layout
 //! - `classes.rs` — the class table (raw mask codes ↔ class indices, preview colours).
 //! - `label.rs` — [`LabelMap`], [`RgbImage`] and their PNG forms.
 //! - `seed.rs` — per-sample seeds and RNG streams.
-//! - `dataset.rs` — a dataset directory (images/ + labels/), preview grids.
+//! - `dataset.rs` — a dataset directory (images/ + labels/), resizing, preview grids.
 //! - `procedural/` — the procedural land-cover generator and renderer.
-//! - `cleanup/` — label-map cleanup (opening, islands, ramps, unknown codes) and label statistics.
-//! - `stats/` — label-quality statistics of a set of label maps (class shares, component
-//!   sizes, class adjacency, islands, ramp edges), real-versus-synthetic distances, plots.
+//! - `cleanup/` — label-map cleanup: opening, islands, ramp edges, upscaling; connected
+//!   components.
+//! - `spec.rs` — the run spec (TOML) and its validation.
+//! - `artifact.rs` — model artifacts: `model.json` metadata, sha256 digest (streamed),
+//!   fetch, local cache, and the checks of a spec's models that need no model code.
+//! - `storage/` — [`storage::Store`]: S3, local directory or memory, with create-only
+//!   puts; its conformance suite.
 //! - `queue/` — the [`JobQueue`] trait, its in-memory and Redis implementations, and the
 //!   conformance suite both pass.
-//! - `spec.rs` — the run spec (TOML) and its validation.
-//! - `artifact.rs` — model artifacts: fetch, sha256 digest, local cache.
-//! - `storage.rs` — [`storage::Store`]: S3, local directory or memory, with create-only puts.
+//! - `manifest/` — a run's files: object layout, commit records, manifest lines, and the
+//!   one reader of a finished run directory.
+//! - `job/` — shard execution, the commit protocol, finalize, the contact sheet and the
+//!   worker's job loop.
+//! - `lifecycle/` — run ids, submit, watch, status figures and the embedded mode.
 //! - `metrics.rs` — Prometheus metrics and their HTTP endpoint.
-//! - `job/` — shard execution, the commit protocol, finalize and the worker loop.
+//! - `files.rs`, `progress.rs`, `logging.rs` — atomic local writes, progress bars and the
+//!   logging set-up every binary uses.
 //! - `error.rs` — the library's [`Error`].
 
 mod classes;
@@ -26,10 +34,14 @@ mod seed;
 pub mod artifact;
 pub mod cleanup;
 pub mod dataset;
+pub mod files;
 pub mod job;
+pub mod lifecycle;
+pub mod logging;
+pub mod manifest;
 pub mod metrics;
+pub mod progress;
 pub mod spec;
-pub mod stats;
 pub mod storage;
 
 pub mod procedural;

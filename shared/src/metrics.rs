@@ -75,7 +75,7 @@ impl Metrics {
     }
 
     /// Adds one shard's stage times.
-    pub fn add_stage_seconds(&self, t: &crate::job::StageTimes) {
+    pub fn add_stage_seconds(&self, t: &crate::manifest::StageTimes) {
         for (stage, secs) in [("generate", t.generate), ("encode", t.encode), ("upload", t.upload)] {
             self.stage_seconds.get_or_create(&vec![("stage", stage.to_string())]).inc_by(secs);
         }
@@ -138,7 +138,7 @@ mod tests {
     async fn metrics_are_served_over_http() {
         let m = Metrics::new();
         m.jobs_committed.inc_by(3);
-        m.add_stage_seconds(&crate::job::StageTimes { generate: 1.5, encode: 0.25, upload: 0.5 });
+        m.add_stage_seconds(&crate::manifest::StageTimes { generate: 1.5, encode: 0.25, upload: 0.5 });
         let addr = serve_http("127.0.0.1:0".parse().unwrap(), m.clone()).await.unwrap();
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -42,7 +42,7 @@ async fn sigkill_one_of_three_workers_still_gives_exactly_n() {
     espec.shard_size = 7;
     let cfg = espec.write(cl.dir.path(), "embedded.toml");
     let o = run({
-        let mut c = cmd("coordinator");
+        let mut c = cmd("worker");
         c.args(["run", cfg.to_str().unwrap(), "--run-id", "k1"]);
         c
     });

@@ -1,4 +1,4 @@
-//! The embedded mode (`coordinator run`): no services, same commit protocol and manifest.
+//! The embedded mode (`worker run`): no services, same commit protocol and manifest.
 
 use labelgen_tests::bins::{cmd, run, stderr, stdout};
 use labelgen_tests::check;
@@ -13,10 +13,10 @@ async fn embedded_run_writes_exactly_n_and_resumes() {
     spec.count = 23;
     spec.shard_size = 5;
     let cfg = spec.write(dir.path(), "spec.toml");
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", cfg.to_str().unwrap(), "--workers", "3", "--run-id", "e1"]);
     let o = run(c);
-    assert!(o.status.success(), "coordinator run failed: {}", stderr(&o));
+    assert!(o.status.success(), "worker run failed: {}", stderr(&o));
     assert!(stdout(&o).contains("23 samples"), "{}", stdout(&o));
     let store = Store::open(out.to_str().unwrap()).unwrap().child("e1");
     let lines = check::exactly_n(&store, 23).await;
@@ -24,7 +24,7 @@ async fn embedded_run_writes_exactly_n_and_resumes() {
     let first = check::sample_bytes(&store, &lines).await;
 
     // Running the same id again keeps what is committed and rewrites the same manifest.
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", cfg.to_str().unwrap(), "--run-id", "e1"]);
     let o = run(c);
     assert!(o.status.success(), "second run failed: {}", stderr(&o));
@@ -42,7 +42,7 @@ async fn embedded_webdataset_holds_every_sample() {
     spec.count = 9;
     spec.shard_size = 4;
     let cfg = spec.write(dir.path(), "spec.toml");
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", cfg.to_str().unwrap(), "--run-id", "w1"]);
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -62,7 +62,7 @@ fn bad_config_names_file_and_key_and_writes_nothing() {
     let mut spec = SpecBuilder::new(out.to_str().unwrap());
     spec.shard_size = 0;
     let cfg = spec.write(dir.path(), "bad.toml");
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", cfg.to_str().unwrap()]);
     let o = run(c);
     assert!(!o.status.success());
@@ -71,13 +71,13 @@ fn bad_config_names_file_and_key_and_writes_nothing() {
     assert!(!out.exists(), "a rejected spec must not create its output");
 
     std::fs::write(dir.path().join("syntax.toml"), "[run]\ncount = \n").unwrap();
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", dir.path().join("syntax.toml").to_str().unwrap()]);
     let o = run(c);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("syntax.toml"), "{}", stderr(&o));
 
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", dir.path().join("missing.toml").to_str().unwrap()]);
     let o = run(c);
     assert!(!o.status.success());

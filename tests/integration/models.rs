@@ -24,7 +24,7 @@ async fn upload_model(store: &Store, name: &str) -> String {
 
 /// Labels hold only class codes, sizes match the spec, the manifest carries the model
 /// fields, and the contact sheet is there.
-async fn check_ddpm_spade_run(store: &Store, count: u64, size: u32) -> Vec<shared::job::ManifestLine> {
+async fn check_ddpm_spade_run(store: &Store, count: u64, size: u32) -> Vec<shared::manifest::ManifestLine> {
     let lines = check::exactly_n(store, count).await;
     let classes = ClassTable::ai_hub();
     for l in &lines {
@@ -60,7 +60,7 @@ async fn ddpm_spade_embedded_and_redis_give_the_same_valid_samples() {
     spec.shard_size = 4;
     let cfg = spec.write(cl.dir.path(), "embedded.toml");
     let cache = cl.dir.path().join("cache");
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", cfg.to_str().unwrap(), "--run-id", "m1"]).env("LABELGEN_MODEL_CACHE", &cache);
     let o = run(c);
     assert!(o.status.success(), "embedded ddpm-spade run failed: {}", stderr(&o));
@@ -147,7 +147,7 @@ async fn bad_artifacts_are_refused_before_any_job() {
         // The embedded mode refuses it the same way, writing nothing.
         let local = dir.path().join(name.replace(' ', "-"));
         std::fs::write(&cfg, text.replace("s3://data/bad", local.to_str().unwrap())).unwrap();
-        let mut c = cmd("coordinator");
+        let mut c = cmd("worker");
         c.args(["run", cfg.to_str().unwrap(), "--run-id", "b1"]);
         let o = run(c);
         assert!(!o.status.success(), "{name}: run should fail");
@@ -190,7 +190,7 @@ fn unavailable_cuda_device_is_a_clear_error() {
     let dir = TempDir::new("nocuda");
     let out = dir.path().join("out");
     let cfg = SpecBuilder::ddpm_spade(out.to_str().unwrap()).write(dir.path(), "spec.toml");
-    let mut c = cmd("coordinator");
+    let mut c = cmd("worker");
     c.args(["run", cfg.to_str().unwrap(), "--device", "cuda:0"]);
     let o = run(c);
     assert!(!o.status.success());

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
-use shared::job::ManifestLine;
+use shared::manifest::ManifestLine;
 use shared::storage::Store;
 
 /// The manifest lines of a run (`store` rooted at the run directory).

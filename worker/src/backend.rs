@@ -1,9 +1,12 @@
 //! The Burn backends, chosen here and nowhere else. Model code is generic over
 //! `B: Backend`; binaries and tests pick one of these aliases.
 //!
-//! - CPU: `burn-flex` (faster convolutions than `ndarray` on this class of machine; see
-//!   `../shared/REFERENCE.md`). Every test runs here.
+//! - CPU: `burn-flex` (measured faster convolutions than `ndarray` on a 2-core x86
+//!   machine). Every test runs here.
 //! - GPU: `burn-cuda` behind the `cuda` cargo feature.
+//!
+//! [`dispatch`] and [`dispatch_train`] resolve a `--device` and run generic work on the
+//! matching backend: the one place a command meets a concrete backend.
 
 /// Inference on the CPU.
 pub type Cpu = burn::backend::Flex;
@@ -18,3 +21,58 @@ pub type Gpu = burn::backend::Cuda;
 /// Training on an NVIDIA GPU.
 #[cfg(feature = "cuda")]
 pub type GpuTrain = burn::backend::Autodiff<Gpu>;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use shared::spec::DeviceChoice;
+
+use crate::device::{self, DriverProbe, Resolved};
+
+/// Work that runs on whichever inference backend a `--device` resolves to. A command
+/// implements it once, generically, and [`dispatch`] picks the backend: the one backend
+/// `match` of the crate.
+pub trait OnBackend {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device, resolved: Resolved) -> anyhow::Result<Self::Output>;
+}
+
+/// As [`OnBackend`], for training (an autodiff backend).
+pub trait OnTrainBackend {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device, resolved: Resolved) -> anyhow::Result<Self::Output>;
+}
+
+/// Resolves `choice` on this machine (an unusable `cuda` is an error naming what is
+/// missing; `auto` falls back to the CPU with a warning) and runs `work` there. A backend
+/// that panics while starting (the CUDA backend does) becomes an error naming the device.
+pub fn dispatch<W: OnBackend>(choice: DeviceChoice, work: W) -> anyhow::Result<W::Output> {
+    let resolved = device::resolve(choice, &DriverProbe::detect())?;
+    guard(resolved, move || match resolved {
+        Resolved::Cpu => work.run::<Cpu>(CpuDevice::default(), resolved),
+        #[cfg(feature = "cuda")]
+        Resolved::Cuda(n) => work.run::<Gpu>(burn::backend::cuda::CudaDevice { index: n }, resolved),
+        #[cfg(not(feature = "cuda"))]
+        Resolved::Cuda(_) => unreachable!("device::resolve refuses CUDA in a build without it"),
+    })
+}
+
+/// [`dispatch`] for training work.
+pub fn dispatch_train<W: OnTrainBackend>(choice: DeviceChoice, work: W) -> anyhow::Result<W::Output> {
+    let resolved = device::resolve(choice, &DriverProbe::detect())?;
+    guard(resolved, move || match resolved {
+        Resolved::Cpu => work.run::<CpuTrain>(CpuDevice::default(), resolved),
+        #[cfg(feature = "cuda")]
+        Resolved::Cuda(n) => work.run::<GpuTrain>(burn::backend::cuda::CudaDevice { index: n }, resolved),
+        #[cfg(not(feature = "cuda"))]
+        Resolved::Cuda(_) => unreachable!("device::resolve refuses CUDA in a build without it"),
+    })
+}
+
+/// Runs `f`, turning a panic of the backend into an error that names the device.
+pub fn guard<T>(resolved: Resolved, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| anyhow::anyhow!("the {resolved} backend failed: {}", panic_text(&p)))?
+}
+
+/// The message of a caught panic.
+pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "a panic without a message".into())
+}

@@ -6,8 +6,9 @@ use clap::{Parser, Subcommand};
 
 use crate::commands;
 
-/// labelgen worker: generates labeled samples for every active run in Redis, and the
-/// one-machine tools (procedural data, …).
+/// labelgen worker: generates labeled samples for every active run in Redis, runs a whole
+/// dataset on this machine with no services (`run`), and the model tools (train, sample,
+/// cleanup, synthesize, bench).
 ///
 /// With no subcommand the worker serves the queue: it claims jobs of every active run,
 /// generates their samples, commits each shard to object storage and acks it.
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the queue (the default when no subcommand is given).
     Serve(commands::serve::ServeArgs),
+    /// Generate a dataset on this machine: in-memory queue, in-process workers, no Redis.
+    Run(commands::run::Args),
     /// Generate and commit one shard of a run without Redis (Indexed Jobs, Slurm arrays).
     RunShard(commands::run_shard::RunShardArgs),
     /// Write a procedural land-cover dataset: DIR/images, DIR/labels, DIR/previews.
@@ -49,16 +52,6 @@ pub enum Command {
     /// Measure the ddpm-spade pipeline (per-stage times, images/s; CPU versus CUDA).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
-    /// Evaluate generated data against real data (label statistics, distances, plots).
-    #[command(subcommand)]
-    Eval(EvalCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum EvalCommand {
-    // No doc comment here: `worker eval labels --help` shows the one on `Args`.
-    Labels(commands::eval_labels::Args),
-    Utility(commands::eval_utility::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => commands::serve::run(cli.serve),
         Some(Command::Serve(args)) => commands::serve::run(args),
+        Some(Command::Run(args)) => commands::run::run(args),
         Some(Command::RunShard(args)) => commands::run_shard::run(args),
         Some(Command::Procedural(args)) => commands::procedural::run(args),
         Some(Command::Train(TrainCommand::Ddpm(args))) => commands::train_ddpm::run(args),
@@ -81,23 +75,5 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Cleanup(args)) => commands::cleanup::run(args),
         Some(Command::Synthesize(args)) => commands::synthesize::run(args),
         Some(Command::Bench(cmd)) => commands::bench::run(cmd),
-        Some(Command::Eval(EvalCommand::Labels(args))) => commands::eval_labels::run(args),
-        Some(Command::Eval(EvalCommand::Utility(args))) => commands::eval_utility::run(args),
-    }
-}
-
-/// Logs go to stderr; stdout is kept for results other programs read.
-pub fn init_tracing(json: bool, verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

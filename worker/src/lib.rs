@@ -1,26 +1,27 @@
-//! labelgen worker library: the command line, pipelines and the job loop.
+//! labelgen worker: the models, the pipeline that chains them, and the `worker` binary.
+//! The job loop, the commit protocol and the queue live in `shared`; this crate supplies
+//! the [`Factory`] that builds a run's pipeline, and the model commands.
 //!
 //! # Layout
-//! - `backend.rs` — the Burn backends (CPU `flex`; `cuda` by feature).
-//! - `cli.rs` — the `worker` command line.
-//! - `commands/` — one file per subcommand.
-//! - `artifact.rs` — model artifacts at a path or `s3://` URI.
+//! - `backend.rs` — the Burn backends (CPU `flex`; `cuda` by feature) and the one
+//!   backend dispatch ([`backend::dispatch`]).
+//! - `device.rs` — `--device auto|cpu|cuda[:N]` and NVIDIA driver detection.
+//! - `args.rs` — flag groups shared by several commands (dataset reading, device).
+//! - `artifact.rs` — synchronous reads and writes of artifact files (training outputs).
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
-//! - `seg/` — a BiSeNet V2-style segmentation network, its training and metrics (IoU,
-//!   mIoU) for `worker eval utility`.
 //! - `pipelines.rs` — [`Factory`]: the pipeline a run spec asks for (`procedural`,
-//!   `ddpm-spade`), and [`pipelines::prepare`]: model checks before submit.
-//! - `device.rs` — `--device auto|cpu|cuda[:N]` and NVIDIA driver detection.
+//!   `ddpm-spade`), with the model cache.
+//! - `cli.rs` — the `worker` command line; `commands/` — one file per subcommand.
 
+pub mod args;
 pub mod artifact;
 pub mod backend;
 pub mod cli;
 mod commands;
 pub mod ddpm;
-pub mod seg;
-pub mod spade;
 pub mod device;
 pub mod pipelines;
+pub mod spade;
 
 pub use pipelines::Factory;

@@ -5,7 +5,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = worker::cli::Cli::parse();
-    worker::cli::init_tracing(cli.log_json, cli.verbose);
+    shared::logging::init_tracing(cli.log_json, cli.verbose);
     match worker::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! The pipelines this worker can run, chosen by the run spec's `pipeline.kind`:
 //! `procedural` (from `shared`) and `ddpm-spade` (DDPM label maps → cleanup → SPADE
-//! images), plus [`prepare`], the check a run spec's models get before any job exists.
+//! images), with the per-process model cache.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -19,7 +19,8 @@ use shared::spec::{DeviceChoice, PipelineKind, RunSpec, SamplerKind};
 use shared::{mix64, sample_seed, LabelMap};
 
 use crate::ddpm::{DdpmModel, Encoding, ModelMeta, SamplerConfig};
-use crate::device::{self, DriverProbe, Resolved};
+use crate::backend::OnBackend;
+use crate::device::Resolved;
 use crate::spade::{SpadeMeta, SpadeModel};
 
 /// Seeds SPADE's noise from a sample's seed on a stream apart from the DDPM's.
@@ -47,18 +48,27 @@ impl Factory {
     }
 
     fn build_ddpm_spade(&self, spec: &RunSpec) -> anyhow::Result<Arc<dyn Pipeline>> {
-        let checked = crate::artifact::block_on(check_models(spec, &self.cache_dir))?;
+        let checked = crate::artifact::block_on(fetch_models(spec, &self.cache_dir))?;
         let choice = self.device.unwrap_or(spec.pipeline.device);
-        let resolved = device::resolve(choice, &DriverProbe::detect())?;
-        match resolved {
-            Resolved::Cpu => self.build_on::<crate::backend::Cpu>(spec, checked, crate::backend::CpuDevice::default(), resolved),
-            #[cfg(feature = "cuda")]
-            Resolved::Cuda(n) => self.build_on::<crate::backend::Gpu>(spec, checked, burn::backend::cuda::CudaDevice { index: n }, resolved),
-            #[cfg(not(feature = "cuda"))]
-            Resolved::Cuda(_) => unreachable!("device::resolve refuses CUDA in a build without it"),
-        }
+        crate::backend::dispatch(choice, BuildOn { factory: self, spec, checked })
     }
+}
 
+/// [`Factory::build_ddpm_spade`] on the backend `--device` resolved to.
+struct BuildOn<'a> {
+    factory: &'a Factory,
+    spec: &'a RunSpec,
+    checked: CheckedModels,
+}
+
+impl OnBackend for BuildOn<'_> {
+    type Output = Arc<dyn Pipeline>;
+    fn run<B: Backend>(self, dev: B::Device, resolved: Resolved) -> anyhow::Result<Arc<dyn Pipeline>> {
+        self.factory.build_on::<B>(self.spec, self.checked, dev, resolved)
+    }
+}
+
+impl Factory {
     fn build_on<B: Backend>(&self, spec: &RunSpec, checked: CheckedModels, dev: B::Device, resolved: Resolved) -> anyhow::Result<Arc<dyn Pipeline>> {
         let key = format!("{}/{}/{resolved}", checked.labels.digest, checked.images.digest);
         // Held while loading, so concurrent job slots load a model once, not once each.
@@ -70,8 +80,7 @@ impl Factory {
                 let start = Instant::now();
                 let (l, i) = (&checked.labels, &checked.images);
                 // The CUDA backend panics (rather than erring) when it cannot start.
-                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_models::<B>(&checked, &dev)))
-                .map_err(|p| anyhow::anyhow!("the {resolved} backend failed while loading the models: {}", panic_text(&p)))??;
+                let loaded = crate::backend::guard(resolved, || load_models::<B>(&checked, &dev)).context("loading the models")?;
                 tracing::info!(
                     device = %resolved,
                     label_model = %l.uri, label_sha256 = %l.digest,
@@ -87,10 +96,6 @@ impl Factory {
         drop(loaded_models);
         Ok(Arc::new(DdpmSpadePipeline::new(spec, &checked, models, resolved)?))
     }
-}
-
-fn panic_text(p: &Box<dyn Any + Send>) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "a panic without a message".into())
 }
 
 impl PipelineFactory for Factory {
@@ -111,73 +116,27 @@ pub struct CheckedModels {
     pub image_meta: SpadeMeta,
 }
 
-/// Fetches both models of a `ddpm-spade` spec (through the local cache for `s3://`),
-/// verifies their pinned digests, and checks they fit the spec: classes, the SPADE size
-/// against `pipeline.image_size`, the DDPM size against `pipeline.labels.size` and as a
-/// divisor of the image size, the sampler against the model's timesteps. Errors name the
-/// spec key, the artifact and the mismatch.
-pub async fn check_models(spec: &RunSpec, cache_dir: &Path) -> anyhow::Result<CheckedModels> {
+/// Fetches both models of a `ddpm-spade` spec into memory (through the local cache for
+/// `s3://`), verifies their pinned digests, checks them against the spec
+/// ([`shared::artifact::check_spec`]) and parses their full `model.json`.
+pub async fn fetch_models(spec: &RunSpec, cache_dir: &Path) -> anyhow::Result<CheckedModels> {
     let (Some(ls), Some(is)) = (&spec.pipeline.labels, &spec.pipeline.images) else {
         bail!("pipeline.labels and pipeline.images are required for ddpm-spade");
     };
     let labels = artifact::fetch(&ls.model, ls.sha256.as_deref(), cache_dir).await.with_context(|| format!("pipeline.labels.model = {:?}", ls.model))?;
     let images = artifact::fetch(&is.model, is.sha256.as_deref(), cache_dir).await.with_context(|| format!("pipeline.images.model = {:?}", is.model))?;
+    artifact::check_spec(spec, (&labels.uri, &labels.info), (&images.uri, &images.info))?;
     let label_meta = ModelMeta::from_json(&labels.model_json, &format!("{}/model.json", labels.uri)).context("pipeline.labels.model")?;
     let image_meta = SpadeMeta::from_json(&images.model_json, &images.uri).context("pipeline.images.model")?;
-    let names = |c: &shared::ClassTable| c.classes.iter().map(|d| format!("{} ({})", d.name, d.code)).collect::<Vec<_>>().join(", ");
-    for (key, uri, classes) in [("pipeline.labels.model", &labels.uri, &label_meta.classes), ("pipeline.images.model", &images.uri, &image_meta.classes)] {
-        if *classes != spec.classes {
-            bail!("{key} {uri}: the model was trained with classes [{}], the run spec has [{}]", names(classes), names(&spec.classes));
-        }
-    }
-    let size = spec.pipeline.image_size;
-    if image_meta.size != size {
-        bail!("pipeline.images.model {}: the model paints {}×{} images, pipeline.image_size is {size}", images.uri, image_meta.size, image_meta.size);
-    }
-    let lsize = label_meta.size;
-    if let Some(want) = ls.size {
-        if want != lsize {
-            bail!("pipeline.labels.size is {want}, but the label model {} samples {lsize}×{lsize} maps", labels.uri);
-        }
-    }
-    if lsize > size || size % lsize != 0 {
-        bail!("pipeline.labels.model {}: its {lsize}×{lsize} maps cannot be upscaled by a whole factor to pipeline.image_size {size}", labels.uri);
-    }
-    sampler_config(ls, label_meta.timesteps)?;
     Ok(CheckedModels { labels, label_meta, images, image_meta })
 }
 
 fn sampler_config(ls: &shared::spec::LabelModelSection, timesteps: usize) -> anyhow::Result<SamplerConfig> {
-    let steps = ls.steps_for(timesteps);
-    let cfg = match ls.sampler {
+    let steps = ls.check_sampler(timesteps).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(match ls.sampler {
         SamplerKind::Ddim => SamplerConfig::ddim(steps, ls.eta),
-        SamplerKind::Ddpm => {
-            if steps != timesteps {
-                bail!("pipeline.labels.steps is {steps}, but the ddpm sampler runs every one of the model's {timesteps} timesteps (remove steps or use sampler = \"ddim\")");
-            }
-            SamplerConfig::ddpm()
-        }
-    };
-    cfg.validate(timesteps).map_err(|e| anyhow::anyhow!("pipeline.labels: {e}"))?;
-    Ok(cfg)
-}
-
-/// Checks a spec's models and pins their digests into it (for `ddpm-spade`; other kinds
-/// pass through). Run before a spec is submitted or a static shard runs, so a missing,
-/// changed or mismatched model is an error before any job is claimed, and every worker
-/// then verifies the same bytes.
-pub async fn prepare(spec: &mut RunSpec) -> anyhow::Result<()> {
-    if spec.pipeline.kind != PipelineKind::DdpmSpade {
-        return Ok(());
-    }
-    let checked = check_models(spec, &artifact::default_cache_dir()).await?;
-    if let Some(l) = spec.pipeline.labels.as_mut() {
-        l.sha256 = Some(checked.labels.digest.clone());
-    }
-    if let Some(i) = spec.pipeline.images.as_mut() {
-        i.sha256 = Some(checked.images.digest.clone());
-    }
-    Ok(())
+        SamplerKind::Ddpm => SamplerConfig::ddpm(),
+    })
 }
 
 struct Models<B: Backend> {
@@ -288,7 +247,7 @@ impl<B: Backend> Pipeline for DdpmSpadePipeline<B> {
 /// Builds a `ddpm-spade` pipeline on a given backend and device, bypassing the factory's
 /// device choice (benchmarks and the GPU check compare backends with it).
 pub fn ddpm_spade_on<B: Backend>(spec: &RunSpec, dev: B::Device, resolved: Resolved) -> anyhow::Result<DdpmSpadePipeline<B>> {
-    let checked = crate::artifact::block_on(check_models(spec, &artifact::default_cache_dir()))?;
+    let checked = crate::artifact::block_on(fetch_models(spec, &artifact::default_cache_dir()))?;
     let models = load_models::<B>(&checked, &dev)?;
     DdpmSpadePipeline::new(spec, &checked, Arc::new(Mutex::new(models)), resolved)
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::classes::ClassTable;
 use crate::error::{Error, Result};
-use crate::job::record::ManifestLine;
+use crate::manifest::ManifestLine;
 use crate::label::{LabelMap, RgbImage};
 use crate::storage::Store;
 
@@ -23,7 +23,7 @@ pub async fn contact_sheet(store: &Store, lines: &[ManifestLine], classes: &Clas
     // statistics use; each tar is fetched once.
     let paths: Vec<String> = lines.iter().flat_map(|l| [l.image.clone(), l.label.clone()]).collect();
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
-    crate::stats::read_label_files::<Error>(store, &paths, |origin, bytes| {
+    crate::manifest::read_files::<Error>(store, &paths, |origin, bytes| {
         files.insert(origin.to_string(), bytes);
         Ok(())
     })

@@ -12,9 +12,8 @@ use futures::StreamExt;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::layout;
 use super::pipeline::{Pipeline, Sample};
-use super::record::{CommitRecord, ManifestLine, StageTimes};
+use crate::manifest::{existing_record, layout, CommitRecord, ManifestLine, StageTimes};
 use crate::error::{Error, Result};
 use crate::spec::{OutputFormat, RunSpec};
 use crate::storage::{Created, Store};
@@ -85,17 +84,6 @@ fn now_ms() -> u64 {
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
-}
-
-/// Reads and checks an existing commit record of `shard`; `None` if there is none.
-pub async fn existing_record(store: &Store, run_id: &str, shard: u64) -> Result<Option<CommitRecord>> {
-    let path = layout::record_path(shard);
-    let Some(bytes) = store.get(&path).await? else { return Ok(None) };
-    let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| Error::format(store.describe(&path), format!("not a commit record: {e}")))?;
-    if rec.shard != shard || rec.run_id != run_id {
-        return Err(Error::format(store.describe(&path), format!("commit record is for run {} shard {}", rec.run_id, rec.shard)));
-    }
-    Ok(Some(rec))
 }
 
 /// Runs one attempt at one shard.

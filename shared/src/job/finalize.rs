@@ -10,9 +10,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::execute::existing_record;
-use super::layout;
-use super::record::{CommitRecord, StageTimes};
+use crate::manifest::{committed_shards, layout, read_records, ManifestLine, StageTimes};
 use crate::error::{Error, Result};
 use crate::spec::RunSpec;
 use crate::storage::Store;
@@ -55,18 +53,6 @@ pub struct Timings {
     pub stage_seconds: StageTimes,
 }
 
-/// Shards that have a commit record, from one listing of `shards/`.
-pub async fn committed_shards(store: &Store) -> Result<Vec<u64>> {
-    Ok(store.list(layout::SHARDS_DIR).await?.iter().filter_map(|p| layout::shard_of_record_path(p)).collect())
-}
-
-/// Reads the commit records of the given shards, in order, `parallel` at a time.
-pub fn read_records<'a>(store: &'a Store, run_id: &'a str, shards: Vec<u64>) -> impl futures::Stream<Item = Result<CommitRecord>> + 'a {
-    futures::stream::iter(shards)
-        .map(move |s| async move { existing_record(store, run_id, s).await?.ok_or_else(|| Error::Run { run: run_id.into(), message: format!("commit record of shard {s} vanished") }) })
-        .buffered(16)
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -104,7 +90,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
     let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect()));
     let mut buf = Vec::with_capacity(1 << 20);
-    let mut first_lines: Vec<super::record::ManifestLine> = Vec::new();
+    let mut first_lines: Vec<ManifestLine> = Vec::new();
     while let Some(rec) = records.next().await {
         let rec = rec?;
         let where_ = store.describe(&layout::record_path(rec.shard));

@@ -1,10 +1,8 @@
 //! Generating a shard and committing it; finalizing a run; the worker's job loop.
 //!
 //! # Layout
-//! - `layout.rs` — where every object of a run lives (one place builds every path).
 //! - `pipeline.rs` — the [`Pipeline`] trait (labels + images for a batch of indices) and
 //!   the `procedural` pipeline.
-//! - `record.rs` — the shard commit record and the manifest line.
 //! - `execute.rs` — one shard: generate → encode → upload (attempt-scoped) → create-only commit.
 //! - `output.rs` — the run directory and `run.json` (create-only).
 //! - `contact.rs` — `contact_sheet.png`, the first samples as (label | image) pairs.
@@ -18,14 +16,11 @@ mod execute;
 mod faults;
 mod finalize;
 mod output;
-pub mod layout;
 mod pipeline;
-mod record;
 mod runner;
 
 pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
-pub use finalize::{committed_shards, finalize, read_records, FinalizeReport, ManifestSummary};
+pub use finalize::{finalize, FinalizeReport, ManifestSummary};
 pub use output::{prepare_output, run_store};
 pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
-pub use record::{CommitRecord, ManifestLine, StageTimes};
 pub use runner::{default_owner, serve, RunCache, WorkerOptions};

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::layout;
+use crate::manifest::layout;
 use crate::error::{Error, Result};
 use crate::spec::RunSpec;
 use crate::storage::{Created, Store};

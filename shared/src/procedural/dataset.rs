@@ -1,7 +1,6 @@
 //! Writing a procedural dataset to disk: `images/`, `labels/` and `previews/`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -66,9 +65,9 @@ pub fn write_dataset(out: &Path, count: u64, size: u32, seed: u64, shares: &Clas
         .map(|index| -> Result<[u64; NUM_CLASSES]> {
             let (image, labels) = super::sample(seed, index, size, shares);
             let name = format!("{}.png", tile_name(index));
-            write_atomic(&dirs[0].join(&name), &image.to_png())?;
-            write_atomic(&dirs[1].join(&name), &labels.to_png(&classes))?;
-            write_atomic(&dirs[2].join(&name), &preview(&image, &labels, &classes).to_png())?;
+            crate::files::write_atomic(&dirs[0].join(&name), &image.to_png())?;
+            crate::files::write_atomic(&dirs[1].join(&name), &labels.to_png(&classes))?;
+            crate::files::write_atomic(&dirs[2].join(&name), &preview(&image, &labels, &classes).to_png())?;
             on_progress(done.fetch_add(1, Ordering::Relaxed) + 1);
             let c = labels.class_counts(NUM_CLASSES);
             Ok(std::array::from_fn(|k| c[k]))
@@ -77,31 +76,11 @@ pub fn write_dataset(out: &Path, count: u64, size: u32, seed: u64, shares: &Clas
     Ok(DatasetSummary { count, size, class_pixels: counts })
 }
 
-/// Writes `bytes` to `path` by way of a temporary file in the same directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct TempDir(PathBuf);
+    struct TempDir(std::path::PathBuf);
     impl TempDir {
         fn new(tag: &str) -> TempDir {
             let p = std::env::temp_dir().join(format!("labelgen-procedural-{}-{tag}", std::process::id()));

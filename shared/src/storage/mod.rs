@@ -171,6 +171,25 @@ impl Store {
         }
     }
 
+    /// The sha256 (hex) and size of an object, read as a stream: the object is never held
+    /// in memory whole. `None` if it does not exist.
+    pub async fn sha256(&self, rel: &str) -> Result<Option<(String, u64)>> {
+        use sha2::{Digest, Sha256};
+        let result = match self.inner.get(&self.path(rel)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err(rel, e)),
+        };
+        let mut stream = result.into_stream();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(rel, e))? {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Some((hex::encode(hasher.finalize()), size)))
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, rel: &str) -> Result<bool> {
         match self.inner.head(&self.path(rel)).await {

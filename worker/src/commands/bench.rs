@@ -28,11 +28,6 @@ pub enum BenchCommand {
     ///
     /// Example: worker bench compare configs/local.toml --count 8
     Compare(CompareArgs),
-    /// The segmentation model of `eval utility`: parameters and GMAC per image, training
-    /// and inference images/s on procedural pairs.
-    ///
-    /// Example: worker bench seg --sizes 64,128 --width 8
-    Seg(super::bench_seg::SegArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,7 +72,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Pipeline(args) => pipeline(args),
         BenchCommand::Compare(args) => compare(args),
-        BenchCommand::Seg(args) => super::bench_seg::run(args),
     }
 }
 

@@ -1,11 +1,9 @@
 //! One file per subcommand: its clap arguments and its `run`.
 
 pub mod bench;
-pub mod bench_seg;
 pub mod cleanup;
-pub mod eval_labels;
-pub mod eval_utility;
 pub mod procedural;
+pub mod run;
 pub mod run_shard;
 pub mod sample_labels;
 pub mod serve;

@@ -30,11 +30,6 @@ pub struct RunShardArgs {
     pub device: Option<shared::spec::DeviceChoice>,
 }
 
-/// The default run id of a static run: the same for every task given the same spec.
-pub fn static_run_id(spec: &RunSpec) -> String {
-    format!("static-{}", &spec.digest()[..12])
-}
-
 fn shard_from_env() -> anyhow::Result<Option<u64>> {
     for var in ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"] {
         if let Ok(v) = std::env::var(var) {
@@ -56,8 +51,14 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Models are checked and their digests pinned before the run id is derived, so every
     // shard of a static run verifies the same model bytes (a changed model is a new run).
-    rt.block_on(crate::pipelines::prepare(&mut spec)).with_context(|| format!("{}", args.config.display()))?;
-    let run_id = args.run_id.unwrap_or_else(|| static_run_id(&spec));
+    rt.block_on(shared::artifact::prepare(&mut spec)).with_context(|| format!("{}", args.config.display()))?;
+    let run_id = match args.run_id {
+        Some(id) => {
+            shared::lifecycle::runid::check(&id, "--run-id / $LABELGEN_RUN_ID")?;
+            id
+        }
+        None => shared::lifecycle::runid::static_run_id(&spec.digest()),
+    };
     rt.block_on(async move {
         let store = prepare_output(&spec, &run_id).await?;
         let pipeline = {

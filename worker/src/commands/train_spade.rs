@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shared::ClassTable;
 
-use super::train_ddpm::{write_test_stems, DataArgs};
+use crate::args::{write_test_stems, DataArgs};
 
 use crate::spade::{default_n_up, fit, DatasetPairs, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
 

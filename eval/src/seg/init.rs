@@ -76,7 +76,7 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
 
     use super::*;
-    use crate::backend::{Cpu, CpuDevice};
+    use worker::backend::{Cpu, CpuDevice};
     use crate::seg::SegNetConfig;
 
     fn flat(m: &crate::seg::SegNet<Cpu>) -> Vec<f32> {

@@ -27,7 +27,7 @@ mod tests {
     use burn::tensor::TensorData;
 
     use super::*;
-    use crate::backend::{Cpu, CpuDevice};
+    use worker::backend::{Cpu, CpuDevice};
 
     fn loss(logits: Vec<f32>, k: usize, targets: Vec<i64>, hw: [usize; 2]) -> f32 {
         let d = CpuDevice::default();

@@ -1,5 +1,5 @@
 //! A compact real-time semantic segmentation network (BiSeNet V2 style) and its metrics,
-//! for measuring how much generated data helps a downstream model (`worker eval utility`).
+//! for measuring how much generated data helps a downstream model (`labelgen-eval utility`).
 //!
 //! # Layout
 //! - `layers.rs` — [`ConvBn`] (conv-BN-ReLU) and [`DwBlock`] (depthwise-separable block).

@@ -1,7 +1,7 @@
 use super::*;
-use crate::cleanup::island_count;
-use crate::procedural::{generate_labels, ClassShares};
-use crate::{ClassTable, IGNORE_INDEX};
+use shared::cleanup::island_count;
+use shared::procedural::{generate_labels, ClassShares};
+use shared::{ClassTable, IGNORE_INDEX};
 
 const X: u8 = IGNORE_INDEX;
 
@@ -188,7 +188,7 @@ fn stats_plots_have_the_expected_sizes_and_colours() {
     for img in [share_plot(a, b, &classes), adjacency_plot(a, b, &classes), component_plot(a, b, &classes)] {
         assert!(img.width > 300 && img.height > 200, "{}×{}", img.width, img.height);
         assert_eq!(img.data.len(), (img.width * img.height * 3) as usize);
-        let back = crate::RgbImage::from_png(&img.to_png(), "plot").unwrap();
+        let back = shared::RgbImage::from_png(&img.to_png(), "plot").unwrap();
         assert_eq!(back, img);
     }
     let bars = share_plot(a, b, &classes);
@@ -198,59 +198,4 @@ fn stats_plots_have_the_expected_sizes_and_colours() {
             assert!(has(class.color), "no bar of {}", class.name);
         }
     }
-}
-
-#[test]
-fn stats_run_reader_reads_plain_files_and_tar_members_once_each() {
-    use crate::storage::Store;
-    use bytes::Bytes;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let store = Store::memory();
-        let e = manifest_label_paths(&store).await.unwrap_err().to_string();
-        assert!(e.contains("manifest.jsonl") && e.contains("missing") && e.contains("not a finished run directory"), "{e}");
-
-        let mut tar = tar::Builder::new(Vec::new());
-        for (name, data) in [("00000002.png", b"img2".as_slice()), ("00000002.label.png", b"lab2"), ("00000003.label.png", b"lab3")] {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, name, data).unwrap();
-        }
-        store.put("data/000001/0/000001.tar", Bytes::from(tar.into_inner().unwrap())).await.unwrap();
-        store.put("data/000000/0/00000000.label.png", Bytes::from_static(b"lab0")).await.unwrap();
-        store.put("data/000000/0/00000001.label.png", Bytes::from_static(b"lab1")).await.unwrap();
-        let lines = [
-            r#"{"index": 0, "label": "data/000000/0/00000000.label.png"}"#,
-            r#"{"index": 1, "label": "data/000000/0/00000001.label.png"}"#,
-            "",
-            r#"{"index": 2, "label": "data/000001/0/000001.tar#00000002.label.png"}"#,
-            r#"{"index": 3, "label": "data/000001/0/000001.tar#00000003.label.png"}"#,
-        ];
-        store.put("manifest.jsonl", Bytes::from(lines.join("\n"))).await.unwrap();
-        let paths = manifest_label_paths(&store).await.unwrap();
-        assert_eq!(paths.len(), 4);
-        let mut got = Vec::new();
-        read_label_files::<crate::Error>(&store, &paths, |origin, bytes| {
-            got.push((origin.to_string(), String::from_utf8(bytes).unwrap()));
-            Ok(())
-        })
-        .await
-        .unwrap();
-        got.sort();
-        assert_eq!(got.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(), ["lab0", "lab1", "lab2", "lab3"]);
-        assert_eq!(got[2].0, store.describe("data/000001/0/000001.tar#00000002.label.png"));
-
-        // A member the tar lacks, an object that is missing, a line without a label.
-        let bad = vec!["data/000001/0/000001.tar#00000009.label.png".to_string()];
-        let e = read_label_files::<crate::Error>(&store, &bad, |_, _| Ok(())).await.unwrap_err().to_string();
-        assert!(e.contains("000001.tar") && e.contains("has no member 00000009.label.png"), "{e}");
-        let bad = vec!["data/nope.label.png".to_string()];
-        let e = read_label_files::<crate::Error>(&store, &bad, |_, _| Ok(())).await.unwrap_err().to_string();
-        assert!(e.contains("data/nope.label.png") && e.contains("missing"), "{e}");
-        store.put("manifest.jsonl", Bytes::from_static(b"{\"index\": 0}\n")).await.unwrap();
-        let e = manifest_label_paths(&store).await.unwrap_err().to_string();
-        assert!(e.contains("manifest.jsonl") && e.contains("line 1") && e.contains("\"label\""), "{e}");
-    });
 }

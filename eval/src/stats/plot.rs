@@ -5,8 +5,8 @@
 //! class's preview colour (the colours of the colourised label previews).
 
 use super::{compare, LabelStats};
-use crate::classes::ClassTable;
-use crate::label::RgbImage;
+use shared::ClassTable;
+use shared::RgbImage;
 
 const WHITE: [u8; 3] = [255, 255, 255];
 const INK: [u8; 3] = [30, 30, 30];

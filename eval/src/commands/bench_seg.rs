@@ -1,4 +1,4 @@
-//! `worker bench seg`: the segmentation model's size and speed — parameters and GMAC per
+//! `labelgen-eval bench-seg`: the segmentation model's size and speed — parameters and GMAC per
 //! image (convolutions) at each size and at full size, training and inference images/s on
 //! procedural pairs. Prints a table; asserts nothing.
 
@@ -12,7 +12,7 @@ use shared::procedural::{sample, ClassShares};
 use shared::spec::DeviceChoice;
 use shared::{ClassTable, LabelMap, RgbImage};
 
-use crate::device::{self, DriverProbe, Resolved};
+use worker::device::{self, DriverProbe, Resolved};
 use crate::seg::{evaluate, inference, train, SegNetConfig, TrainOptions};
 
 #[derive(Debug, clap::Args)]
@@ -46,9 +46,9 @@ pub fn run(args: SegArgs) -> anyhow::Result<ExitCode> {
     }
     let resolved = device::resolve(args.device, &DriverProbe::detect())?;
     match resolved {
-        Resolved::Cpu => run_on::<crate::backend::CpuTrain>(args, crate::backend::CpuDevice::default(), resolved),
+        Resolved::Cpu => run_on::<worker::backend::CpuTrain>(args, worker::backend::CpuDevice::default(), resolved),
         #[cfg(feature = "cuda")]
-        Resolved::Cuda(n) => run_on::<crate::backend::GpuTrain>(args, burn::backend::cuda::CudaDevice { index: n }, resolved),
+        Resolved::Cuda(n) => run_on::<worker::backend::GpuTrain>(args, burn::backend::cuda::CudaDevice { index: n }, resolved),
         #[cfg(not(feature = "cuda"))]
         Resolved::Cuda(_) => unreachable!("resolve refuses CUDA without the feature"),
     }
@@ -108,11 +108,10 @@ mod tests {
     use clap::Parser;
 
     use crate::cli::{Cli, Command};
-    use crate::commands::bench::BenchCommand;
 
-    fn bench(a: &[&str]) -> BenchCommand {
-        let cli = Cli::try_parse_from(["worker", "bench"].iter().chain(a)).unwrap();
-        let Some(Command::Bench(b)) = cli.command else { panic!("not bench") };
+    fn bench(a: &[&str]) -> super::SegArgs {
+        let cli = Cli::try_parse_from(["labelgen-eval", "bench-seg"].iter().chain(a)).unwrap();
+        let Command::BenchSeg(b) = cli.command else { panic!("not bench-seg") };
         b
     }
 
@@ -120,8 +119,8 @@ mod tests {
     /// width the model refuses is an error that names the flag.
     #[test]
     fn bench_seg_runs_at_toy_sizes() {
-        crate::commands::bench::run(bench(&["seg", "--sizes", "16", "--steps", "1", "--batch", "2", "--width", "2", "--full-widths", "2", "--full-size", "32", "--device", "cpu"])).unwrap();
-        let e = crate::commands::bench::run(bench(&["seg", "--width", "1", "--full-widths", "2", "--device", "cpu"])).unwrap_err().to_string();
+        super::run(bench(&["--sizes", "16", "--steps", "1", "--batch", "2", "--width", "2", "--full-widths", "2", "--full-size", "32", "--device", "cpu"])).unwrap();
+        let e = super::run(bench(&["--width", "1", "--full-widths", "2", "--device", "cpu"])).unwrap_err().to_string();
         assert!(e.contains("--width 1"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! real ones, measured on the maps alone (no images, no model).
 //!
 //! ```
-//! use shared::stats::{compare, LabelStats, StatsOptions};
+//! use crate::stats::{compare, LabelStats, StatsOptions};
 //! use shared::LabelMap;
 //! let opts = StatsOptions::default();
 //! let mut real = LabelStats::new(2, opts);
@@ -21,16 +21,16 @@
 //! - **class pixel shares** — each class's share of the class pixels;
 //! - **component sizes** — per class, a histogram of the sizes of its connected components
 //!   over log2 bins (bin `b` holds sizes `2^b ..= 2^(b+1) - 1`); 8-connected by default,
-//!   like [`crate::cleanup::components`], so that an "island" here is exactly what
+//!   like [`shared::cleanup::components`], so that an "island" here is exactly what
 //!   `worker cleanup --min-island` removes;
 //! - **class adjacency** — for each ordered pair `(a, b)` of different classes, how many
 //!   4-neighbour pixel pairs have `a` on one side and `b` on the other (each bordering pair
 //!   counts for `(a, b)` and for `(b, a)`, so the matrix is symmetric), normalised to sum 1;
 //! - **islands** — components smaller than `min_island` pixels: count, per class, per map;
 //! - **ramp edges** — pixels in thin seams of a third class where two classes meet
-//!   ([`crate::cleanup::ramp_pixel_share`]), as a share of the class pixels.
+//!   ([`shared::cleanup::ramp_pixel_share`]), as a share of the class pixels.
 //!
-//! Ignore pixels ([`crate::IGNORE_INDEX`], and any value `>= K`) take part in nothing:
+//! Ignore pixels ([`shared::IGNORE_INDEX`], and any value `>= K`) take part in nothing:
 //! they are no class's pixels, no component's, no border's and no ramp's, and they split
 //! components. [`LabelStats::ignore_pixels`] counts them.
 //!
@@ -43,16 +43,12 @@
 //! # Layout
 //! - `mod.rs` — [`LabelStats`], [`StatsOptions`], [`compare`], [`LabelComparison`].
 //! - `plot.rs` — PNG plots of two sets' statistics (bar charts, heat maps) drawn on
-//!   [`crate::RgbImage`], with a built-in 5×7 pixel font.
-//! - `run.rs` — reading the label maps of a run directory (`manifest.jsonl`, plain files
-//!   or WebDataset tar members).
+//!   [`shared::RgbImage`], with a built-in 5×7 pixel font.
 //! - `tests.rs` — hand-computed examples.
 
 mod plot;
-mod run;
 
 pub use plot::{adjacency_plot, component_plot, share_plot, PlotSet};
-pub use run::{manifest_label_paths, read_label_files};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,8 +56,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::cleanup::ramp_pixel_share;
-use crate::label::LabelMap;
+use shared::cleanup::ramp_pixel_share;
+use shared::LabelMap;
 
 /// Log2 size bins of the component-size histograms: bin `b` holds sizes
 /// `2^b ..= 2^(b+1) - 1`, so 32 bins cover every `u32` size.
@@ -130,7 +126,7 @@ pub struct StatsOptions {
 }
 
 impl Default for StatsOptions {
-    /// `min_island` 16 and 8-connectivity, as [`crate::cleanup::CleanupOptions`] default.
+    /// `min_island` 16 and 8-connectivity, as [`shared::cleanup::CleanupOptions`] default.
     fn default() -> Self {
         StatsOptions { min_island: 16, connectivity: Connectivity::Eight }
     }

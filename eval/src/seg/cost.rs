@@ -101,7 +101,7 @@ mod tests {
     use burn::nn::PaddingConfig2d;
 
     use super::*;
-    use crate::backend::{Cpu, CpuDevice};
+    use worker::backend::{Cpu, CpuDevice};
     use crate::seg::{ConvBnConfig, SegNetConfig};
 
     #[test]

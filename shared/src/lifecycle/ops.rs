@@ -1,16 +1,17 @@
-//! The run operations behind the subcommands, shared by the Redis and embedded modes.
+//! The run operations behind the coordinator's subcommands, shared by the Redis and
+//! embedded modes: submit, look up, finalize, status figures.
 
 use std::sync::Arc;
 
-use anyhow::bail;
-use shared::job::{finalize, prepare_output, run_store, FinalizeReport};
-use shared::queue::{Counts, JobQueue, RunRecord, Submitted};
-use shared::spec::RunSpec;
-use shared::storage::Store;
+use crate::error::{Error, Result};
+use crate::job::{finalize, prepare_output, run_store, FinalizeReport};
+use crate::queue::{Counts, JobQueue, RunRecord, Submitted};
+use crate::spec::RunSpec;
+use crate::storage::Store;
 
 /// Connects to Redis; the error names the URL without its password.
-pub async fn connect(redis_url: &str) -> anyhow::Result<Arc<dyn JobQueue>> {
-    let q = shared::queue::RedisQueue::connect(redis_url).await?;
+pub async fn connect(redis_url: &str) -> Result<Arc<dyn JobQueue>> {
+    let q = crate::queue::RedisQueue::connect(redis_url).await?;
     Ok(Arc::new(q))
 }
 
@@ -31,22 +32,22 @@ pub fn run_record(spec: &RunSpec, run_id: &str) -> RunRecord {
 }
 
 /// Submits a run: output first (so a bad bucket leaves Redis untouched), then the queue.
-pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> anyhow::Result<Submitted> {
+pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Result<Submitted> {
     prepare_output(spec, run_id).await?;
     Ok(queue.submit(&run_record(spec, run_id)).await?)
 }
 
 /// The record and spec of a known run.
-pub async fn load_run(queue: &dyn JobQueue, run_id: &str) -> anyhow::Result<(RunRecord, RunSpec)> {
+pub async fn load_run(queue: &dyn JobQueue, run_id: &str) -> Result<(RunRecord, RunSpec)> {
     let Some(rec) = queue.run(run_id).await? else {
-        bail!("unknown run {run_id:?}: `coordinator list` shows the runs this Redis knows");
+        return Err(Error::Run { run: run_id.into(), message: "unknown run: `coordinator list` shows the runs this Redis knows".into() });
     };
     let spec = RunSpec::from_json(&rec.spec_json, &format!("run {run_id}"))?;
     Ok((rec, spec))
 }
 
 /// Writes the manifest of a fully committed run and marks it finalized in the queue.
-pub async fn finalize_run(queue: &dyn JobQueue, run_id: &str) -> anyhow::Result<(FinalizeReport, Store)> {
+pub async fn finalize_run(queue: &dyn JobQueue, run_id: &str) -> Result<(FinalizeReport, Store)> {
     let (_, spec) = load_run(queue, run_id).await?;
     let store = run_store(&spec, run_id)?;
     let report = finalize(&store, run_id, &spec).await?;

@@ -2,13 +2,13 @@
 //! the run ends; then finalize. On a terminal the bar redraws; elsewhere (logs, CI) a
 //! progress line is logged every few seconds.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
-use shared::queue::{JobQueue, RunState};
+use crate::manifest::layout::MANIFEST_JSONL;
+use crate::queue::{JobQueue, RunState};
 
-use crate::ops;
+use super::ops;
+use crate::error::Result;
 
 /// How a watched run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,15 +20,10 @@ pub enum WatchEnd {
     Cancelled,
 }
 
-pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool, metrics: Option<&shared::metrics::Metrics>) -> anyhow::Result<WatchEnd> {
+pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool, metrics: Option<&crate::metrics::Metrics>) -> Result<WatchEnd> {
     let (_, spec) = ops::load_run(queue, run_id).await?;
     let total = spec.run.count;
-    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} samples [{bar:30}] {per_sec} · ETA {eta} · {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress::styled(Some(total), "{spinner} {pos}/{len} samples [{bar:30}] {per_sec} · ETA {eta} · {msg}");
     let started = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_log = Instant::now();
@@ -46,7 +41,7 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         if let Some(m) = metrics {
             m.set_queue(run_id, &c);
@@ -70,20 +65,20 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
             }
             RunState::Finalized if !finalize || c.committed == c.total => {
                 bar.finish_with_message("finalized");
-                let store = shared::job::run_store(&spec, run_id)?;
-                return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(shared::job::layout::MANIFEST_JSONL) });
+                let store = crate::job::run_store(&spec, run_id)?;
+                return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(MANIFEST_JSONL) });
             }
             _ => {}
         }
         if c.committed == c.total {
             bar.finish_with_message("all shards committed");
             if !finalize {
-                let store = shared::job::run_store(&spec, run_id)?;
-                return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(shared::job::layout::MANIFEST_JSONL) });
+                let store = crate::job::run_store(&spec, run_id)?;
+                return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(MANIFEST_JSONL) });
             }
             let (report, store) = ops::finalize_run(queue, run_id).await?;
             tracing::info!(samples = report.samples, removed = report.removed_objects, seconds = started.elapsed().as_secs_f64(), "finalized");
-            return Ok(WatchEnd::Complete { samples: report.samples, manifest: store.describe(shared::job::layout::MANIFEST_JSONL) });
+            return Ok(WatchEnd::Complete { samples: report.samples, manifest: store.describe(MANIFEST_JSONL) });
         }
         if c.dead > 0 && c.pending == 0 && c.leased == 0 {
             bar.abandon_with_message("dead shards");

@@ -1,4 +1,4 @@
-//! `worker eval utility`: does generated data help a segmentation model? Trains the same
+//! `labelgen-eval utility`: does generated data help a segmentation model? Trains the same
 //! network on real data with and without a share of a run's samples and compares IoU on
 //! the real test split.
 
@@ -12,13 +12,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use shared::dataset::{resize_rgb, Dataset, DatasetOptions, TEST_STEMS_FILE};
-use shared::job::layout::MANIFEST_JSONL;
+use shared::manifest::layout::MANIFEST_JSONL;
 use shared::storage::{Store, StoreUrl};
 use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
 
-use super::train_ddpm::DataArgs;
+use worker::args::DataArgs;
 use crate::seg::{evaluate, inference, train, ConfusionMatrix, SegNetConfig, TrainOptions};
-use crate::spade::PairSource;
+use worker::spade::PairSource;
 
 const SALT_PICK: u64 = 0x5E6_0101;
 const SALT_DROP: u64 = 0x5E6_0102;
@@ -50,7 +50,7 @@ const RULE: &str = "the difference of the mIoU means counts as real when |Δ| > 
 /// mIoU, cells "mean ± sd" in %), OUT/iou.png (per class and mIoU: baseline solid,
 /// synthetic light, whiskers ± sd; 0-100 %) and prints the table.
 ///
-/// Example: worker eval utility --real data/aihub --test-stems models/spade/test_stems.txt --synthetic s3://bucket/runs/ddpm-7 --replace 0.1 --seeds 3 --epochs 30 --size 512 --out eval/utility-ddpm-7
+/// Example: labelgen-eval utility --real data/aihub --test-stems models/spade/test_stems.txt --synthetic s3://bucket/runs/ddpm-7 --replace 0.1 --seeds 3 --epochs 30 --size 512 --out eval/utility-ddpm-7
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The real dataset directory (images/ + labels/, see --mask).
@@ -142,10 +142,10 @@ fn pct(f: f64) -> String {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "cuda")]
-    if crate::device::use_cuda(args.cpu) {
-        return run_on::<crate::backend::GpuTrain>(args, &Default::default());
+    if worker::device::use_cuda(args.cpu) {
+        return run_on::<worker::backend::GpuTrain>(args, &Default::default());
     }
-    run_on::<crate::backend::CpuTrain>(args, &crate::backend::CpuDevice::default())
+    run_on::<worker::backend::CpuTrain>(args, &worker::backend::CpuDevice::default())
 }
 
 fn check(args: &Args) -> anyhow::Result<Mix> {
@@ -212,36 +212,6 @@ fn open_real(args: &Args, classes: &ClassTable) -> anyhow::Result<RealSplit> {
     Ok(RealSplit { ds, train, test, how: format!("the {} stems of --test-stems {}", wanted.len(), file.display()) })
 }
 
-/// A manifest line's image and label paths (relative to the run directory).
-struct Entry {
-    key: String,
-    image: String,
-    label: String,
-}
-
-async fn read_manifest(store: &Store) -> anyhow::Result<Vec<Entry>> {
-    let origin = store.describe(MANIFEST_JSONL);
-    let bytes = store.get(MANIFEST_JSONL).await?.ok_or_else(|| anyhow::anyhow!("{origin}: missing: {} is not a finished run directory", store.display()))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| anyhow::anyhow!("{origin}: not UTF-8 text: {e}"))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{origin}: line {}: not a JSON object", i + 1))?;
-        let field = |name: &str| -> anyhow::Result<String> {
-            match v.get(name).and_then(|x| x.as_str()) {
-                Some(s) if !s.is_empty() => Ok(s.to_string()),
-                _ => anyhow::bail!("{origin}: line {}: no \"{name}\" path (a manifest line names its image and label relative to the run directory)", i + 1),
-            }
-        };
-        let key = v.get("key").and_then(|x| x.as_str()).map(String::from).unwrap_or_else(|| format!("{i:08}"));
-        out.push(Entry { key, image: field("image")?, label: field("label")? });
-    }
-    anyhow::ensure!(!out.is_empty(), "{origin}: holds no samples");
-    Ok(out)
-}
-
 /// Fetches `n` seeded picks of the run's manifest, resizes them to `size` and writes them
 /// to `dir` (images/, labels/ as raw codes) as a dataset directory; returns it opened.
 fn fetch_synthetic(args: &Args, n: usize, classes: &ClassTable, dir: &Path) -> anyhow::Result<Dataset> {
@@ -255,7 +225,7 @@ fn fetch_synthetic(args: &Args, n: usize, classes: &ClassTable, dir: &Path) -> a
         std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
     rt.block_on(async {
-        let entries = read_manifest(&store).await?;
+        let entries = shared::manifest::read_manifest(&store).await?;
         anyhow::ensure!(
             entries.len() >= n,
             "{} lists {} samples; {} are needed ({} of the real training split)",
@@ -280,7 +250,7 @@ fn fetch_synthetic(args: &Args, n: usize, classes: &ClassTable, dir: &Path) -> a
         let mut images: Vec<Option<RgbImage>> = vec![None; n];
         let mut labels: Vec<Option<LabelMap>> = vec![None; n];
         let bar = bar(2 * n as u64, "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} run files  ETA {eta}");
-        shared::stats::read_label_files(&store, &paths, |origin, bytes| -> anyhow::Result<()> {
+        shared::manifest::read_files(&store, &paths, |origin, bytes| -> anyhow::Result<()> {
             let &(pos, is_image) = slot.get(origin).ok_or_else(|| anyhow::anyhow!("{origin}: read but not asked for"))?;
             if is_image {
                 images[pos] = Some(RgbImage::from_png(&bytes, origin).context("unreadable image")?);
@@ -671,11 +641,11 @@ fn chart(r: &Report, classes: &ClassTable) -> RgbImage {
 mod tests {
     use clap::Parser;
 
-    use crate::cli::{Cli, Command, EvalCommand};
+    use crate::cli::{Cli, Command};
 
     fn args(a: &[&str]) -> super::Args {
-        let cli = Cli::try_parse_from(["worker", "eval", "utility"].iter().chain(a)).unwrap();
-        let Some(Command::Eval(EvalCommand::Utility(x))) = cli.command else { panic!("not eval utility") };
+        let cli = Cli::try_parse_from(["labelgen-eval", "utility"].iter().chain(a)).unwrap();
+        let Command::Utility(x) = cli.command else { panic!("not utility") };
         x
     }
 
@@ -687,7 +657,7 @@ mod tests {
         let a = args(&["--real", "r", "--synthetic", "s", "--out", "o", "--add", "1.0", "--seeds", "2", "--epochs", "4", "--size", "64", "--width", "8", "--batch", "2", "--lr", "0.01", "--test-stems", "t.txt", "--cpu"]);
         assert_eq!(super::check(&a).unwrap(), super::Mix::Add(1.0));
         assert_eq!((a.epochs, a.size, a.width, a.batch, a.test_stems.as_deref()), (4, 64, 8, 2, Some(std::path::Path::new("t.txt"))));
-        assert!(Cli::try_parse_from(["worker", "eval", "utility", "--real", "r", "--synthetic", "s", "--out", "o", "--add", "1", "--replace", "0.1"]).is_err());
+        assert!(Cli::try_parse_from(["labelgen-eval", "utility", "--real", "r", "--synthetic", "s", "--out", "o", "--add", "1", "--replace", "0.1"]).is_err());
         assert!(super::check(&args(&["--real", "r", "--synthetic", "s", "--out", "o", "--replace", "1.0"])).is_err());
         assert!(super::check(&args(&["--real", "r", "--synthetic", "s", "--out", "o", "--seeds", "0"])).is_err());
     }
@@ -701,7 +671,7 @@ mod tests {
             let label = &stems[(i + shift) % stems.len()];
             std::fs::copy(real.join(format!("images/{s}.png")), run.join(format!("data/{s}.png"))).unwrap();
             std::fs::copy(real.join(format!("labels/{label}.png")), run.join(format!("data/{s}.label.png"))).unwrap();
-            manifest.push_str(&format!("{{\"key\":\"{s}\",\"image\":\"data/{s}.png\",\"label\":\"data/{s}.label.png\"}}\n"));
+            manifest.push_str(&shared::manifest::ManifestLine::for_files(i as u64, s, &format!("data/{s}.png"), &format!("data/{s}.label.png")).to_jsonl());
         }
         std::fs::write(run.join("manifest.jsonl"), manifest).unwrap();
     }
@@ -756,10 +726,10 @@ mod tests {
         let stems: Vec<String> = (0..24).map(shared::procedural::tile_name).collect();
         let test: Vec<&String> = stems.iter().take(4).collect();
         let mut manifest = String::new();
-        for s in stems.iter().skip(4).take(6) {
+        for (i, s) in stems.iter().skip(4).take(6).enumerate() {
             std::fs::copy(real.join(format!("images/{s}.png")), run.join(format!("data/{s}.png"))).unwrap();
             std::fs::copy(real.join(format!("labels/{s}.png")), run.join(format!("data/{s}.label.png"))).unwrap();
-            manifest.push_str(&format!("{{\"key\":\"{s}\",\"image\":\"data/{s}.png\",\"label\":\"data/{s}.label.png\"}}\n"));
+            manifest.push_str(&shared::manifest::ManifestLine::for_files(i as u64, s, &format!("data/{s}.png"), &format!("data/{s}.label.png")).to_jsonl());
         }
         std::fs::write(run.join("manifest.jsonl"), manifest).unwrap();
         let stems_file = dir.join("test_stems.txt");

@@ -1,4 +1,4 @@
-//! `worker eval labels`: label-quality statistics of a run's label maps against a real
+//! `labelgen-eval labels`: label-quality statistics of a run's label maps against a real
 //! dataset's (see [`shared::stats`]).
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 use shared::dataset::Dataset;
-use shared::stats::{self, compare, Connectivity, LabelComparison, LabelStats, PlotSet, StatsOptions};
+use crate::stats::{self, compare, Connectivity, LabelComparison, LabelStats, PlotSet, StatsOptions};
 use shared::storage::{Store, StoreUrl};
 use shared::{ClassTable, LabelMap};
 
@@ -53,7 +53,7 @@ use shared::{ClassTable, LabelMap};
 /// OUT/components.png (size histograms per class; real solid, synthetic hatched), and
 /// prints the distances.
 ///
-/// Example: worker eval labels --real data/aihub-val --synthetic s3://bucket/runs/ddpm-7 --out eval/ddpm-7
+/// Example: labelgen-eval labels --real data/aihub-val --synthetic s3://bucket/runs/ddpm-7 --out eval/ddpm-7
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The real dataset directory: DIR/labels/NAME.png, 8-bit gray PNGs of raw AI Hub codes
@@ -207,7 +207,7 @@ fn measure(args: &Args, classes: &ClassTable, opts: StatsOptions) -> anyhow::Res
         if !dir.is_dir() {
             anyhow::bail!("--synthetic {}: no such directory (expected a run directory holding manifest.jsonl, or a directory with labels/*.png or *.png)", args.synthetic);
         }
-        if !dir.join(shared::job::layout::MANIFEST_JSONL).exists() {
+        if !dir.join(shared::manifest::layout::MANIFEST_JSONL).exists() {
             if dir.join("labels").is_dir() {
                 listed = Some(label_pngs(&dir, "labels").with_context(|| format!("--synthetic {}", args.synthetic))?);
             } else if let Ok(names) = label_pngs(&dir, "") {
@@ -222,12 +222,12 @@ fn measure(args: &Args, classes: &ClassTable, opts: StatsOptions) -> anyhow::Res
         .block_on(async {
             let paths = match listed {
                 Some(paths) => paths,
-                None => stats::manifest_label_paths(&store).await?,
+                None => shared::manifest::read_manifest(&store).await?.into_iter().map(|l| l.label).collect(),
             };
             let bar = progress(paths.len() as u64, "synthetic");
             let mut total = LabelStats::new(k, opts);
             let mut batch: Vec<(String, Vec<u8>)> = Vec::with_capacity(BATCH);
-            stats::read_label_files(&store, &paths, |origin, bytes| -> anyhow::Result<()> {
+            shared::manifest::read_files(&store, &paths, |origin, bytes| -> anyhow::Result<()> {
                 batch.push((origin.to_string(), bytes));
                 if batch.len() >= BATCH {
                     add_batch(&mut total, &mut batch, classes, opts, target, &resized, &bar)?;
@@ -402,7 +402,7 @@ mod tests {
     }
 
     /// A run directory: the maps as `data/000000/0/KEY.label.png` and a manifest.jsonl
-    /// listing them (only the fields the reader needs, plus a few others).
+    /// listing them.
     fn write_run(dir: &Path, maps: &[LabelMap]) {
         let classes = ClassTable::ai_hub();
         std::fs::create_dir_all(dir.join("data/000000/0")).unwrap();
@@ -410,8 +410,8 @@ mod tests {
         for (i, m) in maps.iter().enumerate() {
             let rel = format!("data/000000/0/{i:08}.label.png");
             std::fs::write(dir.join(&rel), m.to_png(&classes)).unwrap();
-            manifest.push_str(&serde_json::json!({ "index": i, "key": format!("{i:08}"), "label": rel, "width": m.width }).to_string());
-            manifest.push('\n');
+            let image = rel.replace(".label", "");
+            manifest.push_str(&shared::manifest::ManifestLine::for_files(i as u64, &format!("{i:08}"), &image, &rel).to_jsonl());
         }
         std::fs::write(dir.join("manifest.jsonl"), manifest).unwrap();
     }

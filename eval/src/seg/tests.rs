@@ -5,7 +5,7 @@ use shared::procedural::{sample, ClassShares};
 use shared::{LabelMap, RgbImage};
 
 use super::*;
-use crate::backend::{Cpu, CpuDevice, CpuTrain};
+use worker::backend::{Cpu, CpuDevice, CpuTrain};
 
 #[test]
 fn seg_model_output_shapes() {

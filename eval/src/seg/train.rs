@@ -14,8 +14,8 @@ use shared::{rng_for, sample_seed, LabelMap, RgbImage};
 use super::loss::masked_cross_entropy;
 use super::metrics::ConfusionMatrix;
 use super::model::{SegNet, SegNetConfig};
-use crate::spade::input::images_to_tensor;
-use crate::spade::PairSource;
+use worker::spade::input::images_to_tensor;
+use worker::spade::PairSource;
 
 const SALT_ORDER: u64 = 0x5E6_0001;
 const SALT_FLIP: u64 = 0x5E6_0002;

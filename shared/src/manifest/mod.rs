@@ -1,0 +1,18 @@
+//! A run's files: where each object lives, the commit record of a shard, the manifest
+//! line of a sample, and reading them back. The one reader of a run directory: the job
+//! runner writes through it, finalize, the contact sheet, evaluation and the tests read
+//! through it.
+//!
+//! # Layout
+//! - `layout.rs` — the path of every object of a run (one place builds every path).
+//! - `record.rs` — [`CommitRecord`] (`shards/SHARD.json`), [`ManifestLine`] (a line of
+//!   `manifest.jsonl`), reading commit records.
+//! - `read.rs` — reading `manifest.jsonl` and the files it names (plain objects and
+//!   `SHARD.tar#MEMBER` members, each tar fetched once).
+
+pub mod layout;
+mod read;
+mod record;
+
+pub use read::{parse_manifest, read_files, read_manifest};
+pub use record::{committed_shards, existing_record, read_records, CommitRecord, ManifestLine, StageTimes};

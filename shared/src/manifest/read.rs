@@ -1,0 +1,189 @@
+//! Reading a finished run directory: the lines of its `manifest.jsonl`, then the files
+//! they name — plain objects (`data/…/KEY.label.png`) fetched a few at a time,
+//! WebDataset members (`data/…/SHARD.tar#KEY.label.png`) by fetching each tar once.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use super::layout::MANIFEST_JSONL;
+use super::record::ManifestLine;
+use crate::storage::Store;
+
+/// Plain objects fetched at once.
+const PLAIN_CONCURRENCY: usize = 16;
+/// Tars fetched at once (each is held whole in memory while its members are read).
+const TAR_CONCURRENCY: usize = 2;
+
+/// Every line of `STORE/manifest.jsonl`, in manifest order. Errors name the file (and the
+/// line): a missing manifest (not a finished run directory), a line that is not a manifest
+/// line, an empty manifest.
+pub async fn read_manifest(store: &Store) -> Result<Vec<ManifestLine>> {
+    let origin = store.describe(MANIFEST_JSONL);
+    let bytes = store.get(MANIFEST_JSONL).await?.ok_or_else(|| {
+        Error::format(&origin, format!("missing: {} is not a finished run directory (a run writes {MANIFEST_JSONL} when it is finalized)", store.display()))
+    })?;
+    let lines = parse_manifest(&bytes, &origin)?;
+    if lines.is_empty() {
+        return Err(Error::format(&origin, "holds no samples"));
+    }
+    Ok(lines)
+}
+
+/// Parses the text of a `manifest.jsonl` (`origin` names it in errors); blank lines are
+/// skipped.
+pub fn parse_manifest(bytes: &[u8], origin: &str) -> Result<Vec<ManifestLine>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::format(origin, format!("not UTF-8 text: {e}")))?;
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: ManifestLine = serde_json::from_str(line).map_err(|e| Error::format(origin, format!("line {}: not a manifest line (index, key, image, label, seed, …): {e}", i + 1)))?;
+        if parsed.label.is_empty() || parsed.image.is_empty() {
+            return Err(Error::format(origin, format!("line {}: empty \"image\" or \"label\" path", i + 1)));
+        }
+        lines.push(parsed);
+    }
+    Ok(lines)
+}
+
+/// What to fetch: one object, or the wanted members of one tar.
+enum Unit<'a> {
+    Plain(&'a str),
+    /// The tar's path and `(member, manifest path)` pairs.
+    Tar(&'a str, Vec<(&'a str, &'a str)>),
+}
+
+/// Reads the files named by manifest `paths` (relative to `store`; `TAR#MEMBER` for a tar
+/// member) and calls `f(origin, bytes)` for each, `origin` being where the file is, for
+/// messages ([`Store::describe`] of the path). Every tar is fetched once, however many
+/// members are read from it. Calls come in no fixed order (plain files first, then tars'
+/// members); the first error stops the reading and is returned. Errors name the object:
+/// missing, not a tar, no such member.
+pub async fn read_files<E: From<Error>>(store: &Store, paths: &[String], mut f: impl FnMut(&str, Vec<u8>) -> std::result::Result<(), E>) -> std::result::Result<(), E> {
+    let mut plain = Vec::new();
+    let mut tars: Vec<Unit> = Vec::new();
+    let mut tar_index: HashMap<&str, usize> = HashMap::new();
+    for path in paths {
+        match path.split_once('#') {
+            None => plain.push(Unit::Plain(path)),
+            Some((tar, member)) => {
+                let i = *tar_index.entry(tar).or_insert_with(|| {
+                    tars.push(Unit::Tar(tar, Vec::new()));
+                    tars.len() - 1
+                });
+                if let Unit::Tar(_, members) = &mut tars[i] {
+                    members.push((member, path));
+                }
+            }
+        }
+    }
+    for (units, concurrency) in [(plain, PLAIN_CONCURRENCY), (tars, TAR_CONCURRENCY)] {
+        let mut fetched = futures::stream::iter(units).map(|u| fetch(store, u)).buffered(concurrency);
+        while let Some(files) = fetched.next().await {
+            for (origin, bytes) in files? {
+                f(&origin, bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `(origin, bytes)` of one unit's files.
+async fn fetch(store: &Store, unit: Unit<'_>) -> Result<Vec<(String, Vec<u8>)>> {
+    let object = match &unit {
+        Unit::Plain(p) | Unit::Tar(p, _) => *p,
+    };
+    let bytes = store.get(object).await?.ok_or_else(|| Error::format(store.describe(object), format!("listed in {MANIFEST_JSONL} but missing")))?;
+    let Unit::Tar(_, members) = unit else {
+        return Ok(vec![(store.describe(object), bytes.to_vec())]);
+    };
+    let mut wanted: HashMap<&str, &str> = members.iter().copied().collect();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut archive = tar::Archive::new(std::io::Cursor::new(bytes));
+    let bad = |m: String| Error::format(store.describe(object), m);
+    for entry in archive.entries().map_err(|e| bad(format!("not a tar: {e}")))? {
+        let mut entry = entry.map_err(|e| bad(format!("bad tar entry: {e}")))?;
+        let name = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(path) = wanted.remove(name.as_str()) {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| bad(format!("reading member {name}: {e}")))?;
+            out.push((store.describe(path), data));
+        }
+    }
+    if let Some(path) = members.iter().map(|(_, p)| *p).find(|p| wanted.values().any(|w| w == p)) {
+        let member = path.split_once('#').map_or(path, |(_, m)| m);
+        return Err(bad(format!("has no member {member} (listed in {MANIFEST_JSONL})")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_plain_files_and_tar_members_once_each() {
+        use bytes::Bytes;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Store::memory();
+            let e = read_manifest(&store).await.unwrap_err().to_string();
+            assert!(e.contains("manifest.jsonl") && e.contains("missing") && e.contains("not a finished run directory"), "{e}");
+
+            let mut tar = tar::Builder::new(Vec::new());
+            for (name, data) in [("00000002.png", b"img2".as_slice()), ("00000002.label.png", b"lab2"), ("00000003.label.png", b"lab3")] {
+                let mut h = tar::Header::new_ustar();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tar.append_data(&mut h, name, data).unwrap();
+            }
+            store.put("data/000001/0/000001.tar", Bytes::from(tar.into_inner().unwrap())).await.unwrap();
+            store.put("data/000000/0/00000000.label.png", Bytes::from_static(b"lab0")).await.unwrap();
+            store.put("data/000000/0/00000001.label.png", Bytes::from_static(b"lab1")).await.unwrap();
+            let line = |i: u64, label: &str| {
+                let mut l = ManifestLine::for_files(i, &format!("{i:08}"), &label.replace(".label", ""), label);
+            l.seed = u64::MAX - i;
+            serde_json::to_string(&l).unwrap()
+            };
+            let lines = [
+                line(0, "data/000000/0/00000000.label.png"),
+                line(1, "data/000000/0/00000001.label.png"),
+                String::new(),
+                line(2, "data/000001/0/000001.tar#00000002.label.png"),
+                line(3, "data/000001/0/000001.tar#00000003.label.png"),
+            ];
+            store.put("manifest.jsonl", Bytes::from(lines.join("\n"))).await.unwrap();
+            let paths = read_manifest(&store).await.unwrap().into_iter().map(|l| l.label).collect::<Vec<_>>();
+            assert_eq!(paths.len(), 4);
+            let mut got = Vec::new();
+            read_files::<crate::Error>(&store, &paths, |origin, bytes| {
+                got.push((origin.to_string(), String::from_utf8(bytes).unwrap()));
+                Ok(())
+            })
+            .await
+            .unwrap();
+            got.sort();
+            assert_eq!(got.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(), ["lab0", "lab1", "lab2", "lab3"]);
+            assert_eq!(got[2].0, store.describe("data/000001/0/000001.tar#00000002.label.png"));
+
+            // A member the tar lacks, an object that is missing, a line without a label.
+            let bad = vec!["data/000001/0/000001.tar#00000009.label.png".to_string()];
+            let e = read_files::<crate::Error>(&store, &bad, |_, _| Ok(())).await.unwrap_err().to_string();
+            assert!(e.contains("000001.tar") && e.contains("has no member 00000009.label.png"), "{e}");
+            let bad = vec!["data/nope.label.png".to_string()];
+            let e = read_files::<crate::Error>(&store, &bad, |_, _| Ok(())).await.unwrap_err().to_string();
+            assert!(e.contains("data/nope.label.png") && e.contains("missing"), "{e}");
+            store.put("manifest.jsonl", Bytes::from_static(b"{\"index\": 0}\n")).await.unwrap();
+            let e = read_manifest(&store).await.unwrap_err().to_string();
+            assert!(e.contains("manifest.jsonl") && e.contains("line 1") && e.contains("not a manifest line"), "{e}");
+            assert_eq!(read_manifest(&store).await.is_err(), true);
+            store.put("manifest.jsonl", Bytes::from_static(b"\n")).await.unwrap();
+            let e = read_manifest(&store).await.unwrap_err().to_string();
+            assert!(e.contains("holds no samples"), "{e}");
+        });
+    }
+}

@@ -1,0 +1,114 @@
+//! The shard commit record (`shards/SHARD.json`) and the manifest line it carries per sample.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::layout;
+use crate::error::{Error, Result};
+use crate::storage::Store;
+
+/// One sample of the dataset, as a line of `manifest.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestLine {
+    pub index: u64,
+    pub key: String,
+    /// Path of the image relative to the run directory (`data/…/KEY.png`; for WebDataset
+    /// `data/…/SHARD.tar#KEY.png`).
+    pub image: String,
+    /// Path of the label PNG, as for `image`.
+    pub label: String,
+    pub seed: u64,
+    pub shard: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Pixel count per class name.
+    pub class_pixels: BTreeMap<String, u64>,
+    pub image_sha256: String,
+    pub label_sha256: String,
+    /// Pipeline-specific fields.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ManifestLine {
+    /// A line naming a sample's files only (seed 0, no sizes, hashes or class pixels): for
+    /// tools and tests that assemble a run directory by hand.
+    pub fn for_files(index: u64, key: &str, image: &str, label: &str) -> ManifestLine {
+        ManifestLine {
+            index,
+            key: key.into(),
+            image: image.into(),
+            label: label.into(),
+            seed: 0,
+            shard: 0,
+            width: 0,
+            height: 0,
+            class_pixels: BTreeMap::new(),
+            image_sha256: String::new(),
+            label_sha256: String::new(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// This line as one line of `manifest.jsonl` (with the newline).
+    pub fn to_jsonl(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("a manifest line serializes");
+        s.push('\n');
+        s
+    }
+}
+
+/// Seconds spent per stage on a shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimes {
+    pub generate: f64,
+    pub encode: f64,
+    pub upload: f64,
+}
+
+/// Written create-only when a shard's data is complete. Its existence is the commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub run_id: String,
+    pub shard: u64,
+    /// The attempt (lease token) whose data is the shard's.
+    pub attempt: u64,
+    pub owner: String,
+    /// Whether an earlier attempt at this shard had been made (failed, expired or released).
+    #[serde(default)]
+    pub retried: bool,
+    pub spec_digest: String,
+    pub format: crate::spec::OutputFormat,
+    pub started_ms: u64,
+    pub committed_ms: u64,
+    pub stage_seconds: StageTimes,
+    /// For WebDataset: the tar's path and sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar: Option<(String, String)>,
+    pub samples: Vec<ManifestLine>,
+}
+
+/// Reads and checks an existing commit record of `shard`; `None` if there is none.
+pub async fn existing_record(store: &Store, run_id: &str, shard: u64) -> Result<Option<CommitRecord>> {
+    let path = layout::record_path(shard);
+    let Some(bytes) = store.get(&path).await? else { return Ok(None) };
+    let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| Error::format(store.describe(&path), format!("not a commit record: {e}")))?;
+    if rec.shard != shard || rec.run_id != run_id {
+        return Err(Error::format(store.describe(&path), format!("commit record is for run {} shard {}", rec.run_id, rec.shard)));
+    }
+    Ok(Some(rec))
+}
+
+/// Shards that have a commit record, from one listing of `shards/`.
+pub async fn committed_shards(store: &Store) -> Result<Vec<u64>> {
+    Ok(store.list(layout::SHARDS_DIR).await?.iter().filter_map(|p| layout::shard_of_record_path(p)).collect())
+}
+
+/// Reads the commit records of the given shards, in order, `parallel` at a time.
+pub fn read_records<'a>(store: &'a Store, run_id: &'a str, shards: Vec<u64>) -> impl futures::Stream<Item = Result<CommitRecord>> + 'a {
+    futures::stream::iter(shards)
+        .map(move |s| async move { existing_record(store, run_id, s).await?.ok_or_else(|| Error::Run { run: run_id.into(), message: format!("commit record of shard {s} vanished") }) })
+        .buffered(16)
+}

@@ -1,0 +1,101 @@
+//! Flag groups shared by several commands (of `worker` and `labelgen-eval`): how a
+//! dataset directory is read ([`DataArgs`]), where models run ([`DeviceArg`]), and
+//! comma-separated number lists ([`List`]).
+
+use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use shared::dataset::{Dataset, DatasetOptions, MaskKind, UnknownCodes, DEFAULT_TEST_FRACTION, TEST_STEMS_FILE};
+use shared::spec::DeviceChoice;
+use shared::ClassTable;
+
+/// `--device`: where a command's models run. One flag for every model command.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DeviceArg {
+    /// Where the models run: auto (CUDA when an NVIDIA driver is present in a CUDA build,
+    /// else the CPU with a warning), cpu, cuda or cuda:N.
+    #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE", default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// How the training commands read a dataset directory: the mask format, unknown mask
+/// values and the held-out test split (`worker train ddpm` and `worker train spade`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// How label PNGs encode classes.
+    ///
+    /// codes: 8-bit grayscale, one raw class code a pixel: the AI Hub codes 10 building,
+    /// 20 parking lot, 30 road, 40 street trees, 50 paddy, 60 dry field, 70 forest,
+    /// 80 bare land, and 100 for "ignore" (what `worker procedural` writes).
+    ///
+    /// palette: RGB (or RGBA, or indexed), each pixel its class's preview colour (the
+    /// colours of the previews `worker procedural` writes), black for "ignore".
+    #[arg(long, value_name = "KIND", help_heading = "Dataset", default_value = "codes", value_parser = PossibleValuesParser::new(MaskKind::NAMES).map(|s| s.parse::<MaskKind>().expect("a listed value")))]
+    pub mask: MaskKind,
+
+    /// What a mask value outside the class table does.
+    ///
+    /// error: stop before training, naming the file, the value, its first pixel and the
+    /// valid values.
+    ///
+    /// ignore: treat such pixels as "ignore" (not trained on) and report how many there
+    /// were.
+    #[arg(long, value_name = "MODE", help_heading = "Dataset", default_value = "error", value_parser = PossibleValuesParser::new(UnknownCodes::NAMES).map(|s| s.parse::<UnknownCodes>().expect("a listed value")))]
+    pub unknown_codes: UnknownCodes,
+
+    /// Share of the files held out for testing, 0 ≤ F < 1 (0: train on all).
+    ///
+    /// A file is held out when the first 8 bytes of sha256(file stem), read as a fraction
+    /// of 2^64, are below F: the split depends on the file name alone, so adding files never
+    /// moves others between the splits. The held-out stems are written to
+    /// OUT/test_stems.txt (one a line, sorted) so a later evaluation can use exactly them.
+    #[arg(long, value_name = "F", help_heading = "Dataset", default_value_t = DEFAULT_TEST_FRACTION, value_parser = parse_fraction)]
+    pub test_fraction: f64,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if !(0.0..1.0).contains(&f) {
+        return Err(format!("{s}: must be at least 0 and below 1 (the share of files held out for testing)"));
+    }
+    Ok(f)
+}
+
+impl DataArgs {
+    pub fn options(&self, labels_only: bool) -> DatasetOptions {
+        DatasetOptions { mask: self.mask, unknown: self.unknown_codes, test_fraction: self.test_fraction, labels_only }
+    }
+
+    /// Opens and checks `--data` (every file read once) and logs what it found.
+    pub fn open(&self, dir: &std::path::Path, classes: ClassTable, labels_only: bool) -> anyhow::Result<Dataset> {
+        let ds = Dataset::open_with(dir, classes, &self.options(labels_only)).with_context(|| format!("--data {}", dir.display()))?;
+        tracing::info!("--data {}: {}", dir.display(), ds.summary);
+        if ds.summary.unknown_pixels > 0 {
+            tracing::warn!(
+                "{} pixels in {} label files hold values outside the class table; they are ignored in training (--unknown-codes ignore)",
+                ds.summary.unknown_pixels,
+                ds.summary.unknown_files
+            );
+        }
+        Ok(ds)
+    }
+}
+
+/// Writes the test split's stems to `OUT/test_stems.txt` (empty without a test split).
+pub fn write_test_stems(out: &str, ds: &Dataset) -> anyhow::Result<()> {
+    crate::artifact::write_file(out.trim_end_matches('/'), TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
+}
+
+/// A comma-separated list of numbers, e.g. `1,2,2`; `none` or an empty string is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List(pub Vec<usize>);
+
+impl std::str::FromStr for List {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s == "none" {
+            return Ok(List(Vec::new()));
+        }
+        s.split(',').map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p:?} in {s:?}: {e}"))).collect::<Result<_, _>>().map(List)
+    }
+}
+
