@@ -74,17 +74,18 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("labelgen-queue-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--logfile", "redis.log"])
-            .arg("--dir")
-            .arg(&dir);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--logfile", "redis.log"]).arg("--dir").arg(&dir);
         if appendfsync == "no" {
             cmd.args(["--appendonly", "no"]);
         } else {
             cmd.args(["--appendonly", "yes", "--appendfsync", appendfsync]);
         }
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| {
-            panic!("start redis-server: {e} (install it: apt-get install redis-server, or pass --redis URL)")
-        });
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start redis-server: {e} (install it: apt-get install redis-server, or pass --redis URL)"));
         Server { child, dir }
     }
 }
@@ -116,10 +117,7 @@ async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
 
 async fn used_memory(con: &mut redis::aio::MultiplexedConnection) -> i64 {
     let info: String = redis::cmd("INFO").arg("memory").query_async(con).await.expect("INFO memory");
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory in INFO memory")
+    info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).expect("used_memory in INFO memory")
 }
 
 fn record(run_id: &str, shards: u64) -> RunRecord {
@@ -212,11 +210,7 @@ async fn main() {
     println!(
         "redis {version} at {} ({}); {} s per level",
         q.url(),
-        if args.redis.is_some() {
-            "given".to_string()
-        } else {
-            format!("own server, appendfsync {}", args.appendfsync)
-        },
+        if args.redis.is_some() { "given".to_string() } else { format!("own server, appendfsync {}", args.appendfsync) },
         args.seconds
     );
 
@@ -229,8 +223,7 @@ async fn main() {
         q.mark_finalized(&run_id).await.expect("finalize");
         // About as many EVALs as the queue did cycles: about as long a run.
         let requests = (n * 2).max(1_000);
-        let eval = redis_benchmark(&host, port, workers, requests, &format!("labelgen:{{{tag}-eval}}:x"))
-            .map_or("n/a".to_string(), |r| format!("{r:.0}"));
+        let eval = redis_benchmark(&host, port, workers, requests, &format!("labelgen:{{{tag}-eval}}:x")).map_or("n/a".to_string(), |r| format!("{r:.0}"));
         println!("{workers:>8} {rate:>14.0} {n:>10} {eval:>26}");
         // The ready list of this level is no longer needed.
         let _: () = redis::cmd("DEL").arg(format!("labelgen:{{{run_id}}}:ready")).query_async(&mut con).await.unwrap();
@@ -244,15 +237,10 @@ async fn main() {
     q.submit(&record(&run_id, shards)).await.expect("submit");
     let took = start.elapsed();
     let after = used_memory(&mut con).await;
-    let ready: Option<i64> =
-        redis::cmd("MEMORY").arg("USAGE").arg(format!("labelgen:{{{run_id}}}:ready")).query_async(&mut con).await.ok();
+    let ready: Option<i64> = redis::cmd("MEMORY").arg("USAGE").arg(format!("labelgen:{{{run_id}}}:ready")).query_async(&mut con).await.ok();
     println!("  jobs                      {shards}");
     println!("  submit                    {:.4} s", took.as_secs_f64());
-    println!(
-        "  used_memory delta / job   {:.1} bytes (whole run: {} bytes)",
-        (after - before) as f64 / shards as f64,
-        after - before
-    );
+    println!("  used_memory delta / job   {:.1} bytes (whole run: {} bytes)", (after - before) as f64 / shards as f64, after - before);
     if let Some(ready) = ready {
         println!("  ready list / job          {:.1} bytes (MEMORY USAGE {ready})", ready as f64 / shards as f64);
     }
@@ -260,9 +248,6 @@ async fn main() {
     // Every job claimed and acked once: the per-shard claim counters and the committed bitmap.
     let (_, n) = cycles_per_second(&url, &run_id, 8, 600.0).await;
     let done = used_memory(&mut con).await;
-    println!(
-        "  after {n} claim+acks      {:.1} bytes / job (claim counters, committed bitmap)",
-        (done - before) as f64 / shards as f64
-    );
+    println!("  after {n} claim+acks      {:.1} bytes / job (claim counters, committed bitmap)", (done - before) as f64 / shards as f64);
     q.mark_finalized(&run_id).await.expect("finalize");
 }

@@ -440,7 +440,14 @@ impl Dataset {
             if (img.width, img.height) != (map.width, map.height) {
                 return Err(Error::format(
                     ip.display(),
-                    format!("the image is {}×{} pixels but its label {} is {}×{}; an image and its label must be the same size", img.width, img.height, lp.display(), map.width, map.height),
+                    format!(
+                        "the image is {}×{} pixels but its label {} is {}×{}; an image and its label must be the same size",
+                        img.width,
+                        img.height,
+                        lp.display(),
+                        map.width,
+                        map.height
+                    ),
                 ));
             }
         }

@@ -158,10 +158,12 @@ impl LabelModelSection {
     pub fn check_sampler(&self, timesteps: usize) -> std::result::Result<usize, String> {
         let steps = self.steps_for(timesteps);
         match self.sampler {
-            SamplerKind::Ddpm if steps != timesteps => Err(format!(
-                "pipeline.labels.steps is {steps}, but the ddpm sampler runs every one of the model's {timesteps} timesteps (remove steps or use sampler = \"ddim\")"
-            )),
-            SamplerKind::Ddim if steps == 0 || steps > timesteps => Err(format!("pipeline.labels.steps {steps}: DDIM steps must be between 1 and the model's {timesteps} timesteps")),
+            SamplerKind::Ddpm if steps != timesteps => {
+                Err(format!("pipeline.labels.steps is {steps}, but the ddpm sampler runs every one of the model's {timesteps} timesteps (remove steps or use sampler = \"ddim\")"))
+            }
+            SamplerKind::Ddim if steps == 0 || steps > timesteps => {
+                Err(format!("pipeline.labels.steps {steps}: DDIM steps must be between 1 and the model's {timesteps} timesteps"))
+            }
             SamplerKind::Ddim if !(0.0..=1.0).contains(&self.eta) => Err(format!("pipeline.labels.eta {}: must be between 0 and 1", self.eta)),
             _ => Ok(steps),
         }

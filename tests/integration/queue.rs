@@ -55,10 +55,7 @@ async fn redis_restart_keeps_runs_and_jobs() {
     // The same RedisQueue reconnects by itself.
     let after = eventually("counts after restart", || q.counts("restart")).await;
     assert_eq!(after, before);
-    assert_eq!(
-        after,
-        Counts { total: 10, pending: 8, delayed: 0, leased: 1, committed: 1, dead: 0, state: RunState::Active }
-    );
+    assert_eq!(after, Counts { total: 10, pending: 8, delayed: 0, leased: 1, committed: 1, dead: 0, state: RunState::Active });
     assert_eq!(q.run("restart").await.unwrap().unwrap(), record);
     assert_eq!(q.list().await.unwrap(), ["restart"]);
     assert!(q.ack(&held).await.unwrap(), "a lease taken before the restart is still held");
@@ -137,10 +134,7 @@ async fn scripts_reload_after_script_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_error_names_url_without_password() {
     let port = labelgen_tests::free_port();
-    let err = RedisQueue::connect(&format!("redis://admin:hunter2@127.0.0.1:{port}/0"))
-        .await
-        .expect_err("nothing listens there")
-        .to_string();
+    let err = RedisQueue::connect(&format!("redis://admin:hunter2@127.0.0.1:{port}/0")).await.expect_err("nothing listens there").to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains(&format!("redis://admin:***@127.0.0.1:{port}/0")), "{err}");
 }

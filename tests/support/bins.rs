@@ -19,11 +19,7 @@ pub fn bin(name: &str) -> PathBuf {
         if release {
             args.push("--release");
         }
-        let status = Command::new(env!("CARGO"))
-            .args(args)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("run cargo build");
+        let status = Command::new(env!("CARGO")).args(args).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).status().expect("run cargo build");
         assert!(status.success(), "cargo build of the binaries failed");
     });
     let p = target_dir().join(name);

@@ -22,11 +22,7 @@ impl RedisServer {
     pub fn start() -> RedisServer {
         static N: AtomicU32 = AtomicU32::new(0);
         let port = crate::free_port();
-        let dir = std::env::temp_dir().join(format!(
-            "labelgen-redis-{}-{}-{port}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
+        let dir = std::env::temp_dir().join(format!("labelgen-redis-{}-{}-{port}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let mut server = RedisServer { port, dir, child: None };
         server.spawn();

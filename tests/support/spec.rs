@@ -31,7 +31,19 @@ pub fn model_tables(labels: &str, images: &str) -> String {
 
 impl SpecBuilder {
     pub fn new(url: &str) -> Self {
-        SpecBuilder { count: 20, shard_size: 6, seed: 11, url: url.to_string(), format: "png", size: 32, batch: 2, max_attempts: 3, lease_seconds: 2, kind: "procedural", pipeline_extra: String::new() }
+        SpecBuilder {
+            count: 20,
+            shard_size: 6,
+            seed: 11,
+            url: url.to_string(),
+            format: "png",
+            size: 32,
+            batch: 2,
+            max_attempts: 3,
+            lease_seconds: 2,
+            kind: "procedural",
+            pipeline_extra: String::new(),
+        }
     }
 
     /// A `ddpm-spade` spec using the committed demo models (64×64 images from 32×32 label

@@ -73,11 +73,7 @@ fn train(size: usize, batch: usize, steps: usize) {
         let _ = t.step(&labels, &images);
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!(
-        "train  small {size}x{size} ngf 16 ndf 16 batch {batch}: {:.2} steps/s, {:.1} images/s (G+D step, {steps} steps)",
-        steps as f64 / secs,
-        (steps * batch) as f64 / secs
-    );
+    println!("train  small {size}x{size} ngf 16 ndf 16 batch {batch}: {:.2} steps/s, {:.1} images/s (G+D step, {steps} steps)", steps as f64 / secs, (steps * batch) as f64 / secs);
 }
 
 fn main() {

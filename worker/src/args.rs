@@ -98,4 +98,3 @@ impl std::str::FromStr for List {
         s.split(',').map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p:?} in {s:?}: {e}"))).collect::<Result<_, _>>().map(List)
     }
 }
-

@@ -18,8 +18,8 @@ use shared::job::{Pipeline, PipelineFactory, Sample, StandardFactory};
 use shared::spec::{DeviceChoice, PipelineKind, RunSpec, SamplerKind};
 use shared::{mix64, sample_seed, LabelMap};
 
-use crate::ddpm::{DdpmModel, Encoding, ModelMeta, SamplerConfig};
 use crate::backend::OnBackend;
+use crate::ddpm::{DdpmModel, Encoding, ModelMeta, SamplerConfig};
 use crate::device::Resolved;
 use crate::spade::{SpadeMeta, SpadeModel};
 

@@ -12,8 +12,8 @@ use shared::procedural::{sample, ClassShares};
 use shared::spec::DeviceChoice;
 use shared::{ClassTable, LabelMap, RgbImage};
 
-use worker::device::{self, DriverProbe, Resolved};
 use crate::seg::{evaluate, inference, train, SegNetConfig, TrainOptions};
+use worker::device::{self, DriverProbe, Resolved};
 
 #[derive(Debug, clap::Args)]
 pub struct SegArgs {

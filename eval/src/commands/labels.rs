@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::stats::{self, compare, Connectivity, LabelComparison, LabelStats, PlotSet, StatsOptions};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 use shared::dataset::Dataset;
-use crate::stats::{self, compare, Connectivity, LabelComparison, LabelStats, PlotSet, StatsOptions};
 use shared::storage::{Store, StoreUrl};
 use shared::{ClassTable, LabelMap};
 
@@ -159,17 +159,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let json = serde_json::to_vec_pretty(&report).context("serialising labels.json")?;
     write_atomic(&args.out.join("labels.json"), &json)?;
     let (r, s) = (PlotSet { name: "REAL", stats: &m.real }, PlotSet { name: "SYNTHETIC", stats: &m.synthetic });
-    let plots = [("shares.png", stats::share_plot(r, s, &classes)), ("adjacency.png", stats::adjacency_plot(r, s, &classes)), ("components.png", stats::component_plot(r, s, &classes))];
+    let plots =
+        [("shares.png", stats::share_plot(r, s, &classes)), ("adjacency.png", stats::adjacency_plot(r, s, &classes)), ("components.png", stats::component_plot(r, s, &classes))];
     for (name, img) in &plots {
         write_atomic(&args.out.join(name), &img.to_png())?;
     }
 
     print!("{}", table(&args, &m, &distances, &classes, &notes));
-    println!(
-        "wrote {} and {}",
-        args.out.join("labels.json").display(),
-        plots.iter().map(|(n, _)| args.out.join(n).display().to_string()).collect::<Vec<_>>().join(", ")
-    );
+    println!("wrote {} and {}", args.out.join("labels.json").display(), plots.iter().map(|(n, _)| args.out.join(n).display().to_string()).collect::<Vec<_>>().join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -191,10 +188,13 @@ fn measure(args: &Args, classes: &ClassTable, opts: StatsOptions) -> anyhow::Res
             bar.inc(1);
             Ok(s)
         })
-        .try_reduce(|| LabelStats::new(k, opts), |mut a, b| {
-            a.merge(&b);
-            Ok(a)
-        })
+        .try_reduce(
+            || LabelStats::new(k, opts),
+            |mut a, b| {
+                a.merge(&b);
+                Ok(a)
+            },
+        )
         .with_context(|| format!("--real {}", args.real.display()))?;
     bar.finish_and_clear();
     let real_resized = resized.into_inner();
@@ -245,7 +245,15 @@ fn measure(args: &Args, classes: &ClassTable, opts: StatsOptions) -> anyhow::Res
 
 /// Decodes and measures `batch` (origin, PNG bytes) in parallel, adds it to `total`, and
 /// empties it.
-fn add_batch(total: &mut LabelStats, batch: &mut Vec<(String, Vec<u8>)>, classes: &ClassTable, opts: StatsOptions, target: Option<(u32, u32)>, resized: &AtomicU64, bar: &ProgressBar) -> anyhow::Result<()> {
+fn add_batch(
+    total: &mut LabelStats,
+    batch: &mut Vec<(String, Vec<u8>)>,
+    classes: &ClassTable,
+    opts: StatsOptions,
+    target: Option<(u32, u32)>,
+    resized: &AtomicU64,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
     let part = batch
         .par_iter()
         .map(|(origin, bytes)| -> anyhow::Result<LabelStats> {
@@ -255,10 +263,13 @@ fn add_batch(total: &mut LabelStats, batch: &mut Vec<(String, Vec<u8>)>, classes
             bar.inc(1);
             Ok(s)
         })
-        .try_reduce(|| LabelStats::new(classes.len(), opts), |mut a, b| {
-            a.merge(&b);
-            Ok(a)
-        })?;
+        .try_reduce(
+            || LabelStats::new(classes.len(), opts),
+            |mut a, b| {
+                a.merge(&b);
+                Ok(a)
+            },
+        )?;
     total.merge(&part);
     batch.clear();
     Ok(())

@@ -16,8 +16,8 @@ use shared::manifest::layout::MANIFEST_JSONL;
 use shared::storage::{Store, StoreUrl};
 use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
 
-use worker::args::DataArgs;
 use crate::seg::{evaluate, inference, train, ConfusionMatrix, SegNetConfig, TrainOptions};
+use worker::args::DataArgs;
 use worker::spade::PairSource;
 
 const SALT_PICK: u64 = 0x5E6_0101;
@@ -413,10 +413,7 @@ fn run_on<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<
         Mix::Replace(f) => ((f * n_train as f64).round() as usize).max(1),
         Mix::Add(f) => ((f * n_train as f64).round() as usize).max(1),
     };
-    anyhow::ensure!(
-        !matches!(mix, Mix::Replace(_)) || n_syn < n_train,
-        "--replace: {n_syn} of {n_train} training pairs would be replaced, leaving no real one"
-    );
+    anyhow::ensure!(!matches!(mix, Mix::Replace(_)) || n_syn < n_train, "--replace: {n_syn} of {n_train} training pairs would be replaced, leaving no real one");
     tracing::info!(train = n_train, test = real.test.len(), synthetic = n_syn, split = %real.how, "real data from {}", args.real.display());
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}: cannot create the directory", args.out.display()))?;
     let syn_ds = fetch_synthetic(&args, n_syn, &classes, &args.out.join(SYNTHETIC_DIR))?;
@@ -654,7 +651,31 @@ mod tests {
         let a = args(&["--real", "r", "--synthetic", "s3://b/run", "--out", "o"]);
         assert_eq!((a.replace, a.add, a.seeds, a.dataset.test_fraction), (None, None, 3, 0.1));
         assert_eq!(super::check(&a).unwrap(), super::Mix::Replace(0.1));
-        let a = args(&["--real", "r", "--synthetic", "s", "--out", "o", "--add", "1.0", "--seeds", "2", "--epochs", "4", "--size", "64", "--width", "8", "--batch", "2", "--lr", "0.01", "--test-stems", "t.txt", "--cpu"]);
+        let a = args(&[
+            "--real",
+            "r",
+            "--synthetic",
+            "s",
+            "--out",
+            "o",
+            "--add",
+            "1.0",
+            "--seeds",
+            "2",
+            "--epochs",
+            "4",
+            "--size",
+            "64",
+            "--width",
+            "8",
+            "--batch",
+            "2",
+            "--lr",
+            "0.01",
+            "--test-stems",
+            "t.txt",
+            "--cpu",
+        ]);
         assert_eq!(super::check(&a).unwrap(), super::Mix::Add(1.0));
         assert_eq!((a.epochs, a.size, a.width, a.batch, a.test_stems.as_deref()), (4, 64, 8, 2, Some(std::path::Path::new("t.txt"))));
         assert!(Cli::try_parse_from(["labelgen-eval", "utility", "--real", "r", "--synthetic", "s", "--out", "o", "--add", "1", "--replace", "0.1"]).is_err());
@@ -698,7 +719,31 @@ mod tests {
             let out = dir.join(format!("out-{run}"));
             let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
             let (r, s, o, t) = (p(&real), p(&dir.join(run)), p(&out), p(&stems_file));
-            let a = args(&["--real", &r, "--synthetic", &s, "--out", &o, "--replace", share, "--seeds", "3", "--epochs", "20", "--size", "64", "--width", "8", "--batch", "8", "--lr", "0.003", "--test-stems", &t, "--cpu"]);
+            let a = args(&[
+                "--real",
+                &r,
+                "--synthetic",
+                &s,
+                "--out",
+                &o,
+                "--replace",
+                share,
+                "--seeds",
+                "3",
+                "--epochs",
+                "20",
+                "--size",
+                "64",
+                "--width",
+                "8",
+                "--batch",
+                "8",
+                "--lr",
+                "0.003",
+                "--test-stems",
+                &t,
+                "--cpu",
+            ]);
             super::run(a).unwrap();
             let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
             let v = &report["verdict"];
@@ -735,7 +780,29 @@ mod tests {
         let stems_file = dir.join("test_stems.txt");
         std::fs::write(&stems_file, test.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
         let (r, s, o, t) = (real.to_str().unwrap(), run.to_str().unwrap(), out.to_str().unwrap(), stems_file.to_str().unwrap());
-        let a = args(&["--real", r, "--synthetic", s, "--out", o, "--replace", "0.1", "--seeds", "2", "--epochs", "1", "--size", "32", "--width", "2", "--batch", "4", "--test-stems", t, "--cpu"]);
+        let a = args(&[
+            "--real",
+            r,
+            "--synthetic",
+            s,
+            "--out",
+            o,
+            "--replace",
+            "0.1",
+            "--seeds",
+            "2",
+            "--epochs",
+            "1",
+            "--size",
+            "32",
+            "--width",
+            "2",
+            "--batch",
+            "4",
+            "--test-stems",
+            t,
+            "--cpu",
+        ]);
         super::run(a).unwrap();
 
         let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();

@@ -101,8 +101,8 @@ mod tests {
     use burn::nn::PaddingConfig2d;
 
     use super::*;
-    use worker::backend::{Cpu, CpuDevice};
     use crate::seg::{ConvBnConfig, SegNetConfig};
+    use worker::backend::{Cpu, CpuDevice};
 
     #[test]
     fn seg_macs_hand_counted() {

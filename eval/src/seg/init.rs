@@ -76,8 +76,8 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
 
     use super::*;
-    use worker::backend::{Cpu, CpuDevice};
     use crate::seg::SegNetConfig;
+    use worker::backend::{Cpu, CpuDevice};
 
     fn flat(m: &crate::seg::SegNet<Cpu>) -> Vec<f32> {
         let mut out = Vec::new();

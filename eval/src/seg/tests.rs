@@ -72,7 +72,6 @@ fn seg_tiny_training_run_learns() {
     assert!(miou > base_miou + 0.12 && miou > 3.0 * base_miou, "held-out mIoU {miou:.3} is not well above the majority-class baseline's {base_miou:.3}");
     assert!(acc > base_acc + 0.1, "pixel accuracy {acc:.3} vs majority {base_acc:.3}");
 
-
     // Same seed → the same run (seeded initial weights, order and flips), even with other
     // tests drawing from the backend's RNG in parallel; another seed → another run.
     let short = TrainOptions { epochs: 2, ..opts.clone() };
@@ -86,4 +85,3 @@ fn seg_tiny_training_run_learns() {
     assert_eq!(a, b, "same seed, same losses");
     assert_ne!(a, c, "another seed, other losses");
 }
-

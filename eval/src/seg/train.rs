@@ -7,8 +7,8 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::TensorData;
 use rand::seq::SliceRandom;
-use rayon::prelude::*;
 use rand::RngExt;
+use rayon::prelude::*;
 use shared::{rng_for, sample_seed, LabelMap, RgbImage};
 
 use super::loss::masked_cross_entropy;
@@ -103,7 +103,13 @@ pub fn flip_pair(img: &mut RgbImage, lab: &mut LabelMap, horizontal: bool, verti
 /// permutation seeded by `(seed, e)`; sample `i` of epoch `e` is flipped by its own stream
 /// of the same seed. So a run repeats for a seed as far as the backend's kernels are
 /// deterministic.
-pub fn train<B: AutodiffBackend>(config: &SegNetConfig, pairs: &(dyn PairSource + Sync), opts: &TrainOptions, device: &B::Device, mut on_progress: impl FnMut(&Progress)) -> anyhow::Result<SegNet<B>> {
+pub fn train<B: AutodiffBackend>(
+    config: &SegNetConfig,
+    pairs: &(dyn PairSource + Sync),
+    opts: &TrainOptions,
+    device: &B::Device,
+    mut on_progress: impl FnMut(&Progress),
+) -> anyhow::Result<SegNet<B>> {
     config.validate().map_err(|e| anyhow::anyhow!("segmentation model: {e}"))?;
     anyhow::ensure!(opts.batch > 0, "batch 0: must be at least 1");
     anyhow::ensure!(opts.lr > 0.0 && opts.lr.is_finite(), "learning rate {}: must be positive", opts.lr);
@@ -131,7 +137,15 @@ pub fn train<B: AutodiffBackend>(config: &SegNetConfig, pairs: &(dyn PairSource 
                 }
                 if let Some(first) = labels.first() {
                     let first: &LabelMap = first;
-                    anyhow::ensure!((lab.width, lab.height) == (first.width, first.height), "training pair {i} is {}×{}, pair {} is {}×{}: resize the pairs to one size", lab.width, lab.height, chunk[0], first.width, first.height);
+                    anyhow::ensure!(
+                        (lab.width, lab.height) == (first.width, first.height),
+                        "training pair {i} is {}×{}, pair {} is {}×{}: resize the pairs to one size",
+                        lab.width,
+                        lab.height,
+                        chunk[0],
+                        first.width,
+                        first.height
+                    );
                 }
                 images.push(img);
                 labels.push(lab);

@@ -318,10 +318,13 @@ impl LabelStats {
 
     /// The most common map size (the first in `(width, height)` order among equals).
     pub fn most_common_size(&self) -> Option<(u32, u32)> {
-        self.sizes.iter().fold(None, |best: Option<((u32, u32), u64)>, (&s, &n)| match best {
-            Some((_, m)) if m >= n => best,
-            _ => Some((s, n)),
-        }).map(|(s, _)| s)
+        self.sizes
+            .iter()
+            .fold(None, |best: Option<((u32, u32), u64)>, (&s, &n)| match best {
+                Some((_, m)) if m >= n => best,
+                _ => Some((s, n)),
+            })
+            .map(|(s, _)| s)
     }
 }
 

@@ -70,10 +70,7 @@ pub fn components(map: &LabelMap, k: usize) -> Vec<Component> {
 
 /// How many 8-connected class components of `map` have fewer than `min_island` pixels.
 pub fn island_count(map: &LabelMap, k: usize, min_island: u32) -> usize {
-    components(map, k)
-        .iter()
-        .filter(|c| c.size < min_island)
-        .count()
+    components(map, k).iter().filter(|c| c.size < min_island).count()
 }
 
 #[cfg(test)]
@@ -86,20 +83,9 @@ mod tests {
         // 1 0 255
         // 1 1 0      -> class 0: {(0,0),(1,0),(1,1),(2,2)} one component (diagonal);
         //               class 1: {(2,0)} and {(0,1),(0,2),(1,2)}.
-        let map = LabelMap {
-            width: 3,
-            height: 3,
-            data: vec![0, 0, 1, 1, 0, 255, 1, 1, 0],
-        };
+        let map = LabelMap { width: 3, height: 3, data: vec![0, 0, 1, 1, 0, 255, 1, 1, 0] };
         let comps = components(&map, 2);
-        assert_eq!(
-            comps,
-            vec![
-                Component { class: 0, size: 4 },
-                Component { class: 1, size: 1 },
-                Component { class: 1, size: 3 }
-            ]
-        );
+        assert_eq!(comps, vec![Component { class: 0, size: 4 }, Component { class: 1, size: 1 }, Component { class: 1, size: 3 }]);
         assert_eq!(island_count(&map, 2, 2), 1);
         assert_eq!(island_count(&map, 2, 4), 2);
         assert_eq!(island_count(&map, 2, 5), 3);

@@ -44,21 +44,12 @@ impl Grid {
         let (x, y) = (i % w, i / w);
         let (x0, x1) = (x.saturating_sub(1), (x + 1).min(w - 1));
         let (y0, y1) = (y.saturating_sub(1), (y + 1).min(h - 1));
-        (y0..=y1)
-            .flat_map(move |ny| (x0..=x1).map(move |nx| ny * w + nx))
-            .filter(move |&j| j != i)
+        (y0..=y1).flat_map(move |ny| (x0..=x1).map(move |nx| ny * w + nx)).filter(move |&j| j != i)
     }
 
     /// The label pixel `i` would take now and its votes; `None` if no unmarked class
     /// pixel touches it.
-    fn choose(
-        &self,
-        i: usize,
-        data: &[u8],
-        marked: &[bool],
-        own_may_stay: bool,
-        counts: &mut [u16; 256],
-    ) -> Option<(u16, u8)> {
+    fn choose(&self, i: usize, data: &[u8], marked: &[bool], own_may_stay: bool, counts: &mut [u16; 256]) -> Option<(u16, u8)> {
         let own = data[i];
         let mut best = (0u16, u8::MAX);
         let mut own_votes = 0u16;
@@ -92,14 +83,7 @@ impl Grid {
 /// Fills every `marked` pixel of `data` (row-major, `w × h`, classes `0..k`); on return
 /// nothing is marked. Where `own_may_stay[i]`, pixel `i` keeps its label if that label
 /// alone has the most votes.
-pub(crate) fn fill(
-    data: &mut [u8],
-    marked: &mut [bool],
-    own_may_stay: &[bool],
-    w: usize,
-    h: usize,
-    k: usize,
-) {
+pub(crate) fn fill(data: &mut [u8], marked: &mut [bool], own_may_stay: &[bool], w: usize, h: usize, k: usize) {
     let n = w * h;
     let mut remaining = marked.iter().filter(|&&m| m).count();
     if remaining == 0 {
@@ -112,11 +96,7 @@ pub(crate) fn fill(
     let mut heap: BinaryHeap<Entry> = BinaryHeap::new();
     let mut stamp = vec![0u32; n];
     let mut layer = vec![u32::MAX; n];
-    let seed = |heap: &mut BinaryHeap<_>,
-                layer: &mut [u32],
-                data: &[u8],
-                marked: &[bool],
-                counts: &mut [u16; 256]| {
+    let seed = |heap: &mut BinaryHeap<_>, layer: &mut [u32], data: &[u8], marked: &[bool], counts: &mut [u16; 256]| {
         for i in 0..n {
             if marked[i] {
                 if let Some((votes, label)) = g.choose(i, data, marked, own_may_stay[i], counts) {
@@ -140,9 +120,7 @@ pub(crate) fn fill(
                 if marked[j] {
                     stamp[j] += 1;
                     layer[j] = layer[j].min(li + 1);
-                    if let Some((votes, label)) =
-                        g.choose(j, data, marked, own_may_stay[j], &mut counts)
-                    {
+                    if let Some((votes, label)) = g.choose(j, data, marked, own_may_stay[j], &mut counts) {
                         heap.push((Reverse(layer[j]), votes, Reverse(j), stamp[j], label));
                     }
                 }
@@ -228,11 +206,7 @@ mod tests {
         let mut data = vec![0, 9, 9, 9, 1];
         let mut marked = vec![false, true, true, true, false];
         fill(&mut data, &mut marked, &[false; 5], 5, 1, 3);
-        assert_eq!(
-            data,
-            vec![0, 0, 0, 1, 1],
-            "layer 0 (pixels 1 and 3) first, then pixel 2 (a tie: the lower class)"
-        );
+        assert_eq!(data, vec![0, 0, 0, 1, 1], "layer 0 (pixels 1 and 3) first, then pixel 2 (a tie: the lower class)");
         // A 5-wide row: class 0 on the left, ignore on the right, three marked pixels.
         let mut data = vec![0, 9, 9, 9, IGNORE_INDEX];
         let mut marked = vec![false, true, true, true, false];

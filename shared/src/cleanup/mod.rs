@@ -97,12 +97,7 @@ pub struct CleanupOptions {
 
 impl Default for CleanupOptions {
     fn default() -> Self {
-        CleanupOptions {
-            open_radius: 1,
-            min_island: 16,
-            ramps: true,
-            out_size: None,
-        }
+        CleanupOptions { open_radius: 1, min_island: 16, ramps: true, out_size: None }
     }
 }
 
@@ -113,21 +108,9 @@ impl Default for CleanupOptions {
 /// # Panics
 /// If `codes.len() != w * h`.
 pub fn decode_raw(codes: &[u8], w: u32, h: u32, classes: &ClassTable) -> LabelMap {
-    assert_eq!(
-        codes.len(),
-        w as usize * h as usize,
-        "decode_raw: {} codes for a {w}×{h} map",
-        codes.len()
-    );
+    assert_eq!(codes.len(), w as usize * h as usize, "decode_raw: {} codes for a {w}×{h} map", codes.len());
     let lut = classes.code_lut();
-    LabelMap {
-        width: w,
-        height: h,
-        data: codes
-            .iter()
-            .map(|&c| lut[c as usize].unwrap_or(UNKNOWN_INDEX))
-            .collect(),
-    }
+    LabelMap { width: w, height: h, data: codes.iter().map(|&c| lut[c as usize].unwrap_or(UNKNOWN_INDEX)).collect() }
 }
 
 /// Decodes an 8-bit grayscale label PNG of raw codes with [`decode_raw`]. Errors name
@@ -135,12 +118,7 @@ pub fn decode_raw(codes: &[u8], w: u32, h: u32, classes: &ClassTable) -> LabelMa
 pub fn decode_raw_png(bytes: &[u8], classes: &ClassTable, origin: &str) -> Result<LabelMap> {
     let (w, h, color, data) = crate::label::decode_png(bytes, origin)?;
     if color != png::ColorType::Grayscale {
-        return Err(Error::format(
-            origin,
-            format!(
-                "a raw label map must be an 8-bit grayscale PNG of class codes, found {color:?}"
-            ),
-        ));
+        return Err(Error::format(origin, format!("a raw label map must be an 8-bit grayscale PNG of class codes, found {color:?}")));
     }
     Ok(decode_raw(&data, w, h, classes))
 }
@@ -151,12 +129,7 @@ pub fn decode_raw_png(bytes: &[u8], classes: &ClassTable, origin: &str) -> Resul
 /// # Panics
 /// If `codes.len() != w * h`.
 pub fn encode_raw_png(codes: &[u8], w: u32, h: u32) -> Vec<u8> {
-    assert_eq!(
-        codes.len(),
-        w as usize * h as usize,
-        "encode_raw_png: {} codes for a {w}×{h} map",
-        codes.len()
-    );
+    assert_eq!(codes.len(), w as usize * h as usize, "encode_raw_png: {} codes for a {w}×{h} map", codes.len());
     crate::label::encode_png(w, h, png::ColorType::Grayscale, codes)
 }
 
@@ -174,46 +147,21 @@ const WHY_ISLAND: u8 = 8;
 /// If `k > 254`, if `map.data` does not hold `width × height` values, or if
 /// `opts.out_size == Some(0)`.
 pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, CleanupReport) {
-    assert!(
-        k <= UNKNOWN_INDEX as usize,
-        "cleanup: at most {UNKNOWN_INDEX} classes, got {k}"
-    );
+    assert!(k <= UNKNOWN_INDEX as usize, "cleanup: at most {UNKNOWN_INDEX} classes, got {k}");
     let (w, h) = (map.width as usize, map.height as usize);
-    assert_eq!(
-        map.data.len(),
-        w * h,
-        "cleanup: {} values for a {w}×{h} map",
-        map.data.len()
-    );
+    assert_eq!(map.data.len(), w * h, "cleanup: {} values for a {w}×{h} map", map.data.len());
     let n = w * h;
 
-    let input: Vec<u8> = map
-        .data
-        .iter()
-        .map(|&v| {
-            if (v as usize) < k || v == IGNORE_INDEX {
-                v
-            } else {
-                UNKNOWN_INDEX
-            }
-        })
-        .collect();
+    let input: Vec<u8> = map.data.iter().map(|&v| if (v as usize) < k || v == IGNORE_INDEX { v } else { UNKNOWN_INDEX }).collect();
     let mut data = input.clone();
     let mut why = vec![0u8; n];
-    let mut report = CleanupReport {
-        unknown_fixed: input.iter().filter(|&&v| v == UNKNOWN_INDEX).count() as u64,
-        ..Default::default()
-    };
+    let mut report = CleanupReport { unknown_fixed: input.iter().filter(|&&v| v == UNKNOWN_INDEX).count() as u64, ..Default::default() };
 
     if n > 0 {
         // Each entry: a state at the start of a full pass, its mark count, its islands.
         let mut seen: Vec<(Vec<u8>, usize, u64)> = Vec::new();
         for _ in 0..MAX_FULL_PASSES {
-            let Marks {
-                mut marked,
-                own_may_stay,
-                islands,
-            } = mark(&data, w, h, k, opts, true, &mut why);
+            let Marks { mut marked, own_may_stay, islands } = mark(&data, w, h, k, opts, true, &mut why);
             let count = marked.iter().filter(|&&m| m).count();
             if count == 0 {
                 break;
@@ -226,10 +174,7 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
                 // A cycle (length 1: nothing changed). Settle on the member with no
                 // island, fewest marks, smallest data: a choice that does not depend on
                 // where the cycle was entered, so cleaning the result again ends there too.
-                let best = seen[j..]
-                    .iter()
-                    .min_by(|a, b| (a.2 > 0, a.1, &a.0).cmp(&(b.2 > 0, b.1, &b.0)))
-                    .expect("non-empty");
+                let best = seen[j..].iter().min_by(|a, b| (a.2 > 0, a.1, &a.0).cmp(&(b.2 > 0, b.1, &b.0))).expect("non-empty");
                 data.clone_from(&best.0);
                 break;
             }
@@ -237,11 +182,7 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
         // Island-only passes: each lowers the component count (see the module doc), so at
         // most one per component; the bound is a backstop.
         for _ in 0..=n {
-            let Marks {
-                mut marked,
-                own_may_stay,
-                islands,
-            } = mark(&data, w, h, k, opts, false, &mut why);
+            let Marks { mut marked, own_may_stay, islands } = mark(&data, w, h, k, opts, false, &mut why);
             if !marked.contains(&true) {
                 break;
             }
@@ -251,19 +192,11 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
         }
     }
 
-    let changed = |bit: u8| {
-        (0..n)
-            .filter(|&i| why[i] & bit != 0 && data[i] != input[i])
-            .count() as u64
-    };
+    let changed = |bit: u8| (0..n).filter(|&i| why[i] & bit != 0 && data[i] != input[i]).count() as u64;
     report.pixels_changed = (0..n).filter(|&i| data[i] != input[i]).count() as u64;
     report.ramp_pixels_fixed = changed(WHY_RAMP);
     report.opened_pixels_fixed = changed(WHY_OPENED);
-    let mut out = LabelMap {
-        width: map.width,
-        height: map.height,
-        data,
-    };
+    let mut out = LabelMap { width: map.width, height: map.height, data };
     report.islands_left = island_count(&out, k, opts.min_island) as u64;
 
     if let Some(s) = opts.out_size {
@@ -279,15 +212,7 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
 /// `full` applies all rules, otherwise unknown pixels and islands only. `why` collects the
 /// reasons per pixel over the passes.
 #[allow(clippy::needless_range_loop)] // grid code reads best with indices
-fn mark(
-    data: &[u8],
-    w: usize,
-    h: usize,
-    k: usize,
-    opts: &CleanupOptions,
-    full: bool,
-    why: &mut [u8],
-) -> Marks {
+fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: bool, why: &mut [u8]) -> Marks {
     let n = w * h;
     let is_class = |v: u8| (v as usize) < k;
     // This pass's reasons per pixel.
@@ -316,31 +241,19 @@ fn mark(
 
     let lab = label_components(data, w, h, k);
     // The largest component, first in raster order among equals.
-    let largest = lab
-        .comps
-        .iter()
-        .enumerate()
-        .fold(None, |best: Option<(usize, u32)>, (id, c)| match best {
-            Some((_, size)) if size >= c.size => best,
-            _ => Some((id, c.size)),
-        });
+    let largest = lab.comps.iter().enumerate().fold(None, |best: Option<(usize, u32)>, (id, c)| match best {
+        Some((_, size)) if size >= c.size => best,
+        _ => Some((id, c.size)),
+    });
     let keep = match largest {
         Some((id, size)) if size < opts.min_island => Some(id as u32),
         _ => None,
     };
-    let islands = lab
-        .comps
-        .iter()
-        .enumerate()
-        .filter(|&(id, c)| c.size < opts.min_island && keep != Some(id as u32))
-        .count();
+    let islands = lab.comps.iter().enumerate().filter(|&(id, c)| c.size < opts.min_island && keep != Some(id as u32)).count();
     if islands > 0 {
         for i in 0..n {
             let id = lab.ids[i];
-            if id != NO_COMPONENT
-                && lab.comps[id as usize].size < opts.min_island
-                && keep != Some(id)
-            {
+            if id != NO_COMPONENT && lab.comps[id as usize].size < opts.min_island && keep != Some(id) {
                 now[i] |= WHY_ISLAND;
             }
         }
@@ -359,11 +272,7 @@ fn mark(
     for i in 0..n {
         why[i] |= now[i];
     }
-    Marks {
-        marked: now.iter().map(|&b| b != 0).collect(),
-        own_may_stay: now.iter().map(|&b| b == WHY_OPENED).collect(),
-        islands: islands as u64,
-    }
+    Marks { marked: now.iter().map(|&b| b != 0).collect(), own_may_stay: now.iter().map(|&b| b == WHY_OPENED).collect(), islands: islands as u64 }
 }
 
 /// One pass's marks (see [`majority::fill`]).

@@ -36,19 +36,11 @@ pub(crate) fn opening_removed(data: &[u8], w: usize, h: usize, r: usize) -> Vec<
         let row = &data[y * w..(y + 1) * w];
         right[w - 1] = 1;
         for x in (0..w - 1).rev() {
-            right[x] = if row[x] == row[x + 1] {
-                right[x + 1] + 1
-            } else {
-                1
-            };
+            right[x] = if row[x] == row[x + 1] { right[x + 1] + 1 } else { 1 };
         }
         let mut left = 0u32;
         for x in 0..w {
-            left = if x > 0 && row[x] == row[x - 1] {
-                left + 1
-            } else {
-                1
-            };
+            left = if x > 0 && row[x] == row[x - 1] { left + 1 } else { 1 };
             hu[y * w + x] = left > r32 && right[x] > r32;
         }
     }
@@ -120,11 +112,7 @@ pub(crate) fn opening_removed(data: &[u8], w: usize, h: usize, r: usize) -> Vec<
     for y in 0..h {
         for x in 0..w {
             let i = y * w + x;
-            dist_up[x] = if dh[i] {
-                0
-            } else {
-                dist_up[x].saturating_add(1)
-            };
+            dist_up[x] = if dh[i] { 0 } else { dist_up[x].saturating_add(1) };
             removed[i] = !(dist_up[x] <= r32 || dist_down[i] <= r32);
         }
     }
@@ -138,20 +126,13 @@ mod tests {
     /// Brute-force reference: per class, erode then dilate with the square.
     fn reference(data: &[u8], w: usize, h: usize, r: usize) -> Vec<bool> {
         let r = r as isize;
-        let at = |x: isize, y: isize| -> Option<u8> {
-            (x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h)
-                .then(|| data[y as usize * w + x as usize])
-        };
-        let eroded = |x: isize, y: isize, c: u8| -> bool {
-            (-r..=r).all(|dy| (-r..=r).all(|dx| at(x + dx, y + dy) == Some(c)))
-        };
+        let at = |x: isize, y: isize| -> Option<u8> { (x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h).then(|| data[y as usize * w + x as usize]) };
+        let eroded = |x: isize, y: isize, c: u8| -> bool { (-r..=r).all(|dy| (-r..=r).all(|dx| at(x + dx, y + dy) == Some(c))) };
         let mut out = vec![false; w * h];
         for y in 0..h as isize {
             for x in 0..w as isize {
                 let c = data[y as usize * w + x as usize];
-                let kept = (-r..=r).any(|dy| {
-                    (-r..=r).any(|dx| at(x + dx, y + dy).is_some() && eroded(x + dx, y + dy, c))
-                });
+                let kept = (-r..=r).any(|dy| (-r..=r).any(|dx| at(x + dx, y + dy).is_some() && eroded(x + dx, y + dy, c)));
                 out[y as usize * w + x as usize] = !kept;
             }
         }
@@ -176,11 +157,7 @@ mod tests {
                 })
                 .collect();
             for r in 0..=3 {
-                assert_eq!(
-                    opening_removed(&data, w, h, r),
-                    reference(&data, w, h, r),
-                    "seed {seed} r {r}"
-                );
+                assert_eq!(opening_removed(&data, w, h, r), reference(&data, w, h, r), "seed {seed} r {r}");
             }
         }
     }

@@ -68,47 +68,15 @@ mod tests {
     fn cleanup_ramps_need_two_distinct_flanking_classes() {
         // One-row maps, so that only row runs matter.
         let row = |data: Vec<u8>| ramp_mask(&data, data.len(), 1, 3);
-        assert_eq!(
-            row(vec![0, 0, 1, 2, 2]),
-            vec![false, false, true, false, false],
-            "1 between 0 and 2"
-        );
-        assert_eq!(
-            row(vec![0, 0, 1, 0, 0]),
-            vec![false; 5],
-            "a line inside class 0 is no ramp"
-        );
-        assert_eq!(
-            row(vec![0, 1, 1, 1, 2]),
-            vec![false; 5],
-            "a run of 3 is too wide"
-        );
-        assert_eq!(
-            row(vec![0, 1, 1, 2, 2]),
-            vec![false, true, true, false, false],
-            "a run of 2 is a ramp"
-        );
-        assert_eq!(
-            row(vec![1, 1, 2, 2]),
-            vec![false; 4],
-            "a run at the edge has one flank only"
-        );
-        assert_eq!(
-            row(vec![0, 255, 2]),
-            vec![false; 3],
-            "ignore is never a ramp"
-        );
-        assert_eq!(
-            row(vec![255, 1, 2]),
-            vec![false; 3],
-            "ignore is never a flank"
-        );
+        assert_eq!(row(vec![0, 0, 1, 2, 2]), vec![false, false, true, false, false], "1 between 0 and 2");
+        assert_eq!(row(vec![0, 0, 1, 0, 0]), vec![false; 5], "a line inside class 0 is no ramp");
+        assert_eq!(row(vec![0, 1, 1, 1, 2]), vec![false; 5], "a run of 3 is too wide");
+        assert_eq!(row(vec![0, 1, 1, 2, 2]), vec![false, true, true, false, false], "a run of 2 is a ramp");
+        assert_eq!(row(vec![1, 1, 2, 2]), vec![false; 4], "a run at the edge has one flank only");
+        assert_eq!(row(vec![0, 255, 2]), vec![false; 3], "ignore is never a ramp");
+        assert_eq!(row(vec![255, 1, 2]), vec![false; 3], "ignore is never a flank");
 
-        let map = LabelMap {
-            width: 5,
-            height: 1,
-            data: vec![0, 1, 1, 2, 2],
-        };
+        let map = LabelMap { width: 5, height: 1, data: vec![0, 1, 1, 2, 2] };
         assert!((ramp_pixel_share(&map, 3) - 2.0 / 5.0).abs() < 1e-12);
         // With k = 2, value 2 is not a class: no second flank.
         assert_eq!(ramp_pixel_share(&map, 2), 0.0);

@@ -32,31 +32,18 @@ fn salt(map: &LabelMap, seed: u64, rate: f64) -> LabelMap {
         let r = crate::mix64(seed ^ crate::mix64(i as u64 + 1));
         if (r % 1_000_000) as f64 / 1e6 < rate {
             let pick = (r >> 32) % (K as u64 + 1);
-            *v = if pick == K as u64 {
-                UNKNOWN_INDEX
-            } else {
-                pick as u8
-            };
+            *v = if pick == K as u64 { UNKNOWN_INDEX } else { pick as u8 };
         }
     }
     m
 }
 
 fn noisy_procedural(seed: u64, size: u32) -> LabelMap {
-    salt(
-        &generate_labels(seed, size, &ClassShares::default()),
-        seed.wrapping_mul(31) + 7,
-        0.05,
-    )
+    salt(&generate_labels(seed, size, &ClassShares::default()), seed.wrapping_mul(31) + 7, 0.05)
 }
 
 fn assert_valid(m: &LabelMap, what: &str) {
-    if let Some((i, v)) = m
-        .data
-        .iter()
-        .enumerate()
-        .find(|&(_, &v)| v as usize >= K && v != IGNORE_INDEX)
-    {
+    if let Some((i, v)) = m.data.iter().enumerate().find(|&(_, &v)| v as usize >= K && v != IGNORE_INDEX) {
         panic!("{what}: pixel {i} holds {v}, not a class index or ignore");
     }
 }
@@ -66,17 +53,12 @@ fn cleanup_outputs_only_class_indices_or_ignore() {
     let classes = ClassTable::ai_hub();
     for seed in 0..6u64 {
         // Arbitrary bytes as codes: mostly unknown, some classes, some ignore.
-        let codes: Vec<u8> = (0..48 * 40)
-            .map(|i| (crate::mix64(seed * 10_000 + i) % 256) as u8)
-            .collect();
+        let codes: Vec<u8> = (0..48 * 40).map(|i| (crate::mix64(seed * 10_000 + i) % 256) as u8).collect();
         let raw = decode_raw(&codes, 48, 40, &classes);
         assert!(raw.data.contains(&UNKNOWN_INDEX));
         let (out, report) = cleanup(&raw, K, &CleanupOptions::default());
         assert_valid(&out, &format!("random codes, seed {seed}"));
-        assert_eq!(
-            report.unknown_fixed,
-            raw.data.iter().filter(|&&v| v == UNKNOWN_INDEX).count() as u64
-        );
+        assert_eq!(report.unknown_fixed, raw.data.iter().filter(|&&v| v == UNKNOWN_INDEX).count() as u64);
 
         let (out, _) = cleanup(&noisy_procedural(seed, 64), K, &CleanupOptions::default());
         assert_valid(&out, &format!("noisy procedural, seed {seed}"));
@@ -93,19 +75,9 @@ fn cleanup_outputs_only_class_indices_or_ignore() {
 #[test]
 fn cleanup_leaves_a_clean_map_unchanged() {
     let clean = rectangles();
-    for opts in [
-        CleanupOptions::default(),
-        CleanupOptions {
-            open_radius: 2,
-            min_island: 64,
-            ..Default::default()
-        },
-        CleanupOptions {
-            open_radius: 0,
-            ramps: false,
-            ..Default::default()
-        },
-    ] {
+    for opts in
+        [CleanupOptions::default(), CleanupOptions { open_radius: 2, min_island: 64, ..Default::default() }, CleanupOptions { open_radius: 0, ramps: false, ..Default::default() }]
+    {
         let (out, report) = cleanup(&clean, K, &opts);
         assert_eq!(out, clean, "{opts:?}");
         assert_eq!(report, CleanupReport::default(), "{opts:?}");
@@ -120,11 +92,7 @@ fn cleanup_twice_equals_cleanup_once() {
             let (once, first) = cleanup(&noisy_procedural(seed, size), K, &opts);
             assert!(first.pixels_changed > 0);
             let (twice, again) = cleanup(&once, K, &opts);
-            assert!(
-                once == twice,
-                "seed {seed} size {size}: second cleanup changed {} pixels",
-                again.pixels_changed
-            );
+            assert!(once == twice, "seed {seed} size {size}: second cleanup changed {} pixels", again.pixels_changed);
             assert_eq!(again.pixels_changed, 0);
         }
     }
@@ -135,28 +103,12 @@ fn cleanup_leaves_no_island_on_noisy_maps() {
     for seed in 0..6u64 {
         for size in [64, 128] {
             let noisy = noisy_procedural(seed, size);
-            assert!(
-                island_count(&noisy, K, 16) > 20,
-                "the test map should be noisy"
-            );
-            for (r, min_island, ramps) in
-                [(1, 16, true), (0, 16, false), (2, 40, true), (0, 4, true)]
-            {
-                let opts = CleanupOptions {
-                    open_radius: r,
-                    min_island,
-                    ramps,
-                    out_size: None,
-                };
+            assert!(island_count(&noisy, K, 16) > 20, "the test map should be noisy");
+            for (r, min_island, ramps) in [(1, 16, true), (0, 16, false), (2, 40, true), (0, 4, true)] {
+                let opts = CleanupOptions { open_radius: r, min_island, ramps, out_size: None };
                 let (out, report) = cleanup(&noisy, K, &opts);
-                let small: Vec<Component> = components(&out, K)
-                    .into_iter()
-                    .filter(|c| c.size < min_island)
-                    .collect();
-                assert!(
-                    small.is_empty(),
-                    "seed {seed} size {size} {opts:?}: islands left {small:?}"
-                );
+                let small: Vec<Component> = components(&out, K).into_iter().filter(|c| c.size < min_island).collect();
+                assert!(small.is_empty(), "seed {seed} size {size} {opts:?}: islands left {small:?}");
                 assert_eq!(report.islands_left, 0);
                 assert!(report.islands_removed > 0);
             }
@@ -199,37 +151,19 @@ fn cleanup_removes_planted_islands_and_ramps_and_nothing_else() {
     let planted = planted;
 
     let (out, report) = cleanup(&planted, K, &CleanupOptions::default());
-    assert!(
-        out == base,
-        "{} pixels differ from the map before planting",
-        out.data
-            .iter()
-            .zip(&base.data)
-            .filter(|(a, b)| a != b)
-            .count()
-    );
+    assert!(out == base, "{} pixels differ from the map before planting", out.data.iter().zip(&base.data).filter(|(a, b)| a != b).count());
     assert_eq!(report.pixels_changed, island_px + ramp_px);
     assert_eq!(report.islands_removed, 4);
     assert_eq!(report.ramp_pixels_fixed, ramp_px);
     assert_eq!(report.unknown_fixed, 0);
 
     // Without the opening, the island and ramp rules alone do the same.
-    let no_open = CleanupOptions {
-        open_radius: 0,
-        ..Default::default()
-    };
+    let no_open = CleanupOptions { open_radius: 0, ..Default::default() };
     let (out, report) = cleanup(&planted, K, &no_open);
     assert!(out == base);
     assert_eq!(report.ramp_pixels_fixed, ramp_px);
     // … and without the ramp rule the strips (too big to be islands) stay.
-    let (out, report) = cleanup(
-        &planted,
-        K,
-        &CleanupOptions {
-            ramps: false,
-            ..no_open
-        },
-    );
+    let (out, report) = cleanup(&planted, K, &CleanupOptions { ramps: false, ..no_open });
     assert_eq!(out.get(23, 10), 1);
     assert_eq!(report.pixels_changed, island_px);
 }
@@ -282,9 +216,7 @@ fn cleanup_uses_ignore_only_where_no_class_is_around() {
             m.set(x, y, IGNORE_INDEX);
         }
     }
-    let ignore_before: Vec<usize> = (0..m.data.len())
-        .filter(|&i| m.data[i] == IGNORE_INDEX)
-        .collect();
+    let ignore_before: Vec<usize> = (0..m.data.len()).filter(|&i| m.data[i] == IGNORE_INDEX).collect();
     for y in 7..10 {
         for x in 7..10 {
             m.set(x, y, 1);
@@ -312,22 +244,14 @@ fn cleanup_keeps_a_lone_small_component_and_terminates_on_tiny_maps() {
     assert_eq!(out, m);
     assert_eq!(report.islands_left, 1);
     // Tiny and all small components: the largest absorbs the rest.
-    let m = LabelMap {
-        width: 3,
-        height: 2,
-        data: vec![0, 0, 1, 0, 2, 1],
-    };
+    let m = LabelMap { width: 3, height: 2, data: vec![0, 0, 1, 0, 2, 1] };
     let (out, report) = cleanup(&m, K, &CleanupOptions::default());
     assert_eq!(components(&out, K).len(), 1);
     assert_eq!(report.islands_left, 1);
     // Empty and all-unknown maps.
     let (out, _) = cleanup(&LabelMap::new(0, 0, 0), K, &CleanupOptions::default());
     assert!(out.data.is_empty());
-    let (out, report) = cleanup(
-        &LabelMap::new(5, 5, UNKNOWN_INDEX),
-        K,
-        &CleanupOptions::default(),
-    );
+    let (out, report) = cleanup(&LabelMap::new(5, 5, UNKNOWN_INDEX), K, &CleanupOptions::default());
     assert_eq!(out, LabelMap::new(5, 5, IGNORE_INDEX));
     assert_eq!(report.unknown_fixed, 25);
 }
@@ -337,14 +261,7 @@ fn cleanup_upscale_is_exact_nearest_neighbour() {
     let noisy = noisy_procedural(3, 64);
     let (small, report) = cleanup(&noisy, K, &CleanupOptions::default());
     for size in [512u32, 100, 64, 32] {
-        let (big, big_report) = cleanup(
-            &noisy,
-            K,
-            &CleanupOptions {
-                out_size: Some(size),
-                ..Default::default()
-            },
-        );
+        let (big, big_report) = cleanup(&noisy, K, &CleanupOptions { out_size: Some(size), ..Default::default() });
         assert_eq!(big_report, report, "the report is at the input resolution");
         assert_eq!((big.width, big.height), (size, size));
         for y in 0..size {
@@ -355,14 +272,7 @@ fn cleanup_upscale_is_exact_nearest_neighbour() {
         }
     }
     // 64 → 512: every 8×8 block is one value.
-    let (big, _) = cleanup(
-        &noisy,
-        K,
-        &CleanupOptions {
-            out_size: Some(512),
-            ..Default::default()
-        },
-    );
+    let (big, _) = cleanup(&noisy, K, &CleanupOptions { out_size: Some(512), ..Default::default() });
     for y in 0..512 {
         for x in 0..512 {
             assert_eq!(big.get(x, y), big.get(x / 8 * 8, y / 8 * 8));
@@ -374,16 +284,9 @@ fn cleanup_upscale_is_exact_nearest_neighbour() {
 fn cleanup_decode_raw_png_names_the_file_and_the_problem() {
     let classes = ClassTable::ai_hub();
     let rgb = crate::label::encode_png(2, 2, png::ColorType::Rgb, &[0; 12]);
-    let err = decode_raw_png(&rgb, &classes, "maps/a.png")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("maps/a.png") && err.contains("grayscale"),
-        "{err}"
-    );
-    let err = decode_raw_png(b"not a png", &classes, "maps/b.png")
-        .unwrap_err()
-        .to_string();
+    let err = decode_raw_png(&rgb, &classes, "maps/a.png").unwrap_err().to_string();
+    assert!(err.contains("maps/a.png") && err.contains("grayscale"), "{err}");
+    let err = decode_raw_png(b"not a png", &classes, "maps/b.png").unwrap_err().to_string();
     assert!(err.contains("maps/b.png") && err.contains("PNG"), "{err}");
     let gray = encode_raw_png(&[10, 11], 2, 1);
     let m = decode_raw_png(&gray, &classes, "maps/c.png").unwrap();
@@ -404,10 +307,7 @@ fn cleanup_statistics_helpers_agree() {
         before += ramp_pixel_share(&noisy, K);
         after += ramp_pixel_share(&cleanup(&noisy, K, &CleanupOptions::default()).0, K);
     }
-    assert!(
-        before > 0.05 && after < before / 20.0,
-        "ramp share before {before}, after {after} (sums over 10 maps)"
-    );
+    assert!(before > 0.05 && after < before / 20.0, "ramp share before {before}, after {after} (sums over 10 maps)");
 }
 
 /// Timing in the current profile: `cargo test -p shared cleanup_timing -- --ignored --nocapture`.
@@ -415,18 +315,13 @@ fn cleanup_statistics_helpers_agree() {
 #[ignore]
 fn cleanup_timing() {
     for (size, reps) in [(64u32, 50u32), (512, 5)] {
-        let maps: Vec<LabelMap> = (0..reps as u64)
-            .map(|s| noisy_procedural(s, size))
-            .collect();
+        let maps: Vec<LabelMap> = (0..reps as u64).map(|s| noisy_procedural(s, size)).collect();
         let start = std::time::Instant::now();
         let mut passes = 0;
         for m in &maps {
             passes += cleanup(m, K, &CleanupOptions::default()).1.passes;
         }
         let ms = start.elapsed().as_secs_f64() * 1000.0 / reps as f64;
-        println!(
-            "cleanup {size}x{size} (procedural + 5% salt): {ms:.2} ms/map, {:.1} passes/map",
-            passes as f64 / reps as f64
-        );
+        println!("cleanup {size}x{size} (procedural + 5% salt): {ms:.2} ms/map, {:.1} passes/map", passes as f64 / reps as f64);
     }
 }

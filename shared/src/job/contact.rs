@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use crate::classes::ClassTable;
 use crate::error::{Error, Result};
-use crate::manifest::ManifestLine;
 use crate::label::{LabelMap, RgbImage};
+use crate::manifest::ManifestLine;
 use crate::storage::Store;
 
 /// Samples shown.

@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::pipeline::{Pipeline, Sample};
-use crate::manifest::{existing_record, layout, CommitRecord, ManifestLine, StageTimes};
 use crate::error::{Error, Result};
+use crate::manifest::{existing_record, layout, CommitRecord, ManifestLine, StageTimes};
 use crate::spec::{OutputFormat, RunSpec};
 use crate::storage::{Created, Store};
 

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{committed_shards, layout, read_records, ManifestLine, StageTimes};
 use crate::error::{Error, Result};
+use crate::manifest::{committed_shards, layout, read_records, ManifestLine, StageTimes};
 use crate::spec::RunSpec;
 use crate::storage::Store;
 
@@ -70,12 +70,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         let shown: Vec<String> = missing.iter().take(20).map(|s| s.to_string()).collect();
         return Err(Error::Run {
             run: run_id.into(),
-            message: format!(
-                "cannot finalize: {} of {n} shards are not committed (shards {}{})",
-                missing.len(),
-                shown.join(", "),
-                if missing.len() > 20 { ", …" } else { "" }
-            ),
+            message: format!("cannot finalize: {} of {n} shards are not committed (shards {}{})", missing.len(), shown.join(", "), if missing.len() > 20 { ", …" } else { "" }),
         });
     }
     let digest = spec.digest();

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 
-use crate::manifest::layout;
 use crate::error::{Error, Result};
+use crate::manifest::layout;
 use crate::spec::RunSpec;
 use crate::storage::{Created, Store};
 

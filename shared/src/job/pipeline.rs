@@ -58,11 +58,7 @@ pub struct ProceduralPipeline {
 
 impl ProceduralPipeline {
     pub fn new(spec: &RunSpec) -> Self {
-        ProceduralPipeline {
-            run_seed: spec.run.seed,
-            size: spec.pipeline.image_size,
-            shares: spec.pipeline.procedural.shares.clone().unwrap_or_default(),
-        }
+        ProceduralPipeline { run_seed: spec.run.seed, size: spec.pipeline.image_size, shares: spec.pipeline.procedural.shares.clone().unwrap_or_default() }
     }
 }
 

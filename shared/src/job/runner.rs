@@ -37,14 +37,7 @@ pub struct WorkerOptions {
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions {
-            owner: default_owner(),
-            concurrency: 1,
-            exit_when_idle: false,
-            poll: Duration::from_millis(250),
-            grace: Duration::from_secs(25),
-            metrics: Metrics::new(),
-        }
+        WorkerOptions { owner: default_owner(), concurrency: 1, exit_when_idle: false, poll: Duration::from_millis(250), grace: Duration::from_secs(25), metrics: Metrics::new() }
     }
 }
 
@@ -88,12 +81,7 @@ impl RunCache {
 
 /// Serves the queue until `shutdown` resolves (or, with `exit_when_idle`, until no active
 /// run has work left).
-pub async fn serve(
-    queue: Arc<dyn JobQueue>,
-    factory: Arc<dyn PipelineFactory>,
-    opts: WorkerOptions,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<()> {
+pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, opts: WorkerOptions, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let stopping = Arc::new(AtomicBool::new(false));
     let metrics = opts.metrics.clone();
     let cache = Arc::new(RunCache::default());

@@ -14,9 +14,14 @@ use crate::error::Result;
 #[derive(Debug, PartialEq, Eq)]
 pub enum WatchEnd {
     /// Every shard committed and the manifest written.
-    Complete { samples: u64, manifest: String },
+    Complete {
+        samples: u64,
+        manifest: String,
+    },
     /// No work left but some shards are dead.
-    Dead { shards: Vec<(u64, String)> },
+    Dead {
+        shards: Vec<(u64, String)>,
+    },
     Cancelled,
 }
 

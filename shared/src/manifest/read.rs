@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 
-use crate::error::{Error, Result};
 use super::layout::MANIFEST_JSONL;
 use super::record::ManifestLine;
+use crate::error::{Error, Result};
 use crate::storage::Store;
 
 /// Plain objects fetched at once.
@@ -21,9 +21,10 @@ const TAR_CONCURRENCY: usize = 2;
 /// line, an empty manifest.
 pub async fn read_manifest(store: &Store) -> Result<Vec<ManifestLine>> {
     let origin = store.describe(MANIFEST_JSONL);
-    let bytes = store.get(MANIFEST_JSONL).await?.ok_or_else(|| {
-        Error::format(&origin, format!("missing: {} is not a finished run directory (a run writes {MANIFEST_JSONL} when it is finalized)", store.display()))
-    })?;
+    let bytes = store
+        .get(MANIFEST_JSONL)
+        .await?
+        .ok_or_else(|| Error::format(&origin, format!("missing: {} is not a finished run directory (a run writes {MANIFEST_JSONL} when it is finalized)", store.display())))?;
     let lines = parse_manifest(&bytes, &origin)?;
     if lines.is_empty() {
         return Err(Error::format(&origin, "holds no samples"));
@@ -40,7 +41,8 @@ pub fn parse_manifest(bytes: &[u8], origin: &str) -> Result<Vec<ManifestLine>> {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: ManifestLine = serde_json::from_str(line).map_err(|e| Error::format(origin, format!("line {}: not a manifest line (index, key, image, label, seed, …): {e}", i + 1)))?;
+        let parsed: ManifestLine =
+            serde_json::from_str(line).map_err(|e| Error::format(origin, format!("line {}: not a manifest line (index, key, image, label, seed, …): {e}", i + 1)))?;
         if parsed.label.is_empty() || parsed.image.is_empty() {
             return Err(Error::format(origin, format!("line {}: empty \"image\" or \"label\" path", i + 1)));
         }
@@ -146,8 +148,8 @@ mod tests {
             store.put("data/000000/0/00000001.label.png", Bytes::from_static(b"lab1")).await.unwrap();
             let line = |i: u64, label: &str| {
                 let mut l = ManifestLine::for_files(i, &format!("{i:08}"), &label.replace(".label", ""), label);
-            l.seed = u64::MAX - i;
-            serde_json::to_string(&l).unwrap()
+                l.seed = u64::MAX - i;
+                serde_json::to_string(&l).unwrap()
             };
             let lines = [
                 line(0, "data/000000/0/00000000.label.png"),

@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_value() {
-        for (spec, needle) in [("buildng=0.1", "buildng"), ("road=abc", "abc"), ("road=-1", "-1"), ("road", "road"), ("road=0.7,forest=0.6", "1.3"), ("road=0.1,road=0.2", "twice")] {
+        for (spec, needle) in [("buildng=0.1", "buildng"), ("road=abc", "abc"), ("road=-1", "-1"), ("road", "road"), ("road=0.7,forest=0.6", "1.3"), ("road=0.1,road=0.2", "twice")]
+        {
             let e = ClassShares::parse(spec).unwrap_err().to_string();
             assert!(e.contains(needle), "{spec}: {e}");
         }

@@ -167,11 +167,7 @@ fn claimed_at(lease: &Lease, run: &RunRecord) -> u64 {
 fn assert_retry_at(outcome: FailOutcome, from_ms: u64, backoff: u64, time: &dyn TimeControl) {
     let FailOutcome::Retry { at_ms } = outcome else { panic!("expected a retry, got {outcome:?}") };
     let lo = from_ms + backoff;
-    assert!(
-        (lo..=lo + time.slack_ms()).contains(&at_ms),
-        "retry at {at_ms}: expected {lo} (+ up to {} ms)",
-        time.slack_ms()
-    );
+    assert!((lo..=lo + time.slack_ms()).contains(&at_ms), "retry at {at_ms}: expected {lo} (+ up to {} ms)", time.slack_ms());
 }
 
 /// Submit stores the record once (created_ms from the queue clock) and enqueues every shard.
@@ -182,10 +178,7 @@ pub async fn submit_registers_run(q: &dyn JobQueue, _time: &dyn TimeControl, pre
     let stored = q.run(&run_id).await.unwrap().expect("the run is stored");
     assert_ne!(stored.created_ms, 42, "created_ms comes from the queue's clock");
     assert_eq!(stored, RunRecord { created_ms: stored.created_ms, ..run.clone() });
-    assert_eq!(
-        counts(q, &run_id).await,
-        Counts { total: 5, pending: 5, delayed: 0, leased: 0, committed: 0, dead: 0, state: RunState::Active }
-    );
+    assert_eq!(counts(q, &run_id).await, Counts { total: 5, pending: 5, delayed: 0, leased: 0, committed: 0, dead: 0, state: RunState::Active });
     assert!(q.list().await.unwrap().contains(&run_id));
     assert_eq!(q.run(&id(prefix, "never-submitted")).await.unwrap(), None);
     finish(q, &[&run_id]).await;
@@ -305,13 +298,7 @@ pub async fn heartbeat_extends_lease(q: &dyn JobQueue, time: &dyn TimeControl, p
 pub async fn retry_backoff_doubles_and_caps(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "backoff");
     let k = time.scale();
-    let run = RunRecord {
-        max_attempts: 5,
-        lease_ms: 10_000 * k,
-        backoff_ms: 200 * k,
-        max_backoff_ms: 500 * k,
-        ..record(&run_id, 1)
-    };
+    let run = RunRecord { max_attempts: 5, lease_ms: 10_000 * k, backoff_ms: 200 * k, max_backoff_ms: 500 * k, ..record(&run_id, 1) };
     submit(q, &run).await;
 
     let a = claim(q, "w1").await;
@@ -366,10 +353,7 @@ pub async fn non_retryable_failure_is_dead_at_once(q: &dyn JobQueue, _time: &dyn
     submit(q, &RunRecord { max_attempts: 5, ..record(&run_id, 2) }).await;
     let a = claim(q, "w1").await;
     assert_eq!(q.fail(&a, "bad spec: no classes", false).await.unwrap(), FailOutcome::Dead);
-    assert_eq!(
-        q.dead(&run_id).await.unwrap(),
-        vec![DeadJob { shard: 0, failures: 1, error: "bad spec: no classes".into() }]
-    );
+    assert_eq!(q.dead(&run_id).await.unwrap(), vec![DeadJob { shard: 0, failures: 1, error: "bad spec: no classes".into() }]);
     let c = counts(q, &run_id).await;
     assert_eq!((c.pending, c.dead, c.leased), (1, 1, 0));
     finish(q, &[&run_id]).await;
@@ -383,10 +367,7 @@ pub async fn expired_lease_at_max_attempts_is_dead(q: &dyn JobQueue, time: &dyn 
     let lease = claim(q, "w-late").await;
     time.advance(run.lease_ms).await;
     claim_none(q, "the only job died").await;
-    assert_eq!(
-        q.dead(&run_id).await.unwrap(),
-        vec![DeadJob { shard: 0, failures: 1, error: "lease expired (owner w-late)".into() }]
-    );
+    assert_eq!(q.dead(&run_id).await.unwrap(), vec![DeadJob { shard: 0, failures: 1, error: "lease expired (owner w-late)".into() }]);
     assert!(!q.ack(&lease).await.unwrap());
     let c = counts(q, &run_id).await;
     assert_eq!((c.pending, c.leased, c.dead), (0, 0, 1));

@@ -116,8 +116,7 @@ impl Run {
 
     /// Reclaims expired leases and moves due retries to ready (what claim.lua does first).
     fn tidy(&mut self, now: u64) {
-        let mut expired: Vec<(u64, u64)> =
-            self.leased.iter().filter(|(_, (d, _))| *d <= now).map(|(s, (d, _))| (*d, *s)).collect();
+        let mut expired: Vec<(u64, u64)> = self.leased.iter().filter(|(_, (d, _))| *d <= now).map(|(s, (d, _))| (*d, *s)).collect();
         expired.sort_unstable();
         for (_, shard) in expired {
             let (_, owner) = self.leased.remove(&shard).expect("expired lease is leased");
@@ -174,10 +173,7 @@ impl JobQueue for MemoryQueue {
             }
             return Err(Error::Run {
                 run: run.run_id.clone(),
-                message: format!(
-                    "already submitted with a different spec (stored digest {}, this spec {})",
-                    existing.record.spec_digest, run.spec_digest
-                ),
+                message: format!("already submitted with a different spec (stored digest {}, this spec {})", existing.record.spec_digest, run.spec_digest),
             });
         }
         let record = RunRecord { created_ms: now, ..run.clone() };
@@ -212,11 +208,8 @@ impl JobQueue for MemoryQueue {
     async fn claim(&self, owner: &str) -> Result<Option<Lease>> {
         let now = self.clock.now_ms();
         let mut runs = self.lock();
-        let mut active: Vec<(i32, u64, String)> = runs
-            .values()
-            .filter(|r| r.state == RunState::Active)
-            .map(|r| (-r.record.priority, r.record.created_ms, r.record.run_id.clone()))
-            .collect();
+        let mut active: Vec<(i32, u64, String)> =
+            runs.values().filter(|r| r.state == RunState::Active).map(|r| (-r.record.priority, r.record.created_ms, r.record.run_id.clone())).collect();
         active.sort();
         for (_, _, run_id) in active {
             let run = runs.get_mut(&run_id).expect("listed run exists");
@@ -323,12 +316,7 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn dead(&self, run_id: &str) -> Result<Vec<DeadJob>> {
-        self.with_run(run_id, |run, _| {
-            run.dead
-                .iter()
-                .map(|(&shard, (failures, error))| DeadJob { shard, failures: *failures, error: error.clone() })
-                .collect()
-        })
+        self.with_run(run_id, |run, _| run.dead.iter().map(|(&shard, (failures, error))| DeadJob { shard, failures: *failures, error: error.clone() }).collect())
     }
 
     async fn mark_finalized(&self, run_id: &str) -> Result<()> {

@@ -51,9 +51,7 @@ impl RedisQueue {
             .set_connection_timeout(Some(Duration::from_secs(5)))
             // Submitting a large run is one script; give it time.
             .set_response_timeout(Some(Duration::from_secs(60)));
-        let con = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| with_url(&shown, "cannot connect to Redis", e))?;
+        let con = ConnectionManager::new_with_config(client, config).await.map_err(|e| with_url(&shown, "cannot connect to Redis", e))?;
         Ok(RedisQueue { con, url: shown.into() })
     }
 
@@ -106,10 +104,7 @@ impl JobQueue for RedisQueue {
             }
             SubmitReply::Conflict { stored_digest } => Err(Error::Run {
                 run: run.run_id.clone(),
-                message: format!(
-                    "already submitted with a different spec (stored digest {stored_digest}, this spec {})",
-                    run.spec_digest
-                ),
+                message: format!("already submitted with a different spec (stored digest {stored_digest}, this spec {})", run.spec_digest),
             }),
         }
     }
@@ -135,14 +130,7 @@ impl JobQueue for RedisQueue {
             let k = RunKeys::new(run_id);
             match scripts().claim(&mut con, &k, owner).await? {
                 ClaimReply::Leased { shard, token, failures, deadline_ms } => {
-                    return Ok(Some(Lease {
-                        run_id: run_id.to_string(),
-                        shard,
-                        token,
-                        failures,
-                        owner: owner.to_string(),
-                        deadline_ms,
-                    }));
+                    return Ok(Some(Lease { run_id: run_id.to_string(), shard, token, failures, owner: owner.to_string(), deadline_ms }));
                 }
                 ClaimReply::Empty => {}
                 ClaimReply::Unknown | ClaimReply::Inactive => {
@@ -165,10 +153,7 @@ impl JobQueue for RedisQueue {
 
     async fn fail(&self, lease: &Lease, error: &str, retryable: bool) -> Result<FailOutcome> {
         let k = RunKeys::new(&lease.run_id);
-        scripts()
-            .fail(&mut self.con(), &k, lease.shard, lease.token, error, retryable)
-            .await?
-            .ok_or_else(|| unknown(&lease.run_id))
+        scripts().fail(&mut self.con(), &k, lease.shard, lease.token, error, retryable).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
@@ -195,14 +180,7 @@ impl JobQueue for RedisQueue {
 
     async fn counts(&self, run_id: &str) -> Result<Counts> {
         let k = RunKeys::new(run_id);
-        let ((shards, state), ready, delayed, leased, committed, dead): (
-            (Option<u64>, Option<String>),
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = redis::pipe()
+        let ((shards, state), ready, delayed, leased, committed, dead): ((Option<u64>, Option<String>), u64, u64, u64, u64, u64) = redis::pipe()
             .atomic()
             .cmd("HMGET")
             .arg(k.meta())
@@ -222,8 +200,7 @@ impl JobQueue for RedisQueue {
 
     async fn dead(&self, run_id: &str) -> Result<Vec<DeadJob>> {
         let k = RunKeys::new(run_id);
-        let (exists, dead): (bool, HashMap<u64, String>) =
-            redis::pipe().atomic().exists(k.meta()).hgetall(k.dead()).query_async(&mut self.con()).await?;
+        let (exists, dead): (bool, HashMap<u64, String>) = redis::pipe().atomic().exists(k.meta()).hgetall(k.dead()).query_async(&mut self.con()).await?;
         if !exists {
             return Err(unknown(run_id));
         }

@@ -69,12 +69,7 @@ pub(crate) struct RetryDeadReply {
 }
 
 impl Scripts {
-    pub(crate) async fn submit(
-        &self,
-        con: &mut ConnectionManager,
-        k: &RunKeys,
-        run: &RunRecord,
-    ) -> Result<SubmitReply> {
+    pub(crate) async fn submit(&self, con: &mut ConnectionManager, k: &RunKeys, run: &RunRecord) -> Result<SubmitReply> {
         let r: Vec<String> = self
             .submit
             .key(k.meta())
@@ -92,9 +87,7 @@ impl Scripts {
         let created_ms = num(&r, 1, "submit")?;
         Ok(match field(&r, 0, "submit")? {
             "created" => SubmitReply::Created { created_ms },
-            "exists" => {
-                SubmitReply::Exists { created_ms, state: state(&r, 2, "submit")?, priority: num(&r, 3, "submit")? }
-            }
+            "exists" => SubmitReply::Exists { created_ms, state: state(&r, 2, "submit")?, priority: num(&r, 3, "submit")? },
             "conflict" => SubmitReply::Conflict { stored_digest: field(&r, 4, "submit")?.to_string() },
             other => return Err(bad_reply("submit", other)),
         })
@@ -119,33 +112,14 @@ impl Scripts {
             "unknown" => ClaimReply::Unknown,
             "inactive" => ClaimReply::Inactive,
             "empty" => ClaimReply::Empty,
-            "leased" => ClaimReply::Leased {
-                shard: num(&r, 1, "claim")?,
-                token: num(&r, 2, "claim")?,
-                failures: num(&r, 3, "claim")?,
-                deadline_ms: num(&r, 4, "claim")?,
-            },
+            "leased" => ClaimReply::Leased { shard: num(&r, 1, "claim")?, token: num(&r, 2, "claim")?, failures: num(&r, 3, "claim")?, deadline_ms: num(&r, 4, "claim")? },
             other => return Err(bad_reply("claim", other)),
         })
     }
 
     /// `None`: no such run.
-    pub(crate) async fn heartbeat(
-        &self,
-        con: &mut ConnectionManager,
-        k: &RunKeys,
-        shard: u64,
-        token: u64,
-    ) -> Result<Option<LeaseStatus>> {
-        let r: String = self
-            .heartbeat
-            .key(k.meta())
-            .key(k.leased())
-            .key(k.claims())
-            .arg(shard)
-            .arg(token)
-            .invoke_async(con)
-            .await?;
+    pub(crate) async fn heartbeat(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<LeaseStatus>> {
+        let r: String = self.heartbeat.key(k.meta()).key(k.leased()).key(k.claims()).arg(shard).arg(token).invoke_async(con).await?;
         Ok(match r.as_str() {
             "unknown" => None,
             "lost" => Some(LeaseStatus::Lost),
@@ -156,38 +130,13 @@ impl Scripts {
     }
 
     /// `None`: no such run; `Some(false)`: lease not held.
-    pub(crate) async fn ack(
-        &self,
-        con: &mut ConnectionManager,
-        k: &RunKeys,
-        shard: u64,
-        token: u64,
-    ) -> Result<Option<bool>> {
-        let r: i64 = self
-            .ack
-            .key(k.meta())
-            .key(k.leased())
-            .key(k.owners())
-            .key(k.claims())
-            .key(k.failures())
-            .key(k.committed())
-            .arg(shard)
-            .arg(token)
-            .invoke_async(con)
-            .await?;
+    pub(crate) async fn ack(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<bool>> {
+        let r: i64 = self.ack.key(k.meta()).key(k.leased()).key(k.owners()).key(k.claims()).key(k.failures()).key(k.committed()).arg(shard).arg(token).invoke_async(con).await?;
         Ok(tri(r))
     }
 
     /// `None`: no such run.
-    pub(crate) async fn fail(
-        &self,
-        con: &mut ConnectionManager,
-        k: &RunKeys,
-        shard: u64,
-        token: u64,
-        error: &str,
-        retryable: bool,
-    ) -> Result<Option<FailOutcome>> {
+    pub(crate) async fn fail(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64, error: &str, retryable: bool) -> Result<Option<FailOutcome>> {
         let r: Vec<String> = self
             .fail
             .key(k.meta())
@@ -213,24 +162,8 @@ impl Scripts {
     }
 
     /// `None`: no such run; `Some(false)`: lease not held.
-    pub(crate) async fn release(
-        &self,
-        con: &mut ConnectionManager,
-        k: &RunKeys,
-        shard: u64,
-        token: u64,
-    ) -> Result<Option<bool>> {
-        let r: i64 = self
-            .release
-            .key(k.meta())
-            .key(k.leased())
-            .key(k.owners())
-            .key(k.claims())
-            .key(k.ready())
-            .arg(shard)
-            .arg(token)
-            .invoke_async(con)
-            .await?;
+    pub(crate) async fn release(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<bool>> {
+        let r: i64 = self.release.key(k.meta()).key(k.leased()).key(k.owners()).key(k.claims()).key(k.ready()).arg(shard).arg(token).invoke_async(con).await?;
         Ok(tri(r))
     }
 
@@ -292,9 +225,5 @@ fn state(r: &[String], i: usize, script: &str) -> Result<RunState> {
 }
 
 fn bad_reply(script: &str, got: &str) -> Error {
-    Error::Redis(redis::RedisError::from((
-        redis::ErrorKind::UnexpectedReturnType,
-        "unexpected reply from a queue script",
-        format!("{script}.lua returned {got:?}"),
-    )))
+    Error::Redis(redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected reply from a queue script", format!("{script}.lua returned {got:?}"))))
 }

@@ -56,7 +56,9 @@ pub enum LeaseStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailOutcome {
     /// Back to pending; claimable again at `at_ms`.
-    Retry { at_ms: u64 },
+    Retry {
+        at_ms: u64,
+    },
     Dead,
     /// The lease was no longer held; nothing changed.
     Lost,

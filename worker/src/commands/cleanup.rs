@@ -96,13 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = options(&args)?;
     let files = list_pngs(&args.input)?;
     let bar = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} maps  {per_sec}  ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} maps  {per_sec}  ETA {eta}").expect("a valid template").progress_chars("=> "));
     let start = Instant::now();
     let summary = clean_dir(&args.input, &args.out, &files, &opts, || bar.inc(1))?;
     bar.finish_and_clear();
@@ -131,47 +125,31 @@ fn options(args: &Args) -> anyhow::Result<CleanupOptions> {
         }
     }
     if args.open_radius > 64 {
-        anyhow::bail!(
-            "--open-radius {}: at most 64 (1 or 2 is usual)",
-            args.open_radius
-        );
+        anyhow::bail!("--open-radius {}: at most 64 (1 or 2 is usual)", args.open_radius);
     }
     let same = match (args.input.canonicalize(), args.out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if same {
-        anyhow::bail!(
-            "--out {}: must differ from --in (the raw maps would be overwritten)",
-            args.out.display()
-        );
+        anyhow::bail!("--out {}: must differ from --in (the raw maps would be overwritten)", args.out.display());
     }
-    Ok(CleanupOptions {
-        open_radius: args.open_radius,
-        min_island: args.min_island,
-        ramps: !args.no_ramps,
-        out_size: args.size,
-    })
+    Ok(CleanupOptions { open_radius: args.open_radius, min_island: args.min_island, ramps: !args.no_ramps, out_size: args.size })
 }
 
 /// The `*.png` file names directly in `dir`, sorted.
 fn list_pngs(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let rd = std::fs::read_dir(dir)
-        .with_context(|| format!("--in {}: cannot list the directory", dir.display()))?;
+    let rd = std::fs::read_dir(dir).with_context(|| format!("--in {}: cannot list the directory", dir.display()))?;
     let mut names = Vec::new();
     for entry in rd {
-        let entry =
-            entry.with_context(|| format!("--in {}: cannot list the directory", dir.display()))?;
+        let entry = entry.with_context(|| format!("--in {}: cannot list the directory", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.to_ascii_lowercase().ends_with(".png") && entry.path().is_file() {
             names.push(name);
         }
     }
     if names.is_empty() {
-        anyhow::bail!(
-            "--in {}: no .png files found (expected raw label maps, 8-bit gray)",
-            dir.display()
-        );
+        anyhow::bail!("--in {}: no .png files found (expected raw label maps, 8-bit gray)", dir.display());
     }
     names.sort();
     Ok(names)
@@ -179,16 +157,9 @@ fn list_pngs(dir: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Cleans `files` (names in `input`) into `out`, writes the previews and `cleanup.json`,
 /// and returns the summary. `tick` is called once per map done.
-fn clean_dir(
-    input: &Path,
-    out: &Path,
-    files: &[String],
-    opts: &CleanupOptions,
-    tick: impl Fn() + Sync,
-) -> anyhow::Result<Summary> {
+fn clean_dir(input: &Path, out: &Path, files: &[String], opts: &CleanupOptions, tick: impl Fn() + Sync) -> anyhow::Result<Summary> {
     let previews = out.join("previews");
-    std::fs::create_dir_all(&previews)
-        .with_context(|| format!("--out {}: cannot create the directory", previews.display()))?;
+    std::fs::create_dir_all(&previews).with_context(|| format!("--out {}: cannot create the directory", previews.display()))?;
     let classes = ClassTable::ai_hub();
     let maps = files
         .par_iter()
@@ -205,27 +176,13 @@ fn clean_dir(
         totals.add(&m.report);
         pixels += m.width as u64 * m.height as u64;
     }
-    let summary = Summary {
-        input: input.display().to_string(),
-        options: *opts,
-        count: maps.len(),
-        totals,
-        pixels,
-        maps,
-    };
+    let summary = Summary { input: input.display().to_string(), options: *opts, count: maps.len(), totals, pixels, maps };
     let json = serde_json::to_vec_pretty(&summary).context("serialising cleanup.json")?;
     write_atomic(&out.join("cleanup.json"), &json)?;
     Ok(summary)
 }
 
-fn clean_one(
-    path: &Path,
-    out: &Path,
-    previews: &Path,
-    name: &str,
-    classes: &ClassTable,
-    opts: &CleanupOptions,
-) -> anyhow::Result<MapEntry> {
+fn clean_one(path: &Path, out: &Path, previews: &Path, name: &str, classes: &ClassTable, opts: &CleanupOptions) -> anyhow::Result<MapEntry> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("{origin}: cannot read"))?;
     let raw = decode_raw_png(&bytes, classes, &origin)?;
@@ -238,12 +195,7 @@ fn clean_one(
     let before = preview_of(&raw.resize_nearest(clean.width, clean.height), classes);
     let after = clean.colorize(classes);
     write_atomic(&previews.join(name), &grid(&[before, after], 2).to_png())?;
-    Ok(MapEntry {
-        file: name.to_string(),
-        width: raw.width,
-        height: raw.height,
-        report,
-    })
+    Ok(MapEntry { file: name.to_string(), width: raw.width, height: raw.height, report })
 }
 
 /// Colourised map with unknown pixels in [`UNKNOWN_COLOR`].
@@ -259,14 +211,10 @@ fn preview_of(map: &LabelMap, classes: &ClassTable) -> RgbImage {
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -283,14 +231,7 @@ mod tests {
     }
 
     fn args(input: &Path, out: &Path) -> Args {
-        Args {
-            input: input.to_path_buf(),
-            out: out.to_path_buf(),
-            size: Some(64),
-            open_radius: 1,
-            min_island: 16,
-            no_ramps: false,
-        }
+        Args { input: input.to_path_buf(), out: out.to_path_buf(), size: Some(64), open_radius: 1, min_island: 16, no_ramps: false }
     }
 
     #[test]
@@ -324,14 +265,7 @@ mod tests {
         assert_eq!(run(args(&input, &out)).unwrap(), ExitCode::SUCCESS);
 
         let classes = ClassTable::ai_hub();
-        let read = |p: PathBuf| {
-            LabelMap::from_png(
-                &std::fs::read(&p).unwrap(),
-                &classes,
-                &p.display().to_string(),
-            )
-            .unwrap()
-        };
+        let read = |p: PathBuf| LabelMap::from_png(&std::fs::read(&p).unwrap(), &classes, &p.display().to_string()).unwrap();
         let ca = read(out.join("a.png"));
         assert_eq!((ca.width, ca.height), (64, 64));
         assert!(ca.data.iter().all(|&v| v == 2), "a.png: all road");
@@ -344,21 +278,11 @@ mod tests {
         for name in ["a.png", "b.png"] {
             let p = out.join("previews").join(name);
             let img = RgbImage::from_png(&std::fs::read(&p).unwrap(), "preview").unwrap();
-            assert_eq!(
-                (img.width, img.height),
-                (2 * 64 + 6, 64 + 4),
-                "{name}: before | after with gaps"
-            );
+            assert_eq!((img.width, img.height), (2 * 64 + 6, 64 + 4), "{name}: before | after with gaps");
         }
-        assert_eq!(
-            RgbImage::from_png(&std::fs::read(out.join("previews/a.png")).unwrap(), "p")
-                .unwrap()
-                .pixel(2 + 41, 2 + 41),
-            UNKNOWN_COLOR
-        );
+        assert_eq!(RgbImage::from_png(&std::fs::read(out.join("previews/a.png")).unwrap(), "p").unwrap().pixel(2 + 41, 2 + 41), UNKNOWN_COLOR);
 
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("cleanup.json")).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("cleanup.json")).unwrap()).unwrap();
         assert_eq!(json["count"], 2);
         assert_eq!(json["maps"][0]["file"], "a.png");
         assert_eq!(json["maps"][0]["unknown_fixed"], 9);
@@ -367,11 +291,7 @@ mod tests {
         assert_eq!(json["totals"]["pixels_changed"], 13 + 32);
         assert_eq!(json["options"]["min_island"], 16);
         // No temporary files left behind.
-        let leftovers: Vec<_> = std::fs::read_dir(&out)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-            .collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
         assert!(leftovers.is_empty());
 
         // Cleaning the output again changes nothing.
@@ -390,17 +310,11 @@ mod tests {
         let (input, out) = (dir.join("raw"), dir.join("clean"));
         std::fs::create_dir_all(&input).unwrap();
         let err = run(args(&input, &out)).unwrap_err().to_string();
-        assert!(
-            err.contains("no .png files") && err.contains("raw"),
-            "{err}"
-        );
+        assert!(err.contains("no .png files") && err.contains("raw"), "{err}");
 
         std::fs::write(input.join("rgb.png"), RgbImage::new(2, 2).to_png()).unwrap();
         let err = format!("{:#}", run(args(&input, &out)).unwrap_err());
-        assert!(
-            err.contains("rgb.png") && err.contains("grayscale"),
-            "{err}"
-        );
+        assert!(err.contains("rgb.png") && err.contains("grayscale"), "{err}");
 
         std::fs::write(input.join("rgb.png"), b"garbage").unwrap();
         let err = format!("{:#}", run(args(&input, &out)).unwrap_err());

@@ -74,9 +74,7 @@ pub fn run(args: ProceduralArgs) -> anyhow::Result<ExitCode> {
 
     let bar = ProgressBar::with_draw_target(Some(args.count), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tiles  {per_sec}  ETA {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tiles  {per_sec}  ETA {eta}").expect("a valid template").progress_chars("=> "),
     );
     let start = Instant::now();
     let summary = pool
@@ -87,13 +85,7 @@ pub fn run(args: ProceduralArgs) -> anyhow::Result<ExitCode> {
     let secs = start.elapsed().as_secs_f64();
     let classes = ClassTable::ai_hub();
     let wanted = shares.normalized();
-    let got: Vec<String> = summary
-        .shares()
-        .iter()
-        .zip(&classes.classes)
-        .zip(wanted)
-        .map(|((s, c), w)| format!("{} {:.1}% (asked {:.1}%)", c.name, s * 100.0, w * 100.0))
-        .collect();
+    let got: Vec<String> = summary.shares().iter().zip(&classes.classes).zip(wanted).map(|((s, c), w)| format!("{} {:.1}% (asked {:.1}%)", c.name, s * 100.0, w * 100.0)).collect();
     println!(
         "wrote {} tiles of {}x{} to {} in {:.1} s ({:.1} tiles/s, {} threads); class shares: {}",
         summary.count,

@@ -76,9 +76,7 @@ fn run_on<B: burn::tensor::backend::Backend>(args: &Args, device: &B::Device) ->
 
     let per_sample = sampler.num_steps(model.meta.timesteps) as u64;
     let bar = ProgressBar::with_draw_target(Some(args.count * per_sample), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}  ETA {eta}").expect("a valid template").progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}  ETA {eta}").expect("a valid template").progress_chars("=> "));
     let start = Instant::now();
     let classes = model.classes().clone();
     let mut previews = Vec::new();

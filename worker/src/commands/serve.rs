@@ -58,7 +58,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         let queue = Arc::new(shared::queue::RedisQueue::connect(&args.redis).await?);
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut opts = WorkerOptions { concurrency: args.concurrency.max(1), exit_when_idle: args.exit_when_idle, grace: Duration::from_secs_f64(args.grace_seconds.max(0.0)), metrics: metrics.clone(), ..Default::default() };
+        let mut opts = WorkerOptions {
+            concurrency: args.concurrency.max(1),
+            exit_when_idle: args.exit_when_idle,
+            grace: Duration::from_secs_f64(args.grace_seconds.max(0.0)),
+            metrics: metrics.clone(),
+            ..Default::default()
+        };
         if let Some(owner) = args.owner {
             opts.owner = owner;
         }

@@ -71,7 +71,9 @@ fn synthesize<B: Backend>(args: Args, device: &B::Device) -> anyhow::Result<Exit
     let size = model.size();
 
     let bar = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} images  {per_sec}  ETA {eta}").expect("a valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} images  {per_sec}  ETA {eta}").expect("a valid template").progress_chars("=> "),
+    );
     let start = std::time::Instant::now();
     for (c, chunk) in files.chunks(args.batch).enumerate() {
         let mut labels = Vec::with_capacity(chunk.len());

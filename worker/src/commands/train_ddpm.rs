@@ -203,11 +203,7 @@ fn run_on<B: burn::tensor::backend::AutodiffBackend>(cfg: &TrainConfig, data: &T
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let done = cfg.steps.saturating_sub(first_step);
-    println!(
-        "trained {done} steps in {secs:.1} s ({:.2} steps/s); final loss {:.4}; model written to {out}",
-        done as f64 / secs.max(1e-9),
-        recent_loss(&outcome.losses)
-    );
+    println!("trained {done} steps in {secs:.1} s ({:.2} steps/s); final loss {:.4}; model written to {out}", done as f64 / secs.max(1e-9), recent_loss(&outcome.losses));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -131,11 +131,8 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
     let classes = ClassTable::ai_hub();
     let k = classes.len();
     let n_up = args.n_up.unwrap_or_else(|| default_n_up(args.size));
-    let g_config = SpadeGeneratorConfig::new(k, args.size)
-        .with_ngf(args.ngf)
-        .with_n_up(n_up)
-        .with_spade_hidden(args.spade_hidden.unwrap_or((2 * args.ngf).min(128)))
-        .with_norm(args.norm);
+    let g_config =
+        SpadeGeneratorConfig::new(k, args.size).with_ngf(args.ngf).with_n_up(n_up).with_spade_hidden(args.spade_hidden.unwrap_or((2 * args.ngf).min(128))).with_norm(args.norm);
     g_config.validate().map_err(|e| anyhow::anyhow!("--size {} --ngf {} --n-up {n_up}: {e}", args.size, args.ngf))?;
     let d_config = SpadeDiscriminatorConfig::new(k).with_ndf(args.ndf.unwrap_or(args.ngf));
     d_config.validate().map_err(|e| anyhow::anyhow!("--ndf: {e}"))?;

@@ -68,12 +68,7 @@ impl ModelMeta {
         self.unet.validate().map_err(|e| anyhow::anyhow!("{origin}: unet: {e}"))?;
         let want = self.encoding.channels(self.classes.len());
         if self.unet.in_channels != want {
-            bail!(
-                "{origin}: unet.in_channels is {}, but encoding {} of {} classes needs {want}",
-                self.unet.in_channels,
-                self.encoding,
-                self.classes.len()
-            );
+            bail!("{origin}: unet.in_channels is {}, but encoding {} of {} classes needs {want}", self.unet.in_channels, self.encoding, self.classes.len());
         }
         self.objective.check(self.encoding).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         if self.size as usize != self.unet.image_size {

@@ -58,9 +58,7 @@ impl NoiseSchedule {
         let t = timesteps;
         let betas: Vec<f64> = match kind {
             ScheduleKind::Linear if t == 1 => vec![LINEAR_BETA_START],
-            ScheduleKind::Linear => {
-                (0..t).map(|i| LINEAR_BETA_START + (LINEAR_BETA_END - LINEAR_BETA_START) * i as f64 / (t - 1) as f64).collect()
-            }
+            ScheduleKind::Linear => (0..t).map(|i| LINEAR_BETA_START + (LINEAR_BETA_END - LINEAR_BETA_START) * i as f64 / (t - 1) as f64).collect(),
             ScheduleKind::Cosine => {
                 let f = |i: usize| ((i as f64 / t as f64 + COSINE_S) / (1.0 + COSINE_S) * std::f64::consts::FRAC_PI_2).cos().powi(2);
                 (0..t).map(|i| (1.0 - f(i + 1) / f(i)).min(COSINE_MAX_BETA)).collect()

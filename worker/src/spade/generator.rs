@@ -93,9 +93,8 @@ impl SpadeGeneratorConfig {
         }
         let ch = self.channels();
         let s0 = self.start_size();
-        let block = |fin, fout| {
-            SpadeResBlockConfig::new([fin, fout], self.label_nc).with_spade_hidden(self.spade_hidden).with_norm(self.norm).with_spectral(self.spectral).init(device)
-        };
+        let block =
+            |fin, fout| SpadeResBlockConfig::new([fin, fout], self.label_nc).with_spade_hidden(self.spade_hidden).with_norm(self.norm).with_spectral(self.spectral).init(device);
         SpadeGenerator {
             fc: LinearConfig::new(self.z_dim, ch[0] * s0 * s0).init(device),
             head: block(ch[0], ch[0]),

@@ -73,7 +73,15 @@ pub struct SpadeMeta {
 }
 
 impl SpadeMeta {
-    pub fn new(architecture: SpadeGeneratorConfig, discriminator: SpadeDiscriminatorConfig, classes: ClassTable, data_digest: String, steps: u64, final_losses: Losses, train: TrainSettings) -> Self {
+    pub fn new(
+        architecture: SpadeGeneratorConfig,
+        discriminator: SpadeDiscriminatorConfig,
+        classes: ClassTable,
+        data_digest: String,
+        steps: u64,
+        final_losses: Losses,
+        train: TrainSettings,
+    ) -> Self {
         SpadeMeta {
             format_version: FORMAT_VERSION,
             kind: KIND.to_string(),

@@ -357,13 +357,7 @@ pub fn fit<B: AutodiffBackend>(
         let l = Losses { g_gan: losses.g_gan as f64, g_feat: losses.g_feat as f64, d: losses.d as f64 };
         smoothed = if trainer.step == 1 { l } else { smoothed.ema(&l, 0.05) };
         let secs = start.elapsed().as_secs_f64().max(1e-9);
-        on_progress(&Progress {
-            step: trainer.step,
-            steps: opts.steps,
-            losses,
-            smoothed,
-            images_per_sec: (trainer.step - first_step) as f64 * batch as f64 / secs,
-        });
+        on_progress(&Progress { step: trainer.step, steps: opts.steps, losses, smoothed, images_per_sec: (trainer.step - first_step) as f64 * batch as f64 / secs });
         let at_checkpoint = opts.checkpoint_every > 0 && trainer.step % opts.checkpoint_every == 0;
         if at_checkpoint || trainer.step == opts.steps {
             trainer.save_checkpoint(&opts.out, smoothed)?;
@@ -372,7 +366,8 @@ pub fn fit<B: AutodiffBackend>(
             artifact::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
         }
     }
-    let mut meta = SpadeMeta::new(trainer.g_config.clone(), trainer.d_config.clone(), opts.classes.clone(), opts.data_digest.clone(), trainer.step, smoothed, trainer.settings.clone());
+    let mut meta =
+        SpadeMeta::new(trainer.g_config.clone(), trainer.d_config.clone(), opts.classes.clone(), opts.data_digest.clone(), trainer.step, smoothed, trainer.settings.clone());
     meta.test_fraction = opts.test_fraction;
     meta.train_count = Some(n as u64);
     super::model::save(&trainer.inference_generator(), &meta, &opts.out)?;
@@ -450,7 +445,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spade-fit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = dir.to_string_lossy().into_owned();
-        let opts = FitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into(), test_fraction: None };
+        let opts =
+            FitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into(), test_fraction: None };
 
         let untrained = SpadeTrainer::<CpuTrain>::new(g_cfg.clone(), d_cfg.clone(), settings.clone(), &device).inference_generator();
         let before = untrained.synthesize(&held_labels, &seeds);

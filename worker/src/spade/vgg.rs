@@ -15,8 +15,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
-use burn_store::{ModuleSnapshot, PytorchStore, SafetensorsStore};
 use burn::tensor::activation::relu;
+use burn_store::{ModuleSnapshot, PytorchStore, SafetensorsStore};
 
 /// Output channels of VGG19's 16 convolutions (3×3, padding 1).
 pub const CHANNELS: [usize; 16] = [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512];
@@ -59,8 +59,12 @@ impl<B: Backend> Vgg19<B> {
         // classifier's tensors are left out.
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let result = match ext.as_str() {
-            "pth" | "pt" => model.load_from(&mut PytorchStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true)).map_err(|e| e.to_string()),
-            "safetensors" => model.load_from(&mut SafetensorsStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true)).map_err(|e| e.to_string()),
+            "pth" | "pt" => model
+                .load_from(&mut PytorchStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true))
+                .map_err(|e| e.to_string()),
+            "safetensors" => model
+                .load_from(&mut SafetensorsStore::from_file(path).with_key_remapping(r"^features\.", "convs.").map_indices_contiguous(true).allow_partial(true))
+                .map_err(|e| e.to_string()),
             _ => anyhow::bail!("--vgg {}: expected a .pth, .pt or .safetensors file", path.display()),
         }
         .map_err(|e| anyhow::anyhow!("--vgg {}: not readable as torchvision VGG19 weights ({ext}): {e}", path.display()))?;
@@ -189,11 +193,20 @@ mod tests {
         use crate::backend::CpuTrain;
         use crate::spade::{SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeTrainer, TrainSettings};
         let device = CpuDevice::default();
-        let (labels, images): (Vec<_>, Vec<_>) = (0..2).map(|i| {
-            let (img, lab) = sample(3, i, 32, &ClassShares::default());
-            (lab, img)
-        }).unzip();
-        let make = || SpadeTrainer::<CpuTrain>::new(SpadeGeneratorConfig::small(8, 32, 8), SpadeDiscriminatorConfig::new(8).with_ndf(8), TrainSettings { batch: 2, ..TrainSettings::default() }, &device);
+        let (labels, images): (Vec<_>, Vec<_>) = (0..2)
+            .map(|i| {
+                let (img, lab) = sample(3, i, 32, &ClassShares::default());
+                (lab, img)
+            })
+            .unzip();
+        let make = || {
+            SpadeTrainer::<CpuTrain>::new(
+                SpadeGeneratorConfig::small(8, 32, 8),
+                SpadeDiscriminatorConfig::new(8).with_ndf(8),
+                TrainSettings { batch: 2, ..TrainSettings::default() },
+                &device,
+            )
+        };
         let off = make().step(&labels, &images);
         let mut on = make().with_vgg(Some(Vgg19::init(&device)), 10.0);
         assert_eq!(on.settings.vgg_weight, 10.0);

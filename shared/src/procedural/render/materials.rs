@@ -140,7 +140,8 @@ fn parking(p: &Px) -> Rgb {
     let base = if concrete { [160.0, 158.0, 150.0] } else { [p.look.asphalt * 0.95, p.look.asphalt * 0.95, p.look.asphalt] };
     let mut c = mul(base, 1.0 + 0.08 * grain(p.look.seed, p.x, p.y, 3) + 0.05 * (fbm(p.look.seed, 31, p.x as f32, p.y as f32, 0.08, 2) - 0.5));
     if p.dist() <= 1.0 {
-        return mul([175.0, 172.0, 165.0], 1.0 + 0.05 * grain(p.look.seed, p.x, p.y, 4)); // curb
+        return mul([175.0, 172.0, 165.0], 1.0 + 0.05 * grain(p.look.seed, p.x, p.y, 4));
+        // curb
     }
     let stall = (5.5 * s).max(2.0);
     let depth = (10.0 * s).max(3.0);

@@ -87,7 +87,13 @@ pub fn render(labels: &LabelMap, seed: u64) -> RgbImage {
             let mut n = 0.0;
             for yy in y.saturating_sub(1)..(y + 2).min(h) {
                 for xx in x.saturating_sub(1)..(x + 2).min(w) {
-                    let wgt = if xx == x && yy == y { 4.0 } else if xx == x || yy == y { 1.0 } else { 0.5 };
+                    let wgt = if xx == x && yy == y {
+                        4.0
+                    } else if xx == x || yy == y {
+                        1.0
+                    } else {
+                        0.5
+                    };
                     let p = buf[yy * w + xx];
                     for k in 0..3 {
                         acc[k] += p[k] * wgt;

@@ -64,10 +64,5 @@ pub fn load(uri: &str) -> anyhow::Result<Option<CheckpointFiles>> {
         anyhow::bail!("{origin}: format_version {version:?}; this worker resumes format_version {FORMAT_VERSION}");
     }
     let state: CheckpointState = serde_json::from_value(v).with_context(|| format!("{origin}: invalid checkpoint state"))?;
-    Ok(Some(CheckpointFiles {
-        state,
-        model: artifact::require_file(uri, MODEL)?,
-        ema: artifact::require_file(uri, EMA)?,
-        optimizer: artifact::require_file(uri, OPTIMIZER)?,
-    }))
+    Ok(Some(CheckpointFiles { state, model: artifact::require_file(uri, MODEL)?, ema: artifact::require_file(uri, EMA)?, optimizer: artifact::require_file(uri, OPTIMIZER)? }))
 }

@@ -24,8 +24,8 @@ use shared::dataset::{grid, Dataset};
 use shared::{mix64, rng_for, sample_seed, ClassTable, LabelMap};
 
 use super::encoding::Encoding;
-use super::objective::Objective;
 use super::model::{module_from_bytes, module_to_bytes, DdpmModel, ModelMeta, FORMAT_VERSION, MODEL_KIND, WEIGHTS_FILE};
+use super::objective::Objective;
 use super::sampler::SamplerConfig;
 use super::schedule::{NoiseSchedule, ScheduleKind};
 use super::unet::{UNet, UNetConfig};
@@ -267,9 +267,8 @@ pub fn train_split<B: AutodiffBackend>(
             }
             model = module_from_bytes(model, ck.model, device, &format!("{uri}/{}", checkpoint::MODEL))?;
             ema = module_from_bytes(ema, ck.ema, device, &format!("{uri}/{}", checkpoint::EMA))?;
-            let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-                .load(ck.optimizer, device)
-                .map_err(|e| anyhow::anyhow!("{uri}/{}: {e}", checkpoint::OPTIMIZER))?;
+            let record =
+                NamedMpkBytesRecorder::<FullPrecisionSettings>::default().load(ck.optimizer, device).map_err(|e| anyhow::anyhow!("{uri}/{}: {e}", checkpoint::OPTIMIZER))?;
             optim = optim.load_record(record);
             start = s.step;
             losses = s.losses.clone();
@@ -304,9 +303,7 @@ pub fn train_split<B: AutodiffBackend>(
 
         if let (true, Some(uri)) = (save_point(done), out) {
             let state = cfg.state(data, done, &losses);
-            let optim_bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-                .record(optim.to_record(), ())
-                .context("serialising the optimizer state")?;
+            let optim_bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(optim.to_record(), ()).context("serialising the optimizer state")?;
             checkpoint::save(uri, &state, module_to_bytes(model.clone())?, module_to_bytes(ema.clone())?, optim_bytes)?;
             if cfg.preview_count > 0 {
                 let m = DdpmModel::new(ema.clone(), cfg.meta(data, test_fraction, done, recent_loss(&losses)), device.clone());

@@ -43,8 +43,7 @@ impl ResBlockConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             // Zero-initialised like the reference code, so each block starts as the identity.
             conv2: conv3(self.out_channels, self.out_channels).with_initializer(Initializer::Zeros).init(device),
-            shortcut: (self.in_channels != self.out_channels)
-                .then(|| Conv2dConfig::new([self.in_channels, self.out_channels], [1, 1]).init(device)),
+            shortcut: (self.in_channels != self.out_channels).then(|| Conv2dConfig::new([self.in_channels, self.out_channels], [1, 1]).init(device)),
         }
     }
 }

@@ -33,11 +33,7 @@ pub struct TimeEmbeddingConfig {
 
 impl TimeEmbeddingConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> TimeEmbedding<B> {
-        assert!(
-            self.base_channels >= 4 && self.base_channels % 2 == 0,
-            "time embedding: base channels {} must be even and at least 4",
-            self.base_channels
-        );
+        assert!(self.base_channels >= 4 && self.base_channels % 2 == 0, "time embedding: base channels {} must be even and at least 4", self.base_channels);
         TimeEmbedding {
             dense0: LinearConfig::new(self.base_channels, self.out_channels).init(device),
             dense1: LinearConfig::new(self.out_channels, self.out_channels).init(device),

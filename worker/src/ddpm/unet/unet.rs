@@ -13,10 +13,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::{
-    group_norm, Attention, AttentionConfig, Downsample, DownsampleConfig, ResBlock, ResBlockConfig, TimeEmbedding, TimeEmbeddingConfig,
-    Upsample, UpsampleConfig,
-};
+use super::{group_norm, Attention, AttentionConfig, Downsample, DownsampleConfig, ResBlock, ResBlockConfig, TimeEmbedding, TimeEmbeddingConfig, Upsample, UpsampleConfig};
 
 /// Architecture of a [`UNet`]. The output has `in_channels` channels (ε, or class logits
 /// for the x0 objective).
@@ -72,10 +69,7 @@ impl UNetConfig {
         }
         for ch in std::iter::once(self.base_channels).chain(self.channel_mult.iter().map(|m| m * self.base_channels)) {
             if ch % self.groups != 0 {
-                return Err(format!(
-                    "{ch} channels (base_channels {} × channel_mult {:?}) are not divisible by groups {}",
-                    self.base_channels, self.channel_mult, self.groups
-                ));
+                return Err(format!("{ch} channels (base_channels {} × channel_mult {:?}) are not divisible by groups {}", self.base_channels, self.channel_mult, self.groups));
             }
         }
         let factor = 1usize << (levels - 1);

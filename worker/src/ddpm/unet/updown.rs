@@ -19,9 +19,7 @@ pub struct DownsampleConfig {
 impl DownsampleConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Downsample<B> {
         let c = self.channels;
-        Downsample {
-            conv: Conv2dConfig::new([c, c], [3, 3]).with_stride([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device),
-        }
+        Downsample { conv: Conv2dConfig::new([c, c], [3, 3]).with_stride([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device) }
     }
 }
 
