@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# labelgen coordinator (submit, watch, status, list, cancel, retry-dead, finalize, run).
+# labelgen coordinator (submit, watch, status, list, cancel, retry-dead, finalize). It links no
+# Burn (CI checks the crate graph): a small image that checks models without loading them.
 #   docker build -f docker/coordinator.Dockerfile -t labelgen-coordinator:dev .
 
 # ---- build ----------------------------------------------------------------------------

@@ -356,4 +356,84 @@ mod tests {
         assert!(leftovers.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A `model.json` with the fields the checks read.
+    fn model_json(weights: &str, size: u32, timesteps: Option<usize>) -> Vec<u8> {
+        let mut v = serde_json::json!({ "kind": "test", "size": size, "weights": weights, "classes": ClassTable::ai_hub() });
+        if let Some(t) = timesteps {
+            v["timesteps"] = t.into();
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn spec(labels: &str, images: &str, size: u32, sampler: &str) -> RunSpec {
+        let text = format!(
+            "[run]\ncount = 4\nshard_size = 2\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = {size}\n[pipeline.labels]\nmodel = \"{labels}\"\n{sampler}\n[pipeline.images]\nmodel = \"{images}\"\n"
+        );
+        RunSpec::parse(&text, "spec.toml").unwrap()
+    }
+
+    #[tokio::test]
+    async fn inspect_streams_the_weights_and_matches_fetch() {
+        let dir = std::env::temp_dir().join(format!("labelgen-inspect-test-{}", rand::random::<u64>()));
+        let uri = dir.join("m").display().to_string();
+        let store = Store::open(&uri).unwrap();
+        store.put(MODEL_JSON, Bytes::from(model_json("w.bin", 32, Some(1000)))).await.unwrap();
+        // Larger than one read chunk, so the hash really is streamed over several.
+        let weights: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        store.put("w.bin", Bytes::from(weights.clone())).await.unwrap();
+        let seen = inspect(&uri, None).await.unwrap();
+        let fetched = fetch(&uri, None, &dir.join("cache")).await.unwrap();
+        assert_eq!(seen.digest, fetched.digest, "inspect and fetch must agree on the digest");
+        assert_eq!(seen.weights_bytes, weights.len() as u64);
+        assert_eq!(seen.info.timesteps, Some(1000));
+        assert!(inspect(&uri, Some(&seen.digest)).await.is_ok());
+        let err = inspect(&uri, Some(&"0".repeat(64))).await.unwrap_err().to_string();
+        assert!(err.contains("digest mismatch") && err.contains(&uri), "{err}");
+        store.delete("w.bin").await.unwrap();
+        let err = inspect(&uri, None).await.unwrap_err().to_string();
+        assert!(err.contains("w.bin") && err.contains("does not exist"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn prepare_checks_the_models_and_pins_their_digests() {
+        let dir = std::env::temp_dir().join(format!("labelgen-prepare-test-{}", rand::random::<u64>()));
+        let (l, i) = (dir.join("ddpm").display().to_string(), dir.join("spade").display().to_string());
+        let (ls, is) = (Store::open(&l).unwrap(), Store::open(&i).unwrap());
+        ls.put(MODEL_JSON, Bytes::from(model_json("weights.mpk", 32, Some(1000)))).await.unwrap();
+        ls.put("weights.mpk", Bytes::from_static(b"ddpm weights")).await.unwrap();
+        is.put(MODEL_JSON, Bytes::from(model_json("generator.mpk", 64, None))).await.unwrap();
+        is.put("generator.mpk", Bytes::from_static(b"spade weights")).await.unwrap();
+
+        let mut ok = spec(&l, &i, 64, "sampler = \"ddim\"\nsteps = 20");
+        prepare(&mut ok).await.unwrap();
+        let pinned = ok.pipeline.labels.as_ref().unwrap().sha256.clone().unwrap();
+        assert_eq!(pinned, inspect(&l, None).await.unwrap().digest);
+        assert!(ok.pipeline.images.as_ref().unwrap().sha256.as_deref().is_some_and(is_digest));
+        // A pinned spec passes again; a changed model no longer does.
+        prepare(&mut ok.clone()).await.unwrap();
+        ls.put("weights.mpk", Bytes::from_static(b"other weights")).await.unwrap();
+        let err = prepare(&mut ok.clone()).await.unwrap_err().to_string();
+        assert!(err.contains("pipeline.labels.model") && err.contains("digest mismatch"), "{err}");
+        ls.put("weights.mpk", Bytes::from_static(b"ddpm weights")).await.unwrap();
+
+        let cases = [
+            (spec(&l, &i, 128, ""), vec!["pipeline.images.model", "64×64", "pipeline.image_size is 128"]),
+            (spec(&l, &i, 64, "sampler = \"ddpm\"\nsteps = 50"), vec!["pipeline.labels.steps is 50", "1000 timesteps"]),
+            (spec(&l, &i, 64, "steps = 2000"), vec!["pipeline.labels", "between 1 and the model's 1000"]),
+            (spec(&i, &i, 64, ""), vec!["pipeline.labels.model", "no timesteps"]),
+            (spec(&format!("{l}/nope"), &i, 64, ""), vec!["pipeline.labels.model", "nope/model.json", "does not exist"]),
+        ];
+        for (mut s, want) in cases {
+            let err = prepare(&mut s).await.unwrap_err().to_string();
+            for w in want {
+                assert!(err.contains(w), "expected {w:?} in: {err}");
+            }
+        }
+        // Other pipelines pass through untouched.
+        let mut procedural = RunSpec::parse("[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"memory://\"\n", "p.toml").unwrap();
+        prepare(&mut procedural).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

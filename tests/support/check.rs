@@ -6,10 +6,10 @@ use sha2::{Digest, Sha256};
 use shared::manifest::ManifestLine;
 use shared::storage::Store;
 
-/// The manifest lines of a run (`store` rooted at the run directory).
+/// The manifest lines of a run (`store` rooted at the run directory), read by the one
+/// reader of a run directory, `shared::manifest`.
 pub async fn manifest(store: &Store) -> Vec<ManifestLine> {
-    let body = store.get("manifest.jsonl").await.unwrap().unwrap_or_else(|| panic!("no manifest.jsonl at {}", store.display()));
-    body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+    shared::manifest::read_manifest(store).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sha(data: &[u8]) -> String {
@@ -37,26 +37,14 @@ pub async fn exactly_n(store: &Store, count: u64) -> Vec<ManifestLine> {
 
 /// Reads `path`, or a member of a tar for `path.tar#member`.
 pub async fn read_member(store: &Store, path: &str) -> Vec<u8> {
-    match path.split_once('#') {
-        None => store.get(path).await.unwrap().unwrap_or_else(|| panic!("{path} is missing")).to_vec(),
-        Some((tar, member)) => {
-            let data = store.get(tar).await.unwrap().unwrap_or_else(|| panic!("{tar} is missing"));
-            let mut pos = 0;
-            while pos + 512 <= data.len() {
-                let head = &data[pos..pos + 512];
-                if head.iter().all(|&b| b == 0) {
-                    break;
-                }
-                let name = String::from_utf8_lossy(&head[..100]).trim_end_matches('\0').to_string();
-                let size = usize::from_str_radix(String::from_utf8_lossy(&head[124..135]).trim_matches(|c: char| c == '\0' || c == ' '), 8).unwrap();
-                if name == member {
-                    return data[pos + 512..pos + 512 + size].to_vec();
-                }
-                pos += 512 + size.div_ceil(512) * 512;
-            }
-            panic!("{member} not in {tar}")
-        }
-    }
+    let mut out = None;
+    shared::manifest::read_files::<shared::Error>(store, &[path.to_string()], |_, bytes| {
+        out = Some(bytes);
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    out.unwrap_or_else(|| panic!("{path} was not read"))
 }
 
 /// Image and label bytes of every sample, by index (to compare two runs).
