@@ -1,0 +1,45 @@
+//! Command line of the `labelgen-eval` binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// labelgen evaluation: measures a run's label maps against a real dataset (`labels`),
+/// the run's utility for training a segmentation model (`utility`, the paper's Table 1),
+/// and the segmentation model's cost (`bench-seg`).
+///
+/// Typical use, after `worker run configs/local.toml`:
+///   labelgen-eval labels --real REAL_DIR --synthetic out/local/RUN --out out/eval/labels
+///   labelgen-eval utility --real REAL_DIR --synthetic out/local/RUN --replace 0.1 --seeds 3 --out out/eval/utility
+#[derive(Debug, Parser)]
+#[command(name = "labelgen-eval", version, about, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "LABELGEN_LOG_JSON")]
+    pub log_json: bool,
+
+    /// More log detail (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    // No doc comments here: `labelgen-eval labels --help` shows the one on `Args`.
+    Labels(commands::labels::Args),
+    Utility(commands::utility::Args),
+    BenchSeg(commands::bench_seg::SegArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Labels(args) => commands::labels::run(args),
+        Command::Utility(args) => commands::utility::run(args),
+        Command::BenchSeg(args) => commands::bench_seg::run(args),
+    }
+}

@@ -1,0 +1,5 @@
+//! One file per subcommand: its clap arguments and its `run`.
+
+pub mod bench_seg;
+pub mod labels;
+pub mod utility;

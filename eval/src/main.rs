@@ -1,0 +1,16 @@
+//! The `labelgen-eval` binary: parses the command line, sets up logging, runs, maps the
+//! result to an exit code.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = eval::Cli::parse();
+    shared::logging::init_tracing(cli.log_json, cli.verbose);
+    match eval::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
