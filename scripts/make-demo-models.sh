@@ -11,7 +11,7 @@
 #   keep the layout (roads, blocks, fields, forest) a 32×32 model can learn.
 #
 # Both trainings hold out the same 21 of the 200 stems (the default --test-fraction 0.1
-# splits by a hash of the stem) and write them to test_stems.txt, so `worker eval utility
+# splits by a hash of the stem) and write them to test_stems.txt, so `labelgen-eval utility
 # --real WORK_DIR/data` measures a demo run on tiles neither model saw.
 #
 #   bash scripts/make-demo-models.sh [WORK_DIR]

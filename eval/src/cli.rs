@@ -11,8 +11,8 @@ use crate::commands;
 /// and the segmentation model's cost (`bench-seg`).
 ///
 /// Typical use, after `worker run configs/local.toml`:
-///   labelgen-eval labels --real REAL_DIR --synthetic out/local/RUN --out eval/labels
-///   labelgen-eval utility --real REAL_DIR --synthetic out/local/RUN --replace 0.1 --seeds 3 --out eval/utility
+///   labelgen-eval labels --real REAL_DIR --synthetic out/local/RUN --out out/eval/labels
+///   labelgen-eval utility --real REAL_DIR --synthetic out/local/RUN --replace 0.1 --seeds 3 --out out/eval/utility
 #[derive(Debug, Parser)]
 #[command(name = "labelgen-eval", version, about, verbatim_doc_comment)]
 pub struct Cli {

@@ -42,13 +42,9 @@
 //!
 //! # Layout
 //! - `mod.rs` — [`LabelStats`], [`StatsOptions`], [`compare`], [`LabelComparison`].
-//! - `plot.rs` — PNG plots of two sets' statistics (bar charts, heat maps) drawn on
-//!   [`shared::RgbImage`], with a built-in 5×7 pixel font.
 //! - `tests.rs` — hand-computed examples.
-
-mod plot;
-
-pub use plot::{adjacency_plot, component_plot, share_plot, PlotSet};
+//!
+//! Their plots are drawn in [`crate::plot`].
 
 use std::collections::BTreeMap;
 use std::fmt;

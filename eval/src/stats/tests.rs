@@ -1,7 +1,7 @@
 use super::*;
 use shared::cleanup::island_count;
 use shared::procedural::{generate_labels, ClassShares};
-use shared::{ClassTable, IGNORE_INDEX};
+use shared::IGNORE_INDEX;
 
 const X: u8 = IGNORE_INDEX;
 
@@ -177,25 +177,4 @@ fn stats_serialise_counts_and_normalised_figures() {
     assert_eq!(v["component_bins"], serde_json::json!([[0, 1], [0, 1]]));
     assert_eq!(v["sizes"], serde_json::json!([{"width": 3, "height": 2, "maps": 1}]));
     assert_eq!(s.most_common_size(), Some((3, 2)));
-}
-
-#[test]
-fn stats_plots_have_the_expected_sizes_and_colours() {
-    let classes = ClassTable::ai_hub();
-    let maps: Vec<LabelMap> = (0..2).map(|i| generate_labels(i, 32, &ClassShares::default())).collect();
-    let s = stats_of(8, StatsOptions::default(), &maps);
-    let (a, b) = (PlotSet { name: "REAL", stats: &s }, PlotSet { name: "SYNTHETIC", stats: &s });
-    for img in [share_plot(a, b, &classes), adjacency_plot(a, b, &classes), component_plot(a, b, &classes)] {
-        assert!(img.width > 300 && img.height > 200, "{}×{}", img.width, img.height);
-        assert_eq!(img.data.len(), (img.width * img.height * 3) as usize);
-        let back = shared::RgbImage::from_png(&img.to_png(), "plot").unwrap();
-        assert_eq!(back, img);
-    }
-    let bars = share_plot(a, b, &classes);
-    let has = |c: [u8; 3]| bars.data.chunks(3).any(|p| p == c);
-    for (i, class) in classes.classes.iter().enumerate() {
-        if s.class_shares()[i] > 0.01 {
-            assert!(has(class.color), "no bar of {}", class.name);
-        }
-    }
 }

@@ -1,0 +1,208 @@
+//! The protocol: the real split, each seed's two arms (baseline, with synthetic), and
+//! training and scoring one network per arm and seed.
+
+use std::collections::BTreeSet;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use shared::dataset::{Dataset, DatasetOptions, TEST_STEMS_FILE};
+use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
+use worker::backend::OnTrainBackend;
+use worker::device::Resolved;
+use worker::spade::PairSource;
+
+use super::report::{summarize, Report, RunScore, Settings, Verdict};
+use super::{synthetic, Mix, UtilityOptions, SYNTHETIC_DIR};
+use crate::seg::{evaluate, inference, train, SegNetConfig, TrainOptions};
+
+const SALT_DROP: u64 = 0x5E6_0102;
+
+/// The whole experiment, on the backend `--device` resolves to.
+pub(super) struct Protocol<'a> {
+    pub opts: &'a UtilityOptions,
+    pub classes: &'a ClassTable,
+}
+
+impl OnTrainBackend for Protocol<'_> {
+    type Output = Report;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _: Resolved) -> anyhow::Result<Report> {
+        let Protocol { opts, classes } = self;
+        let k = classes.len();
+        let real = open_real(opts, classes)?;
+        let n_train = real.train.len();
+        let n_syn = match opts.mix {
+            Mix::Replace(f) | Mix::Add(f) => ((f * n_train as f64).round() as usize).max(1),
+        };
+        anyhow::ensure!(!matches!(opts.mix, Mix::Replace(_)) || n_syn < n_train, "--replace: {n_syn} of {n_train} training pairs would be replaced, leaving no real one");
+        tracing::info!(train = n_train, test = real.test.len(), synthetic = n_syn, split = %real.how, "real data from {}", opts.real.display());
+        std::fs::create_dir_all(&opts.out).with_context(|| format!("--out {}: cannot create the directory", opts.out.display()))?;
+        let syn_ds = synthetic::fetch(opts, n_syn, classes, &opts.out.join(SYNTHETIC_DIR))?;
+        let syn_stems: Vec<(bool, String)> = syn_ds.stems.iter().map(|s| (true, s.clone())).collect();
+
+        let config = SegNetConfig::new(k).with_width(opts.width);
+        let test = Pairs { real: &real.ds, synthetic: None, items: real.test.iter().map(|s| (false, s.clone())).collect(), size: opts.size };
+        let seeds: Vec<u64> = (0..opts.seeds as u64).map(|i| opts.seed + i).collect();
+        let (mut base_runs, mut syn_runs) = (Vec::new(), Vec::new());
+        for &seed in &seeds {
+            let real_items: Vec<(bool, String)> = real.train.iter().map(|s| (false, s.clone())).collect();
+            let mixed_items = mixed(opts.mix, &real_items, &syn_stems, seed);
+            for (arm, items) in [("baseline", real_items), ("with synthetic", mixed_items)] {
+                let pairs = Pairs { real: &real.ds, synthetic: Some(&syn_ds), items, size: opts.size };
+                let score = train_and_score::<B>(&config, &pairs, &test, opts, seed, arm, &device)?;
+                tracing::info!(seed, arm, miou = ?score.miou, "trained and evaluated in {:.0} s", score.seconds);
+                if arm == "baseline" {
+                    base_runs.push(score);
+                } else {
+                    syn_runs.push(score);
+                }
+            }
+        }
+        let baseline = summarize("baseline", base_runs, k);
+        let with_synthetic = summarize(&format!("with synthetic ({})", opts.mix.describe()), syn_runs, k);
+        let verdict = Verdict::of(&baseline, &with_synthetic);
+        Ok(Report {
+            classes: classes.classes.iter().map(|c| c.name.clone()).collect(),
+            settings: Settings {
+                real: opts.real.display().to_string(),
+                synthetic: opts.synthetic.clone(),
+                test_split: real.how.clone(),
+                real_train_pairs: n_train,
+                test_pairs: real.test.len(),
+                synthetic_pairs: n_syn,
+                mix: opts.mix,
+                seeds,
+                epochs: opts.epochs,
+                size: opts.size,
+                width: opts.width,
+                batch: opts.batch,
+                lr: opts.lr,
+                flips: true,
+            },
+            baseline,
+            with_synthetic,
+            verdict,
+        })
+    }
+}
+
+/// The "with synthetic" arm's training items for `seed`: with [`Mix::Replace`], a seeded
+/// choice of the real pairs (as many as there are run samples) gives way to the run
+/// samples; with [`Mix::Add`], the run samples join all real pairs.
+fn mixed(mix: Mix, real_items: &[(bool, String)], syn_stems: &[(bool, String)], seed: u64) -> Vec<(bool, String)> {
+    match mix {
+        Mix::Replace(_) => {
+            let mut kept = real_items.to_vec();
+            kept.shuffle(&mut rng_for(sample_seed(seed, SALT_DROP), 0));
+            kept.truncate(real_items.len() - syn_stems.len());
+            kept.sort();
+            kept.into_iter().chain(syn_stems.iter().cloned()).collect()
+        }
+        Mix::Add(_) => real_items.iter().chain(syn_stems).cloned().collect(),
+    }
+}
+
+/// The real dataset and its split.
+struct RealSplit {
+    ds: Dataset,
+    train: Vec<String>,
+    test: Vec<String>,
+    /// How it was split, for the report.
+    how: String,
+}
+
+/// Opens `--real` and splits it: the stems of `--test-stems` when given, else the hash
+/// split of `--test-fraction`. Errors name the flag and the stem or setting at fault.
+fn open_real(opts: &UtilityOptions, classes: &ClassTable) -> anyhow::Result<RealSplit> {
+    let ctx = || format!("--real {}", opts.real.display());
+    let Some(file) = &opts.test_stems else {
+        let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { labels_only: false, ..opts.dataset }).with_context(ctx)?;
+        anyhow::ensure!(
+            !ds.test.is_empty(),
+            "--real {}: the test split is empty ({} files, --test-fraction {}): raise --test-fraction or pass --test-stems",
+            opts.real.display(),
+            ds.len(),
+            opts.dataset.test_fraction
+        );
+        let how = format!("hash split, --test-fraction {}", opts.dataset.test_fraction);
+        return Ok(RealSplit { train: ds.train.clone(), test: ds.test.clone(), ds, how });
+    };
+    let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..opts.dataset }).with_context(ctx)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("--test-stems {}: cannot read", file.display()))?;
+    let wanted: BTreeSet<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    anyhow::ensure!(!wanted.is_empty(), "--test-stems {}: lists no stems (expected one file stem a line, like {TEST_STEMS_FILE})", file.display());
+    let have: BTreeSet<&String> = ds.stems.iter().collect();
+    let missing: Vec<&String> = wanted.iter().filter(|s| !have.contains(s)).collect();
+    if let Some(first) = missing.first() {
+        anyhow::bail!(
+            "--test-stems {}: stem {first:?} has no pair in --real {} (labels/{first}.png){}",
+            file.display(),
+            opts.real.display(),
+            if missing.len() > 1 { format!("; {} more of the {} listed stems are missing too", missing.len() - 1, wanted.len()) } else { String::new() }
+        );
+    }
+    let (test, train): (Vec<String>, Vec<String>) = ds.stems.iter().cloned().partition(|s| wanted.contains(s));
+    anyhow::ensure!(!train.is_empty(), "--test-stems {}: lists every stem of --real {}; nothing is left to train on", file.display(), opts.real.display());
+    Ok(RealSplit { ds, train, test, how: format!("the {} stems of --test-stems {}", wanted.len(), file.display()) })
+}
+
+/// Pairs from the real dataset and (optionally) the fetched run samples, resized to `size`.
+struct Pairs<'a> {
+    real: &'a Dataset,
+    synthetic: Option<&'a Dataset>,
+    /// `(from the run, stem)`.
+    items: Vec<(bool, String)>,
+    size: u32,
+}
+
+impl PairSource for Pairs<'_> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn get(&self, index: usize) -> anyhow::Result<(RgbImage, LabelMap)> {
+        let (from_run, stem) = &self.items[index];
+        let ds = if *from_run { self.synthetic.expect("run samples were fetched") } else { self.real };
+        Ok((ds.image(stem, Some(self.size))?, ds.label(stem, Some(self.size))?))
+    }
+}
+
+/// Trains one network on `pairs` (a progress bar on a terminal, a log line every 30 s
+/// elsewhere) and scores it on `test`.
+fn train_and_score<B: AutodiffBackend>(
+    config: &SegNetConfig,
+    pairs: &Pairs,
+    test: &Pairs,
+    opts: &UtilityOptions,
+    seed: u64,
+    arm: &str,
+    device: &B::Device,
+) -> anyhow::Result<RunScore> {
+    let train_opts = TrainOptions { epochs: opts.epochs, batch: opts.batch, lr: opts.lr, seed, flips: true };
+    let steps = crate::seg::train::steps(pairs.len(), &train_opts);
+    let bar = shared::progress::styled(Some(steps), &format!("{{spinner}} [{{elapsed_precise}}] {arm}, seed {seed}: {{wide_bar}} {{pos}}/{{len}} steps  {{msg}}  ETA {{eta}}"));
+    let mut last_log = std::time::Instant::now();
+    let start = std::time::Instant::now();
+    let model = train::<B>(config, pairs, &train_opts, device, |p| {
+        let msg = format!("loss {:.3}  {:.1} img/s", p.smoothed, p.images_per_sec);
+        if bar.is_hidden() && (last_log.elapsed().as_secs() >= 30 || p.step == p.steps) {
+            last_log = std::time::Instant::now();
+            tracing::info!("{arm}, seed {seed}: step {}/{} (epoch {}): {msg}", p.step, p.steps, p.epoch + 1);
+        }
+        bar.set_position(p.step);
+        bar.set_message(msg);
+    })
+    .with_context(|| format!("training ({arm}, seed {seed})"))?;
+    bar.finish_and_clear();
+    let m = evaluate(&inference(&model), test, config.num_classes, opts.batch, device).with_context(|| format!("evaluating ({arm}, seed {seed})"))?;
+    Ok(RunScore {
+        seed,
+        train_pairs: pairs.len(),
+        synthetic_pairs: pairs.items.iter().filter(|i| i.0).count(),
+        iou: m.ious(),
+        miou: m.miou(),
+        pixel_accuracy: m.pixel_accuracy(),
+        seconds: start.elapsed().as_secs_f64(),
+        confusion: m,
+    })
+}

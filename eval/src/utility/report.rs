@@ -1,0 +1,222 @@
+//! What the experiment reports: each run's scores, each arm's mean ± sd over the seeds,
+//! the verdict, `report.md` and the bars of `iou.png`.
+
+use serde::Serialize;
+use shared::{ClassTable, RgbImage};
+
+use super::Mix;
+use crate::plot::{iou_chart, BarGroup, MeanSd};
+use crate::seg::ConfusionMatrix;
+
+/// The rule that decides whether a difference is more than seed noise.
+pub const RULE: &str = "the difference of the mIoU means counts as real when |Δ| > sd_baseline + sd_synthetic (sample standard deviations over the seeds)";
+
+/// One trained network's scores on the test split.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunScore {
+    pub seed: u64,
+    pub train_pairs: usize,
+    pub synthetic_pairs: usize,
+    pub iou: Vec<Option<f64>>,
+    pub miou: Option<f64>,
+    pub pixel_accuracy: Option<f64>,
+    pub seconds: f64,
+    pub confusion: ConfusionMatrix,
+}
+
+/// An arm's summary over the seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Arm {
+    pub name: String,
+    /// Per class: mean over the seeds where the IoU is defined (`null`: in none).
+    pub iou_mean: Vec<Option<f64>>,
+    /// Per class: sample standard deviation over those seeds (`null`: fewer than 2).
+    pub iou_sd: Vec<Option<f64>>,
+    pub miou_mean: Option<f64>,
+    pub miou_sd: Option<f64>,
+    pub runs: Vec<RunScore>,
+}
+
+/// Mean and sample standard deviation of the defined values.
+fn mean_sd(values: impl IntoIterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
+    let v: Vec<f64> = values.into_iter().flatten().collect();
+    if v.is_empty() {
+        return (None, None);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.len() >= 2).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    (Some(mean), sd)
+}
+
+/// `runs` of `k` classes as an arm.
+pub(super) fn summarize(name: &str, runs: Vec<RunScore>, k: usize) -> Arm {
+    let per_class: Vec<(Option<f64>, Option<f64>)> = (0..k).map(|c| mean_sd(runs.iter().map(|r| r.iou[c]))).collect();
+    let (miou_mean, miou_sd) = mean_sd(runs.iter().map(|r| r.miou));
+    Arm { name: name.into(), iou_mean: per_class.iter().map(|p| p.0).collect(), iou_sd: per_class.iter().map(|p| p.1).collect(), miou_mean, miou_sd, runs }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    pub real: String,
+    pub synthetic: String,
+    pub test_split: String,
+    pub real_train_pairs: usize,
+    pub test_pairs: usize,
+    pub synthetic_pairs: usize,
+    pub mix: Mix,
+    pub seeds: Vec<u64>,
+    pub epochs: usize,
+    pub size: u32,
+    pub width: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub flips: bool,
+}
+
+/// Whether the difference is more than the seed-to-seed spread.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub rule: &'static str,
+    /// mIoU mean with synthetic minus baseline.
+    pub delta_miou: Option<f64>,
+    /// sd_baseline + sd_synthetic.
+    pub spread: Option<f64>,
+    /// `null` when it cannot be told (fewer than 2 seeds, or no mIoU).
+    pub exceeds_spread: Option<bool>,
+}
+
+impl Verdict {
+    /// [`RULE`] applied to the two arms.
+    pub fn of(baseline: &Arm, with_synthetic: &Arm) -> Verdict {
+        let delta = baseline.miou_mean.zip(with_synthetic.miou_mean).map(|(a, b)| b - a);
+        let spread = baseline.miou_sd.zip(with_synthetic.miou_sd).map(|(a, b)| a + b);
+        Verdict { rule: RULE, delta_miou: delta, spread, exceeds_spread: delta.zip(spread).map(|(d, s)| d.abs() > s) }
+    }
+}
+
+/// `report.json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub classes: Vec<String>,
+    pub settings: Settings,
+    pub baseline: Arm,
+    pub with_synthetic: Arm,
+    pub verdict: Verdict,
+}
+
+/// "mean ± sd" in %, "–" when undefined.
+fn cell(mean: Option<f64>, sd: Option<f64>) -> String {
+    match (mean, sd) {
+        (Some(m), Some(s)) => format!("{:.1} ± {:.1}", 100.0 * m, 100.0 * s),
+        (Some(m), None) => format!("{:.1}", 100.0 * m),
+        _ => "–".into(),
+    }
+}
+
+impl Report {
+    /// `report.md`: the settings, a table (rows baseline and with synthetic, columns the
+    /// classes and mIoU, cells "mean ± sd" in %), the verdict and the rule.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write;
+        let s = &self.settings;
+        let mut t = String::new();
+        let _ = writeln!(t, "# Utility of synthetic data\n");
+        let _ = writeln!(t, "- Real: `{}`: {} training pairs, {} test pairs ({}).", s.real, s.real_train_pairs, s.test_pairs, s.test_split);
+        let _ = writeln!(
+            t,
+            "- Synthetic: `{}`: {} samples ({} of the real training split).",
+            s.synthetic,
+            s.synthetic_pairs,
+            match s.mix {
+                Mix::Replace(f) => format!("replacing {}%", super::pct(f)),
+                Mix::Add(f) => format!("adding {}%", super::pct(f)),
+            }
+        );
+        let _ = writeln!(
+            t,
+            "- Model: BiSeNet V2-style, width {}, {}×{} px, {} epoch(s), batch {}, Adam lr {} (poly decay), random flips; seeds {}.\n",
+            s.width,
+            s.size,
+            s.size,
+            s.epochs,
+            s.batch,
+            s.lr,
+            s.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        );
+        let n = s.seeds.len();
+        let _ = writeln!(t, "IoU (%) on the real test split, mean ± sd over {n} seed{}:\n", if n == 1 { "" } else { "s" });
+        let _ = writeln!(t, "| | {} | mIoU |", self.classes.join(" | "));
+        let _ = writeln!(t, "|---|{}---|", "---|".repeat(self.classes.len()));
+        for arm in [&self.baseline, &self.with_synthetic] {
+            let cells: Vec<String> = arm.iou_mean.iter().zip(&arm.iou_sd).map(|(m, s)| cell(*m, *s)).collect();
+            let name = if arm.name == "baseline" { "Baseline (real only)".to_string() } else { format!("With synthetic ({})", s.mix.describe()) };
+            let _ = writeln!(t, "| {name} | {} | {} |", cells.join(" | "), cell(arm.miou_mean, arm.miou_sd));
+        }
+        let _ = writeln!(t);
+        let v = &self.verdict;
+        match (v.delta_miou, v.spread, v.exceeds_spread) {
+            (Some(d), Some(sp), Some(e)) => {
+                let _ = writeln!(
+                    t,
+                    "Δ mIoU = {:+.1} points; seed-to-seed spread sd_baseline + sd_synthetic = {:.1} points: the difference {} the spread.",
+                    100.0 * d,
+                    100.0 * sp,
+                    if e { "exceeds" } else { "does not exceed" }
+                );
+            }
+            (Some(d), _, _) => {
+                let _ = writeln!(t, "Δ mIoU = {:+.1} points; with one seed there is no spread to compare it with (use --seeds 2 or more).", 100.0 * d);
+            }
+            _ => {
+                let _ = writeln!(t, "No mIoU: the test split has no labelled pixel.");
+            }
+        }
+        let _ = writeln!(t, "\nRule: {}.", v.rule);
+        t
+    }
+
+    /// `iou.png`: per class and mIoU, the baseline bar solid and the synthetic bar light in
+    /// the class's preview colour (mIoU grey), whiskers ± sd; no text (the numbers are in
+    /// report.md).
+    pub fn chart(&self, classes: &ClassTable) -> RgbImage {
+        let arms = [&self.baseline, &self.with_synthetic];
+        let mut groups: Vec<BarGroup> =
+            (0..self.classes.len()).map(|c| BarGroup { color: classes.color_of_index(c as u8), arms: arms.map(|a| MeanSd { mean: a.iou_mean[c], sd: a.iou_sd[c] }) }).collect();
+        groups.push(BarGroup { color: [90, 90, 90], arms: arms.map(|a| MeanSd { mean: a.miou_mean, sd: a.miou_sd }) });
+        iou_chart(&groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utility_mean_sd_and_verdict() {
+        assert_eq!(mean_sd([None, None]), (None, None));
+        assert_eq!(mean_sd([Some(0.5), None]), (Some(0.5), None));
+        let (m, s) = mean_sd([Some(0.1), Some(0.3), None]);
+        assert!((m.unwrap() - 0.2).abs() < 1e-12 && (s.unwrap() - 0.02f64.sqrt()).abs() < 1e-12);
+        let arm = |miou: [f64; 2]| {
+            let runs = miou
+                .iter()
+                .map(|&v| RunScore {
+                    seed: 0,
+                    train_pairs: 1,
+                    synthetic_pairs: 0,
+                    iou: vec![Some(v)],
+                    miou: Some(v),
+                    pixel_accuracy: None,
+                    seconds: 0.0,
+                    confusion: ConfusionMatrix::new(1),
+                })
+                .collect();
+            summarize("arm", runs, 1)
+        };
+        let (base, better) = (arm([0.40, 0.42]), arm([0.50, 0.52]));
+        let v = Verdict::of(&base, &better);
+        assert!((v.delta_miou.unwrap() - 0.10).abs() < 1e-12 && v.exceeds_spread == Some(true), "{v:?}");
+        assert_eq!(Verdict::of(&base, &arm([0.41, 0.43])).exceeds_spread, Some(false));
+    }
+}

@@ -1,0 +1,99 @@
+//! The run's samples: a seeded pick from its manifest.jsonl, fetched once, resized and
+//! written as a dataset directory (`images/`, `labels/` as raw codes) that every seed
+//! trains from.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use rand::seq::SliceRandom;
+use shared::dataset::{resize_rgb, Dataset};
+use shared::manifest::layout::MANIFEST_JSONL;
+use shared::storage::{Store, StoreUrl};
+use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
+
+use super::{write, Mix, UtilityOptions};
+
+const SALT_PICK: u64 = 0x5E6_0101;
+
+/// Fetches `n` seeded picks of the run's manifest, resizes them to `--size` and writes
+/// them to `dir` (replacing what was there); returns it opened. Errors name `--synthetic`
+/// and the file at fault.
+pub(super) fn fetch(opts: &UtilityOptions, n: usize, classes: &ClassTable, dir: &Path) -> anyhow::Result<Dataset> {
+    if let Ok(StoreUrl::Local { dir }) = StoreUrl::parse(&opts.synthetic) {
+        anyhow::ensure!(dir.is_dir(), "--synthetic {}: no such directory (expected a run directory holding {MANIFEST_JSONL})", opts.synthetic);
+    }
+    let store = Store::open(&opts.synthetic).with_context(|| format!("--synthetic {}", opts.synthetic))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the I/O runtime")?;
+    let _ = std::fs::remove_dir_all(dir);
+    for sub in ["images", "labels"] {
+        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+    rt.block_on(async {
+        let entries = shared::manifest::read_manifest(&store).await?;
+        anyhow::ensure!(
+            entries.len() >= n,
+            "{} lists {} samples; {} are needed ({} of the real training split)",
+            store.describe(MANIFEST_JSONL),
+            entries.len(),
+            n,
+            match opts.mix {
+                Mix::Replace(_) => "--replace",
+                Mix::Add(_) => "--add",
+            }
+        );
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.shuffle(&mut rng_for(sample_seed(opts.seed, SALT_PICK), 0));
+        order.truncate(n);
+        order.sort_unstable();
+        // Where each fetched file goes: (picked position, is it the image).
+        let mut paths = Vec::with_capacity(2 * n);
+        let mut slot: HashMap<String, (usize, bool)> = HashMap::new();
+        for (pos, &i) in order.iter().enumerate() {
+            for (path, is_image) in [(&entries[i].image, true), (&entries[i].label, false)] {
+                anyhow::ensure!(slot.insert(store.describe(path), (pos, is_image)).is_none(), "{}: {path} is listed twice", store.describe(MANIFEST_JSONL));
+                paths.push(path.clone());
+            }
+        }
+        let mut images: Vec<Option<RgbImage>> = vec![None; n];
+        let mut labels: Vec<Option<LabelMap>> = vec![None; n];
+        let bar = shared::progress::bar(2 * n as u64, "run files");
+        shared::manifest::read_files(&store, &paths, |origin, bytes| -> anyhow::Result<()> {
+            let &(pos, is_image) = slot.get(origin).ok_or_else(|| anyhow::anyhow!("{origin}: read but not asked for"))?;
+            if is_image {
+                images[pos] = Some(RgbImage::from_png(&bytes, origin).context("unreadable image")?);
+            } else {
+                labels[pos] = Some(LabelMap::from_png(&bytes, classes, origin).context("unreadable label map")?);
+            }
+            bar.inc(1);
+            Ok(())
+        })
+        .await?;
+        bar.finish_and_clear();
+        for (pos, &i) in order.iter().enumerate() {
+            let e = &entries[i];
+            let (Some(img), Some(lab)) = (images[pos].take(), labels[pos].take()) else {
+                anyhow::bail!("{}: sample {}: its image or label was not read", store.describe(MANIFEST_JSONL), e.key);
+            };
+            anyhow::ensure!(
+                (img.width, img.height) == (lab.width, lab.height),
+                "{}: the image is {}×{} but its label {} is {}×{}",
+                store.describe(&e.image),
+                img.width,
+                img.height,
+                store.describe(&e.label),
+                lab.width,
+                lab.height
+            );
+            let s = opts.size;
+            let img = if (img.width, img.height) == (s, s) { img } else { resize_rgb(&img, s, s) };
+            let lab = if (lab.width, lab.height) == (s, s) { lab } else { lab.resize_nearest(s, s) };
+            let stem = format!("{pos:08}");
+            write(&dir.join("images").join(format!("{stem}.png")), &img.to_png())?;
+            write(&dir.join("labels").join(format!("{stem}.png")), &lab.to_png(classes))?;
+        }
+        anyhow::Ok(())
+    })
+    .with_context(|| format!("--synthetic {}", opts.synthetic))?;
+    Dataset::open(dir, classes.clone(), false).with_context(|| format!("reading back {}", dir.display()))
+}

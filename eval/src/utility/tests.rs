@@ -1,0 +1,121 @@
+//! End-to-end runs of [`run`] on procedural data.
+
+use std::path::Path;
+
+use shared::dataset::DEFAULT_TEST_FRACTION;
+
+use super::*;
+
+/// The command's defaults (`labelgen-eval utility --real REAL --synthetic RUN --out OUT
+/// --test-stems STEMS`).
+fn options(real: &Path, run: &Path, out: &Path, test_stems: &Path) -> UtilityOptions {
+    UtilityOptions {
+        real: real.to_path_buf(),
+        dataset: DatasetOptions { test_fraction: DEFAULT_TEST_FRACTION, ..DatasetOptions::default() },
+        synthetic: run.display().to_string(),
+        mix: Mix::Replace(0.1),
+        test_stems: Some(test_stems.to_path_buf()),
+        seeds: 3,
+        seed: 0,
+        epochs: 20,
+        size: 512,
+        width: 32,
+        batch: 8,
+        lr: 1e-3,
+        out: out.to_path_buf(),
+    }
+}
+
+/// A run directory whose manifest pairs real training image `stems[i]` with real label
+/// `stems[(i + shift) % n]` (shift 0: exact copies; otherwise wrong labels).
+fn copy_run(real: &Path, run: &Path, stems: &[String], shift: usize) {
+    std::fs::create_dir_all(run.join("data")).unwrap();
+    let mut manifest = String::new();
+    for (i, s) in stems.iter().enumerate() {
+        let label = &stems[(i + shift) % stems.len()];
+        std::fs::copy(real.join(format!("images/{s}.png")), run.join(format!("data/{s}.png"))).unwrap();
+        std::fs::copy(real.join(format!("labels/{label}.png")), run.join(format!("data/{s}.label.png"))).unwrap();
+        manifest.push_str(&shared::manifest::ManifestLine::for_files(i as u64, s, &format!("data/{s}.png"), &format!("data/{s}.label.png")).to_jsonl());
+    }
+    std::fs::write(run.join("manifest.jsonl"), manifest).unwrap();
+}
+
+/// The evaluation tells help from harm (80 procedural pairs, 16 held out, 3 seeds of
+/// 20 epochs at 64×64, width 8; about 2½ minutes on 2 cores): replacing 10% of the
+/// training split with exact copies of real training pairs stays within the seed
+/// spread; replacing 30% with real images paired with other tiles' labels lowers mIoU
+/// beyond it. Training is deterministic per seed, so the baseline is the same in both.
+/// Measured: baseline 18.5 ± 0.3; copies 18.1 ± 0.5 (|Δ| 0.4 < spread 0.9);
+/// shuffled 14.9 ± 0.2 (Δ −3.6, spread 0.6).
+#[test]
+fn eval_utility_tells_help_from_harm() {
+    let dir = std::env::temp_dir().join(format!("labelgen-eval-harm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let real = dir.join("real");
+    shared::procedural::write_dataset(&real, 80, 32, 5, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
+    let stems: Vec<String> = (0..80).map(shared::procedural::tile_name).collect();
+    let stems_file = dir.join("test_stems.txt");
+    std::fs::write(&stems_file, stems[..16].iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+    copy_run(&real, &dir.join("copies"), &stems[16..], 0);
+    copy_run(&real, &dir.join("shuffled"), &stems[16..], 7);
+    let verdict = |run: &str, share: f64| {
+        let out = dir.join(format!("out-{run}"));
+        let a = UtilityOptions { mix: Mix::Replace(share), seeds: 3, epochs: 20, size: 64, width: 8, batch: 8, lr: 0.003, ..options(&real, &dir.join(run), &out, &stems_file) };
+        super::run(&a, DeviceChoice::Cpu).unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        let v = &report["verdict"];
+        let (base, syn) = (report["baseline"]["miou_mean"].as_f64().unwrap(), report["with_synthetic"]["miou_mean"].as_f64().unwrap());
+        eprintln!("{run} ({share}): baseline {base:.4}, with synthetic {syn:.4}, Δ {:.4}, spread {:.4}", v["delta_miou"], v["spread"]);
+        (v["delta_miou"].as_f64().unwrap(), v["spread"].as_f64().unwrap(), v["exceeds_spread"].as_bool().unwrap())
+    };
+    let (d, spread, exceeds) = verdict("copies", 0.1);
+    assert!(!exceeds && d.abs() <= spread, "exact copies of real pairs: Δ {d:.4} must stay within the spread {spread:.4}");
+    let (d, spread, exceeds) = verdict("shuffled", 0.3);
+    assert!(exceeds && d < -spread, "30% wrong labels: Δ {d:.4} must fall below −spread {spread:.4}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The "synthetic" run is exact copies of real training pairs (a manifest pointing to
+/// PNGs): `--replace 0.1` with tiny settings runs end to end and writes the reports;
+/// a --test-stems file naming a missing stem is an error that names it.
+#[test]
+fn eval_utility_end_to_end_with_copies() {
+    let dir = std::env::temp_dir().join(format!("labelgen-eval-utility-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (real, run, out) = (dir.join("real"), dir.join("run"), dir.join("out"));
+    shared::procedural::write_dataset(&real, 24, 32, 3, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
+    std::fs::create_dir_all(run.join("data")).unwrap();
+    let stems: Vec<String> = (0..24).map(shared::procedural::tile_name).collect();
+    let test: Vec<&String> = stems.iter().take(4).collect();
+    let mut manifest = String::new();
+    for (i, s) in stems.iter().skip(4).take(6).enumerate() {
+        std::fs::copy(real.join(format!("images/{s}.png")), run.join(format!("data/{s}.png"))).unwrap();
+        std::fs::copy(real.join(format!("labels/{s}.png")), run.join(format!("data/{s}.label.png"))).unwrap();
+        manifest.push_str(&shared::manifest::ManifestLine::for_files(i as u64, s, &format!("data/{s}.png"), &format!("data/{s}.label.png")).to_jsonl());
+    }
+    std::fs::write(run.join("manifest.jsonl"), manifest).unwrap();
+    let stems_file = dir.join("test_stems.txt");
+    std::fs::write(&stems_file, test.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+    let a = UtilityOptions { mix: Mix::Replace(0.1), seeds: 2, epochs: 1, size: 32, width: 2, batch: 4, ..options(&real, &run, &out, &stems_file) };
+    super::run(&a, DeviceChoice::Cpu).unwrap();
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let settings = &report["settings"];
+    assert_eq!((settings["real_train_pairs"].as_u64(), settings["test_pairs"].as_u64(), settings["synthetic_pairs"].as_u64()), (Some(20), Some(4), Some(2)));
+    assert_eq!(report["baseline"]["runs"].as_array().unwrap().len(), 2);
+    let run0 = &report["with_synthetic"]["runs"][0];
+    assert_eq!((run0["train_pairs"].as_u64(), run0["synthetic_pairs"].as_u64()), (Some(20), Some(2)));
+    let confusion: u64 = run0["confusion"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(confusion + run0["confusion"]["ignored"].as_u64().unwrap(), 4 * 32 * 32, "every test pixel is evaluated once");
+    assert!(report["verdict"]["exceeds_spread"].is_boolean(), "{}", report["verdict"]);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| Baseline (real only) |") && md.contains("| With synthetic (replace 10%) |") && md.contains("mIoU") && md.contains(" ± "), "{md}");
+    assert!(md.contains("Rule:"), "{md}");
+    assert!(out.join("iou.png").exists() && out.join("synthetic/images/00000000.png").exists());
+
+    std::fs::write(&stems_file, "no-such-stem\n").unwrap();
+    let a = UtilityOptions { epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };
+    let e = format!("{:#}", super::run(&a, DeviceChoice::Cpu).unwrap_err());
+    assert!(e.contains("no-such-stem") && e.contains("test_stems.txt"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
