@@ -207,7 +207,7 @@ pub fn check_spec(spec: &RunSpec, labels: (&str, &ArtifactInfo), images: (&str, 
             return Err(invalid("pipeline.labels.size", format!("{want}, but the label model {luri} samples {lsize}×{lsize} maps")));
         }
     }
-    if lsize == 0 || lsize > size || size % lsize != 0 {
+    if lsize == 0 || lsize > size || !size.is_multiple_of(lsize) {
         return Err(invalid("pipeline.labels.model", format!("{luri}: its {lsize}×{lsize} maps cannot be upscaled by a whole factor to pipeline.image_size {size}")));
     }
     let timesteps = labels.1.timesteps.ok_or_else(|| invalid("pipeline.labels.model", format!("{luri}: model.json has no timesteps (not a label model?)")))?;

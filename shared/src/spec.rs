@@ -393,7 +393,7 @@ impl RunSpec {
                     return bad("pipeline.labels.eta", "eta is a DDIM setting; remove it or use sampler = \"ddim\"".into());
                 }
                 if let Some(size) = labels.size {
-                    if !(8..=self.pipeline.image_size).contains(&size) || self.pipeline.image_size % size != 0 {
+                    if !(8..=self.pipeline.image_size).contains(&size) || !self.pipeline.image_size.is_multiple_of(size) {
                         return bad(
                             "pipeline.labels.size",
                             format!("expected a divisor of pipeline.image_size {} of at least 8 (maps are upscaled by an integer factor), found {size}", self.pipeline.image_size),

@@ -79,13 +79,16 @@ impl RunCache {
     }
 }
 
+/// The abort switch of every job in hand, by (run, shard).
+type InFlight = Arc<Mutex<HashMap<(String, u64), Arc<Abort>>>>;
+
 /// Serves the queue until `shutdown` resolves (or, with `exit_when_idle`, until no active
 /// run has work left).
 pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, opts: WorkerOptions, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let stopping = Arc::new(AtomicBool::new(false));
     let metrics = opts.metrics.clone();
     let cache = Arc::new(RunCache::default());
-    let in_flight: Arc<Mutex<HashMap<(String, u64), Arc<Abort>>>> = Default::default();
+    let in_flight: InFlight = Default::default();
 
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..opts.concurrency.max(1) {
@@ -133,7 +136,7 @@ async fn slot_loop(
     stopping: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     cache: Arc<RunCache>,
-    in_flight: Arc<Mutex<HashMap<(String, u64), Arc<Abort>>>>,
+    in_flight: InFlight,
 ) {
     let owner = if opts.concurrency > 1 { format!("{}/{slot}", opts.owner) } else { opts.owner.clone() };
     let mut queue_errors = 0u32;

@@ -34,7 +34,7 @@ pub fn run_record(spec: &RunSpec, run_id: &str) -> RunRecord {
 /// Submits a run: output first (so a bad bucket leaves Redis untouched), then the queue.
 pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Result<Submitted> {
     prepare_output(spec, run_id).await?;
-    Ok(queue.submit(&run_record(spec, run_id)).await?)
+    queue.submit(&run_record(spec, run_id)).await
 }
 
 /// The record and spec of a known run.
