@@ -14,6 +14,9 @@
 //! The stems are split into train and test by a hash of each stem alone
 //! ([`is_test_stem`]): the same stem always lands in the same split, and adding or removing
 //! other files never moves it.
+//!
+//! Training reads pairs through [`PairSource`]; [`DatasetPairs`] is a dataset's train
+//! split as one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -297,6 +300,44 @@ impl Dataset {
             }
         }
         Ok(hex::encode(h.finalize()))
+    }
+}
+
+/// Training pairs by index: an image and its label map (class indices), the same size.
+/// What model training reads (SPADE in the worker, the segmentation model in `eval`):
+/// [`DatasetPairs`] reads a dataset directory; a `Vec` of pairs serves tests.
+pub trait PairSource {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Pair `index` (`< len()`); errors name the file that could not be read.
+    fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)>;
+}
+
+impl PairSource for Vec<(RgbImage, LabelMap)> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)> {
+        Ok(self[index].clone())
+    }
+}
+
+/// A dataset directory's train split, read pair by pair and resized to `size × size`.
+pub struct DatasetPairs {
+    pub dataset: Dataset,
+    pub size: u32,
+}
+
+impl PairSource for DatasetPairs {
+    /// The train split only: the test split is never trained on.
+    fn len(&self) -> usize {
+        self.dataset.train.len()
+    }
+    fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)> {
+        let stem = &self.dataset.train[index];
+        Ok((self.dataset.image(stem, Some(self.size))?, self.dataset.label(stem, Some(self.size))?))
     }
 }
 

@@ -11,14 +11,13 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use serde::Serialize;
-use shared::dataset::{resize_rgb, Dataset, DatasetOptions, TEST_STEMS_FILE};
+use shared::dataset::{resize_rgb, Dataset, DatasetOptions, PairSource, TEST_STEMS_FILE};
 use shared::manifest::layout::MANIFEST_JSONL;
 use shared::storage::{Store, StoreUrl};
 use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
 
 use crate::seg::{evaluate, inference, train, ConfusionMatrix, SegNetConfig, TrainOptions};
 use worker::args::DataArgs;
-use worker::spade::PairSource;
 
 const SALT_PICK: u64 = 0x5E6_0101;
 const SALT_DROP: u64 = 0x5E6_0102;
@@ -313,7 +312,7 @@ impl PairSource for Pairs<'_> {
     fn len(&self) -> usize {
         self.items.len()
     }
-    fn get(&self, index: usize) -> anyhow::Result<(RgbImage, LabelMap)> {
+    fn get(&self, index: usize) -> shared::Result<(RgbImage, LabelMap)> {
         let (from_run, stem) = &self.items[index];
         let ds = if *from_run { self.synthetic.expect("run samples were fetched") } else { self.real };
         Ok((ds.image(stem, Some(self.size))?, ds.label(stem, Some(self.size))?))
