@@ -7,104 +7,38 @@
 //! reads every file once up front — labels decoded, images decoded and their sizes compared
 //! — so bad data is an error naming the file before training starts, not halfway through.
 //! Mask values outside the class table are an error, or (with [`UnknownCodes::Ignore`])
-//! become [`IGNORE_INDEX`] and are counted in the [`DatasetSummary`].
+//! become [`IGNORE_INDEX`](crate::IGNORE_INDEX) and are counted in the [`DatasetSummary`].
+//! The masks are read by [`decode_label`], the one label-PNG decoder (it lives in
+//! `label.rs` with [`LabelMap`]; it and its option types are public here).
 //!
 //! The stems are split into train and test by a hash of each stem alone
 //! ([`is_test_stem`]): the same stem always lands in the same split, and adding or removing
 //! other files never moves it.
+//!
+//! Training reads pairs through [`PairSource`]; [`DatasetPairs`] is a dataset's train
+//! split as one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::classes::{ClassTable, IGNORE_INDEX};
+use crate::classes::ClassTable;
 use crate::error::{Error, Result};
-use crate::label::{decode_png, LabelMap, RgbImage};
+use crate::label::{list_counts, plural, LabelMap, RgbImage};
+
+/// The label decoder and its options live with [`LabelMap`] (`label.rs`); they are public
+/// here, where the dataset reads its masks with them.
+pub use crate::label::{decode_label, MaskKind, UnknownCodes, UnknownPixels, UnknownValue};
 
 /// The file, beside a trained model, listing the held-out test stems (one a line, sorted).
 pub const TEST_STEMS_FILE: &str = "test_stems.txt";
 
 /// The training commands' default share of stems held out for testing.
 pub const DEFAULT_TEST_FRACTION: f64 = 0.1;
-
-/// How a label PNG encodes classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MaskKind {
-    /// 8-bit grayscale, one raw class code a pixel ([`ClassTable`] `code`s; its
-    /// `ignore_code` is ignore).
-    #[default]
-    Codes,
-    /// RGB (or RGBA, or an indexed PNG): each pixel is a class's `color`;
-    /// [`ClassTable::IGNORE_COLOR`] (black) is ignore. What [`LabelMap::colorize`] draws.
-    Palette,
-}
-
-impl MaskKind {
-    /// The names [`FromStr`] accepts.
-    pub const NAMES: [&'static str; 2] = ["codes", "palette"];
-}
-
-impl FromStr for MaskKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "codes" => Ok(MaskKind::Codes),
-            "palette" => Ok(MaskKind::Palette),
-            _ => Err(format!("{s:?}: expected codes or palette")),
-        }
-    }
-}
-
-impl fmt::Display for MaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MaskKind::Codes => "codes",
-            MaskKind::Palette => "palette",
-        })
-    }
-}
-
-/// What a mask value outside the class table does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnknownCodes {
-    /// Opening the dataset fails, naming the file, the value and its first pixel.
-    #[default]
-    Error,
-    /// The pixel becomes [`IGNORE_INDEX`]; [`DatasetSummary`] counts such pixels.
-    Ignore,
-}
-
-impl UnknownCodes {
-    /// The names [`FromStr`] accepts.
-    pub const NAMES: [&'static str; 2] = ["error", "ignore"];
-}
-
-impl FromStr for UnknownCodes {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "error" => Ok(UnknownCodes::Error),
-            "ignore" => Ok(UnknownCodes::Ignore),
-            _ => Err(format!("{s:?}: expected error or ignore")),
-        }
-    }
-}
-
-impl fmt::Display for UnknownCodes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            UnknownCodes::Error => "error",
-            UnknownCodes::Ignore => "ignore",
-        })
-    }
-}
 
 /// How [`Dataset::open_with`] reads a dataset directory.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -148,39 +82,6 @@ pub fn is_test_stem(stem: &str, test_fraction: f64) -> bool {
     (x as f64) < test_fraction * 18_446_744_073_709_551_616.0
 }
 
-/// A mask value outside the class table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum UnknownValue {
-    /// A raw code ([`MaskKind::Codes`]).
-    Code(u8),
-    /// An RGB colour ([`MaskKind::Palette`]).
-    Color([u8; 3]),
-}
-
-impl fmt::Display for UnknownValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UnknownValue::Code(c) => write!(f, "code {c}"),
-            UnknownValue::Color(c) => write!(f, "colour {}", hex_color(*c)),
-        }
-    }
-}
-
-fn hex_color(c: [u8; 3]) -> String {
-    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
-}
-
-/// The unknown mask values of one label file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnknownPixels {
-    /// Pixels holding a value outside the class table.
-    pub count: u64,
-    /// The first such pixel in row-major order: `(x, y, value)`.
-    pub first: Option<(u32, u32, UnknownValue)>,
-    /// Pixels per unknown value.
-    pub by_value: BTreeMap<UnknownValue, u64>,
-}
-
 /// What [`Dataset::open_with`] found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DatasetSummary {
@@ -191,7 +92,7 @@ pub struct DatasetSummary {
     /// Stems in the test split.
     pub test: usize,
     pub test_fraction: f64,
-    /// Pixels whose mask value is outside the class table (mapped to [`IGNORE_INDEX`]; with
+    /// Pixels whose mask value is outside the class table (mapped to [`IGNORE_INDEX`](crate::IGNORE_INDEX); with
     /// [`UnknownCodes::Error`] opening fails instead, so this is 0).
     pub unknown_pixels: u64,
     /// Label files with at least one such pixel.
@@ -214,123 +115,6 @@ impl fmt::Display for DatasetSummary {
         }
         Ok(())
     }
-}
-
-/// `1 pixel`, `2 pixels`.
-fn plural(n: u64, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
-/// `code 7: 12, code 9: 3, …` (at most 8 entries).
-fn list_counts(by_value: &BTreeMap<UnknownValue, u64>) -> String {
-    let mut parts: Vec<String> = by_value.iter().take(8).map(|(v, n)| format!("{v}: {n}")).collect();
-    if by_value.len() > 8 {
-        parts.push(format!("… {} values in all", by_value.len()));
-    }
-    parts.join(", ")
-}
-
-/// Decodes a label PNG into class indices. `Codes` masks must be 8-bit grayscale,
-/// `Palette` masks RGB or RGBA (alpha not read; indexed PNGs are expanded). Values outside
-/// the class table are an error naming `origin`, the value, its first pixel and the valid
-/// values — or, with [`UnknownCodes::Ignore`], become [`IGNORE_INDEX`] and are counted in
-/// the returned [`UnknownPixels`].
-pub fn decode_label(bytes: &[u8], classes: &ClassTable, mask: MaskKind, unknown: UnknownCodes, origin: &str) -> Result<(LabelMap, UnknownPixels)> {
-    let (width, height, color, pixels) = decode_png(bytes, origin)?;
-    let mut unk = UnknownPixels::default();
-    let mut data = Vec::with_capacity(width as usize * height as usize);
-    let first_at = |i: usize, v: UnknownValue| Some((i as u32 % width, i as u32 / width, v));
-    match mask {
-        MaskKind::Codes => {
-            if color != png::ColorType::Grayscale {
-                let hint = match color {
-                    png::ColorType::Rgb | png::ColorType::Rgba | png::ColorType::Indexed => " (a colour mask? read it as a palette mask: --mask palette)",
-                    _ => "",
-                };
-                return Err(Error::format(origin, format!("a raw-code label mask must be 8-bit grayscale, found {color:?}{hint}")));
-            }
-            let lut = classes.code_lut();
-            let mut counts = [0u64; 256];
-            for (i, &c) in pixels.iter().enumerate() {
-                match lut[c as usize] {
-                    Some(v) => data.push(v),
-                    None => {
-                        if unk.first.is_none() {
-                            unk.first = first_at(i, UnknownValue::Code(c));
-                        }
-                        counts[c as usize] += 1;
-                        data.push(IGNORE_INDEX);
-                    }
-                }
-            }
-            unk.by_value = (0..=255u8).filter(|&c| counts[c as usize] > 0).map(|c| (UnknownValue::Code(c), counts[c as usize])).collect();
-        }
-        MaskKind::Palette => {
-            let channels = match color {
-                png::ColorType::Rgb => 3,
-                png::ColorType::Rgba => 4,
-                other => {
-                    let hint = if matches!(other, png::ColorType::Grayscale) { " (raw class codes? read it as a code mask: --mask codes)" } else { "" };
-                    return Err(Error::format(origin, format!("a palette label mask must be RGB, found {other:?}{hint}")));
-                }
-            };
-            let mut known: HashMap<[u8; 3], Option<u8>> = HashMap::new();
-            let mut last: Option<([u8; 3], Option<u8>)> = None;
-            for (i, p) in pixels.chunks_exact(channels).enumerate() {
-                let rgb = [p[0], p[1], p[2]];
-                let idx = match last {
-                    Some((c, idx)) if c == rgb => idx,
-                    _ => {
-                        let idx = *known.entry(rgb).or_insert_with(|| classes.index_of_color(rgb));
-                        last = Some((rgb, idx));
-                        idx
-                    }
-                };
-                match idx {
-                    Some(v) => data.push(v),
-                    None => {
-                        let v = UnknownValue::Color(rgb);
-                        if unk.first.is_none() {
-                            unk.first = first_at(i, v);
-                        }
-                        *unk.by_value.entry(v).or_insert(0) += 1;
-                        data.push(IGNORE_INDEX);
-                    }
-                }
-            }
-        }
-    }
-    unk.count = unk.by_value.values().sum();
-    if unk.count > 0 && unknown == UnknownCodes::Error {
-        return Err(unknown_error(origin, classes, mask, &unk));
-    }
-    Ok((LabelMap { width, height, data }, unk))
-}
-
-fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, unk: &UnknownPixels) -> Error {
-    let (x, y, v) = unk.first.expect("an unknown pixel was seen");
-    let (what, valid) = match mask {
-        MaskKind::Codes => {
-            let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
-            valid.push(format!("{} ignore", classes.ignore_code));
-            (format!("holds {v}, which is not in the class table"), format!("valid codes: {}", valid.join(", ")))
-        }
-        MaskKind::Palette => {
-            let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", hex_color(c.color), c.name)).collect();
-            valid.push(format!("{} ignore", hex_color(ClassTable::IGNORE_COLOR)));
-            let UnknownValue::Color(c) = v else { unreachable!("palette masks report colours") };
-            (format!("has {v} {c:?}, which is no class's colour"), format!("valid colours: {}", valid.join(", ")))
-        }
-    };
-    Error::format(
-        origin,
-        format!(
-            "pixel ({x}, {y}) {what}; {} of this file {} unknown values ({}); {valid}. Fix the mask, or map unknown values to ignore (--unknown-codes ignore)",
-            plural(unk.count, "pixel"),
-            if unk.count == 1 { "holds" } else { "hold" },
-            list_counts(&unk.by_value)
-        ),
-    )
 }
 
 /// The pairs of a dataset directory, by stem, checked and split.
@@ -519,6 +303,44 @@ impl Dataset {
     }
 }
 
+/// Training pairs by index: an image and its label map (class indices), the same size.
+/// What model training reads (SPADE in the worker, the segmentation model in `eval`):
+/// [`DatasetPairs`] reads a dataset directory; a `Vec` of pairs serves tests.
+pub trait PairSource {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Pair `index` (`< len()`); errors name the file that could not be read.
+    fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)>;
+}
+
+impl PairSource for Vec<(RgbImage, LabelMap)> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)> {
+        Ok(self[index].clone())
+    }
+}
+
+/// A dataset directory's train split, read pair by pair and resized to `size × size`.
+pub struct DatasetPairs {
+    pub dataset: Dataset,
+    pub size: u32,
+}
+
+impl PairSource for DatasetPairs {
+    /// The train split only: the test split is never trained on.
+    fn len(&self) -> usize {
+        self.dataset.train.len()
+    }
+    fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)> {
+        let stem = &self.dataset.train[index];
+        Ok((self.dataset.image(stem, Some(self.size))?, self.dataset.label(stem, Some(self.size))?))
+    }
+}
+
 /// Stems of the `*.png` files in `dir` (hidden files skipped).
 fn png_stems(dir: &Path) -> Result<BTreeSet<String>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::format(dir.display(), format!("cannot list the directory: {e} (expected DIR/labels/NAME.png and DIR/images/NAME.png)")))?;
@@ -606,6 +428,7 @@ pub fn grid(images: &[RgbImage], cols: usize) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classes::IGNORE_INDEX;
     use crate::label::encode_png;
 
     /// A fresh directory under the system temp dir, removed on drop.

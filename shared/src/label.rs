@@ -1,7 +1,21 @@
 //! Label maps (one class index per pixel) and RGB images, and their PNG forms.
 //!
 //! A label PNG is 8-bit grayscale holding the *raw codes* of the class table, the same
-//! format as the AI Hub masks, so real and generated data share one layout.
+//! format as the AI Hub masks, so real and generated data share one layout. A dataset's
+//! masks may instead hold the class table's preview colours ([`MaskKind::Palette`]).
+//!
+//! There is one label-PNG decoder, `decode_label_with`: [`decode_label`] (mask kind and
+//! unknown-value handling as the dataset flags say), [`LabelMap::from_png`] (raw codes,
+//! unknown codes an error) and `cleanup::decode_raw_png` (raw codes, unknown codes kept
+//! as `cleanup::UNKNOWN_INDEX`) call it. Likewise `map_codes` is the one raw-code lookup,
+//! behind [`LabelMap::from_codes`] and `cleanup::decode_raw`. These types are public as
+//! `shared::dataset::{MaskKind, UnknownCodes, UnknownValue, UnknownPixels, decode_label}`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 use crate::classes::{ClassTable, IGNORE_INDEX};
 use crate::error::{Error, Result};
@@ -54,21 +68,14 @@ impl LabelMap {
 
     /// Builds a map from raw codes; an unknown code is an error naming `origin`, the pixel
     /// and the code.
+    ///
+    /// # Panics
+    /// If `codes.len() != width * height`.
     pub fn from_codes(width: u32, height: u32, codes: &[u8], classes: &ClassTable, origin: &str) -> Result<LabelMap> {
-        let lut = classes.code_lut();
-        let mut data = Vec::with_capacity(codes.len());
-        for (i, &c) in codes.iter().enumerate() {
-            match lut[c as usize] {
-                Some(idx) => data.push(idx),
-                None => {
-                    let (x, y) = (i as u32 % width, i as u32 / width);
-                    let known: Vec<u8> = classes.classes.iter().map(|c| c.code).collect();
-                    return Err(Error::format(
-                        origin,
-                        format!("pixel ({x}, {y}) holds code {c}, which is not in the class table (known codes {known:?}, ignore {})", classes.ignore_code),
-                    ));
-                }
-            }
+        assert_eq!(codes.len(), width as usize * height as usize, "from_codes: {} codes for a {width}×{height} map", codes.len());
+        let (data, unk) = map_codes(codes, width, classes, IGNORE_INDEX);
+        if unk.count > 0 {
+            return Err(unknown_error(origin, classes, MaskKind::Codes, &unk, Hints::None));
         }
         Ok(LabelMap { width, height, data })
     }
@@ -78,13 +85,10 @@ impl LabelMap {
         encode_png(self.width, self.height, png::ColorType::Grayscale, &self.to_codes(classes))
     }
 
-    /// Decodes an 8-bit grayscale label PNG of raw codes.
+    /// Decodes an 8-bit grayscale label PNG of raw codes; an unknown code is an error
+    /// naming `origin`, the pixel and the code (see [`decode_label`] for the options).
     pub fn from_png(bytes: &[u8], classes: &ClassTable, origin: &str) -> Result<LabelMap> {
-        let (w, h, color, data) = decode_png(bytes, origin)?;
-        if color != png::ColorType::Grayscale {
-            return Err(Error::format(origin, format!("label PNG must be 8-bit grayscale, found {color:?}")));
-        }
-        LabelMap::from_codes(w, h, &data, classes, origin)
+        decode_label_with(bytes, classes, MaskKind::Codes, OnUnknown::Error, Hints::None, origin).map(|(m, _)| m)
     }
 
     /// A colourised RGB preview for people.
@@ -194,6 +198,293 @@ pub fn decode_png(bytes: &[u8], origin: &str) -> Result<(u32, u32, png::ColorTyp
     }
     buf.truncate(info.buffer_size());
     Ok((info.width, info.height, info.color_type, buf))
+}
+
+// Label masks: their kinds, unknown values, the decoder.
+
+/// How a label PNG encodes classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskKind {
+    /// 8-bit grayscale, one raw class code a pixel ([`ClassTable`] `code`s; its
+    /// `ignore_code` is ignore).
+    #[default]
+    Codes,
+    /// RGB (or RGBA, or an indexed PNG): each pixel is a class's `color`;
+    /// [`ClassTable::IGNORE_COLOR`] (black) is ignore. What [`LabelMap::colorize`] draws.
+    Palette,
+}
+
+impl MaskKind {
+    /// The names [`FromStr`] accepts.
+    pub const NAMES: [&'static str; 2] = ["codes", "palette"];
+}
+
+impl FromStr for MaskKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "codes" => Ok(MaskKind::Codes),
+            "palette" => Ok(MaskKind::Palette),
+            _ => Err(format!("{s:?}: expected codes or palette")),
+        }
+    }
+}
+
+impl fmt::Display for MaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MaskKind::Codes => "codes",
+            MaskKind::Palette => "palette",
+        })
+    }
+}
+
+/// What a mask value outside the class table does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownCodes {
+    /// Decoding (opening the dataset) fails, naming the file, the value and its first pixel.
+    #[default]
+    Error,
+    /// The pixel becomes [`IGNORE_INDEX`]; [`UnknownPixels`] (and a dataset's
+    /// [`DatasetSummary`](crate::dataset::DatasetSummary)) count such pixels.
+    Ignore,
+}
+
+impl UnknownCodes {
+    /// The names [`FromStr`] accepts.
+    pub const NAMES: [&'static str; 2] = ["error", "ignore"];
+}
+
+impl FromStr for UnknownCodes {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "error" => Ok(UnknownCodes::Error),
+            "ignore" => Ok(UnknownCodes::Ignore),
+            _ => Err(format!("{s:?}: expected error or ignore")),
+        }
+    }
+}
+
+impl fmt::Display for UnknownCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnknownCodes::Error => "error",
+            UnknownCodes::Ignore => "ignore",
+        })
+    }
+}
+
+/// A mask value outside the class table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UnknownValue {
+    /// A raw code ([`MaskKind::Codes`]).
+    Code(u8),
+    /// An RGB colour ([`MaskKind::Palette`]).
+    Color([u8; 3]),
+}
+
+impl fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnknownValue::Code(c) => write!(f, "code {c}"),
+            UnknownValue::Color(c) => write!(f, "colour {}", hex_color(*c)),
+        }
+    }
+}
+
+fn hex_color(c: [u8; 3]) -> String {
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+/// The unknown mask values of one label file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnknownPixels {
+    /// Pixels holding a value outside the class table.
+    pub count: u64,
+    /// The first such pixel in row-major order: `(x, y, value)`.
+    pub first: Option<(u32, u32, UnknownValue)>,
+    /// Pixels per unknown value.
+    pub by_value: BTreeMap<UnknownValue, u64>,
+}
+
+/// What the decoder does with a value outside the class table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnUnknown {
+    /// An error naming the origin, the value, its first pixel and the valid values.
+    Error,
+    /// The pixel gets this index; the values are counted in the [`UnknownPixels`].
+    Replace(u8),
+}
+
+/// Whether errors end with the dataset flags that would fix them (`--mask`,
+/// `--unknown-codes`): yes for [`decode_label`], which the dataset commands call with
+/// those flags' values; no for readers without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hints {
+    Flags,
+    None,
+}
+
+/// `1 pixel`, `2 pixels`.
+pub(crate) fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `code 7: 12, code 9: 3, …` (at most 8 entries).
+pub(crate) fn list_counts(by_value: &BTreeMap<UnknownValue, u64>) -> String {
+    let mut parts: Vec<String> = by_value.iter().take(8).map(|(v, n)| format!("{v}: {n}")).collect();
+    if by_value.len() > 8 {
+        parts.push(format!("… {} values in all", by_value.len()));
+    }
+    parts.join(", ")
+}
+
+/// Decodes a label PNG into class indices: the label decoder of the dataset commands.
+/// `Codes` masks must be 8-bit grayscale, `Palette` masks RGB or RGBA (alpha not read;
+/// indexed PNGs are expanded). Values outside the class table are an error naming
+/// `origin`, the value, its first pixel and the valid values — or, with
+/// [`UnknownCodes::Ignore`], become [`IGNORE_INDEX`] and are counted in the returned
+/// [`UnknownPixels`]. Errors end with the flag that would fix them (`--mask`,
+/// `--unknown-codes`).
+pub fn decode_label(bytes: &[u8], classes: &ClassTable, mask: MaskKind, unknown: UnknownCodes, origin: &str) -> Result<(LabelMap, UnknownPixels)> {
+    let on_unknown = match unknown {
+        UnknownCodes::Error => OnUnknown::Error,
+        UnknownCodes::Ignore => OnUnknown::Replace(IGNORE_INDEX),
+    };
+    decode_label_with(bytes, classes, mask, on_unknown, Hints::Flags, origin)
+}
+
+/// The one label-PNG decoder, behind [`decode_label`], [`LabelMap::from_png`] and
+/// `cleanup::decode_raw_png`.
+pub(crate) fn decode_label_with(bytes: &[u8], classes: &ClassTable, mask: MaskKind, on_unknown: OnUnknown, hints: Hints, origin: &str) -> Result<(LabelMap, UnknownPixels)> {
+    let (width, height, color, pixels) = decode_png(bytes, origin)?;
+    let flags = hints == Hints::Flags;
+    let replace = match on_unknown {
+        OnUnknown::Error => IGNORE_INDEX,
+        OnUnknown::Replace(v) => v,
+    };
+    let (data, unk) = match mask {
+        MaskKind::Codes => {
+            if color != png::ColorType::Grayscale {
+                let hint = match color {
+                    png::ColorType::Rgb | png::ColorType::Rgba | png::ColorType::Indexed if flags => " (a colour mask? read it as a palette mask: --mask palette)",
+                    png::ColorType::Rgb | png::ColorType::Rgba | png::ColorType::Indexed => " (a colour mask? this reader takes raw class codes only)",
+                    _ => "",
+                };
+                return Err(Error::format(origin, format!("a raw-code label mask must be 8-bit grayscale, found {color:?}{hint}")));
+            }
+            map_codes(&pixels, width, classes, replace)
+        }
+        MaskKind::Palette => {
+            let channels = match color {
+                png::ColorType::Rgb => 3,
+                png::ColorType::Rgba => 4,
+                other => {
+                    let hint = if flags && matches!(other, png::ColorType::Grayscale) { " (raw class codes? read it as a code mask: --mask codes)" } else { "" };
+                    return Err(Error::format(origin, format!("a palette label mask must be RGB, found {other:?}{hint}")));
+                }
+            };
+            map_colors(&pixels, channels, width, classes, replace)
+        }
+    };
+    if unk.count > 0 && on_unknown == OnUnknown::Error {
+        return Err(unknown_error(origin, classes, mask, &unk, hints));
+    }
+    Ok((LabelMap { width, height, data }, unk))
+}
+
+/// Class indices of raw codes (rows of `width` pixels); a code not in the table becomes
+/// `replace` and is counted.
+pub(crate) fn map_codes(codes: &[u8], width: u32, classes: &ClassTable, replace: u8) -> (Vec<u8>, UnknownPixels) {
+    let lut = classes.code_lut();
+    let mut unk = UnknownPixels::default();
+    let mut counts = [0u64; 256];
+    let data = codes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            lut[c as usize].unwrap_or_else(|| {
+                if unk.first.is_none() {
+                    unk.first = first_at(i, width, UnknownValue::Code(c));
+                }
+                counts[c as usize] += 1;
+                replace
+            })
+        })
+        .collect();
+    unk.by_value = (0..=255u8).filter(|&c| counts[c as usize] > 0).map(|c| (UnknownValue::Code(c), counts[c as usize])).collect();
+    unk.count = unk.by_value.values().sum();
+    (data, unk)
+}
+
+/// Class indices of palette colours (`channels` bytes a pixel, RGB first); a colour no
+/// class has becomes `replace` and is counted.
+fn map_colors(pixels: &[u8], channels: usize, width: u32, classes: &ClassTable, replace: u8) -> (Vec<u8>, UnknownPixels) {
+    let mut unk = UnknownPixels::default();
+    let mut data = Vec::with_capacity(pixels.len() / channels);
+    let mut known: HashMap<[u8; 3], Option<u8>> = HashMap::new();
+    let mut last: Option<([u8; 3], Option<u8>)> = None;
+    for (i, p) in pixels.chunks_exact(channels).enumerate() {
+        let rgb = [p[0], p[1], p[2]];
+        let idx = match last {
+            Some((c, idx)) if c == rgb => idx,
+            _ => {
+                let idx = *known.entry(rgb).or_insert_with(|| classes.index_of_color(rgb));
+                last = Some((rgb, idx));
+                idx
+            }
+        };
+        match idx {
+            Some(v) => data.push(v),
+            None => {
+                let v = UnknownValue::Color(rgb);
+                if unk.first.is_none() {
+                    unk.first = first_at(i, width, v);
+                }
+                *unk.by_value.entry(v).or_insert(0) += 1;
+                data.push(replace);
+            }
+        }
+    }
+    unk.count = unk.by_value.values().sum();
+    (data, unk)
+}
+
+fn first_at(i: usize, width: u32, v: UnknownValue) -> Option<(u32, u32, UnknownValue)> {
+    Some((i as u32 % width, i as u32 / width, v))
+}
+
+pub(crate) fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, unk: &UnknownPixels, hints: Hints) -> Error {
+    let (x, y, v) = unk.first.expect("an unknown pixel was seen");
+    let (what, valid) = match mask {
+        MaskKind::Codes => {
+            let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
+            valid.push(format!("{} ignore", classes.ignore_code));
+            (format!("holds {v}, which is not in the class table"), format!("valid codes: {}", valid.join(", ")))
+        }
+        MaskKind::Palette => {
+            let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", hex_color(c.color), c.name)).collect();
+            valid.push(format!("{} ignore", hex_color(ClassTable::IGNORE_COLOR)));
+            let UnknownValue::Color(c) = v else { unreachable!("palette masks report colours") };
+            (format!("has {v} {c:?}, which is no class's colour"), format!("valid colours: {}", valid.join(", ")))
+        }
+    };
+    let fix = match hints {
+        Hints::Flags => ". Fix the mask, or map unknown values to ignore (--unknown-codes ignore)",
+        Hints::None => "",
+    };
+    Error::format(
+        origin,
+        format!(
+            "pixel ({x}, {y}) {what}; {} of this file {} unknown values ({}); {valid}{fix}",
+            plural(unk.count, "pixel"),
+            if unk.count == 1 { "holds" } else { "hold" },
+            list_counts(&unk.by_value)
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 //!
 //! # Layout
 //! - `classes.rs` — the class table (raw mask codes ↔ class indices, preview colours).
-//! - `label.rs` — [`LabelMap`], [`RgbImage`] and their PNG forms.
+//! - `label.rs` — [`LabelMap`], [`RgbImage`] and their PNG forms; the one label-PNG
+//!   decoder (raw-code or palette masks, unknown values an error, ignore or kept).
 //! - `seed.rs` — per-sample seeds and RNG streams.
 //! - `dataset.rs` — a dataset directory (images/ + labels/), resizing, preview grids.
 //! - `procedural/` — the procedural land-cover generator and renderer.
 //! - `cleanup/` — label-map cleanup: opening, islands, ramp edges, upscaling; connected
-//!   components.
+//!   components (4- or 8-connected, also for `eval`'s label statistics).
 //! - `spec.rs` — the run spec (TOML) and its validation.
 //! - `artifact.rs` — model artifacts: `model.json` metadata, sha256 digest (streamed),
 //!   fetch, local cache, and the checks of a spec's models that need no model code.

@@ -82,7 +82,7 @@ impl DataArgs {
 
 /// Writes the test split's stems to `OUT/test_stems.txt` (empty without a test split).
 pub fn write_test_stems(out: &str, ds: &Dataset) -> anyhow::Result<()> {
-    crate::artifact::write_file(out.trim_end_matches('/'), TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
+    crate::sync_store::write_file(out.trim_end_matches('/'), TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
 }
 
 /// A comma-separated list of numbers, e.g. `1,2,2`; `none` or an empty string is empty.

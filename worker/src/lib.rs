@@ -7,15 +7,18 @@
 //!   backend dispatch ([`backend::dispatch`]).
 //! - `device.rs` — `--device auto|cpu|cuda[:N]` and NVIDIA driver detection.
 //! - `args.rs` — flag groups shared by several commands (dataset reading, device).
-//! - `artifact.rs` — synchronous reads and writes of artifact files (training outputs).
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
-//! - `pipelines.rs` — [`Factory`]: the pipeline a run spec asks for (`procedural`,
-//!   `ddpm-spade`), with the model cache.
+//! - `sync_store.rs` — synchronous reads and writes of single files at a storage location
+//!   (model artifacts, checkpoints, previews), and `block_on`.
+//! - `tensors.rs` — Burn conversions between `shared`'s images and label maps and tensors
+//!   (used by SPADE and by `eval`'s segmentation model).
+//! - `pipelines/` — [`Factory`]: the pipeline a run spec asks for (`procedural`,
+//!   `ddpm-spade`), with the model cache; the models' fetch and checks; the random
+//!   full-size models of the benchmarks.
 //! - `cli.rs` — the `worker` command line; `commands/` — one file per subcommand.
 
 pub mod args;
-pub mod artifact;
 pub mod backend;
 pub mod cli;
 mod commands;
@@ -23,5 +26,7 @@ pub mod ddpm;
 pub mod device;
 pub mod pipelines;
 pub mod spade;
+pub mod sync_store;
+pub mod tensors;
 
 pub use pipelines::Factory;

@@ -5,17 +5,16 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::TensorData;
 use rand::seq::SliceRandom;
 use rand::RngExt;
 use rayon::prelude::*;
+use shared::dataset::PairSource;
 use shared::{rng_for, sample_seed, LabelMap, RgbImage};
 
 use super::loss::masked_cross_entropy;
 use super::metrics::ConfusionMatrix;
 use super::model::{SegNet, SegNetConfig};
-use worker::spade::input::images_to_tensor;
-use worker::spade::PairSource;
+use worker::tensors::{images_to_tensor, labels_to_tensor};
 
 const SALT_ORDER: u64 = 0x5E6_0001;
 const SALT_FLIP: u64 = 0x5E6_0002;
@@ -56,18 +55,6 @@ pub struct Progress {
 /// Steps of a run: `epochs · ⌈n / batch⌉` (the last batch of an epoch may be short).
 pub fn steps(n: usize, opts: &TrainOptions) -> u64 {
     (opts.epochs * n.div_ceil(opts.batch.max(1))) as u64
-}
-
-/// Label maps to class targets `[b, h, w]` (ignore stays 255).
-pub fn labels_to_tensor<B: Backend>(labels: &[LabelMap], device: &B::Device) -> Tensor<B, 3, Int> {
-    let first = labels.first().expect("labels_to_tensor: at least one label map");
-    let (w, h) = (first.width as usize, first.height as usize);
-    let mut data = Vec::with_capacity(labels.len() * w * h);
-    for (i, m) in labels.iter().enumerate() {
-        assert!(m.width as usize == w && m.height as usize == h, "labels_to_tensor: label map {i} is {}x{}, the first is {w}x{h}", m.width, m.height);
-        data.extend(m.data.iter().map(|&v| v as i64));
-    }
-    Tensor::from_data(TensorData::new(data, [labels.len(), h, w]), device)
 }
 
 /// Flips an image and its label map together.
@@ -126,7 +113,7 @@ pub fn train<B: AutodiffBackend>(
         for chunk in order.chunks(opts.batch) {
             // Read (decode, resize) the batch's pairs in parallel: at 512 px this is what
             // a GPU waits for.
-            let read: Vec<(RgbImage, LabelMap)> = chunk.par_iter().map(|&i| pairs.get(i)).collect::<anyhow::Result<_>>()?;
+            let read: Vec<(RgbImage, LabelMap)> = chunk.par_iter().map(|&i| pairs.get(i)).collect::<shared::Result<_>>()?;
             let mut images = Vec::with_capacity(chunk.len());
             let mut labels = Vec::with_capacity(chunk.len());
             for (j, (&i, (mut img, mut lab))) in chunk.iter().zip(read).enumerate() {
@@ -183,7 +170,7 @@ pub fn evaluate<B: Backend>(model: &SegNet<B>, pairs: &(dyn PairSource + Sync), 
     let mut m = ConfusionMatrix::new(k);
     let idx: Vec<usize> = (0..pairs.len()).collect();
     for chunk in idx.chunks(batch.max(1)) {
-        let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = chunk.par_iter().map(|&i| pairs.get(i)).collect::<anyhow::Result<Vec<_>>>()?.into_iter().unzip();
+        let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = chunk.par_iter().map(|&i| pairs.get(i)).collect::<shared::Result<Vec<_>>>()?.into_iter().unzip();
         for (p, t) in predict(model, &images, device).iter().zip(&labels) {
             m.add(t, p);
         }

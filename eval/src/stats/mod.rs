@@ -20,8 +20,9 @@
 //! order the maps came in. For `K` classes:
 //! - **class pixel shares** — each class's share of the class pixels;
 //! - **component sizes** — per class, a histogram of the sizes of its connected components
-//!   over log2 bins (bin `b` holds sizes `2^b ..= 2^(b+1) - 1`); 8-connected by default,
-//!   like [`shared::cleanup::components`], so that an "island" here is exactly what
+//!   over log2 bins (bin `b` holds sizes `2^b ..= 2^(b+1) - 1`), labelled by
+//!   [`shared::cleanup::components_with`]; 8-connected by default, like
+//!   [`shared::cleanup::components`], so that an "island" here is exactly what
 //!   `worker cleanup --min-island` removes;
 //! - **class adjacency** — for each ordered pair `(a, b)` of different classes, how many
 //!   4-neighbour pixel pairs have `a` on one side and `b` on the other (each bordering pair
@@ -47,12 +48,12 @@
 //! Their plots are drawn in [`crate::plot`].
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use shared::cleanup::ramp_pixel_share;
+/// Re-exported: the connectivity of components lives with them in `shared::cleanup`.
+pub use shared::cleanup::Connectivity;
+use shared::cleanup::{components_with, ramp_pixel_share, Component};
 use shared::LabelMap;
 
 /// Log2 size bins of the component-size histograms: bin `b` holds sizes
@@ -62,54 +63,6 @@ pub const SIZE_BINS: usize = 32;
 /// The log2 bin of a component of `size` pixels (`size >= 1`).
 pub fn size_bin(size: u64) -> usize {
     (63 - size.max(1).leading_zeros()) as usize
-}
-
-/// Which pixels touch: 4 (sides) or 8 (sides and corners).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Connectivity {
-    Four,
-    /// What [`crate::cleanup`] uses.
-    #[default]
-    Eight,
-}
-
-impl FromStr for Connectivity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "4" => Ok(Connectivity::Four),
-            "8" => Ok(Connectivity::Eight),
-            _ => Err(format!("{s:?}: expected 4 (sides) or 8 (sides and corners)")),
-        }
-    }
-}
-
-impl fmt::Display for Connectivity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Connectivity::Four => "4",
-            Connectivity::Eight => "8",
-        })
-    }
-}
-
-impl Serialize for Connectivity {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u8(match self {
-            Connectivity::Four => 4,
-            Connectivity::Eight => 8,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Connectivity {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match u8::deserialize(d)? {
-            4 => Ok(Connectivity::Four),
-            8 => Ok(Connectivity::Eight),
-            n => Err(serde::de::Error::custom(format!("connectivity {n}: expected 4 or 8"))),
-        }
-    }
 }
 
 /// How [`LabelStats`] measures components.
@@ -233,8 +186,8 @@ impl LabelStats {
             }
         }
 
-        for (class, size) in component_sizes(data, w, h, k, self.options.connectivity) {
-            let c = class as usize;
+        for Component { class, size } in components_with(map, k, self.options.connectivity) {
+            let (c, size) = (class as usize, size as u64);
             self.components[c] += 1;
             self.component_bins[c][size_bin(size)] += 1;
             if size < self.options.min_island as u64 {
@@ -461,45 +414,6 @@ fn ratio(n: u64, d: u64) -> f64 {
     } else {
         n as f64 / d as f64
     }
-}
-
-/// `(class, size)` of every connected component of the pixels with a value `< k`.
-fn component_sizes(data: &[u8], w: usize, h: usize, k: usize, conn: Connectivity) -> Vec<(u8, u64)> {
-    let mut seen = vec![false; data.len()];
-    let mut out = Vec::new();
-    let mut stack: Vec<usize> = Vec::new();
-    const FOUR: [(isize, isize); 4] = [(-1, 0), (1, 0), (0, -1), (0, 1)];
-    const EIGHT: [(isize, isize); 8] = [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)];
-    let steps: &[(isize, isize)] = match conn {
-        Connectivity::Four => &FOUR,
-        Connectivity::Eight => &EIGHT,
-    };
-    for start in 0..data.len() {
-        let c = data[start];
-        if seen[start] || c as usize >= k {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut size = 0u64;
-        while let Some(i) = stack.pop() {
-            size += 1;
-            let (x, y) = ((i % w) as isize, (i / w) as isize);
-            for &(dx, dy) in steps {
-                let (nx, ny) = (x + dx, y + dy);
-                if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
-                    continue;
-                }
-                let j = ny as usize * w + nx as usize;
-                if !seen[j] && data[j] == c {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            }
-        }
-        out.push((c, size));
-    }
-    out
 }
 
 #[cfg(test)]

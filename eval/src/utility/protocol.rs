@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
+use shared::dataset::PairSource;
 use shared::dataset::{Dataset, DatasetOptions, TEST_STEMS_FILE};
 use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
 use worker::backend::OnTrainBackend;
 use worker::device::Resolved;
-use worker::spade::PairSource;
 
 use super::report::{summarize, Report, RunScore, Settings, Verdict};
 use super::{synthetic, Mix, UtilityOptions, SYNTHETIC_DIR};
@@ -160,7 +160,7 @@ impl PairSource for Pairs<'_> {
     fn len(&self) -> usize {
         self.items.len()
     }
-    fn get(&self, index: usize) -> anyhow::Result<(RgbImage, LabelMap)> {
+    fn get(&self, index: usize) -> shared::Result<(RgbImage, LabelMap)> {
         let (from_run, stem) = &self.items[index];
         let ds = if *from_run { self.synthetic.expect("run samples were fetched") } else { self.real };
         Ok((ds.image(stem, Some(self.size))?, ds.label(stem, Some(self.size))?))

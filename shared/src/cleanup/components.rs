@@ -1,15 +1,68 @@
-//! 8-connected components of class pixels.
+//! Connected components of class pixels, 4- or 8-connected ([`Connectivity`]).
 //!
-//! Connectivity is 8 (diagonal neighbours join) to match the majority fill, which takes
-//! labels from all 8 neighbours: a pixel filled with label `c` always touches a pixel of
-//! `c`, so filling never creates a new component — the fact the termination argument in
-//! `mod.rs` rests on. Ignore and unknown pixels belong to no component.
+//! Cleanup uses 8-connectivity (diagonal neighbours join) to match the majority fill,
+//! which takes labels from all 8 neighbours: a pixel filled with label `c` always touches
+//! a pixel of `c`, so filling never creates a new component — the fact the termination
+//! argument in `mod.rs` rests on. The label statistics (`eval`'s `stats`) measure with
+//! either. Ignore and unknown pixels (any value `>= k`) belong to no component.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::label::LabelMap;
 
-/// One 8-connected component of a class.
+/// Which pixels touch: 4 (sides) or 8 (sides and corners). Parses from and displays as
+/// `4` / `8`; serialises as the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connectivity {
+    Four,
+    /// What [`cleanup`](super::cleanup) uses.
+    #[default]
+    Eight,
+}
+
+impl FromStr for Connectivity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "4" => Ok(Connectivity::Four),
+            "8" => Ok(Connectivity::Eight),
+            _ => Err(format!("{s:?}: expected 4 (sides) or 8 (sides and corners)")),
+        }
+    }
+}
+
+impl fmt::Display for Connectivity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Connectivity::Four => "4",
+            Connectivity::Eight => "8",
+        })
+    }
+}
+
+impl Serialize for Connectivity {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(match self {
+            Connectivity::Four => 4,
+            Connectivity::Eight => 8,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Connectivity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u8::deserialize(d)? {
+            4 => Ok(Connectivity::Four),
+            8 => Ok(Connectivity::Eight),
+            n => Err(serde::de::Error::custom(format!("connectivity {n}: expected 4 or 8"))),
+        }
+    }
+}
+
+/// One connected component of a class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Component {
     /// Class index `0..k`.
@@ -26,13 +79,14 @@ pub(crate) struct Labelled {
 
 pub(crate) const NO_COMPONENT: u32 = u32::MAX;
 
-/// Labels the 8-connected components of the pixels with a value `< k`, numbered in
-/// raster order of their first pixel.
-pub(crate) fn label_components(data: &[u8], w: usize, h: usize, k: usize) -> Labelled {
+/// Labels the connected components of the pixels with a value `< k` in a `w × h` grid,
+/// numbered in raster order of their first pixel.
+pub(crate) fn label_components(data: &[u8], w: usize, h: usize, k: usize, conn: Connectivity) -> Labelled {
     let n = w * h;
     let mut ids = vec![NO_COMPONENT; n];
     let mut comps = Vec::new();
     let mut stack: Vec<usize> = Vec::new();
+    let diagonals = conn == Connectivity::Eight;
     for start in 0..n {
         let c = data[start];
         if ids[start] != NO_COMPONENT || c as usize >= k {
@@ -49,6 +103,9 @@ pub(crate) fn label_components(data: &[u8], w: usize, h: usize, k: usize) -> Lab
             let (y0, y1) = (y.saturating_sub(1), (y + 1).min(h - 1));
             for ny in y0..=y1 {
                 for nx in x0..=x1 {
+                    if !diagonals && nx != x && ny != y {
+                        continue;
+                    }
                     let j = ny * w + nx;
                     if ids[j] == NO_COMPONENT && data[j] == c {
                         ids[j] = id;
@@ -65,7 +122,17 @@ pub(crate) fn label_components(data: &[u8], w: usize, h: usize, k: usize) -> Lab
 /// The 8-connected components of every class `0..k` in `map`, in raster order of their
 /// first pixel. Ignore pixels and values `>= k` belong to none.
 pub fn components(map: &LabelMap, k: usize) -> Vec<Component> {
-    label_components(&map.data, map.width as usize, map.height as usize, k).comps
+    components_with(map, k, Connectivity::Eight)
+}
+
+/// Like [`components`], with the given connectivity.
+///
+/// # Panics
+/// If `map.data` does not hold `width × height` values.
+pub fn components_with(map: &LabelMap, k: usize, conn: Connectivity) -> Vec<Component> {
+    let (w, h) = (map.width as usize, map.height as usize);
+    assert_eq!(map.data.len(), w * h, "components: {} values for a {w}×{h} map", map.data.len());
+    label_components(&map.data, w, h, k, conn).comps
 }
 
 /// How many 8-connected class components of `map` have fewer than `min_island` pixels.
@@ -89,5 +156,25 @@ mod tests {
         assert_eq!(island_count(&map, 2, 2), 1);
         assert_eq!(island_count(&map, 2, 4), 2);
         assert_eq!(island_count(&map, 2, 5), 3);
+    }
+
+    #[test]
+    fn four_connectivity_splits_diagonals() {
+        // Same map: 4-connected, class 0's (2,2) is apart from the other three.
+        let map = LabelMap { width: 3, height: 3, data: vec![0, 0, 1, 1, 0, 255, 1, 1, 0] };
+        let comps = components_with(&map, 2, Connectivity::Four);
+        assert_eq!(comps, vec![Component { class: 0, size: 3 }, Component { class: 1, size: 1 }, Component { class: 1, size: 3 }, Component { class: 0, size: 1 }]);
+    }
+
+    #[test]
+    fn connectivity_parses_displays_and_serialises_as_its_number() {
+        for (s, c) in [("4", Connectivity::Four), ("8", Connectivity::Eight)] {
+            assert_eq!(s.parse::<Connectivity>().unwrap(), c);
+            assert_eq!(c.to_string(), s);
+            assert_eq!(serde_json::to_string(&c).unwrap(), s);
+            assert_eq!(serde_json::from_str::<Connectivity>(s).unwrap(), c);
+        }
+        assert!("6".parse::<Connectivity>().is_err());
+        assert!(serde_json::from_str::<Connectivity>("6").is_err());
     }
 }

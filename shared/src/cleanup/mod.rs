@@ -49,8 +49,9 @@
 //! - `mod.rs` — the public API: [`cleanup`], [`CleanupOptions`], [`decode_raw`],
 //!   [`decode_raw_png`], [`encode_raw_png`], [`UNKNOWN_INDEX`]; the pass loop.
 //! - `morphology.rs` — the per-class opening, O(pixels) for any radius.
-//! - `components.rs` — 8-connected components: [`Component`], [`components`],
-//!   [`island_count`].
+//! - `components.rs` — connected components, 8- (cleanup's) or 4-connected:
+//!   [`Component`], [`Connectivity`], [`components`], [`components_with`],
+//!   [`island_count`]; the label statistics in `eval` use them too.
 //! - `ramps.rs` — ramp strips: [`ramp_pixel_share`], [`MAX_RAMP_WIDTH`].
 //! - `majority.rs` — the majority fill of marked pixels.
 //! - `report.rs` — [`CleanupReport`].
@@ -61,15 +62,16 @@ mod morphology;
 mod ramps;
 mod report;
 
-pub use components::{components, island_count, Component};
+pub use components::{components, components_with, island_count, Component, Connectivity};
 pub use ramps::{ramp_pixel_share, MAX_RAMP_WIDTH};
 pub use report::CleanupReport;
 
 use serde::{Deserialize, Serialize};
 
 use crate::classes::{ClassTable, IGNORE_INDEX};
-use crate::error::{Error, Result};
-use crate::label::LabelMap;
+use crate::dataset::MaskKind;
+use crate::error::Result;
+use crate::label::{self, LabelMap};
 
 use components::{label_components, NO_COMPONENT};
 
@@ -109,18 +111,15 @@ impl Default for CleanupOptions {
 /// If `codes.len() != w * h`.
 pub fn decode_raw(codes: &[u8], w: u32, h: u32, classes: &ClassTable) -> LabelMap {
     assert_eq!(codes.len(), w as usize * h as usize, "decode_raw: {} codes for a {w}×{h} map", codes.len());
-    let lut = classes.code_lut();
-    LabelMap { width: w, height: h, data: codes.iter().map(|&c| lut[c as usize].unwrap_or(UNKNOWN_INDEX)).collect() }
+    LabelMap { width: w, height: h, data: label::map_codes(codes, w, classes, UNKNOWN_INDEX).0 }
 }
 
-/// Decodes an 8-bit grayscale label PNG of raw codes with [`decode_raw`]. Errors name
-/// `origin` and say what is wrong with the file.
+/// Decodes an 8-bit grayscale label PNG of raw codes like [`decode_raw`] (the shared label
+/// decoder, unknown codes kept as [`UNKNOWN_INDEX`]). Errors name `origin` and say what is
+/// wrong with the file.
 pub fn decode_raw_png(bytes: &[u8], classes: &ClassTable, origin: &str) -> Result<LabelMap> {
-    let (w, h, color, data) = crate::label::decode_png(bytes, origin)?;
-    if color != png::ColorType::Grayscale {
-        return Err(Error::format(origin, format!("a raw label map must be an 8-bit grayscale PNG of class codes, found {color:?}")));
-    }
-    Ok(decode_raw(&data, w, h, classes))
+    let on_unknown = label::OnUnknown::Replace(UNKNOWN_INDEX);
+    label::decode_label_with(bytes, classes, MaskKind::Codes, on_unknown, label::Hints::None, origin).map(|(m, _)| m)
 }
 
 /// Encodes raw codes (any byte values, e.g. a model's output before cleanup) as an 8-bit
@@ -239,7 +238,7 @@ fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: 
         }
     }
 
-    let lab = label_components(data, w, h, k);
+    let lab = label_components(data, w, h, k, Connectivity::Eight);
     // The largest component, first in raster order among equals.
     let largest = lab.comps.iter().enumerate().fold(None, |best: Option<(usize, u32)>, (id, c)| match best {
         Some((_, size)) if size >= c.size => best,

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shared::dataset::DatasetPairs;
 use shared::ClassTable;
 
 use crate::args::{write_test_stems, DataArgs};
 
-use crate::spade::{default_n_up, fit, DatasetPairs, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
+use crate::spade::{default_n_up, fit, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
 
 /// Train the SPADE image generator (label map → RGB image) on DIR/images + DIR/labels.
 ///

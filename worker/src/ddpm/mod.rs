@@ -24,7 +24,7 @@ pub mod unet;
 pub use encoding::Encoding;
 pub use model::{DdpmModel, ModelMeta};
 pub use objective::Objective;
-pub use sampler::{SamplerConfig, SamplerKind};
+pub use sampler::SamplerConfig;
 pub use schedule::{NoiseSchedule, ScheduleKind};
 pub use train::{train, TrainConfig, TrainData, TrainEvent, TrainOutcome};
 pub use unet::{UNet, UNetConfig};

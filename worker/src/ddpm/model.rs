@@ -14,7 +14,7 @@ use super::objective::Objective;
 use super::sampler::{sample_images, SamplerConfig};
 use super::schedule::{NoiseSchedule, ScheduleKind};
 use super::unet::{UNet, UNetConfig};
-use crate::artifact;
+use crate::sync_store;
 
 /// Version of the `model.json` layout this worker reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -158,9 +158,9 @@ impl<B: Backend> DdpmModel<B> {
     /// Loads `URI/model.json` and its weights. Errors name the file and what is wrong.
     pub fn load(uri: &str, device: &B::Device) -> anyhow::Result<Self> {
         let uri = uri.trim_end_matches('/');
-        let json = artifact::require_file(uri, MODEL_JSON)?;
+        let json = sync_store::require_file(uri, MODEL_JSON)?;
         let meta = ModelMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
-        let weights = artifact::require_file(uri, &meta.weights)?;
+        let weights = sync_store::require_file(uri, &meta.weights)?;
         Self::from_parts(meta, weights, uri, device)
     }
 
@@ -175,8 +175,8 @@ impl<B: Backend> DdpmModel<B> {
     /// Writes the weights and `model.json` under `uri`.
     pub fn save(&self, uri: &str) -> anyhow::Result<()> {
         let uri = uri.trim_end_matches('/');
-        artifact::write_file(uri, &self.meta.weights, module_to_bytes(self.unet.clone())?)?;
-        artifact::write_file(uri, MODEL_JSON, serde_json::to_vec_pretty(&self.meta)?)?;
+        sync_store::write_file(uri, &self.meta.weights, module_to_bytes(self.unet.clone())?)?;
+        sync_store::write_file(uri, MODEL_JSON, serde_json::to_vec_pretty(&self.meta)?)?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ use rand::RngExt;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use shared::rng_for;
+use shared::spec::SamplerKind;
 
 use super::objective::Objective;
 use super::schedule::NoiseSchedule;
@@ -32,36 +33,47 @@ pub const INIT_NOISE_STREAM: u64 = 0xDD01;
 /// RNG stream of a sample's per-step noise.
 pub const STEP_NOISE_STREAM: u64 = 0xDD02;
 
-/// Which sampler.
+/// How to sample: the run spec's [`SamplerKind`] with its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SamplerKind {
+pub enum SamplerConfig {
     /// Ancestral sampling over all `T` steps.
     Ddpm,
     /// DDIM over `steps` evenly spaced timesteps; `eta` = 0 is deterministic.
     Ddim { steps: usize, eta: f64 },
 }
 
-/// How to sample.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SamplerConfig {
-    pub kind: SamplerKind,
-}
-
 impl SamplerConfig {
     pub fn ddpm() -> Self {
-        SamplerConfig { kind: SamplerKind::Ddpm }
+        SamplerConfig::Ddpm
     }
 
     pub fn ddim(steps: usize, eta: f64) -> Self {
-        SamplerConfig { kind: SamplerKind::Ddim { steps, eta } }
+        SamplerConfig::Ddim { steps, eta }
+    }
+
+    /// The sampler a run spec names (`kind`) with its steps and η; DDPM takes neither
+    /// (it runs every timestep, see `LabelModelSection::check_sampler`).
+    pub fn from_spec(kind: SamplerKind, steps: usize, eta: f64) -> Self {
+        match kind {
+            SamplerKind::Ddim => SamplerConfig::ddim(steps, eta),
+            SamplerKind::Ddpm => SamplerConfig::ddpm(),
+        }
+    }
+
+    /// Which algorithm, as the run spec names it.
+    pub fn kind(&self) -> SamplerKind {
+        match self {
+            SamplerConfig::Ddpm => SamplerKind::Ddpm,
+            SamplerConfig::Ddim { .. } => SamplerKind::Ddim,
+        }
     }
 
     /// Checks the config against a schedule of `t` steps.
     pub fn validate(&self, t: usize) -> Result<(), String> {
-        match self.kind {
-            SamplerKind::Ddpm => Ok(()),
-            SamplerKind::Ddim { steps, eta } => {
+        match *self {
+            SamplerConfig::Ddpm => Ok(()),
+            SamplerConfig::Ddim { steps, eta } => {
                 if steps == 0 || steps > t {
                     Err(format!("DDIM steps {steps} must be between 1 and the model's {t} timesteps"))
                 } else if !(0.0..=1.0).contains(&eta) {
@@ -76,9 +88,9 @@ impl SamplerConfig {
     /// The timesteps visited, ascending (sampling walks them from the end): all `0..T` for
     /// DDPM, `⌊i·T/S⌋` for `i = 0…S-1` for DDIM.
     pub fn timesteps(&self, t: usize) -> Vec<usize> {
-        match self.kind {
-            SamplerKind::Ddpm => (0..t).collect(),
-            SamplerKind::Ddim { steps, .. } => (0..steps).map(|i| i * t / steps).collect(),
+        match *self {
+            SamplerConfig::Ddpm => (0..t).collect(),
+            SamplerConfig::Ddim { steps, .. } => (0..steps).map(|i| i * t / steps).collect(),
         }
     }
 
@@ -138,15 +150,15 @@ pub fn sample_images<B: Backend>(
         let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; b], [b]), device);
         let x0 = objective.x0(unet.forward(x.clone(), tt), x.clone(), a_t);
 
-        let (mean, sigma) = match sampler.kind {
-            SamplerKind::Ddpm => {
+        let (mean, sigma) = match *sampler {
+            SamplerConfig::Ddpm => {
                 let beta = schedule.betas[t];
                 let c0 = a_p.sqrt() * beta / (1.0 - a_t);
                 let ct = (1.0 - beta).sqrt() * (1.0 - a_p) / (1.0 - a_t);
                 let var = beta * (1.0 - a_p) / (1.0 - a_t);
                 (x0.mul_scalar(c0) + x.mul_scalar(ct), var.max(0.0).sqrt())
             }
-            SamplerKind::Ddim { eta, .. } => {
+            SamplerConfig::Ddim { eta, .. } => {
                 let sigma = eta * ((1.0 - a_p) / (1.0 - a_t) * (1.0 - a_t / a_p)).max(0.0).sqrt();
                 let eps2 = (x - x0.clone().mul_scalar(a_t.sqrt())).div_scalar((1.0 - a_t).sqrt());
                 let dir = (1.0 - a_p - sigma * sigma).max(0.0).sqrt();

@@ -10,10 +10,11 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use shared::{LabelMap, RgbImage};
 
-use super::input::{noise, one_hot, tensor_to_images};
+use super::input::noise;
 use super::norm::NormKind;
 use super::res_block::{SpadeResBlock, SpadeResBlockConfig, LEAKY_SLOPE};
 use super::spectral::{SnConv2d, SnConv2dConfig};
+use crate::tensors::{one_hot, tensor_to_images};
 
 /// Architecture of the generator (stored in `model.json`).
 #[derive(Config, Debug, PartialEq)]

@@ -6,10 +6,13 @@
 //! - `res_block.rs` — [`SpadeResBlock`]: SPADE residual block, learned shortcut.
 //! - `generator.rs` — [`SpadeGenerator`] and [`SpadeGeneratorConfig`] (noise → image).
 //! - `discriminator.rs` — [`SpadeDiscriminator`]: multi-scale PatchGAN.
-//! - `input.rs` — host-side one-hot labels, per-seed noise, image ↔ tensor.
+//! - `input.rs` — per-seed noise (label maps and images become tensors in
+//!   `crate::tensors`).
 //! - `loss.rs` — hinge GAN loss and feature matching.
-//! - `train.rs` — [`SpadeTrainer`]: one training step, checkpoints, both optimizers.
-//! - `model.rs` — [`SpadeModel`]: the artifact (weights + `model.json`) and inference.
+//! - `train.rs` — [`SpadeTrainer`]: one training step, checkpoints, both optimizers;
+//!   [`fit`] over a [`shared::dataset::PairSource`].
+//! - `model.rs` — [`SpadeModel`]: the artifact (weights + `model.json`: [`SpadeMeta`],
+//!   [`TrainSettings`]) and inference.
 
 mod discriminator;
 mod generator;
@@ -24,8 +27,8 @@ pub mod vgg;
 
 pub use discriminator::{PatchDiscriminator, SpadeDiscriminator, SpadeDiscriminatorConfig};
 pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig};
-pub use model::{save, Losses, SpadeMeta, SpadeModel, FORMAT_VERSION, META_FILE, WEIGHTS_FILE};
+pub use model::{save, Losses, SpadeMeta, SpadeModel, TrainSettings, FORMAT_VERSION, META_FILE, WEIGHTS_FILE};
 pub use norm::{NormKind, Spade, SpadeConfig};
 pub use res_block::{SpadeResBlock, SpadeResBlockConfig};
 pub use spectral::{SnConv2d, SnConv2dConfig};
-pub use train::{fit, preview, DatasetPairs, FitOptions, PairSource, Progress, SpadeTrainer, StepLosses, TrainSettings, CHECKPOINT_DIR};
+pub use train::{fit, preview, FitOptions, Progress, SpadeTrainer, StepLosses, CHECKPOINT_DIR};

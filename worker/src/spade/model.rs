@@ -1,5 +1,7 @@
 //! The SPADE model artifact: `generator.mpk` (named MessagePack, f32) and `model.json`
-//! at a path or `s3://` URI, and the inference API the pipeline calls.
+//! at a path or `s3://` URI, and the inference API the pipeline calls. What `model.json`
+//! records ([`SpadeMeta`], with the [`TrainSettings`] and [`Losses`] of the run) is defined
+//! here; `train.rs` builds on it (and not the other way round).
 
 use anyhow::Context;
 use burn::module::Module;
@@ -10,8 +12,8 @@ use shared::{ClassTable, LabelMap, RgbImage};
 
 use super::discriminator::SpadeDiscriminatorConfig;
 use super::generator::{SpadeGenerator, SpadeGeneratorConfig};
-use super::train::TrainSettings;
-use crate::artifact;
+use super::loss::FEAT_WEIGHT;
+use crate::sync_store;
 
 /// Version of the artifact layout; [`SpadeModel::load`] refuses others.
 pub const FORMAT_VERSION: u32 = 1;
@@ -35,6 +37,25 @@ impl Losses {
     pub fn ema(&self, new: &Losses, alpha: f64) -> Losses {
         let f = |a: f64, b: f64| a + alpha * (b - a);
         Losses { g_gan: f(self.g_gan, new.g_gan), g_feat: f(self.g_feat, new.g_feat), d: f(self.d, new.d) }
+    }
+}
+
+/// Optimiser and loss settings (saved in checkpoints and `model.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    pub lr_g: f64,
+    pub lr_d: f64,
+    pub batch: usize,
+    pub seed: u64,
+    pub feat_weight: f64,
+    /// Weight of the VGG19 perceptual loss (0: off; SPADE uses 10 when it is on).
+    #[serde(default)]
+    pub vgg_weight: f64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings { lr_g: 1e-4, lr_d: 4e-4, batch: 4, seed: 0, feat_weight: FEAT_WEIGHT, vgg_weight: 0.0 }
     }
 }
 
@@ -104,8 +125,8 @@ impl SpadeMeta {
 /// Writes the generator's weights and `model.json` (last) under `uri`.
 pub fn save<B: Backend>(generator: &SpadeGenerator<B>, meta: &SpadeMeta, uri: &str) -> anyhow::Result<()> {
     let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(generator.clone().into_record(), ()).context("encoding the generator weights")?;
-    artifact::write_file(uri, &meta.weights, bytes)?;
-    artifact::write_file(uri, META_FILE, serde_json::to_vec_pretty(meta)?)
+    sync_store::write_file(uri, &meta.weights, bytes)?;
+    sync_store::write_file(uri, META_FILE, serde_json::to_vec_pretty(meta)?)
 }
 
 /// A trained SPADE generator and its metadata.
@@ -120,9 +141,9 @@ impl<B: Backend> SpadeModel<B> {
     /// (missing, not JSON, another kind or version, an inconsistent architecture,
     /// undecodable weights).
     pub fn load(uri: &str, device: &B::Device) -> anyhow::Result<Self> {
-        let bytes = artifact::require_file(uri, META_FILE)?;
+        let bytes = sync_store::require_file(uri, META_FILE)?;
         let meta = SpadeMeta::from_json(&bytes, uri)?;
-        let weights = artifact::require_file(uri, &meta.weights)?;
+        let weights = sync_store::require_file(uri, &meta.weights)?;
         Self::from_parts(meta, weights, uri, device)
     }
 

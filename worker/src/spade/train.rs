@@ -17,16 +17,17 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use shared::dataset::grid;
+use shared::dataset::{grid, PairSource};
 use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
 
 use super::discriminator::{SpadeDiscriminator, SpadeDiscriminatorConfig};
 use super::generator::{SpadeGenerator, SpadeGeneratorConfig};
-use super::input::{images_to_tensor, noise, one_hot};
-use super::loss::{feature_matching, hinge_d, hinge_g, split_fake_real, FEAT_WEIGHT};
-use super::model::{Losses, SpadeMeta};
+use super::input::noise;
+use super::loss::{feature_matching, hinge_d, hinge_g, split_fake_real};
+use super::model::{Losses, SpadeMeta, TrainSettings};
 use super::vgg::Vgg19;
-use crate::artifact;
+use crate::sync_store;
+use crate::tensors::{images_to_tensor, one_hot};
 
 type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
 type OptG<B> = OptimizerAdaptor<Adam, SpadeGenerator<B>, B>;
@@ -36,25 +37,6 @@ type OptD<B> = OptimizerAdaptor<Adam, SpadeDiscriminator<B>, B>;
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 const SALT_NOISE: u64 = 0x5ADE_0001;
 const SALT_ORDER: u64 = 0x5ADE_0002;
-
-/// Optimiser and loss settings (saved in checkpoints and `model.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSettings {
-    pub lr_g: f64,
-    pub lr_d: f64,
-    pub batch: usize,
-    pub seed: u64,
-    pub feat_weight: f64,
-    /// Weight of the VGG19 perceptual loss (0: off; SPADE uses 10 when it is on).
-    #[serde(default)]
-    pub vgg_weight: f64,
-}
-
-impl Default for TrainSettings {
-    fn default() -> Self {
-        TrainSettings { lr_g: 1e-4, lr_d: 4e-4, batch: 4, seed: 0, feat_weight: FEAT_WEIGHT, vgg_weight: 0.0 }
-    }
-}
 
 fn adam() -> AdamConfig {
     AdamConfig::new().with_beta_1(0.0).with_beta_2(0.9).with_epsilon(1e-8)
@@ -180,7 +162,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
     /// `URI/checkpoint/`.
     pub fn save_checkpoint(&self, uri: &str, losses: Losses) -> anyhow::Result<()> {
         let rec = Rec::default();
-        let put = |name: &str, bytes: Vec<u8>| artifact::write_file(uri, &format!("{CHECKPOINT_DIR}/{name}"), bytes);
+        let put = |name: &str, bytes: Vec<u8>| sync_store::write_file(uri, &format!("{CHECKPOINT_DIR}/{name}"), bytes);
         put("generator.mpk", rec.record(self.generator.clone().into_record(), ()).context("encoding the generator")?)?;
         put("discriminator.mpk", rec.record(self.discriminator.clone().into_record(), ()).context("encoding the discriminator")?)?;
         put("optim_g.mpk", rec.record(self.opt_g.to_record(), ()).context("encoding the generator's optimiser")?)?;
@@ -192,7 +174,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
     /// Loads `URI/checkpoint/` if there is one (`None` if not). Errors name the file and
     /// say what is wrong, e.g. an architecture that differs from `g_config`.
     pub fn load_checkpoint(uri: &str, g_config: &SpadeGeneratorConfig, d_config: &SpadeDiscriminatorConfig, device: &B::Device) -> anyhow::Result<Option<(Self, Losses)>> {
-        let Some(state) = artifact::read_file(uri, &format!("{CHECKPOINT_DIR}/state.json"))? else { return Ok(None) };
+        let Some(state) = sync_store::read_file(uri, &format!("{CHECKPOINT_DIR}/state.json"))? else { return Ok(None) };
         let where_ = |name: &str| format!("{uri}/{CHECKPOINT_DIR}/{name}");
         let state: CheckpointState = serde_json::from_slice(&state).with_context(|| format!("{}: not a SPADE checkpoint state", where_("state.json")))?;
         if &state.generator != g_config {
@@ -202,7 +184,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             anyhow::bail!("{}: the checkpoint's discriminator is {:?}, this run asks for {:?}", where_("state.json"), state.discriminator, d_config);
         }
         let rec = Rec::default();
-        let get = |name: &str| artifact::require_file(uri, &format!("{CHECKPOINT_DIR}/{name}"));
+        let get = |name: &str| sync_store::require_file(uri, &format!("{CHECKPOINT_DIR}/{name}"));
         let mut t = Self::new(state.generator, state.discriminator, state.settings, device);
         let g = rec.load(get("generator.mpk")?, device).with_context(|| format!("{}: decoding", where_("generator.mpk")))?;
         t.generator = t.generator.load_record(g);
@@ -214,38 +196,6 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         t.opt_d = t.opt_d.load_record(od);
         t.step = state.step;
         Ok(Some((t, state.losses)))
-    }
-}
-
-/// Training pairs by index: image and label map (class indices), both `size × size`.
-pub trait PairSource {
-    fn len(&self) -> usize;
-    fn get(&self, index: usize) -> anyhow::Result<(RgbImage, LabelMap)>;
-}
-
-impl PairSource for Vec<(RgbImage, LabelMap)> {
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-    fn get(&self, index: usize) -> anyhow::Result<(RgbImage, LabelMap)> {
-        Ok(self[index].clone())
-    }
-}
-
-/// A dataset directory's train split, read pair by pair and resized to `size`.
-pub struct DatasetPairs {
-    pub dataset: shared::dataset::Dataset,
-    pub size: u32,
-}
-
-impl PairSource for DatasetPairs {
-    /// The train split only: the test split is never trained on.
-    fn len(&self) -> usize {
-        self.dataset.train.len()
-    }
-    fn get(&self, index: usize) -> anyhow::Result<(RgbImage, LabelMap)> {
-        let stem = &self.dataset.train[index];
-        Ok((self.dataset.image(stem, Some(self.size))?, self.dataset.label(stem, Some(self.size))?))
     }
 }
 
@@ -329,7 +279,7 @@ pub fn fit<B: AutodiffBackend>(
     let mut trainer = trainer.with_vgg(vgg, settings.vgg_weight);
     let batch = trainer.settings.batch;
     let seed = trainer.settings.seed;
-    let preview_pairs: Vec<(RgbImage, LabelMap)> = (0..n.min(4)).map(|i| pairs.get(i)).collect::<anyhow::Result<_>>()?;
+    let preview_pairs: Vec<(RgbImage, LabelMap)> = (0..n.min(4)).map(|i| pairs.get(i)).collect::<shared::Result<_>>()?;
     let preview_seeds: Vec<u64> = (0..preview_pairs.len() as u64).map(|i| sample_seed(seed ^ SALT_NOISE, u64::MAX - i)).collect();
 
     // Sample order: epoch e is a permutation seeded by (seed, e); position p of the whole
@@ -363,7 +313,7 @@ pub fn fit<B: AutodiffBackend>(
             trainer.save_checkpoint(&opts.out, smoothed)?;
             let g = trainer.inference_generator();
             let png = preview(&g, &preview_pairs, &preview_seeds, &opts.classes).to_png();
-            artifact::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
+            sync_store::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
         }
     }
     let mut meta =

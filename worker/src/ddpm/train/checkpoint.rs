@@ -5,11 +5,11 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::artifact;
 use crate::ddpm::encoding::Encoding;
 use crate::ddpm::objective::Objective;
 use crate::ddpm::schedule::ScheduleKind;
 use crate::ddpm::unet::UNetConfig;
+use crate::sync_store;
 
 pub const DIR: &str = "checkpoint";
 pub const MODEL: &str = "checkpoint/model.mpk";
@@ -47,16 +47,16 @@ pub struct CheckpointFiles {
 
 /// Writes the weight files, then `state.json`.
 pub fn save(uri: &str, state: &CheckpointState, model: Vec<u8>, ema: Vec<u8>, optimizer: Vec<u8>) -> anyhow::Result<()> {
-    artifact::write_file(uri, MODEL, model)?;
-    artifact::write_file(uri, EMA, ema)?;
-    artifact::write_file(uri, OPTIMIZER, optimizer)?;
-    artifact::write_file(uri, STATE, serde_json::to_vec_pretty(state)?)?;
+    sync_store::write_file(uri, MODEL, model)?;
+    sync_store::write_file(uri, EMA, ema)?;
+    sync_store::write_file(uri, OPTIMIZER, optimizer)?;
+    sync_store::write_file(uri, STATE, serde_json::to_vec_pretty(state)?)?;
     Ok(())
 }
 
 /// Reads the checkpoint under `uri`; `None` if there is no `state.json`.
 pub fn load(uri: &str) -> anyhow::Result<Option<CheckpointFiles>> {
-    let Some(json) = artifact::read_file(uri, STATE)? else { return Ok(None) };
+    let Some(json) = sync_store::read_file(uri, STATE)? else { return Ok(None) };
     let origin = format!("{uri}/{STATE}");
     let v: serde_json::Value = serde_json::from_slice(&json).with_context(|| format!("{origin}: not valid JSON"))?;
     let version = v.get("format_version").and_then(serde_json::Value::as_u64);
@@ -64,5 +64,10 @@ pub fn load(uri: &str) -> anyhow::Result<Option<CheckpointFiles>> {
         anyhow::bail!("{origin}: format_version {version:?}; this worker resumes format_version {FORMAT_VERSION}");
     }
     let state: CheckpointState = serde_json::from_value(v).with_context(|| format!("{origin}: invalid checkpoint state"))?;
-    Ok(Some(CheckpointFiles { state, model: artifact::require_file(uri, MODEL)?, ema: artifact::require_file(uri, EMA)?, optimizer: artifact::require_file(uri, OPTIMIZER)? }))
+    Ok(Some(CheckpointFiles {
+        state,
+        model: sync_store::require_file(uri, MODEL)?,
+        ema: sync_store::require_file(uri, EMA)?,
+        optimizer: sync_store::require_file(uri, OPTIMIZER)?,
+    }))
 }

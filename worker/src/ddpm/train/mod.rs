@@ -333,7 +333,7 @@ pub fn write_preview<B: burn::tensor::backend::Backend>(model: &DdpmModel<B>, ur
     let maps = model.sample(&seeds, &preview_sampler(model.meta.timesteps));
     let images: Vec<_> = maps.iter().map(|m| m.colorize(&model.meta.classes)).collect();
     let cols = (count as f64).sqrt().ceil() as usize;
-    crate::artifact::write_file(uri, &format!("previews/step-{step}.png"), grid(&images, cols).to_png())
+    crate::sync_store::write_file(uri, &format!("previews/step-{step}.png"), grid(&images, cols).to_png())
 }
 
 #[cfg(test)]

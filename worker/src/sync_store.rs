@@ -1,11 +1,17 @@
-//! Model artifacts: a directory of files (weights, `model.json`, previews, checkpoints) at
-//! a local path, `file:///abs/path` or `s3://bucket/prefix`. Synchronous wrappers over
-//! [`shared::storage::Store`] for the training and sampling commands.
+//! Synchronous reads and writes of single files at a storage location (a local path,
+//! `file:///abs/path` or `s3://bucket/prefix`): wrappers over [`shared::storage::Store`]
+//! for the training and sampling code, which writes model artifacts (weights,
+//! `model.json`), checkpoints and previews file by file. Also [`block_on`], which runs a
+//! future to completion from synchronous code, inside a tokio runtime or not.
+//!
+//! Model artifacts as a whole (digest, fetch, cache, checks) are `shared::artifact`.
 
 use anyhow::Context;
 use bytes::Bytes;
 use shared::storage::Store;
 
+/// Runs `f` to completion: on the current tokio runtime (from a blocking section) if
+/// there is one, else on a fresh current-thread runtime.
 pub(crate) fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) => tokio::task::block_in_place(|| h.block_on(f)),
@@ -13,14 +19,14 @@ pub(crate) fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     }
 }
 
-/// Writes `name` under the artifact location `uri`.
+/// Writes `name` under the location `uri`.
 pub fn write_file(uri: &str, name: &str, data: Vec<u8>) -> anyhow::Result<()> {
     let store = Store::open(uri).with_context(|| format!("artifact location {uri}"))?;
     block_on(store.put(name, Bytes::from(data))).with_context(|| format!("writing {}", store.describe(name)))?;
     Ok(())
 }
 
-/// Reads `name` from the artifact location `uri`; `None` if it does not exist.
+/// Reads `name` from the location `uri`; `None` if it does not exist.
 pub fn read_file(uri: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
     let store = Store::open(uri).with_context(|| format!("artifact location {uri}"))?;
     Ok(block_on(store.get(name)).with_context(|| format!("reading {}", store.describe(name)))?.map(|b| b.to_vec()))
