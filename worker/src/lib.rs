@@ -7,16 +7,20 @@
 //!   backend dispatch ([`backend::dispatch`]).
 //! - `device.rs` — `--device auto|cpu|cuda[:N]` and NVIDIA driver detection.
 //! - `args.rs` — flag groups shared by several commands (dataset reading, device).
-//! - `artifact.rs` — synchronous reads and writes of artifact files (training outputs).
+//! - `artifact.rs` — synchronous reads and writes of artifact files (training outputs,
+//!   the held-out test stems).
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
 //! - `pipelines.rs` — [`Factory`]: the pipeline a run spec asks for (`procedural`,
 //!   `ddpm-spade`), with the model cache.
+//! - `bench.rs` — measurements of the `ddpm-spade` pipeline (`worker bench`): per-stage
+//!   times, images/s, CPU versus CUDA.
 //! - `cli.rs` — the `worker` command line; `commands/` — one file per subcommand.
 
 pub mod args;
 pub mod artifact;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 mod commands;
 pub mod ddpm;

@@ -10,6 +10,11 @@
 //! - `loss.rs` — hinge GAN loss and feature matching.
 //! - `train.rs` — [`SpadeTrainer`]: one training step, checkpoints, both optimizers.
 //! - `model.rs` — [`SpadeModel`]: the artifact (weights + `model.json`) and inference.
+//! - `vgg.rs` — the VGG19 perceptual loss (torchvision weights from a local file).
+//! - `run.rs` — a training run on a dataset's train split with progress reporting, as
+//!   `worker train spade` starts it.
+//! - `synthesize_dir.rs` — painting an image for every label map of a directory
+//!   (`worker synthesize`).
 
 mod discriminator;
 mod generator;
@@ -18,7 +23,9 @@ pub mod loss;
 mod model;
 mod norm;
 mod res_block;
+pub mod run;
 pub mod spectral;
+pub mod synthesize_dir;
 mod train;
 pub mod vgg;
 
