@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use shared::dataset::{Dataset, DatasetOptions, MaskKind, UnknownCodes, DEFAULT_TEST_FRACTION, TEST_STEMS_FILE};
+use shared::dataset::{Dataset, DatasetOptions, MaskKind, UnknownCodes, DEFAULT_TEST_FRACTION};
 use shared::spec::DeviceChoice;
 use shared::ClassTable;
 
@@ -78,11 +78,6 @@ impl DataArgs {
         }
         Ok(ds)
     }
-}
-
-/// Writes the test split's stems to `OUT/test_stems.txt` (empty without a test split).
-pub fn write_test_stems(out: &str, ds: &Dataset) -> anyhow::Result<()> {
-    crate::sync_store::write_file(out.trim_end_matches('/'), TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
 }
 
 /// A comma-separated list of numbers, e.g. `1,2,2`; `none` or an empty string is empty.

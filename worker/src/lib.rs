@@ -10,16 +10,19 @@
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
 //! - `sync_store.rs` — synchronous reads and writes of single files at a storage location
-//!   (model artifacts, checkpoints, previews), and `block_on`.
+//!   (model artifacts, checkpoints, previews, the held-out test stems), and `block_on`.
 //! - `tensors.rs` — Burn conversions between `shared`'s images and label maps and tensors
 //!   (used by SPADE and by `eval`'s segmentation model).
 //! - `pipelines/` — [`Factory`]: the pipeline a run spec asks for (`procedural`,
 //!   `ddpm-spade`), with the model cache; the models' fetch and checks; the random
 //!   full-size models of the benchmarks.
+//! - `bench.rs` — measurements of the `ddpm-spade` pipeline (`worker bench`): per-stage
+//!   times, images/s, CPU versus CUDA.
 //! - `cli.rs` — the `worker` command line; `commands/` — one file per subcommand.
 
 pub mod args;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 mod commands;
 pub mod ddpm;

@@ -32,6 +32,12 @@ pub fn read_file(uri: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(block_on(store.get(name)).with_context(|| format!("reading {}", store.describe(name)))?.map(|b| b.to_vec()))
 }
 
+/// Writes the test split's stems of `ds` to `OUT/test_stems.txt`, one a line, sorted (an
+/// empty file without a test split), so a later evaluation can use exactly them.
+pub fn write_test_stems(out: &str, ds: &shared::dataset::Dataset) -> anyhow::Result<()> {
+    write_file(out.trim_end_matches('/'), shared::dataset::TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
+}
+
 /// Like [`read_file`], but a missing file is an error naming it.
 pub fn require_file(uri: &str, name: &str) -> anyhow::Result<Vec<u8>> {
     read_file(uri, name)?.ok_or_else(|| anyhow::anyhow!("{uri}/{name} does not exist"))

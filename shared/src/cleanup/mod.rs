@@ -55,14 +55,18 @@
 //! - `ramps.rs` — ramp strips: [`ramp_pixel_share`], [`MAX_RAMP_WIDTH`].
 //! - `majority.rs` — the majority fill of marked pixels.
 //! - `report.rs` — [`CleanupReport`].
+//! - `directory.rs` — cleaning a directory of label PNGs into another ([`clean_dir`],
+//!   [`list_pngs`], the `cleanup.json` report [`DirReport`]), as `worker cleanup` does.
 
 mod components;
+pub mod directory;
 mod majority;
 mod morphology;
 mod ramps;
 mod report;
 
 pub use components::{components, components_with, island_count, Component, Connectivity};
+pub use directory::{clean_dir, list_pngs, DirReport, MapEntry};
 pub use ramps::{ramp_pixel_share, MAX_RAMP_WIDTH};
 pub use report::CleanupReport;
 

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shared::procedural::{write_dataset, ClassShares};
 use shared::ClassTable;
 
@@ -72,10 +71,7 @@ pub fn run(args: ProceduralArgs) -> anyhow::Result<ExitCode> {
     }
     let pool = pool.build().context("starting the worker threads")?;
 
-    let bar = ProgressBar::with_draw_target(Some(args.count), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tiles  {per_sec}  ETA {eta}").expect("a valid template").progress_chars("=> "),
-    );
+    let bar = shared::progress::bar(args.count, "tiles");
     let start = Instant::now();
     let summary = pool
         .install(|| write_dataset(&args.out, args.count, args.size, args.seed, &shares, |_| bar.inc(1)))

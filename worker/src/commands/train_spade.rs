@@ -4,14 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shared::dataset::DatasetPairs;
 use shared::ClassTable;
 
-use crate::args::{write_test_stems, DataArgs};
-
-use crate::spade::{default_n_up, fit, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
+use crate::args::{DataArgs, DeviceArg};
+use crate::spade::run::DatasetRun;
+use crate::spade::{default_n_up, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
 
 /// Train the SPADE image generator (label map → RGB image) on DIR/images + DIR/labels.
 ///
@@ -103,10 +101,8 @@ pub struct Args {
     #[arg(long, value_name = "W", default_value_t = 10.0, requires = "vgg")]
     pub vgg_weight: f64,
 
-    /// Train on the CPU even in a CUDA build (a CUDA build uses the GPU when an NVIDIA
-    /// driver is present, else the CPU with a warning).
-    #[arg(long)]
-    pub cpu: bool,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 fn parse_norm(s: &str) -> Result<NormKind, String> {
@@ -118,14 +114,6 @@ fn parse_norm(s: &str) -> Result<NormKind, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    #[cfg(feature = "cuda")]
-    if crate::device::use_cuda(args.cpu) {
-        return train::<crate::backend::GpuTrain>(args, &Default::default());
-    }
-    train::<crate::backend::CpuTrain>(args, &crate::backend::CpuDevice::default())
-}
-
-fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<ExitCode> {
     if args.batch == 0 {
         anyhow::bail!("--batch 0: must be at least 1");
     }
@@ -146,55 +134,33 @@ fn train<B: AutodiffBackend>(args: Args, device: &B::Device) -> anyhow::Result<E
         (None, e) => e.unwrap_or(10) * n.div_ceil(args.batch as u64),
     };
     anyhow::ensure!(args.vgg_weight > 0.0 && args.vgg_weight.is_finite(), "--vgg-weight {}: must be positive", args.vgg_weight);
-    let vgg = match &args.vgg {
-        Some(path) => {
-            let vgg = crate::spade::vgg::Vgg19::<B>::load(path, device)?;
-            tracing::info!(weight = args.vgg_weight, "VGG loss on (VGG19 from {})", path.display());
-            Some(vgg)
-        }
-        None => {
-            tracing::info!("VGG loss off (no --vgg weights)");
-            None
-        }
-    };
     tracing::info!(train_pairs = n, steps, size = args.size, ngf = args.ngf, n_up, batch = args.batch, "training SPADE into {}", args.out);
 
-    let settings = TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, vgg_weight: args.vgg_weight, ..TrainSettings::default() };
-    let opts = FitOptions {
-        out: args.out.clone(),
-        steps,
-        checkpoint_every: args.checkpoint_every,
-        resume: args.resume,
-        classes,
-        data_digest: digest,
-        test_fraction: Some(dataset.options.test_fraction),
+    let run = DatasetRun {
+        g_config,
+        d_config,
+        settings: TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, vgg_weight: args.vgg_weight, ..TrainSettings::default() },
+        vgg: args.vgg,
+        opts: FitOptions {
+            out: args.out.clone(),
+            steps,
+            checkpoint_every: args.checkpoint_every,
+            resume: args.resume,
+            classes,
+            data_digest: digest,
+            test_fraction: Some(dataset.options.test_fraction),
+        },
+        pairs: DatasetPairs { dataset, size: args.size as u32 },
     };
-    write_test_stems(&args.out, &dataset)?;
-    let pairs = DatasetPairs { dataset, size: args.size as u32 };
-
-    let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}  ETA {eta}").expect("a valid template").progress_chars("=> "));
-    // Without a terminal the bar is hidden: log a line every 30 s instead.
-    let mut last_log = std::time::Instant::now();
-    let trainer = fit::<B>(g_config, d_config, settings, vgg, &pairs, &opts, device, |p| {
-        let vgg = if p.losses.g_vgg > 0.0 { format!(", vgg {:.3}", p.losses.g_vgg) } else { String::new() };
-        let msg = format!("G {:.3} (feat {:.3}{vgg})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec);
-        if bar.is_hidden() && (last_log.elapsed().as_secs() >= 30 || p.step == p.steps) {
-            last_log = std::time::Instant::now();
-            tracing::info!("step {}/{}: {msg}", p.step, p.steps);
-        }
-        bar.set_position(p.step);
-        bar.set_message(msg);
-    })?;
-    bar.finish_and_clear();
-    println!("trained SPADE for {} steps; model at {} (model.json, generator.mpk); previews under {}/previews", trainer.step, args.out, args.out);
+    let step = crate::backend::dispatch_train(args.device.device, run)?;
+    println!("trained SPADE for {step} steps; model at {} (model.json, generator.mpk); previews under {}/previews", args.out, args.out);
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
     use clap::Parser;
-    use shared::dataset::{is_test_stem, MaskKind, UnknownCodes, TEST_STEMS_FILE};
+    use shared::dataset::{MaskKind, UnknownCodes};
 
     use crate::cli::{Cli, Command, TrainCommand};
 
@@ -214,29 +180,12 @@ mod tests {
         assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--test-fraction", "1.5"]).is_err());
     }
 
-    /// One step on a procedural dataset: the artifact records the split and lists the test
-    /// stems; a missing image stops the run before training, naming the file.
     #[test]
-    fn spade_train_command_holds_out_the_test_split() {
-        let dir = std::env::temp_dir().join(format!("labelgen-train-spade-split-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (data, out) = (dir.join("data"), dir.join("model"));
-        shared::procedural::write_dataset(&data, 16, 16, 7, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
-        let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
-        let args = || spade_args(&["--data", d, "--out", o, "--size", "16", "--ngf", "4", "--steps", "1", "--batch", "2", "--cpu", "--test-fraction", "0.4"]);
-        super::run(args()).unwrap();
-        let stems: Vec<String> = (0..16).map(shared::procedural::tile_name).collect();
-        let want: Vec<&str> = stems.iter().filter(|s| is_test_stem(s, 0.4)).map(String::as_str).collect();
-        assert!(!want.is_empty() && want.len() < 16, "{} of 16 held out", want.len());
-        assert_eq!(std::fs::read_to_string(out.join(TEST_STEMS_FILE)).unwrap().lines().collect::<Vec<_>>(), want);
-        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
-        assert_eq!((meta["test_fraction"].as_f64(), meta["train_count"].as_u64()), (Some(0.4), Some(16 - want.len() as u64)));
-
-        std::fs::remove_file(data.join("images/000005.png")).unwrap();
-        let _ = std::fs::remove_dir_all(&out);
-        let e = format!("{:#}", super::run(args()).unwrap_err());
-        assert!(e.contains("images/000005.png") && e.contains("missing"), "{e}");
-        assert!(!out.exists(), "nothing written");
-        let _ = std::fs::remove_dir_all(&dir);
+    fn spade_train_device_and_norm_flags() {
+        let a = spade_args(&["--data", "d", "--out", "o", "--device", "cpu", "--norm", "batch"]);
+        assert_eq!((a.device.device, a.norm), (shared::spec::DeviceChoice::Cpu, crate::spade::NormKind::Batch));
+        assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--cpu"]).is_err(), "--cpu is gone: --device cpu");
+        assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--norm", "group"]).is_err());
+        assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--vgg-weight", "5"]).is_err(), "--vgg-weight needs --vgg");
     }
 }

@@ -10,12 +10,15 @@
 //! - `sampler.rs` — [`SamplerConfig`]: DDPM ancestral and DDIM sampling, all noise drawn on
 //!   the host from each sample's own seed.
 //! - `model.rs` — [`DdpmModel`]: the artifact (weights + `model.json`), load, save, sample.
+//! - `sample_dir.rs` — sampling label maps into a directory (`worker sample-labels`).
 //! - `train/` — training: `mod.rs` (the loop), `ema.rs`, `clip.rs` (global-norm gradient
-//!   clipping), `checkpoint.rs`.
+//!   clipping), `checkpoint.rs`, `run.rs` (a run on a dataset's train split with progress
+//!   reporting, as `worker train ddpm` starts it).
 
 pub mod encoding;
 pub mod model;
 pub mod objective;
+pub mod sample_dir;
 pub mod sampler;
 pub mod schedule;
 pub mod train;

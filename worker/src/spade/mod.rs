@@ -13,6 +13,11 @@
 //!   [`fit`] over a [`shared::dataset::PairSource`].
 //! - `model.rs` — [`SpadeModel`]: the artifact (weights + `model.json`: [`SpadeMeta`],
 //!   [`TrainSettings`]) and inference.
+//! - `vgg.rs` — the VGG19 perceptual loss (torchvision weights from a local file).
+//! - `run.rs` — a training run on a dataset's train split with progress reporting, as
+//!   `worker train spade` starts it.
+//! - `synthesize_dir.rs` — painting an image for every label map of a directory
+//!   (`worker synthesize`).
 
 mod discriminator;
 mod generator;
@@ -21,7 +26,9 @@ pub mod loss;
 mod model;
 mod norm;
 mod res_block;
+pub mod run;
 pub mod spectral;
+pub mod synthesize_dir;
 mod train;
 pub mod vgg;
 

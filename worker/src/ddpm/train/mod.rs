@@ -9,6 +9,7 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod ema;
+pub mod run;
 
 use std::path::Path;
 
@@ -280,7 +281,7 @@ pub fn train_split<B: AutodiffBackend>(
 
     observer(TrainEvent::Started { step: start, total: cfg.steps });
     let b = cfg.batch;
-    let save_point = |done: u64| done == cfg.steps || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0);
+    let save_point = |done: u64| done == cfg.steps || (cfg.checkpoint_every > 0 && done.is_multiple_of(cfg.checkpoint_every));
     for step in start..cfg.steps {
         let (xt, target, ts) = make_batch(cfg, &encoded, channels, size, &schedule, step);
         let x = Tensor::<B, 4>::from_data(TensorData::new(xt, [b, channels, size, size]), device);

@@ -1,0 +1,307 @@
+//! Measurements of the `ddpm-spade` pipeline (what `worker bench` prints; used by
+//! `scripts/gpu-check.sh`): per-stage time per image and images/s ([`PipelineBench`], run
+//! on the backend [`crate::backend::dispatch`] picks), and a CPU-versus-CUDA comparison of
+//! the same samples ([`compare`]; the one place two backends run side by side).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use burn::tensor::backend::Backend;
+use bytes::Bytes;
+use shared::spec::{PipelineKind, RunSpec, SamplerKind};
+use shared::storage::Store;
+
+use crate::backend::OnBackend;
+use crate::device::Resolved;
+use crate::pipelines::{ddpm_spade_on, random_ddpm_spade, DdpmSpadePipeline, StageSeconds};
+
+/// A sampler setting to time: `ddim-N` (DDIM, N steps) or `ddpm` (all timesteps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampler {
+    Ddpm,
+    Ddim(usize),
+}
+
+impl std::str::FromStr for Sampler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "ddpm" {
+            return Ok(Sampler::Ddpm);
+        }
+        match s.strip_prefix("ddim-").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if n > 0 => Ok(Sampler::Ddim(n)),
+            _ => Err(format!("expected ddim-N (N ≥ 1) or ddpm, found {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sampler::Ddpm => f.write_str("ddpm"),
+            Sampler::Ddim(n) => write!(f, "ddim-{n}"),
+        }
+    }
+}
+
+/// Loads a run spec and checks that it is a `ddpm-spade` one.
+pub fn load_spec(config: &Path) -> anyhow::Result<RunSpec> {
+    let spec = RunSpec::load(config)?;
+    if spec.pipeline.kind != PipelineKind::DdpmSpade {
+        bail!("{}: pipeline.kind is not ddpm-spade; the bench measures the model pipeline", config.display());
+    }
+    Ok(spec)
+}
+
+/// `spec` with its label sampler replaced by `sampler`.
+pub fn with_sampler(spec: &RunSpec, sampler: Sampler) -> anyhow::Result<RunSpec> {
+    let mut spec = spec.clone();
+    let labels = spec.pipeline.labels.as_mut().context("pipeline.labels")?;
+    match sampler {
+        Sampler::Ddpm => {
+            labels.sampler = SamplerKind::Ddpm;
+            labels.steps = None;
+            labels.eta = 0.0;
+        }
+        Sampler::Ddim(n) => {
+            labels.sampler = SamplerKind::Ddim;
+            labels.steps = Some(n);
+        }
+    }
+    Ok(spec)
+}
+
+/// Which models to time.
+#[derive(Debug, Clone)]
+pub enum Models {
+    /// A ddpm-spade run spec's models, cleanup and image size.
+    Spec(PathBuf),
+    /// Randomly initialised full-size models at this image size ([`random_ddpm_spade`]).
+    RandomFullSize(u32),
+}
+
+/// Times the pipeline for every sampler × batch size: `warmup` untimed batches, then
+/// `batches` timed ones, each generated, PNG-encoded and written to a local temporary
+/// store. Sample indices run on from batch to batch.
+#[derive(Debug, Clone)]
+pub struct PipelineBench {
+    pub models: Models,
+    pub samplers: Vec<Sampler>,
+    pub batch_sizes: Vec<usize>,
+    pub batches: usize,
+    pub warmup: usize,
+}
+
+/// One timed setting.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The models and sampler.
+    pub what: String,
+    pub batch: usize,
+    /// Images timed.
+    pub images: usize,
+    pub stages: StageSeconds,
+    pub encode: Duration,
+    pub upload: Duration,
+    pub wall: Duration,
+}
+
+impl Row {
+    pub fn images_per_sec(&self) -> f64 {
+        self.images as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// What [`PipelineBench`] measured; displays as the device line and a Markdown table.
+#[derive(Debug, Clone)]
+pub struct PipelineReport {
+    pub device: Resolved,
+    pub rows: Vec<Row>,
+}
+
+impl std::fmt::Display for PipelineReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "device: {}", self.device)?;
+        writeln!(f, "| pipeline | batch | images/s | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img |")?;
+        writeln!(f, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+        for r in &self.rows {
+            let per = |d: Duration| d.as_secs_f64() * 1000.0 / r.images as f64;
+            writeln!(
+                f,
+                "| {} | {} | {:.2} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} |",
+                r.what,
+                r.batch,
+                r.images_per_sec(),
+                per(r.stages.sample),
+                per(r.stages.cleanup),
+                per(r.stages.synthesize),
+                per(r.encode),
+                per(r.upload)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl OnBackend for PipelineBench {
+    type Output = PipelineReport;
+    fn run<B: Backend>(self, dev: B::Device, resolved: Resolved) -> anyhow::Result<PipelineReport> {
+        if self.batch_sizes.contains(&0) || self.batches == 0 {
+            bail!("batch sizes and the number of batches must be at least 1");
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let tmp = std::env::temp_dir().join(format!("labelgen-bench-{}", std::process::id()));
+        let store = Store::open(tmp.to_str().context("temp dir path")?)?;
+        let spec_base = match &self.models {
+            Models::Spec(config) => Some(load_spec(config)?),
+            Models::RandomFullSize(_) => None,
+        };
+        let mut rows = Vec::new();
+        for &sampler in &self.samplers {
+            let (pipe, classes, what): (DdpmSpadePipeline<B>, shared::ClassTable, String) = match (&self.models, &spec_base) {
+                (Models::Spec(config), Some(spec)) => {
+                    let spec = with_sampler(spec, sampler)?;
+                    (ddpm_spade_on::<B>(&spec, dev.clone(), resolved)?, spec.classes.clone(), format!("{} {sampler}", config.display()))
+                }
+                (Models::RandomFullSize(size), _) => {
+                    let steps = match sampler {
+                        Sampler::Ddpm => None,
+                        Sampler::Ddim(n) => Some(n),
+                    };
+                    (random_ddpm_spade::<B>(*size, steps, dev.clone(), resolved)?, shared::ClassTable::ai_hub(), format!("random full-size {size}px {sampler}"))
+                }
+                (Models::Spec(_), None) => unreachable!("the spec was loaded above"),
+            };
+            for &batch in &self.batch_sizes {
+                let mut row = Row { what: what.clone(), batch, images: 0, stages: StageSeconds::default(), encode: Duration::ZERO, upload: Duration::ZERO, wall: Duration::ZERO };
+                for b in 0..self.warmup + self.batches {
+                    let indices: Vec<u64> = (0..batch as u64).map(|i| b as u64 * batch as u64 + i).collect();
+                    let t0 = Instant::now();
+                    let (samples, st) = pipe.generate_timed(&indices);
+                    let t1 = Instant::now();
+                    let encoded: Vec<(Vec<u8>, Vec<u8>)> = samples.iter().map(|s| (s.image.to_png(), s.label.to_png(&classes))).collect();
+                    let t2 = Instant::now();
+                    rt.block_on(async {
+                        for (i, (img, lbl)) in encoded.into_iter().enumerate() {
+                            store.put(&format!("{b}/{i}.png"), Bytes::from(img)).await?;
+                            store.put(&format!("{b}/{i}.label.png"), Bytes::from(lbl)).await?;
+                        }
+                        anyhow::Ok(())
+                    })?;
+                    let t3 = Instant::now();
+                    if b < self.warmup {
+                        continue;
+                    }
+                    row.images += batch;
+                    row.stages.sample += st.sample;
+                    row.stages.cleanup += st.cleanup;
+                    row.stages.synthesize += st.synthesize;
+                    row.encode += t2 - t1;
+                    row.upload += t3 - t2;
+                    row.wall += t3 - t0;
+                }
+                eprintln!("  {} batch {}: {:.2} images/s", row.what, row.batch, row.images_per_sec());
+                rows.push(row);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        Ok(PipelineReport { device: resolved, rows })
+    }
+}
+
+/// One sample generated on both backends.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleDiff {
+    pub index: u64,
+    /// Share of label pixels equal on both.
+    pub label_agreement: f64,
+    /// Mean absolute difference of the image bytes (0–255).
+    pub image_mean_abs_diff: f64,
+    /// The mean absolute difference over the CPU image's mean.
+    pub image_relative_error: f64,
+}
+
+/// What [`compare`] found; displays as a Markdown table and a summary line.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub samples: Vec<SampleDiff>,
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "| sample | label pixels equal | image mean abs diff (0-255) | image relative error |")?;
+        writeln!(f, "| ---: | ---: | ---: | ---: |")?;
+        for s in &self.samples {
+            writeln!(f, "| {} | {:.4} | {:.3} | {:.4} |", s.index, s.label_agreement, s.image_mean_abs_diff, s.image_relative_error)?;
+        }
+        let n = self.samples.len().max(1) as f64;
+        let agree = self.samples.iter().map(|s| s.label_agreement).sum::<f64>() / n;
+        let rel = self.samples.iter().map(|s| s.image_relative_error).sum::<f64>() / n;
+        writeln!(f, "mean label agreement {agree:.4}, mean image relative error {rel:.4} over {} samples", self.samples.len())
+    }
+}
+
+/// The differences between two generations of the same samples (`a` the reference).
+pub fn diff(a: &[shared::job::Sample], b: &[shared::job::Sample]) -> Comparison {
+    let samples = a
+        .iter()
+        .zip(b)
+        .map(|(c, g)| {
+            let agree = c.label.data.iter().zip(&g.label.data).filter(|(x, y)| x == y).count() as f64 / c.label.data.len() as f64;
+            let diff: f64 = c.image.data.iter().zip(&g.image.data).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>() / c.image.data.len() as f64;
+            let norm: f64 = c.image.data.iter().map(|&x| x as f64).sum::<f64>() / c.image.data.len() as f64;
+            SampleDiff { index: c.index, label_agreement: agree, image_mean_abs_diff: diff, image_relative_error: diff / norm.max(1e-9) }
+        })
+        .collect();
+    Comparison { samples }
+}
+
+/// Generates samples `0..count` of `spec` on the CPU and on CUDA device `cuda` and
+/// compares them.
+#[cfg(feature = "cuda")]
+pub fn compare(spec: &RunSpec, count: u64, cuda: usize) -> anyhow::Result<Comparison> {
+    let indices: Vec<u64> = (0..count).collect();
+    let cpu = ddpm_spade_on::<crate::backend::Cpu>(spec, crate::backend::CpuDevice::default(), Resolved::Cpu)?.generate_timed(&indices).0;
+    let gpu = ddpm_spade_on::<crate::backend::Gpu>(spec, burn::backend::cuda::CudaDevice { index: cuda }, Resolved::Cuda(cuda))?.generate_timed(&indices).0;
+    Ok(diff(&cpu, &gpu))
+}
+
+/// Without CUDA there is nothing to compare against: an error that says how to build it.
+#[cfg(not(feature = "cuda"))]
+pub fn compare(spec: &RunSpec, count: u64, cuda: usize) -> anyhow::Result<Comparison> {
+    let _ = (spec, count, cuda);
+    bail!("worker bench compare needs a CUDA build (cargo build --release -p worker --features cuda)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samplers_parse_and_print() {
+        assert_eq!("ddpm".parse::<Sampler>(), Ok(Sampler::Ddpm));
+        assert_eq!("ddim-50".parse::<Sampler>(), Ok(Sampler::Ddim(50)));
+        for bad in ["ddim", "ddim-0", "ddim-x", "plms"] {
+            let e = bad.parse::<Sampler>().unwrap_err();
+            assert!(e.contains("ddim-N") && e.contains(bad), "{e}");
+        }
+        assert_eq!(Sampler::Ddim(25).to_string(), "ddim-25");
+    }
+
+    #[test]
+    fn diff_counts_label_and_image_differences() {
+        let s = shared::job::Sample { index: 3, seed: 1, image: shared::RgbImage::new(2, 2), label: shared::LabelMap::new(2, 2, 1), extra: Default::default() };
+        let mut other = s.clone();
+        other.label.data[0] = 0;
+        other.image.data[0] = 8;
+        let c = diff(std::slice::from_ref(&s), &[other]);
+        assert_eq!(c.samples[0].index, 3);
+        assert_eq!(c.samples[0].label_agreement, 0.75);
+        assert!((c.samples[0].image_mean_abs_diff - 8.0 / 12.0).abs() < 1e-12);
+        let text = c.to_string();
+        assert!(text.contains("| 3 | 0.7500 |") && text.contains("over 1 samples"), "{text}");
+        let same = diff(std::slice::from_ref(&s), std::slice::from_ref(&s));
+        assert_eq!((same.samples[0].label_agreement, same.samples[0].image_mean_abs_diff), (1.0, 0.0));
+    }
+}

@@ -1,0 +1,130 @@
+//! Sampling label maps into a directory, as `worker sample-labels` does:
+//! `OUT/labels/{index:06}.png` (8-bit raw class codes, like training labels),
+//! `OUT/previews/{index:06}.png` (colourised) and `OUT/grid.png` (the first 256 previews).
+//! Sample `i` has seed [`shared::sample_seed`]`(seed, i)`, so it is the same whatever the
+//! batch size.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::backend::Backend;
+use shared::dataset::grid;
+use shared::sample_seed;
+
+use super::{DdpmModel, SamplerConfig};
+
+/// Previews kept for `grid.png`.
+pub const GRID_MAX: usize = 256;
+
+/// What [`sample_to_dir`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampled {
+    pub count: u64,
+    /// Side of the maps.
+    pub size: u32,
+    /// Network evaluations per map.
+    pub steps_per_sample: u64,
+    pub seconds: f64,
+}
+
+impl Sampled {
+    pub fn maps_per_sec(&self) -> f64 {
+        self.count as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Samples `count` maps with `sampler` (checked against the model by the caller), `batch`
+/// at a time, into `out` (created if missing), with a progress bar counted in sampler
+/// steps. Errors name the file.
+pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, count: u64, seed: u64, batch: usize, out: &Path) -> anyhow::Result<Sampled> {
+    anyhow::ensure!(count > 0 && batch > 0, "count and batch must be at least 1");
+    let labels_dir = out.join("labels");
+    let previews_dir = out.join("previews");
+    for d in [&labels_dir, &previews_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+
+    let per_sample = sampler.num_steps(model.meta.timesteps) as u64;
+    let bar = shared::progress::bar(count * per_sample, "steps");
+    let start = Instant::now();
+    let classes = model.classes().clone();
+    let mut previews = Vec::new();
+    let mut done = 0u64;
+    let indices: Vec<u64> = (0..count).collect();
+    for chunk in indices.chunks(batch) {
+        let seeds: Vec<u64> = chunk.iter().map(|&i| sample_seed(seed, i)).collect();
+        let base = bar.position();
+        bar.set_message(format!("{done}/{count} maps"));
+        let maps = model.sample_with_progress(&seeds, sampler, &mut |step, _| bar.set_position(base + step as u64 * chunk.len() as u64));
+        for (&i, map) in chunk.iter().zip(&maps) {
+            let name = format!("{i:06}.png");
+            let p = labels_dir.join(&name);
+            std::fs::write(&p, map.to_png(&classes)).with_context(|| format!("writing {}", p.display()))?;
+            let rgb = map.colorize(&classes);
+            let p = previews_dir.join(&name);
+            std::fs::write(&p, rgb.to_png()).with_context(|| format!("writing {}", p.display()))?;
+            if previews.len() < GRID_MAX {
+                previews.push(rgb);
+            }
+        }
+        done += chunk.len() as u64;
+    }
+    bar.finish_and_clear();
+    let cols = (previews.len() as f64).sqrt().ceil() as usize;
+    let p = out.join("grid.png");
+    std::fs::write(&p, grid(&previews, cols).to_png()).with_context(|| format!("writing {}", p.display()))?;
+    Ok(Sampled { count, size: model.size(), steps_per_sample: per_sample, seconds: start.elapsed().as_secs_f64() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuDevice};
+    use crate::ddpm::{Encoding, ModelMeta, UNetConfig};
+
+    /// An untrained 8×8 model: enough to check the files and their seeds.
+    fn tiny_model() -> DdpmModel<Cpu> {
+        let device = CpuDevice::default();
+        let classes = shared::ClassTable::ai_hub();
+        let unet = UNetConfig::new(Encoding::OneHot.channels(classes.len()), 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
+        let meta: ModelMeta = serde_json::from_value(serde_json::json!({
+            "format_version": crate::ddpm::model::FORMAT_VERSION,
+            "kind": crate::ddpm::model::MODEL_KIND,
+            "unet": unet,
+            "encoding": Encoding::OneHot,
+            "schedule": crate::ddpm::ScheduleKind::Linear,
+            "timesteps": 20,
+            "classes": classes,
+            "size": 8,
+            "data_digest": "random",
+            "steps": 0,
+            "final_loss": 0.0,
+            "ema_decay": 0.9999,
+            "weights": crate::ddpm::model::WEIGHTS_FILE,
+        }))
+        .unwrap();
+        DdpmModel::new(unet.init(&device), meta, device)
+    }
+
+    #[test]
+    fn writes_labels_previews_and_a_grid() {
+        let dir = std::env::temp_dir().join(format!("labelgen-sample-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let model = tiny_model();
+        let sampler = SamplerConfig::ddim(4, 0.0);
+        let done = sample_to_dir(&model, &sampler, 3, 7, 2, &dir.join("a")).unwrap();
+        assert_eq!((done.count, done.size, done.steps_per_sample), (3, 8, 4));
+        sample_to_dir(&model, &sampler, 3, 7, 2, &dir.join("b")).unwrap();
+        for i in 0..3 {
+            let name = format!("{i:06}.png");
+            let a = std::fs::read(dir.join("a/labels").join(&name)).unwrap();
+            let map = shared::LabelMap::from_png(&a, model.classes(), &name).unwrap();
+            assert_eq!((map.width, map.height), (8, 8));
+            assert_eq!(a, std::fs::read(dir.join("b/labels").join(&name)).unwrap(), "{name}: the same seeds give the same maps");
+            assert!(dir.join("a/previews").join(&name).is_file());
+        }
+        assert!(dir.join("a/grid.png").is_file());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
