@@ -385,7 +385,7 @@ fn with_others(e: Error, more: usize) -> Error {
 /// Resizes an RGB image: area average when shrinking by an integer factor, nearest
 /// otherwise.
 pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    if img.width % w == 0 && img.height % h == 0 {
+    if img.width.is_multiple_of(w) && img.height.is_multiple_of(h) {
         let mut out = RgbImage::new(w, h);
         let (fx, fy) = (img.width / w, img.height / h);
         let n = fx * fy;

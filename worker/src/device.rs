@@ -101,14 +101,6 @@ pub fn resolve(choice: DeviceChoice, probe: &DriverProbe) -> anyhow::Result<Reso
     }
 }
 
-/// For a command with a `--cpu` flag (`labelgen-eval utility`; the `worker` commands take
-/// `--device` and [`crate::backend::dispatch`]) in a CUDA build: true when the GPU should
-/// be used (`--cpu` not given and a driver is present); otherwise it runs on the CPU, with
-/// a warning when a GPU was wanted but no driver is there.
-pub fn use_cuda(cpu_flag: bool) -> bool {
-    !cpu_flag && matches!(resolve(DeviceChoice::Auto, &DriverProbe::detect()), Ok(Resolved::Cuda(_)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
