@@ -82,12 +82,12 @@ fn handle(client: TcpStream, upstream_port: u16, every_503: u64, every_drop: u64
         let mut body = vec![0; content_length];
         reader.read_exact(&mut body)?;
         let n = counts[0].fetch_add(1, Ordering::SeqCst) + 1;
-        if every_drop > 0 && n % every_drop == 0 {
+        if every_drop > 0 && n.is_multiple_of(every_drop) {
             counts[2].fetch_add(1, Ordering::SeqCst);
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
         }
-        if every_503 > 0 && n % every_503 == 0 {
+        if every_503 > 0 && n.is_multiple_of(every_503) {
             counts[1].fetch_add(1, Ordering::SeqCst);
             let msg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>";
             write!(client, "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}", msg.len())?;

@@ -80,7 +80,7 @@ impl SpadeGeneratorConfig {
         if self.n_up == 0 || self.n_up > 10 {
             return Err(format!("n_up {} must be between 1 and 10", self.n_up));
         }
-        if self.size == 0 || self.size % (1 << self.n_up) != 0 {
+        if self.size == 0 || !self.size.is_multiple_of(1 << self.n_up) {
             return Err(format!("size {} must be a positive multiple of 2^n_up = {}", self.size, 1 << self.n_up));
         }
         Ok(())
@@ -113,7 +113,7 @@ impl SpadeGeneratorConfig {
 /// Upsamplings for [`SpadeGeneratorConfig::small`]: at most 5, first map at least 4×4.
 pub fn default_n_up(size: usize) -> usize {
     let mut n = 0;
-    while n < 5 && size % (1 << (n + 1)) == 0 && size >> (n + 1) >= 4 {
+    while n < 5 && size.is_multiple_of(1 << (n + 1)) && size >> (n + 1) >= 4 {
         n += 1;
     }
     n.max(1)

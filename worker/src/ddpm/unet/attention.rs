@@ -21,7 +21,7 @@ pub struct AttentionConfig {
 
 impl AttentionConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
-        assert!(self.channels % self.groups == 0, "attention block: {} channels are not divisible by the {} GroupNorm groups", self.channels, self.groups);
+        assert!(self.channels.is_multiple_of(self.groups), "attention block: {} channels are not divisible by the {} GroupNorm groups", self.channels, self.groups);
         let c = self.channels;
         Attention {
             norm: GroupNormConfig::new(self.groups, c).init(device),

@@ -28,7 +28,7 @@ pub struct ResBlockConfig {
 impl ResBlockConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> ResBlock<B> {
         assert!(
-            self.in_channels % self.groups == 0 && self.out_channels % self.groups == 0,
+            self.in_channels.is_multiple_of(self.groups) && self.out_channels.is_multiple_of(self.groups),
             "res block {}→{}: channels must be divisible by the {} GroupNorm groups",
             self.in_channels,
             self.out_channels,

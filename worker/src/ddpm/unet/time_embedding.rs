@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 ///
 /// `t`: `[B]` → `[B, dim]`. `dim` must be even and at least 4.
 pub fn sinusoidal_embedding<B: Backend>(t: Tensor<B, 1>, dim: usize) -> Tensor<B, 2> {
-    assert!(dim >= 4 && dim % 2 == 0, "time embedding dimension {dim} must be even and at least 4");
+    assert!(dim >= 4 && dim.is_multiple_of(2), "time embedding dimension {dim} must be even and at least 4");
     let half = dim / 2;
     let scale = (10000f64).ln() / (half as f64 - 1.0);
     let freqs: Vec<f32> = (0..half).map(|i| (-(i as f64) * scale).exp() as f32).collect();
@@ -33,7 +33,7 @@ pub struct TimeEmbeddingConfig {
 
 impl TimeEmbeddingConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> TimeEmbedding<B> {
-        assert!(self.base_channels >= 4 && self.base_channels % 2 == 0, "time embedding: base channels {} must be even and at least 4", self.base_channels);
+        assert!(self.base_channels >= 4 && self.base_channels.is_multiple_of(2), "time embedding: base channels {} must be even and at least 4", self.base_channels);
         TimeEmbedding {
             dense0: LinearConfig::new(self.base_channels, self.out_channels).init(device),
             dense1: LinearConfig::new(self.out_channels, self.out_channels).init(device),

@@ -55,7 +55,7 @@ impl UNetConfig {
         if self.in_channels == 0 {
             return Err("in_channels must be at least 1".into());
         }
-        if self.base_channels < 4 || self.base_channels % 2 != 0 {
+        if self.base_channels < 4 || !self.base_channels.is_multiple_of(2) {
             return Err(format!("base_channels {} must be even and at least 4 (it is the time sinusoid's width)", self.base_channels));
         }
         if levels == 0 || self.channel_mult.contains(&0) {
@@ -73,7 +73,7 @@ impl UNetConfig {
             }
         }
         let factor = 1usize << (levels - 1);
-        if self.image_size == 0 || self.image_size % factor != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(factor) {
             return Err(format!(
                 "image_size {} must be a positive multiple of 2^(levels-1) = {factor} for {levels} levels (channel_mult {:?})",
                 self.image_size, self.channel_mult
