@@ -13,7 +13,7 @@ use shared::{ClassTable, LabelMap, RgbImage};
 use worker::backend::{dispatch_train, OnTrainBackend};
 use worker::device::Resolved;
 
-use crate::seg::{evaluate, inference, train, SegNetConfig, TrainOptions};
+use crate::seg::{evaluate, inference, train, SegNetConfig, SegTrainOptions};
 
 /// What is measured (the flags of `labelgen-eval bench-seg`).
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl OnTrainBackend for Bench<'_> {
             // Procedural pairs drawn at the size (one warm-up batch + the timed ones).
             let n = opts.batch * (opts.steps + 1);
             let pairs: Vec<(RgbImage, LabelMap)> = (0..n as u64).map(|i| sample(11, i, size, &ClassShares::default())).collect();
-            let train_opts = TrainOptions { epochs: 1, batch: opts.batch, lr: 1e-3, seed: 1, flips: true };
+            let train_opts = SegTrainOptions { epochs: 1, batch: opts.batch, lr: 1e-3, seed: 1, flips: true };
             let mut timed_from: Option<Instant> = None;
             let mut timed = Duration::ZERO;
             let model = train::<B>(&config, &pairs, &train_opts, &dev, |p| {

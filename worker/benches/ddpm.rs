@@ -10,7 +10,7 @@ use std::time::Instant;
 use burn::module::Module;
 use worker::backend::{Cpu, CpuDevice, CpuTrain};
 use worker::ddpm::sampler::sample_images;
-use worker::ddpm::train::{train, TrainConfig, TrainData};
+use worker::ddpm::train::{train, DdpmTrainConfig, TrainData};
 use worker::ddpm::{Encoding, NoiseSchedule, Objective, SamplerConfig, ScheduleKind, UNetConfig};
 
 fn main() {
@@ -62,7 +62,7 @@ fn main() {
 
         let maps = (0..32).map(|i| shared::procedural::generate_labels(i, cfg.image_size as u32, &Default::default())).collect();
         let data = TrainData { maps, classes: shared::ClassTable::ai_hub(), digest: String::new() };
-        let tcfg = |steps| TrainConfig {
+        let tcfg = |steps| DdpmTrainConfig {
             unet: cfg.clone(),
             encoding: Encoding::OneHot,
             objective: Objective::Eps,

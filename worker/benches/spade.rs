@@ -11,7 +11,7 @@ use burn::module::Module;
 use shared::procedural::{sample, ClassShares};
 use shared::{LabelMap, RgbImage};
 use worker::backend::{Cpu, CpuDevice, CpuTrain};
-use worker::spade::{default_n_up, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeTrainer, TrainSettings};
+use worker::spade::{default_n_up, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeTrainSettings, SpadeTrainer};
 
 fn pairs(size: u32, n: u64) -> Vec<(RgbImage, LabelMap)> {
     (0..n).map(|i| sample(1, i, size, &ClassShares::default())).collect()
@@ -63,7 +63,7 @@ fn train(size: usize, batch: usize, steps: usize) {
     let device = CpuDevice::default();
     let g = small(size);
     let d = SpadeDiscriminatorConfig::new(8).with_ndf(16);
-    let settings = TrainSettings { batch, ..TrainSettings::default() };
+    let settings = SpadeTrainSettings { batch, ..SpadeTrainSettings::default() };
     let mut t = SpadeTrainer::<CpuTrain>::new(g, d, settings, &device);
     let data = pairs(size as u32, batch as u64);
     let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = data.into_iter().unzip();

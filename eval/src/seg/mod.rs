@@ -34,7 +34,7 @@ pub use loss::masked_cross_entropy;
 pub use metrics::{constant_prediction, majority_class, ConfusionMatrix};
 pub use model::{SegNet, SegNetConfig};
 pub use semantic::SemanticBranch;
-pub use train::{evaluate, flip_pair, inference, predict, train, Progress, TrainOptions};
+pub use train::{evaluate, flip_pair, inference, predict, train, Progress, SegTrainOptions};
 
 #[cfg(test)]
 mod tests;

@@ -48,7 +48,7 @@ fn seg_tiny_training_run_learns() {
     let train_labels: Vec<LabelMap> = train_pairs.iter().map(|p| p.1.clone()).collect();
 
     let config = SegNetConfig::new(k).with_width(8);
-    let opts = TrainOptions { epochs: 40, batch: 8, lr: 3e-3, seed: 1, flips: true };
+    let opts = SegTrainOptions { epochs: 40, batch: 8, lr: 3e-3, seed: 1, flips: true };
     let start = std::time::Instant::now();
     let mut losses = Vec::new();
     let model = train::<CpuTrain>(&config, &train_pairs, &opts, &device, |p| losses.push(p.loss)).unwrap();
@@ -74,14 +74,14 @@ fn seg_tiny_training_run_learns() {
 
     // Same seed → the same run (seeded initial weights, order and flips), even with other
     // tests drawing from the backend's RNG in parallel; another seed → another run.
-    let short = TrainOptions { epochs: 2, ..opts.clone() };
+    let short = SegTrainOptions { epochs: 2, ..opts.clone() };
     let few: Vec<(RgbImage, LabelMap)> = train_pairs[..16].to_vec();
-    let run = |o: &TrainOptions| {
+    let run = |o: &SegTrainOptions| {
         let mut l = Vec::new();
         train::<CpuTrain>(&config, &few, o, &device, |p| l.push(p.loss)).unwrap();
         l
     };
-    let (a, b, c) = (run(&short), run(&short), run(&TrainOptions { seed: 2, ..short.clone() }));
+    let (a, b, c) = (run(&short), run(&short), run(&SegTrainOptions { seed: 2, ..short.clone() }));
     assert_eq!(a, b, "same seed, same losses");
     assert_ne!(a, c, "another seed, other losses");
 }

@@ -22,7 +22,7 @@ const SALT_INIT: u64 = 0x5E6_0003;
 
 /// What [`train`] needs besides the model's config and the data.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrainOptions {
+pub struct SegTrainOptions {
     /// Passes over the data.
     pub epochs: usize,
     pub batch: usize,
@@ -34,9 +34,9 @@ pub struct TrainOptions {
     pub flips: bool,
 }
 
-impl Default for TrainOptions {
+impl Default for SegTrainOptions {
     fn default() -> Self {
-        TrainOptions { epochs: 10, batch: 8, lr: 1e-3, seed: 0, flips: true }
+        SegTrainOptions { epochs: 10, batch: 8, lr: 1e-3, seed: 0, flips: true }
     }
 }
 
@@ -53,7 +53,7 @@ pub struct Progress {
 }
 
 /// Steps of a run: `epochs · ⌈n / batch⌉` (the last batch of an epoch may be short).
-pub fn steps(n: usize, opts: &TrainOptions) -> u64 {
+pub fn steps(n: usize, opts: &SegTrainOptions) -> u64 {
     (opts.epochs * n.div_ceil(opts.batch.max(1))) as u64
 }
 
@@ -93,7 +93,7 @@ pub fn flip_pair(img: &mut RgbImage, lab: &mut LabelMap, horizontal: bool, verti
 pub fn train<B: AutodiffBackend>(
     config: &SegNetConfig,
     pairs: &(dyn PairSource + Sync),
-    opts: &TrainOptions,
+    opts: &SegTrainOptions,
     device: &B::Device,
     mut on_progress: impl FnMut(&Progress),
 ) -> anyhow::Result<SegNet<B>> {

@@ -14,7 +14,7 @@ use worker::device::Resolved;
 
 use super::report::{summarize, Report, RunScore, Settings, Verdict};
 use super::{synthetic, Mix, UtilityOptions, SYNTHETIC_DIR};
-use crate::seg::{evaluate, inference, train, SegNetConfig, TrainOptions};
+use crate::seg::{evaluate, inference, train, SegNetConfig, SegTrainOptions};
 
 const SALT_DROP: u64 = 0x5E6_0102;
 
@@ -178,7 +178,7 @@ fn train_and_score<B: AutodiffBackend>(
     arm: &str,
     device: &B::Device,
 ) -> anyhow::Result<RunScore> {
-    let train_opts = TrainOptions { epochs: opts.epochs, batch: opts.batch, lr: opts.lr, seed, flips: true };
+    let train_opts = SegTrainOptions { epochs: opts.epochs, batch: opts.batch, lr: opts.lr, seed, flips: true };
     let steps = crate::seg::train::steps(pairs.len(), &train_opts);
     let bar = shared::progress::styled(Some(steps), &format!("{{spinner}} [{{elapsed_precise}}] {arm}, seed {seed}: {{wide_bar}} {{pos}}/{{len}} steps  {{msg}}  ETA {{eta}}"));
     let mut last_log = std::time::Instant::now();

@@ -8,7 +8,7 @@ use shared::ClassTable;
 
 use crate::args::{DeviceArg, List};
 use crate::ddpm::train::run::DatasetRun;
-use crate::ddpm::train::{TrainConfig, TrainData};
+use crate::ddpm::train::{DdpmTrainConfig, TrainData};
 use crate::ddpm::{Encoding, Objective, ScheduleKind, UNetConfig};
 
 /// Train the DDPM label-map generator (ε-prediction, MSE, Adam, EMA weights).
@@ -122,12 +122,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 impl Args {
     /// The training config of the flags, for `k` classes.
-    fn config(&self, k: usize) -> anyhow::Result<TrainConfig> {
+    fn config(&self, k: usize) -> anyhow::Result<DdpmTrainConfig> {
         let channels = self.encoding.channels(k);
         let unet = UNetConfig::new(channels, self.base_channels, self.channel_mult.0.clone(), self.res_blocks, self.attention.0.clone(), self.dropout, self.size as usize)
             .with_groups(self.groups);
         unet.validate().map_err(|e| anyhow::anyhow!("the UNet flags (--base-channels, --channel-mult, --res-blocks, --attention, --dropout, --groups, --size): {e}"))?;
-        Ok(TrainConfig {
+        Ok(DdpmTrainConfig {
             unet,
             encoding: self.encoding,
             objective: self.objective(),

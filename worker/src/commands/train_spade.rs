@@ -9,7 +9,7 @@ use shared::ClassTable;
 
 use crate::args::{DataArgs, DeviceArg};
 use crate::spade::run::DatasetRun;
-use crate::spade::{default_n_up, FitOptions, NormKind, SpadeDiscriminatorConfig, SpadeGeneratorConfig, TrainSettings};
+use crate::spade::{default_n_up, NormKind, SpadeDiscriminatorConfig, SpadeFitOptions, SpadeGeneratorConfig, SpadeTrainSettings};
 
 /// Train the SPADE image generator (label map → RGB image) on DIR/images + DIR/labels.
 ///
@@ -139,9 +139,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let run = DatasetRun {
         g_config,
         d_config,
-        settings: TrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, vgg_weight: args.vgg_weight, ..TrainSettings::default() },
+        settings: SpadeTrainSettings { lr_g: args.lr_g, lr_d: args.lr_d, batch: args.batch, seed: args.seed, vgg_weight: args.vgg_weight, ..SpadeTrainSettings::default() },
         vgg: args.vgg,
-        opts: FitOptions {
+        opts: SpadeFitOptions {
             out: args.out.clone(),
             steps,
             checkpoint_every: args.checkpoint_every,

@@ -25,9 +25,9 @@ pub mod train;
 pub mod unet;
 
 pub use encoding::Encoding;
-pub use model::{DdpmModel, ModelMeta};
+pub use model::{DdpmMeta, DdpmModel};
 pub use objective::Objective;
 pub use sampler::SamplerConfig;
 pub use schedule::{NoiseSchedule, ScheduleKind};
-pub use train::{train, TrainConfig, TrainData, TrainEvent, TrainOutcome};
+pub use train::{train, DdpmTrainConfig, TrainData, TrainEvent, TrainOutcome};
 pub use unet::{UNet, UNetConfig};

@@ -1,5 +1,5 @@
 //! The model artifact: `weights.mpk` (the UNet's EMA weights, Burn named MessagePack, full
-//! precision) and `model.json` ([`ModelMeta`]) under one location (path or `s3://`).
+//! precision) and `model.json` ([`DdpmMeta`]) under one location (path or `s3://`).
 
 use anyhow::{bail, Context};
 use burn::module::{Module, ModuleVisitor, Param};
@@ -25,7 +25,7 @@ pub const WEIGHTS_FILE: &str = "weights.mpk";
 
 /// `model.json`: everything needed to rebuild and use the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelMeta {
+pub struct DdpmMeta {
     pub format_version: u32,
     pub kind: String,
     pub unet: UNetConfig,
@@ -58,7 +58,7 @@ pub struct ModelMeta {
     pub train_count: Option<u64>,
 }
 
-impl ModelMeta {
+impl DdpmMeta {
     /// Checks the fields agree with each other; `origin` names the file.
     pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
         if self.kind != MODEL_KIND {
@@ -81,14 +81,14 @@ impl ModelMeta {
     }
 
     /// Parses `model.json`, checking the format version before anything else.
-    pub fn from_json(bytes: &[u8], origin: &str) -> anyhow::Result<ModelMeta> {
+    pub fn from_json(bytes: &[u8], origin: &str) -> anyhow::Result<DdpmMeta> {
         let v: serde_json::Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not valid JSON"))?;
         match v.get("format_version").and_then(serde_json::Value::as_u64) {
             Some(n) if n == FORMAT_VERSION as u64 => {}
             Some(n) => bail!("{origin}: format_version {n}; this worker reads format_version {FORMAT_VERSION} (retrain or use a matching worker)"),
             None => bail!("{origin}: no numeric format_version (expected {FORMAT_VERSION}); is this a DDPM model.json?"),
         }
-        let meta: ModelMeta = serde_json::from_value(v).with_context(|| format!("{origin}: invalid model.json"))?;
+        let meta: DdpmMeta = serde_json::from_value(v).with_context(|| format!("{origin}: invalid model.json"))?;
         meta.validate(origin)?;
         Ok(meta)
     }
@@ -143,14 +143,14 @@ fn param_shapes<B: Backend, M: Module<B>>(m: &M) -> Vec<Vec<usize>> {
 #[derive(Debug, Clone)]
 pub struct DdpmModel<B: Backend> {
     pub unet: UNet<B>,
-    pub meta: ModelMeta,
+    pub meta: DdpmMeta,
     pub schedule: NoiseSchedule,
     pub device: B::Device,
 }
 
 impl<B: Backend> DdpmModel<B> {
     /// Wraps a network and its metadata.
-    pub fn new(unet: UNet<B>, meta: ModelMeta, device: B::Device) -> Self {
+    pub fn new(unet: UNet<B>, meta: DdpmMeta, device: B::Device) -> Self {
         let schedule = NoiseSchedule::new(meta.schedule, meta.timesteps);
         DdpmModel { unet, meta, schedule, device }
     }
@@ -159,14 +159,14 @@ impl<B: Backend> DdpmModel<B> {
     pub fn load(uri: &str, device: &B::Device) -> anyhow::Result<Self> {
         let uri = uri.trim_end_matches('/');
         let json = sync_store::require_file(uri, MODEL_JSON)?;
-        let meta = ModelMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
+        let meta = DdpmMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
         Self::from_parts(meta, weights, uri, device)
     }
 
     /// Builds the model from a parsed `model.json` and the weights' bytes (already fetched
     /// and verified, e.g. by [`shared::artifact::fetch`]); `uri` names them in errors.
-    pub fn from_parts(meta: ModelMeta, weights: Vec<u8>, uri: &str, device: &B::Device) -> anyhow::Result<Self> {
+    pub fn from_parts(meta: DdpmMeta, weights: Vec<u8>, uri: &str, device: &B::Device) -> anyhow::Result<Self> {
         let unet = meta.unet.init::<B>(device);
         let unet = module_from_bytes(unet, weights, device, &format!("{uri}/{}", meta.weights))?;
         Ok(Self::new(unet, meta, device.clone()))
@@ -216,8 +216,8 @@ mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuDevice};
 
-    fn tiny_meta() -> ModelMeta {
-        ModelMeta {
+    fn tiny_meta() -> DdpmMeta {
+        DdpmMeta {
             format_version: FORMAT_VERSION,
             kind: MODEL_KIND.into(),
             unet: UNetConfig::new(1, 8, vec![1, 2], 1, vec![4], 0.0, 8).with_groups(4),

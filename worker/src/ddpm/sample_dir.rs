@@ -81,14 +81,14 @@ pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, 
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuDevice};
-    use crate::ddpm::{Encoding, ModelMeta, UNetConfig};
+    use crate::ddpm::{DdpmMeta, Encoding, UNetConfig};
 
     /// An untrained 8×8 model: enough to check the files and their seeds.
     fn tiny_model() -> DdpmModel<Cpu> {
         let device = CpuDevice::default();
         let classes = shared::ClassTable::ai_hub();
         let unet = UNetConfig::new(Encoding::OneHot.channels(classes.len()), 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
-        let meta: ModelMeta = serde_json::from_value(serde_json::json!({
+        let meta: DdpmMeta = serde_json::from_value(serde_json::json!({
             "format_version": crate::ddpm::model::FORMAT_VERSION,
             "kind": crate::ddpm::model::MODEL_KIND,
             "unet": unet,

@@ -8,14 +8,14 @@ use burn::tensor::backend::Backend;
 use shared::artifact::{self, Artifact};
 use shared::spec::RunSpec;
 
-use crate::ddpm::{DdpmModel, ModelMeta};
+use crate::ddpm::{DdpmMeta, DdpmModel};
 use crate::spade::{SpadeMeta, SpadeModel};
 
 /// Both artifacts of a `ddpm-spade` spec, fetched, verified and checked against it.
 #[derive(Debug, Clone)]
 pub struct CheckedModels {
     pub labels: Artifact,
-    pub label_meta: ModelMeta,
+    pub label_meta: DdpmMeta,
     pub images: Artifact,
     pub image_meta: SpadeMeta,
 }
@@ -30,7 +30,7 @@ pub async fn fetch_models(spec: &RunSpec, cache_dir: &Path) -> anyhow::Result<Ch
     let labels = artifact::fetch(&ls.model, ls.sha256.as_deref(), cache_dir).await.with_context(|| format!("pipeline.labels.model = {:?}", ls.model))?;
     let images = artifact::fetch(&is.model, is.sha256.as_deref(), cache_dir).await.with_context(|| format!("pipeline.images.model = {:?}", is.model))?;
     artifact::check_spec(spec, (&labels.uri, &labels.info), (&images.uri, &images.info))?;
-    let label_meta = ModelMeta::from_json(&labels.model_json, &format!("{}/model.json", labels.uri)).context("pipeline.labels.model")?;
+    let label_meta = DdpmMeta::from_json(&labels.model_json, &format!("{}/model.json", labels.uri)).context("pipeline.labels.model")?;
     let image_meta = SpadeMeta::from_json(&images.model_json, &images.uri).context("pipeline.images.model")?;
     Ok(CheckedModels { labels, label_meta, images, image_meta })
 }
@@ -45,7 +45,7 @@ pub(super) struct Models<B: Backend> {
 /// `model.json` and both digests (recorded with every sample).
 #[derive(Debug, Clone)]
 pub(super) struct ModelIds {
-    pub label_meta: ModelMeta,
+    pub label_meta: DdpmMeta,
     pub label_digest: String,
     pub image_digest: String,
 }

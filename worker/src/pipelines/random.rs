@@ -9,9 +9,9 @@ use shared::spec::RunSpec;
 
 use super::ddpm_spade::DdpmSpadePipeline;
 use super::models::{ModelIds, Models};
-use crate::ddpm::{DdpmModel, Encoding, ModelMeta, UNetConfig};
+use crate::ddpm::{DdpmMeta, DdpmModel, Encoding, UNetConfig};
 use crate::device::Resolved;
-use crate::spade::{Losses, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeMeta, SpadeModel, TrainSettings};
+use crate::spade::{Losses, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeMeta, SpadeModel, SpadeTrainSettings};
 
 /// A `ddpm-spade` pipeline over randomly initialised full-size models: Ho et al.'s CIFAR
 /// UNet (≈35.7M parameters) on 64×64 one-hot label maps (or `size`, if smaller) and the
@@ -23,7 +23,7 @@ pub fn random_ddpm_spade<B: Backend>(size: u32, ddim_steps: Option<usize>, dev: 
     let label_size = 64.min(size);
     let mut unet = UNetConfig::cifar10(k);
     unet.image_size = label_size as usize;
-    let meta: ModelMeta = serde_json::from_value(json!({
+    let meta: DdpmMeta = serde_json::from_value(json!({
         "format_version": crate::ddpm::model::FORMAT_VERSION,
         "kind": crate::ddpm::model::MODEL_KIND,
         "unet": unet,
@@ -42,7 +42,7 @@ pub fn random_ddpm_spade<B: Backend>(size: u32, ddim_steps: Option<usize>, dev: 
     meta.validate("random full-size DDPM")?;
     let arch = SpadeGeneratorConfig::new(k, size as usize);
     arch.validate().map_err(|e| anyhow::anyhow!("random full-size SPADE at {size}: {e}"))?;
-    let image_meta = SpadeMeta::new(arch.clone(), SpadeDiscriminatorConfig::new(k), classes.clone(), "random".into(), 0, Losses::default(), TrainSettings::default());
+    let image_meta = SpadeMeta::new(arch.clone(), SpadeDiscriminatorConfig::new(k), classes.clone(), "random".into(), 0, Losses::default(), SpadeTrainSettings::default());
     let models = Models { ddpm: DdpmModel::new(meta.unet.init::<B>(&dev), meta.clone(), dev.clone()), spade: SpadeModel { generator: arch.init::<B>(&dev), meta: image_meta } };
     let sampler = match ddim_steps {
         Some(n) => format!("sampler = \"ddim\"\nsteps = {n}"),

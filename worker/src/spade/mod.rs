@@ -12,7 +12,7 @@
 //! - `train.rs` — [`SpadeTrainer`]: one training step, checkpoints, both optimizers;
 //!   [`fit`] over a [`shared::dataset::PairSource`].
 //! - `model.rs` — [`SpadeModel`]: the artifact (weights + `model.json`: [`SpadeMeta`],
-//!   [`TrainSettings`]) and inference.
+//!   [`SpadeTrainSettings`]) and inference.
 //! - `vgg.rs` — the VGG19 perceptual loss (torchvision weights from a local file).
 //! - `run.rs` — a training run on a dataset's train split with progress reporting, as
 //!   `worker train spade` starts it.
@@ -34,8 +34,8 @@ pub mod vgg;
 
 pub use discriminator::{PatchDiscriminator, SpadeDiscriminator, SpadeDiscriminatorConfig};
 pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig};
-pub use model::{save, Losses, SpadeMeta, SpadeModel, TrainSettings, FORMAT_VERSION, META_FILE, WEIGHTS_FILE};
+pub use model::{save, Losses, SpadeMeta, SpadeModel, SpadeTrainSettings, FORMAT_VERSION, META_FILE, WEIGHTS_FILE};
 pub use norm::{NormKind, Spade, SpadeConfig};
 pub use res_block::{SpadeResBlock, SpadeResBlockConfig};
 pub use spectral::{SnConv2d, SnConv2dConfig};
-pub use train::{fit, preview, FitOptions, Progress, SpadeTrainer, StepLosses, CHECKPOINT_DIR};
+pub use train::{fit, preview, Progress, SpadeFitOptions, SpadeTrainer, StepLosses, CHECKPOINT_DIR};

@@ -1,6 +1,6 @@
 //! The SPADE model artifact: `generator.mpk` (named MessagePack, f32) and `model.json`
 //! at a path or `s3://` URI, and the inference API the pipeline calls. What `model.json`
-//! records ([`SpadeMeta`], with the [`TrainSettings`] and [`Losses`] of the run) is defined
+//! records ([`SpadeMeta`], with the [`SpadeTrainSettings`] and [`Losses`] of the run) is defined
 //! here; `train.rs` builds on it (and not the other way round).
 
 use anyhow::Context;
@@ -42,7 +42,7 @@ impl Losses {
 
 /// Optimiser and loss settings (saved in checkpoints and `model.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSettings {
+pub struct SpadeTrainSettings {
     pub lr_g: f64,
     pub lr_d: f64,
     pub batch: usize,
@@ -53,9 +53,9 @@ pub struct TrainSettings {
     pub vgg_weight: f64,
 }
 
-impl Default for TrainSettings {
+impl Default for SpadeTrainSettings {
     fn default() -> Self {
-        TrainSettings { lr_g: 1e-4, lr_d: 4e-4, batch: 4, seed: 0, feat_weight: FEAT_WEIGHT, vgg_weight: 0.0 }
+        SpadeTrainSettings { lr_g: 1e-4, lr_d: 4e-4, batch: 4, seed: 0, feat_weight: FEAT_WEIGHT, vgg_weight: 0.0 }
     }
 }
 
@@ -78,7 +78,7 @@ pub struct SpadeMeta {
     pub steps: u64,
     /// Smoothed losses at the last step.
     pub final_losses: Losses,
-    pub train: TrainSettings,
+    pub train: SpadeTrainSettings,
     /// Weights file name, next to `model.json`.
     pub weights: String,
     /// How noise is drawn: stream and distribution (for other implementations).
@@ -101,7 +101,7 @@ impl SpadeMeta {
         data_digest: String,
         steps: u64,
         final_losses: Losses,
-        train: TrainSettings,
+        train: SpadeTrainSettings,
     ) -> Self {
         SpadeMeta {
             format_version: FORMAT_VERSION,

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::model::TrainSettings;
-use super::train::{fit, FitOptions, SpadeTrainer};
+use super::model::SpadeTrainSettings;
+use super::train::{fit, SpadeFitOptions, SpadeTrainer};
 use super::vgg::Vgg19;
 use super::{SpadeDiscriminatorConfig, SpadeGeneratorConfig};
 use crate::backend::OnTrainBackend;
@@ -22,12 +22,12 @@ use shared::dataset::{DatasetPairs, PairSource};
 pub struct DatasetRun {
     pub g_config: SpadeGeneratorConfig,
     pub d_config: SpadeDiscriminatorConfig,
-    pub settings: TrainSettings,
+    pub settings: SpadeTrainSettings,
     /// torchvision's VGG19 weights (`.pth` or `.safetensors`): turns on the perceptual
     /// loss with weight `settings.vgg_weight`. `None`: the loss is off.
     pub vgg: Option<PathBuf>,
     pub pairs: DatasetPairs,
-    pub opts: FitOptions,
+    pub opts: SpadeFitOptions,
 }
 
 impl OnTrainBackend for DatasetRun {
@@ -56,10 +56,10 @@ impl OnTrainBackend for DatasetRun {
 pub fn fit_with_progress<B: AutodiffBackend>(
     g_config: SpadeGeneratorConfig,
     d_config: SpadeDiscriminatorConfig,
-    settings: TrainSettings,
+    settings: SpadeTrainSettings,
     vgg: Option<Vgg19<B>>,
     pairs: &dyn PairSource,
-    opts: &FitOptions,
+    opts: &SpadeFitOptions,
     device: &B::Device,
 ) -> anyhow::Result<SpadeTrainer<B>> {
     let bar = shared::progress::bar(opts.steps, "steps");
@@ -101,7 +101,7 @@ mod tests {
         let dataset = open(&data).unwrap();
         let classes = ClassTable::ai_hub();
         let k = classes.len();
-        let opts = FitOptions {
+        let opts = SpadeFitOptions {
             out: out.to_str().unwrap().into(),
             steps: 1,
             checkpoint_every: 500,
@@ -113,7 +113,7 @@ mod tests {
         let run = DatasetRun {
             g_config: SpadeGeneratorConfig::small(k, 16, 4),
             d_config: SpadeDiscriminatorConfig::new(k).with_ndf(4),
-            settings: TrainSettings { batch: 2, ..TrainSettings::default() },
+            settings: SpadeTrainSettings { batch: 2, ..SpadeTrainSettings::default() },
             vgg: None,
             pairs: DatasetPairs { dataset, size: 16 },
             opts,

@@ -75,7 +75,7 @@ pub fn synthesize_files<B: Backend>(model: &SpadeModel<B>, files: &[PathBuf], se
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuDevice};
-    use crate::spade::{Losses, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeMeta, TrainSettings};
+    use crate::spade::{Losses, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeMeta, SpadeTrainSettings};
 
     #[test]
     fn paints_every_label_map_of_a_dataset_directory() {
@@ -96,7 +96,7 @@ mod tests {
         let classes = shared::ClassTable::ai_hub();
         let k = classes.len();
         let arch = SpadeGeneratorConfig::small(k, 8, 4);
-        let meta = SpadeMeta::new(arch.clone(), SpadeDiscriminatorConfig::new(k), classes, "random".into(), 0, Losses::default(), TrainSettings::default());
+        let meta = SpadeMeta::new(arch.clone(), SpadeDiscriminatorConfig::new(k), classes, "random".into(), 0, Losses::default(), SpadeTrainSettings::default());
         let model = SpadeModel::<Cpu> { generator: arch.init(&device), meta };
         let done = synthesize_files(&model, &files, 5, 2, &dir.join("out")).unwrap();
         assert_eq!((done.count, done.size), (3, 8));

@@ -24,7 +24,7 @@ use super::discriminator::{SpadeDiscriminator, SpadeDiscriminatorConfig};
 use super::generator::{SpadeGenerator, SpadeGeneratorConfig};
 use super::input::noise;
 use super::loss::{feature_matching, hinge_d, hinge_g, split_fake_real};
-use super::model::{Losses, SpadeMeta, TrainSettings};
+use super::model::{Losses, SpadeMeta, SpadeTrainSettings};
 use super::vgg::Vgg19;
 use crate::sync_store;
 use crate::tensors::{images_to_tensor, one_hot};
@@ -66,7 +66,7 @@ pub struct SpadeTrainer<B: AutodiffBackend> {
     pub step: u64,
     pub g_config: SpadeGeneratorConfig,
     pub d_config: SpadeDiscriminatorConfig,
-    pub settings: TrainSettings,
+    pub settings: SpadeTrainSettings,
     /// The frozen VGG19 of the perceptual loss, when on.
     pub vgg: Option<Vgg19<B>>,
     device: B::Device,
@@ -78,13 +78,13 @@ struct CheckpointState {
     step: u64,
     generator: SpadeGeneratorConfig,
     discriminator: SpadeDiscriminatorConfig,
-    settings: TrainSettings,
+    settings: SpadeTrainSettings,
     losses: Losses,
 }
 
 impl<B: AutodiffBackend> SpadeTrainer<B> {
     /// Fresh networks.
-    pub fn new(g_config: SpadeGeneratorConfig, d_config: SpadeDiscriminatorConfig, settings: TrainSettings, device: &B::Device) -> Self {
+    pub fn new(g_config: SpadeGeneratorConfig, d_config: SpadeDiscriminatorConfig, settings: SpadeTrainSettings, device: &B::Device) -> Self {
         assert_eq!(g_config.label_nc, d_config.label_nc, "generator and discriminator disagree on label_nc");
         SpadeTrainer {
             generator: g_config.init(device),
@@ -201,7 +201,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
 
 /// What [`fit`] needs besides the data.
 #[derive(Debug, Clone)]
-pub struct FitOptions {
+pub struct SpadeFitOptions {
     /// Artifact location: `model.json`, weights, `checkpoint/`, `previews/`.
     pub out: String,
     /// Total steps (including those of a resumed checkpoint).
@@ -248,10 +248,10 @@ pub fn preview<B: Backend>(generator: &SpadeGenerator<B>, pairs: &[(RgbImage, La
 pub fn fit<B: AutodiffBackend>(
     g_config: SpadeGeneratorConfig,
     d_config: SpadeDiscriminatorConfig,
-    settings: TrainSettings,
+    settings: SpadeTrainSettings,
     vgg: Option<Vgg19<B>>,
     pairs: &dyn PairSource,
-    opts: &FitOptions,
+    opts: &SpadeFitOptions,
     device: &B::Device,
     mut on_progress: impl FnMut(&Progress),
 ) -> anyhow::Result<SpadeTrainer<B>> {
@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn spade_meta_without_split_fields_still_loads() {
         let (g, d) = (SpadeGeneratorConfig::small(8, 32, 8), SpadeDiscriminatorConfig::new(8));
-        let mut meta = SpadeMeta::new(g, d, ClassTable::ai_hub(), "x".into(), 3, Losses::default(), TrainSettings::default());
+        let mut meta = SpadeMeta::new(g, d, ClassTable::ai_hub(), "x".into(), 3, Losses::default(), SpadeTrainSettings::default());
         meta.test_fraction = Some(0.1);
         meta.train_count = Some(9);
         let mut v = serde_json::to_value(&meta).unwrap();
@@ -391,12 +391,12 @@ mod tests {
 
         let g_cfg = SpadeGeneratorConfig::small(k, size as usize, 8);
         let d_cfg = SpadeDiscriminatorConfig::new(k).with_ndf(8).with_n_layers(3);
-        let settings = TrainSettings { batch: 4, seed: 1, ..TrainSettings::default() };
+        let settings = SpadeTrainSettings { batch: 4, seed: 1, ..SpadeTrainSettings::default() };
         let dir = std::env::temp_dir().join(format!("spade-fit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = dir.to_string_lossy().into_owned();
         let opts =
-            FitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into(), test_fraction: None };
+            SpadeFitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into(), test_fraction: None };
 
         let untrained = SpadeTrainer::<CpuTrain>::new(g_cfg.clone(), d_cfg.clone(), settings.clone(), &device).inference_generator();
         let before = untrained.synthesize(&held_labels, &seeds);
@@ -405,7 +405,7 @@ mod tests {
         let mut stop_at_100 = opts.clone();
         stop_at_100.steps = 100;
         fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &stop_at_100, &device, |_| {}).unwrap();
-        let resumed = FitOptions { resume: true, ..opts.clone() };
+        let resumed = SpadeFitOptions { resume: true, ..opts.clone() };
         let trainer = fit::<CpuTrain>(g_cfg, d_cfg, settings, None, &train, &resumed, &device, |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(trainer.step, 200);

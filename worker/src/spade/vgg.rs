@@ -191,7 +191,7 @@ mod tests {
         use shared::procedural::{sample, ClassShares};
 
         use crate::backend::CpuTrain;
-        use crate::spade::{SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeTrainer, TrainSettings};
+        use crate::spade::{SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeTrainSettings, SpadeTrainer};
         let device = CpuDevice::default();
         let (labels, images): (Vec<_>, Vec<_>) = (0..2)
             .map(|i| {
@@ -203,7 +203,7 @@ mod tests {
             SpadeTrainer::<CpuTrain>::new(
                 SpadeGeneratorConfig::small(8, 32, 8),
                 SpadeDiscriminatorConfig::new(8).with_ndf(8),
-                TrainSettings { batch: 2, ..TrainSettings::default() },
+                SpadeTrainSettings { batch: 2, ..SpadeTrainSettings::default() },
                 &device,
             )
         };

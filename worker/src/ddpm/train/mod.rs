@@ -25,7 +25,7 @@ use shared::dataset::{grid, Dataset};
 use shared::{mix64, rng_for, sample_seed, ClassTable, LabelMap};
 
 use super::encoding::Encoding;
-use super::model::{module_from_bytes, module_to_bytes, DdpmModel, ModelMeta, FORMAT_VERSION, MODEL_KIND, WEIGHTS_FILE};
+use super::model::{module_from_bytes, module_to_bytes, DdpmMeta, DdpmModel, FORMAT_VERSION, MODEL_KIND, WEIGHTS_FILE};
 use super::objective::Objective;
 use super::sampler::SamplerConfig;
 use super::schedule::{NoiseSchedule, ScheduleKind};
@@ -42,7 +42,7 @@ pub const FINAL_LOSS_WINDOW: usize = 100;
 /// Everything a training run needs besides the data. `unet.in_channels` must equal the
 /// encoding's channels for the data's classes, `unet.image_size` the maps' size.
 #[derive(Debug, Clone)]
-pub struct TrainConfig {
+pub struct DdpmTrainConfig {
     pub unet: UNetConfig,
     pub encoding: Encoding,
     pub objective: Objective,
@@ -112,7 +112,7 @@ pub struct TrainOutcome<B: burn::tensor::backend::Backend> {
     pub losses: Vec<f32>,
 }
 
-impl TrainConfig {
+impl DdpmTrainConfig {
     /// Checks the config against itself and the data (done again by [`train`]).
     pub fn validate(&self, data: &TrainData) -> anyhow::Result<()> {
         self.unet.validate().map_err(|e| anyhow::anyhow!("UNet: {e}"))?;
@@ -137,8 +137,8 @@ impl TrainConfig {
         Ok(())
     }
 
-    fn meta(&self, data: &TrainData, test_fraction: Option<f64>, steps: u64, final_loss: f32) -> ModelMeta {
-        ModelMeta {
+    fn meta(&self, data: &TrainData, test_fraction: Option<f64>, steps: u64, final_loss: f32) -> DdpmMeta {
+        DdpmMeta {
             format_version: FORMAT_VERSION,
             kind: MODEL_KIND.into(),
             unet: self.unet.clone(),
@@ -186,7 +186,7 @@ pub fn recent_loss(losses: &[f32]) -> f32 {
 
 /// One step's batch, drawn on the host: `(x_t, target, t)` (the target per
 /// [`Objective::target`]).
-fn make_batch(cfg: &TrainConfig, encoded: &[Vec<f32>], channels: usize, size: usize, schedule: &NoiseSchedule, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn make_batch(cfg: &DdpmTrainConfig, encoded: &[Vec<f32>], channels: usize, size: usize, schedule: &NoiseSchedule, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut rng = rng_for(mix64(cfg.seed) ^ mix64(step.wrapping_add(1)), TRAIN_STREAM);
     let n = channels * size * size;
     let (mut xt, mut target, mut ts) = (Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch * n), Vec::with_capacity(cfg.batch));
@@ -216,7 +216,7 @@ fn make_batch(cfg: &TrainConfig, encoded: &[Vec<f32>], channels: usize, size: us
 /// Trains a model on `data`. With `out`, writes checkpoints and previews while training
 /// and the final artifact (EMA weights + `model.json`) at the end; without, writes nothing.
 pub fn train<B: AutodiffBackend>(
-    cfg: &TrainConfig,
+    cfg: &DdpmTrainConfig,
     data: &TrainData,
     out: Option<&str>,
     device: &B::Device,
@@ -228,7 +228,7 @@ pub fn train<B: AutodiffBackend>(
 /// [`train`] on the train split of a dataset that holds out `test_fraction` of its files
 /// (recorded in `model.json`; `None`: not recorded).
 pub fn train_split<B: AutodiffBackend>(
-    cfg: &TrainConfig,
+    cfg: &DdpmTrainConfig,
     data: &TrainData,
     test_fraction: Option<f64>,
     out: Option<&str>,
@@ -348,8 +348,8 @@ mod tests {
         TrainData { maps, classes: ClassTable::ai_hub(), digest: "procedural-3".into() }
     }
 
-    fn config(unet: UNetConfig, encoding: Encoding, steps: u64) -> TrainConfig {
-        TrainConfig {
+    fn config(unet: UNetConfig, encoding: Encoding, steps: u64) -> DdpmTrainConfig {
+        DdpmTrainConfig {
             unet,
             encoding,
             objective: Objective::Eps,
@@ -398,7 +398,7 @@ mod tests {
         let islands_in = |maps: &[LabelMap]| maps.iter().map(|m| shared::cleanup::island_count(m, 8, 4)).sum::<usize>() as f64 / maps.len() as f64;
         let mut islands = Vec::new();
         for objective in [Objective::Eps, Objective::X0] {
-            let cfg = TrainConfig { objective, ..config(unet.clone(), Encoding::OneHot, 300) };
+            let cfg = DdpmTrainConfig { objective, ..config(unet.clone(), Encoding::OneHot, 300) };
             let started = std::time::Instant::now();
             let out = train::<CpuTrain>(&cfg, &data, None, &device, &mut |_| {}).unwrap();
             let secs = started.elapsed().as_secs_f64();
@@ -437,7 +437,7 @@ mod tests {
         let mut v = serde_json::to_value(&meta).unwrap();
         let obj = v.as_object_mut().unwrap();
         assert!(obj.remove("test_fraction").is_some() && obj.remove("train_count").is_some() && obj.remove("objective").is_some());
-        let old: ModelMeta = serde_json::from_value(v).unwrap();
+        let old: DdpmMeta = serde_json::from_value(v).unwrap();
         assert_eq!((old.test_fraction, old.train_count, old.objective), (None, None, Objective::Eps));
         assert_eq!(old.data_digest, meta.data_digest);
     }

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use shared::dataset::Dataset;
 
-use super::{recent_loss, train_split, TrainConfig, TrainData, TrainEvent};
+use super::{recent_loss, train_split, DdpmTrainConfig, TrainData, TrainEvent};
 use crate::backend::OnTrainBackend;
 use crate::device::Resolved;
 
@@ -20,7 +20,7 @@ const LOSS_WINDOW: usize = 50;
 /// `out`: `dataset`'s test share is recorded in `model.json` and its test stems are written
 /// to `OUT/test_stems.txt`. Nothing is written when `cfg` does not fit the data.
 pub struct DatasetRun<'a> {
-    pub cfg: &'a TrainConfig,
+    pub cfg: &'a DdpmTrainConfig,
     pub data: &'a TrainData,
     pub dataset: &'a Dataset,
     pub out: &'a str,
@@ -54,7 +54,7 @@ impl OnTrainBackend for DatasetRun<'_> {
 
 /// [`train_split`] into `out`, reporting progress on a bar (or, without a terminal, in a
 /// log line every 30 s) and checkpoints above it.
-pub fn train_with_progress<B: AutodiffBackend>(cfg: &TrainConfig, data: &TrainData, test_fraction: Option<f64>, out: &str, device: &B::Device) -> anyhow::Result<Trained> {
+pub fn train_with_progress<B: AutodiffBackend>(cfg: &DdpmTrainConfig, data: &TrainData, test_fraction: Option<f64>, out: &str, device: &B::Device) -> anyhow::Result<Trained> {
     let bar = shared::progress::bar(cfg.steps, "steps");
     tracing::info!(
         "training on {} maps of {}×{}: {} parameters, encoding {}, objective {}, {} schedule, T = {}",
@@ -107,8 +107,8 @@ mod tests {
     use super::*;
     use crate::ddpm::{Encoding, Objective, ScheduleKind, UNetConfig};
 
-    fn tiny(encoding: Encoding, objective: Objective, k: usize) -> TrainConfig {
-        TrainConfig {
+    fn tiny(encoding: Encoding, objective: Objective, k: usize) -> DdpmTrainConfig {
+        DdpmTrainConfig {
             unet: UNetConfig::new(encoding.channels(k), 8, vec![1, 2], 1, vec![], 0.1, 8).with_groups(4),
             encoding,
             objective,
@@ -141,7 +141,7 @@ mod tests {
         let (data_dir, out) = (dir.join("data"), dir.join("model"));
         shared::procedural::write_dataset(&data_dir, 24, 8, 5, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
         let o = out.to_str().unwrap();
-        let train = |ds: &Dataset, cfg: &TrainConfig| {
+        let train = |ds: &Dataset, cfg: &DdpmTrainConfig| {
             let data = TrainData::from_dataset(ds, 8).unwrap();
             crate::backend::dispatch_train(DeviceChoice::Cpu, DatasetRun { cfg, data: &data, dataset: ds, out: o })
         };
