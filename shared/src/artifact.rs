@@ -432,7 +432,8 @@ mod tests {
             }
         }
         // Other pipelines pass through untouched.
-        let mut procedural = RunSpec::parse("[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 32\n", "p.toml").unwrap();
+        let mut procedural =
+            RunSpec::parse("[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 32\n", "p.toml").unwrap();
         prepare(&mut procedural).await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -2,7 +2,7 @@
 //! real ones, measured on the maps alone (no images, no model).
 //!
 //! ```
-//! use crate::stats::{compare, LabelStats, StatsOptions};
+//! use eval::stats::{compare, LabelStats, StatsOptions};
 //! use shared::LabelMap;
 //! let opts = StatsOptions::default();
 //! let mut real = LabelStats::new(2, opts);
