@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shared::lifecycle::{ops, report_end, runid, watch};
+use shared::lifecycle::{ops, report_end, runid, watch, QueueMode, WatchEnd};
 use shared::queue::Submitted;
 use shared::spec::RunSpec;
 
@@ -34,7 +34,9 @@ pub struct Cli {
 
 #[derive(Debug, clap::Args)]
 pub struct RedisArg {
-    /// Redis URL (redis://[:PASSWORD@]HOST:PORT[/DB]).
+    /// Redis URL: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss://… for TLS. The password
+    /// may come from a file instead ($REDIS_PASSWORD_FILE, e.g. a mounted Secret); a CA
+    /// that is not in the system trust store from $REDIS_TLS_CA_FILE (PEM).
     #[arg(long = "redis", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub url: String,
 }
@@ -51,14 +53,17 @@ pub enum Command {
     Submit {
         config: PathBuf,
         /// Run id; submitting the same id and spec again is a no-op.
-        #[arg(long)]
+        #[arg(long, value_parser = runid::parse_arg)]
         run_id: Option<String>,
         #[command(flatten)]
         redis: RedisArg,
     },
     /// Follow a run until it ends; finalize it when every shard is committed.
-    /// Exit 0 when the manifest lists every sample, 2 when shards are dead, 3 if cancelled.
+    /// Exit 0 when the manifest lists every sample, 2 when shards are dead, 3 if cancelled,
+    /// 130 on SIGTERM/SIGINT (the run goes on). If Redis loses the run, watch rebuilds it
+    /// from storage (as `resume` does) and carries on.
     Watch {
+        #[arg(value_parser = runid::parse_arg)]
         run: String,
         /// Seconds between polls.
         #[arg(long, default_value_t = 1.0)]
@@ -74,12 +79,24 @@ pub enum Command {
     },
     /// Show a run's counts (shards pending, leased, retrying, committed, dead).
     Status {
+        #[arg(value_parser = runid::parse_arg)]
         run: String,
         #[arg(long)]
         json: bool,
         /// A static run (made by `worker run-shard`, no Redis): count its commit records.
         #[arg(long, value_name = "CONFIG")]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// Rebuild a run Redis lost (restart without its data, eviction, FLUSHALL) from its
+    /// output store: run.json and the commit records. Exactly the shards without a commit
+    /// record are queued again; nothing committed is generated twice.
+    ///
+    /// Example: coordinator resume s3://bucket/runs/run-20261201-101500-ab12
+    Resume {
+        /// The run's directory, as `watch` and `finalize` print it: OUTPUT_URL/RUN.
+        run_uri: String,
         #[command(flatten)]
         redis: RedisArg,
     },
@@ -90,18 +107,21 @@ pub enum Command {
     },
     /// Stop new claims of a run; jobs in flight stop at their next heartbeat.
     Cancel {
+        #[arg(value_parser = runid::parse_arg)]
         run: String,
         #[command(flatten)]
         redis: RedisArg,
     },
     /// Give every dead shard of a run a fresh attempt budget.
     RetryDead {
+        #[arg(value_parser = runid::parse_arg)]
         run: String,
         #[command(flatten)]
         redis: RedisArg,
     },
     /// Write manifest.jsonl and manifest.json of a fully committed run (safe to repeat).
     Finalize {
+        #[arg(value_parser = runid::parse_arg)]
         run: String,
         /// A static run (made by `worker run-shard`, no Redis): read the spec from this file.
         #[arg(long, value_name = "CONFIG")]
@@ -140,8 +160,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!("metrics on http://{bound}/metrics");
             }
-            let end = watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize, Some(&metrics)).await?;
-            Ok(report_end(&run, &end))
+            let end = tokio::select! {
+                end = watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize, Some(&metrics)) => end?,
+                // As PID 1 in a container: stop at once on SIGTERM rather than wait for SIGKILL.
+                _ = shared::lifecycle::shutdown_signal() => WatchEnd::Interrupted,
+            };
+            Ok(report_end(&run, &end, QueueMode::Redis))
         }
         Command::Status { run, json, config: Some(config), .. } => {
             let spec = load_prepared(&config).await?;
@@ -166,6 +190,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Status { run, json, redis, config: None } => {
             let queue = ops::connect(&redis.url).await?;
             let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
+            let store = shared::job::run_store(&spec, &run)?;
+            let dead = queue.dead(&run).await?;
+            shared::lifecycle::reconcile(queue.as_ref(), &store, &run, dead.iter().map(|d| d.shard)).await?;
             let c = queue.counts(&run).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&ops::status_json(&rec, &spec, &c))?);
@@ -178,6 +205,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     println!("  dead shard {} after {} failures: {}", d.shard, d.failures, d.error);
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { run_uri, redis } => {
+            let store = shared::storage::Store::open(&run_uri).with_context(|| format!("run directory {run_uri}"))?;
+            let queue = ops::connect(&redis.url).await?;
+            let r = ops::resume(queue.as_ref(), &store).await?;
+            match r.submitted {
+                Submitted::Created => eprintln!("run {}: rebuilt from storage: {} of {} shards committed, {} queued", r.run_id, r.committed, r.shards, r.shards - r.committed),
+                Submitted::AlreadyExists => eprintln!("run {}: Redis still knows this run; nothing changed", r.run_id),
+            }
+            println!("{}", r.run_id);
             Ok(ExitCode::SUCCESS)
         }
         Command::List { redis } => {
@@ -197,7 +235,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::RetryDead { run, redis } => {
             let queue = ops::connect(&redis.url).await?;
-            ops::load_run(queue.as_ref(), &run).await?;
+            let (_, spec) = ops::load_run(queue.as_ref(), &run).await?;
+            // Storage first: a dead shard whose data was committed late is done, not retried.
+            let store = shared::job::run_store(&spec, &run)?;
+            let dead = queue.dead(&run).await?;
+            let fixed = shared::lifecycle::reconcile(queue.as_ref(), &store, &run, dead.iter().map(|d| d.shard)).await?;
+            if fixed > 0 {
+                eprintln!("run {run}: {fixed} dead shard(s) had a commit record in storage: marked committed");
+            }
             let n = queue.retry_dead(&run).await?;
             eprintln!("run {run}: {n} dead shard(s) queued again");
             Ok(ExitCode::SUCCESS)

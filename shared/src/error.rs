@@ -25,9 +25,10 @@ pub enum Error {
     #[error("storage: {0}")]
     Storage(#[from] object_store::Error),
 
-    /// A storage operation on a named object failed.
+    /// A storage operation on a named object failed. `worker_fault`: the cause is this
+    /// worker's (credentials refused, disk full), not the object's.
     #[error("storage: {path}: {message}")]
-    StorageAt { path: String, message: String },
+    StorageAt { path: String, message: String, worker_fault: bool },
 
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -38,6 +39,11 @@ pub enum Error {
     /// An injected or transient failure while generating a job; the queue retries it.
     #[error("{0}")]
     Job(String),
+
+    /// This worker cannot do any job (its models do not load, its device fails, its disk
+    /// is full): the job is given back without spending an attempt.
+    #[error("{0}")]
+    Worker(String),
 }
 
 impl Error {
@@ -54,4 +60,40 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Error::Invalid { .. } | Error::Format { .. })
     }
+
+    /// Whether the failure belongs to this worker rather than to the job: refused
+    /// credentials, a full or read-only disk, models that do not load, a failing device.
+    /// Such a failure gives the job back without spending one of its attempts; the worker
+    /// backs off and, after a few in a row, reports itself unready and exits.
+    pub fn is_worker_fault(&self) -> bool {
+        match self {
+            Error::Worker(_) => true,
+            Error::StorageAt { worker_fault, .. } => *worker_fault,
+            Error::Storage(e) => storage_worker_fault(e),
+            Error::Io { source, .. } => io_worker_fault(source),
+            _ => false,
+        }
+    }
+}
+
+/// Refused credentials, or a local disk that is full or read-only.
+pub(crate) fn storage_worker_fault(e: &object_store::Error) -> bool {
+    if matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) {
+        return true;
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io_worker_fault(io) {
+                return true;
+            }
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// ENOSPC, EDQUOT, EROFS: the machine's disk, not the job.
+fn io_worker_fault(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28) | Some(122) | Some(30))
 }

@@ -144,6 +144,14 @@ impl std::fmt::Display for SamplerKind {
 /// Default DDIM steps.
 pub const DEFAULT_DDIM_STEPS: usize = 50;
 
+/// Bounds of the spec's counts and durations: every value is checked against one, and the
+/// error says it (a bound also keeps milliseconds and backoff shifts from overflowing).
+pub const MAX_ATTEMPTS: u32 = 1000;
+/// A day.
+pub const MAX_LEASE_SECONDS: u64 = 86_400;
+pub const MAX_SAMPLING_STEPS: usize = 100_000;
+pub const MAX_OPEN_RADIUS: u32 = 64;
+
 impl LabelModelSection {
     /// Sampling steps: the given ones, else 50 for DDIM and `timesteps` for DDPM.
     pub fn steps_for(&self, timesteps: usize) -> usize {
@@ -332,11 +340,11 @@ impl RunSpec {
         if self.run.shard_size == 0 || self.run.shard_size > 100_000 {
             return bad("run.shard_size", format!("expected 1 to 100000 samples per shard, found {}", self.run.shard_size));
         }
-        if self.run.max_attempts == 0 {
-            return bad("run.max_attempts", "expected at least 1 attempt, found 0".into());
+        if !(1..=MAX_ATTEMPTS).contains(&self.run.max_attempts) {
+            return bad("run.max_attempts", format!("expected 1 to {MAX_ATTEMPTS} attempts, found {}", self.run.max_attempts));
         }
-        if self.run.lease_seconds == 0 {
-            return bad("run.lease_seconds", "expected a positive number of seconds, found 0".into());
+        if !(1..=MAX_LEASE_SECONDS).contains(&self.run.lease_seconds) {
+            return bad("run.lease_seconds", format!("expected 1 to {MAX_LEASE_SECONDS} seconds (a day), found {}", self.run.lease_seconds));
         }
         if !(self.run.retry_backoff_seconds >= 0.0 && self.run.retry_backoff_seconds <= 3600.0) {
             return bad("run.retry_backoff_seconds", format!("expected 0 to 3600 seconds, found {}", self.run.retry_backoff_seconds));
@@ -383,8 +391,19 @@ impl RunSpec {
                         }
                     }
                 }
-                if labels.steps == Some(0) {
-                    return bad("pipeline.labels.steps", "expected at least 1 sampling step, found 0".into());
+                if let Some(steps) = labels.steps {
+                    if !(1..=MAX_SAMPLING_STEPS).contains(&steps) {
+                        return bad("pipeline.labels.steps", format!("expected 1 to {MAX_SAMPLING_STEPS} sampling steps, found {steps}"));
+                    }
+                }
+                if let Some(c) = &self.pipeline.cleanup {
+                    if c.open_radius > MAX_OPEN_RADIUS {
+                        return bad("pipeline.cleanup.open_radius", format!("expected 0 to {MAX_OPEN_RADIUS} pixels, found {}", c.open_radius));
+                    }
+                    let pixels = (self.pipeline.image_size as u64).pow(2);
+                    if c.min_island as u64 > pixels {
+                        return bad("pipeline.cleanup.min_island", format!("expected at most the pixels of one map ({pixels}), found {}", c.min_island));
+                    }
                 }
                 if !(0.0..=1.0).contains(&labels.eta) {
                     return bad("pipeline.labels.eta", format!("expected 0 to 1, found {}", labels.eta));
@@ -489,6 +508,23 @@ image_size = 64
         assert!(e.contains("c.toml: output.url") && e.contains("ftp"), "{e}");
         let e = RunSpec::parse(&GOOD.replace("image_size = 64", "image_size = \"big\""), "d.toml").unwrap_err().to_string();
         assert!(e.contains("d.toml") && e.contains("line 10"), "{e}");
+    }
+
+    /// Every count and duration has a bound, said in the error: the lease that used to
+    /// overflow into 384 ms is refused.
+    #[test]
+    fn durations_and_counts_are_bounded() {
+        let err = |text: String| RunSpec::parse(&text, "b.toml").unwrap_err().to_string();
+        let e = err(GOOD.replace("seed = 7", "seed = 7\nlease_seconds = 18446744073709552"));
+        assert!(e.contains("b.toml: run.lease_seconds: expected 1 to 86400 seconds"), "{e}");
+        let e = err(GOOD.replace("seed = 7", "seed = 7\nmax_attempts = 5000"));
+        assert!(e.contains("run.max_attempts: expected 1 to 1000"), "{e}");
+        let e = err(MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsteps = 1000000000"));
+        assert!(e.contains("pipeline.labels.steps: expected 1 to 100000"), "{e}");
+        let e = err(MODELS.replace("image_size = 64", "image_size = 64\n[pipeline.cleanup]\nopen_radius = 100000"));
+        assert!(e.contains("pipeline.cleanup.open_radius"), "{e}");
+        let ok = RunSpec::parse(&GOOD.replace("seed = 7", "seed = 7\nlease_seconds = 86400"), "b.toml").unwrap();
+        assert_eq!(crate::lifecycle::ops::run_record(&ok, "r").lease_ms, 86_400_000);
     }
 
     const MODELS: &str = r#"

@@ -210,6 +210,8 @@ async fn frozen_worker_late_writes_stay_out_of_the_manifest() {
     wait_all(std::slice::from_mut(&mut frozen), Duration::from_secs(30));
     let after = check::exactly_n(&store, 12).await;
     assert_eq!(before, after, "the manifest changed after the frozen worker resumed");
+    // The resumed worker learns its lease is gone and removes what it wrote late.
+    check::no_orphans(&store).await;
     let summary: serde_json::Value = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
     assert!(summary["retried_shards"].as_u64().unwrap() >= 1, "{summary}");
 }

@@ -5,6 +5,7 @@
 mod cluster;
 mod configs;
 mod embedded;
+mod faults;
 mod models;
 mod queue;
 mod static_shards;

@@ -35,6 +35,20 @@ pub async fn exactly_n(store: &Store, count: u64) -> Vec<ManifestLine> {
     lines
 }
 
+/// No object under `data/` that the manifest does not name (no losing attempt, no zombie's
+/// late write): every object is a listed image, label or WebDataset tar.
+pub async fn no_orphans(store: &Store) {
+    let lines = manifest(store).await;
+    let mut named = BTreeSet::new();
+    for l in &lines {
+        for p in [&l.image, &l.label] {
+            named.insert(p.split('#').next().unwrap_or(p).to_string());
+        }
+    }
+    let orphans: Vec<String> = store.list("data").await.unwrap().into_iter().filter(|p| !named.contains(p)).collect();
+    assert!(orphans.is_empty(), "{} objects under data/ are not in the manifest: {:?}", orphans.len(), &orphans[..orphans.len().min(10)]);
+}
+
 /// Reads `path`, or a member of a tar for `path.tar#member`.
 pub async fn read_member(store: &Store, path: &str) -> Vec<u8> {
     let mut out = None;

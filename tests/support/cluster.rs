@@ -30,12 +30,20 @@ impl Cluster {
     }
 
     pub fn worker(&self, extra_env: &[(&str, &str)]) -> Child {
+        let mut c = self.worker_cmd(extra_env);
+        c.arg("--exit-when-idle");
+        spawn(c)
+    }
+
+    /// A `worker` command pointed at this cluster, serving until stopped (no
+    /// `--exit-when-idle`); add arguments before spawning it.
+    pub fn worker_cmd(&self, extra_env: &[(&str, &str)]) -> std::process::Command {
         let mut c = cmd("worker");
-        c.args(["--exit-when-idle", "--grace-seconds", "5", "--metrics-addr", "127.0.0.1:0"]).env("REDIS_URL", self.redis.url()).envs(self.s3.env());
+        c.args(["--grace-seconds", "5", "--metrics-addr", "127.0.0.1:0"]).env("REDIS_URL", self.redis.url()).envs(self.s3.env());
         for (k, v) in extra_env {
             c.env(k, v);
         }
-        spawn(c)
+        c
     }
 
     pub fn submit(&self, spec: &SpecBuilder, run_id: &str) -> String {

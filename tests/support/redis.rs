@@ -13,6 +13,9 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// With [`RedisServer::start_tls`]: the TLS port, beside the plain one.
+    tls_port: Option<u16>,
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
@@ -24,9 +27,44 @@ impl RedisServer {
         let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("labelgen-redis-{}-{}-{port}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let mut server = RedisServer { port, dir, child: None };
+        let mut server = RedisServer { port, dir, child: None, tls_port: None, extra_args: Vec::new() };
         server.spawn();
         server
+    }
+
+    /// A server that also listens with TLS (a CA and a certificate for `localhost` made by
+    /// `openssl` in its directory) and requires `password`.
+    pub fn start_tls(password: &str) -> RedisServer {
+        let mut server = RedisServer::start();
+        server.stop(false);
+        let dir = server.dir.clone();
+        let ossl = |args: &[&str]| {
+            let o = Command::new("openssl").args(args).current_dir(&dir).output().unwrap_or_else(|e| panic!("openssl is needed for the TLS test: {e}"));
+            assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        ossl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=labelgen test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+        ossl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        ossl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem"]);
+        let tls_port = crate::free_port();
+        server.tls_port = Some(tls_port);
+        server.extra_args = ["--tls-port", &tls_port.to_string(), "--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"]
+            .into_iter()
+            .map(String::from)
+            .chain(["--tls-auth-clients".to_string(), "no".to_string(), "--requirepass".to_string(), password.to_string()])
+            .collect();
+        server.spawn();
+        server
+    }
+
+    /// `rediss://localhost:TLS_PORT/` (no password in it), for a [`RedisServer::start_tls`] server.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://localhost:{}/", self.tls_port.expect("started with start_tls"))
+    }
+
+    /// The CA that signed a TLS server's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// `redis://127.0.0.1:PORT/`
@@ -46,6 +84,20 @@ impl RedisServer {
     /// same port and directory, so the AOF brings the data back.
     pub fn restart(&mut self) {
         self.stop(true);
+        self.spawn();
+    }
+
+    /// Kills the server and starts it again with none of its data (its AOF deleted): Redis
+    /// lost everything, as a pod without a volume or a crash before fsync would.
+    pub fn restart_empty(&mut self) {
+        self.stop(false);
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name != "redis.log" {
+                let p = entry.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+        }
         self.spawn();
     }
 
@@ -77,6 +129,8 @@ impl RedisServer {
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
             .args(["--logfile", "redis.log"])
+            .args(&self.extra_args)
+            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -118,7 +172,8 @@ fn ping(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 64];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    // A server that requires a password answers NOAUTH: it is up all the same.
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 impl Drop for RedisServer {

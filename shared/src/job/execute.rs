@@ -3,8 +3,8 @@
 //! verifies the record and discards its own data.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,9 +18,23 @@ use crate::manifest::{existing_record, layout, CommitRecord, ManifestLine, Stage
 use crate::spec::{OutputFormat, RunSpec};
 use crate::storage::{Created, Store};
 
-/// Why a shard should stop early; checked between batches.
+/// Why a shard should stop early; checked between batches and before every write.
+///
+/// It also holds the lease's local deadline: a holder that has not heard the queue confirm
+/// its lease within the lease duration (a frozen process, a partition) treats the lease as
+/// lost on its own clock, before any other worker can have reclaimed it, and writes nothing
+/// more.
 #[derive(Debug, Default)]
-pub struct Abort(AtomicU8);
+pub struct Abort {
+    state: AtomicU8,
+    /// Milliseconds after [`origin`] until which the lease is known held; 0: no lease.
+    valid_until_ms: AtomicU64,
+}
+
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
 
 impl Abort {
     const GO: u8 = 0;
@@ -29,16 +43,34 @@ impl Abort {
 
     /// The lease is gone: stop, touch nothing more.
     pub fn lost(&self) {
-        self.0.store(Self::LOST, Ordering::SeqCst);
+        self.state.store(Self::LOST, Ordering::SeqCst);
     }
 
     /// Shutdown or cancel: stop at the next batch boundary; the job is released.
     pub fn stop(&self) {
-        let _ = self.0.compare_exchange(Self::GO, Self::STOP, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.state.compare_exchange(Self::GO, Self::STOP, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The lease is known held until `until` (the send time of the confirming call plus
+    /// the lease duration); past it the job counts as lost.
+    pub fn held_until(&self, until: Instant) {
+        let ms = until.saturating_duration_since(origin()).as_millis().max(1) as u64;
+        self.valid_until_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// Whether the job may go on (not lost, not stopped, lease not past its deadline).
+    pub fn go(&self) -> bool {
+        self.state() == Self::GO
     }
 
     fn state(&self) -> u8 {
-        self.0.load(Ordering::SeqCst)
+        let s = self.state.load(Ordering::SeqCst);
+        let until = self.valid_until_ms.load(Ordering::SeqCst);
+        if s == Self::GO && until > 0 && origin().elapsed().as_millis() as u64 > until {
+            self.lost();
+            return Self::LOST;
+        }
+        s
     }
 }
 
@@ -51,8 +83,10 @@ pub struct ShardJob {
     pub store: Store,
     pub pipeline: Arc<dyn Pipeline>,
     pub shard: u64,
-    /// The lease token; names the attempt's data directory.
-    pub attempt: u64,
+    /// The lease token (0 without a queue): recorded, never used to name data. Tokens
+    /// repeat when Redis loses its data, so each attempt names its data with a fresh
+    /// random id instead.
+    pub token: u64,
     pub owner: String,
     /// Whether an earlier attempt at this shard had been made.
     pub retried: bool,
@@ -86,12 +120,19 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// A fresh attempt id: 63 random bits, so attempts stay apart even when lease tokens repeat
+/// (Redis restarted without its data and the run submitted again).
+pub fn new_attempt_id() -> u64 {
+    rand::random::<u64>() >> 1
+}
+
 /// Runs one attempt at one shard.
 pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     if existing_record(&job.store, &job.run_id, job.shard).await?.is_some() {
         return Ok(ShardOutcome::AlreadyCommitted);
     }
     super::faults::check_injected_fault(job.shard)?;
+    let attempt = new_attempt_id();
 
     let started_ms = now_ms();
     let spec = job.spec.clone();
@@ -122,7 +163,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     };
     let enc = {
         let spec = spec.clone();
-        let (shard, attempt) = (job.shard, job.attempt);
+        let shard = job.shard;
         tokio::task::spawn_blocking(move || {
             for msg in gen_rx {
                 let out = msg.map(|(samples, t_gen)| {
@@ -140,11 +181,22 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     let mut times = StageTimes::default();
     let mut lines = Vec::new();
     let mut tar = match spec.output.format {
-        OutputFormat::Webdataset => Some((job.store.writer(&layout::tar_path(job.shard, job.attempt)).await?, Sha256::new())),
+        OutputFormat::Webdataset => Some((job.store.writer(&layout::tar_path(job.shard, attempt)).await?, Sha256::new())),
         OutputFormat::Png => None,
     };
+    let mut failed = None;
     while let Some(msg) = rx.recv().await {
-        let (batch, t_gen, t_enc) = msg?;
+        // Nothing more is written once the lease is gone or a stop was asked for.
+        if !job.abort.go() {
+            break;
+        }
+        let (batch, t_gen, t_enc) = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
         times.generate += t_gen;
         times.encode += t_enc;
         let t0 = Instant::now();
@@ -157,7 +209,10 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
                     tar_entry(&mut buf, &format!("{k}.label.png"), &e.label);
                     tar_entry(&mut buf, &format!("{k}.json"), &e.meta);
                     hasher.update(&buf);
-                    writer.write(&buf).await?;
+                    if let Err(e) = writer.write(&buf).await {
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
             None => {
@@ -173,20 +228,44 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
                 }))
                 .buffer_unordered(8);
                 while let Some(r) = results.next().await {
-                    r?;
+                    if let Err(e) = r {
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
+        }
+        if failed.is_some() {
+            break;
         }
         times.upload += t0.elapsed().as_secs_f64();
         lines.extend(batch.into_iter().map(|e| e.line));
     }
-    gen.await.map_err(|e| Error::Job(format!("model thread panicked: {e}")))?;
-    enc.await.map_err(|e| Error::Job(format!("encoder thread panicked: {e}")))?;
-
-    match job.abort.state() {
-        Abort::LOST => return Ok(ShardOutcome::LeaseLost),
-        Abort::STOP => return Ok(ShardOutcome::Stopped),
-        _ => {}
+    // Unblocks the model and encoder threads if the loop ended early.
+    drop(rx);
+    let threads = async {
+        gen.await.map_err(|e| Error::Job(format!("model thread panicked: {e}")))?;
+        enc.await.map_err(|e| Error::Job(format!("encoder thread panicked: {e}")))
+    };
+    let threads = threads.await;
+    let stop = match job.abort.state() {
+        Abort::LOST => Some(ShardOutcome::LeaseLost),
+        Abort::STOP => Some(ShardOutcome::Stopped),
+        _ => None,
+    };
+    if stop.is_some() || failed.is_some() || threads.is_err() {
+        // Abandon this attempt's uploads (no half-written tar is left behind) and its
+        // objects: they are in this attempt's own directory, never the winner's.
+        if let Some((writer, _)) = tar {
+            let _ = writer.abort().await;
+        }
+        let _ = discard_attempt(&job.store, job.shard, attempt).await;
+        threads?;
+        return match (stop, failed) {
+            (Some(outcome), _) => Ok(outcome),
+            (None, Some(e)) => Err(e),
+            (None, None) => unreachable!("an early end has a reason"),
+        };
     }
     let expected = spec.shard_range(job.shard).count();
     if lines.len() != expected {
@@ -199,15 +278,22 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
             hasher.update(end);
             writer.write(&end).await?;
             writer.finish().await?;
-            Some((layout::tar_path(job.shard, job.attempt), hex::encode(hasher.finalize())))
+            Some((layout::tar_path(job.shard, attempt), hex::encode(hasher.finalize())))
         }
         None => None,
     };
+    super::faults::before_commit(job.shard).await;
+    // The last chance to notice a lost lease before the commit.
+    if !job.abort.go() {
+        let _ = discard_attempt(&job.store, job.shard, attempt).await;
+        return Ok(if job.abort.state() == Abort::STOP { ShardOutcome::Stopped } else { ShardOutcome::LeaseLost });
+    }
 
     let record = CommitRecord {
         run_id: job.run_id.clone(),
         shard: job.shard,
-        attempt: job.attempt,
+        attempt,
+        token: job.token,
         owner: job.owner.clone(),
         retried: job.retried,
         spec_digest: job.spec_digest.clone(),
@@ -225,9 +311,9 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
             let existing = existing_record(&job.store, &job.run_id, job.shard).await?;
             match existing {
                 // Our own put went through and its answer was lost; the retry found it.
-                Some(r) if r.attempt == job.attempt => Ok(ShardOutcome::Committed(Box::new(record))),
+                Some(r) if r.attempt == attempt => Ok(ShardOutcome::Committed(Box::new(record))),
                 _ => {
-                    discard_attempt(&job.store, job.shard, job.attempt).await?;
+                    discard_attempt(&job.store, job.shard, attempt).await?;
                     Ok(ShardOutcome::AlreadyCommitted)
                 }
             }

@@ -4,6 +4,9 @@
 //!   (or every shard, for a line `*`) fails with a retryable "injected fault" error.
 //! - `LABELGEN_BATCH_DELAY_MS=N`: sleep N ms before each batch, so jobs stay in flight
 //!   long enough to be interrupted.
+//! - `LABELGEN_BEFORE_COMMIT_DIR=DIR` (with `LABELGEN_BEFORE_COMMIT_MS=N`): when a shard's
+//!   data is uploaded and its commit is next, create `DIR/SHARD.ready` and wait N ms, so a
+//!   test can freeze the worker exactly between generating and committing.
 
 use crate::error::{Error, Result};
 
@@ -20,5 +23,13 @@ pub fn check_injected_fault(shard: u64) -> Result<()> {
 pub fn batch_delay() {
     if let Some(ms) = std::env::var("LABELGEN_BATCH_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+pub async fn before_commit(shard: u64) {
+    let Some(dir) = std::env::var_os("LABELGEN_BEFORE_COMMIT_DIR") else { return };
+    let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{shard}.ready")), std::process::id().to_string());
+    if let Some(ms) = std::env::var("LABELGEN_BEFORE_COMMIT_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }

@@ -18,6 +18,8 @@ mod finalize;
 mod output;
 mod pipeline;
 mod runner;
+#[cfg(test)]
+mod tests;
 
 pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
 pub use finalize::{finalize, FinalizeReport, ManifestSummary};

@@ -10,6 +10,9 @@ use crate::storage::{Created, Store};
 
 /// The run's directory (`OUTPUT/RUN`) in its output store.
 pub fn run_store(spec: &RunSpec, run_id: &str) -> Result<Store> {
+    // One run-id rule wherever a run directory is named: an empty or odd id never writes
+    // into the output root.
+    crate::lifecycle::runid::check(run_id, "run id")?;
     Ok(Store::open(&spec.output.url)?.child(run_id))
 }
 
@@ -17,6 +20,7 @@ pub fn run_store(spec: &RunSpec, run_id: &str) -> Result<Store> {
 /// with the same spec is accepted (idempotent); another spec is an error. Returns the run
 /// directory.
 pub async fn prepare_output(spec: &RunSpec, run_id: &str) -> Result<Store> {
+    crate::lifecycle::runid::check(run_id, "run id")?;
     let root = Store::open(&spec.output.url)?;
     root.check_reachable().await?;
     let store = root.child(run_id);

@@ -1,11 +1,17 @@
-//! The worker loop: claim a job of any active run, keep its lease alive, execute the
-//! shard, then ack, fail or release it. Stops claiming when `shutdown` resolves, lets jobs
-//! in hand finish within the grace period, then releases the rest without spending an
-//! attempt.
+//! The worker loop: claim a job of any active run, keep its lease alive from the claim on,
+//! execute the shard, then ack, fail or release it. Stops claiming when `shutdown`
+//! resolves, lets jobs in hand finish within the grace period, then releases the rest
+//! without spending an attempt.
+//!
+//! Failures are told apart: a job's own failure spends one of its attempts (a poison job
+//! goes dead after `max_attempts`); a failure of the worker's own ([`Error::is_worker_fault`]:
+//! refused credentials, models that do not load, a full disk) gives the job back untouched,
+//! makes the worker unready and back off with jitter, and after `max_local_failures` in a
+//! row makes it exit with an error naming the cause.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,13 +37,29 @@ pub struct WorkerOptions {
     pub poll: Duration,
     /// After shutdown is asked for, how long jobs in hand may run before they are released.
     pub grace: Duration,
+    /// Failures of this worker's own (refused credentials, models that do not load, a full
+    /// disk) in a row after which it exits; each gives its job back without spending an
+    /// attempt.
+    pub max_local_failures: u32,
+    /// Wait after the first such failure; doubled each further one (at most a minute),
+    /// with ±50% jitter.
+    pub local_backoff: Duration,
     /// Where counts go (served over HTTP by the binaries).
     pub metrics: Arc<Metrics>,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { owner: default_owner(), concurrency: 1, exit_when_idle: false, poll: Duration::from_millis(250), grace: Duration::from_secs(25), metrics: Metrics::new() }
+        WorkerOptions {
+            owner: default_owner(),
+            concurrency: 1,
+            exit_when_idle: false,
+            poll: Duration::from_millis(250),
+            grace: Duration::from_secs(25),
+            max_local_failures: 5,
+            local_backoff: Duration::from_secs(2),
+            metrics: Metrics::new(),
+        }
     }
 }
 
@@ -47,35 +69,50 @@ pub fn default_owner() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-struct RunCtx {
+/// What a run's jobs share, read from the queue's record (cheap).
+struct RunInfo {
     spec: Arc<RunSpec>,
     digest: String,
     store: Store,
-    pipeline: Arc<dyn Pipeline>,
+    lease: Duration,
 }
 
-/// Per-process cache of what each run needs (spec, store, pipeline), built once per run.
+/// Per-process cache of what each run needs: its record (spec, store, lease) and its
+/// pipeline, each built once per run.
 #[derive(Default)]
 pub struct RunCache {
-    runs: Mutex<HashMap<String, Arc<RunCtx>>>,
+    runs: Mutex<HashMap<String, Arc<RunInfo>>>,
+    pipelines: tokio::sync::Mutex<HashMap<String, Arc<dyn Pipeline>>>,
 }
 
 impl RunCache {
-    async fn get(&self, queue: &dyn JobQueue, factory: &Arc<dyn PipelineFactory>, run_id: &str) -> Result<Arc<RunCtx>> {
-        if let Some(ctx) = self.runs.lock().unwrap().get(run_id) {
-            return Ok(ctx.clone());
+    async fn info(&self, queue: &dyn JobQueue, run_id: &str) -> Result<Arc<RunInfo>> {
+        if let Some(info) = self.runs.lock().unwrap().get(run_id) {
+            return Ok(info.clone());
         }
         let rec = queue.run(run_id).await?.ok_or_else(|| Error::Run { run: run_id.into(), message: "unknown run".into() })?;
         let spec = RunSpec::from_json(&rec.spec_json, &format!("run {run_id} spec"))?;
-        let store = Store::open(&spec.output.url)?.child(run_id);
-        // Building a pipeline may load models: keep it off the async threads.
-        let pipeline = {
-            let (factory, spec) = (factory.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || factory.build(&spec)).await.map_err(|e| Error::Job(format!("building the pipeline panicked: {e}")))??
-        };
-        let ctx = Arc::new(RunCtx { spec: Arc::new(spec), digest: rec.spec_digest, store, pipeline });
-        self.runs.lock().unwrap().insert(run_id.to_string(), ctx.clone());
-        Ok(ctx)
+        let store = super::run_store(&spec, run_id)?;
+        let info = Arc::new(RunInfo { spec: Arc::new(spec), digest: rec.spec_digest, store, lease: Duration::from_millis(rec.lease_ms.max(1)) });
+        self.runs.lock().unwrap().insert(run_id.to_string(), info.clone());
+        Ok(info)
+    }
+
+    /// The run's pipeline, built on first use (models fetched and loaded) off the async
+    /// threads. A failure to build belongs to this worker, not to the job.
+    async fn pipeline(&self, factory: &Arc<dyn PipelineFactory>, run_id: &str, spec: &Arc<RunSpec>) -> Result<Arc<dyn Pipeline>> {
+        // One build at a time: concurrent slots of a new run wait for the first build.
+        let mut built = self.pipelines.lock().await;
+        if let Some(p) = built.get(run_id) {
+            return Ok(p.clone());
+        }
+        let (factory, spec) = (factory.clone(), spec.clone());
+        let pipeline = tokio::task::spawn_blocking(move || factory.build(&spec))
+            .await
+            .map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?
+            .map_err(|e| if e.is_worker_fault() { e } else { Error::Worker(format!("cannot build the run's pipeline: {e}")) })?;
+        built.insert(run_id.to_string(), pipeline.clone());
+        Ok(pipeline)
     }
 }
 
@@ -83,18 +120,18 @@ impl RunCache {
 type InFlight = Arc<Mutex<HashMap<(String, u64), Arc<Abort>>>>;
 
 /// Serves the queue until `shutdown` resolves (or, with `exit_when_idle`, until no active
-/// run has work left).
+/// run has work left). Returns an [`Error::Worker`] when this worker gave up after
+/// `max_local_failures` failures of its own in a row.
 pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, opts: WorkerOptions, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let stopping = Arc::new(AtomicBool::new(false));
-    let metrics = opts.metrics.clone();
     let cache = Arc::new(RunCache::default());
     let in_flight: InFlight = Default::default();
+    let health = Arc::new(Health { consecutive: AtomicU32::new(0), gave_up: Mutex::new(None) });
 
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..opts.concurrency.max(1) {
-        let (queue, factory, opts, stopping, metrics, cache, in_flight) =
-            (queue.clone(), factory.clone(), opts.clone(), stopping.clone(), metrics.clone(), cache.clone(), in_flight.clone());
-        slots.spawn(async move { slot_loop(slot, queue, factory, opts, stopping, metrics, cache, in_flight).await });
+        let ctx = SlotCtx { queue: queue.clone(), factory: factory.clone(), opts: opts.clone(), stopping: stopping.clone(), cache: cache.clone(), in_flight: in_flight.clone(), health: health.clone() };
+        slots.spawn(async move { slot_loop(slot, ctx).await });
     }
 
     let all_done = async {
@@ -106,7 +143,7 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
     };
     tokio::pin!(all_done);
     tokio::select! {
-        _ = &mut all_done => return Ok(()),
+        _ = &mut all_done => return health.result(),
         _ = shutdown => {}
     }
     let holding = in_flight.lock().unwrap().len();
@@ -124,20 +161,47 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
         }
         all_done.await;
     }
-    Ok(())
+    health.result()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn slot_loop(
-    slot: usize,
+/// Failures of this worker's own, counted across its slots.
+struct Health {
+    /// Worker faults in a row (a success resets it).
+    consecutive: AtomicU32,
+    /// Why the worker gave up, once it has.
+    gave_up: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn result(&self) -> Result<()> {
+        match self.gave_up.lock().unwrap().clone() {
+            Some(why) => Err(Error::Worker(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+struct SlotCtx {
     queue: Arc<dyn JobQueue>,
     factory: Arc<dyn PipelineFactory>,
     opts: WorkerOptions,
     stopping: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
     cache: Arc<RunCache>,
     in_flight: InFlight,
-) {
+    health: Arc<Health>,
+}
+
+/// How one claimed job ended, as far as the worker's health is concerned.
+enum JobEnd {
+    /// Committed, found committed, failed as the job's own fault, lost or released.
+    Done,
+    /// Failed through this worker's fault; the job was given back.
+    WorkerFault(String),
+}
+
+async fn slot_loop(slot: usize, ctx: SlotCtx) {
+    let SlotCtx { queue, factory, opts, stopping, cache, in_flight, health } = ctx;
+    let metrics = opts.metrics.clone();
     let owner = if opts.concurrency > 1 { format!("{}/{slot}", opts.owner) } else { opts.owner.clone() };
     let mut queue_errors = 0u32;
     while !stopping.load(Ordering::SeqCst) {
@@ -148,7 +212,7 @@ async fn slot_loop(
             }
             Err(e) => {
                 queue_errors += 1;
-                let wait = Duration::from_millis((250u64 << queue_errors.min(5)).min(5000));
+                let wait = jitter(Duration::from_millis((250u64 << queue_errors.min(5)).min(5000)));
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "claim failed; retrying");
                 tokio::time::sleep(wait).await;
                 continue;
@@ -165,11 +229,38 @@ async fn slot_loop(
         metrics.jobs_in_flight.inc();
         let abort = Arc::new(Abort::default());
         in_flight.lock().unwrap().insert((lease.run_id.clone(), lease.shard), abort.clone());
-        let span = tracing::info_span!("job", run = %lease.run_id, shard = lease.shard, attempt = lease.token);
-        run_one(&queue, &factory, &cache, &metrics, lease.clone(), abort).instrument(span).await;
+        let span = tracing::info_span!("job", run = %lease.run_id, shard = lease.shard, token = lease.token);
+        let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), abort).instrument(span).await;
         in_flight.lock().unwrap().remove(&(lease.run_id.clone(), lease.shard));
         metrics.jobs_in_flight.dec();
+        match end {
+            JobEnd::Done => {
+                health.consecutive.store(0, Ordering::SeqCst);
+                if health.gave_up.lock().unwrap().is_none() {
+                    metrics.ready.store(true, Ordering::Relaxed);
+                }
+            }
+            JobEnd::WorkerFault(why) => {
+                let n = health.consecutive.fetch_add(1, Ordering::SeqCst) + 1;
+                metrics.ready.store(false, Ordering::Relaxed);
+                if n >= opts.max_local_failures.max(1) {
+                    tracing::error!(failures = n, cause = %why, "giving up: this worker failed {n} times in a row through its own fault (not the jobs'); exiting so the scheduler can replace it");
+                    *health.gave_up.lock().unwrap() = Some(format!("{n} failures of this worker in a row; the last: {why}"));
+                    stopping.store(true, Ordering::SeqCst);
+                    break;
+                }
+                let shift = (n - 1).min(5);
+                let wait = jitter(opts.local_backoff.saturating_mul(1 << shift).min(Duration::from_secs(60)));
+                tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: the job was given back; unready while backing off");
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
+}
+
+/// `d` scaled by a random factor in [0.5, 1.5), so a fleet does not retry in step.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>())
 }
 
 /// True when every active run has nothing pending, delayed or leased.
@@ -183,82 +274,112 @@ async fn no_work_left(queue: &dyn JobQueue) -> Result<bool> {
     Ok(true)
 }
 
-async fn run_one(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, cache: &RunCache, metrics: &Metrics, lease: Lease, abort: Arc<Abort>) {
-    let ctx = match cache.get(queue.as_ref(), factory, &lease.run_id).await {
+/// Keeps a lease alive from the moment of the claim: heartbeats at a third of the lease;
+/// each confirmation moves the job's local deadline; a lost lease or a cancelled run stops
+/// the job.
+fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease_len: Duration) -> tokio::task::JoinHandle<()> {
+    let (queue, lease, abort) = (queue.clone(), lease.clone(), abort.clone());
+    // The claim itself confirmed the lease just now.
+    abort.held_until(std::time::Instant::now() + lease_len);
+    tokio::spawn(async move {
+        let every = (lease_len / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            let sent = std::time::Instant::now();
+            match queue.heartbeat(&lease).await {
+                Ok(LeaseStatus::Held) => abort.held_until(sent + lease_len),
+                Ok(LeaseStatus::Lost) => {
+                    tracing::warn!(run = %lease.run_id, shard = lease.shard, "lease lost; abandoning the job");
+                    abort.lost();
+                    return;
+                }
+                Ok(LeaseStatus::Cancelled) => {
+                    tracing::info!(run = %lease.run_id, shard = lease.shard, "run cancelled; stopping the job");
+                    abort.held_until(sent + lease_len);
+                    abort.stop();
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
+            }
+        }
+    })
+}
+
+async fn run_one(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, cache: &RunCache, metrics: &Metrics, lease: Lease, abort: Arc<Abort>) -> JobEnd {
+    let info = match cache.info(queue.as_ref(), &lease.run_id).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "cannot prepare the run");
-            fail(queue.as_ref(), &lease, &e, metrics).await;
-            return;
+            tracing::error!(error = %e, "cannot read the run's record");
+            return give_back(queue.as_ref(), &lease, &e, metrics).await;
         }
     };
-    // Heartbeats at a third of the lease; a lost lease or a cancelled run stops the job.
-    let lease_ms = ctx.spec.run.lease_seconds * 1000;
-    let hb = {
-        let (queue, lease, abort) = (queue.clone(), lease.clone(), abort.clone());
-        tokio::spawn(async move {
-            let every = Duration::from_millis((lease_ms / 3).max(50));
-            loop {
-                tokio::time::sleep(every).await;
-                match queue.heartbeat(&lease).await {
-                    Ok(LeaseStatus::Held) => {}
-                    Ok(LeaseStatus::Lost) => {
-                        tracing::warn!(run = %lease.run_id, shard = lease.shard, "lease lost; abandoning the job");
-                        abort.lost();
-                        return;
-                    }
-                    Ok(LeaseStatus::Cancelled) => {
-                        tracing::info!(run = %lease.run_id, shard = lease.shard, "run cancelled; stopping the job");
-                        abort.stop();
-                    }
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
-                }
-            }
-        })
+    let hb = heartbeat(queue, &lease, &abort, info.lease);
+    let end = run_leased(queue, factory, cache, metrics, &lease, &abort, &info).await;
+    hb.abort();
+    end
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_leased(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, cache: &RunCache, metrics: &Metrics, lease: &Lease, abort: &Arc<Abort>, info: &RunInfo) -> JobEnd {
+    let pipeline = match cache.pipeline(factory, &lease.run_id, &info.spec).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot prepare the run");
+            return give_back(queue.as_ref(), lease, &e, metrics).await;
+        }
     };
     let t0 = std::time::Instant::now();
     let job = ShardJob {
         run_id: lease.run_id.clone(),
-        spec: ctx.spec.clone(),
-        spec_digest: ctx.digest.clone(),
-        store: ctx.store.clone(),
-        pipeline: ctx.pipeline.clone(),
+        spec: info.spec.clone(),
+        spec_digest: info.digest.clone(),
+        store: info.store.clone(),
+        pipeline,
         shard: lease.shard,
-        attempt: lease.token,
+        token: lease.token,
         owner: lease.owner.clone(),
         retried: lease.token > 1,
         abort: abort.clone(),
     };
-    let outcome = execute_shard(job).await;
-    hb.abort();
-    match outcome {
+    match execute_shard(job).await {
         Ok(ShardOutcome::Committed(rec)) => {
             metrics.jobs_committed.inc();
             metrics.samples_generated.inc_by(rec.samples.len() as u64);
             metrics.add_stage_seconds(&rec.stage_seconds);
-            tracing::info!(samples = rec.samples.len(), seconds = t0.elapsed().as_secs_f64(), "shard committed");
-            ack(queue.as_ref(), &lease).await;
+            tracing::info!(samples = rec.samples.len(), attempt = rec.attempt, seconds = t0.elapsed().as_secs_f64(), "shard committed");
+            ack(queue.as_ref(), lease).await;
         }
         Ok(ShardOutcome::AlreadyCommitted) => {
             metrics.jobs_committed.inc();
             tracing::info!("shard was already committed by another attempt");
-            ack(queue.as_ref(), &lease).await;
+            ack(queue.as_ref(), lease).await;
         }
         Ok(ShardOutcome::LeaseLost) => {
             metrics.leases_lost.inc();
         }
         Ok(ShardOutcome::Stopped) => {
             metrics.jobs_released.inc();
-            match queue.release(&lease).await {
+            match queue.release(lease).await {
                 Ok(_) => tracing::info!("job released"),
                 Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire instead"),
             }
         }
+        Err(e) if e.is_worker_fault() => return give_back(queue.as_ref(), lease, &e, metrics).await,
         Err(e) => {
             tracing::warn!(error = %e, "shard failed");
-            fail(queue.as_ref(), &lease, &e, metrics).await;
+            fail(queue.as_ref(), lease, &e, metrics).await;
         }
     }
+    JobEnd::Done
+}
+
+/// A failure of this worker's own: the job goes back without spending an attempt.
+async fn give_back(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Metrics) -> JobEnd {
+    metrics.jobs_released.inc();
+    match queue.release(lease).await {
+        Ok(_) => tracing::warn!(error = %e, "job given back: the failure is this worker's, not the job's"),
+        Err(qe) => tracing::warn!(error = %e, release_error = %qe, "giving the job back failed; its lease will expire instead"),
+    }
+    JobEnd::WorkerFault(e.to_string())
 }
 
 /// Acks, retrying queue errors for a while: the data is committed either way, and a later

@@ -23,18 +23,35 @@ pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: 
     tracing::info!(run = run_id, samples = spec.run.count, shards = spec.shards(), workers, output = %spec.output.url, "embedded run started");
     let opts = WorkerOptions { owner: "embedded".into(), concurrency: workers, exit_when_idle: true, poll: Duration::from_millis(50), ..Default::default() };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let workers = tokio::spawn(serve(queue.clone(), factory, opts, async move {
+    let mut workers = tokio::spawn(serve(queue.clone(), factory, opts, async move {
         let _ = stop_rx.await;
     }));
+    let joined = |r: std::result::Result<Result<()>, tokio::task::JoinError>| r.map_err(|e| crate::Error::Job(format!("embedded workers: {e}")))?;
+    let mut workers_done = false;
+    let watching = watch::watch(queue.as_ref(), run_id, Duration::from_millis(200), true, None);
+    tokio::pin!(watching);
     let end = tokio::select! {
-        end = watch::watch(queue.as_ref(), run_id, Duration::from_millis(200), true, None) => end,
-        _ = tokio::signal::ctrl_c() => {
+        end = &mut watching => end,
+        _ = super::shutdown_signal() => {
             tracing::warn!("interrupted: stopping workers; run again with the same --run-id to resume");
             queue.cancel(run_id).await?;
             Ok(WatchEnd::Cancelled)
         }
+        done = &mut workers => {
+            workers_done = true;
+            if let Err(e) = joined(done) {
+                // The job slots gave up (models that do not load, storage refusing this
+                // machine): no one is left to do the work.
+                queue.cancel(run_id).await?;
+                return Err(e);
+            }
+            // Idle: every shard is committed or dead; the watch sees it next.
+            watching.await
+        }
     };
     let _ = stop_tx.send(());
-    workers.await.map_err(|e| crate::Error::Job(format!("embedded workers: {e}")))??;
+    if !workers_done {
+        joined(workers.await)?;
+    }
     end
 }

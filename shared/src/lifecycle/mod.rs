@@ -7,11 +7,14 @@
 //! - `ops.rs` — connect, submit, look up a run, finalize it, status figures.
 //! - `watch.rs` — progress until the run ends, then finalize; the exit code of an end.
 //! - `embedded.rs` — [`run_embedded`]: the embedded mode, given a pipeline factory.
+//! - `signal.rs` — [`shutdown_signal`]: SIGTERM or SIGINT, for every long-running command.
 
 mod embedded;
 pub mod ops;
 pub mod runid;
+mod signal;
 mod watch;
 
 pub use embedded::run_embedded;
-pub use watch::{report_end, watch, WatchEnd};
+pub use signal::shutdown_signal;
+pub use watch::{reconcile, report_end, watch, QueueMode, WatchEnd};

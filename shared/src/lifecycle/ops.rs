@@ -37,6 +37,41 @@ pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Resul
     queue.submit(&run_record(spec, run_id)).await
 }
 
+/// What [`resume`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub run_id: String,
+    pub shards: u64,
+    /// Shards with a commit record in storage: marked committed, not queued.
+    pub committed: u64,
+    pub submitted: Submitted,
+}
+
+/// Rebuilds a run in the queue from its output store alone (`run.json` and the commit
+/// records), after Redis lost it: exactly the shards without a commit record are queued.
+/// `store` is rooted at the run directory. A run the queue still knows is left as it is.
+pub async fn resume(queue: &dyn JobQueue, store: &Store) -> Result<Resumed> {
+    let where_ = store.describe(crate::manifest::layout::RUN_JSON);
+    let Some(body) = store.get(crate::manifest::layout::RUN_JSON).await? else {
+        return Err(Error::format(&where_, "not found: expected the run directory that `submit` created (…/RUN, holding run.json)"));
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::format(&where_, format!("not JSON: {e}")))?;
+    let run_id = doc.get("run_id").and_then(|v| v.as_str()).ok_or_else(|| Error::format(&where_, "no run_id"))?.to_string();
+    crate::lifecycle::runid::check(&run_id, &where_)?;
+    let spec_json = doc.get("spec").ok_or_else(|| Error::format(&where_, "no spec"))?.to_string();
+    let spec = RunSpec::from_json(&spec_json, &where_)?;
+    let stored = doc.get("spec_digest").and_then(|v| v.as_str()).unwrap_or_default();
+    if stored != spec.digest() {
+        return Err(Error::format(&where_, format!("spec_digest {stored} does not match its spec (digest {})", spec.digest())));
+    }
+    if run_store(&spec, &run_id)?.display() != store.display() {
+        tracing::warn!(run = %run_id, at = %store.display(), expected = %run_store(&spec, &run_id)?.display(), "the run directory is not where its spec puts it; workers will write to the spec's output.url");
+    }
+    let committed = crate::manifest::committed_shards(store).await?;
+    let submitted = queue.submit_restored(&run_record(&spec, &run_id), &committed).await?;
+    Ok(Resumed { run_id, shards: spec.shards(), committed: committed.len() as u64, submitted })
+}
+
 /// The record and spec of a known run.
 pub async fn load_run(queue: &dyn JobQueue, run_id: &str) -> Result<(RunRecord, RunSpec)> {
     let Some(rec) = queue.run(run_id).await? else {
@@ -55,9 +90,19 @@ pub async fn finalize_run(queue: &dyn JobQueue, run_id: &str) -> Result<(Finaliz
     Ok((report, store))
 }
 
-/// Samples in committed shards (exact: the last shard may be short).
+/// Samples in committed shards, exact: only the last shard may be short, and the counts
+/// say whether it is committed.
 pub fn committed_samples(spec: &RunSpec, counts: &Counts) -> u64 {
-    (counts.committed * spec.run.shard_size).min(spec.run.count)
+    let size = spec.run.shard_size;
+    if counts.committed == 0 {
+        return 0;
+    }
+    if counts.last_committed {
+        let last = spec.shard_range(spec.shards() - 1).count() as u64;
+        (counts.committed - 1) * size + last
+    } else {
+        counts.committed * size
+    }
 }
 
 pub fn status_json(rec: &RunRecord, spec: &RunSpec, counts: &Counts) -> serde_json::Value {

@@ -15,6 +15,14 @@ pub fn check(id: &str, origin: &str) -> Result<()> {
     Ok(())
 }
 
+/// The same rule as a clap value parser, for run ids given on a command line.
+pub fn parse_arg(id: &str) -> std::result::Result<String, String> {
+    check(id, "run id").map(|()| id.to_string()).map_err(|e| match e {
+        Error::Invalid { message, .. } => message,
+        other => other.to_string(),
+    })
+}
+
 /// A new run id, `run-YYYYMMDD-HHMMSS-XXXX`.
 pub fn generate() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::manifest::layout::MANIFEST_JSONL;
+use crate::manifest::layout::{self, MANIFEST_JSONL};
 use crate::queue::{JobQueue, RunState};
 
 use super::ops;
@@ -23,10 +23,19 @@ pub enum WatchEnd {
         shards: Vec<(u64, String)>,
     },
     Cancelled,
+    /// SIGTERM or SIGINT: the watch stopped; the run goes on.
+    Interrupted,
 }
 
+/// Follows a run to its end, then (with `finalize`) writes its manifest.
+///
+/// Storage is the truth and the queue follows it: dead shards whose commit record exists
+/// (a late commit after the lease was reclaimed) are marked committed; a run finalized by
+/// hand ends the watch; a run Redis lost is rebuilt from storage ([`ops::resume`]) and
+/// watched on.
 pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool, metrics: Option<&crate::metrics::Metrics>) -> Result<WatchEnd> {
     let (_, spec) = ops::load_run(queue, run_id).await?;
+    let store = crate::job::run_store(&spec, run_id)?;
     let total = spec.run.count;
     let bar = crate::progress::styled(Some(total), "{spinner} {pos}/{len} samples [{bar:30}] {per_sec} · ETA {eta} · {msg}");
     let started = Instant::now();
@@ -39,14 +48,24 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 queue_errors = 0;
                 c
             }
-            // Redis restarting or a network blip: keep watching for a while.
-            Err(e) if queue_errors < 60 => {
-                queue_errors += 1;
-                tracing::warn!(error = %e, "reading the run's counts failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+            Err(e) => {
+                // Redis answers but no longer knows the run (a restart without its data,
+                // eviction, FLUSHALL): rebuild it from storage and carry on.
+                if let Ok(None) = queue.run(run_id).await {
+                    tracing::warn!(run = run_id, "the queue lost this run; rebuilding it from the commit records in {}", store.display());
+                    let r = ops::resume(queue, &store).await?;
+                    tracing::warn!(run = run_id, committed = r.committed, queued = r.shards - r.committed, "run rebuilt from storage: only shards without a commit record are queued again");
+                    continue;
+                }
+                // Redis restarting or a network blip: keep watching for a while.
+                if queue_errors < 60 {
+                    queue_errors += 1;
+                    tracing::warn!(error = %e, "reading the run's counts failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                return Err(e);
             }
-            Err(e) => return Err(e),
         };
         if let Some(m) = metrics {
             m.set_queue(run_id, &c);
@@ -59,26 +78,27 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
         if bar.is_hidden() && last_log.elapsed() >= Duration::from_secs(5) {
             last_log = Instant::now();
             let secs = first_seen.0.elapsed().as_secs_f64();
-            let rate = if secs > 0.0 { (done - first_seen.1) as f64 / secs } else { 0.0 };
-            let eta = if rate > 0.0 { format!("{:.0}s", (total - done) as f64 / rate) } else { "?".into() };
-            tracing::info!("progress: {done}/{total} samples, {rate:.1} images/s, ETA {eta}, {msg}");
+            let rate = if secs > 0.0 { done.saturating_sub(first_seen.1) as f64 / secs } else { 0.0 };
+            let eta = if rate > 0.0 { format!("{:.0}s", total.saturating_sub(done) as f64 / rate) } else { "?".into() };
+            tracing::info!(done, total, rate, "progress: {done}/{total} samples, {rate:.1} images/s, ETA {eta}, {msg}");
         }
         match c.state {
             RunState::Cancelled => {
                 bar.abandon_with_message("cancelled");
                 return Ok(WatchEnd::Cancelled);
             }
-            RunState::Finalized if !finalize || c.committed == c.total => {
+            RunState::Finalized => {
+                // Finalized by this or another command (even while acks were missing): the
+                // manifest says how many samples it lists.
                 bar.finish_with_message("finalized");
-                let store = crate::job::run_store(&spec, run_id)?;
-                return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(MANIFEST_JSONL) });
+                let samples = manifest_count(&store).await.unwrap_or(done);
+                return Ok(WatchEnd::Complete { samples, manifest: store.describe(MANIFEST_JSONL) });
             }
-            _ => {}
+            RunState::Active => {}
         }
         if c.committed == c.total {
             bar.finish_with_message("all shards committed");
             if !finalize {
-                let store = crate::job::run_store(&spec, run_id)?;
                 return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(MANIFEST_JSONL) });
             }
             let (report, store) = ops::finalize_run(queue, run_id).await?;
@@ -86,23 +106,61 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
             return Ok(WatchEnd::Complete { samples: report.samples, manifest: store.describe(MANIFEST_JSONL) });
         }
         if c.dead > 0 && c.pending == 0 && c.leased == 0 {
-            bar.abandon_with_message("dead shards");
             let dead = queue.dead(run_id).await?;
+            if reconcile(queue, &store, run_id, dead.iter().map(|d| d.shard)).await? > 0 {
+                continue;
+            }
+            bar.abandon_with_message("dead shards");
             return Ok(WatchEnd::Dead { shards: dead.into_iter().map(|d| (d.shard, d.error)).collect() });
         }
         tokio::time::sleep(interval).await;
     }
 }
 
-/// Prints how a run ended and returns the exit code: 0 complete, 2 dead shards, 3 cancelled.
-pub fn report_end(run_id: &str, end: &WatchEnd) -> std::process::ExitCode {
+/// Marks committed, in the queue, each of `shards` that has a commit record in storage.
+/// Returns how many changed.
+pub async fn reconcile(queue: &dyn JobQueue, store: &crate::storage::Store, run_id: &str, shards: impl Iterator<Item = u64>) -> Result<u64> {
+    let mut changed = 0;
+    for shard in shards {
+        if store.exists(&layout::record_path(shard)).await? && queue.mark_committed(run_id, shard).await? {
+            tracing::warn!(run = run_id, shard, "shard is committed in storage but the queue had it dead (a commit after its lease was reclaimed): marked committed");
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// The sample count `manifest.json` states, if it exists.
+async fn manifest_count(store: &crate::storage::Store) -> Option<u64> {
+    let body = store.get(layout::MANIFEST_JSON).await.ok()??;
+    serde_json::from_slice::<serde_json::Value>(&body).ok()?.get("count")?.as_u64()
+}
+
+/// Where a run's queue lives, which decides how its dead shards are tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueMode {
+    /// Redis: `coordinator retry-dead RUN`.
+    Redis,
+    /// The embedded mode's in-memory queue: run the same command again with the run id.
+    Embedded,
+}
+
+/// Prints how a run ended and returns the exit code: 0 complete, 2 dead shards, 3
+/// cancelled, 130 interrupted.
+pub fn report_end(run_id: &str, end: &WatchEnd, mode: QueueMode) -> std::process::ExitCode {
     match end {
         WatchEnd::Complete { samples, manifest } => {
             println!("run {run_id}: {samples} samples; manifest {manifest}");
             std::process::ExitCode::SUCCESS
         }
         WatchEnd::Dead { shards } => {
-            eprintln!("run {run_id}: {} shard(s) are dead; fix the cause, then `coordinator retry-dead {run_id}`:", shards.len());
+            match mode {
+                QueueMode::Redis => eprintln!("run {run_id}: {} shard(s) are dead; fix the cause, then `coordinator retry-dead {run_id}`:", shards.len()),
+                QueueMode::Embedded => eprintln!(
+                    "run {run_id}: {} shard(s) are dead; fix the cause, then run the same command again with `--run-id {run_id}` (committed shards are kept):",
+                    shards.len()
+                ),
+            }
             for (shard, err) in shards {
                 eprintln!("  shard {shard}: {err}");
             }
@@ -111,6 +169,10 @@ pub fn report_end(run_id: &str, end: &WatchEnd) -> std::process::ExitCode {
         WatchEnd::Cancelled => {
             eprintln!("run {run_id}: cancelled");
             std::process::ExitCode::from(3)
+        }
+        WatchEnd::Interrupted => {
+            eprintln!("run {run_id}: stopped watching (signal); the run goes on: `coordinator watch {run_id}` to follow it again");
+            std::process::ExitCode::from(130)
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! run.json                      the run spec, its digest, created-at
-//! data/SHARD/ATTEMPT/...        samples of one attempt: PNG pairs, or one WebDataset tar
+//! data/SHARD/ATTEMPT/...        samples of one attempt (ATTEMPT: its random id): PNG pairs,
+//!                               or one WebDataset tar
 //! shards/SHARD.json             commit record (create-only): the winning attempt
 //! manifest.jsonl                one line per sample, written by finalize
 //! contact_sheet.png             the first samples as (label | image) pairs, by finalize

@@ -73,8 +73,12 @@ pub struct StageTimes {
 pub struct CommitRecord {
     pub run_id: String,
     pub shard: u64,
-    /// The attempt (lease token) whose data is the shard's.
+    /// The winning attempt's id: a random number drawn for each attempt, naming its data
+    /// directory (`data/SHARD/ATTEMPT/`). Unique even when lease tokens repeat.
     pub attempt: u64,
+    /// The lease token the attempt held (0 for a static shard): for fencing and reports only.
+    #[serde(default)]
+    pub token: u64,
     pub owner: String,
     /// Whether an earlier attempt at this shard had been made (failed, expired or released).
     #[serde(default)]

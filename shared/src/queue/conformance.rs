@@ -102,6 +102,8 @@ pub async fn run_all(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
         retry_dead_revives_jobs,
         finalize_leaves_active_set,
         unknown_run_is_an_error,
+        restored_run_queues_only_uncommitted_shards,
+        storage_commit_overrides_queue_state,
     );
 }
 
@@ -178,7 +180,7 @@ pub async fn submit_registers_run(q: &dyn JobQueue, _time: &dyn TimeControl, pre
     let stored = q.run(&run_id).await.unwrap().expect("the run is stored");
     assert_ne!(stored.created_ms, 42, "created_ms comes from the queue's clock");
     assert_eq!(stored, RunRecord { created_ms: stored.created_ms, ..run.clone() });
-    assert_eq!(counts(q, &run_id).await, Counts { total: 5, pending: 5, delayed: 0, leased: 0, committed: 0, dead: 0, state: RunState::Active });
+    assert_eq!(counts(q, &run_id).await, Counts { total: 5, pending: 5, delayed: 0, leased: 0, committed: 0, dead: 0, state: RunState::Active, last_committed: false });
     assert!(q.list().await.unwrap().contains(&run_id));
     assert_eq!(q.run(&id(prefix, "never-submitted")).await.unwrap(), None);
     finish(q, &[&run_id]).await;
@@ -505,5 +507,47 @@ pub async fn unknown_run_is_an_error(q: &dyn JobQueue, _time: &dyn TimeControl, 
     assert_run_error(q.ack(&lease).await, &run_id, "unknown run");
     assert_run_error(q.fail(&lease, "e", true).await, &run_id, "unknown run");
     assert_run_error(q.release(&lease).await, &run_id, "unknown run");
+    assert_run_error(q.mark_committed(&run_id, 0).await, &run_id, "unknown run");
     assert!(!q.list().await.unwrap().contains(&run_id));
+}
+
+/// A run rebuilt from storage (Redis lost it): the shards with commit records count as
+/// committed and are never claimed; the others are claimable once each.
+pub async fn restored_run_queues_only_uncommitted_shards(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "restored");
+    let run = record(&run_id, 5);
+    assert_eq!(q.submit_restored(&run, &[0, 2, 3]).await.unwrap(), Submitted::Created);
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.total, c.committed, c.pending, c.leased, c.last_committed), (5, 3, 2, 0, false));
+    let a = claim(q, "w1").await;
+    let b = claim(q, "w1").await;
+    assert_eq!((a.shard, b.shard), (1, 4));
+    claim_none(q, "only shards without a commit record are queued").await;
+    assert!(q.ack(&a).await.unwrap() && q.ack(&b).await.unwrap());
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.committed, c.last_committed), (5, true));
+    assert_eq!(q.submit_restored(&run, &[0]).await.unwrap(), Submitted::AlreadyExists);
+    finish(q, &[&run_id]).await;
+}
+
+/// Storage's commit record wins over the queue: a dead shard, a pending one and a leased
+/// one each become committed; the fenced lease can no longer ack, fail or heartbeat it
+/// into another state.
+pub async fn storage_commit_overrides_queue_state(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "mark-committed");
+    submit(q, &record(&run_id, 3)).await;
+    let l0 = claim(q, "w1").await;
+    let l1 = claim(q, "w1").await;
+    assert_eq!(q.fail(&l0, "e", false).await.unwrap(), FailOutcome::Dead);
+    assert!(q.mark_committed(&run_id, 0).await.unwrap(), "dead → committed");
+    assert!(q.mark_committed(&run_id, 1).await.unwrap(), "leased → committed");
+    assert!(q.mark_committed(&run_id, 2).await.unwrap(), "pending → committed");
+    assert!(!q.mark_committed(&run_id, 2).await.unwrap(), "already committed");
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.committed, c.pending, c.leased, c.dead), (3, 0, 0, 0));
+    assert_eq!(q.dead(&run_id).await.unwrap(), []);
+    claim_none(q, "every shard is committed").await;
+    assert_ne!(q.fail(&l1, "late", true).await.unwrap(), FailOutcome::Dead);
+    assert_eq!(counts(q, &run_id).await.committed, 3);
+    finish(q, &[&run_id]).await;
 }

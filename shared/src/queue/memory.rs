@@ -161,7 +161,7 @@ fn unknown(run_id: &str) -> Error {
 
 #[async_trait]
 impl JobQueue for MemoryQueue {
-    async fn submit(&self, run: &RunRecord) -> Result<Submitted> {
+    async fn submit_restored(&self, run: &RunRecord, committed: &[u64]) -> Result<Submitted> {
         if run.shards == 0 {
             return Err(Error::Run { run: run.run_id.clone(), message: "a run needs at least one shard".into() });
         }
@@ -177,17 +177,18 @@ impl JobQueue for MemoryQueue {
             });
         }
         let record = RunRecord { created_ms: now, ..run.clone() };
+        let committed: HashSet<u64> = committed.iter().copied().filter(|&s| s < run.shards).collect();
         runs.insert(
             run.run_id.clone(),
             Run {
                 record,
                 state: RunState::Active,
-                ready: (0..run.shards).collect(),
+                ready: (0..run.shards).filter(|s| !committed.contains(s)).collect(),
                 delayed: BTreeSet::new(),
                 leased: HashMap::new(),
                 claims: HashMap::new(),
                 failures: HashMap::new(),
-                committed: HashSet::new(),
+                committed,
                 dead: BTreeMap::new(),
             },
         );
@@ -300,6 +301,21 @@ impl JobQueue for MemoryQueue {
         })
     }
 
+    async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool> {
+        self.with_run(run_id, |run, _| {
+            if run.committed.contains(&shard) {
+                return false;
+            }
+            run.ready.retain(|&s| s != shard);
+            run.delayed.retain(|&(_, s)| s != shard);
+            run.leased.remove(&shard);
+            run.failures.remove(&shard);
+            run.dead.remove(&shard);
+            run.committed.insert(shard);
+            true
+        })
+    }
+
     async fn counts(&self, run_id: &str) -> Result<Counts> {
         self.with_run(run_id, |run, _| {
             let delayed = run.delayed.len() as u64;
@@ -311,6 +327,7 @@ impl JobQueue for MemoryQueue {
                 committed: run.committed.len() as u64,
                 dead: run.dead.len() as u64,
                 state: run.state,
+                last_committed: run.committed.contains(&(run.record.shards.saturating_sub(1))),
             }
         })
     }

@@ -32,7 +32,18 @@ pub trait JobQueue: Send + Sync {
     /// Registers a run and enqueues one job per shard. Idempotent: the same run id with
     /// the same spec digest returns [`Submitted::AlreadyExists`]; a different digest under
     /// an existing id is an [`crate::Error::Run`] error.
-    async fn submit(&self, run: &RunRecord) -> Result<Submitted>;
+    async fn submit(&self, run: &RunRecord) -> Result<Submitted> {
+        self.submit_restored(run, &[]).await
+    }
+
+    /// [`JobQueue::submit`] for a run rebuilt from its output store (Redis lost it): the
+    /// shards in `committed` have commit records; they are marked committed, not queued.
+    async fn submit_restored(&self, run: &RunRecord, committed: &[u64]) -> Result<Submitted>;
+
+    /// Storage holds `shard`'s commit record: the shard becomes committed whatever state
+    /// the queue had it in (dead after a late commit, pending, leased). `false` if it
+    /// already was. The queue follows storage, which is the truth.
+    async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool>;
 
     /// The record of a run, `None` if unknown.
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;

@@ -41,11 +41,15 @@ impl fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
-    /// Connects to `url` (`redis://[user:password@]host:port[/db]`). Errors name the URL
-    /// with its password redacted.
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`, or `rediss://…` for
+    /// TLS). Errors name the URL with its password redacted.
+    ///
+    /// From the environment: `REDIS_PASSWORD_FILE` (a mounted Secret) gives the password
+    /// instead of the URL; `REDIS_TLS_CA_FILE` (PEM) is the CA that signed the server's
+    /// certificate when it is not in the system's trust store (a self-signed Redis).
     pub async fn connect(url: &str) -> Result<RedisQueue> {
         let shown = redact_url(url);
-        let client = redis::Client::open(url).map_err(|e| with_url(&shown, "invalid Redis URL", e))?;
+        let client = client(url, &shown)?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(4)
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -81,18 +85,46 @@ impl RedisQueue {
     }
 }
 
+/// The client for `url` with the password file and CA file of the environment applied.
+fn client(url: &str, shown: &str) -> Result<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let mut info = url.into_connection_info().map_err(|e| with_url(shown, "invalid Redis URL", e))?;
+    if let Some(path) = std::env::var_os("REDIS_PASSWORD_FILE") {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Invalid {
+            origin: "$REDIS_PASSWORD_FILE".into(),
+            key: std::path::Path::new(&path).display().to_string(),
+            message: format!("cannot read the Redis password file: {e}"),
+        })?;
+        let password = text.trim_end_matches(['\n', '\r']);
+        let settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(settings);
+    }
+    match std::env::var_os("REDIS_TLS_CA_FILE") {
+        Some(path) => {
+            let pem = std::fs::read(&path).map_err(|e| Error::Invalid {
+                origin: "$REDIS_TLS_CA_FILE".into(),
+                key: std::path::Path::new(&path).display().to_string(),
+                message: format!("cannot read the CA certificate (PEM): {e}"),
+            })?;
+            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+            redis::Client::build_with_tls(info, certs).map_err(|e| with_url(shown, "invalid Redis TLS settings", e))
+        }
+        None => redis::Client::open(info).map_err(|e| with_url(shown, "invalid Redis URL", e)),
+    }
+}
+
 fn unknown(run_id: &str) -> Error {
     Error::Run { run: run_id.to_string(), message: "unknown run".to_string() }
 }
 
 #[async_trait]
 impl JobQueue for RedisQueue {
-    async fn submit(&self, run: &RunRecord) -> Result<Submitted> {
+    async fn submit_restored(&self, run: &RunRecord, committed: &[u64]) -> Result<Submitted> {
         if run.shards == 0 {
             return Err(Error::Run { run: run.run_id.clone(), message: "a run needs at least one shard".into() });
         }
         let k = RunKeys::new(&run.run_id);
-        match scripts().submit(&mut self.con(), &k, run).await? {
+        match scripts().submit(&mut self.con(), &k, run, committed).await? {
             SubmitReply::Created { created_ms } => {
                 self.index(&run.run_id, created_ms, run.priority, RunState::Active).await?;
                 Ok(Submitted::Created)
@@ -178,6 +210,11 @@ impl JobQueue for RedisQueue {
         Ok(r.revived)
     }
 
+    async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool> {
+        let k = RunKeys::new(run_id);
+        scripts().mark_committed(&mut self.con(), &k, shard).await?.ok_or_else(|| unknown(run_id))
+    }
+
     async fn counts(&self, run_id: &str) -> Result<Counts> {
         let k = RunKeys::new(run_id);
         let ((shards, state), ready, delayed, leased, committed, dead): ((Option<u64>, Option<String>), u64, u64, u64, u64, u64) = redis::pipe()
@@ -195,7 +232,8 @@ impl JobQueue for RedisQueue {
             .await?;
         let (Some(total), Some(state)) = (shards, state) else { return Err(unknown(run_id)) };
         let state = RunState::parse(&state).ok_or_else(|| corrupt(run_id, "state", &state))?;
-        Ok(Counts { total, pending: ready + delayed, delayed, leased, committed, dead, state })
+        let last_committed: bool = if total > 0 { self.con().getbit(k.committed(), (total - 1) as usize).await? } else { false };
+        Ok(Counts { total, pending: ready + delayed, delayed, leased, committed, dead, state, last_committed })
     }
 
     async fn dead(&self, run_id: &str) -> Result<Vec<DeadJob>> {

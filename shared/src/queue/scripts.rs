@@ -24,6 +24,7 @@ pub(crate) struct Scripts {
     cancel: Script,
     finalize: Script,
     retry_dead: Script,
+    mark_committed: Script,
 }
 
 pub(crate) fn scripts() -> &'static Scripts {
@@ -37,6 +38,7 @@ pub(crate) fn scripts() -> &'static Scripts {
         cancel: Script::new(include_str!("lua/cancel.lua")),
         finalize: Script::new(include_str!("lua/finalize.lua")),
         retry_dead: Script::new(include_str!("lua/retry_dead.lua")),
+        mark_committed: Script::new(include_str!("lua/mark_committed.lua")),
     });
     &SCRIPTS
 }
@@ -69,11 +71,12 @@ pub(crate) struct RetryDeadReply {
 }
 
 impl Scripts {
-    pub(crate) async fn submit(&self, con: &mut ConnectionManager, k: &RunKeys, run: &RunRecord) -> Result<SubmitReply> {
+    pub(crate) async fn submit(&self, con: &mut ConnectionManager, k: &RunKeys, run: &RunRecord, committed: &[u64]) -> Result<SubmitReply> {
         let r: Vec<String> = self
             .submit
             .key(k.meta())
             .key(k.ready())
+            .key(k.committed())
             .arg(&run.spec_digest)
             .arg(&run.spec_json)
             .arg(run.shards)
@@ -82,6 +85,7 @@ impl Scripts {
             .arg(run.backoff_ms)
             .arg(run.max_backoff_ms)
             .arg(run.priority)
+            .arg(committed)
             .invoke_async(con)
             .await?;
         let created_ms = num(&r, 1, "submit")?;
@@ -191,6 +195,26 @@ impl Scripts {
             created_ms: num(&r, 2, "retry_dead")?,
             priority: num(&r, 3, "retry_dead")?,
         }))
+    }
+}
+
+impl Scripts {
+    /// `None`: no such run; `Some(false)`: already committed.
+    pub(crate) async fn mark_committed(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64) -> Result<Option<bool>> {
+        let r: i64 = self
+            .mark_committed
+            .key(k.meta())
+            .key(k.ready())
+            .key(k.delayed())
+            .key(k.leased())
+            .key(k.owners())
+            .key(k.failures())
+            .key(k.dead())
+            .key(k.committed())
+            .arg(shard)
+            .invoke_async(con)
+            .await?;
+        Ok(tri(r))
     }
 }
 

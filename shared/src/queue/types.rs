@@ -74,6 +74,10 @@ pub struct Counts {
     pub committed: u64,
     pub dead: u64,
     pub state: RunState,
+    /// Whether the last shard (the one that may be short) is committed: with it, the
+    /// committed sample count is exact.
+    #[serde(skip)]
+    pub last_committed: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

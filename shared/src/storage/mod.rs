@@ -78,7 +78,8 @@ pub enum Created {
 }
 
 impl Store {
-    /// Opens the store an output URL names. A local directory is created if missing.
+    /// Opens the store a URL names. A missing local directory is not created until an
+    /// object is written into it.
     pub fn open(url: &str) -> Result<Store> {
         let parsed = StoreUrl::parse(url).map_err(|m| Error::Invalid { origin: "output".into(), key: "output.url".into(), message: m })?;
         match parsed {
@@ -87,10 +88,22 @@ impl Store {
                 Ok(Store { inner: Arc::new(s3), prefix, display: url.to_string() })
             }
             StoreUrl::Local { dir } => {
-                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                let abs = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs)?.with_automatic_cleanup(true);
-                Ok(Store { inner: Arc::new(fs), prefix: String::new(), display: abs.display().to_string() })
+                // Nothing is created here: a directory appears with the first object written
+                // into it, so a refused command leaves no trace. The store is rooted at the
+                // nearest existing ancestor, the rest of the path is its prefix.
+                let abs = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
+                let mut root = abs.clone();
+                let mut rest: Vec<String> = Vec::new();
+                while !root.is_dir() {
+                    let (Some(name), Some(parent)) = (root.file_name(), root.parent()) else { break };
+                    rest.push(name.to_string_lossy().into_owned());
+                    root = parent.to_path_buf();
+                }
+                rest.reverse();
+                let root = std::fs::canonicalize(&root).map_err(|e| Error::io(&root, e))?;
+                let display = if rest.is_empty() { root.display().to_string() } else { root.join(rest.join("/")).display().to_string() };
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
+                Ok(Store { inner: Arc::new(fs), prefix: rest.join("/"), display })
             }
             StoreUrl::Memory => Ok(Store::memory()),
         }
@@ -143,7 +156,8 @@ impl Store {
     }
 
     fn err(&self, rel: &str, e: object_store::Error) -> Error {
-        Error::StorageAt { path: self.describe(rel), message: store_error_text(e) }
+        let worker_fault = crate::error::storage_worker_fault(&e);
+        Error::StorageAt { path: self.describe(rel), message: store_error_text(e), worker_fault }
     }
 
     /// Writes (or overwrites) an object.
@@ -230,7 +244,10 @@ impl Store {
         let mut s = self.inner.list(Some(&prefix));
         match s.try_next().await {
             Ok(_) => Ok(()),
-            Err(e) => Err(Error::StorageAt { path: self.display.clone(), message: format!("storage is not usable: {}", store_error_text(e)) }),
+            Err(e) => {
+                let worker_fault = crate::error::storage_worker_fault(&e);
+                Err(Error::StorageAt { path: self.display.clone(), message: format!("storage is not usable: {}", store_error_text(e)), worker_fault })
+            }
         }
     }
 }
@@ -255,6 +272,13 @@ impl StoreWriter {
         self.inner.finish().await.map_err(|e| store.err(&rel, e))?;
         Ok(())
     }
+
+    /// Abandons the upload: the parts already sent are deleted and no object appears.
+    pub async fn abort(self) -> Result<()> {
+        let rel = self.rel.clone();
+        let store = self.store.clone();
+        self.inner.abort().await.map_err(|e| store.err(&rel, e))
+    }
 }
 
 /// object_store's error text, shortened: the source chain without request internals.
@@ -269,12 +293,39 @@ fn store_error_text(e: object_store::Error) -> String {
         }
         src = s.source();
     }
-    text
+    trim_error_body(&text)
+}
+
+/// Cuts an S3 XML error body down to its code and message: request ids, host ids and
+/// access key ids stay out of logs, dead-letter entries and `status` output.
+fn trim_error_body(text: &str) -> String {
+    let Some(start) = text.find("<?xml").or_else(|| text.find("<Error>")) else { return text.to_string() };
+    let tag = |name: &str| -> Option<&str> {
+        let open = format!("<{name}>");
+        let from = text[start..].find(&open)? + start + open.len();
+        let to = text[from..].find(&format!("</{name}>"))? + from;
+        Some(&text[from..to])
+    };
+    let summary = match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => "(S3 error body omitted)".to_string(),
+    };
+    format!("{}{summary}", &text[..start])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_bodies_keep_code_and_message_only() {
+        let raw = "Client error with status 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message><AWSAccessKeyId>AKIAEXAMPLEKEY123</AWSAccessKeyId><RequestId>4442587FB7D0A2F9</RequestId><HostId>abc=</HostId></Error>";
+        let t = trim_error_body(raw);
+        assert_eq!(t, "Client error with status 403 Forbidden: InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records.");
+        assert!(!t.contains("AKIA") && !t.contains("RequestId"));
+        assert_eq!(trim_error_body("plain text"), "plain text");
+    }
 
     #[test]
     fn urls_parse_or_say_what_was_expected() {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use shared::lifecycle::{report_end, run_embedded, runid};
+use shared::lifecycle::{report_end, run_embedded, runid, QueueMode};
 use shared::spec::{DeviceChoice, PipelineKind, RunSpec};
 
 /// Generate a dataset on this machine: in-memory queue, in-process workers, no services.
@@ -25,7 +25,7 @@ pub struct Args {
     pub workers: usize,
     /// Run id (directory under output.url); generated when absent. Re-running with the
     /// same id and spec keeps the shards already committed.
-    #[arg(long)]
+    #[arg(long, value_parser = shared::lifecycle::runid::parse_arg)]
     pub run_id: Option<String>,
     /// Where models run: auto (CUDA when an NVIDIA driver is present, else CPU), cpu,
     /// cuda or cuda:N. Overrides the spec's pipeline.device.
@@ -47,6 +47,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let run_id = runid::pick(args.run_id, "--run-id")?;
         let end = run_embedded(spec, &run_id, args.workers, Arc::new(crate::Factory::new(args.device))).await?;
-        Ok(report_end(&run_id, &end))
+        Ok(report_end(&run_id, &end, QueueMode::Embedded))
     })
 }

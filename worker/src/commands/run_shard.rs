@@ -22,7 +22,7 @@ pub struct RunShardArgs {
 
     /// Run id shared by every task of the run [default: static-DIGEST, from the spec, so
     /// every task agrees without being told].
-    #[arg(long, env = "LABELGEN_RUN_ID")]
+    #[arg(long, env = "LABELGEN_RUN_ID", value_parser = shared::lifecycle::runid::parse_arg)]
     pub run_id: Option<String>,
 
     /// Where models run: auto, cpu, cuda or cuda:N (overrides pipeline.device).
@@ -65,9 +65,8 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
             let (spec, device) = (spec.clone(), args.device);
             tokio::task::spawn_blocking(move || crate::Factory::new(device).build(&spec)).await??
         };
-        // A static attempt has no lease token: a fresh random id keeps its data apart.
-        let attempt = shared::mix64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64 ^ ((std::process::id() as u64) << 40)) >> 1;
         let owner = shared::job::default_owner();
+        let abort = Arc::new(Abort::default());
         let job = ShardJob {
             run_id: run_id.clone(),
             spec_digest: spec.digest(),
@@ -75,15 +74,30 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
             store,
             pipeline,
             shard,
-            attempt,
+            // A static attempt holds no lease; its data is named by a random attempt id.
+            token: 0,
             owner,
             retried: false,
-            abort: Arc::new(Abort::default()),
+            abort: abort.clone(),
         };
-        match execute_shard(job).await? {
+        let mut task = tokio::spawn(execute_shard(job));
+        let outcome = tokio::select! {
+            r = &mut task => r,
+            _ = shared::lifecycle::shutdown_signal() => {
+                // SIGTERM (the scheduler preempts the task) or Ctrl-C: stop at the next
+                // batch, abort the uploads in flight and remove this attempt's objects.
+                eprintln!("run {run_id}: shard {shard}: signal received; stopping without committing");
+                abort.stop();
+                task.await
+            }
+        };
+        match outcome?? {
             ShardOutcome::Committed(rec) => eprintln!("run {run_id}: shard {shard} committed ({} samples)", rec.samples.len()),
             ShardOutcome::AlreadyCommitted => eprintln!("run {run_id}: shard {shard} was already committed; nothing to do"),
-            other => bail!("shard {shard} stopped: {other:?}"),
+            ShardOutcome::Stopped | ShardOutcome::LeaseLost => {
+                eprintln!("run {run_id}: shard {shard} stopped before its commit; run the task again");
+                return Ok(ExitCode::from(130));
+            }
         }
         println!("{run_id}");
         Ok(ExitCode::SUCCESS)

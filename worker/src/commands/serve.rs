@@ -9,7 +9,9 @@ use shared::job::{serve, WorkerOptions};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Redis URL (redis://[:PASSWORD@]HOST:PORT[/DB]).
+    /// Redis URL: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss://… for TLS. The password
+    /// may come from a file instead ($REDIS_PASSWORD_FILE, e.g. a mounted Secret); a CA
+    /// that is not in the system trust store from $REDIS_TLS_CA_FILE (PEM).
     #[arg(long = "redis", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub redis: String,
 
@@ -25,6 +27,17 @@ pub struct ServeArgs {
     /// (without spending an attempt). Keep it below the scheduler's own grace period.
     #[arg(long, default_value_t = 25.0)]
     pub grace_seconds: f64,
+
+    /// Failures of this worker's own in a row (storage refusing its credentials, models that
+    /// do not load, a full disk) after which it exits non-zero. Each gives its job back
+    /// without spending an attempt, marks the worker unready (/readyz) and backs off.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_local_failures: u32,
+
+    /// Seconds to back off after the first failure of this worker's own; doubled each
+    /// further one (at most 60), with ±50% jitter.
+    #[arg(long, default_value_t = 2.0)]
+    pub local_backoff_seconds: f64,
 
     /// Name of this worker in leases and logs [default: HOSTNAME-PID].
     #[arg(long)]
@@ -61,7 +74,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut opts = WorkerOptions {
             concurrency: args.concurrency.max(1),
             exit_when_idle: args.exit_when_idle,
-            grace: Duration::from_secs_f64(args.grace_seconds.max(0.0)),
+            grace: Duration::from_secs_f64(args.grace_seconds.clamp(0.0, 86_400.0)),
+            max_local_failures: args.max_local_failures,
+            local_backoff: Duration::from_secs_f64(args.local_backoff_seconds.clamp(0.0, 60.0)),
             metrics: metrics.clone(),
             ..Default::default()
         };
@@ -69,24 +84,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             opts.owner = owner;
         }
         tracing::info!(owner = %opts.owner, concurrency = opts.concurrency, "worker serving");
-        serve(queue, Arc::new(crate::Factory::new(args.device)), opts, shutdown_signal()).await?;
+        serve(queue, Arc::new(crate::Factory::new(args.device)), opts, shared::lifecycle::shutdown_signal()).await?;
         tracing::info!(committed = metrics.jobs_committed.get(), samples = metrics.samples_generated.get(), "worker stopped");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -1,0 +1,171 @@
+//! The commit protocol and the worker loop under the failures that used to break them:
+//! repeated lease tokens, a lost lease, a slow pipeline build, a worker that cannot work.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::queue::{JobQueue, MemoryQueue};
+use crate::spec::RunSpec;
+use crate::storage::Store;
+
+fn spec(count: u64, shard_size: u64, seed: u64) -> RunSpec {
+    let text = format!("[run]\ncount = {count}\nshard_size = {shard_size}\nseed = {seed}\nlease_seconds = 1\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n");
+    RunSpec::parse(&text, "test").unwrap()
+}
+
+/// A pipeline that waits for its gate before each batch.
+struct Gated {
+    inner: ProceduralPipeline,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Pipeline for Gated {
+    fn generate(&self, indices: &[u64]) -> crate::Result<Vec<Sample>> {
+        let (lock, cv) = &*self.gate;
+        let _open = cv.wait_while(lock.lock().unwrap(), |open| !*open).unwrap();
+        self.inner.generate(indices)
+    }
+}
+
+fn open(gate: &Arc<(Mutex<bool>, Condvar)>) {
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
+
+fn job(spec: &RunSpec, store: &Store, pipeline: Arc<dyn Pipeline>, token: u64, owner: &str) -> ShardJob {
+    ShardJob {
+        run_id: "r".into(),
+        spec: Arc::new(spec.clone()),
+        spec_digest: spec.digest(),
+        store: store.clone(),
+        pipeline,
+        shard: 0,
+        token,
+        owner: owner.into(),
+        retried: false,
+        abort: Arc::new(Abort::default()),
+    }
+}
+
+async fn objects_under(store: &Store, dir: &str) -> Vec<String> {
+    store.list(dir).await.unwrap()
+}
+
+/// Redis lost its data and the run was submitted again: a second worker got the same lease
+/// token as one still running. Each attempt writes under its own random id; the one that
+/// loses the commit removes only its own objects; the manifest's hashes match the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_token_twice_never_touches_the_winners_files() {
+    let spec = spec(4, 4, 7);
+    let store = Store::memory().child("r");
+    // The two workers make different bytes for the same samples (a mixed CPU/GPU fleet).
+    let other_bytes = ProceduralPipeline::new(&self::spec(4, 4, 8));
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let slow = tokio::spawn(execute_shard(job(&spec, &store, Arc::new(Gated { inner: other_bytes, gate: gate.clone() }), 1, "old-worker")));
+    // The old worker has checked for a record and is generating; the new one commits.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fast = execute_shard(job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "new-worker")).await.unwrap();
+    let ShardOutcome::Committed(winner) = fast else { panic!("the first to commit wins: {fast:?}") };
+    open(&gate);
+    let late = slow.await.unwrap().unwrap();
+    assert!(matches!(late, ShardOutcome::AlreadyCommitted), "the late attempt must see the winner's record: {late:?}");
+
+    let objects = objects_under(&store, "data").await;
+    let winner_dir = crate::manifest::layout::attempt_dir(0, winner.attempt);
+    assert!(!objects.is_empty() && objects.iter().all(|p| p.starts_with(&winner_dir)), "only the winner's objects remain: {objects:?}");
+    let report = finalize(&store, "r", &spec).await.unwrap();
+    assert_eq!((report.samples, report.removed_objects), (4, 0));
+    let lines = crate::manifest::read_manifest(&store).await.unwrap();
+    assert_eq!(lines.len(), 4);
+    for l in &lines {
+        let bytes = store.get(&l.image).await.unwrap().unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), l.image_sha256, "{} does not match the manifest", l.image);
+    }
+}
+
+/// A holder whose lease deadline passed on its own clock (frozen, partitioned) writes
+/// nothing more and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_past_its_deadline_writes_nothing() {
+    let spec = spec(4, 4, 7);
+    let store = Store::memory().child("r");
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let j = job(&spec, &store, Arc::new(Gated { inner: ProceduralPipeline::new(&spec), gate: gate.clone() }), 1, "w");
+    j.abort.held_until(Instant::now() + Duration::from_millis(50));
+    let abort = j.abort.clone();
+    let t = tokio::spawn(execute_shard(j));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    open(&gate);
+    let out = t.await.unwrap().unwrap();
+    assert!(matches!(out, ShardOutcome::LeaseLost), "{out:?}");
+    assert!(!abort.go());
+    assert_eq!(objects_under(&store, "").await, Vec::<String>::new(), "a lost lease leaves no object");
+}
+
+/// Builds pipelines slowly (as a model download would), or fails to build them at all.
+struct SlowFactory {
+    delay: Duration,
+    fail: bool,
+    builds: std::sync::atomic::AtomicU32,
+}
+
+impl PipelineFactory for SlowFactory {
+    fn build(&self, spec: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
+        self.builds.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        if self.fail {
+            return Err(crate::Error::Job("model weights do not decode (test)".into()));
+        }
+        Ok(Arc::new(ProceduralPipeline::new(spec)))
+    }
+}
+
+async fn submit(queue: &MemoryQueue, spec: &RunSpec, run_id: &str) {
+    crate::lifecycle::ops::submit(queue, spec, run_id).await.unwrap();
+}
+
+/// The lease is kept alive from the claim on: a pipeline build that takes three leases
+/// does not cost an attempt, even with a second slot ready to reclaim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_pipeline_build_keeps_the_lease() {
+    let dir = std::env::temp_dir().join(format!("labelgen-slow-build-{}", rand::random::<u64>()));
+    let mut spec = spec(2, 2, 1);
+    spec.output.url = dir.display().to_string();
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &spec, "slow").await;
+    let factory = Arc::new(SlowFactory { delay: Duration::from_millis(3000), fail: false, builds: Default::default() });
+    let opts = WorkerOptions { concurrency: 2, exit_when_idle: true, poll: Duration::from_millis(20), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    serve(queue.clone(), factory, opts, std::future::pending()).await.unwrap();
+    let rec = crate::manifest::existing_record(&run_store(&spec, "slow").unwrap(), "slow", 0).await.unwrap().expect("committed");
+    assert_eq!((rec.token, rec.retried), (1, false), "the first lease must have held through the build");
+    assert_eq!(metrics.leases_lost.get(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A worker that cannot build the run's pipeline gives each job back without spending an
+/// attempt, backs off, turns unready, and exits after `max_local_failures` in a row with
+/// an error naming the cause; the run's shards stay claimable by a healthy worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_work_gives_jobs_back_and_exits() {
+    let spec = spec(6, 2, 1);
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &spec, "poison").await;
+    let factory = Arc::new(SlowFactory { delay: Duration::ZERO, fail: true, builds: Default::default() });
+    let opts = WorkerOptions { max_local_failures: 3, local_backoff: Duration::from_millis(10), poll: Duration::from_millis(10), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    metrics.ready.store(true, Ordering::Relaxed);
+    let err = serve(queue.clone(), factory.clone(), opts, std::future::pending()).await.unwrap_err();
+    assert!(err.is_worker_fault(), "{err}");
+    assert!(err.to_string().contains("3 failures of this worker in a row") && err.to_string().contains("do not decode"), "{err}");
+    assert_eq!(factory.builds.load(Ordering::SeqCst), 3);
+    assert!(!metrics.ready.load(Ordering::Relaxed), "a worker backing off is not ready");
+    let c = queue.counts("poison").await.unwrap();
+    assert_eq!((c.pending, c.dead, c.leased, c.delayed), (3, 0, 0, 0), "no attempt spent: {c:?}");
+    let lease = queue.claim("healthy").await.unwrap().unwrap();
+    assert_eq!(lease.failures, 0, "given back, not failed");
+}
