@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use labelgen_tests::bins::{cmd, run, signal, spawn, stderr, stdout};
 use labelgen_tests::check;
 use labelgen_tests::cluster::{wait_all, Cluster};
-use labelgen_tests::proxy::{FaultyProxy, Faults};
+use labelgen_tests::proxy::{Faults, FaultyProxy};
 use labelgen_tests::s3::S3Server;
 use labelgen_tests::spec::SpecBuilder;
 
@@ -284,10 +284,7 @@ async fn watch_and_run_shard_stop_on_sigterm() {
     let marks = cl.dir.path().join("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let mut c = cmd("worker");
-    c.args(["run-shard", cfg.to_str().unwrap(), "--shard", "0", "--run-id", "static1"])
-        .envs(cl.s3.env())
-        .env("LABELGEN_BATCH_DELAY_MS", "300")
-        .stderr(Stdio::piped());
+    c.args(["run-shard", cfg.to_str().unwrap(), "--shard", "0", "--run-id", "static1"]).envs(cl.s3.env()).env("LABELGEN_BATCH_DELAY_MS", "300").stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     let store = cl.s3.store("data", "runs/static1");
     let t0 = Instant::now();

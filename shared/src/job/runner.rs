@@ -130,7 +130,15 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
 
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..opts.concurrency.max(1) {
-        let ctx = SlotCtx { queue: queue.clone(), factory: factory.clone(), opts: opts.clone(), stopping: stopping.clone(), cache: cache.clone(), in_flight: in_flight.clone(), health: health.clone() };
+        let ctx = SlotCtx {
+            queue: queue.clone(),
+            factory: factory.clone(),
+            opts: opts.clone(),
+            stopping: stopping.clone(),
+            cache: cache.clone(),
+            in_flight: in_flight.clone(),
+            health: health.clone(),
+        };
         slots.spawn(async move { slot_loop(slot, ctx).await });
     }
 
@@ -319,7 +327,15 @@ async fn run_one(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, 
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_leased(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, cache: &RunCache, metrics: &Metrics, lease: &Lease, abort: &Arc<Abort>, info: &RunInfo) -> JobEnd {
+async fn run_leased(
+    queue: &Arc<dyn JobQueue>,
+    factory: &Arc<dyn PipelineFactory>,
+    cache: &RunCache,
+    metrics: &Metrics,
+    lease: &Lease,
+    abort: &Arc<Abort>,
+    info: &RunInfo,
+) -> JobEnd {
     let pipeline = match cache.pipeline(factory, &lease.run_id, &info.spec).await {
         Ok(p) => p,
         Err(e) => {

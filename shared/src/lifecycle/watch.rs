@@ -54,7 +54,12 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 if let Ok(None) = queue.run(run_id).await {
                     tracing::warn!(run = run_id, "the queue lost this run; rebuilding it from the commit records in {}", store.display());
                     let r = ops::resume(queue, &store).await?;
-                    tracing::warn!(run = run_id, committed = r.committed, queued = r.shards - r.committed, "run rebuilt from storage: only shards without a commit record are queued again");
+                    tracing::warn!(
+                        run = run_id,
+                        committed = r.committed,
+                        queued = r.shards - r.committed,
+                        "run rebuilt from storage: only shards without a commit record are queued again"
+                    );
                     continue;
                 }
                 // Redis restarting or a network blip: keep watching for a while.
