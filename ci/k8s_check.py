@@ -10,14 +10,17 @@
    ScaledObject and TriggerAuthentication against the minimal schemas below.
 3. Cross-checks what schemas cannot see: RUN_ID agrees with the ScaledObject's
    listName, run specs copied into k8s/ equal their configs/ originals and load, the
-   Indexed Job's completions equal the spec's shard count, terminationGracePeriodSeconds
-   leaves room after the worker's --grace-seconds.
+   Indexed Job's completions equal the spec's shard count and it replaces only failed
+   pods (podReplacementPolicy: Failed), terminationGracePeriodSeconds leaves room after
+   the worker's --grace-seconds, every pod is under an egress NetworkPolicy and no egress
+   rule reaches the cloud metadata address.
 
 Writes the rendered manifests to OUT_DIR/<name>.yaml for checkov. Exit 1 on any error.
 """
 
 import base64
 import copy
+import ipaddress
 import json
 import math
 import os
@@ -37,6 +40,9 @@ KUSTOMIZATIONS = [
     "k8s/static",
     "k8s/static/finalize",
 ]
+# a kustomization applied after another whose NetworkPolicies cover its pods
+POLICIES_FROM = {"k8s/static/finalize": "k8s/static"}
+METADATA_ADDRESSES = ["169.254.169.254", "169.254.170.2", "fd00:ec2::254"]
 # run specs copied into k8s/ (kustomize reads no file outside its directory)
 SPEC_COPIES = {
     "k8s/overlays/minio-local/run.toml": "configs/minio.toml",
@@ -336,11 +342,42 @@ def check_cross(name, objs):
             print(f"  ok   {name}: Indexed Job completions = {want} shards")
 
 
+def check_egress(name, objs, policies):
+    """Every pod is selected by a NetworkPolicy with Egress, and no egress rule of those
+    reaches the cloud metadata service."""
+    egress = [p for p in policies if "Egress" in p["spec"].get("policyTypes", [])]
+    for p in egress:
+        for rule in p["spec"].get("egress", []):
+            for peer in rule.get("to", []) or [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]:
+                block = peer.get("ipBlock")
+                if not block:
+                    continue
+                net = ipaddress.ip_network(block["cidr"])
+                excepts = [ipaddress.ip_network(e) for e in block.get("except", [])]
+                for addr in map(ipaddress.ip_address, METADATA_ADDRESSES):
+                    if addr.version == net.version and addr in net and not any(addr.version == e.version and addr in e for e in excepts):
+                        error(f"{name}: NetworkPolicy {p['metadata']['name']} lets pods reach the metadata address {addr}")
+    pods = 0
+    for o in objs:
+        if o["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        labels = o["spec"]["template"]["metadata"].get("labels", {})
+        selected = [p for p in egress if all(labels.get(k) == v for k, v in p["spec"]["podSelector"].get("matchLabels", {}).items())]
+        if not selected:
+            error(f"{name}: {o['kind']} {o['metadata']['name']}: no NetworkPolicy limits its egress")
+        pods += 1
+        if o["kind"] == "Job" and o["spec"].get("completionMode") == "Indexed" and o["spec"].get("podReplacementPolicy") != "Failed":
+            error(f"{name}: Indexed Job {o['metadata']['name']}: podReplacementPolicy must be Failed (a replacement must not run beside a terminating pod)")
+    if pods:
+        print(f"  ok   {name}: egress limited for {pods} workload(s); metadata address blocked")
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
     tool = "kubectl kustomize" if shutil.which("kubectl") else ("kustomize build" if shutil.which("kustomize") else None)
     print(f"== render + validate (Kubernetes {K8S_VERSION} schemas; renderer: {tool or 'built-in only'})")
+    rendered = {}
     for kdir in KUSTOMIZATIONS:
         name = kdir.replace("k8s/", "").replace("/", "-")
         before = len(errors)
@@ -362,6 +399,9 @@ def main():
             objs = ref
         validate(kdir, objs)
         check_cross(kdir, objs)
+        rendered[kdir] = objs
+        policies = [o for o in objs + rendered.get(POLICIES_FROM.get(kdir), []) if o["kind"] == "NetworkPolicy"]
+        check_egress(kdir, objs, policies)
         with open(os.path.join(out_dir, f"{name}.yaml"), "w") as f:
             yaml.safe_dump_all(objs, f, sort_keys=False)
         kinds = sorted({o["kind"] for o in objs})

@@ -128,9 +128,16 @@ async fn bad_artifacts_are_refused_before_any_job() {
         t
     };
     let zeros = "0".repeat(64);
+    // The demo DDPM with its weights cut short: hashed alone it would be pinned.
+    let truncated = dir.path().join("truncated-ddpm");
+    std::fs::create_dir_all(&truncated).unwrap();
+    std::fs::copy(demo_model("ddpm").join("model.json"), truncated.join("model.json")).unwrap();
+    let w = std::fs::read(demo_model("ddpm").join("weights.mpk")).unwrap();
+    std::fs::write(truncated.join("weights.mpk"), &w[..w.len() * 2 / 3]).unwrap();
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         ("wrong pin", base(wrong_pin, 64).text(), vec!["pipeline.labels.model", "digest mismatch", &zeros]),
         ("missing", base(model_tables(&format!("{}/nope", dir.path().display()), &spade), 64).text(), vec!["pipeline.labels.model", "nope/model.json", "does not exist"]),
+        ("truncated", base(model_tables(&truncated.display().to_string(), &spade), 64).text(), vec!["pipeline.labels.model", "weights.mpk", "truncated"]),
         ("size", base(model_tables(&ddpm, &spade), 128).text(), vec!["pipeline.images.model", "64×64", "pipeline.image_size is 128"]),
         ("classes", with_classes(&base(model_tables(&ddpm, &spade), 64)), vec!["pipeline.labels.model", "trained with classes", "parking lot (20), building (10)"]),
     ];

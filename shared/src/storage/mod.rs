@@ -188,6 +188,12 @@ impl Store {
     /// The sha256 (hex) and size of an object, read as a stream: the object is never held
     /// in memory whole. `None` if it does not exist.
     pub async fn sha256(&self, rel: &str) -> Result<Option<(String, u64)>> {
+        self.sha256_tee(rel, None).await
+    }
+
+    /// [`Store::sha256`], also handing each chunk to `tee` as it streams by (a reader that
+    /// checks the content on another thread; one that hung up is no longer fed).
+    pub async fn sha256_tee(&self, rel: &str, mut tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>) -> Result<Option<(String, u64)>> {
         use sha2::{Digest, Sha256};
         let result = match self.inner.get(&self.path(rel)).await {
             Ok(r) => r,
@@ -200,6 +206,11 @@ impl Store {
         while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(rel, e))? {
             size += chunk.len() as u64;
             hasher.update(&chunk);
+            if let Some(tx) = &tee {
+                if tx.send(chunk).await.is_err() {
+                    tee = None;
+                }
+            }
         }
         Ok(Some((hex::encode(hasher.finalize()), size)))
     }

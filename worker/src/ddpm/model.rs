@@ -56,6 +56,10 @@ pub struct DdpmMeta {
     /// Label maps trained on (the train split); `None` in older artifacts.
     #[serde(default)]
     pub train_count: Option<u64>,
+    /// Elements in the weights file's tensors, set by [`DdpmModel::save`]: the coordinator
+    /// checks a weights file against it at submit without loading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<u64>,
 }
 
 impl DdpmMeta {
@@ -97,6 +101,12 @@ impl DdpmMeta {
 /// A module's weights as bytes (named MessagePack, full precision).
 pub fn module_to_bytes<B: Backend, M: Module<B>>(module: M) -> anyhow::Result<Vec<u8>> {
     NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(module.into_record(), ()).context("serialising weights")
+}
+
+/// The element count of weights saved by [`module_to_bytes`], as the coordinator's check
+/// at submit counts it ([`shared::artifact::weights`]).
+pub fn parameters_of(weights: &[u8]) -> anyhow::Result<u64> {
+    shared::artifact::weights::check(weights).map(|s| s.parameters).map_err(|e| anyhow::anyhow!("the weights just encoded do not check: {e}"))
 }
 
 /// Loads weights saved by [`module_to_bytes`] into `module` (built from the same config),
@@ -175,8 +185,10 @@ impl<B: Backend> DdpmModel<B> {
     /// Writes the weights and `model.json` under `uri`.
     pub fn save(&self, uri: &str) -> anyhow::Result<()> {
         let uri = uri.trim_end_matches('/');
-        sync_store::write_file(uri, &self.meta.weights, module_to_bytes(self.unet.clone())?)?;
-        sync_store::write_file(uri, MODEL_JSON, serde_json::to_vec_pretty(&self.meta)?)?;
+        let weights = module_to_bytes(self.unet.clone())?;
+        let meta = DdpmMeta { parameters: Some(parameters_of(&weights)?), ..self.meta.clone() };
+        sync_store::write_file(uri, &meta.weights, weights)?;
+        sync_store::write_file(uri, MODEL_JSON, serde_json::to_vec_pretty(&meta)?)?;
         Ok(())
     }
 
@@ -234,6 +246,7 @@ mod tests {
             weights: WEIGHTS_FILE.into(),
             test_fraction: None,
             train_count: None,
+            parameters: None,
         }
     }
 
@@ -253,7 +266,9 @@ mod tests {
         let uri = dir.to_str().unwrap();
         model.save(uri).unwrap();
         let loaded = DdpmModel::<Cpu>::load(uri, &device).unwrap();
-        assert_eq!(loaded.meta, meta);
+        // Saving adds the weights' element count, for the coordinator's check at submit.
+        assert!(loaded.meta.parameters.is_some_and(|n| n > 100), "{:?}", loaded.meta.parameters);
+        assert_eq!(DdpmMeta { parameters: None, ..loaded.meta.clone() }, meta);
         let sampler = SamplerConfig::ddim(5, 0.0);
         assert_eq!(model.sample(&[1, 2], &sampler), loaded.sample(&[1, 2], &sampler));
         let _ = std::fs::remove_dir_all(&dir);

@@ -91,6 +91,10 @@ pub struct SpadeMeta {
     /// Pairs trained on (the train split); `None` in older artifacts.
     #[serde(default)]
     pub train_count: Option<u64>,
+    /// Elements in the weights file's tensors, set by [`save`]: the coordinator checks a
+    /// weights file against it at submit without loading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<u64>,
 }
 
 impl SpadeMeta {
@@ -118,6 +122,7 @@ impl SpadeMeta {
             noise: format!("z[i] ~ N(0,1) f32 from ChaCha8 seed_from_u64(seed), stream {:#x}", super::input::NOISE_STREAM),
             test_fraction: None,
             train_count: None,
+            parameters: None,
         }
     }
 }
@@ -125,8 +130,9 @@ impl SpadeMeta {
 /// Writes the generator's weights and `model.json` (last) under `uri`.
 pub fn save<B: Backend>(generator: &SpadeGenerator<B>, meta: &SpadeMeta, uri: &str) -> anyhow::Result<()> {
     let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(generator.clone().into_record(), ()).context("encoding the generator weights")?;
+    let meta = SpadeMeta { parameters: Some(crate::ddpm::model::parameters_of(&bytes)?), ..meta.clone() };
     sync_store::write_file(uri, &meta.weights, bytes)?;
-    sync_store::write_file(uri, META_FILE, serde_json::to_vec_pretty(meta)?)
+    sync_store::write_file(uri, META_FILE, serde_json::to_vec_pretty(&meta)?)
 }
 
 /// A trained SPADE generator and its metadata.

@@ -125,6 +125,9 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join(TEST_STEMS_FILE)).unwrap().lines().collect::<Vec<_>>(), want);
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
         assert_eq!((meta["test_fraction"].as_f64(), meta["train_count"].as_u64()), (Some(0.4), Some(16 - want.len() as u64)));
+        let weights = std::fs::read(out.join("generator.mpk")).unwrap();
+        let counted = shared::artifact::weights::check(&weights[..]).unwrap().parameters;
+        assert!(counted > 1000 && meta["parameters"].as_u64() == Some(counted), "{} vs {counted}", meta["parameters"]);
 
         std::fs::remove_file(data.join("images/000005.png")).unwrap();
         let e = format!("{:#}", open(&data).unwrap_err());

@@ -155,6 +155,7 @@ impl DdpmTrainConfig {
             weights: WEIGHTS_FILE.into(),
             test_fraction,
             train_count: Some(data.maps.len() as u64),
+            parameters: None,
         }
     }
 

@@ -156,6 +156,10 @@ mod tests {
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
         assert_eq!((meta["test_fraction"].as_f64(), meta["train_count"].as_u64()), (Some(0.3), Some(24 - want.len() as u64)));
         assert_eq!(meta["objective"], "x0");
+        // model.json states the weights' element count, which the coordinator checks at submit.
+        let weights = std::fs::read(out.join("weights.mpk")).unwrap();
+        let counted = shared::artifact::weights::check(&weights[..]).unwrap().parameters;
+        assert!(counted > 1000 && meta["parameters"].as_u64() == Some(counted), "{} vs {counted}", meta["parameters"]);
 
         // An unknown code stops the run before training, naming the file and the code …
         // (`to_png` writes an index outside the table as code 0, which no class has.)

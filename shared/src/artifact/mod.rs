@@ -12,8 +12,9 @@
 //! reads only the fields every model's `model.json` shares ([`ArtifactInfo`]); the worker
 //! parses the rest.
 //!
-//! Two ways in: [`inspect`] reads `model.json` and streams the weights through sha256
-//! without holding them (the coordinator's check at submit: [`prepare`]); [`fetch`] reads
+//! Two ways in: [`inspect`] reads `model.json` and streams the weights through sha256 and
+//! through a structural check of Burn's record format ([`weights`]) without holding them
+//! (the coordinator's check at submit: [`prepare`]); [`fetch`] reads
 //! both files into memory, verified, through the local cache (the worker, which loads
 //! them). [`check_spec`] holds the spec-versus-model rules both use.
 
@@ -26,6 +27,8 @@ use crate::classes::ClassTable;
 use crate::error::{Error, Result};
 use crate::spec::{PipelineKind, RunSpec};
 use crate::storage::{Store, StoreUrl};
+
+pub mod weights;
 
 /// The metadata file of every artifact.
 pub const MODEL_JSON: &str = "model.json";
@@ -43,6 +46,10 @@ pub struct ArtifactInfo {
     /// Diffusion timesteps (label models only).
     #[serde(default)]
     pub timesteps: Option<usize>,
+    /// Elements in all the weights' tensors, as the architecture has them (written by
+    /// labelgen's training commands; artifacts from before it lack it).
+    #[serde(default)]
+    pub parameters: Option<u64>,
 }
 
 /// An artifact checked without holding its weights: `model.json` read, the weights
@@ -56,6 +63,8 @@ pub struct Inspected {
     pub digest: String,
     /// Size of the weights file in bytes.
     pub weights_bytes: u64,
+    /// What the weights hold.
+    pub weights: weights::Summary,
 }
 
 /// An artifact's two files, in memory and verified.
@@ -165,21 +174,50 @@ fn missing_weights(store: &Store, info: &ArtifactInfo) -> Error {
     Error::format(store.describe(&info.weights), "does not exist (named by model.json's weights)")
 }
 
-/// Reads the artifact's `model.json` and streams its weights through sha256 (never
-/// holding them), checks the digest against `pin` when given, and returns what it found.
-/// Errors name the URI, the file and the problem.
+/// Reads the artifact's `model.json` and streams its weights through sha256 and the
+/// record check of [`weights`] (never holding them), checks the digest against `pin` when
+/// given, and returns what it found. Errors name the URI, the file and the problem.
 pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
     let uri = uri.trim_end_matches('/');
     let store = Store::open(uri)?;
     let (model_json, info) = read_model_json(&store).await?;
-    let (weights_sha, weights_bytes) = store.sha256(&info.weights).await?.ok_or_else(|| missing_weights(&store, &info))?;
+    // The check reads on a blocking thread from the chunks the hash streams by.
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let checker = tokio::task::spawn_blocking(move || weights::check(std::io::BufReader::new(ChunkReader { rx, chunk: bytes::Bytes::new() })));
+    let hashed = store.sha256_tee(&info.weights, Some(tx)).await;
+    let checked = checker.await.map_err(|e| Error::format(store.describe(&info.weights), format!("the weights check stopped: {e}")))?;
+    let (weights_sha, weights_bytes) = hashed?.ok_or_else(|| missing_weights(&store, &info))?;
+    let summary = checked
+        .and_then(|s| weights::check_parameters(&s, info.parameters).map(|_| s))
+        .map_err(|m| Error::format(store.describe(&info.weights), format!("not usable weights for {} ({m})", info.kind)))?;
     let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, weights_sha)]);
     if let Some(pin) = pin {
         if pin != digest {
             return Err(mismatch(uri, pin, &digest));
         }
     }
-    Ok(Inspected { uri: uri.to_string(), info, digest, weights_bytes })
+    Ok(Inspected { uri: uri.to_string(), info, digest, weights_bytes, weights: summary })
+}
+
+/// A blocking reader over the chunks an async stream sends; end of file when the sender
+/// is gone.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
 }
 
 /// Checks the two models of a `ddpm-spade` spec against it: classes, the image model's
@@ -379,17 +417,32 @@ mod tests {
         let uri = dir.join("m").display().to_string();
         let store = Store::open(&uri).unwrap();
         store.put(MODEL_JSON, Bytes::from(model_json("w.bin", 32, Some(1000)))).await.unwrap();
-        // Larger than one read chunk, so the hash really is streamed over several.
-        let weights: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        // Larger than one read chunk, so the hash and the check really stream over several.
+        let weights = weights::tests::record(&[(&[750, 1000], 3_000_000), (&[4], 16)]);
         store.put("w.bin", Bytes::from(weights.clone())).await.unwrap();
         let seen = inspect(&uri, None).await.unwrap();
         let fetched = fetch(&uri, None, &dir.join("cache")).await.unwrap();
         assert_eq!(seen.digest, fetched.digest, "inspect and fetch must agree on the digest");
         assert_eq!(seen.weights_bytes, weights.len() as u64);
         assert_eq!(seen.info.timesteps, Some(1000));
+        assert_eq!(seen.weights, weights::Summary { tensors: 2, parameters: 750_004 });
         assert!(inspect(&uri, Some(&seen.digest)).await.is_ok());
         let err = inspect(&uri, Some(&"0".repeat(64))).await.unwrap_err().to_string();
         assert!(err.contains("digest mismatch") && err.contains(&uri), "{err}");
+        // Truncated weights are refused, naming the file, before anything is pinned.
+        store.put("w.bin", Bytes::from(weights[..weights.len() - 100].to_vec())).await.unwrap();
+        let err = inspect(&uri, None).await.unwrap_err().to_string();
+        assert!(err.contains("w.bin") && err.contains("truncated"), "{err}");
+        // So are weights of another size than model.json declares.
+        store.put("w.bin", Bytes::from(weights.clone())).await.unwrap();
+        let mut declared: serde_json::Value = serde_json::from_slice(&model_json("w.bin", 32, Some(1000))).unwrap();
+        declared["parameters"] = 1234.into();
+        store.put(MODEL_JSON, Bytes::from(serde_json::to_vec(&declared).unwrap())).await.unwrap();
+        let err = inspect(&uri, None).await.unwrap_err().to_string();
+        assert!(err.contains("w.bin") && err.contains("750004 parameters") && err.contains("declares 1234"), "{err}");
+        declared["parameters"] = 750_004.into();
+        store.put(MODEL_JSON, Bytes::from(serde_json::to_vec(&declared).unwrap())).await.unwrap();
+        assert!(inspect(&uri, None).await.is_ok());
         store.delete("w.bin").await.unwrap();
         let err = inspect(&uri, None).await.unwrap_err().to_string();
         assert!(err.contains("w.bin") && err.contains("does not exist"), "{err}");
@@ -402,9 +455,10 @@ mod tests {
         let (l, i) = (dir.join("ddpm").display().to_string(), dir.join("spade").display().to_string());
         let (ls, is) = (Store::open(&l).unwrap(), Store::open(&i).unwrap());
         ls.put(MODEL_JSON, Bytes::from(model_json("weights.mpk", 32, Some(1000)))).await.unwrap();
-        ls.put("weights.mpk", Bytes::from_static(b"ddpm weights")).await.unwrap();
+        let ddpm_weights = Bytes::from(weights::tests::record(&[(&[8, 8], 256)]));
+        ls.put("weights.mpk", ddpm_weights.clone()).await.unwrap();
         is.put(MODEL_JSON, Bytes::from(model_json("generator.mpk", 64, None))).await.unwrap();
-        is.put("generator.mpk", Bytes::from_static(b"spade weights")).await.unwrap();
+        is.put("generator.mpk", Bytes::from(weights::tests::record(&[(&[3, 3], 36)]))).await.unwrap();
 
         let mut ok = spec(&l, &i, 64, "sampler = \"ddim\"\nsteps = 20");
         prepare(&mut ok).await.unwrap();
@@ -413,10 +467,10 @@ mod tests {
         assert!(ok.pipeline.images.as_ref().unwrap().sha256.as_deref().is_some_and(is_digest));
         // A pinned spec passes again; a changed model no longer does.
         prepare(&mut ok.clone()).await.unwrap();
-        ls.put("weights.mpk", Bytes::from_static(b"other weights")).await.unwrap();
+        ls.put("weights.mpk", Bytes::from(weights::tests::record(&[(&[8, 4], 128)]))).await.unwrap();
         let err = prepare(&mut ok.clone()).await.unwrap_err().to_string();
         assert!(err.contains("pipeline.labels.model") && err.contains("digest mismatch"), "{err}");
-        ls.put("weights.mpk", Bytes::from_static(b"ddpm weights")).await.unwrap();
+        ls.put("weights.mpk", ddpm_weights).await.unwrap();
 
         let cases = [
             (spec(&l, &i, 128, ""), vec!["pipeline.images.model", "64×64", "pipeline.image_size is 128"]),
