@@ -260,11 +260,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             println!(
-                "run {run}: manifest of {} samples in {} shards written to {} ({} objects of losing attempts removed)",
+                "run {run}: manifest of {} samples in {} shards written to {} ({} objects of losing attempts removed, {} open uploads aborted)",
                 report.samples,
                 report.shards,
                 store.describe(shared::manifest::layout::MANIFEST_JSONL),
-                report.removed_objects
+                report.removed_objects,
+                report.aborted_uploads
             );
             Ok(ExitCode::SUCCESS)
         }

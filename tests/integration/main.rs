@@ -2,6 +2,7 @@
 //! start real servers (redis-server, moto's S3 server) on free loopback ports and run the
 //! real binaries; `.ci/run` installs both servers.
 
+mod chaos;
 mod cluster;
 mod configs;
 mod embedded;

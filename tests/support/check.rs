@@ -24,12 +24,23 @@ pub async fn exactly_n(store: &Store, count: u64) -> Vec<ManifestLine> {
     let idx: BTreeSet<u64> = lines.iter().map(|l| l.index).collect();
     assert_eq!(idx.len() as u64, count, "duplicate indices in the manifest");
     assert_eq!(idx.iter().copied().collect::<Vec<_>>(), (0..count).collect::<Vec<_>>(), "indices are not 0..{count}");
+    // One pass over every object (each tar fetched once), by where each file is.
+    let mut want = std::collections::HashMap::new();
     for l in &lines {
-        for (path, want) in [(&l.image, &l.image_sha256), (&l.label, &l.label_sha256)] {
-            let data = read_member(store, path).await;
-            assert_eq!(&sha(&data), want, "sha256 of {path} does not match the manifest");
+        for (path, sha) in [(&l.image, &l.image_sha256), (&l.label, &l.label_sha256)] {
+            want.insert(store.describe(path), sha.clone());
         }
     }
+    let paths: Vec<String> = lines.iter().flat_map(|l| [l.image.clone(), l.label.clone()]).collect();
+    let mut seen = 0usize;
+    shared::manifest::read_files::<shared::Error>(store, &paths, |origin, data| {
+        assert_eq!(Some(&sha(&data)), want.get(origin), "sha256 of {origin} does not match the manifest");
+        seen += 1;
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seen, paths.len(), "files read");
     let summary: serde_json::Value = serde_json::from_slice(&store.get("manifest.json").await.unwrap().expect("manifest.json")).unwrap();
     assert_eq!(summary["count"].as_u64(), Some(count));
     lines

@@ -23,11 +23,18 @@ impl RedisServer {
     ///
     /// Panics if `redis-server` is not installed: tests that need it fail, never skip.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments, which override the
+    /// defaults (e.g. `["--appendfsync", "everysec"]`, the shipped setting); they apply to
+    /// every restart too.
+    pub fn start_with(args: &[&str]) -> RedisServer {
         static N: AtomicU32 = AtomicU32::new(0);
         let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("labelgen-redis-{}-{}-{port}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let mut server = RedisServer { port, dir, child: None, tls_port: None, extra_args: Vec::new() };
+        let mut server = RedisServer { port, dir, child: None, tls_port: None, extra_args: args.iter().map(|a| a.to_string()).collect() };
         server.spawn();
         server
     }

@@ -60,6 +60,17 @@ impl S3Server {
         assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "create bucket {bucket}: {resp}");
     }
 
+    /// Keys of the bucket's open (incomplete) multipart uploads, by a plain
+    /// ListMultipartUploads request.
+    pub fn open_uploads(&self, bucket: &str) -> Vec<String> {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(c, "GET /{bucket}?uploads HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port).unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "list uploads of {bucket}: {resp}");
+        resp.split("<Upload>").skip(1).filter_map(|u| Some(u.split_once("<Key>")?.1.split_once("</Key>")?.0.to_string())).collect()
+    }
+
     /// The `AWS_*` variables a binary needs to reach this server (through `endpoint`).
     pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
         [
@@ -89,7 +100,7 @@ impl S3Server {
             .with_region("us-east-1")
             .build()
             .unwrap();
-        Store::from_object_store(Arc::new(s3), prefix, &format!("s3://{bucket}/{prefix}"))
+        Store::from_multipart_store(Arc::new(s3), prefix, &format!("s3://{bucket}/{prefix}"))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Finalize: turn the commit records of a run into `manifest.jsonl` (one line per sample,
-//! in index order) and `manifest.json` (the summary, written last), and remove the data of
-//! attempts that did not win. Safe to run again: every output is rewritten from the
+//! in index order) and `manifest.json` (the summary, written last), remove the data of
+//! attempts that did not win and abort the multipart uploads killed writers left open. Safe to run again: every output is rewritten from the
 //! records, which never change.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,10 @@ pub struct FinalizeReport {
     pub shards: u64,
     /// Objects of losing attempts removed by this call.
     pub removed_objects: u64,
+    /// Multipart uploads left open by killed writers (recorded in `….upload` objects)
+    /// aborted by this call.
+    #[serde(default)]
+    pub aborted_uploads: u64,
 }
 
 /// The content of `manifest.json`.
@@ -82,6 +86,13 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let mut samples = 0u64;
     let mut hasher = Sha256::new();
 
+    // A finalize killed while writing the manifest may have left its upload open.
+    let manifest_marker = format!("{}{}", layout::MANIFEST_JSONL, crate::storage::UPLOAD_SUFFIX);
+    let mut aborted = 0u64;
+    if store.exists(&manifest_marker).await? {
+        store.abort_recorded_upload(&manifest_marker).await?;
+        aborted += 1;
+    }
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
     let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect()));
     let mut buf = Vec::with_capacity(1 << 20);
@@ -135,7 +146,12 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         let (Some(shard), Some(attempt)) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next().and_then(|a| a.parse::<u64>().ok())) else {
             continue;
         };
-        if winners.get(&shard) != Some(&attempt) {
+        if path.ends_with(crate::storage::UPLOAD_SUFFIX) {
+            // An upload whose writer died (or lost its lease) before completing it: abort
+            // it, so its parts do not linger in the bucket, and drop the record.
+            store.abort_recorded_upload(&path).await?;
+            aborted += 1;
+        } else if winners.get(&shard) != Some(&attempt) {
             store.delete(&path).await?;
             removed += 1;
         }
@@ -165,5 +181,5 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         retried_shards: retried,
     };
     store.put(layout::MANIFEST_JSON, Bytes::from(serde_json::to_vec_pretty(&summary).expect("summary serialises"))).await?;
-    Ok(FinalizeReport { samples, shards: n, removed_objects: removed })
+    Ok(FinalizeReport { samples, shards: n, removed_objects: removed, aborted_uploads: aborted })
 }

@@ -107,7 +107,13 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(MANIFEST_JSONL) });
             }
             let (report, store) = ops::finalize_run(queue, run_id).await?;
-            tracing::info!(samples = report.samples, removed = report.removed_objects, seconds = started.elapsed().as_secs_f64(), "finalized");
+            tracing::info!(
+                samples = report.samples,
+                removed = report.removed_objects,
+                aborted_uploads = report.aborted_uploads,
+                seconds = started.elapsed().as_secs_f64(),
+                "finalized"
+            );
             return Ok(WatchEnd::Complete { samples: report.samples, manifest: store.describe(MANIFEST_JSONL) });
         }
         if c.dead > 0 && c.pending == 0 && c.leased == 0 {

@@ -3,7 +3,8 @@
 //! ```text
 //! run.json                      the run spec, its digest, created-at
 //! data/SHARD/ATTEMPT/...        samples of one attempt (ATTEMPT: its random id): PNG pairs,
-//!                               or one WebDataset tar
+//!                               or one WebDataset tar (while a tar over one part is being
+//!                               uploaded, SHARD.tar.upload holds its multipart upload id)
 //! shards/SHARD.json             commit record (create-only): the winning attempt
 //! manifest.jsonl                one line per sample, written by finalize
 //! contact_sheet.png             the first samples as (label | image) pairs, by finalize

@@ -64,16 +64,46 @@ pub async fn create_race(s: &Store, n: usize) {
 }
 
 pub async fn multipart_writer(s: &Store) {
+    let recorded = s.records_uploads();
     let mut w = s.writer("m/big").await.unwrap();
     let chunk = vec![7u8; 3 << 20];
     for _ in 0..4 {
         w.write(&chunk).await.unwrap();
     }
     assert!(!s.exists("m/big").await.unwrap(), "a multipart object must not appear before finish");
+    assert_eq!(s.exists("m/big.upload").await.unwrap(), recorded, "the open upload's id is recorded where the store can abort it");
     w.finish().await.unwrap();
     let got = s.get("m/big").await.unwrap().unwrap();
     assert_eq!(got.len(), 12 << 20);
     assert!(got.iter().all(|&b| b == 7));
+    assert!(!s.exists("m/big.upload").await.unwrap(), "a completed upload's record is removed");
+
+    // Under one part: a single PUT at finish, nothing before.
+    let mut w = s.writer("m/small").await.unwrap();
+    w.write(b"abc").await.unwrap();
+    assert!(!s.exists("m/small").await.unwrap() && !s.exists("m/small.upload").await.unwrap());
+    w.finish().await.unwrap();
+    assert_eq!(s.get("m/small").await.unwrap().unwrap(), Bytes::from_static(b"abc"));
+
+    // Aborted: no object, no record.
+    let mut w = s.writer("m/aborted").await.unwrap();
+    w.write(&vec![1u8; 9 << 20]).await.unwrap();
+    w.abort().await.unwrap();
+    assert!(!s.exists("m/aborted").await.unwrap() && !s.exists("m/aborted.upload").await.unwrap());
+
+    // A writer that dies with its upload open (dropped, as a killed process would): no
+    // object; the record lets the upload be aborted later, and then goes.
+    let mut w = s.writer("m/killed").await.unwrap();
+    w.write(&vec![2u8; 9 << 20]).await.unwrap();
+    drop(w);
+    assert!(!s.exists("m/killed").await.unwrap());
+    if recorded {
+        assert!(s.exists("m/killed.upload").await.unwrap());
+        s.abort_recorded_upload("m/killed.upload").await.unwrap();
+        assert!(!s.exists("m/killed.upload").await.unwrap());
+        // Twice is harmless (the upload is gone, the record too).
+        s.abort_recorded_upload("m/killed.upload").await.unwrap();
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,14 @@
 //! S3 settings come from the standard `AWS_*` variables (object_store's `from_env`); they
 //! are never logged or written anywhere. object_store retries 5xx answers and dropped
 //! connections itself (10 tries, 3 minutes); what still fails is a job failure the queue
-//! retries.
+//! retries. Large objects are multipart uploads whose ids are recorded beside them
+//! ([`Store::writer`]), so finalize can abort the ones a killed writer left open.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -60,6 +62,9 @@ impl StoreUrl {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// The same store's multipart API where it has one (S3, memory): uploads whose id is
+    /// recorded beside the object, so finalize can abort the ones a crash left open.
+    multipart: Option<Arc<dyn MultipartStore>>,
     prefix: String,
     display: String,
 }
@@ -84,8 +89,8 @@ impl Store {
         let parsed = StoreUrl::parse(url).map_err(|m| Error::Invalid { origin: "output".into(), key: "output.url".into(), message: m })?;
         match parsed {
             StoreUrl::S3 { bucket, prefix } => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build()?;
-                Ok(Store { inner: Arc::new(s3), prefix, display: url.to_string() })
+                let s3 = Arc::new(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build()?);
+                Ok(Store { inner: s3.clone(), multipart: Some(s3), prefix, display: url.to_string() })
             }
             StoreUrl::Local { dir } => {
                 // Nothing is created here: a directory appears with the first object written
@@ -103,7 +108,7 @@ impl Store {
                 let root = std::fs::canonicalize(&root).map_err(|e| Error::io(&root, e))?;
                 let display = if rest.is_empty() { root.display().to_string() } else { root.join(rest.join("/")).display().to_string() };
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
-                Ok(Store { inner: Arc::new(fs), prefix: rest.join("/"), display })
+                Ok(Store { inner: Arc::new(fs), multipart: None, prefix: rest.join("/"), display })
             }
             StoreUrl::Memory => Ok(Store::memory()),
         }
@@ -111,12 +116,20 @@ impl Store {
 
     /// A fresh in-memory store.
     pub fn memory() -> Store {
-        Store { inner: Arc::new(object_store::memory::InMemory::new()), prefix: String::new(), display: "memory://".into() }
+        let mem = Arc::new(object_store::memory::InMemory::new());
+        Store { inner: mem.clone(), multipart: Some(mem), prefix: String::new(), display: "memory://".into() }
     }
 
-    /// Wraps any object store (tests, custom back ends).
+    /// Wraps any object store (tests, custom back ends); large objects go through its
+    /// generic multipart upload, whose id is not recorded.
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, prefix: &str, display: &str) -> Store {
-        Store { inner, prefix: prefix.trim_matches('/').to_string(), display: display.to_string() }
+        Store { inner, multipart: None, prefix: prefix.trim_matches('/').to_string(), display: display.to_string() }
+    }
+
+    /// [`Store::from_object_store`] for a store with a multipart API (S3, memory): large
+    /// objects' upload ids are recorded beside them (see [`Store::writer`]).
+    pub fn from_multipart_store<S: ObjectStore + MultipartStore>(inner: Arc<S>, prefix: &str, display: &str) -> Store {
+        Store { inner: inner.clone(), multipart: Some(inner), prefix: prefix.trim_matches('/').to_string(), display: display.to_string() }
     }
 
     /// The same store, rooted one level further down (e.g. at a run's directory).
@@ -124,7 +137,7 @@ impl Store {
         let sub = sub.trim_matches('/');
         let prefix = if self.prefix.is_empty() { sub.to_string() } else { format!("{}/{}", self.prefix, sub) };
         let display = format!("{}/{}", self.display.trim_end_matches('/'), sub);
-        Store { inner: self.inner.clone(), prefix, display }
+        Store { inner: self.inner.clone(), multipart: self.multipart.clone(), prefix, display }
     }
 
     /// A printable location (URL or absolute directory), for messages.
@@ -242,11 +255,38 @@ impl Store {
         }
     }
 
-    /// Streams a large object in parts (multipart upload); the object appears only when
-    /// `finish` succeeds.
+    /// Streams an object of any size; it appears only when `finish` succeeds. Up to one
+    /// part (8 MiB; `LABELGEN_PART_BYTES` in tests) it is sent as one PUT at `finish`, so a
+    /// writer killed before then leaves nothing. Larger objects become a multipart upload;
+    /// where the store has a multipart API (S3) its id is first written to
+    /// `REL.upload` ([`UPLOAD_SUFFIX`]) and removed when the upload completes or is
+    /// aborted, so an upload whose writer was killed can be aborted later
+    /// ([`Store::abort_recorded_upload`], which finalize calls).
     pub async fn writer(&self, rel: &str) -> Result<StoreWriter> {
-        let up = self.inner.put_multipart(&self.path(rel)).await.map_err(|e| self.err(rel, e))?;
-        Ok(StoreWriter { inner: object_store::WriteMultipart::new_with_chunk_size(up, 8 << 20), rel: rel.to_string(), store: self.clone() })
+        let part_bytes = std::env::var("LABELGEN_PART_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(PART_BYTES);
+        Ok(StoreWriter { store: self.clone(), rel: rel.to_string(), buf: Vec::new(), part_bytes, upload: None })
+    }
+
+    /// Whether large objects' multipart uploads are recorded (see [`Store::writer`]).
+    pub fn records_uploads(&self) -> bool {
+        self.multipart.is_some()
+    }
+
+    /// Aborts the multipart upload recorded in `marker` (an object named `….upload`) and
+    /// removes the marker. An upload already completed or aborted is no error.
+    pub async fn abort_recorded_upload(&self, marker: &str) -> Result<()> {
+        let target = marker.strip_suffix(UPLOAD_SUFFIX).unwrap_or(marker);
+        if let (Some(mp), Some(id)) = (&self.multipart, self.get(marker).await?) {
+            let id = String::from_utf8_lossy(&id).trim().to_string();
+            match mp.abort_multipart(&self.path(target), &id).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                // S3 answers NoSuchUpload (404) for an upload that is gone; other stores may
+                // word it differently: what matters is that it is no longer open.
+                Err(e) if e.to_string().contains("NoSuchUpload") => {}
+                Err(e) => return Err(self.err(target, e)),
+            }
+        }
+        self.delete(marker).await
     }
 
     /// Checks the store answers (bucket exists, credentials work) with one list call.
@@ -263,33 +303,125 @@ impl Store {
     }
 }
 
+/// Part size of multipart uploads (S3 allows 5 MiB to 5 GiB; all but the last part equal).
+pub const PART_BYTES: usize = 8 << 20;
+/// Suffix of the object that records an open multipart upload's id (see [`Store::writer`]).
+pub const UPLOAD_SUFFIX: &str = ".upload";
+/// Parts in flight at once per upload.
+const PARTS_IN_FLIGHT: usize = 4;
+
 /// A streaming upload started by [`Store::writer`].
 pub struct StoreWriter {
-    inner: object_store::WriteMultipart,
-    rel: String,
     store: Store,
+    rel: String,
+    /// Bytes not yet sent (under one part).
+    buf: Vec<u8>,
+    part_bytes: usize,
+    upload: Option<Upload>,
+}
+
+enum Upload {
+    /// The store's generic multipart upload (local files, wrapped stores).
+    Generic(object_store::WriteMultipart),
+    /// A multipart upload whose id is recorded in `REL.upload`.
+    Recorded { mp: Arc<dyn MultipartStore>, path: ObjPath, id: String, parts: Vec<tokio::task::JoinHandle<object_store::Result<PartId>>>, done: Vec<PartId> },
 }
 
 impl StoreWriter {
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.inner.wait_for_capacity(4).await.map_err(|e| self.store.err(&self.rel, e))?;
-        self.inner.write(data);
+        if let Some(Upload::Generic(w)) = &mut self.upload {
+            w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| self.store.err(&self.rel, e))?;
+            w.write(data);
+            return Ok(());
+        }
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= self.part_bytes {
+            if self.upload.is_none() {
+                self.start().await?;
+                if let Some(Upload::Generic(w)) = &mut self.upload {
+                    w.write(&std::mem::take(&mut self.buf));
+                    return Ok(());
+                }
+            }
+            let part: Vec<u8> = self.buf.drain(..self.part_bytes).collect();
+            self.send(part).await?;
+        }
         Ok(())
     }
 
-    pub async fn finish(self) -> Result<()> {
-        let rel = self.rel.clone();
-        let store = self.store.clone();
-        self.inner.finish().await.map_err(|e| store.err(&rel, e))?;
+    async fn start(&mut self) -> Result<()> {
+        let store = &self.store;
+        let path = store.path(&self.rel);
+        self.upload = Some(match &store.multipart {
+            Some(mp) => {
+                let id = mp.create_multipart(&path).await.map_err(|e| store.err(&self.rel, e))?;
+                let upload = Upload::Recorded { mp: mp.clone(), path, id: id.clone(), parts: Vec::new(), done: Vec::new() };
+                // Recorded before any part is sent: whatever happens next, it can be aborted.
+                if let Err(e) = store.put(&format!("{}{UPLOAD_SUFFIX}", self.rel), Bytes::from(id)).await {
+                    self.upload = Some(upload);
+                    return Err(e);
+                }
+                upload
+            }
+            None => {
+                let up = store.inner.put_multipart(&path).await.map_err(|e| store.err(&self.rel, e))?;
+                Upload::Generic(object_store::WriteMultipart::new_with_chunk_size(up, self.part_bytes))
+            }
+        });
         Ok(())
+    }
+
+    /// Sends one part of a recorded upload, keeping at most [`PARTS_IN_FLIGHT`] in flight.
+    async fn send(&mut self, part: Vec<u8>) -> Result<()> {
+        let Some(Upload::Recorded { mp, path, id, parts, done }) = &mut self.upload else { return Ok(()) };
+        if parts.len() >= PARTS_IN_FLIGHT {
+            let first = parts.remove(0);
+            done.push(join_part(first).await.map_err(|e| self.store.err(&self.rel, e))?);
+        }
+        let idx = done.len() + parts.len();
+        let (mp, path, id) = (mp.clone(), path.clone(), id.clone());
+        parts.push(tokio::spawn(async move { mp.put_part(&path, &id, idx, PutPayload::from(part)).await }));
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<()> {
+        match self.upload.take() {
+            None => self.store.put(&self.rel, Bytes::from(std::mem::take(&mut self.buf))).await,
+            Some(Upload::Generic(w)) => w.finish().await.map(|_| ()).map_err(|e| self.store.err(&self.rel, e)),
+            Some(mut up) => {
+                if !self.buf.is_empty() {
+                    self.upload = Some(up);
+                    let rest = std::mem::take(&mut self.buf);
+                    self.send(rest).await?;
+                    up = self.upload.take().expect("just put back");
+                }
+                let Upload::Recorded { mp, path, id, parts, mut done } = up else { unreachable!() };
+                for p in parts {
+                    done.push(join_part(p).await.map_err(|e| self.store.err(&self.rel, e))?);
+                }
+                mp.complete_multipart(&path, &id, done).await.map_err(|e| self.store.err(&self.rel, e))?;
+                self.store.delete(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await
+            }
+        }
     }
 
     /// Abandons the upload: the parts already sent are deleted and no object appears.
-    pub async fn abort(self) -> Result<()> {
-        let rel = self.rel.clone();
-        let store = self.store.clone();
-        self.inner.abort().await.map_err(|e| store.err(&rel, e))
+    pub async fn abort(mut self) -> Result<()> {
+        match self.upload.take() {
+            None => Ok(()),
+            Some(Upload::Generic(w)) => w.abort().await.map_err(|e| self.store.err(&self.rel, e)),
+            Some(Upload::Recorded { parts, .. }) => {
+                for p in parts {
+                    p.abort();
+                }
+                self.store.abort_recorded_upload(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await
+            }
+        }
     }
+}
+
+async fn join_part(h: tokio::task::JoinHandle<object_store::Result<PartId>>) -> object_store::Result<PartId> {
+    h.await.unwrap_or_else(|e| Err(object_store::Error::Generic { store: "multipart", source: Box::new(e) }))
 }
 
 /// object_store's error text, shortened: the source chain without request internals.
