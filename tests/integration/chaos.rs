@@ -169,10 +169,12 @@ async fn chaos_soak_gives_exactly_n() {
     check::no_orphans(&store).await;
     check::exactly_n(&store, samples).await;
 
+    let summary: serde_json::Value = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
+    let retried = summary["retried_shards"].as_u64().unwrap_or(0);
     let c = |i: usize| proxy.counts[i].load(std::sync::atomic::Ordering::SeqCst);
     let committed = log_count(cl.dir.path(), "shard committed") - calm_committed;
     println!(
-        "soak: chaos run {:.1} s = {:.2}× the fault-free {:.1} s; {kills} worker SIGKILLs, {redis_restarts} Redis crash-restarts; S3 through the proxy: {} requests, {} answered 503, {} dropped, {} applied with the answer lost; attempts: {} failed, {} leases lost, {} given back, {} found the shard already committed, {committed} commits for {} shards; {orphans_before} late objects before the second finalize",
+        "soak: chaos run {:.1} s = {:.2}× the fault-free {:.1} s; {kills} worker SIGKILLs, {redis_restarts} Redis crash-restarts; S3 through the proxy: {} requests, {} answered 503, {} dropped, {} applied with the answer lost; attempts: {} failed, {} leases lost, {} given back, {} found the shard already committed, {committed} commits for {} shards ({retried} won by a retry); {orphans_before} late objects before the second finalize",
         chaos.as_secs_f64(),
         chaos.as_secs_f64() / calm.as_secs_f64(),
         calm.as_secs_f64(),

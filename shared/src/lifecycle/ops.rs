@@ -117,3 +117,20 @@ pub fn status_json(rec: &RunRecord, spec: &RunSpec, counts: &Counts) -> serde_js
         "created_ms": rec.created_ms,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples, not shards × shard size: a run waiting on its short last shard does not
+    /// read 999/1000.
+    #[test]
+    fn committed_samples_count_the_short_last_shard_as_it_is() {
+        let spec = RunSpec::parse("[run]\ncount = 1000\nshard_size = 256\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\n", "t.toml").unwrap();
+        let counts = |committed, last_committed| Counts { total: 4, committed, last_committed, ..Counts::default() };
+        assert_eq!(committed_samples(&spec, &counts(0, false)), 0);
+        assert_eq!(committed_samples(&spec, &counts(3, false)), 768);
+        assert_eq!(committed_samples(&spec, &counts(3, true)), 2 * 256 + 232);
+        assert_eq!(committed_samples(&spec, &counts(4, true)), 1000);
+    }
+}
