@@ -33,6 +33,33 @@ async fn embedded_run_writes_exactly_n_and_resumes() {
     assert_eq!(first, check::sample_bytes(&store, &lines2).await);
 }
 
+/// A shard that keeps failing in the embedded mode: the message says how to go on without
+/// Redis (the same command with the run id), never `retry-dead`; doing so completes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_dead_shard_names_the_way_on_without_redis() {
+    let dir = TempDir::new("embedded-dead");
+    let out = dir.path().join("out");
+    let fault = dir.path().join("fault");
+    std::fs::write(&fault, "2\n").unwrap();
+    let mut spec = SpecBuilder::new(out.to_str().unwrap());
+    spec.count = 12;
+    spec.shard_size = 4;
+    spec.max_attempts = 2;
+    let cfg = spec.write(dir.path(), "spec.toml");
+    let mut c = cmd("worker");
+    c.args(["run", cfg.to_str().unwrap(), "--run-id", "ed1"]).env("LABELGEN_FAULT_FILE", &fault);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2), "worker run should exit 2: {}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("shard 2") && e.contains("--run-id ed1") && !e.contains("retry-dead"), "{e}");
+    std::fs::remove_file(&fault).unwrap();
+    let mut c = cmd("worker");
+    c.args(["run", cfg.to_str().unwrap(), "--run-id", "ed1"]);
+    let o = run(c);
+    assert!(o.status.success(), "the second run failed: {}", stderr(&o));
+    check::exactly_n(&Store::open(out.to_str().unwrap()).unwrap().child("ed1"), 12).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_webdataset_holds_every_sample() {
     let dir = TempDir::new("wds");
