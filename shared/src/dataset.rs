@@ -254,14 +254,15 @@ impl Dataset {
         self.dir.join("images").join(format!("{stem}.png"))
     }
 
-    /// The label map of `stem` (decoded as the options say), nearest-resized to
-    /// `size × size` if given.
+    /// The label map of `stem` (decoded as the options say), resized to `size × size` if
+    /// given: by the mode of each block when shrinking ([`LabelMap::resize_mode`]), so thin
+    /// classes survive; nearest when growing.
     pub fn label(&self, stem: &str, size: Option<u32>) -> Result<LabelMap> {
         let p = self.label_path(stem);
         let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
         let (m, _) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &p.display().to_string())?;
         Ok(match size {
-            Some(s) if s != m.width || s != m.height => m.resize_nearest(s, s),
+            Some(s) if s != m.width || s != m.height => m.resize_mode(s, s),
             _ => m,
         })
     }

@@ -54,6 +54,36 @@ impl LabelMap {
         counts
     }
 
+    /// Resize for training data: shrinking takes the most frequent label of each source
+    /// block (the mode; ties go to the lower index), so a thin road stays a thin road
+    /// instead of aliasing into dashes or vanishing, as point sampling does; growing (or
+    /// keeping) a side is nearest-neighbour. Ignore pixels take part like any label.
+    pub fn resize_mode(&self, width: u32, height: u32) -> LabelMap {
+        if width > self.width || height > self.height || (width, height) == (self.width, self.height) {
+            return self.resize_nearest(width, height);
+        }
+        let (w, h) = (self.width as u64, self.height as u64);
+        let mut data = Vec::with_capacity(width as usize * height as usize);
+        let mut counts = [0u32; 256];
+        for y in 0..height as u64 {
+            let (y0, y1) = (y * h / height as u64, ((y + 1) * h / height as u64).max(y * h / height as u64 + 1));
+            for x in 0..width as u64 {
+                let (x0, x1) = (x * w / width as u64, ((x + 1) * w / width as u64).max(x * w / width as u64 + 1));
+                counts.fill(0);
+                for sy in y0..y1 {
+                    let row = &self.data[(sy * w) as usize..][x0 as usize..x1 as usize];
+                    for &v in row {
+                        counts[v as usize] += 1;
+                    }
+                }
+                // max_by_key keeps the last maximum: scan from the top for the lowest index.
+                let best = (0..256).rev().max_by_key(|&v| counts[v]).unwrap_or(0);
+                data.push(best as u8);
+            }
+        }
+        LabelMap { width, height, data }
+    }
+
     /// Nearest-neighbour resize.
     pub fn resize_nearest(&self, width: u32, height: u32) -> LabelMap {
         let data = resize_nearest_pixels(&self.data, self.width, self.height, 1, width, height);
@@ -513,6 +543,28 @@ mod tests {
         let png = encode_png(2, 2, png::ColorType::Grayscale, &[10, 20, 30, 33]);
         let err = LabelMap::from_png(&png, &classes, "labels/a.png").unwrap_err().to_string();
         assert!(err.contains("labels/a.png") && err.contains("(1, 1)") && err.contains("33"), "{err}");
+    }
+
+    #[test]
+    fn mode_downsample_keeps_thin_roads_that_point_sampling_loses() {
+        // A 3-px road on rows 5..=7 of a 64×64 map; shrinking ×4 samples row 4 (nearest:
+        // no road) but the block of rows 4..8 is 3/4 road (mode: a continuous road row).
+        let mut m = LabelMap::new(64, 64, 5);
+        for y in 5..8 {
+            for x in 0..64 {
+                m.set(x, y, 2);
+            }
+        }
+        assert!(m.resize_nearest(16, 16).data.iter().all(|&v| v == 5), "point sampling loses the road");
+        let small = m.resize_mode(16, 16);
+        assert!((0..16).all(|x| small.get(x, 1) == 2) && small.class_counts(8)[2] == 16, "{:?}", small.class_counts(8));
+        // Majority per block, lower index on a tie; growing is nearest.
+        let m = LabelMap { width: 4, height: 2, data: vec![1, 3, 3, 3, 1, 1, 0, 0] };
+        assert_eq!(m.resize_mode(2, 1).data, vec![1, 0]);
+        assert_eq!(m.resize_mode(8, 4), m.resize_nearest(8, 4));
+        // A shrink by a non-integer ratio covers every source pixel once.
+        let m = LabelMap { width: 5, height: 1, data: vec![4, 4, 1, 1, 1] };
+        assert_eq!(m.resize_mode(2, 1).data, vec![4, 1]);
     }
 
     #[test]

@@ -86,11 +86,20 @@ impl SamplerConfig {
     }
 
     /// The timesteps visited, ascending (sampling walks them from the end): all `0..T` for
-    /// DDPM, `⌊i·T/S⌋` for `i = 0…S-1` for DDIM.
+    /// DDPM; for DDIM the *trailing* spacing `round(T − i·T/S) − 1` for `i = 0…S-1` (Lin et
+    /// al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed"), which
+    /// always starts at `T−1`, where the pure noise sampling starts from belongs. (Leading
+    /// spacing, `⌊i·T/S⌋`, started 10 cosine steps at t = 900 from pure noise.)
     pub fn timesteps(&self, t: usize) -> Vec<usize> {
         match *self {
             SamplerConfig::Ddpm => (0..t).collect(),
-            SamplerConfig::Ddim { steps, .. } => (0..steps).map(|i| i * t / steps).collect(),
+            SamplerConfig::Ddim { steps, .. } => {
+                let stride = t as f64 / steps as f64;
+                let mut ts: Vec<usize> = (0..steps).map(|i| ((t as f64 - i as f64 * stride).round() as usize).saturating_sub(1)).collect();
+                ts.reverse();
+                ts.dedup();
+                ts
+            }
         }
     }
 
@@ -241,9 +250,14 @@ mod tests {
     }
 
     #[test]
-    fn ddpm_ddim_timesteps_are_even() {
-        assert_eq!(SamplerConfig::ddim(4, 0.0).timesteps(1000), vec![0, 250, 500, 750]);
-        assert_eq!(SamplerConfig::ddim(3, 0.0).timesteps(10), vec![0, 3, 6]);
+    fn ddpm_ddim_timesteps_are_even_and_trailing() {
+        assert_eq!(SamplerConfig::ddim(4, 0.0).timesteps(1000), vec![249, 499, 749, 999]);
+        assert_eq!(SamplerConfig::ddim(3, 0.0).timesteps(10), vec![2, 6, 9]);
+        // Cosine, 10 steps: sampling starts at t = T−1 (not 900, as leading spacing did).
+        let ts = SamplerConfig::ddim(10, 0.0).timesteps(1000);
+        assert_eq!((ts.len(), ts[9], ts[0]), (10, 999, 99));
+        // All steps is every timestep, as DDPM visits them.
+        assert_eq!(SamplerConfig::ddim(7, 0.0).timesteps(7), (0..7).collect::<Vec<_>>());
         assert_eq!(SamplerConfig::ddpm().num_steps(7), 7);
         assert!(SamplerConfig::ddim(0, 0.0).validate(10).is_err());
         assert!(SamplerConfig::ddim(11, 0.0).validate(10).unwrap_err().contains("10 timesteps"));

@@ -1,6 +1,8 @@
 //! Noise schedules: `β_t` for `t = 0…T-1` and `ᾱ_t = Π_{s≤t} (1 - β_s)`.
 //!
-//! - `linear` (Ho et al.): `β` evenly spaced from `1e-4` to `0.02`.
+//! - `linear` (Ho et al.): `β` evenly spaced from `1e-4` to `0.02` at `T = 1000`; for other
+//!   `T` both ends are scaled by `1000/T` (as improved-DDPM does), so `ᾱ_{T-1}` stays near
+//!   0 and sampling from pure noise stays right; β is capped at 0.999 (for `T < 50`).
 //! - `cosine` (Nichol & Dhariwal): `ᾱ(t) = f(t)/f(0)`, `f(t) = cos²((t/T + s)/(1 + s)·π/2)`,
 //!   `s = 0.008`, `β_t = min(1 - ᾱ(t+1)/ᾱ(t), 0.999)`.
 
@@ -57,8 +59,12 @@ impl NoiseSchedule {
         assert!(timesteps > 0, "a noise schedule needs at least one timestep");
         let t = timesteps;
         let betas: Vec<f64> = match kind {
-            ScheduleKind::Linear if t == 1 => vec![LINEAR_BETA_START],
-            ScheduleKind::Linear => (0..t).map(|i| LINEAR_BETA_START + (LINEAR_BETA_END - LINEAR_BETA_START) * i as f64 / (t - 1) as f64).collect(),
+            ScheduleKind::Linear if t == 1 => vec![COSINE_MAX_BETA],
+            ScheduleKind::Linear => {
+                let scale = 1000.0 / t as f64;
+                let (start, end) = (LINEAR_BETA_START * scale, LINEAR_BETA_END * scale);
+                (0..t).map(|i| (start + (end - start) * i as f64 / (t - 1) as f64).min(COSINE_MAX_BETA)).collect()
+            }
             ScheduleKind::Cosine => {
                 let f = |i: usize| ((i as f64 / t as f64 + COSINE_S) / (1.0 + COSINE_S) * std::f64::consts::FRAC_PI_2).cos().powi(2);
                 (0..t).map(|i| (1.0 - f(i + 1) / f(i)).min(COSINE_MAX_BETA)).collect()
@@ -107,6 +113,20 @@ mod tests {
         assert!((s.alphas_cumprod[10] - prod).abs() < 1e-12);
         // Known value from the DDPM code: ᾱ_999 ≈ 4.04e-5.
         assert!((s.alphas_cumprod[999] - 4.036e-5).abs() < 1e-7, "ᾱ_T = {}", s.alphas_cumprod[999]);
+    }
+
+    /// With T != 1000 the linear schedule is rescaled: at T = 100 unscaled β would leave
+    /// ᾱ_{T-1} ≈ 0.37 while sampling starts from pure noise.
+    #[test]
+    fn ddpm_linear_schedule_scales_with_t() {
+        let s = NoiseSchedule::new(ScheduleKind::Linear, 100);
+        assert!((s.betas[0] - 1e-3).abs() < 1e-15 && (s.betas[99] - 0.2).abs() < 1e-15);
+        assert!(s.alphas_cumprod[99] < 1e-4, "ᾱ_T = {}", s.alphas_cumprod[99]);
+        for t in [1usize, 10, 20, 50, 250] {
+            let s = NoiseSchedule::new(ScheduleKind::Linear, t);
+            assert!(s.betas.iter().all(|&b| b > 0.0 && b <= 0.999), "T = {t}");
+            assert!(s.alphas_cumprod[t - 1] < 2e-3, "T = {t}: ᾱ_T = {}", s.alphas_cumprod[t - 1]);
+        }
     }
 
     #[test]
