@@ -32,7 +32,7 @@ W=target/release/worker
 
 $W procedural --count 200 --size 64 --seed 3 --out "$WORK/data"
 $W procedural --count 200 --size 128 --seed 3 --out "$WORK/proc128"
-$W cleanup --in "$WORK/proc128/labels" --out "$WORK/coarse/labels" --open-radius 1 --min-island 48
+$W cleanup --in "$WORK/proc128/labels" --out "$WORK/coarse/labels" --open-radius-px 1 --min-island-px 48
 rm -f "$WORK/coarse/labels/cleanup.json"
 
 $W train ddpm --data "$WORK/coarse" --out "$WORK/ddpm" --size 32 --steps "$DDPM_STEPS" \

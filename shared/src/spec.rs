@@ -178,22 +178,24 @@ impl LabelModelSection {
     }
 }
 
-/// `[pipeline.cleanup]`: label cleanup after sampling (see `shared::cleanup`).
+/// `[pipeline.cleanup]`: label cleanup after sampling (see `shared::cleanup`). Both sizes
+/// are in output pixels (`pipeline.image_size`), whatever size the label model samples at;
+/// the cleanup converts them to the label map's own pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupSection {
-    /// Radius of the per-class morphological opening (0: none). Default 1.
-    #[serde(default = "defaults::open_radius")]
-    pub open_radius: u32,
-    /// Components smaller than this many pixels (at the sampled size) are merged into
-    /// their surroundings. Default 16.
-    #[serde(default = "defaults::min_island")]
-    pub min_island: u32,
+    /// Radius of the per-class morphological opening in output pixels (0: none). Default 2.
+    #[serde(default = "defaults::open_radius_px")]
+    pub open_radius_px: u32,
+    /// Components smaller than this many output pixels are merged into their
+    /// surroundings. Default 100.
+    #[serde(default = "defaults::min_island_px")]
+    pub min_island_px: u32,
 }
 
 impl Default for CleanupSection {
     fn default() -> Self {
-        CleanupSection { open_radius: defaults::open_radius(), min_island: defaults::min_island() }
+        CleanupSection { open_radius_px: defaults::open_radius_px(), min_island_px: defaults::min_island_px() }
     }
 }
 
@@ -296,11 +298,11 @@ mod defaults {
     pub fn batch_size() -> usize {
         8
     }
-    pub fn open_radius() -> u32 {
-        1
+    pub fn open_radius_px() -> u32 {
+        crate::cleanup::DEFAULT_OPEN_RADIUS
     }
-    pub fn min_island() -> u32 {
-        16
+    pub fn min_island_px() -> u32 {
+        crate::cleanup::DEFAULT_MIN_ISLAND
     }
 }
 
@@ -397,12 +399,12 @@ impl RunSpec {
                     }
                 }
                 if let Some(c) = &self.pipeline.cleanup {
-                    if c.open_radius > MAX_OPEN_RADIUS {
-                        return bad("pipeline.cleanup.open_radius", format!("expected 0 to {MAX_OPEN_RADIUS} pixels, found {}", c.open_radius));
+                    if c.open_radius_px > MAX_OPEN_RADIUS {
+                        return bad("pipeline.cleanup.open_radius_px", format!("expected 0 to {MAX_OPEN_RADIUS} output pixels, found {}", c.open_radius_px));
                     }
                     let pixels = (self.pipeline.image_size as u64).pow(2);
-                    if c.min_island as u64 > pixels {
-                        return bad("pipeline.cleanup.min_island", format!("expected at most the pixels of one map ({pixels}), found {}", c.min_island));
+                    if c.min_island_px as u64 > pixels {
+                        return bad("pipeline.cleanup.min_island_px", format!("expected at most the pixels of one image ({pixels}), found {}", c.min_island_px));
                     }
                 }
                 if !(0.0..=1.0).contains(&labels.eta) {
@@ -521,8 +523,11 @@ image_size = 64
         assert!(e.contains("run.max_attempts: expected 1 to 1000"), "{e}");
         let e = err(MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsteps = 1000000000"));
         assert!(e.contains("pipeline.labels.steps: expected 1 to 100000"), "{e}");
-        let e = err(MODELS.replace("image_size = 64", "image_size = 64\n[pipeline.cleanup]\nopen_radius = 100000"));
-        assert!(e.contains("pipeline.cleanup.open_radius"), "{e}");
+        let e = err(MODELS.replace("image_size = 64", "image_size = 64\n[pipeline.cleanup]\nopen_radius_px = 100000"));
+        assert!(e.contains("pipeline.cleanup.open_radius_px"), "{e}");
+        // The keys before they said their unit are refused, naming the new ones.
+        let e = err(MODELS.replace("image_size = 64", "image_size = 64\n[pipeline.cleanup]\nopen_radius = 1"));
+        assert!(e.contains("open_radius") && e.contains("open_radius_px"), "{e}");
         let ok = RunSpec::parse(&GOOD.replace("seed = 7", "seed = 7\nlease_seconds = 86400"), "b.toml").unwrap();
         assert_eq!(crate::lifecycle::ops::run_record(&ok, "r").lease_ms, 86_400_000);
     }
@@ -548,7 +553,7 @@ model = "s3://bucket/models/spade"
         let l = s.pipeline.labels.as_ref().unwrap();
         assert_eq!((l.sampler, l.steps_for(1000), l.eta, l.sha256.as_deref()), (SamplerKind::Ddim, 50, 0.0, None));
         assert_eq!(s.pipeline.device, DeviceChoice::Auto);
-        assert_eq!(s.pipeline.cleanup.unwrap_or_default(), CleanupSection { open_radius: 1, min_island: 16 });
+        assert_eq!(s.pipeline.cleanup.unwrap_or_default(), CleanupSection { open_radius_px: 2, min_island_px: 100 });
         let back = RunSpec::from_json(&s.canonical_json(), "json").unwrap();
         assert_eq!(back, s);
         // Keys at their defaults stay out of the canonical form: procedural specs written

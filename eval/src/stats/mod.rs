@@ -23,7 +23,7 @@
 //!   over log2 bins (bin `b` holds sizes `2^b ..= 2^(b+1) - 1`), labelled by
 //!   [`shared::cleanup::components_with`]; 8-connected by default, like
 //!   [`shared::cleanup::components`], so that an "island" here is exactly what
-//!   `worker cleanup --min-island` removes;
+//!   `worker cleanup --min-island-px` removes (at the maps' own size);
 //! - **class adjacency** — for each ordered pair `(a, b)` of different classes, how many
 //!   4-neighbour pixel pairs have `a` on one side and `b` on the other (each bordering pair
 //!   counts for `(a, b)` and for `(b, a)`, so the matrix is symmetric), normalised to sum 1;
@@ -75,7 +75,7 @@ pub struct StatsOptions {
 }
 
 impl Default for StatsOptions {
-    /// `min_island` 16 and 8-connectivity, as [`shared::cleanup::CleanupOptions`] default.
+    /// `min_island` 16 and 8-connectivity.
     fn default() -> Self {
         StatsOptions { min_island: 16, connectivity: Connectivity::Eight }
     }

@@ -151,8 +151,9 @@ mod tests {
         d
     }
 
+    /// In output pixels: at 32 → 64 the maps are cleaned with radius 1 and islands under 16.
     fn opts(size: Option<u32>) -> CleanupOptions {
-        CleanupOptions { open_radius: 1, min_island: 16, ramps: true, out_size: size }
+        CleanupOptions { open_radius: 2, min_island: 64, ramps: true, out_size: size }
     }
 
     fn clean(input: &Path, out: &Path, size: Option<u32>) -> Result<DirReport> {
@@ -216,7 +217,7 @@ mod tests {
         assert_eq!(json["maps"][0]["pixels_changed"], 13);
         assert_eq!(json["maps"][1]["ramp_pixels_fixed"], 32);
         assert_eq!(json["totals"]["pixels_changed"], 13 + 32);
-        assert_eq!(json["options"]["min_island"], 16);
+        assert_eq!(json["options"]["min_island_px"], 64, "the options as given, in output pixels");
         let back: DirReport = serde_json::from_value(json).unwrap();
         assert_eq!(back, report);
         // No temporary files left behind.

@@ -10,7 +10,7 @@
 //! let mut codes = vec![10u8; 16];
 //! codes[5] = 33;
 //! let raw = decode_raw(&codes, 4, 4, &classes);
-//! let opts = CleanupOptions { min_island: 4, out_size: Some(8), ..Default::default() };
+//! let opts = CleanupOptions { min_island: 16, out_size: Some(8), ..Default::default() };
 //! let (clean, report) = cleanup(&raw, classes.len(), &opts);
 //! assert_eq!((clean.width, clean.data.iter().all(|&v| v == 0)), (8, true));
 //! assert_eq!(report.unknown_fixed, 1);
@@ -25,10 +25,14 @@
 //! - the per-class opening (erosion then dilation, square `(2r+1)²` element,
 //!   `r = open_radius`) removes it from its class (`morphology.rs`);
 //! - with `ramps`, it lies in a strip of at most [`MAX_RAMP_WIDTH`] pixels of one class
-//!   between two other classes along a row or a column (`ramps.rs`);
+//!   between two other classes along a row or a column, the strip's class lying between
+//!   the two in gray (index) order (`ramps.rs`);
 //! - its 8-connected component has fewer than `min_island` pixels (`components.rs`) —
 //!   except that when *no* component reaches `min_island`, the largest one (first in
 //!   raster order among equals) is kept, so that the fill has somewhere to start.
+//!
+//! `open_radius` and `min_island` are given in output pixels and converted to the map's
+//! own first ([`CleanupOptions::scaled`]); everything above is in the map's pixels.
 //!
 //! Ignore pixels are never marked. Passes with all four rules repeat until one marks
 //! nothing or changes nothing (at most [`MAX_FULL_PASSES`]); then passes with the island
@@ -86,24 +90,58 @@ pub const UNKNOWN_INDEX: u8 = 254;
 /// Passes with all rules before falling back to island-only passes.
 pub const MAX_FULL_PASSES: u32 = 16;
 
-/// How [`cleanup`] works.
+/// How [`cleanup`] works. Sizes are in **output pixels**: pixels of the map as it comes
+/// out (after the upscale to `out_size`, or the map's own when there is none), whatever
+/// the resolution the cleanup runs at. A 64×64 map upscaled to 512 is cleaned with the
+/// radius divided by 8 (rounded down) and the island size by 64 (rounded up)
+/// ([`CleanupOptions::scaled`]), so the same settings keep the same roads and buildings at
+/// any model resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CleanupOptions {
-    /// Radius `r` of the square `(2r+1) × (2r+1)` structuring element of the per-class
-    /// opening; features narrower than `2r+1` pixels are replaced. 0 turns it off.
+    /// Radius `r`, in output pixels, of the square `(2r+1) × (2r+1)` structuring element of
+    /// the per-class opening; features narrower than `2r+1` output pixels are replaced. 0
+    /// turns it off. Default 2: a 6-px road stays, 4-px slivers go.
+    #[serde(rename = "open_radius_px")]
     pub open_radius: u32,
-    /// Components (8-connected) with fewer pixels than this are merged into their
-    /// surroundings. 0 or 1 turns it off.
+    /// Components (8-connected) with fewer output pixels than this are merged into their
+    /// surroundings. 0 or 1 turns it off. Default 100: a 12×12 building stays, specks up to
+    /// 9×9 go; at 64 → 512 a single model pixel (64 output px) goes, 2×2 (256) stays.
+    #[serde(rename = "min_island_px")]
     pub min_island: u32,
-    /// Replace ramp strips (thin seams of a third class where two classes meet).
+    /// Replace ramp strips (seams of at most [`MAX_RAMP_WIDTH`] pixels at the resolution the
+    /// cleanup runs at, of a class whose gray level lies between its neighbours').
     pub ramps: bool,
     /// Nearest-neighbour upscale (or downscale) of the result to `size × size`.
     pub out_size: Option<u32>,
 }
 
+/// [`CleanupOptions::open_radius`]'s default, in output pixels.
+pub const DEFAULT_OPEN_RADIUS: u32 = 2;
+/// [`CleanupOptions::min_island`]'s default, in output pixels.
+pub const DEFAULT_MIN_ISLAND: u32 = 100;
+
 impl Default for CleanupOptions {
     fn default() -> Self {
-        CleanupOptions { open_radius: 1, min_island: 16, ramps: true, out_size: None }
+        CleanupOptions { open_radius: DEFAULT_OPEN_RADIUS, min_island: DEFAULT_MIN_ISLAND, ramps: true, out_size: None }
+    }
+}
+
+impl CleanupOptions {
+    /// The same settings in pixels of a map `width` pixels wide that is cleaned, then
+    /// resized to `out_size`: radius `⌊r · width / out⌋`, island size
+    /// `⌈m · (width / out)²⌉`; `out_size` None (no resize needed afterwards).
+    pub fn scaled(&self, width: u32) -> CleanupOptions {
+        let out = self.out_size.unwrap_or(width);
+        if out == width || width == 0 || out == 0 {
+            return CleanupOptions { out_size: None, ..*self };
+        }
+        let ratio = width as f64 / out as f64;
+        CleanupOptions {
+            open_radius: (self.open_radius as f64 * ratio + 1e-9).floor() as u32,
+            min_island: (self.min_island as f64 * ratio * ratio - 1e-9).ceil().max(0.0) as u32,
+            ramps: self.ramps,
+            out_size: None,
+        }
     }
 }
 
@@ -143,14 +181,17 @@ const WHY_ISLAND: u8 = 8;
 
 /// Cleans `map` (class indices `0..k`, [`IGNORE_INDEX`], [`UNKNOWN_INDEX`]); see the
 /// module doc. The output holds only `0..k` and [`IGNORE_INDEX`], has no component under
-/// `opts.min_island` pixels (unless it has a single component), and is upscaled to
-/// `opts.out_size` if given. Deterministic.
+/// `opts.min_island` output pixels (unless it has a single component), and is upscaled to
+/// `opts.out_size` if given. Deterministic. The report counts pixels of `map`.
 ///
 /// # Panics
 /// If `k > 254`, if `map.data` does not hold `width × height` values, or if
 /// `opts.out_size == Some(0)`.
 pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, CleanupReport) {
     assert!(k <= UNKNOWN_INDEX as usize, "cleanup: at most {UNKNOWN_INDEX} classes, got {k}");
+    let out_size = opts.out_size;
+    // Everything below works in pixels of `map`.
+    let opts = &opts.scaled(map.width);
     let (w, h) = (map.width as usize, map.height as usize);
     assert_eq!(map.data.len(), w * h, "cleanup: {} values for a {w}×{h} map", map.data.len());
     let n = w * h;
@@ -202,7 +243,7 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
     let mut out = LabelMap { width: map.width, height: map.height, data };
     report.islands_left = island_count(&out, k, opts.min_island) as u64;
 
-    if let Some(s) = opts.out_size {
+    if let Some(s) = out_size {
         assert!(s > 0, "cleanup: out_size must be positive");
         if s != out.width || s != out.height {
             out = out.resize_nearest(s, s);

@@ -4,9 +4,12 @@
 //! interpolated shows, where class `a` meets class `c`, a seam of the classes whose levels
 //! lie between theirs: the rounding passes through `b` on its way from `a` to `c`. Such a
 //! seam is a run of at most [`MAX_RAMP_WIDTH`] pixels of `b`, along a row or a column,
-//! with `a` on one side and `c` on the other, `a`, `b`, `c` three distinct classes.
-//! A thin line of `b` inside a single class (`a == c`) is not a ramp; the opening and the
-//! island rule deal with that.
+//! with `a` on one side and `c` on the other, and `b`'s gray level strictly between `a`'s
+//! and `c`'s. The gray encoding orders levels by class index, so that is
+//! `min(a, c) < b < max(a, c)`. A thin strip of a class *outside* that range (a 2-px road
+//! between a building and a parking lot) cannot come from the rounding and stays; a thin
+//! line of `b` inside a single class (`a == c`) is not a ramp either (the opening and the
+//! island rule deal with that).
 
 use crate::label::LabelMap;
 
@@ -39,7 +42,7 @@ fn mark_runs(data: &[u8], mask: &mut [bool], start: usize, step: usize, len: usi
         }
         if s > 0 && e + 1 < len && e - s < MAX_RAMP_WIDTH && (b as usize) < k {
             let (a, c) = (at(s - 1), at(e + 1));
-            if (a as usize) < k && (c as usize) < k && a != c {
+            if (a as usize) < k && (c as usize) < k && a.min(c) < b && b < a.max(c) {
                 for t in s..=e {
                     mask[start + t * step] = true;
                 }
@@ -72,6 +75,8 @@ mod tests {
         assert_eq!(row(vec![0, 0, 1, 0, 0]), vec![false; 5], "a line inside class 0 is no ramp");
         assert_eq!(row(vec![0, 1, 1, 1, 2]), vec![false; 5], "a run of 3 is too wide");
         assert_eq!(row(vec![0, 1, 1, 2, 2]), vec![false, true, true, false, false], "a run of 2 is a ramp");
+        assert_eq!(row(vec![1, 1, 2, 0, 0]), vec![false; 5], "2 is not between 1 and 0 in gray order: no ramp");
+        assert_eq!(row(vec![2, 0, 0, 1, 1]), vec![false; 5], "0 is below both flanks: no ramp");
         assert_eq!(row(vec![1, 1, 2, 2]), vec![false; 4], "a run at the edge has one flank only");
         assert_eq!(row(vec![0, 255, 2]), vec![false; 3], "ignore is never a ramp");
         assert_eq!(row(vec![255, 1, 2]), vec![false; 3], "ignore is never a flank");

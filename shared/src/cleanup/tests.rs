@@ -5,6 +5,10 @@ use crate::procedural::{generate_labels, ClassShares};
 
 const K: usize = 8;
 
+/// The settings most of these tests were written for: radius 1, islands under 16 pixels,
+/// no resize (so output pixels are the map's own).
+const MAP_PX: CleanupOptions = CleanupOptions { open_radius: 1, min_island: 16, ramps: true, out_size: None };
+
 /// A clean 64×64 map: four large rectangles of classes 0, 2, 5, 6 and a 10×10 ignore
 /// hole inside the class-6 one; nothing is narrower than 5 pixels.
 fn rectangles() -> LabelMap {
@@ -56,17 +60,17 @@ fn cleanup_outputs_only_class_indices_or_ignore() {
         let codes: Vec<u8> = (0..48 * 40).map(|i| (crate::mix64(seed * 10_000 + i) % 256) as u8).collect();
         let raw = decode_raw(&codes, 48, 40, &classes);
         assert!(raw.data.contains(&UNKNOWN_INDEX));
-        let (out, report) = cleanup(&raw, K, &CleanupOptions::default());
+        let (out, report) = cleanup(&raw, K, &MAP_PX);
         assert_valid(&out, &format!("random codes, seed {seed}"));
         assert_eq!(report.unknown_fixed, raw.data.iter().filter(|&&v| v == UNKNOWN_INDEX).count() as u64);
 
-        let (out, _) = cleanup(&noisy_procedural(seed, 64), K, &CleanupOptions::default());
+        let (out, _) = cleanup(&noisy_procedural(seed, 64), K, &MAP_PX);
         assert_valid(&out, &format!("noisy procedural, seed {seed}"));
         // Values >= k that are not ignore are treated as unknown too.
         let mut odd = rectangles();
         odd.data[100] = 200;
         odd.data[101] = K as u8;
-        let (out, report) = cleanup(&odd, K, &CleanupOptions::default());
+        let (out, report) = cleanup(&odd, K, &MAP_PX);
         assert_valid(&out, "values >= k");
         assert_eq!((report.unknown_fixed, out), (2, rectangles()));
     }
@@ -75,9 +79,7 @@ fn cleanup_outputs_only_class_indices_or_ignore() {
 #[test]
 fn cleanup_leaves_a_clean_map_unchanged() {
     let clean = rectangles();
-    for opts in
-        [CleanupOptions::default(), CleanupOptions { open_radius: 2, min_island: 64, ..Default::default() }, CleanupOptions { open_radius: 0, ramps: false, ..Default::default() }]
-    {
+    for opts in [MAP_PX, CleanupOptions { open_radius: 2, min_island: 64, ..MAP_PX }, CleanupOptions { open_radius: 0, ramps: false, ..MAP_PX }] {
         let (out, report) = cleanup(&clean, K, &opts);
         assert_eq!(out, clean, "{opts:?}");
         assert_eq!(report, CleanupReport::default(), "{opts:?}");
@@ -86,7 +88,7 @@ fn cleanup_leaves_a_clean_map_unchanged() {
 
 #[test]
 fn cleanup_twice_equals_cleanup_once() {
-    let opts = CleanupOptions::default();
+    let opts = MAP_PX;
     for seed in 0..8u64 {
         for size in [64, 128] {
             let (once, first) = cleanup(&noisy_procedural(seed, size), K, &opts);
@@ -117,7 +119,7 @@ fn cleanup_leaves_no_island_on_noisy_maps() {
     // Pure salt-and-pepper noise: every pixel random.
     for seed in 0..4u64 {
         let noise = salt(&LabelMap::new(64, 64, 0), seed, 1.0);
-        let (out, _) = cleanup(&noise, K, &CleanupOptions::default());
+        let (out, _) = cleanup(&noise, K, &MAP_PX);
         assert_eq!(island_count(&out, K, 16), 0, "seed {seed}");
         assert_valid(&out, "pure noise");
     }
@@ -141,26 +143,36 @@ fn cleanup_removes_planted_islands_and_ramps_and_nothing_else() {
     island_px += plant(40, 12, 1, 1, 1); // in class 2
     island_px += plant(10, 45, 3, 3, 7); // in class 5
     island_px += plant(45, 56, 2, 1, 3); // in class 6
-                                         // Ramps: a 1-pixel strip of class 1 on the class-0 side of the 0 | 2 edge (a 1-pixel
-                                         // seam holds no trace of where the edge was, so the fill's tie goes to the lower
-                                         // class, 0); a 2-pixel strip of class 3 across the 0 / 5 edge; a 2-pixel strip of
-                                         // class 1 across the 5 | 6 edge.
+                                         // Ramps (a class whose gray level lies between its flanks'): a 1-pixel strip of
+                                         // class 1 on the class-0 side of the 0 | 2 edge (a 1-pixel seam holds no trace of
+                                         // where the edge was, so the fill's tie goes to the lower class, 0); a 2-pixel
+                                         // strip of class 3 across the 0 / 5 edge.
     let mut ramp_px = plant(23, 4, 1, 24, 1);
     ramp_px += plant(4, 31, 16, 2, 3);
-    ramp_px += plant(39, 36, 2, 24, 1);
+    // Not a ramp: a 2-pixel strip of class 1 across the 5 | 6 edge (1 is not between 5
+    // and 6 in gray order; a thin road between two fields looks like this).
+    let strip_px = plant(39, 36, 2, 24, 1);
     let planted = planted;
 
-    let (out, report) = cleanup(&planted, K, &CleanupOptions::default());
+    // The default opening (3×3) removes the 2-pixel strip all the same.
+    let (out, report) = cleanup(&planted, K, &MAP_PX);
     assert!(out == base, "{} pixels differ from the map before planting", out.data.iter().zip(&base.data).filter(|(a, b)| a != b).count());
-    assert_eq!(report.pixels_changed, island_px + ramp_px);
+    assert_eq!(report.pixels_changed, island_px + ramp_px + strip_px);
     assert_eq!(report.islands_removed, 4);
     assert_eq!(report.ramp_pixels_fixed, ramp_px);
     assert_eq!(report.unknown_fixed, 0);
 
-    // Without the opening, the island and ramp rules alone do the same.
-    let no_open = CleanupOptions { open_radius: 0, ..Default::default() };
+    // Without the opening, the island and ramp rules remove islands and ramps; the strip
+    // that is no ramp stays.
+    let no_open = CleanupOptions { open_radius: 0, ..MAP_PX };
     let (out, report) = cleanup(&planted, K, &no_open);
-    assert!(out == base);
+    let mut want = base.clone();
+    for y in 36..60 {
+        for x in 39..41 {
+            want.set(x, y, 1);
+        }
+    }
+    assert!(out == want, "{} pixels differ", out.data.iter().zip(&want.data).filter(|(a, b)| a != b).count());
     assert_eq!(report.ramp_pixels_fixed, ramp_px);
     // … and without the ramp rule the strips (too big to be islands) stay.
     let (out, report) = cleanup(&planted, K, &CleanupOptions { ramps: false, ..no_open });
@@ -195,7 +207,7 @@ fn cleanup_replaces_unknown_codes() {
     // The strict decoder refuses such a map.
     assert!(LabelMap::from_codes(32, 32, &codes, &classes, "mem").is_err());
 
-    let (out, report) = cleanup(&raw, K, &CleanupOptions::default());
+    let (out, report) = cleanup(&raw, K, &MAP_PX);
     let mut want = LabelMap::new(32, 32, 2);
     for y in 0..4 {
         for x in 0..4 {
@@ -225,7 +237,7 @@ fn cleanup_uses_ignore_only_where_no_class_is_around() {
     for (x, y) in [(13, 10), (14, 10), (13, 11), (14, 11)] {
         m.set(x, y, 3); // just right of the ignore block
     }
-    let (out, report) = cleanup(&m, K, &CleanupOptions::default());
+    let (out, report) = cleanup(&m, K, &MAP_PX);
     for y in 0..32 {
         for x in 0..32 {
             let v = out.get(x, y);
@@ -240,18 +252,18 @@ fn cleanup_uses_ignore_only_where_no_class_is_around() {
 #[test]
 fn cleanup_keeps_a_lone_small_component_and_terminates_on_tiny_maps() {
     let m = LabelMap::new(3, 3, 2);
-    let (out, report) = cleanup(&m, K, &CleanupOptions::default());
+    let (out, report) = cleanup(&m, K, &MAP_PX);
     assert_eq!(out, m);
     assert_eq!(report.islands_left, 1);
     // Tiny and all small components: the largest absorbs the rest.
     let m = LabelMap { width: 3, height: 2, data: vec![0, 0, 1, 0, 2, 1] };
-    let (out, report) = cleanup(&m, K, &CleanupOptions::default());
+    let (out, report) = cleanup(&m, K, &MAP_PX);
     assert_eq!(components(&out, K).len(), 1);
     assert_eq!(report.islands_left, 1);
     // Empty and all-unknown maps.
-    let (out, _) = cleanup(&LabelMap::new(0, 0, 0), K, &CleanupOptions::default());
+    let (out, _) = cleanup(&LabelMap::new(0, 0, 0), K, &MAP_PX);
     assert!(out.data.is_empty());
-    let (out, report) = cleanup(&LabelMap::new(5, 5, UNKNOWN_INDEX), K, &CleanupOptions::default());
+    let (out, report) = cleanup(&LabelMap::new(5, 5, UNKNOWN_INDEX), K, &MAP_PX);
     assert_eq!(out, LabelMap::new(5, 5, IGNORE_INDEX));
     assert_eq!(report.unknown_fixed, 25);
 }
@@ -259,9 +271,11 @@ fn cleanup_keeps_a_lone_small_component_and_terminates_on_tiny_maps() {
 #[test]
 fn cleanup_upscale_is_exact_nearest_neighbour() {
     let noisy = noisy_procedural(3, 64);
-    let (small, report) = cleanup(&noisy, K, &CleanupOptions::default());
     for size in [512u32, 100, 64, 32] {
-        let (big, big_report) = cleanup(&noisy, K, &CleanupOptions { out_size: Some(size), ..Default::default() });
+        // Output-pixel settings become map-pixel ones before the cleanup runs.
+        let opts = CleanupOptions { open_radius: 8, min_island: 16 * 64, out_size: Some(size), ..MAP_PX };
+        let (small, report) = cleanup(&noisy, K, &opts.scaled(64));
+        let (big, big_report) = cleanup(&noisy, K, &opts);
         assert_eq!(big_report, report, "the report is at the input resolution");
         assert_eq!((big.width, big.height), (size, size));
         for y in 0..size {
@@ -272,7 +286,7 @@ fn cleanup_upscale_is_exact_nearest_neighbour() {
         }
     }
     // 64 → 512: every 8×8 block is one value.
-    let (big, _) = cleanup(&noisy, K, &CleanupOptions { out_size: Some(512), ..Default::default() });
+    let (big, _) = cleanup(&noisy, K, &CleanupOptions { out_size: Some(512), ..MAP_PX });
     for y in 0..512 {
         for x in 0..512 {
             assert_eq!(big.get(x, y), big.get(x / 8 * 8, y / 8 * 8));
@@ -305,7 +319,7 @@ fn cleanup_statistics_helpers_agree() {
     for seed in 0..10 {
         let noisy = noisy_procedural(seed, 64);
         before += ramp_pixel_share(&noisy, K);
-        after += ramp_pixel_share(&cleanup(&noisy, K, &CleanupOptions::default()).0, K);
+        after += ramp_pixel_share(&cleanup(&noisy, K, &MAP_PX).0, K);
     }
     assert!(before > 0.05 && after < before / 20.0, "ramp share before {before}, after {after} (sums over 10 maps)");
 }
@@ -319,9 +333,79 @@ fn cleanup_timing() {
         let start = std::time::Instant::now();
         let mut passes = 0;
         for m in &maps {
-            passes += cleanup(m, K, &CleanupOptions::default()).1.passes;
+            passes += cleanup(m, K, &MAP_PX).1.passes;
         }
         let ms = start.elapsed().as_secs_f64() * 1000.0 / reps as f64;
         println!("cleanup {size}x{size} (procedural + 5% salt): {ms:.2} ms/map, {:.1} passes/map", passes as f64 / reps as f64);
     }
+}
+
+/// Fills the rectangle `[x0, x1) × [y0, y1)` of `m` with `v`.
+fn fill(m: &mut LabelMap, x0: u32, x1: u32, y0: u32, y1: u32, v: u8) {
+    for y in y0..y1 {
+        for x in x0..x1 {
+            m.set(x, y, v);
+        }
+    }
+}
+
+/// Whether every pixel of the rectangle holds `v`.
+fn all_of(m: &LabelMap, x0: u32, x1: u32, y0: u32, y1: u32, v: u8) -> bool {
+    (y0..y1).all(|y| (x0..x1).all(|x| m.get(x, y) == v))
+}
+
+/// Default settings on a real-like 512×512 map: 6-px roads and 12×12 buildings stay;
+/// specks and a ramp seam go.
+#[test]
+fn cleanup_defaults_keep_real_roads_and_buildings_at_512() {
+    let mut m = LabelMap::new(512, 512, 5);
+    fill(&mut m, 0, 512, 100, 106, 2); // a 6-px road across
+    fill(&mut m, 300, 306, 0, 512, 2); // and one down
+    for (x, y) in [(40, 40), (150, 300), (400, 420)] {
+        fill(&mut m, x, x + 12, y, y + 12, 0); // 12×12 buildings
+    }
+    let base = m.clone();
+    // Specks: 9×9 of forest, 3×3 of bare land, single pixels of trees.
+    fill(&mut m, 200, 209, 200, 209, 6);
+    fill(&mut m, 450, 453, 50, 53, 7);
+    for (x, y) in [(20, 400), (480, 480), (250, 30)] {
+        m.set(x, y, 3);
+    }
+    // A ramp: 2 px of parking lot (1) between a building (0) and the road (2).
+    fill(&mut m, 286, 298, 200, 212, 0);
+    fill(&mut m, 298, 300, 200, 212, 1);
+    let (out, report) = cleanup(&m, K, &CleanupOptions::default());
+    for (x, y) in [(40, 40), (150, 300), (400, 420), (286, 200)] {
+        assert!(all_of(&out, x, x + 12, y, y + 12, 0), "the building at ({x}, {y}) was damaged");
+    }
+    assert!(all_of(&out, 0, 512, 100, 106, 2) && all_of(&out, 300, 306, 0, 512, 2), "a road was damaged");
+    let counts = out.class_counts(K);
+    assert_eq!((counts[1], counts[3], counts[6], counts[7]), (0, 0, 0, 0), "specks or the ramp stayed: {counts:?}");
+    assert_eq!(island_count(&out, K, DEFAULT_MIN_ISLAND), 0);
+    assert!(report.islands_removed >= 5 && report.ramp_pixels_fixed > 0, "{report:?}");
+    // Elsewhere nothing moved.
+    let moved = out.data.iter().zip(&base.data).enumerate().filter(|&(i, (a, b))| a != b && !(286..300).contains(&(i as u32 % 512))).count();
+    assert_eq!(moved, 0);
+}
+
+/// Default settings on a 64×64 model map upscaled to 512, as the pipeline and
+/// `worker cleanup --size 512` do: a one-pixel road becomes 8 px wide, a 2×2 building
+/// 16×16; a single-pixel speck (64 output px) and a ramp seam still go.
+#[test]
+fn cleanup_defaults_at_64_upscaled_to_512_keep_thin_roads_and_small_buildings() {
+    let mut m = LabelMap::new(64, 64, 5);
+    fill(&mut m, 0, 64, 20, 21, 2); // a one-pixel road
+    fill(&mut m, 40, 42, 40, 42, 0); // a 2×2 building
+    m.set(10, 50, 4); // a speck
+    fill(&mut m, 5, 15, 30, 36, 0); // building | 2 px of parking lot | street trees: a ramp
+    fill(&mut m, 15, 17, 30, 36, 1);
+    fill(&mut m, 17, 27, 30, 36, 3);
+    let opts = CleanupOptions { out_size: Some(512), ..Default::default() };
+    assert_eq!(opts.scaled(64), CleanupOptions { open_radius: 0, min_island: 2, ramps: true, out_size: None });
+    let (out, _) = cleanup(&m, K, &opts);
+    assert_eq!((out.width, out.height), (512, 512));
+    assert!(all_of(&out, 0, 512, 160, 168, 2), "the road is 8 px wide at 512");
+    assert!(all_of(&out, 320, 336, 320, 336, 0), "the building is 16×16 at 512");
+    let counts = out.class_counts(K);
+    assert_eq!((counts[1], counts[4]), (0, 0), "the ramp or the speck stayed: {counts:?}");
 }

@@ -17,11 +17,12 @@ use shared::cleanup::CleanupOptions;
 /// between two class levels — is "unknown" and gets replaced.
 ///
 /// Each map goes through passes of: mark (unknown pixels; pixels the per-class opening
-/// removes; ramp strips of at most 2 pixels of one class between two others; 8-connected
-/// components under --min-island pixels), then fill every marked pixel with the most
+/// removes; ramp strips of at most 2 pixels of one class between two others whose gray
+/// levels (class order) lie on either side of its own; 8-connected
+/// components under --min-island-px output pixels), then fill every marked pixel with the most
 /// frequent label among its unmarked 8-neighbours, fronts growing inward (ties: the lower
 /// class index; ignore only where no class is reachable). Passes repeat until the map
-/// settles and no component under --min-island is left (a map holding a single component
+/// settles and no component under --min-island-px is left (a map holding a single component
 /// keeps it). The result is deterministic, and cleaning it again changes nothing.
 ///
 /// Writes, for each input NAME.png:
@@ -47,18 +48,21 @@ pub struct Args {
     #[arg(long, value_name = "S")]
     pub size: Option<u32>,
 
-    /// Radius R of the opening's square structuring element, (2R+1) × (2R+1): features
-    /// narrower than 2R+1 pixels are replaced. 0 turns the opening off.
-    #[arg(long, value_name = "R", default_value_t = 1)]
-    pub open_radius: u32,
+    /// Radius R, in output pixels (after --size), of the opening's square structuring
+    /// element, (2R+1) × (2R+1): features narrower than 2R+1 output pixels are replaced. 0
+    /// turns the opening off. Converted to each map's own pixels (R · map / S, rounded
+    /// down), so a 64×64 map going to 512 is opened with R / 8. The pipeline's default.
+    #[arg(long, value_name = "R", default_value_t = shared::cleanup::DEFAULT_OPEN_RADIUS)]
+    pub open_radius_px: u32,
 
-    /// Components (8-connected) with fewer pixels than this are merged into their
-    /// surroundings. 0 or 1 turns the island rule off.
-    #[arg(long, value_name = "PX", default_value_t = 16)]
-    pub min_island: u32,
+    /// Components (8-connected) with fewer output pixels than this are merged into their
+    /// surroundings (converted like --open-radius-px, rounded up: 100 at 64 → 512 is 2 map
+    /// pixels). 0 or 1 turns the island rule off. The pipeline's default.
+    #[arg(long, value_name = "PX", default_value_t = shared::cleanup::DEFAULT_MIN_ISLAND)]
+    pub min_island_px: u32,
 
     /// Keep ramp strips (seams of a third class, at most 2 pixels wide, where two classes
-    /// meet) unless another rule removes them.
+    /// meet and its gray level lies between theirs) unless another rule removes them.
     #[arg(long)]
     pub no_ramps: bool,
 }
@@ -95,8 +99,8 @@ fn options(args: &Args) -> anyhow::Result<CleanupOptions> {
             anyhow::bail!("--size {s}: must be between 1 and 8192 pixels");
         }
     }
-    if args.open_radius > 64 {
-        anyhow::bail!("--open-radius {}: at most 64 (1 or 2 is usual)", args.open_radius);
+    if args.open_radius_px > 64 {
+        anyhow::bail!("--open-radius-px {}: at most 64 (2 is usual)", args.open_radius_px);
     }
     let same = match (args.input.canonicalize(), args.out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -105,7 +109,7 @@ fn options(args: &Args) -> anyhow::Result<CleanupOptions> {
     if same {
         anyhow::bail!("--out {}: must differ from --in (the raw maps would be overwritten)", args.out.display());
     }
-    Ok(CleanupOptions { open_radius: args.open_radius, min_island: args.min_island, ramps: !args.no_ramps, out_size: args.size })
+    Ok(CleanupOptions { open_radius: args.open_radius_px, min_island: args.min_island_px, ramps: !args.no_ramps, out_size: args.size })
 }
 
 #[cfg(test)]
@@ -123,8 +127,10 @@ mod tests {
     #[test]
     fn cleanup_cli_parses_into_options() {
         let o = super::options(&args(&[])).unwrap();
-        assert_eq!((o.open_radius, o.min_island, o.ramps, o.out_size), (1, 16, true, None));
-        let o = super::options(&args(&["--size", "512", "--open-radius", "2", "--min-island", "48", "--no-ramps"])).unwrap();
+        // The pipeline's defaults ([pipeline.cleanup]), in output pixels.
+        let d = shared::spec::CleanupSection::default();
+        assert_eq!((o.open_radius, o.min_island, o.ramps, o.out_size), (d.open_radius_px, d.min_island_px, true, None));
+        let o = super::options(&args(&["--size", "512", "--open-radius-px", "2", "--min-island-px", "48", "--no-ramps"])).unwrap();
         assert_eq!((o.open_radius, o.min_island, o.ramps, o.out_size), (2, 48, false, Some(512)));
     }
 
@@ -132,8 +138,8 @@ mod tests {
     fn cleanup_cli_errors_name_the_flag() {
         let e = super::options(&args(&["--size", "0"])).unwrap_err().to_string();
         assert!(e.contains("--size 0"), "{e}");
-        let e = super::options(&args(&["--open-radius", "65"])).unwrap_err().to_string();
-        assert!(e.contains("--open-radius 65"), "{e}");
+        let e = super::options(&args(&["--open-radius-px", "65"])).unwrap_err().to_string();
+        assert!(e.contains("--open-radius-px 65"), "{e}");
         let dir = std::env::temp_dir().join(format!("labelgen-cleanup-cli-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut same = args(&[]);

@@ -60,8 +60,9 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             run_seed: spec.run.seed,
             sampler,
             cleanup: CleanupOptions {
-                open_radius: cs.open_radius,
-                min_island: cs.min_island,
+                // In output pixels: the cleanup converts them to the label size.
+                open_radius: cs.open_radius_px,
+                min_island: cs.min_island_px,
                 // One-hot maps have no ramp edges by construction; stripping thin strips
                 // there would remove real one-pixel roads.
                 ramps: label_meta.encoding == Encoding::Gray,
