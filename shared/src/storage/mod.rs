@@ -263,8 +263,13 @@ impl Store {
     /// aborted, so an upload whose writer was killed can be aborted later
     /// ([`Store::abort_recorded_upload`], which finalize calls).
     pub async fn writer(&self, rel: &str) -> Result<StoreWriter> {
-        let part_bytes = std::env::var("LABELGEN_PART_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(PART_BYTES);
-        Ok(StoreWriter { store: self.clone(), rel: rel.to_string(), buf: Vec::new(), part_bytes, upload: None })
+        // Tests lower the part size to open uploads with little data; S3 completes only
+        // uploads whose parts (but the last) have at least 5 MiB.
+        let part_bytes = std::env::var("LABELGEN_PART_BYTES").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(PART_BYTES);
+        if part_bytes < 5 << 20 {
+            tracing::warn!(part_bytes, "LABELGEN_PART_BYTES is under S3's 5 MiB minimum part size: multipart uploads will not complete on S3");
+        }
+        Ok(StoreWriter { store: self.clone(), rel: rel.to_string(), buf: Vec::new(), part_bytes, upload: None, failed: false })
     }
 
     /// Whether large objects' multipart uploads are recorded (see [`Store::writer`]).
@@ -278,13 +283,7 @@ impl Store {
         let target = marker.strip_suffix(UPLOAD_SUFFIX).unwrap_or(marker);
         if let (Some(mp), Some(id)) = (&self.multipart, self.get(marker).await?) {
             let id = String::from_utf8_lossy(&id).trim().to_string();
-            match mp.abort_multipart(&self.path(target), &id).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                // S3 answers NoSuchUpload (404) for an upload that is gone; other stores may
-                // word it differently: what matters is that it is no longer open.
-                Err(e) if e.to_string().contains("NoSuchUpload") => {}
-                Err(e) => return Err(self.err(target, e)),
-            }
+            abort_upload(mp.as_ref(), &self.path(target), &id).await.map_err(|e| self.err(target, e))?;
         }
         self.delete(marker).await
     }
@@ -303,6 +302,16 @@ impl Store {
     }
 }
 
+/// Aborts a multipart upload; one that is gone already (completed or aborted) is no error.
+async fn abort_upload(mp: &dyn MultipartStore, path: &ObjPath, id: &str) -> object_store::Result<()> {
+    match mp.abort_multipart(path, &id.to_string()).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        // S3 answers NoSuchUpload (404); the memory store "MultipartUpload not found".
+        Err(e) if e.to_string().contains("NoSuchUpload") || e.to_string().to_lowercase().contains("not found") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Part size of multipart uploads (S3 allows 5 MiB to 5 GiB; all but the last part equal).
 pub const PART_BYTES: usize = 8 << 20;
 /// Suffix of the object that records an open multipart upload's id (see [`Store::writer`]).
@@ -318,6 +327,8 @@ pub struct StoreWriter {
     buf: Vec<u8>,
     part_bytes: usize,
     upload: Option<Upload>,
+    /// Set by the first error: the upload may lack a part, so it can only be aborted.
+    failed: bool,
 }
 
 enum Upload {
@@ -329,6 +340,24 @@ enum Upload {
 
 impl StoreWriter {
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.check_usable()?;
+        let r = self.write_inner(data).await;
+        self.failed |= r.is_err();
+        r
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::StorageAt {
+                path: self.store.describe(&self.rel),
+                message: "an earlier write of this upload failed; it can only be aborted".into(),
+                worker_fault: false,
+            });
+        }
+        Ok(())
+    }
+
+    async fn write_inner(&mut self, data: &[u8]) -> Result<()> {
         if let Some(Upload::Generic(w)) = &mut self.upload {
             w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| self.store.err(&self.rel, e))?;
             w.write(data);
@@ -355,10 +384,11 @@ impl StoreWriter {
         self.upload = Some(match &store.multipart {
             Some(mp) => {
                 let id = mp.create_multipart(&path).await.map_err(|e| store.err(&self.rel, e))?;
-                let upload = Upload::Recorded { mp: mp.clone(), path, id: id.clone(), parts: Vec::new(), done: Vec::new() };
+                let upload = Upload::Recorded { mp: mp.clone(), path: path.clone(), id: id.clone(), parts: Vec::new(), done: Vec::new() };
                 // Recorded before any part is sent: whatever happens next, it can be aborted.
-                if let Err(e) = store.put(&format!("{}{UPLOAD_SUFFIX}", self.rel), Bytes::from(id)).await {
-                    self.upload = Some(upload);
+                if let Err(e) = store.put(&format!("{}{UPLOAD_SUFFIX}", self.rel), Bytes::from(id.clone())).await {
+                    // Unrecorded, it could never be found again: abort it now.
+                    let _ = abort_upload(mp.as_ref(), &path, &id).await;
                     return Err(e);
                 }
                 upload
@@ -385,24 +415,45 @@ impl StoreWriter {
     }
 
     pub async fn finish(mut self) -> Result<()> {
+        if let Err(e) = self.check_usable() {
+            let _ = self.abort().await;
+            return Err(e);
+        }
         match self.upload.take() {
             None => self.store.put(&self.rel, Bytes::from(std::mem::take(&mut self.buf))).await,
             Some(Upload::Generic(w)) => w.finish().await.map(|_| ()).map_err(|e| self.store.err(&self.rel, e)),
-            Some(mut up) => {
-                if !self.buf.is_empty() {
-                    self.upload = Some(up);
-                    let rest = std::mem::take(&mut self.buf);
-                    self.send(rest).await?;
-                    up = self.upload.take().expect("just put back");
+            Some(up) => {
+                self.upload = Some(up);
+                if let Err(e) = self.complete().await {
+                    // Best effort: no upload is left open behind a failed finish.
+                    let _ = self.abort().await;
+                    return Err(e);
                 }
-                let Upload::Recorded { mp, path, id, parts, mut done } = up else { unreachable!() };
-                for p in parts {
-                    done.push(join_part(p).await.map_err(|e| self.store.err(&self.rel, e))?);
+                // Completed: a record left behind is harmless (finalize drops it).
+                if let Err(e) = self.store.delete(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await {
+                    tracing::warn!(error = %e, "could not remove the record of a completed upload; finalize will");
                 }
-                mp.complete_multipart(&path, &id, done).await.map_err(|e| self.store.err(&self.rel, e))?;
-                self.store.delete(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await
+                Ok(())
             }
         }
+    }
+
+    /// Sends the rest, waits for every part and completes a recorded upload; the upload
+    /// stays in `self.upload` until it completes, so a failure can abort it.
+    async fn complete(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            self.send(rest).await?;
+        }
+        let Some(Upload::Recorded { mp, path, id, parts, done }) = &mut self.upload else { return Ok(()) };
+        while !parts.is_empty() {
+            let p = parts.remove(0);
+            done.push(join_part(p).await.map_err(|e| self.store.err(&self.rel, e))?);
+        }
+        let (mp, path, id, done) = (mp.clone(), path.clone(), id.clone(), std::mem::take(done));
+        mp.complete_multipart(&path, &id, done).await.map_err(|e| self.store.err(&self.rel, e))?;
+        self.upload = None;
+        Ok(())
     }
 
     /// Abandons the upload: the parts already sent are deleted and no object appears.
@@ -410,11 +461,16 @@ impl StoreWriter {
         match self.upload.take() {
             None => Ok(()),
             Some(Upload::Generic(w)) => w.abort().await.map_err(|e| self.store.err(&self.rel, e)),
-            Some(Upload::Recorded { parts, .. }) => {
+            Some(Upload::Recorded { mp, path, id, parts, .. }) => {
+                // Parts still in flight could land after the abort and keep the upload
+                // alive: stop them and wait until they are gone.
                 for p in parts {
                     p.abort();
+                    let _ = p.await;
                 }
-                self.store.abort_recorded_upload(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await
+                // The id in hand, not the record: that works even if reading it fails.
+                abort_upload(mp.as_ref(), &path, &id).await.map_err(|e| self.store.err(&self.rel, e))?;
+                self.store.delete(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await
             }
         }
     }
