@@ -69,16 +69,20 @@ impl LabelMap {
             let (y0, y1) = (y * h / height as u64, ((y + 1) * h / height as u64).max(y * h / height as u64 + 1));
             for x in 0..width as u64 {
                 let (x0, x1) = (x * w / width as u64, ((x + 1) * w / width as u64).max(x * w / width as u64 + 1));
-                counts.fill(0);
-                for sy in y0..y1 {
-                    let row = &self.data[(sy * w) as usize..][x0 as usize..x1 as usize];
-                    for &v in row {
-                        counts[v as usize] += 1;
+                let rows = (y0..y1).map(|sy| &self.data[(sy * w) as usize..][x0 as usize..x1 as usize]);
+                // (count, label) of the most frequent label so far, the lower on a tie.
+                let mut best = (0u32, 0u8);
+                for &v in rows.clone().flatten() {
+                    counts[v as usize] += 1;
+                    let c = counts[v as usize];
+                    if c > best.0 || (c == best.0 && v < best.1) {
+                        best = (c, v);
                     }
                 }
-                // max_by_key keeps the last maximum: scan from the top for the lowest index.
-                let best = (0..256).rev().max_by_key(|&v| counts[v]).unwrap_or(0);
-                data.push(best as u8);
+                for &v in rows.flatten() {
+                    counts[v as usize] = 0;
+                }
+                data.push(best.1);
             }
         }
         LabelMap { width, height, data }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use labelgen_tests::bins::{signal, spawn, stderr};
 use labelgen_tests::check;
-use labelgen_tests::cluster::{wait_all, Cluster};
+use labelgen_tests::cluster::{stop_all, Cluster};
 use labelgen_tests::proxy::{Faults, FaultyProxy};
 use labelgen_tests::redis::RedisServer;
 use labelgen_tests::s3::S3Server;
@@ -60,10 +60,7 @@ impl Fleet {
     }
 
     fn stop(&mut self) {
-        for w in &self.workers {
-            let _ = std::process::Command::new("kill").args(["-TERM", &w.id().to_string()]).status();
-        }
-        wait_all(&mut self.workers, Duration::from_secs(60));
+        stop_all(&mut self.workers, Duration::from_secs(60));
     }
 }
 

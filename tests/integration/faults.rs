@@ -8,17 +8,10 @@ use std::time::{Duration, Instant};
 
 use labelgen_tests::bins::{cmd, run, signal, spawn, stderr, stdout};
 use labelgen_tests::check;
-use labelgen_tests::cluster::{wait_all, Cluster};
+use labelgen_tests::cluster::{stop_all, wait_all, Cluster};
 use labelgen_tests::proxy::{Faults, FaultyProxy};
 use labelgen_tests::s3::S3Server;
 use labelgen_tests::spec::SpecBuilder;
-
-fn stop_all(children: &mut [Child]) {
-    for c in children.iter() {
-        let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-    }
-    wait_all(children, Duration::from_secs(30));
-}
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let t0 = Instant::now();
@@ -55,7 +48,7 @@ async fn redis_losing_its_data_mid_run_is_rebuilt_from_storage() {
     let o = watch.wait_with_output().unwrap();
     assert!(o.status.success(), "watch failed: {}", stderr(&o));
     assert!(stderr(&o).contains("rebuilding it from the commit records"), "{}", stderr(&o));
-    stop_all(&mut workers);
+    stop_all(&mut workers, Duration::from_secs(30));
     check::exactly_n(&store, 30).await;
     // Late attempts of the lost queue may still have been writing when watch finalized:
     // finalize again (as README says) and nothing is left outside the manifest.

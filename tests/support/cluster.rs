@@ -58,6 +58,14 @@ impl Cluster {
     }
 }
 
+/// SIGTERM to every child, then [`wait_all`] for `limit`.
+pub fn stop_all(children: &mut [Child], limit: Duration) {
+    for c in children.iter() {
+        let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    }
+    wait_all(children, limit);
+}
+
 pub fn wait_all(children: &mut [Child], limit: Duration) {
     let t0 = Instant::now();
     for c in children.iter_mut() {

@@ -53,21 +53,24 @@ impl S3Server {
 
     /// Creates a bucket with a plain PUT.
     pub fn create_bucket(&self, bucket: &str) {
+        self.plain("PUT", &format!("/{bucket}"), &format!("create bucket {bucket}"));
+    }
+
+    /// An unsigned request with no body (moto checks no signature); panics unless 200.
+    /// Returns the whole answer.
+    fn plain(&self, method: &str, target: &str, what: &str) -> String {
         let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(c, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
+        write!(c, "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
         let mut resp = String::new();
         c.read_to_string(&mut resp).unwrap();
-        assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "create bucket {bucket}: {resp}");
+        assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "{what}: {resp}");
+        resp
     }
 
     /// Keys of the bucket's open (incomplete) multipart uploads, by a plain
     /// ListMultipartUploads request.
     pub fn open_uploads(&self, bucket: &str) -> Vec<String> {
-        let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(c, "GET /{bucket}?uploads HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port).unwrap();
-        let mut resp = String::new();
-        c.read_to_string(&mut resp).unwrap();
-        assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "list uploads of {bucket}: {resp}");
+        let resp = self.plain("GET", &format!("/{bucket}?uploads"), &format!("list uploads of {bucket}"));
         resp.split("<Upload>").skip(1).filter_map(|u| Some(u.split_once("<Key>")?.1.split_once("</Key>")?.0.to_string())).collect()
     }
 

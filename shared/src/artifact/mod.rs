@@ -53,7 +53,7 @@ pub struct ArtifactInfo {
 }
 
 /// An artifact checked without holding its weights: `model.json` read, the weights
-/// streamed through sha256.
+/// streamed through sha256 and the record check of [`weights`].
 #[derive(Debug, Clone)]
 pub struct Inspected {
     /// Where it is (as given, without a trailing `/`).
@@ -256,9 +256,10 @@ pub fn check_spec(spec: &RunSpec, labels: (&str, &ArtifactInfo), images: (&str, 
 /// Checks a spec's models and pins their digests into it (for `ddpm-spade`; other kinds
 /// pass through), reading each `model.json` and streaming each weights file through
 /// sha256: nothing is loaded and no weights are held in memory. Run before a spec is
-/// submitted or a static shard runs, so a missing, changed or mismatched model is an error
-/// before any job is claimed, and every worker then verifies the same bytes. (Decoding the
-/// weights is the worker's: it happens where the model code lives.)
+/// submitted or a static shard runs, so a missing, changed, truncated or mismatched model
+/// is an error before any job is claimed, and every worker then verifies the same bytes.
+/// (Loading the weights into the architecture is the worker's: it happens where the model
+/// code lives.)
 pub async fn prepare(spec: &mut RunSpec) -> Result<()> {
     if spec.pipeline.kind != PipelineKind::DdpmSpade {
         return Ok(());

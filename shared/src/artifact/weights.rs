@@ -159,25 +159,12 @@ impl<R: Read> Walker<R> {
             Marker::I32 | Marker::F32 => self.skip(4).map(|_| Value::Other)?,
             Marker::I64 | Marker::F64 => self.skip(8).map(|_| Value::Other)?,
             Marker::FixStr(n) => self.string(n as u64)?,
-            Marker::Str8 => {
-                let n = self.len(1)?;
+            m @ (Marker::Str8 | Marker::Str16 | Marker::Str32) => {
+                let n = self.len(width(m))?;
                 self.string(n)?
             }
-            Marker::Str16 => {
-                let n = self.len(2)?;
-                self.string(n)?
-            }
-            Marker::Str32 => {
-                let n = self.len(4)?;
-                self.string(n)?
-            }
-            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
-                let width = match byte {
-                    0xc4 => 1,
-                    0xc5 => 2,
-                    _ => 4,
-                };
-                let n = self.len(width)?;
+            m @ (Marker::Bin8 | Marker::Bin16 | Marker::Bin32) => {
+                let n = self.len(width(m))?;
                 self.skip(n)?;
                 Value::Bin(n)
             }
@@ -186,32 +173,20 @@ impl<R: Read> Walker<R> {
             Marker::FixExt4 => self.skip(5).map(|_| Value::Other)?,
             Marker::FixExt8 => self.skip(9).map(|_| Value::Other)?,
             Marker::FixExt16 => self.skip(17).map(|_| Value::Other)?,
-            Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => {
-                let width = match byte {
-                    0xc7 => 1,
-                    0xc8 => 2,
-                    _ => 4,
-                };
-                let n = self.len(width)?;
+            m @ (Marker::Ext8 | Marker::Ext16 | Marker::Ext32) => {
+                // The length, then a type byte, then the data.
+                let n = self.len(width(m))?;
                 self.skip(n + 1)?;
                 Value::Other
             }
             Marker::FixArray(n) => self.array(n as u64, depth)?,
-            Marker::Array16 => {
-                let n = self.len(2)?;
-                self.array(n, depth)?
-            }
-            Marker::Array32 => {
-                let n = self.len(4)?;
+            m @ (Marker::Array16 | Marker::Array32) => {
+                let n = self.len(width(m))?;
                 self.array(n, depth)?
             }
             Marker::FixMap(n) => self.map(n as u64, depth)?,
-            Marker::Map16 => {
-                let n = self.len(2)?;
-                self.map(n, depth)?
-            }
-            Marker::Map32 => {
-                let n = self.len(4)?;
+            m @ (Marker::Map16 | Marker::Map32) => {
+                let n = self.len(width(m))?;
                 self.map(n, depth)?
             }
             Marker::Reserved => return Err(Bad::Format("byte 0xc1 is never used in MessagePack".into())),
@@ -270,6 +245,15 @@ impl<R: Read> Walker<R> {
         self.summary.tensors += 1;
         self.summary.parameters += elements;
         Ok(Value::Tensor)
+    }
+}
+
+/// Bytes of the length that follows a sized marker (str, bin, ext, array, map).
+fn width(m: Marker) -> u8 {
+    match m {
+        Marker::Str8 | Marker::Bin8 | Marker::Ext8 => 1,
+        Marker::Str16 | Marker::Bin16 | Marker::Ext16 | Marker::Array16 | Marker::Map16 => 2,
+        _ => 4,
     }
 }
 

@@ -324,11 +324,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
 /// Removes the data one attempt wrote (aborting an upload it left recorded).
 pub async fn discard_attempt(store: &Store, shard: u64, attempt: u64) -> Result<()> {
     for path in store.list(&layout::attempt_dir(shard, attempt)).await? {
-        if path.ends_with(crate::storage::UPLOAD_SUFFIX) {
-            store.abort_recorded_upload(&path).await?;
-        } else {
-            store.delete(&path).await?;
-        }
+        store.discard(&path).await?;
     }
     Ok(())
 }

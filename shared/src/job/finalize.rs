@@ -87,10 +87,10 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let mut hasher = Sha256::new();
 
     // A finalize killed while writing the manifest may have left its upload open.
-    let manifest_marker = format!("{}{}", layout::MANIFEST_JSONL, crate::storage::UPLOAD_SUFFIX);
+    let manifest_record = crate::storage::upload_record(layout::MANIFEST_JSONL);
     let mut aborted = 0u64;
-    if store.exists(&manifest_marker).await? {
-        store.abort_recorded_upload(&manifest_marker).await?;
+    if store.exists(&manifest_record).await? {
+        store.discard(&manifest_record).await?;
         aborted += 1;
     }
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
@@ -146,14 +146,16 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         let (Some(shard), Some(attempt)) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next().and_then(|a| a.parse::<u64>().ok())) else {
             continue;
         };
-        if path.ends_with(crate::storage::UPLOAD_SUFFIX) {
-            // An upload whose writer died (or lost its lease) before completing it: abort
-            // it, so its parts do not linger in the bucket, and drop the record.
-            store.abort_recorded_upload(&path).await?;
-            aborted += 1;
-        } else if winners.get(&shard) != Some(&attempt) {
-            store.delete(&path).await?;
-            removed += 1;
+        // An upload record: its writer died (or lost its lease) before completing it, so
+        // the upload is aborted and its parts do not linger in the bucket.
+        let record = crate::storage::is_upload_record(&path);
+        if record || winners.get(&shard) != Some(&attempt) {
+            store.discard(&path).await?;
+            if record {
+                aborted += 1;
+            } else {
+                removed += 1;
+            }
         }
     }
 

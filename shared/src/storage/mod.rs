@@ -272,6 +272,16 @@ impl Store {
         Ok(StoreWriter { store: self.clone(), rel: rel.to_string(), buf: Vec::new(), part_bytes, upload: None, failed: false })
     }
 
+    /// Removes an object; for an upload record ([`is_upload_record`]) the upload it
+    /// names is aborted first ([`Store::abort_recorded_upload`]).
+    pub async fn discard(&self, rel: &str) -> Result<()> {
+        if is_upload_record(rel) {
+            self.abort_recorded_upload(rel).await
+        } else {
+            self.delete(rel).await
+        }
+    }
+
     /// Whether large objects' multipart uploads are recorded (see [`Store::writer`]).
     pub fn records_uploads(&self) -> bool {
         self.multipart.is_some()
@@ -310,6 +320,16 @@ async fn abort_upload(mp: &dyn MultipartStore, path: &ObjPath, id: &str) -> obje
         Err(e) if e.to_string().contains("NoSuchUpload") || e.to_string().to_lowercase().contains("not found") => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Where the id of `rel`'s open multipart upload is recorded (see [`Store::writer`]).
+pub fn upload_record(rel: &str) -> String {
+    format!("{rel}{UPLOAD_SUFFIX}")
+}
+
+/// Whether `rel` is such a record.
+pub fn is_upload_record(rel: &str) -> bool {
+    rel.ends_with(UPLOAD_SUFFIX)
 }
 
 /// Part size of multipart uploads (S3 allows 5 MiB to 5 GiB; all but the last part equal).
@@ -386,7 +406,7 @@ impl StoreWriter {
                 let id = mp.create_multipart(&path).await.map_err(|e| store.err(&self.rel, e))?;
                 let upload = Upload::Recorded { mp: mp.clone(), path: path.clone(), id: id.clone(), parts: Vec::new(), done: Vec::new() };
                 // Recorded before any part is sent: whatever happens next, it can be aborted.
-                if let Err(e) = store.put(&format!("{}{UPLOAD_SUFFIX}", self.rel), Bytes::from(id.clone())).await {
+                if let Err(e) = store.put(&upload_record(&self.rel), Bytes::from(id.clone())).await {
                     // Unrecorded, it could never be found again: abort it now.
                     let _ = abort_upload(mp.as_ref(), &path, &id).await;
                     return Err(e);
@@ -430,7 +450,7 @@ impl StoreWriter {
                     return Err(e);
                 }
                 // Completed: a record left behind is harmless (finalize drops it).
-                if let Err(e) = self.store.delete(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await {
+                if let Err(e) = self.store.delete(&upload_record(&self.rel)).await {
                     tracing::warn!(error = %e, "could not remove the record of a completed upload; finalize will");
                 }
                 Ok(())
@@ -470,7 +490,7 @@ impl StoreWriter {
                 }
                 // The id in hand, not the record: that works even if reading it fails.
                 abort_upload(mp.as_ref(), &path, &id).await.map_err(|e| self.store.err(&self.rel, e))?;
-                self.store.delete(&format!("{}{UPLOAD_SUFFIX}", self.rel)).await
+                self.store.delete(&upload_record(&self.rel)).await
             }
         }
     }
