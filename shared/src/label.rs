@@ -88,6 +88,35 @@ impl LabelMap {
         LabelMap { width, height, data }
     }
 
+    /// The staircase measure of a map upscaled from a grid of `cell × cell` blocks: of all
+    /// class boundaries between 4-neighbours (a pixel and the one right of or below it with
+    /// another label), the share that lie on the block grid (between columns or rows
+    /// `i·cell − 1` and `i·cell`). A nearest-neighbour upscale puts every boundary there
+    /// (1.0); borders that cross the blocks freely land there about `1/cell` of the time.
+    /// `None` when the map has no boundary or `cell < 2`.
+    pub fn grid_boundary_share(&self, cell: u32) -> Option<f64> {
+        if cell < 2 {
+            return None;
+        }
+        let (w, h) = (self.width as usize, self.height as usize);
+        let cell = cell as usize;
+        let (mut all, mut on_grid) = (0u64, 0u64);
+        for y in 0..h {
+            let row = &self.data[y * w..(y + 1) * w];
+            for x in 0..w {
+                if x + 1 < w && row[x] != row[x + 1] {
+                    all += 1;
+                    on_grid += u64::from((x + 1).is_multiple_of(cell));
+                }
+                if y + 1 < h && row[x] != self.data[(y + 1) * w + x] {
+                    all += 1;
+                    on_grid += u64::from((y + 1).is_multiple_of(cell));
+                }
+            }
+        }
+        (all > 0).then(|| on_grid as f64 / all as f64)
+    }
+
     /// Nearest-neighbour resize.
     pub fn resize_nearest(&self, width: u32, height: u32) -> LabelMap {
         let data = resize_nearest_pixels(&self.data, self.width, self.height, 1, width, height);
@@ -162,6 +191,35 @@ impl RgbImage {
 
     pub fn to_png(&self) -> Vec<u8> {
         encode_png(self.width, self.height, png::ColorType::Rgb, &self.data)
+    }
+
+    /// The staircase measure of a map upscaled from a grid of `cell × cell` blocks: of all
+    /// class boundaries between 4-neighbours (a pixel and the one right of or below it with
+    /// another label), the share that lie on the block grid (between columns or rows
+    /// `i·cell − 1` and `i·cell`). A nearest-neighbour upscale puts every boundary there
+    /// (1.0); borders that cross the blocks freely land there about `1/cell` of the time.
+    /// `None` when the map has no boundary or `cell < 2`.
+    pub fn grid_boundary_share(&self, cell: u32) -> Option<f64> {
+        if cell < 2 {
+            return None;
+        }
+        let (w, h) = (self.width as usize, self.height as usize);
+        let cell = cell as usize;
+        let (mut all, mut on_grid) = (0u64, 0u64);
+        for y in 0..h {
+            let row = &self.data[y * w..(y + 1) * w];
+            for x in 0..w {
+                if x + 1 < w && row[x] != row[x + 1] {
+                    all += 1;
+                    on_grid += u64::from((x + 1).is_multiple_of(cell));
+                }
+                if y + 1 < h && row[x] != self.data[(y + 1) * w + x] {
+                    all += 1;
+                    on_grid += u64::from((y + 1).is_multiple_of(cell));
+                }
+            }
+        }
+        (all > 0).then(|| on_grid as f64 / all as f64)
     }
 
     /// Nearest-neighbour resize.
@@ -524,6 +582,24 @@ pub(crate) fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grid_boundary_share_tells_staircases_from_free_borders() {
+        let small = LabelMap { width: 2, height: 2, data: vec![0, 1, 1, 2] };
+        // Upscaled by 4 with nearest: every boundary on the 4-pixel grid.
+        assert_eq!(small.resize_nearest(8, 8).grid_boundary_share(4), Some(1.0));
+        // A diagonal border at full size: of its 7 + 7 unit steps, only 1 + 1 fall on the grid.
+        let mut diag = LabelMap::new(8, 8, 0);
+        for y in 0..8 {
+            for x in y..8 {
+                diag.set(x, y, 1);
+            }
+        }
+        let share = diag.grid_boundary_share(4).unwrap();
+        assert!((share - 2.0 / 14.0).abs() < 1e-12, "{share}");
+        assert_eq!(LabelMap::new(8, 8, 3).grid_boundary_share(4), None);
+        assert_eq!(diag.grid_boundary_share(1), None);
+    }
 
     #[test]
     fn label_png_round_trip_is_exact() {

@@ -117,10 +117,54 @@ pub struct LabelModelSection {
     /// Side of the sampled label maps; must match the model when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u32>,
+    /// How the sampled maps reach `pipeline.image_size`: `nearest` (default; decide the
+    /// class at the model's size, clean there, repeat each pixel) or `smooth` (bilinear
+    /// upscale of the model's class probabilities, argmax at full size, clean there: borders
+    /// follow the probabilities instead of the model's pixel grid). `smooth` needs a
+    /// `onehot` label model.
+    #[serde(default, skip_serializing_if = "LabelUpscale::is_nearest")]
+    pub upscale: LabelUpscale,
 }
 
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
+}
+
+/// How label maps are brought to the output size ([`LabelModelSection::upscale`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelUpscale {
+    /// Classes decided and cleaned at the model's size, then each pixel repeated.
+    #[default]
+    Nearest,
+    /// Class probabilities upscaled bilinearly, classes decided and cleaned at full size.
+    Smooth,
+}
+
+impl LabelUpscale {
+    fn is_nearest(&self) -> bool {
+        *self == LabelUpscale::Nearest
+    }
+}
+
+impl std::fmt::Display for LabelUpscale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LabelUpscale::Nearest => "nearest",
+            LabelUpscale::Smooth => "smooth",
+        })
+    }
+}
+
+impl std::str::FromStr for LabelUpscale {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "nearest" => Ok(LabelUpscale::Nearest),
+            "smooth" => Ok(LabelUpscale::Smooth),
+            other => Err(format!("unknown upscale {other:?} (expected nearest or smooth)")),
+        }
+    }
 }
 
 /// DDPM sampling algorithms.

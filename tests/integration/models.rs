@@ -49,6 +49,16 @@ async fn check_ddpm_spade_run(store: &Store, count: u64, size: u32) -> Vec<share
     lines
 }
 
+/// Mean staircase measure ([`LabelMap::grid_boundary_share`]) of a run's labels.
+async fn mean_grid_share(store: &Store, lines: &[shared::manifest::ManifestLine], cell: u32) -> f64 {
+    let mut shares = Vec::new();
+    for l in lines {
+        let map = LabelMap::from_png(&check::read_member(store, &l.label).await, &ClassTable::ai_hub(), &l.label).unwrap();
+        shares.extend(map.grid_boundary_share(cell));
+    }
+    shares.iter().sum::<f64>() / shares.len() as f64
+}
+
 /// The done-when in small: the embedded mode and Redis + S3 (models fetched from
 /// S3 through the cache) give the same valid samples from the demo models.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,6 +80,25 @@ async fn ddpm_spade_embedded_and_redis_give_the_same_valid_samples() {
     let run_json: serde_json::Value = serde_json::from_slice(&estore.get("run.json").await.unwrap().unwrap()).unwrap();
     let pinned = run_json.to_string();
     assert!(pinned.contains(elines[0].extra["label_model"].as_str().unwrap()), "run.json does not pin the label model: {pinned}");
+
+    // The same samples with `upscale = "smooth"`: classes decided at 64×64 from the
+    // upscaled probabilities, so borders leave the demo model's 2-px grid.
+    let mut sspec = SpecBuilder::ddpm_spade(local.to_str().unwrap());
+    sspec.count = 6;
+    sspec.shard_size = 4;
+    sspec.pipeline_extra = sspec.pipeline_extra.replace("steps = 20\n", "steps = 20\nupscale = \"smooth\"\n");
+    assert!(sspec.text().contains("upscale = \"smooth\""), "{}", sspec.text());
+    let scfg = sspec.write(cl.dir.path(), "smooth.toml");
+    let mut c = cmd("worker");
+    c.args(["run", scfg.to_str().unwrap(), "--run-id", "m1-smooth"]).env("LABELGEN_MODEL_CACHE", &cache);
+    let o = run(c);
+    assert!(o.status.success(), "embedded smooth ddpm-spade run failed: {}", stderr(&o));
+    let sstore = Store::open(local.to_str().unwrap()).unwrap().child("m1-smooth");
+    let slines = check_ddpm_spade_run(&sstore, 6, 64).await;
+    assert!(slines.iter().all(|l| l.extra["upscale"] == "smooth") && elines.iter().all(|l| l.extra["upscale"] == "nearest"));
+    let (nearest, smooth) = (mean_grid_share(&estore, &elines, 2).await, mean_grid_share(&sstore, &slines, 2).await);
+    assert_eq!(nearest, 1.0, "nearest upscale puts every border on the model's grid");
+    assert!(smooth < 0.8, "smooth upscale left {smooth:.2} of the borders on the grid");
 
     let models = cl.s3.store("data", "models");
     let (l_uri, i_uri) = (upload_model(&models, "ddpm").await, upload_model(&models, "spade").await);

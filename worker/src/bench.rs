@@ -1,7 +1,8 @@
 //! Measurements of the `ddpm-spade` pipeline (what `worker bench` prints; used by
 //! `scripts/gpu-check.sh`): per-stage time per image and images/s ([`PipelineBench`], run
 //! on the backend [`crate::backend::dispatch`] picks), and a CPU-versus-CUDA comparison of
-//! the same samples ([`compare`]; the one place two backends run side by side).
+//! the same samples ([`compare`]; the one place two backends run side by side), and the
+//! two ways of bringing label maps to full size side by side ([`UpscaleBench`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use burn::tensor::backend::Backend;
 use bytes::Bytes;
-use shared::spec::{PipelineKind, RunSpec, SamplerKind};
+use rayon::prelude::*;
+use shared::cleanup::{cleanup, CleanupOptions};
+use shared::spec::{LabelUpscale, PipelineKind, RunSpec, SamplerKind};
 use shared::storage::Store;
 
 use crate::backend::OnBackend;
@@ -207,6 +210,128 @@ impl OnBackend for PipelineBench {
         }
         let _ = std::fs::remove_dir_all(&tmp);
         Ok(PipelineReport { device: resolved, rows })
+    }
+}
+
+/// Label maps of one label model brought to `size` both ways ([`LabelUpscale`]), from the
+/// same seeds, each cleaned with `cleanup` as the pipeline does: nearest (cleaned at the
+/// model's size, then each pixel repeated) and smooth (probabilities upscaled, cleaned at
+/// full size). Reports the staircase measure ([`shared::LabelMap::grid_boundary_share`])
+/// and the time per map of each stage.
+#[derive(Debug, Clone)]
+pub struct UpscaleBench {
+    /// The label model's location.
+    pub model: String,
+    pub size: u32,
+    pub count: usize,
+    pub batch: usize,
+    pub sampler: crate::ddpm::SamplerConfig,
+    /// Sizes in output pixels, `out_size` is set to `size`.
+    pub cleanup: CleanupOptions,
+}
+
+/// One upscale mode's figures.
+#[derive(Debug, Clone)]
+pub struct UpscaleRow {
+    pub mode: LabelUpscale,
+    pub maps: usize,
+    pub sample: Duration,
+    pub cleanup: Duration,
+    /// Mean of the maps' staircase measure (maps without a boundary left out).
+    pub staircase: f64,
+    /// Mean islands removed per map (at the resolution the cleanup ran at).
+    pub islands_removed: f64,
+    pub maps_out: Vec<shared::LabelMap>,
+}
+
+/// What [`UpscaleBench`] measured; displays as a Markdown table.
+#[derive(Debug, Clone)]
+pub struct UpscaleReport {
+    pub device: Resolved,
+    pub model_size: u32,
+    pub size: u32,
+    pub rows: Vec<UpscaleRow>,
+}
+
+impl UpscaleReport {
+    /// Share of pixels labelled alike by the two modes.
+    pub fn agreement(&self) -> Option<f64> {
+        let [a, b] = &self.rows[..] else { return None };
+        let (same, all) =
+            a.maps_out.iter().zip(&b.maps_out).fold((0usize, 0usize), |(s, n), (x, y)| (s + x.data.iter().zip(&y.data).filter(|(p, q)| p == q).count(), n + x.data.len()));
+        (all > 0).then(|| same as f64 / all as f64)
+    }
+}
+
+impl std::fmt::Display for UpscaleReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (m, s) = (self.model_size, self.size);
+        writeln!(f, "device: {}; label model {m}×{m} → {s}×{s}", self.device)?;
+        writeln!(f, "| upscale | maps | staircase share | sample ms/map | cleanup ms/map | islands removed/map |")?;
+        writeln!(f, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
+        for r in &self.rows {
+            let per = |d: Duration| d.as_secs_f64() * 1000.0 / r.maps as f64;
+            writeln!(f, "| {} | {} | {:.3} | {:.1} | {:.1} | {:.1} |", r.mode, r.maps, r.staircase, per(r.sample), per(r.cleanup), r.islands_removed)?;
+        }
+        if let Some(a) = self.agreement() {
+            writeln!(
+                f,
+                "pixels labelled alike by both: {a:.4}; staircase share: of the class boundaries, the share on the {0}-px grid of the model's pixels (nearest: 1 by construction)",
+                self.size / self.model_size.max(1)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl OnBackend for UpscaleBench {
+    type Output = UpscaleReport;
+    fn run<B: Backend>(self, dev: B::Device, resolved: Resolved) -> anyhow::Result<UpscaleReport> {
+        let model = crate::ddpm::DdpmModel::<B>::load(&self.model, &dev)?;
+        let (k, model_size) = (model.classes().len(), model.size());
+        if self.count == 0 || self.batch == 0 {
+            bail!("--count and --batch must be at least 1");
+        }
+        if self.size < model_size || !self.size.is_multiple_of(model_size) {
+            bail!("--size {}: must be a whole multiple of the model's {model_size}×{model_size} maps", self.size);
+        }
+        if model.meta.encoding != crate::ddpm::Encoding::OneHot {
+            bail!("{}: smooth upscaling needs a onehot label model, this one is {}", self.model, model.meta.encoding);
+        }
+        self.sampler.validate(model.meta.timesteps).map_err(|e| anyhow::anyhow!(e))?;
+        let opts = CleanupOptions { out_size: Some(self.size), ..self.cleanup };
+        let cell = self.size / model_size;
+        let seeds: Vec<u64> = (0..self.count as u64).map(|i| shared::sample_seed(1, i)).collect();
+        let mut rows = Vec::new();
+        for mode in [LabelUpscale::Nearest, LabelUpscale::Smooth] {
+            let mut row = UpscaleRow { mode, maps: 0, sample: Duration::ZERO, cleanup: Duration::ZERO, staircase: 0.0, islands_removed: 0.0, maps_out: Vec::new() };
+            let (mut stairs, mut with_boundary, mut islands) = (0.0, 0usize, 0u64);
+            for chunk in seeds.chunks(self.batch) {
+                let t0 = Instant::now();
+                let raw = match mode {
+                    LabelUpscale::Nearest => model.sample(chunk, &self.sampler),
+                    LabelUpscale::Smooth => model.sample_smooth(chunk, &self.sampler, self.size, &mut |_, _| {}),
+                };
+                let t1 = Instant::now();
+                let cleaned: Vec<_> = raw.par_iter().map(|m| cleanup(m, k, &opts)).collect();
+                row.cleanup += t1.elapsed();
+                row.sample += t1 - t0;
+                for (m, report) in cleaned {
+                    if let Some(share) = m.grid_boundary_share(cell) {
+                        stairs += share;
+                        with_boundary += 1;
+                    }
+                    islands += report.islands_removed;
+                    row.maps_out.push(m);
+                }
+                row.maps += chunk.len();
+                eprintln!("  {mode}: {}/{} maps", row.maps, self.count);
+            }
+            row.staircase = if with_boundary > 0 { stairs / with_boundary as f64 } else { f64::NAN };
+            row.islands_removed = islands as f64 / row.maps as f64;
+            rows.push(row);
+        }
+        Ok(UpscaleReport { device: resolved, model_size, size: self.size, rows })
     }
 }
 

@@ -11,6 +11,8 @@
 //! # Layout
 //! - `mod.rs` — [`UtilityOptions`], [`Mix`], [`run`] (on the `--device` backend) and the
 //!   files it writes ([`Outcome`]).
+//! - `leaks.rs` — the test split checked against the held-out stems of every model the
+//!   run's `run.json` names; a test stem a model trained on is an error naming it.
 //! - `protocol.rs` — the real split (`--test-stems` or the hash split), each seed's two
 //!   arms (which real pairs give way), training and scoring one network.
 //! - `synthetic.rs` — fetching the run's samples from its manifest.jsonl, resized, as a
@@ -20,6 +22,7 @@
 //! - `tests.rs` — end-to-end runs on procedural data, including that the verdict tells
 //!   help (exact copies) from harm (wrong labels).
 
+mod leaks;
 mod protocol;
 mod report;
 mod synthetic;

@@ -37,6 +37,9 @@ impl OnTrainBackend for Protocol<'_> {
         };
         anyhow::ensure!(!matches!(opts.mix, Mix::Replace(_)) || n_syn < n_train, "--replace: {n_syn} of {n_train} training pairs would be replaced, leaving no real one");
         tracing::info!(train = n_train, test = real.test.len(), synthetic = n_syn, split = %real.how, "real data from {}", opts.real.display());
+        let run_store = shared::storage::Store::open(&opts.synthetic).with_context(|| format!("--synthetic {}", opts.synthetic))?;
+        let leak_check = super::leaks::check(&run_store, &real.test).with_context(|| format!("--synthetic {}: the test split leaks into the run's models", opts.synthetic))?;
+        tracing::info!("leak check: {leak_check}");
         std::fs::create_dir_all(&opts.out).with_context(|| format!("--out {}: cannot create the directory", opts.out.display()))?;
         let syn_ds = synthetic::fetch(opts, n_syn, classes, &opts.out.join(SYNTHETIC_DIR))?;
         let syn_stems: Vec<(bool, String)> = syn_ds.stems.iter().map(|s| (true, s.clone())).collect();
@@ -68,6 +71,7 @@ impl OnTrainBackend for Protocol<'_> {
                 real: opts.real.display().to_string(),
                 synthetic: opts.synthetic.clone(),
                 test_split: real.how.clone(),
+                leak_check,
                 real_train_pairs: n_train,
                 test_pairs: real.test.len(),
                 synthetic_pairs: n_syn,

@@ -61,6 +61,9 @@ pub struct Settings {
     pub real: String,
     pub synthetic: String,
     pub test_split: String,
+    /// Whether the test split was held out from every model that made the run, and how
+    /// that was checked (see `leaks.rs`).
+    pub leak_check: String,
     pub real_train_pairs: usize,
     pub test_pairs: usize,
     pub synthetic_pairs: usize,
@@ -123,6 +126,7 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(t, "# Utility of synthetic data\n");
         let _ = writeln!(t, "- Real: `{}`: {} training pairs, {} test pairs ({}).", s.real, s.real_train_pairs, s.test_pairs, s.test_split);
+        let _ = writeln!(t, "- Leak check: {}.", s.leak_check);
         let _ = writeln!(
             t,
             "- Synthetic: `{}`: {} samples ({} of the real training split).",

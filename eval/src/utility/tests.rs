@@ -103,6 +103,8 @@ fn eval_utility_end_to_end_with_copies() {
     let settings = &report["settings"];
     assert_eq!((settings["real_train_pairs"].as_u64(), settings["test_pairs"].as_u64(), settings["synthetic_pairs"].as_u64()), (Some(20), Some(4), Some(2)));
     assert_eq!(report["baseline"]["runs"].as_array().unwrap().len(), 2);
+    // A hand-assembled run has no run.json naming models: said, not hidden.
+    assert!(settings["leak_check"].as_str().unwrap().starts_with("not checked"), "{settings}");
     let run0 = &report["with_synthetic"]["runs"][0];
     assert_eq!((run0["train_pairs"].as_u64(), run0["synthetic_pairs"].as_u64()), (Some(20), Some(2)));
     let confusion: u64 = run0["confusion"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
@@ -117,5 +119,44 @@ fn eval_utility_end_to_end_with_copies() {
     let a = UtilityOptions { epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };
     let e = format!("{:#}", super::run(&a, DeviceChoice::Cpu).unwrap_err());
     assert!(e.contains("no-such-stem") && e.contains("test_stems.txt"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run whose models trained on a test stem is refused, naming the model, its
+/// test_stems.txt and the stem; a model without test_stems.txt is refused too; a run
+/// without run.json is evaluated but the report says the check was not possible.
+#[test]
+fn eval_utility_refuses_test_stems_the_models_trained_on() {
+    let dir = std::env::temp_dir().join(format!("labelgen-eval-leaks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (labels, images, run) = (dir.join("ddpm"), dir.join("spade"), dir.join("run"));
+    for d in [&labels, &images, &run] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let spec = shared::spec::RunSpec::parse(
+        &format!(
+            "[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"{}\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n[pipeline.labels]\nmodel = \"{}\"\n[pipeline.images]\nmodel = \"{}\"\n",
+            dir.display(),
+            labels.display(),
+            images.display()
+        ),
+        "test",
+    )
+    .unwrap();
+    std::fs::write(run.join("run.json"), serde_json::to_vec(&serde_json::json!({ "run_id": "run", "spec": spec })).unwrap()).unwrap();
+    let store = shared::storage::Store::open(run.to_str().unwrap()).unwrap();
+    let test: Vec<String> = ["t1", "t2", "t3"].iter().map(|s| s.to_string()).collect();
+    std::fs::write(labels.join("test_stems.txt"), "t1\nt2\nt3\nt4\n").unwrap();
+    std::fs::write(images.join("test_stems.txt"), "t1\nt3\n").unwrap();
+    let e = format!("{:#}", super::leaks::check(&store, &test).unwrap_err());
+    assert!(e.contains("pipeline.images.model") && e.contains("spade") && e.contains("trained on 1 of the 3 test stems (t2)") && e.contains("test_stems.txt"), "{e}");
+    std::fs::write(images.join("test_stems.txt"), "t3\nt2\nt1\n").unwrap();
+    let ok = super::leaks::check(&store, &test).unwrap();
+    assert!(ok.contains("held out by") && ok.contains("ddpm") && ok.contains("spade"), "{ok}");
+    std::fs::remove_file(labels.join("test_stems.txt")).unwrap();
+    let e = format!("{:#}", super::leaks::check(&store, &test).unwrap_err());
+    assert!(e.contains("pipeline.labels.model") && e.contains("does not exist") && e.contains("--test-fraction"), "{e}");
+    std::fs::remove_file(run.join("run.json")).unwrap();
+    assert!(super::leaks::check(&store, &test).unwrap().starts_with("not checked"));
     let _ = std::fs::remove_dir_all(&dir);
 }

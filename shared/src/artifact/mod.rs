@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::classes::ClassTable;
 use crate::error::{Error, Result};
-use crate::spec::{PipelineKind, RunSpec};
+use crate::spec::{LabelUpscale, PipelineKind, RunSpec};
 use crate::storage::{Store, StoreUrl};
 
 pub mod weights;
@@ -50,6 +50,9 @@ pub struct ArtifactInfo {
     /// labelgen's training commands; artifacts from before it lack it).
     #[serde(default)]
     pub parameters: Option<u64>,
+    /// How a label model encodes maps (`onehot`, `gray`; label models only).
+    #[serde(default)]
+    pub encoding: Option<String>,
 }
 
 /// An artifact checked without holding its weights: `model.json` read, the weights
@@ -250,6 +253,13 @@ pub fn check_spec(spec: &RunSpec, labels: (&str, &ArtifactInfo), images: (&str, 
     }
     let timesteps = labels.1.timesteps.ok_or_else(|| invalid("pipeline.labels.model", format!("{luri}: model.json has no timesteps (not a label model?)")))?;
     ls.check_sampler(timesteps).map_err(|m| invalid("pipeline.labels", m))?;
+    if ls.upscale == LabelUpscale::Smooth && labels.1.encoding.as_deref() != Some("onehot") {
+        let enc = labels.1.encoding.as_deref().unwrap_or("no encoding in model.json");
+        return Err(invalid(
+            "pipeline.labels.upscale",
+            format!("\"smooth\" upscales class probabilities and needs a onehot label model; {luri} is {enc} (gray values interpolate through the classes between two neighbours: use upscale = \"nearest\")"),
+        ));
+    }
     Ok(())
 }
 
@@ -330,6 +340,35 @@ mod tests {
 
     fn sha(b: &[u8]) -> String {
         hex::encode(Sha256::digest(b))
+    }
+
+    #[test]
+    fn smooth_upscale_needs_a_onehot_label_model() {
+        let spec = |upscale: &str| {
+            RunSpec::parse(
+                &format!("[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n[pipeline.labels]\nmodel = \"l\"\n{upscale}[pipeline.images]\nmodel = \"i\"\n"),
+                "test",
+            )
+            .unwrap()
+        };
+        let info = |size: u32, encoding: Option<&str>| ArtifactInfo {
+            kind: "m".into(),
+            size,
+            classes: ClassTable::ai_hub(),
+            weights: "w".into(),
+            timesteps: Some(100),
+            parameters: None,
+            encoding: encoding.map(str::to_string),
+        };
+        let images = info(64, None);
+        let smooth = spec("upscale = \"smooth\"\n");
+        assert!(check_spec(&smooth, ("l", &info(32, Some("onehot"))), ("i", &images)).is_ok());
+        let e = check_spec(&smooth, ("l", &info(32, Some("gray"))), ("i", &images)).unwrap_err().to_string();
+        assert!(e.contains("pipeline.labels.upscale") && e.contains("l is gray") && e.contains("nearest"), "{e}");
+        assert!(check_spec(&spec(""), ("l", &info(32, Some("gray"))), ("i", &images)).is_ok());
+        // Nearest, the default, is left out of the spec's JSON (so digests of older specs hold).
+        assert!(!serde_json::to_string(&spec("")).unwrap().contains("upscale"));
+        assert!(serde_json::to_string(&smooth).unwrap().contains("\"upscale\":\"smooth\""));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `worker bench`: measured figures for the `ddpm-spade` pipeline (per-stage time per
-//! image, images/s) and a CPU-versus-CUDA comparison of the same samples ([`crate::bench`]).
+//! image, images/s), a CPU-versus-CUDA comparison of the same samples, and the nearest
+//! versus smooth label upscale ([`crate::bench`]).
 //! Used by `scripts/gpu-check.sh`; prints tables, asserts nothing.
 
 use std::path::PathBuf;
@@ -23,6 +24,39 @@ pub enum BenchCommand {
     ///
     /// Example: worker bench compare configs/local.toml --count 8
     Compare(CompareArgs),
+    /// Brings the same sampled label maps to full size both ways — nearest (cleaned at
+    /// the model's size, pixels repeated) and smooth (class probabilities upscaled
+    /// bilinearly, cleaned at full size) — and prints the staircase measure (share of
+    /// class boundaries on the model's pixel grid) and sample and cleanup ms per map.
+    ///
+    /// Example: worker bench upscale models/demo/ddpm --size 512 --count 32
+    Upscale(UpscaleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpscaleArgs {
+    /// A onehot label model (directory or s3:// prefix holding model.json).
+    pub model: String,
+    /// Output side in pixels (a whole multiple of the model's).
+    #[arg(long, default_value_t = 512)]
+    pub size: u32,
+    /// Maps per mode.
+    #[arg(long, default_value_t = 32)]
+    pub count: usize,
+    /// Maps sampled at once.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// DDIM steps.
+    #[arg(long, default_value_t = shared::spec::DEFAULT_DDIM_STEPS)]
+    pub steps: usize,
+    /// Opening radius in output pixels (the pipeline's default).
+    #[arg(long, default_value_t = shared::cleanup::DEFAULT_OPEN_RADIUS)]
+    pub open_radius_px: u32,
+    /// Islands under this many output pixels are removed (the pipeline's default).
+    #[arg(long, default_value_t = shared::cleanup::DEFAULT_MIN_ISLAND)]
+    pub min_island_px: u32,
+    #[command(flatten)]
+    pub device: crate::args::DeviceArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +100,22 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Pipeline(args) => pipeline(args),
         BenchCommand::Compare(args) => compare(args),
+        BenchCommand::Upscale(args) => upscale(args),
     }
+}
+
+fn upscale(args: UpscaleArgs) -> anyhow::Result<ExitCode> {
+    let work = bench::UpscaleBench {
+        model: args.model,
+        size: args.size,
+        count: args.count,
+        batch: args.batch,
+        sampler: crate::ddpm::SamplerConfig::ddim(args.steps, 0.0),
+        // One-hot maps have no ramps (as in the pipeline).
+        cleanup: shared::cleanup::CleanupOptions { open_radius: args.open_radius_px, min_island: args.min_island_px, ramps: false, out_size: None },
+    };
+    print!("{}", crate::backend::dispatch(args.device.device, work)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {

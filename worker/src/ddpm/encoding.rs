@@ -6,7 +6,8 @@
 //!   model can pass through the ones in between, which makes "ramp edges".
 //!
 //! Pixels marked [`shared::IGNORE_INDEX`] have no class: `onehot` encodes them as all `-1`,
-//! `gray` as class 0. Decoding never yields ignore.
+//! `gray` as class 0, and [`Encoding::mask`] marks them so training leaves them out of the
+//! loss and feeds pure noise there (see `train::make_batch`). Decoding never yields ignore.
 
 use std::fmt;
 use std::str::FromStr;
@@ -49,6 +50,11 @@ impl Encoding {
                 map.data.iter().map(|&c| if (c as usize) < k { -1.0 + step * c as f32 } else { -1.0 }).collect()
             }
         }
+    }
+
+    /// `1` for each pixel with a class (`< k`), `0` for ignored ones: the loss mask.
+    pub fn mask(map: &LabelMap, k: usize) -> Vec<f32> {
+        map.data.iter().map(|&c| if (c as usize) < k { 1.0 } else { 0.0 }).collect()
     }
 
     /// The label map of a `[C, H, W]` buffer (`width × height` pixels, `k` classes).

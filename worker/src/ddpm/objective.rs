@@ -46,8 +46,8 @@ impl Objective {
     }
 
     /// The training target for a clean encoded value `x0` and its noise `eps`: `ε` itself,
-    /// or the class probability `(x0 + 1) / 2` (1 for the pixel's class, 0 elsewhere;
-    /// all 0 for ignored pixels, which then add nothing to the loss).
+    /// or the class probability `(x0 + 1) / 2` (1 for the pixel's class, 0 elsewhere).
+    /// Ignored pixels are left out of the loss by its mask ([`Self::loss`]).
     pub fn target(self, x0: f32, eps: f32) -> f32 {
         match self {
             Objective::Eps => eps,
@@ -55,15 +55,20 @@ impl Objective {
         }
     }
 
-    /// The loss of a batch of network outputs against [`Self::target`] values: MSE, or
-    /// cross-entropy summed over the class channel and averaged over pixels.
-    pub fn loss<B: Backend>(self, out: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 1> {
+    /// The loss of a batch of network outputs `[B, C, H, W]` against [`Self::target`]
+    /// values, over the pixels whose `mask` (`[B, 1, H, W]`, 1 or 0) is 1: MSE averaged over
+    /// those pixels and the channels, or cross-entropy summed over the class channel and
+    /// averaged over those pixels. Ignored pixels (mask 0) add nothing and do not dilute
+    /// the mean; a batch with no pixel left has loss 0.
+    pub fn loss<B: Backend>(self, out: Tensor<B, 4>, target: Tensor<B, 4>, mask: Tensor<B, 4>) -> Tensor<B, 1> {
+        let channels = out.dims()[1] as f64;
+        let kept = mask.clone().sum().clamp_min(1.0);
         match self {
             Objective::Eps => {
                 let diff = out - target;
-                (diff.clone() * diff).mean()
+                (diff.clone() * diff * mask).sum().div(kept.mul_scalar(channels))
             }
-            Objective::X0 => (log_softmax(out, 1) * target).sum_dim(1).mean().neg(),
+            Objective::X0 => (log_softmax(out, 1) * target).sum_dim(1).mul(mask).sum().div(kept).neg(),
         }
     }
 
@@ -113,9 +118,9 @@ mod tests {
         let x0 = [-1.0, -1.0, 1.0, -1.0, -1.0, -1.0];
         let target: Vec<f32> = x0.iter().map(|&v| Objective::X0.target(v, 9.0)).collect();
         assert_eq!(target, vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
-        let loss: f32 = Objective::X0.loss(out.clone(), t4(target, [1, 3, 1, 2])).into_scalar().elem();
-        // −ln(1/2) for pixel 0, nothing for pixel 1, averaged over 2 pixels.
-        assert!((loss - 0.5 * 2f32.ln()).abs() < 1e-5, "{loss}");
+        let loss: f32 = Objective::X0.loss(out.clone(), t4(target, [1, 3, 1, 2]), t4(vec![1.0, 0.0], [1, 1, 1, 2])).into_scalar().elem();
+        // −ln(1/2) for pixel 0, averaged over the one pixel the mask keeps.
+        assert!((loss - 2f32.ln()).abs() < 1e-5, "{loss}");
         let est = Objective::X0.x0(out, t4(vec![0.0; 6], [1, 3, 1, 2]), 0.5).into_data().to_vec::<f32>().unwrap();
         for (e, want) in est.iter().zip([-0.5, -0.5, 0.0, 0.0, -0.5, -0.5]) {
             assert!((e - want).abs() < 1e-5, "{est:?}");
@@ -133,7 +138,14 @@ mod tests {
         let xt = a.sqrt() as f32 * x0 + (1.0 - a).sqrt() as f32 * e;
         let est: f32 = Objective::Eps.x0(t4(vec![e], [1, 1, 1, 1]), t4(vec![xt], [1, 1, 1, 1]), a).into_scalar().elem();
         assert!((est - x0).abs() < 1e-5, "{est}");
-        let loss: f32 = Objective::Eps.loss(t4(vec![1.0, 3.0], [1, 2, 1, 1]), t4(vec![0.0, 1.0], [1, 2, 1, 1])).into_scalar().elem();
+        let loss: f32 = Objective::Eps.loss(t4(vec![1.0, 3.0], [1, 2, 1, 1]), t4(vec![0.0, 1.0], [1, 2, 1, 1]), t4(vec![1.0], [1, 1, 1, 1])).into_scalar().elem();
         assert!((loss - 2.5).abs() < 1e-6);
+        // Two pixels, two channels; the second pixel is masked out, whatever its error.
+        let out = t4(vec![1.0, 50.0, 3.0, -50.0], [1, 2, 1, 2]);
+        let loss: f32 = Objective::Eps.loss(out.clone(), t4(vec![0.0; 4], [1, 2, 1, 2]), t4(vec![1.0, 0.0], [1, 1, 1, 2])).into_scalar().elem();
+        assert!((loss - 5.0).abs() < 1e-5, "{loss}");
+        // Nothing kept: loss 0, not NaN.
+        let loss: f32 = Objective::Eps.loss(out, t4(vec![0.0; 4], [1, 2, 1, 2]), t4(vec![0.0, 0.0], [1, 1, 1, 2])).into_scalar().elem();
+        assert_eq!(loss, 0.0);
     }
 }

@@ -132,12 +132,31 @@ pub fn sample_images<B: Backend>(
     device: &B::Device,
     on_step: &mut dyn FnMut(usize, usize),
 ) -> Vec<Vec<f32>> {
+    let Some(x) = sample_tensor(unet, objective, schedule, channels, size, seeds, sampler, device, on_step) else { return Vec::new() };
+    let flat = x.into_data().convert::<f32>().to_vec::<f32>().expect("f32 sample data");
+    flat.chunks(channels * size * size).map(<[f32]>::to_vec).collect()
+}
+
+/// [`sample_images`], leaving the batch of final `x̂_0` on the device as `[B, c, s, s]`
+/// (`None` for no seeds). The last step lands on `x̂_0` itself: its `ᾱ_prev` is 1.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_tensor<B: Backend>(
+    unet: &UNet<B>,
+    objective: Objective,
+    schedule: &NoiseSchedule,
+    channels: usize,
+    size: usize,
+    seeds: &[u64],
+    sampler: &SamplerConfig,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(usize, usize),
+) -> Option<Tensor<B, 4>> {
     if let Err(e) = sampler.validate(schedule.len()) {
         panic!("{e}");
     }
     let b = seeds.len();
     if b == 0 {
-        return Vec::new();
+        return None;
     }
     let n = channels * size * size;
     let shape = [b, channels, size, size];
@@ -185,12 +204,11 @@ pub fn sample_images<B: Backend>(
         };
         on_step(total - j, total);
     }
-    let flat = x.into_data().convert::<f32>().to_vec::<f32>().expect("f32 sample data");
-    flat.chunks(n).map(<[f32]>::to_vec).collect()
+    Some(x)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuDevice};
     use crate::ddpm::encoding::Encoding;
@@ -201,7 +219,7 @@ mod tests {
 
     /// Adds noise to every parameter, so the zero-initialised output layers do not make the
     /// network predict ε = 0.
-    struct Jitter;
+    pub(crate) struct Jitter;
     impl<B: Backend> ModuleMapper<B> for Jitter {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
             let (id, t, mapper) = param.consume();

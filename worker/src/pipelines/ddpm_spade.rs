@@ -1,4 +1,5 @@
-//! The `ddpm-spade` pipeline: DDPM label maps → cleanup (and upscale) → SPADE images.
+//! The `ddpm-spade` pipeline: DDPM label maps → cleanup (and upscale, nearest or smooth:
+//! `pipeline.labels.upscale`) → SPADE images.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use serde_json::json;
 use shared::artifact;
 use shared::cleanup::{cleanup, CleanupOptions, CleanupReport};
 use shared::job::{Pipeline, Sample};
-use shared::spec::RunSpec;
+use shared::spec::{LabelUpscale, RunSpec};
 use shared::{mix64, sample_seed, LabelMap};
 
 use super::models::{fetch_models, ModelIds, Models};
@@ -33,6 +34,8 @@ pub struct DdpmSpadePipeline<B: Backend> {
     models: Arc<Mutex<Models<B>>>,
     run_seed: u64,
     sampler: SamplerConfig,
+    upscale: LabelUpscale,
+    image_size: u32,
     cleanup: CleanupOptions,
     classes: usize,
     extra: serde_json::Map<String, serde_json::Value>,
@@ -52,6 +55,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             extra.insert("eta".into(), json!(eta));
         }
         extra.insert("label_size".into(), json!(label_meta.size));
+        extra.insert("upscale".into(), json!(ls.upscale.to_string()));
         extra.insert("label_model".into(), json!(ids.label_digest));
         extra.insert("image_model".into(), json!(ids.image_digest));
         tracing::debug!(device = %resolved, "ddpm-spade pipeline ready");
@@ -59,6 +63,8 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             models,
             run_seed: spec.run.seed,
             sampler,
+            upscale: ls.upscale,
+            image_size: spec.pipeline.image_size,
             cleanup: CleanupOptions {
                 // In output pixels: the cleanup converts them to the label size.
                 open_radius: cs.open_radius_px,
@@ -79,7 +85,12 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
         let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         let t0 = Instant::now();
-        let raw = models.ddpm.sample(&seeds, &self.sampler);
+        // Nearest: maps at the model's size, cleaned there and upscaled by the cleanup.
+        // Smooth: maps at full size, cleaned at full size (the options are in output pixels).
+        let raw = match self.upscale {
+            LabelUpscale::Nearest => models.ddpm.sample(&seeds, &self.sampler),
+            LabelUpscale::Smooth => models.ddpm.sample_smooth(&seeds, &self.sampler, self.image_size, &mut |_, _| {}),
+        };
         let t1 = Instant::now();
         let cleaned: Vec<(LabelMap, CleanupReport)> = raw.par_iter().map(|m| cleanup(m, self.classes, &self.cleanup)).collect();
         let t2 = Instant::now();
