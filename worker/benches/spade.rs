@@ -1,5 +1,5 @@
 //! SPADE on the CPU backend: inference images/s at 64, 128 and 256 for the small and the
-//! paper-sized config, training steps/s of the small config, and parameter counts of the
+//! paper-sized config (its first map from noise and from the label map), training steps/s of the small config, and parameter counts of the
 //! full-size networks. Prints, asserts nothing.
 //!
 //! `cargo bench -p worker --bench spade` (`RAYON_NUM_THREADS` sets the threads).
@@ -11,7 +11,7 @@ use burn::module::Module;
 use shared::procedural::{sample, ClassShares};
 use shared::{LabelMap, RgbImage};
 use worker::backend::{Cpu, CpuDevice, CpuTrain};
-use worker::spade::{default_n_up, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeTrainSettings, SpadeTrainer};
+use worker::spade::{default_n_up, SpadeDiscriminatorConfig, SpadeGeneratorConfig, SpadeInput, SpadeTrainSettings, SpadeTrainer};
 
 fn pairs(size: u32, n: u64) -> Vec<(RgbImage, LabelMap)> {
     (0..n).map(|i| sample(1, i, size, &ClassShares::default())).collect()
@@ -48,7 +48,7 @@ fn infer(name: &str, cfg: &SpadeGeneratorConfig, batch: usize, budget_s: f64) {
     };
     let secs = if timed_note == "timed" { t1.elapsed().as_secs_f64() } else { warm };
     println!(
-        "infer {name:>6} {:>3}x{:<3} ngf {:>2} n_up {} batch {batch}: {:>8.2} images/s ({:.3} s/image, {timed_note}; {:.1}M params)",
+        "infer {name:>11} {:>3}x{:<3} ngf {:>2} n_up {} batch {batch}: {:>8.2} images/s ({:.3} s/image, {timed_note}; {:.1}M params)",
         cfg.size,
         cfg.size,
         cfg.ngf,
@@ -87,21 +87,23 @@ fn main() {
         if quick && size == 256 {
             continue;
         }
+        // The first map from noise (linear) and from the label map (conv), side by side.
         infer("paper", &paper(size), 1, 3.0);
+        infer("paper-label", &paper(size).with_input(SpadeInput::Label), 1, 3.0);
     }
     train(64, 4, 10);
 
     let device = CpuDevice::default();
-    let full = SpadeGeneratorConfig::new(8, 512);
-    let g = full.init::<Cpu>(&device);
-    let fc = g.fc.num_params();
-    println!(
-        "params: generator ngf 64, 512x512, n_up 5: {:.2}M total = {:.2}M noise linear (256 → 1024x16x16) + {:.2}M blocks and output conv (NVlabs without the VAE: ~92M)",
-        g.num_params() as f64 / 1e6,
-        fc as f64 / 1e6,
-        (g.num_params() - fc) as f64 / 1e6
-    );
-    drop(g);
+    for (input, layer) in [(SpadeInput::Noise, "noise linear (256 → 1024x16x16)"), (SpadeInput::Label, "label conv 3x3 ((8 + 256) → 1024 at 16x16)")] {
+        let g = SpadeGeneratorConfig::new(8, 512).with_input(input).init::<Cpu>(&device);
+        let first = g.fc.num_params() + g.conv_in.num_params();
+        println!(
+            "params: generator ngf 64, 512x512, n_up 5, input {input:?}: {:.2}M total = {:.2}M {layer} + {:.2}M blocks and output conv (NVlabs without the VAE: ~92M)",
+            g.num_params() as f64 / 1e6,
+            first as f64 / 1e6,
+            (g.num_params() - first) as f64 / 1e6
+        );
+    }
     let d = SpadeDiscriminatorConfig::new(8).init::<Cpu>(&device);
     println!("params: discriminator ndf 64, 2 scales, 4 layers: {:.2}M (NVlabs: ~5.5M)", d.num_params() as f64 / 1e6);
     println!("(counts include the spectral-norm u vectors, one float per output channel of each normalised conv)");

@@ -64,7 +64,7 @@ pub struct PipelineArgs {
     /// A ddpm-spade run spec (its models, cleanup and image size are used).
     pub config: Option<PathBuf>,
     /// Instead of a spec's models: randomly initialised full-size models — the 35.7M
-    /// CIFAR-config UNet on 64×64 one-hot labels and the 92M SPADE generator — at this
+    /// CIFAR-config UNet on 64×64 one-hot labels and the 94.6M SPADE generator (label input) — at this
     /// image size (e.g. 512).
     #[arg(long, value_name = "SIZE", conflicts_with = "config")]
     pub random_full_size: Option<u32>,

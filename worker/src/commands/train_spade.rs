@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use shared::dataset::DatasetPairs;
 use shared::ClassTable;
 
 use crate::args::{DataArgs, DeviceArg};
 use crate::spade::run::DatasetRun;
-use crate::spade::{default_n_up, NormKind, SpadeDiscriminatorConfig, SpadeFitOptions, SpadeGeneratorConfig, SpadeTrainSettings};
+use crate::spade::{default_n_up, NormKind, SpadeDiscriminatorConfig, SpadeFitOptions, SpadeGeneratorConfig, SpadeInput, SpadeTrainSettings};
 
 /// Train the SPADE image generator (label map → RGB image) on DIR/images + DIR/labels.
 ///
@@ -56,6 +57,20 @@ pub struct Args {
     /// Hidden channels of each SPADE layer (default: 2·ngf, at most 128; the paper: 128).
     #[arg(long, value_name = "N")]
     pub spade_hidden: Option<usize>,
+
+    /// Where the generator's first feature map comes from.
+    ///
+    /// label: the label map downsampled to the first map's size → conv 3×3, with the
+    /// noise broadcast over it as extra channels (NVlabs' default; at 512 about 2.4M
+    /// parameters for this layer).
+    ///
+    /// noise: noise → a linear layer (at 512: 67M parameters; what older models have).
+    #[arg(long, value_name = "KIND", default_value = "label", value_parser = PossibleValuesParser::new(SpadeInput::NAMES).map(|s| s.parse::<SpadeInput>().expect("a listed value")))]
+    pub input: SpadeInput,
+
+    /// Length of the noise vector (per-sample variety).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub z_dim: usize,
 
     /// Parameter-free norm inside SPADE: instance or batch.
     #[arg(long, value_name = "KIND", default_value = "instance", value_parser = parse_norm)]
@@ -120,8 +135,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let classes = ClassTable::ai_hub();
     let k = classes.len();
     let n_up = args.n_up.unwrap_or_else(|| default_n_up(args.size));
-    let g_config =
-        SpadeGeneratorConfig::new(k, args.size).with_ngf(args.ngf).with_n_up(n_up).with_spade_hidden(args.spade_hidden.unwrap_or((2 * args.ngf).min(128))).with_norm(args.norm);
+    let g_config = SpadeGeneratorConfig::new(k, args.size)
+        .with_ngf(args.ngf)
+        .with_n_up(n_up)
+        .with_spade_hidden(args.spade_hidden.unwrap_or((2 * args.ngf).min(128)))
+        .with_norm(args.norm)
+        .with_input(args.input)
+        .with_z_dim(args.z_dim);
     g_config.validate().map_err(|e| anyhow::anyhow!("--size {} --ngf {} --n-up {n_up}: {e}", args.size, args.ngf))?;
     let d_config = SpadeDiscriminatorConfig::new(k).with_ndf(args.ndf.unwrap_or(args.ngf));
     d_config.validate().map_err(|e| anyhow::anyhow!("--ndf: {e}"))?;
@@ -186,6 +206,12 @@ mod tests {
         assert_eq!((a.device.device, a.norm), (shared::spec::DeviceChoice::Cpu, crate::spade::NormKind::Batch));
         assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--cpu"]).is_err(), "--cpu is gone: --device cpu");
         assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--norm", "group"]).is_err());
+        // The first map comes from the label map unless told otherwise.
+        assert_eq!(
+            (spade_args(&["--data", "d", "--out", "o"]).input, spade_args(&["--data", "d", "--out", "o", "--input", "noise"]).input),
+            (crate::spade::SpadeInput::Label, crate::spade::SpadeInput::Noise)
+        );
+        assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--input", "vae"]).is_err());
         assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--vgg-weight", "5"]).is_err(), "--vgg-weight needs --vgg");
     }
 }

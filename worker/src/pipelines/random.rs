@@ -40,7 +40,7 @@ pub fn random_ddpm_spade<B: Backend>(size: u32, ddim_steps: Option<usize>, dev: 
     }))
     .context("building a random DDPM model.json")?;
     meta.validate("random full-size DDPM")?;
-    let arch = SpadeGeneratorConfig::new(k, size as usize);
+    let arch = SpadeGeneratorConfig::new(k, size as usize).with_input(crate::spade::SpadeInput::Label);
     arch.validate().map_err(|e| anyhow::anyhow!("random full-size SPADE at {size}: {e}"))?;
     let image_meta = SpadeMeta::new(arch.clone(), SpadeDiscriminatorConfig::new(k), classes.clone(), "random".into(), 0, Losses::default(), SpadeTrainSettings::default());
     let models = Models { ddpm: DdpmModel::new(meta.unet.init::<B>(&dev), meta.clone(), dev.clone()), spade: SpadeModel { generator: arch.init::<B>(&dev), meta: image_meta } };

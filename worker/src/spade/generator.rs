@@ -1,6 +1,7 @@
-//! The SPADE generator: noise → linear → a `16·ngf` feature map at `size / 2^n_up`, then
-//! SPADE residual blocks with nearest ×2 upsampling, halving the channels down to `ngf`,
-//! then LeakyReLU → conv 3×3 → tanh.
+//! The SPADE generator: a `16·ngf` feature map at `size / 2^n_up` ([`SpadeInput`]: from the
+//! label map, NVlabs' default, or from noise through a linear layer), then SPADE residual
+//! blocks with nearest ×2 upsampling, halving the channels down to `ngf`, then LeakyReLU →
+//! conv 3×3 → tanh.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -8,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, tanh};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use serde::{Deserialize, Serialize};
 use shared::{LabelMap, RgbImage};
 
 use super::input::noise;
@@ -15,6 +17,35 @@ use super::norm::NormKind;
 use super::res_block::{SpadeResBlock, SpadeResBlockConfig, LEAKY_SLOPE};
 use super::spectral::{SnConv2d, SnConv2dConfig};
 use crate::tensors::{one_hot, tensor_to_images};
+
+/// Where the generator's first feature map (`16·ngf × s0 × s0`) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpadeInput {
+    /// Noise `z` → linear layer (the SPADE paper's noise-input variant; at 512 the layer
+    /// alone is 67M parameters). What artifacts from before this option have.
+    #[default]
+    Noise,
+    /// NVlabs' default: the label map nearest-downsampled to `s0 × s0` → conv 3×3. For
+    /// per-sample variety `z` is broadcast over that map as `z_dim` extra input channels
+    /// (noise injected at the input; no encoder or KL term).
+    Label,
+}
+
+impl SpadeInput {
+    pub const NAMES: [&'static str; 2] = ["label", "noise"];
+}
+
+impl std::str::FromStr for SpadeInput {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "label" => Ok(SpadeInput::Label),
+            "noise" => Ok(SpadeInput::Noise),
+            other => Err(format!("unknown SPADE input {other:?} (expected label or noise)")),
+        }
+    }
+}
 
 /// Architecture of the generator (stored in `model.json`).
 #[derive(Config, Debug, PartialEq)]
@@ -45,6 +76,9 @@ pub struct SpadeGeneratorConfig {
     /// Spectral norm on the residual blocks' convs.
     #[config(default = true)]
     pub spectral: bool,
+    /// The first feature map's source; `noise` in `model.json`s written before the option.
+    #[config(default = "SpadeInput::Noise")]
+    pub input: SpadeInput,
 }
 
 impl SpadeGeneratorConfig {
@@ -96,8 +130,13 @@ impl SpadeGeneratorConfig {
         let s0 = self.start_size();
         let block =
             |fin, fout| SpadeResBlockConfig::new([fin, fout], self.label_nc).with_spade_hidden(self.spade_hidden).with_norm(self.norm).with_spectral(self.spectral).init(device);
+        let (fc, conv_in) = match self.input {
+            SpadeInput::Noise => (Some(LinearConfig::new(self.z_dim, ch[0] * s0 * s0).init(device)), None),
+            SpadeInput::Label => (None, Some(SnConv2dConfig::new([self.label_nc + self.z_dim, ch[0]], 3).with_padding(1).with_spectral(false).init(device))),
+        };
         SpadeGenerator {
-            fc: LinearConfig::new(self.z_dim, ch[0] * s0 * s0).init(device),
+            fc,
+            conv_in,
             head: block(ch[0], ch[0]),
             middle: (0..self.n_middle).map(|_| block(ch[1], ch[1])).collect(),
             ups: (0..self.n_up).map(|i| block(ch[i], ch[i + 1])).collect(),
@@ -108,6 +147,18 @@ impl SpadeGeneratorConfig {
             z_dim: self.z_dim,
         }
     }
+}
+
+/// Reads a stored [`SpadeGeneratorConfig`] (`model.json`, a checkpoint's `state.json`):
+/// one written before [`SpadeInput`] existed has no `input` and is the noise generator it
+/// was. (Burn's `Config` derive gives no serde default; `#[serde(deserialize_with)]` uses
+/// this.)
+pub fn deserialize_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SpadeGeneratorConfig, D::Error> {
+    let mut v = serde_json::Value::deserialize(d)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.entry("input").or_insert_with(|| serde_json::json!(SpadeInput::Noise));
+    }
+    serde_json::from_value(v).map_err(serde::de::Error::custom)
 }
 
 /// Upsamplings for [`SpadeGeneratorConfig::small`]: at most 5, first map at least 4×4.
@@ -122,8 +173,10 @@ pub fn default_n_up(size: usize) -> usize {
 /// The SPADE generator.
 #[derive(Module, Debug)]
 pub struct SpadeGenerator<B: Backend> {
-    /// `z → 16·ngf × s0 × s0`.
-    pub fc: Linear<B>,
+    /// `z → 16·ngf × s0 × s0` ([`SpadeInput::Noise`]).
+    pub fc: Option<Linear<B>>,
+    /// `[seg ↓ s0, z broadcast] → 16·ngf × s0 × s0` ([`SpadeInput::Label`]).
+    pub conv_in: Option<SnConv2d<B>>,
     pub head: SpadeResBlock<B>,
     /// Run after the first up-block, at its resolution.
     pub middle: Vec<SpadeResBlock<B>>,
@@ -159,7 +212,14 @@ impl<B: Backend> SpadeGenerator<B> {
                 }
             })
             .collect();
-        let mut x = self.fc.forward(z).reshape([b, self.c0, self.s0, self.s0]);
+        let mut x = match (&self.fc, &self.conv_in) {
+            (Some(fc), _) => fc.forward(z).reshape([b, self.c0, self.s0, self.s0]),
+            (None, Some(conv)) => {
+                let z = z.reshape([b, self.z_dim, 1, 1]).repeat_dim(2, self.s0).repeat_dim(3, self.s0);
+                conv.forward(Tensor::cat(vec![segs[0].clone(), z], 1))
+            }
+            (None, None) => unreachable!("a generator has a linear or a conv input"),
+        };
         x = self.head.forward(x, segs[0].clone());
         for (i, up) in self.ups.iter().enumerate() {
             x = upsample2(x);
@@ -196,7 +256,7 @@ impl<B: Backend> SpadeGenerator<B> {
         if labels.is_empty() {
             return Vec::new();
         }
-        let device = self.fc.weight.device();
+        let device = self.conv_img.conv.weight.device();
         let seg = one_hot::<B>(labels, self.label_nc, &device);
         let z = noise::<B>(seeds, self.z_dim, &device);
         tensor_to_images(self.forward(seg, z))
@@ -262,6 +322,35 @@ mod tests {
         assert!(d < 0.01, "sample 1 alone vs in a batch of 3: mean |Δ| = {d} (levels 0..255)");
         let again = g.synthesize(&maps[1..2], &[11]);
         assert_eq!(alone[0], again[0]);
+    }
+
+    #[test]
+    fn spade_generator_label_input_follows_nvlabs_and_keeps_variety() {
+        let device = CpuDevice::default();
+        // Full size at 512: the label conv replaces the 67M-parameter linear layer.
+        let count = |input| {
+            let g = SpadeGeneratorConfig::new(8, 512).with_input(input).init::<Cpu>(&device);
+            (g.num_params(), g.fc.num_params() + g.conv_in.num_params())
+        };
+        let ((noise_total, linear), (label_total, conv)) = (count(SpadeInput::Noise), count(SpadeInput::Label));
+        assert_eq!(linear, 256 * 1024 * 16 * 16 + 1024 * 16 * 16);
+        assert_eq!(conv, (8 + 256) * 1024 * 9 + 1024);
+        assert_eq!(noise_total - linear, label_total - conv, "the rest of the network is the same");
+        eprintln!("SPADE 512 parameters: noise input {:.1}M, label input {:.1}M", noise_total as f64 / 1e6, label_total as f64 / 1e6);
+
+        let g = SpadeGeneratorConfig::small(8, 32, 4).with_input(SpadeInput::Label).init::<Cpu>(&device);
+        let maps = labels(32, 2);
+        let out = g.synthesize(&[maps[0].clone(), maps[0].clone(), maps[1].clone()], &[1, 2, 1]);
+        assert_eq!((out[0].width, out[0].height), (32, 32));
+        assert!(mean_abs_diff(&out[0], &out[1]) > 2.0, "same label, other noise: the injected noise must change the image");
+        assert!(mean_abs_diff(&out[0], &out[2]) > 2.0, "same noise, other label: the label must change the image");
+        assert_eq!(g.synthesize(&maps[..1], &[1])[0], out[0], "deterministic per (label, seed)");
+        // A model.json from before the option has no `input`: it is the noise generator.
+        let mut v = serde_json::to_value(SpadeGeneratorConfig::small(8, 32, 4)).unwrap();
+        v.as_object_mut().unwrap().remove("input");
+        let old = deserialize_config(v).unwrap();
+        assert_eq!(old, SpadeGeneratorConfig::small(8, 32, 4));
+        assert_eq!(old.input, SpadeInput::Noise);
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod train;
 pub mod vgg;
 
 pub use discriminator::{PatchDiscriminator, SpadeDiscriminator, SpadeDiscriminatorConfig};
-pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig};
+pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig, SpadeInput};
 pub use model::{save, Losses, SpadeMeta, SpadeModel, SpadeTrainSettings, FORMAT_VERSION, META_FILE, WEIGHTS_FILE};
 pub use norm::{NormKind, Spade, SpadeConfig};
 pub use res_block::{SpadeResBlock, SpadeResBlockConfig};

@@ -66,6 +66,7 @@ pub struct SpadeMeta {
     /// Always `"spade"`.
     pub kind: String,
     /// Generator architecture.
+    #[serde(deserialize_with = "super::generator::deserialize_config")]
     pub architecture: SpadeGeneratorConfig,
     /// The discriminator it was trained against (informational).
     pub discriminator: SpadeDiscriminatorConfig,

@@ -76,6 +76,7 @@ pub struct SpadeTrainer<B: AutodiffBackend> {
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointState {
     step: u64,
+    #[serde(deserialize_with = "super::generator::deserialize_config")]
     generator: SpadeGeneratorConfig,
     discriminator: SpadeDiscriminatorConfig,
     settings: SpadeTrainSettings,
