@@ -306,8 +306,9 @@ impl Dataset {
 
 /// Training pairs by index: an image and its label map (class indices), the same size.
 /// What model training reads (SPADE in the worker, the segmentation model in `eval`):
-/// [`DatasetPairs`] reads a dataset directory; a `Vec` of pairs serves tests.
-pub trait PairSource {
+/// [`DatasetPairs`] reads a dataset directory; a `Vec` of pairs serves tests. Sources are
+/// `Sync` so [`prefetch_batches`] can decode a batch's pairs in parallel.
+pub trait PairSource: Sync {
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -323,6 +324,45 @@ impl PairSource for Vec<(RgbImage, LabelMap)> {
     fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)> {
         Ok(self[index].clone())
     }
+}
+
+/// Hands batches of pairs to `consume` in order, reading them ahead: batch `b` is the pairs
+/// `indices(b)`, decoded in parallel (rayon) on a background thread while `consume` works
+/// on the batch before it, with at most `depth` (≥ 1) decoded batches waiting. Stops at
+/// the first error of either side (a read error is returned as `E`); a failing `consume`
+/// stops the reader too. What a training loop uses so that decoding never starves the step.
+pub fn prefetch_batches<S, E>(
+    source: &S,
+    batches: std::ops::Range<u64>,
+    depth: usize,
+    indices: impl Fn(u64) -> Vec<usize> + Sync,
+    mut consume: impl FnMut(u64, Vec<(RgbImage, LabelMap)>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E>
+where
+    S: PairSource + ?Sized,
+    E: From<Error>,
+{
+    use rayon::prelude::*;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth.max(1));
+        let indices = &indices;
+        scope.spawn(move || {
+            for b in batches {
+                let batch: Result<Vec<_>> = indices(b).par_iter().map(|&i| source.get(i)).collect();
+                let failed = batch.is_err();
+                // A send fails once the consumer has stopped: stop reading too.
+                if tx.send((b, batch)).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        // Ends when the reader is done (its sender dropped); returning early drops the
+        // receiver, which ends the reader before the scope joins it.
+        for (b, batch) in rx {
+            consume(b, batch?)?;
+        }
+        Ok(())
+    })
 }
 
 /// A dataset directory's train split, read pair by pair and resized to `size × size`.
@@ -463,6 +503,43 @@ mod tests {
 
     fn opts(mask: MaskKind, unknown: UnknownCodes) -> DatasetOptions {
         DatasetOptions { mask, unknown, ..DatasetOptions::default() }
+    }
+
+    #[test]
+    fn prefetch_batches_keeps_the_order_and_stops_on_errors() {
+        struct Failing(Vec<(RgbImage, LabelMap)>);
+        impl PairSource for Failing {
+            fn len(&self) -> usize {
+                self.0.len()
+            }
+            fn get(&self, index: usize) -> Result<(RgbImage, LabelMap)> {
+                if index == 7 {
+                    return Err(Error::format("pair 7", "unreadable"));
+                }
+                Ok(self.0[index].clone())
+            }
+        }
+        let pairs: Vec<(RgbImage, LabelMap)> = (0..10).map(|i| (RgbImage::new(1, 1), LabelMap::new(1, 1, i as u8))).collect();
+        let order = |b: u64| vec![(2 * b as usize + 3) % 10, (2 * b as usize + 4) % 10];
+        let mut seen = Vec::new();
+        prefetch_batches::<_, Error>(&pairs, 0..5, 2, order, |b, batch| {
+            seen.push((b, batch.iter().map(|p| p.1.data[0]).collect::<Vec<_>>()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, (0..5u64).map(|b| (b, order(b).iter().map(|&i| i as u8).collect())).collect::<Vec<_>>());
+        // A read error reaches the caller after the batches before it.
+        let mut done = Vec::new();
+        let e = prefetch_batches::<_, Error>(&Failing(pairs.clone()), 0..5, 1, order, |b, _| {
+            done.push(b);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("pair 7"), "{e}");
+        assert_eq!(done, vec![0, 1], "batch 2 holds pair 7");
+        // The consumer stopping ends the reader (no hang on a full channel).
+        let e = prefetch_batches::<_, Error>(&pairs, 0..1000, 1, order, |b, _| if b == 3 { Err(Error::format("step", "stop")) } else { Ok(()) }).unwrap_err();
+        assert!(e.to_string().contains("stop"));
     }
 
     #[test]

@@ -31,6 +31,27 @@ pub enum BenchCommand {
     ///
     /// Example: worker bench upscale models/demo/ddpm --size 512 --count 32
     Upscale(UpscaleArgs),
+    /// The SPADE training loader alone: images/s reading and resizing a dataset's pairs
+    /// one at a time on one thread (as training did) and in parallel batches read ahead
+    /// (as `worker train spade` does now), with no model.
+    ///
+    /// Example: worker procedural --count 64 --size 512 --out /tmp/p512 && worker bench loader --data /tmp/p512 --size 512
+    Loader(LoaderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoaderArgs {
+    /// Dataset directory (images/ + labels/ PNG pairs).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Side the pairs are resized to.
+    #[arg(long, default_value_t = 512)]
+    pub size: u32,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Batches read each way.
+    #[arg(long, default_value_t = 4)]
+    pub batches: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,7 +122,34 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Pipeline(args) => pipeline(args),
         BenchCommand::Compare(args) => compare(args),
         BenchCommand::Upscale(args) => upscale(args),
+        BenchCommand::Loader(args) => loader(args),
     }
+}
+
+fn loader(args: LoaderArgs) -> anyhow::Result<ExitCode> {
+    use shared::dataset::{prefetch_batches, Dataset, DatasetOptions, PairSource};
+    if args.batch == 0 || args.batches == 0 {
+        bail!("--batch and --batches must be at least 1");
+    }
+    let dataset = Dataset::open_with(&args.data, shared::ClassTable::ai_hub(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..DatasetOptions::default() })?;
+    let pairs = shared::dataset::DatasetPairs { dataset, size: args.size };
+    let n = pairs.len();
+    anyhow::ensure!(n > 0, "--data {}: no pairs", args.data.display());
+    let order = |b: u64| (0..args.batch).map(|i| (b as usize * args.batch + i) % n).collect::<Vec<usize>>();
+    let images = (args.batches as usize * args.batch) as f64;
+    let t0 = std::time::Instant::now();
+    for b in 0..args.batches {
+        for i in order(b) {
+            pairs.get(i)?;
+        }
+    }
+    let serial = images / t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
+    prefetch_batches::<_, anyhow::Error>(&pairs, 0..args.batches, crate::spade::PREFETCH_BATCHES, order, |_, _| Ok(()))?;
+    let parallel = images / t1.elapsed().as_secs_f64();
+    println!("loader, {} pairs at {}×{}, batch {}, {} threads:", images as u64, args.size, args.size, args.batch, rayon::current_num_threads());
+    println!("| loader | images/s |\n| --- | ---: |\n| one at a time (before) | {serial:.1} |\n| parallel, read ahead | {parallel:.1} |");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn upscale(args: UpscaleArgs) -> anyhow::Result<ExitCode> {

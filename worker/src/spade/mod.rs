@@ -38,4 +38,4 @@ pub use model::{save, Losses, SpadeMeta, SpadeModel, SpadeTrainSettings, FORMAT_
 pub use norm::{NormKind, Spade, SpadeConfig};
 pub use res_block::{SpadeResBlock, SpadeResBlockConfig};
 pub use spectral::{SnConv2d, SnConv2dConfig};
-pub use train::{fit, preview, Progress, SpadeFitOptions, SpadeTrainer, StepLosses, CHECKPOINT_DIR};
+pub use train::{fit, preview, Progress, SpadeFitOptions, SpadeTrainer, StepLosses, CHECKPOINT_DIR, PREFETCH_BATCHES};

@@ -242,6 +242,9 @@ pub fn preview<B: Backend>(generator: &SpadeGenerator<B>, pairs: &[(RgbImage, La
     grid(&cells, 3)
 }
 
+/// Decoded batches waiting for the training step.
+pub const PREFETCH_BATCHES: usize = 2;
+
 /// Trains (or resumes) to `opts.steps` steps on `pairs`, writing checkpoints, previews
 /// (`previews/step-N.png`) and finally the artifact (weights + `model.json`) to
 /// `opts.out`. Returns the final trainer.
@@ -284,26 +287,28 @@ pub fn fit<B: AutodiffBackend>(
     let preview_seeds: Vec<u64> = (0..preview_pairs.len() as u64).map(|i| sample_seed(seed ^ SALT_NOISE, u64::MAX - i)).collect();
 
     // Sample order: epoch e is a permutation seeded by (seed, e); position p of the whole
-    // run is sample p % n of epoch p / n, so a resumed run sees the same order.
-    let mut perm_epoch = u64::MAX;
-    let mut perm: Vec<usize> = Vec::new();
+    // run is sample p % n of epoch p / n, so a resumed run sees the same order. Batches
+    // are decoded in parallel ahead of the step (`prefetch_batches`).
+    let order = |step: u64| -> Vec<usize> {
+        let mut perms: Vec<(u64, Vec<usize>)> = Vec::new();
+        (0..batch as u64)
+            .map(|i| {
+                let p = step * batch as u64 + i;
+                let epoch = p / n as u64;
+                if !perms.iter().any(|(e, _)| *e == epoch) {
+                    let mut perm: Vec<usize> = (0..n).collect();
+                    perm.shuffle(&mut rng_for(sample_seed(seed ^ SALT_ORDER, epoch), 0));
+                    perms.push((epoch, perm));
+                }
+                let perm = &perms.iter().find(|(e, _)| *e == epoch).expect("just added").1;
+                perm[(p % n as u64) as usize]
+            })
+            .collect()
+    };
     let start = std::time::Instant::now();
     let first_step = trainer.step;
-    while trainer.step < opts.steps {
-        let mut labels = Vec::with_capacity(batch);
-        let mut images = Vec::with_capacity(batch);
-        for i in 0..batch {
-            let p = trainer.step * batch as u64 + i as u64;
-            let epoch = p / n as u64;
-            if epoch != perm_epoch {
-                perm = (0..n).collect();
-                perm.shuffle(&mut rng_for(sample_seed(seed ^ SALT_ORDER, epoch), 0));
-                perm_epoch = epoch;
-            }
-            let (img, lab) = pairs.get(perm[(p % n as u64) as usize])?;
-            images.push(img);
-            labels.push(lab);
-        }
+    shared::dataset::prefetch_batches::<_, anyhow::Error>(pairs, first_step..opts.steps, PREFETCH_BATCHES, order, |_, pairs| {
+        let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = pairs.into_iter().unzip();
         let losses = trainer.step(&labels, &images);
         let l = Losses { g_gan: losses.g_gan as f64, g_feat: losses.g_feat as f64, d: losses.d as f64 };
         smoothed = if trainer.step == 1 { l } else { smoothed.ema(&l, 0.05) };
@@ -316,7 +321,8 @@ pub fn fit<B: AutodiffBackend>(
             let png = preview(&g, &preview_pairs, &preview_seeds, &opts.classes).to_png();
             sync_store::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
         }
-    }
+        Ok(())
+    })?;
     let mut meta =
         SpadeMeta::new(trainer.g_config.clone(), trainer.d_config.clone(), opts.classes.clone(), opts.data_digest.clone(), trainer.step, smoothed, trainer.settings.clone());
     meta.test_fraction = opts.test_fraction;
