@@ -16,8 +16,13 @@ use crate::utility::{Mix, UtilityOptions};
 /// and (b) on the training split with --replace F of it replaced by (or --add F of its size
 /// added from) samples of the run's manifest.jsonl, then evaluates both on the real test
 /// split, which is never trained on. Reports per-class IoU and mIoU as mean ± standard
-/// deviation over the seeds, and whether the difference of the mIoU means exceeds the
-/// seed-to-seed spread (|Δ| > sd_a + sd_b).
+/// deviation over the seeds, whether the difference of the mIoU means exceeds the
+/// seed-to-seed spread (|Δ| > sd_a + sd_b), and the paired estimate: both arms of a seed
+/// start from the same initialisation, and the mean of the per-seed differences comes with
+/// a 95% Student-t interval.
+///
+/// No leaks: the run's run.json names its models; every test stem must be among the
+/// held-out stems in each model's test_stems.txt, or the command stops and names them.
 ///
 /// The real split: the stems listed in --test-stems FILE (e.g. the test_stems.txt a
 /// `worker train` wrote next to its model, so that the test images were seen by none of
@@ -60,8 +65,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub test_stems: Option<PathBuf>,
 
-    /// Training runs per arm (seeds --seed, --seed + 1, …).
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    /// Training runs per arm (seeds --seed, --seed + 1, …). Each seed trains both arms
+    /// from the same initialisation; the report gives the mean paired difference with a
+    /// 95% interval, which needs at least 2 (5 by default: the paper's effects are
+    /// fractions of a point).
+    #[arg(long, value_name = "N", default_value_t = 5)]
     pub seeds: usize,
 
     /// The first seed.
@@ -146,7 +154,7 @@ mod tests {
     #[test]
     fn eval_utility_flags_parse() {
         let a = args(&["--real", "r", "--synthetic", "s3://b/run", "--out", "o"]);
-        assert_eq!((a.replace, a.add, a.seeds, a.dataset.test_fraction), (None, None, 3, 0.1));
+        assert_eq!((a.replace, a.add, a.seeds, a.dataset.test_fraction), (None, None, 5, 0.1));
         assert_eq!(options(&a).unwrap().mix, Mix::Replace(0.1));
         let flags = "--real r --synthetic s --out o --add 1.0 --seeds 2 --epochs 4 --size 64 --width 8 --batch 2 --lr 0.01 --test-stems t.txt --device cpu";
         let a = args(&flags.split(' ').collect::<Vec<_>>());

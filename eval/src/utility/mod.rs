@@ -37,7 +37,7 @@ use shared::ClassTable;
 
 use crate::seg::SegNetConfig;
 
-pub use report::{Arm, Report, RunScore, Settings, Verdict, RULE};
+pub use report::{Arm, Paired, Report, RunScore, Settings, Verdict, RULE};
 
 /// Under `out`: the run's samples used, resized, as a dataset directory.
 pub const SYNTHETIC_DIR: &str = "synthetic";

@@ -77,7 +77,7 @@ pub struct Settings {
     pub flips: bool,
 }
 
-/// Whether the difference is more than the seed-to-seed spread.
+/// Whether the difference is more than the seed-to-seed spread, and the paired estimate.
 #[derive(Debug, Serialize)]
 pub struct Verdict {
     pub rule: &'static str,
@@ -87,14 +87,56 @@ pub struct Verdict {
     pub spread: Option<f64>,
     /// `null` when it cannot be told (fewer than 2 seeds, or no mIoU).
     pub exceeds_spread: Option<bool>,
+    /// The paired design: each seed trains both arms from the same initialisation, so the
+    /// per-seed differences cancel the seed's own luck. `null` with fewer than 2 seeds
+    /// that have an mIoU in both arms.
+    pub paired: Option<Paired>,
+}
+
+/// Mean of the per-seed mIoU differences (with synthetic − baseline, same seed) with a 95%
+/// Student-t interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paired {
+    /// `(seed, difference)` for each seed with an mIoU in both arms.
+    pub differences: Vec<(u64, f64)>,
+    pub mean: f64,
+    /// Sample standard deviation of the differences.
+    pub sd: f64,
+    /// 95% interval of the mean difference: mean ± t(0.975, n−1) · sd / √n.
+    pub ci95: [f64; 2],
+    /// Whether the interval leaves out 0 (the difference is real at the 5% level).
+    pub excludes_zero: bool,
+}
+
+/// Two-sided 95% quantiles of Student's t for 1…30 degrees of freedom; beyond, 1.96.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
+    2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+impl Paired {
+    /// The paired differences of two arms' runs, matched by seed.
+    pub fn of(baseline: &Arm, with_synthetic: &Arm) -> Option<Paired> {
+        let differences: Vec<(u64, f64)> =
+            baseline.runs.iter().filter_map(|b| with_synthetic.runs.iter().find(|s| s.seed == b.seed).and_then(|s| Some((b.seed, s.miou? - b.miou?)))).collect();
+        let n = differences.len();
+        if n < 2 {
+            return None;
+        }
+        let (mean, sd) = mean_sd(differences.iter().map(|d| Some(d.1)));
+        let (mean, sd) = (mean?, sd?);
+        let half = T975.get(n - 2).copied().unwrap_or(1.96) * sd / (n as f64).sqrt();
+        let ci95 = [mean - half, mean + half];
+        Some(Paired { differences, mean, sd, ci95, excludes_zero: ci95[0] > 0.0 || ci95[1] < 0.0 })
+    }
 }
 
 impl Verdict {
-    /// [`RULE`] applied to the two arms.
+    /// [`RULE`] applied to the two arms, and their paired differences.
     pub fn of(baseline: &Arm, with_synthetic: &Arm) -> Verdict {
         let delta = baseline.miou_mean.zip(with_synthetic.miou_mean).map(|(a, b)| b - a);
         let spread = baseline.miou_sd.zip(with_synthetic.miou_sd).map(|(a, b)| a + b);
-        Verdict { rule: RULE, delta_miou: delta, spread, exceeds_spread: delta.zip(spread).map(|(d, s)| d.abs() > s) }
+        Verdict { rule: RULE, delta_miou: delta, spread, exceeds_spread: delta.zip(spread).map(|(d, s)| d.abs() > s), paired: Paired::of(baseline, with_synthetic) }
     }
 }
 
@@ -176,6 +218,18 @@ impl Report {
                 let _ = writeln!(t, "No mIoU: the test split has no labelled pixel.");
             }
         }
+        if let Some(p) = &v.paired {
+            let _ = writeln!(
+                t,
+                "\nPaired over {} seeds (each seed trains both arms from the same initialisation): mean Δ mIoU = {:+.2} points, 95% interval [{:+.2}, {:+.2}] (Student t, {} df): {}.",
+                p.differences.len(),
+                100.0 * p.mean,
+                100.0 * p.ci95[0],
+                100.0 * p.ci95[1],
+                p.differences.len() - 1,
+                if p.excludes_zero { "the interval leaves out 0, a real difference at the 5% level" } else { "the interval includes 0, no difference shown" }
+            );
+        }
         let _ = writeln!(t, "\nRule: {}.", v.rule);
         t
     }
@@ -222,5 +276,42 @@ mod tests {
         let v = Verdict::of(&base, &better);
         assert!((v.delta_miou.unwrap() - 0.10).abs() < 1e-12 && v.exceeds_spread == Some(true), "{v:?}");
         assert_eq!(Verdict::of(&base, &arm([0.41, 0.43])).exceeds_spread, Some(false));
+    }
+
+    #[test]
+    fn utility_paired_differences_see_what_the_spread_hides() {
+        let arm = |miou: &[f64]| {
+            let runs = miou
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| RunScore {
+                    seed: 10 + i as u64,
+                    train_pairs: 1,
+                    synthetic_pairs: 0,
+                    iou: vec![Some(v)],
+                    miou: Some(v),
+                    pixel_accuracy: None,
+                    seconds: 0.0,
+                    confusion: ConfusionMatrix::new(1),
+                })
+                .collect();
+            summarize("arm", runs, 1)
+        };
+        // Seeds differ by a lot, but every seed gains 0.01 to 0.02 with synthetic data.
+        let base = arm(&[0.30, 0.40, 0.50, 0.35, 0.45]);
+        let syn = arm(&[0.31, 0.42, 0.51, 0.37, 0.46]);
+        let v = Verdict::of(&base, &syn);
+        assert_eq!(v.exceeds_spread, Some(false), "the spread rule cannot see it");
+        let p = v.paired.unwrap();
+        // Differences 0.01, 0.02, 0.01, 0.02, 0.01: mean 0.014, sd √0.00003, t(4) = 2.776.
+        assert!((p.mean - 0.014).abs() < 1e-12, "{p:?}");
+        let half = 2.776 * 0.00003f64.sqrt() / 5f64.sqrt();
+        assert!((p.ci95[0] - (0.014 - half)).abs() < 1e-12 && (p.ci95[1] - (0.014 + half)).abs() < 1e-12, "{p:?}");
+        assert!(p.excludes_zero);
+        // No effect: differences around 0 give an interval that holds 0.
+        let p = Paired::of(&base, &arm(&[0.31, 0.39, 0.51, 0.34, 0.45])).unwrap();
+        assert!(!p.excludes_zero && p.ci95[0] < 0.0 && p.ci95[1] > 0.0, "{p:?}");
+        // One seed: no interval.
+        assert!(Paired::of(&arm(&[0.3]), &arm(&[0.4])).is_none());
     }
 }
