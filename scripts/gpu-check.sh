@@ -2,7 +2,7 @@
 # GPU check for a machine with an NVIDIA GPU: builds the worker with `--features cuda`,
 # runs the demo models on CUDA and on the CPU for the same seeds and compares the outputs,
 # then times the ddpm-spade pipeline — the demo models, and randomly initialised
-# full-size models (35.7M UNet on 64×64 labels, 92M SPADE at 512×512) at several batch
+# full-size models (35.7M UNet on 64×64 labels, 94.6M SPADE with the label input at 512×512) at several batch
 # sizes — and prints Markdown tables (images/s, per-stage ms per image, peak GPU memory).
 #
 #   bash scripts/gpu-check.sh            # about 5–10 minutes on one H100 after the build

@@ -328,7 +328,8 @@ impl PairSource for Vec<(RgbImage, LabelMap)> {
 
 /// Hands batches of pairs to `consume` in order, reading them ahead: batch `b` is the pairs
 /// `indices(b)`, decoded in parallel (rayon) on a background thread while `consume` works
-/// on the batch before it, with at most `depth` (≥ 1) decoded batches waiting. Stops at
+/// on the batch before it, with at most `depth + 1` decoded batches held (`depth` ≥ 1 in the
+/// channel, one more on its way in). Stops at
 /// the first error of either side (a read error is returned as `E`); a failing `consume`
 /// stops the reader too. What a training loop uses so that decoding never starves the step.
 pub fn prefetch_batches<S, E>(

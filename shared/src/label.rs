@@ -193,35 +193,6 @@ impl RgbImage {
         encode_png(self.width, self.height, png::ColorType::Rgb, &self.data)
     }
 
-    /// The staircase measure of a map upscaled from a grid of `cell × cell` blocks: of all
-    /// class boundaries between 4-neighbours (a pixel and the one right of or below it with
-    /// another label), the share that lie on the block grid (between columns or rows
-    /// `i·cell − 1` and `i·cell`). A nearest-neighbour upscale puts every boundary there
-    /// (1.0); borders that cross the blocks freely land there about `1/cell` of the time.
-    /// `None` when the map has no boundary or `cell < 2`.
-    pub fn grid_boundary_share(&self, cell: u32) -> Option<f64> {
-        if cell < 2 {
-            return None;
-        }
-        let (w, h) = (self.width as usize, self.height as usize);
-        let cell = cell as usize;
-        let (mut all, mut on_grid) = (0u64, 0u64);
-        for y in 0..h {
-            let row = &self.data[y * w..(y + 1) * w];
-            for x in 0..w {
-                if x + 1 < w && row[x] != row[x + 1] {
-                    all += 1;
-                    on_grid += u64::from((x + 1).is_multiple_of(cell));
-                }
-                if y + 1 < h && row[x] != self.data[(y + 1) * w + x] {
-                    all += 1;
-                    on_grid += u64::from((y + 1).is_multiple_of(cell));
-                }
-            }
-        }
-        (all > 0).then(|| on_grid as f64 / all as f64)
-    }
-
     /// Nearest-neighbour resize.
     pub fn resize_nearest(&self, width: u32, height: u32) -> RgbImage {
         let data = resize_nearest_pixels(&self.data, self.width, self.height, 3, width, height);

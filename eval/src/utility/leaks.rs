@@ -37,6 +37,10 @@ pub(super) fn check(run: &Store, test: &[String]) -> anyhow::Result<String> {
         }
         for &(key, uri) in &models {
             let store = Store::open(uri).with_context(|| format!("{}: {key} = {uri:?}", run.describe(RUN_JSON)))?;
+            if store.get("model.json").await.with_context(|| format!("reading {}", store.describe("model.json")))?.is_none() {
+                let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
+                anyhow::bail!("{key} {uri}: {} does not exist (a relative path is read from the current directory, {cwd}: run from where the run was launched)", store.describe("model.json"));
+            }
             let held_out = match store.get(TEST_STEMS_FILE).await.with_context(|| format!("reading {}", store.describe(TEST_STEMS_FILE)))? {
                 Some(b) => String::from_utf8_lossy(&b).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<BTreeSet<String>>(),
                 None => anyhow::bail!(

@@ -108,11 +108,24 @@ pub struct Paired {
     pub excludes_zero: bool,
 }
 
-/// Two-sided 95% quantiles of Student's t for 1…30 degrees of freedom; beyond, 1.96.
+/// Two-sided 95% quantiles of Student's t for 1…30 degrees of freedom (beyond, [`t975`]).
 const T975: [f64; 30] = [
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
     2.056, 2.052, 2.048, 2.045, 2.042,
 ];
+
+/// t(0.975, df): the table up to 30; beyond, the value at the low end of each range
+/// (t at 30, 40, 60, 120), so the interval errs wide, never narrow.
+fn t975(df: usize) -> f64 {
+    match df {
+        0 => f64::NAN,
+        1..=30 => T975[df - 1],
+        31..=40 => 2.042,
+        41..=60 => 2.021,
+        61..=120 => 2.000,
+        _ => 1.980,
+    }
+}
 
 impl Paired {
     /// The paired differences of two arms' runs, matched by seed.
@@ -125,7 +138,7 @@ impl Paired {
         }
         let (mean, sd) = mean_sd(differences.iter().map(|d| Some(d.1)));
         let (mean, sd) = (mean?, sd?);
-        let half = T975.get(n - 2).copied().unwrap_or(1.96) * sd / (n as f64).sqrt();
+        let half = t975(n - 1) * sd / (n as f64).sqrt();
         let ci95 = [mean - half, mean + half];
         Some(Paired { differences, mean, sd, ci95, excludes_zero: ci95[0] > 0.0 || ci95[1] < 0.0 })
     }

@@ -133,6 +133,9 @@ fn eval_utility_refuses_test_stems_the_models_trained_on() {
     for d in [&labels, &images, &run] {
         std::fs::create_dir_all(d).unwrap();
     }
+    for d in [&labels, &images] {
+        std::fs::write(d.join("model.json"), "{}").unwrap();
+    }
     let spec = shared::spec::RunSpec::parse(
         &format!(
             "[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"{}\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n[pipeline.labels]\nmodel = \"{}\"\n[pipeline.images]\nmodel = \"{}\"\n",
@@ -156,6 +159,11 @@ fn eval_utility_refuses_test_stems_the_models_trained_on() {
     std::fs::remove_file(labels.join("test_stems.txt")).unwrap();
     let e = format!("{:#}", super::leaks::check(&store, &test).unwrap_err());
     assert!(e.contains("pipeline.labels.model") && e.contains("does not exist") && e.contains("--test-fraction"), "{e}");
+    // A model directory that is not there (e.g. a relative path read from elsewhere).
+    std::fs::remove_file(images.join("model.json")).unwrap();
+    std::fs::write(labels.join("test_stems.txt"), "t1\nt2\nt3\n").unwrap();
+    let e = format!("{:#}", super::leaks::check(&store, &test).unwrap_err());
+    assert!(e.contains("pipeline.images.model") && e.contains("model.json does not exist") && e.contains("current directory"), "{e}");
     std::fs::remove_file(run.join("run.json")).unwrap();
     assert!(super::leaks::check(&store, &test).unwrap().starts_with("not checked"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -4,7 +4,8 @@
 //! - `spectral.rs` — [`SnConv2d`]: convolution with spectral norm by power iteration.
 //! - `norm.rs` — [`Spade`]: parameter-free norm modulated by the label map.
 //! - `res_block.rs` — [`SpadeResBlock`]: SPADE residual block, learned shortcut.
-//! - `generator.rs` — [`SpadeGenerator`] and [`SpadeGeneratorConfig`] (noise → image).
+//! - `generator.rs` — [`SpadeGenerator`] and [`SpadeGeneratorConfig`] (label map, or noise, → image;
+//!   [`SpadeInput`]).
 //! - `discriminator.rs` — [`SpadeDiscriminator`]: multi-scale PatchGAN.
 //! - `input.rs` — per-seed noise (label maps and images become tensors in
 //!   `crate::tensors`).

@@ -179,7 +179,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         let where_ = |name: &str| format!("{uri}/{CHECKPOINT_DIR}/{name}");
         let state: CheckpointState = serde_json::from_slice(&state).with_context(|| format!("{}: not a SPADE checkpoint state", where_("state.json")))?;
         if &state.generator != g_config {
-            anyhow::bail!("{}: the checkpoint's generator is {:?}, this run asks for {:?} (same --size/--ngf needed to --resume)", where_("state.json"), state.generator, g_config);
+            anyhow::bail!("{}: the checkpoint's generator is {:?}, this run asks for {:?} (same --size, --ngf, --input and --z-dim needed to --resume; a checkpoint from before --input existed is --input noise)", where_("state.json"), state.generator, g_config);
         }
         if &state.discriminator != d_config {
             anyhow::bail!("{}: the checkpoint's discriminator is {:?}, this run asks for {:?}", where_("state.json"), state.discriminator, d_config);
@@ -289,19 +289,27 @@ pub fn fit<B: AutodiffBackend>(
     // Sample order: epoch e is a permutation seeded by (seed, e); position p of the whole
     // run is sample p % n of epoch p / n, so a resumed run sees the same order. Batches
     // are decoded in parallel ahead of the step (`prefetch_batches`).
+    // The last two epochs' permutations are kept (a batch spans at most two).
+    let perms: std::sync::Mutex<Vec<(u64, std::sync::Arc<Vec<usize>>)>> = Default::default();
+    let perm_of = |epoch: u64| -> std::sync::Arc<Vec<usize>> {
+        let mut cache = perms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, perm)) = cache.iter().find(|(e, _)| *e == epoch) {
+            return perm.clone();
+        }
+        let mut perm: Vec<usize> = (0..n).collect();
+        perm.shuffle(&mut rng_for(sample_seed(seed ^ SALT_ORDER, epoch), 0));
+        let perm = std::sync::Arc::new(perm);
+        cache.push((epoch, perm.clone()));
+        if cache.len() > 2 {
+            cache.remove(0);
+        }
+        perm
+    };
     let order = |step: u64| -> Vec<usize> {
-        let mut perms: Vec<(u64, Vec<usize>)> = Vec::new();
         (0..batch as u64)
             .map(|i| {
                 let p = step * batch as u64 + i;
-                let epoch = p / n as u64;
-                if !perms.iter().any(|(e, _)| *e == epoch) {
-                    let mut perm: Vec<usize> = (0..n).collect();
-                    perm.shuffle(&mut rng_for(sample_seed(seed ^ SALT_ORDER, epoch), 0));
-                    perms.push((epoch, perm));
-                }
-                let perm = &perms.iter().find(|(e, _)| *e == epoch).expect("just added").1;
-                perm[(p % n as u64) as usize]
+                perm_of(p / n as u64)[(p % n as u64) as usize]
             })
             .collect()
     };
