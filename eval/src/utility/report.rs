@@ -263,53 +263,39 @@ impl Report {
 mod tests {
     use super::*;
 
+    /// An arm of one-class runs with these mIoUs, seeds 10, 11, ….
+    fn arm(miou: &[f64]) -> Arm {
+        let runs = miou
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| RunScore {
+                seed: 10 + i as u64,
+                train_pairs: 1,
+                synthetic_pairs: 0,
+                iou: vec![Some(v)],
+                miou: Some(v),
+                pixel_accuracy: None,
+                seconds: 0.0,
+                confusion: ConfusionMatrix::new(1),
+            })
+            .collect();
+        summarize("arm", runs, 1)
+    }
+
     #[test]
     fn utility_mean_sd_and_verdict() {
         assert_eq!(mean_sd([None, None]), (None, None));
         assert_eq!(mean_sd([Some(0.5), None]), (Some(0.5), None));
         let (m, s) = mean_sd([Some(0.1), Some(0.3), None]);
         assert!((m.unwrap() - 0.2).abs() < 1e-12 && (s.unwrap() - 0.02f64.sqrt()).abs() < 1e-12);
-        let arm = |miou: [f64; 2]| {
-            let runs = miou
-                .iter()
-                .map(|&v| RunScore {
-                    seed: 0,
-                    train_pairs: 1,
-                    synthetic_pairs: 0,
-                    iou: vec![Some(v)],
-                    miou: Some(v),
-                    pixel_accuracy: None,
-                    seconds: 0.0,
-                    confusion: ConfusionMatrix::new(1),
-                })
-                .collect();
-            summarize("arm", runs, 1)
-        };
-        let (base, better) = (arm([0.40, 0.42]), arm([0.50, 0.52]));
+        let (base, better) = (arm(&[0.40, 0.42]), arm(&[0.50, 0.52]));
         let v = Verdict::of(&base, &better);
         assert!((v.delta_miou.unwrap() - 0.10).abs() < 1e-12 && v.exceeds_spread == Some(true), "{v:?}");
-        assert_eq!(Verdict::of(&base, &arm([0.41, 0.43])).exceeds_spread, Some(false));
+        assert_eq!(Verdict::of(&base, &arm(&[0.41, 0.43])).exceeds_spread, Some(false));
     }
 
     #[test]
     fn utility_paired_differences_see_what_the_spread_hides() {
-        let arm = |miou: &[f64]| {
-            let runs = miou
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| RunScore {
-                    seed: 10 + i as u64,
-                    train_pairs: 1,
-                    synthetic_pairs: 0,
-                    iou: vec![Some(v)],
-                    miou: Some(v),
-                    pixel_accuracy: None,
-                    seconds: 0.0,
-                    confusion: ConfusionMatrix::new(1),
-                })
-                .collect();
-            summarize("arm", runs, 1)
-        };
         // Seeds differ by a lot, but every seed gains 0.01 to 0.02 with synthetic data.
         let base = arm(&[0.30, 0.40, 0.50, 0.35, 0.45]);
         let syn = arm(&[0.31, 0.42, 0.51, 0.37, 0.46]);
