@@ -59,8 +59,8 @@ pub enum Command {
         redis: RedisArg,
     },
     /// Follow a run until it ends; finalize it when every shard is committed.
-    /// Exit 0 when the manifest lists every sample, 2 when shards are dead, 3 if cancelled,
-    /// 130 on SIGTERM/SIGINT (the run goes on). If Redis loses the run, watch rebuilds it
+    /// Exit 0 when the manifest lists every sample, 4 when shards are dead, 3 if cancelled,
+    /// 130 on SIGTERM/SIGINT (the run goes on), 1 on any other error, 2 on a usage error. If Redis loses the run, watch rebuilds it
     /// from storage (as `resume` does) and carries on.
     Watch {
         #[arg(value_parser = runid::parse_arg)]

@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
     match eval::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", shared::logging::error_text(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -66,7 +66,8 @@ async fn dead_shard_is_reported_then_retried() {
     cl.submit(&spec, "d1");
     let mut w = vec![cl.worker(&[("LABELGEN_FAULT_FILE", fault.to_str().unwrap())])];
     let o = cl.watch("d1");
-    assert_eq!(o.status.code(), Some(2), "watch should exit 2: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "watch should exit 4 (dead shards): {}", stderr(&o));
+    assert_eq!(run(cl.coordinator(&["watch", "d1", "--no-such-flag"])).status.code(), Some(2), "a usage error exits 2");
     let e = stderr(&o);
     assert!(e.contains("shard 1") && e.contains("injected fault"), "{e}");
     wait_all(&mut w, Duration::from_secs(30));

@@ -49,7 +49,7 @@ async fn embedded_dead_shard_names_the_way_on_without_redis() {
     let mut c = cmd("worker");
     c.args(["run", cfg.to_str().unwrap(), "--run-id", "ed1"]).env("LABELGEN_FAULT_FILE", &fault);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(2), "worker run should exit 2: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "worker run should exit 4 (dead shards): {}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("shard 2") && e.contains("--run-id ed1") && !e.contains("retry-dead"), "{e}");
     std::fs::remove_file(&fault).unwrap();

@@ -102,6 +102,8 @@ pub struct Row {
     /// The models and sampler.
     pub what: String,
     pub batch: usize,
+    /// Denoising steps per label map.
+    pub steps: usize,
     /// Images timed.
     pub images: usize,
     pub stages: StageSeconds,
@@ -126,16 +128,20 @@ pub struct PipelineReport {
 impl std::fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "device: {}", self.device)?;
-        writeln!(f, "| pipeline | batch | images/s | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img |")?;
-        writeln!(f, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+        writeln!(f, "| pipeline | batch | images/s | UNet ms/step | SPADE ms/batch | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img |")?;
+        writeln!(f, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
         for r in &self.rows {
             let per = |d: Duration| d.as_secs_f64() * 1000.0 / r.images as f64;
+            // Per batch: one network evaluation of the batch per denoising step.
+            let per_batch = |d: Duration| per(d) * r.batch as f64;
             writeln!(
                 f,
-                "| {} | {} | {:.2} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} |",
+                "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} |",
                 r.what,
                 r.batch,
                 r.images_per_sec(),
+                per_batch(r.stages.sample) / r.steps.max(1) as f64,
+                per_batch(r.stages.synthesize),
                 per(r.stages.sample),
                 per(r.stages.cleanup),
                 per(r.stages.synthesize),
@@ -177,7 +183,16 @@ impl OnBackend for PipelineBench {
                 (Models::Spec(_), None) => unreachable!("the spec was loaded above"),
             };
             for &batch in &self.batch_sizes {
-                let mut row = Row { what: what.clone(), batch, images: 0, stages: StageSeconds::default(), encode: Duration::ZERO, upload: Duration::ZERO, wall: Duration::ZERO };
+                let mut row = Row {
+                    what: what.clone(),
+                    batch,
+                    steps: pipe.steps(),
+                    images: 0,
+                    stages: StageSeconds::default(),
+                    encode: Duration::ZERO,
+                    upload: Duration::ZERO,
+                    wall: Duration::ZERO,
+                };
                 for b in 0..self.warmup + self.batches {
                     let indices: Vec<u64> = (0..batch as u64).map(|i| b as u64 * batch as u64 + i).collect();
                     let t0 = Instant::now();

@@ -7,6 +7,8 @@
 //!   backend dispatch ([`backend::dispatch`]).
 //! - `device.rs` — `--device auto|cpu|cuda[:N]` and NVIDIA driver detection.
 //! - `args.rs` — flag groups shared by several commands (dataset reading, device).
+//! - `fused.rs` — normalisation, modulation and activation fused into one parallel pass
+//!   on the CPU inference backend (GroupNorm + SiLU, SPADE + leaky ReLU).
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
 //! - `sync_store.rs` — synchronous reads and writes of single files at a storage location
@@ -27,6 +29,7 @@ pub mod cli;
 mod commands;
 pub mod ddpm;
 pub mod device;
+pub mod fused;
 pub mod pipelines;
 pub mod spade;
 pub mod sync_store;

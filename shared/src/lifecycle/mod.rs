@@ -17,4 +17,4 @@ mod watch;
 
 pub use embedded::run_embedded;
 pub use signal::shutdown_signal;
-pub use watch::{reconcile, report_end, watch, QueueMode, WatchEnd};
+pub use watch::{exit_code, reconcile, report_end, watch, QueueMode, WatchEnd};

@@ -79,13 +79,20 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
         let first_seen = *first.get_or_insert((Instant::now(), done));
         bar.set_position(done);
         let msg = format!("leased {} · retrying {} · dead {}", c.leased, c.delayed, c.dead);
-        bar.set_message(msg.clone());
+        bar.set_message(msg);
         if bar.is_hidden() && last_log.elapsed() >= Duration::from_secs(5) {
             last_log = Instant::now();
             let secs = first_seen.0.elapsed().as_secs_f64();
             let rate = if secs > 0.0 { done.saturating_sub(first_seen.1) as f64 / secs } else { 0.0 };
-            let eta = if rate > 0.0 { format!("{:.0}s", total.saturating_sub(done) as f64 / rate) } else { "?".into() };
-            tracing::info!(done, total, rate, "progress: {done}/{total} samples, {rate:.1} images/s, ETA {eta}, {msg}");
+            // Numbers as fields (JSON logs keep them apart from the message).
+            let rate = (rate * 10.0).round() / 10.0;
+            let (leased, retrying, dead) = (c.leased, c.delayed, c.dead);
+            if rate > 0.0 {
+                let eta_s = (total.saturating_sub(done) as f64 / rate).round() as u64;
+                tracing::info!(done, total, rate, eta_s, leased, retrying, dead, "progress");
+            } else {
+                tracing::info!(done, total, rate, leased, retrying, dead, "progress");
+            }
         }
         match c.state {
             RunState::Cancelled => {
@@ -156,13 +163,32 @@ pub enum QueueMode {
     Embedded,
 }
 
-/// Prints how a run ended and returns the exit code: 0 complete, 2 dead shards, 3
-/// cancelled, 130 interrupted.
+/// Exit codes of the commands that follow a run (`coordinator watch`, `worker run`),
+/// each outcome its own: 1 stays "an error" and 2 clap's usage error (a Kubernetes
+/// `podFailurePolicy` can fail a Job on [`DEAD_SHARDS`] and [`CANCELLED`] without
+/// catching a mistyped flag).
+pub mod exit_code {
+    /// Every sample is committed and listed in the manifest.
+    pub const COMPLETE: u8 = 0;
+    /// Any error that ends the command (printed on stderr): Redis or storage unreachable,
+    /// a bad spec.
+    pub const ERROR: u8 = 1;
+    /// The command line was not understood (clap's code).
+    pub const USAGE: u8 = 2;
+    /// The run was cancelled.
+    pub const CANCELLED: u8 = 3;
+    /// Shards failed `max_attempts` times and are dead (named on stderr).
+    pub const DEAD_SHARDS: u8 = 4;
+    /// Stopped by SIGTERM or SIGINT; the run goes on.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Prints how a run ended and returns the exit code ([`exit_code`]).
 pub fn report_end(run_id: &str, end: &WatchEnd, mode: QueueMode) -> std::process::ExitCode {
     match end {
         WatchEnd::Complete { samples, manifest } => {
             println!("run {run_id}: {samples} samples; manifest {manifest}");
-            std::process::ExitCode::SUCCESS
+            std::process::ExitCode::from(exit_code::COMPLETE)
         }
         WatchEnd::Dead { shards } => {
             match mode {
@@ -175,15 +201,15 @@ pub fn report_end(run_id: &str, end: &WatchEnd, mode: QueueMode) -> std::process
             for (shard, err) in shards {
                 eprintln!("  shard {shard}: {err}");
             }
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(exit_code::DEAD_SHARDS)
         }
         WatchEnd::Cancelled => {
             eprintln!("run {run_id}: cancelled");
-            std::process::ExitCode::from(3)
+            std::process::ExitCode::from(exit_code::CANCELLED)
         }
         WatchEnd::Interrupted => {
             eprintln!("run {run_id}: stopped watching (signal); the run goes on: `coordinator watch {run_id}` to follow it again");
-            std::process::ExitCode::from(130)
+            std::process::ExitCode::from(exit_code::INTERRUPTED)
         }
     }
 }

@@ -12,8 +12,9 @@ use shared::spec::{DeviceChoice, PipelineKind, RunSpec};
 /// Generate a dataset on this machine: in-memory queue, in-process workers, no services.
 ///
 /// Same commit protocol, manifest and contact sheet as a Redis deployment. Exit 0 when
-/// the manifest lists every sample, 2 when shards are dead, 3 if interrupted (run again
-/// with the same --run-id to resume: committed shards are kept).
+/// the manifest lists every sample, 4 when shards are dead, 130 if interrupted (run
+/// again with the same --run-id to resume: committed shards are kept), 1 on any other
+/// error, 2 on a usage error.
 ///
 /// Example: worker run configs/local.toml
 #[derive(Debug, clap::Args)]

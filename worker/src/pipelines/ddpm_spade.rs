@@ -38,6 +38,7 @@ pub struct DdpmSpadePipeline<B: Backend> {
     image_size: u32,
     cleanup: CleanupOptions,
     classes: usize,
+    steps: usize,
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -75,8 +76,14 @@ impl<B: Backend> DdpmSpadePipeline<B> {
                 out_size: Some(spec.pipeline.image_size),
             },
             classes: spec.classes.len(),
+            steps,
             extra,
         })
+    }
+
+    /// Denoising steps per label map (network evaluations per sample).
+    pub fn steps(&self) -> usize {
+        self.steps
     }
 
     /// [`Pipeline::generate`], also returning the time each stage took.

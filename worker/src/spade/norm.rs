@@ -3,9 +3,11 @@
 use burn::module::{Module, RunningState};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::spectral::{SnConv2d, SnConv2dConfig};
+use crate::fused::{self, Act, Affine, NormAct, Stats};
 
 const NORM_EPS: f64 = 1e-5;
 const BATCH_MOMENTUM: f64 = 0.1;
@@ -130,12 +132,45 @@ impl<B: Backend> Spade<B> {
     /// nearest-resized to the feature size (the generator keeps one per resolution).
     /// Returns `[b, norm_nc, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>, seg: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_act(x, seg, Act::Identity)
+    }
+
+    /// `act(SPADE(x, seg))`: one fused pass on the CPU inference backend
+    /// ([`crate::fused`]), tensor ops elsewhere.
+    pub fn forward_act(&self, x: Tensor<B, 4>, seg: Tensor<B, 4>, act: Act) -> Tensor<B, 4> {
+        let gb = self.gamma_beta.forward(relu(self.shared.forward(seg)));
+        if fused::on_host::<B>() && x.dtype() == DType::F32 && gb.dtype() == DType::F32 {
+            self.modulate_fused(x, gb, act)
+        } else {
+            self.modulate_ops(x, gb, act)
+        }
+    }
+
+    /// `act(norm(x)·(1 + γ) + β)` in one pass over host memory; `gb`: γβ,
+    /// `[b, 2·norm_nc, h, w]`. CPU inference backend, f32 only.
+    fn modulate_fused(&self, x: Tensor<B, 4>, gb: Tensor<B, 4>, act: Act) -> Tensor<B, 4> {
+        let gbv = gb.into_data();
+        let running = self.norm.running.as_ref().map(|r| (r.mean.value().into_data(), r.var.value().into_data()));
+        let stats = match &running {
+            None => Stats::Groups(self.norm_nc),
+            Some((m, v)) => Stats::Running { mean: m.as_slice().expect("f32 running mean"), var: v.as_slice().expect("f32 running variance") },
+        };
+        let op = NormAct { stats, eps: NORM_EPS, affine: Affine::Spade(gbv.as_slice().expect("f32 γβ")), act };
+        match op.apply(x) {
+            Ok(y) => y,
+            Err(_) => unreachable!("the caller checked: the CPU backend and f32"),
+        }
+    }
+
+    /// [`Self::modulate_fused`] with tensor ops (any backend, autodiff included).
+    fn modulate_ops(&self, x: Tensor<B, 4>, gb: Tensor<B, 4>, act: Act) -> Tensor<B, 4> {
+        let [b, c, h, w] = x.dims();
         let normalized = self.norm.forward(x);
-        let actv = relu(self.shared.forward(seg));
-        let gb = self.gamma_beta.forward(actv);
-        let gamma = gb.clone().narrow(1, 0, self.norm_nc);
-        let beta = gb.narrow(1, self.norm_nc, self.norm_nc);
-        normalized.mul(gamma.add_scalar(1.0)).add(beta)
+        // γ and β as two contiguous tensors (one copy of γβ, `[b, 2c, …]` → `[2b, c, …]`):
+        // slices along the channels would be strided, which CPU backends walk serially.
+        let halves = gb.reshape([b, 2, c, h * w]).swap_dims(0, 1).reshape([2 * b, c, h, w]);
+        let (gamma, beta) = (halves.clone().narrow(0, 0, b), halves.narrow(0, b, b));
+        act.apply(normalized.mul(gamma.add_scalar(1.0)).add(beta))
     }
 }
 
@@ -153,5 +188,31 @@ mod tests {
         let var: Vec<f32> = y.square().mean_dim(1).into_data().to_vec().unwrap();
         assert!(mean.iter().all(|m| m.abs() < 1e-4), "means {mean:?}");
         assert!(var.iter().all(|v| (v - 1.0).abs() < 1e-2), "variances {var:?}");
+    }
+
+    /// The fused modulation and the tensor ops agree (within 1e-5 relative), for instance
+    /// norm and for batch norm's running statistics, with and without the activation.
+    #[test]
+    fn spade_fused_modulation_matches_the_tensor_ops() {
+        use burn::tensor::Distribution::{Normal, Uniform};
+        let device = CpuDevice::default();
+        for norm in [NormKind::Instance, NormKind::Batch] {
+            let mut spade = SpadeConfig::new(6, 4).with_hidden(5).with_norm(norm).init::<Cpu>(&device);
+            if let Some(r) = &mut spade.norm.running {
+                *r = RunningStats {
+                    mean: RunningState::new(Tensor::random([6], Normal(0.3, 1.0), &device)),
+                    var: RunningState::new(Tensor::random([6], Uniform(0.5, 2.0), &device)),
+                };
+            }
+            let x = Tensor::<Cpu, 4>::random([3, 6, 7, 5], Normal(0.5, 2.0), &device);
+            let seg = Tensor::<Cpu, 4>::random([3, 4, 7, 5], Uniform(0.0, 1.0), &device);
+            for act in [Act::Identity, Act::LeakyRelu(0.2)] {
+                let gb = spade.gamma_beta.forward(relu(spade.shared.forward(seg.clone())));
+                let want: Vec<f32> = spade.modulate_ops(x.clone(), gb, act).into_data().to_vec().unwrap();
+                let got: Vec<f32> = spade.forward_act(x.clone(), seg.clone(), act).into_data().to_vec().unwrap();
+                let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0f32, f32::max);
+                assert!(worst <= 1e-5, "{norm:?}, {act:?}: fused differs by {worst:e}");
+            }
+        }
     }
 }

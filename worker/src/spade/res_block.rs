@@ -2,10 +2,10 @@
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
 
 use super::norm::{NormKind, Spade, SpadeConfig};
 use super::spectral::{SnConv2d, SnConv2dConfig};
+use crate::fused::Act;
 
 /// Slope of the LeakyReLU activations.
 pub const LEAKY_SLOPE: f64 = 0.2;
@@ -64,8 +64,9 @@ impl<B: Backend> SpadeResBlock<B> {
             Some(s) => s.conv.forward(s.norm.forward(x.clone(), seg.clone())),
             None => x.clone(),
         };
-        let dx = self.conv_0.forward(leaky_relu(self.norm_0.forward(x, seg.clone()), LEAKY_SLOPE));
-        let dx = self.conv_1.forward(leaky_relu(self.norm_1.forward(dx, seg), LEAKY_SLOPE));
+        let act = Act::LeakyRelu(LEAKY_SLOPE as f32);
+        let dx = self.conv_0.forward(self.norm_0.forward_act(x, seg.clone(), act));
+        let dx = self.conv_1.forward(self.norm_1.forward_act(dx, seg, act));
         x_s.add(dx)
     }
 }
