@@ -502,17 +502,7 @@ async fn join_part(h: tokio::task::JoinHandle<object_store::Result<PartId>>) -> 
 
 /// object_store's error text, shortened: the source chain without request internals.
 fn store_error_text(e: object_store::Error) -> String {
-    let mut text = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        src = s.source();
-    }
-    trim_error_body(&text)
+    trim_error_body(&crate::logging::error_text(&e))
 }
 
 /// Cuts an S3 XML error body down to its code and message: request ids, host ids and
