@@ -1,4 +1,5 @@
-//! Label maps (one class index per pixel) and RGB images, and their PNG forms.
+//! Label maps (one class index per pixel) and RGB images, and their PNG forms; images
+//! also as JPEG or lossless WebP ([`ImageEncoding`], [`RgbImage::decode`] reads all three).
 //!
 //! A label PNG is 8-bit grayscale holding the *raw codes* of the class table, the same
 //! format as the AI Hub masks, so real and generated data share one layout. A dataset's
@@ -164,6 +165,17 @@ impl LabelMap {
     }
 }
 
+/// How an [`RgbImage`] is written (`output.image_format`, `output.image_quality`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageEncoding {
+    Png,
+    /// Baseline JPEG, quality 1–100.
+    Jpeg {
+        quality: u8,
+    },
+    WebpLossless,
+}
+
 /// An 8-bit RGB image, row-major, 3 bytes a pixel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbImage {
@@ -191,6 +203,31 @@ impl RgbImage {
 
     pub fn to_png(&self) -> Vec<u8> {
         encode_png(self.width, self.height, png::ColorType::Rgb, &self.data)
+    }
+
+    /// This image in `encoding` (PNG through the one PNG encoder, JPEG and WebP through
+    /// the `image` crate).
+    pub fn encode(&self, encoding: ImageEncoding) -> Vec<u8> {
+        use image::ImageEncoder;
+        let mut out = Vec::with_capacity(self.data.len() / 4 + 1024);
+        let (w, h, rgb) = (self.width, self.height, image::ExtendedColorType::Rgb8);
+        match encoding {
+            ImageEncoding::Png => return self.to_png(),
+            ImageEncoding::Jpeg { quality } => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).write_image(&self.data, w, h, rgb),
+            ImageEncoding::WebpLossless => image::codecs::webp::WebPEncoder::new_lossless(&mut out).write_image(&self.data, w, h, rgb),
+        }
+        .expect("encoding an RGB image of the declared size into a Vec cannot fail");
+        out
+    }
+
+    /// Decodes a PNG, JPEG or WebP image (told apart by their signatures) as RGB.
+    pub fn decode(bytes: &[u8], origin: &str) -> Result<RgbImage> {
+        if bytes.starts_with(b"\x89PNG") {
+            return RgbImage::from_png(bytes, origin);
+        }
+        let format = image::guess_format(bytes).map_err(|_| Error::format(origin, "not a PNG, JPEG or WebP image"))?;
+        let img = image::load_from_memory_with_format(bytes, format).map_err(|e| Error::format(origin, format!("not a readable {format:?} image: {e}")))?.to_rgb8();
+        Ok(RgbImage { width: img.width(), height: img.height(), data: img.into_raw() })
     }
 
     /// Nearest-neighbour resize.
@@ -616,6 +653,24 @@ mod tests {
         // A shrink by a non-integer ratio covers every source pixel once.
         let m = LabelMap { width: 5, height: 1, data: vec![4, 4, 1, 1, 1] };
         assert_eq!(m.resize_mode(2, 1).data, vec![4, 1]);
+    }
+
+    #[test]
+    fn images_round_trip_through_each_encoding() {
+        let img = crate::procedural::sample(3, 0, 64, &Default::default()).0;
+        for enc in [ImageEncoding::Png, ImageEncoding::WebpLossless] {
+            assert_eq!(RgbImage::decode(&img.encode(enc), "mem").unwrap(), img, "{enc:?} is lossless");
+        }
+        let mean_err = |q: u8| {
+            let back = RgbImage::decode(&img.encode(ImageEncoding::Jpeg { quality: q }), "mem").unwrap();
+            assert_eq!((back.width, back.height), (64, 64));
+            back.data.iter().zip(&img.data).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>() / img.data.len() as f64
+        };
+        let (q95, q30) = (mean_err(95), mean_err(30));
+        assert!(q95 < 4.0 && q95 < q30, "JPEG mean error: q95 {q95}, q30 {q30}");
+        assert!(img.encode(ImageEncoding::Jpeg { quality: 30 }).len() < img.encode(ImageEncoding::Jpeg { quality: 95 }).len());
+        let e = RgbImage::decode(b"not an image at all", "data/x.png").unwrap_err().to_string();
+        assert!(e.contains("data/x.png") && e.contains("not a PNG, JPEG or WebP"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,6 @@ pub mod queue;
 
 pub use classes::{ClassDef, ClassTable, IGNORE_INDEX};
 pub use error::{Error, Result};
-pub use label::{decode_png, encode_png, LabelMap, RgbImage};
+pub use label::{decode_png, encode_png, ImageEncoding, LabelMap, RgbImage};
 pub use queue::JobQueue;
 pub use seed::{mix64, rng_for, sample_seed};

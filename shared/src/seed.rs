@@ -25,6 +25,53 @@ pub fn rng_for(seed: u64, stream: u64) -> rand_chacha::ChaCha8Rng {
     rng
 }
 
+/// A `u64` written as a decimal string in JSON (loss-free for readers that parse numbers
+/// as doubles: pandas, pyarrow, JavaScript); reads a string or a number (records written
+/// before seeds became strings, and TOML integers).
+pub mod json_text {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = u64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an unsigned 64-bit integer as a decimal string (or a number)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+                u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                v.parse().map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `u64` written as a JSON number while a double holds it exactly (≤ 2^53), as a
+/// decimal string above: small values (a run seed of 7) keep their form, and so the spec
+/// digests made before; large ones stay exact. Reads as [`json_text`].
+pub mod json_safe {
+    pub use super::json_text::deserialize;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        if *v <= 1 << 53 {
+            s.serialize_u64(*v)
+        } else {
+            s.collect_str(v)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,8 +32,9 @@ pub struct RunSection {
     pub count: u64,
     /// Samples per job (shard). The last shard may be smaller.
     pub shard_size: u64,
-    /// Run seed: sample i's seed is a hash of (seed, i).
-    #[serde(default)]
+    /// Run seed: sample i's seed is a hash of (seed, i). In JSON (`run.json`) a number up
+    /// to 2^53, a decimal string above, so no reader rounds it.
+    #[serde(default, with = "crate::seed::json_safe")]
     pub seed: u64,
     /// Failed attempts after which a shard is dead.
     #[serde(default = "defaults::max_attempts")]
@@ -56,6 +57,53 @@ pub struct OutputSection {
     pub url: String,
     #[serde(default)]
     pub format: OutputFormat,
+    /// How images are encoded: `png` (default, lossless), `jpeg` (lossy, `image_quality`)
+    /// or `webp` (lossless WebP; smaller than PNG). Labels are always PNG.
+    #[serde(default, skip_serializing_if = "ImageFormat::is_png")]
+    pub image_format: ImageFormat,
+    /// JPEG quality, 1–100 (default 90); only for `image_format = "jpeg"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_quality: Option<u8>,
+}
+
+/// `output.image_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    #[default]
+    Png,
+    Jpeg,
+    /// Lossless WebP (the pure-Rust encoder of `image` writes lossless only).
+    Webp,
+}
+
+impl ImageFormat {
+    pub fn is_png(&self) -> bool {
+        *self == ImageFormat::Png
+    }
+
+    /// File extension of an image in this format (`png`, `jpg`, `webp`).
+    pub fn extension(&self) -> &'static str {
+        match self {
+            ImageFormat::Png => "png",
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Webp => "webp",
+        }
+    }
+}
+
+impl OutputSection {
+    /// The default JPEG quality.
+    pub const JPEG_QUALITY: u8 = 90;
+
+    /// The image encoding this spec asks for.
+    pub fn image_encoding(&self) -> crate::label::ImageEncoding {
+        match self.image_format {
+            ImageFormat::Png => crate::label::ImageEncoding::Png,
+            ImageFormat::Jpeg => crate::label::ImageEncoding::Jpeg { quality: self.image_quality.unwrap_or(Self::JPEG_QUALITY) },
+            ImageFormat::Webp => crate::label::ImageEncoding::WebpLossless,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +446,16 @@ impl RunSpec {
         if let Err(msg) = crate::storage::StoreUrl::parse(&self.output.url) {
             return bad("output.url", msg);
         }
+        match (self.output.image_format, self.output.image_quality) {
+            (ImageFormat::Jpeg, Some(q)) if !(1..=100).contains(&q) => return bad("output.image_quality", format!("expected a JPEG quality of 1 to 100, found {q}")),
+            (ImageFormat::Png | ImageFormat::Webp, Some(q)) => {
+                return bad(
+                    "output.image_quality",
+                    format!("found {q}, but image_format = \"{}\" is lossless; expected image_quality only with image_format = \"jpeg\"", self.output.image_format.extension()),
+                )
+            }
+            _ => {}
+        }
         if !(8..=8192).contains(&self.pipeline.image_size) {
             return bad("pipeline.image_size", format!("expected 8 to 8192 pixels, found {}", self.pipeline.image_size));
         }
@@ -554,6 +612,37 @@ image_size = 64
         assert!(e.contains("c.toml: output.url") && e.contains("ftp"), "{e}");
         let e = RunSpec::parse(&GOOD.replace("image_size = 64", "image_size = \"big\""), "d.toml").unwrap_err().to_string();
         assert!(e.contains("d.toml") && e.contains("line 10"), "{e}");
+    }
+
+    #[test]
+    fn a_large_run_seed_is_a_string_in_json_and_a_small_one_a_number() {
+        let small = RunSpec::parse(GOOD, "g.toml").unwrap();
+        assert!(small.canonical_json().contains(r#""seed":7"#), "{}", small.canonical_json());
+        let big = RunSpec::parse(&GOOD.replace("seed = 7", "seed = 1152921504606846977"), "b.toml").unwrap();
+        assert_eq!(big.run.seed, (1 << 60) + 1);
+        assert!(big.canonical_json().contains(r#""seed":"1152921504606846977""#), "{}", big.canonical_json());
+        assert_eq!(RunSpec::from_json(&big.canonical_json(), "run.json").unwrap(), big);
+        let e = RunSpec::parse(&GOOD.replace("seed = 7", "seed = -1"), "n.toml").unwrap_err().to_string();
+        assert!(e.contains("n.toml") && e.contains("unsigned"), "{e}");
+    }
+
+    #[test]
+    fn image_format_and_quality() {
+        let s = RunSpec::parse(&GOOD.replace("url = \"out/x\"", "url = \"out/x\"\nimage_format = \"jpeg\""), "j.toml").unwrap();
+        assert_eq!(s.output.image_encoding(), crate::ImageEncoding::Jpeg { quality: 90 });
+        assert_ne!(s.digest(), RunSpec::parse(GOOD, "g.toml").unwrap().digest(), "the format is part of the spec");
+        let s = RunSpec::parse(&GOOD.replace("url = \"out/x\"", "url = \"out/x\"\nimage_format = \"jpeg\"\nimage_quality = 75"), "j.toml").unwrap();
+        assert_eq!(s.output.image_encoding(), crate::ImageEncoding::Jpeg { quality: 75 });
+        let s = RunSpec::parse(&GOOD.replace("url = \"out/x\"", "url = \"out/x\"\nimage_format = \"webp\""), "w.toml").unwrap();
+        assert_eq!((s.output.image_encoding(), s.output.image_format.extension()), (crate::ImageEncoding::WebpLossless, "webp"));
+        // A PNG spec's canonical JSON (and so its digest) is what it was before the keys.
+        assert!(!RunSpec::parse(GOOD, "g.toml").unwrap().canonical_json().contains("image_format"));
+        let e = RunSpec::parse(&GOOD.replace("url = \"out/x\"", "url = \"out/x\"\nimage_format = \"jpeg\"\nimage_quality = 0"), "q.toml").unwrap_err().to_string();
+        assert!(e.contains("q.toml: output.image_quality: expected a JPEG quality of 1 to 100, found 0"), "{e}");
+        let e = RunSpec::parse(&GOOD.replace("url = \"out/x\"", "url = \"out/x\"\nimage_quality = 80"), "q.toml").unwrap_err().to_string();
+        assert!(e.contains("output.image_quality") && e.contains("lossless") && e.contains("jpeg"), "{e}");
+        let e = RunSpec::parse(&GOOD.replace("url = \"out/x\"", "url = \"out/x\"\nimage_format = \"gif\""), "f.toml").unwrap_err().to_string();
+        assert!(e.contains("f.toml") && e.contains("gif"), "{e}");
     }
 
     /// Every count and duration has a bound, said in the error: the lease that used to

@@ -75,11 +75,27 @@ async fn embedded_webdataset_holds_every_sample() {
     assert!(o.status.success(), "{}", stderr(&o));
     let store = Store::open(out.to_str().unwrap()).unwrap().child("w1");
     let lines = check::exactly_n(&store, 9).await;
-    assert!(lines[0].image.contains(".tar#00000000.png"), "{}", lines[0].image);
-    // Each sample's JSON is in the tar too.
+    // Finalize published each shard's tar under a flat name and moved it out of data/.
+    assert_eq!(lines[0].image, "dataset/000000.tar#00000000.png");
+    assert_eq!(lines[8].label, "dataset/000002.tar#00000008.label.png");
+    assert_eq!(store.list("data").await.unwrap(), Vec::<String>::new());
+    check::no_orphans(&store).await;
+    let summary: serde_json::Value = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
+    assert_eq!(summary["dataset"]["pattern"], "dataset/{000000..000002}.tar");
+    let shards = summary["dataset"]["shards"].as_array().unwrap();
+    assert_eq!(shards.iter().map(|s| s["samples"].as_u64().unwrap()).collect::<Vec<_>>(), vec![4, 4, 1]);
+    for s in shards {
+        let (sha, bytes) = store.sha256(s["path"].as_str().unwrap()).await.unwrap().unwrap();
+        assert_eq!((s["sha256"].as_str(), s["bytes"].as_u64()), (Some(sha.as_str()), Some(bytes)), "{s}");
+    }
+    assert_eq!(summary["class_table"]["classes"][2]["code"], 30);
+    // Each sample's JSON is in the tar too: the manifest line without the paths, the seed
+    // a string.
     let meta = check::read_member(&store, &lines[5].image.replace(".png", ".json")).await;
     let v: serde_json::Value = serde_json::from_slice(&meta).unwrap();
     assert_eq!(v["index"], 5);
+    assert_eq!(v["seed"].as_str(), Some(lines[5].seed.to_string().as_str()));
+    assert!(v.get("image").is_none(), "{v}");
 }
 
 #[test]

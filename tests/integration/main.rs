@@ -9,5 +9,6 @@ mod embedded;
 mod faults;
 mod models;
 mod queue;
+mod readers;
 mod static_shards;
 mod storage;

@@ -46,18 +46,26 @@ pub async fn exactly_n(store: &Store, count: u64) -> Vec<ManifestLine> {
     lines
 }
 
-/// No object under `data/` that the manifest does not name (no losing attempt, no zombie's
-/// late write): every object is a listed image, label or WebDataset tar.
+/// No object under `data/` or `dataset/` that the manifest does not name (no losing
+/// attempt, no zombie's late write, no stray published tar): every object is a listed
+/// image, label or WebDataset tar, or a listed tar's side table.
 pub async fn no_orphans(store: &Store) {
     let lines = manifest(store).await;
     let mut named = BTreeSet::new();
     for l in &lines {
         for p in [&l.image, &l.label] {
-            named.insert(p.split('#').next().unwrap_or(p).to_string());
+            let file = p.split('#').next().unwrap_or(p);
+            named.insert(file.to_string());
+            // A published tar's side table.
+            if let Some(stem) = file.strip_prefix("dataset/").and_then(|f| f.strip_suffix(".tar")) {
+                named.insert(format!("dataset/{stem}.parquet"));
+            }
         }
     }
-    let orphans: Vec<String> = store.list("data").await.unwrap().into_iter().filter(|p| !named.contains(p)).collect();
-    assert!(orphans.is_empty(), "{} objects under data/ are not in the manifest: {:?}", orphans.len(), &orphans[..orphans.len().min(10)]);
+    let mut listed = store.list("data").await.unwrap();
+    listed.extend(store.list("dataset").await.unwrap());
+    let orphans: Vec<String> = listed.into_iter().filter(|p| !named.contains(p)).collect();
+    assert!(orphans.is_empty(), "{} objects under data/ or dataset/ are not in the manifest: {:?}", orphans.len(), &orphans[..orphans.len().min(10)]);
 }
 
 /// Reads `path`, or a member of a tar for `path.tar#member`.

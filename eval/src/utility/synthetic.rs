@@ -61,7 +61,7 @@ pub(super) fn fetch(opts: &UtilityOptions, n: usize, classes: &ClassTable, dir: 
         shared::manifest::read_files(&store, &paths, |origin, bytes| -> anyhow::Result<()> {
             let &(pos, is_image) = slot.get(origin).ok_or_else(|| anyhow::anyhow!("{origin}: read but not asked for"))?;
             if is_image {
-                images[pos] = Some(RgbImage::from_png(&bytes, origin).context("unreadable image")?);
+                images[pos] = Some(RgbImage::decode(&bytes, origin).context("unreadable image")?);
             } else {
                 labels[pos] = Some(LabelMap::from_png(&bytes, classes, origin).context("unreadable label map")?);
             }

@@ -31,7 +31,7 @@ pub async fn contact_sheet(store: &Store, lines: &[ManifestLine], classes: &Clas
     let file = |path: &str| files.get(&store.describe(path)).ok_or_else(|| Error::format(store.describe(path), "listed in the manifest but not read"));
     let mut tiles = Vec::with_capacity(lines.len() * 2);
     for line in lines {
-        let image = RgbImage::from_png(file(&line.image)?, &line.image)?;
+        let image = RgbImage::decode(file(&line.image)?, &line.image)?;
         let label = LabelMap::from_png(file(&line.label)?, classes, &line.label)?.colorize(classes);
         let side = image.width.min(MAX_TILE);
         let shrink = |img: &RgbImage| if img.width == side && img.height == side { img.clone() } else { crate::dataset::resize_rgb(img, side, side) };

@@ -205,8 +205,8 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
                 for e in &batch {
                     let k = &e.line.key;
                     let mut buf = Vec::new();
-                    tar_entry(&mut buf, &format!("{k}.png"), &e.image);
-                    tar_entry(&mut buf, &format!("{k}.label.png"), &e.label);
+                    tar_entry(&mut buf, member(&e.line.image), &e.image);
+                    tar_entry(&mut buf, member(&e.line.label), &e.label);
                     tar_entry(&mut buf, &format!("{k}.json"), &e.meta);
                     hasher.update(&buf);
                     if let Err(e) = writer.write(&buf).await {
@@ -331,16 +331,17 @@ pub async fn discard_attempt(store: &Store, shard: u64, attempt: u64) -> Result<
 
 fn encode(spec: &RunSpec, shard: u64, attempt: u64, s: Sample) -> Encoded {
     let classes = &spec.classes;
-    let image = Bytes::from(s.image.to_png());
+    let image = Bytes::from(s.image.encode(spec.output.image_encoding()));
     let label = Bytes::from(s.label.to_png(classes));
+    let ext = spec.output.image_format.extension();
     let counts = s.label.class_counts(classes.len());
     let class_pixels: BTreeMap<String, u64> = classes.classes.iter().zip(counts).map(|(c, n)| (c.name.clone(), n)).collect();
     let key = layout::key(s.index);
     let (image_path, label_path) = match spec.output.format {
-        OutputFormat::Png => (layout::image_path(shard, attempt, s.index), layout::label_path(shard, attempt, s.index)),
+        OutputFormat::Png => (layout::image_path(shard, attempt, s.index, ext), layout::label_path(shard, attempt, s.index)),
         OutputFormat::Webdataset => {
             let tar = layout::tar_path(shard, attempt);
-            (format!("{tar}#{key}.png"), format!("{tar}#{key}.label.png"))
+            (format!("{tar}#{}", layout::image_name(s.index, ext)), format!("{tar}#{}", layout::label_name(s.index)))
         }
     };
     let line = ManifestLine {
@@ -357,8 +358,13 @@ fn encode(spec: &RunSpec, shard: u64, attempt: u64, s: Sample) -> Encoded {
         label_sha256: sha256_hex(&label),
         extra: s.extra,
     };
-    let meta = Bytes::from(serde_json::to_vec(&line).expect("a line always serialises"));
+    let meta = Bytes::from(line.sample_json());
     Encoded { line, image, label, meta }
+}
+
+/// The member name of `TAR#MEMBER`.
+fn member(path: &str) -> &str {
+    path.rsplit_once('#').map_or(path, |(_, m)| m)
 }
 
 /// Appends one ustar entry (header, data, padding) with fixed metadata, so the same samples

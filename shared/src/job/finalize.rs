@@ -1,7 +1,17 @@
 //! Finalize: turn the commit records of a run into `manifest.jsonl` (one line per sample,
-//! in index order) and `manifest.json` (the summary, written last), remove the data of
-//! attempts that did not win and abort the multipart uploads killed writers left open. Safe to run again: every output is rewritten from the
-//! records, which never change.
+//! in index order) and `manifest.json` (the summary, written last), publish WebDataset
+//! shards under flat names (`dataset/SHARD.tar`), remove the data of attempts that did not
+//! win and abort the multipart uploads killed writers left open. Beside each published tar
+//! goes `dataset/SHARD.parquet`, the shard's samples as a table. Safe to run again: every
+//! output is rewritten from the records, which never change.
+//!
+//! Publishing a tar is a server-side copy of the winning attempt's tar to
+//! `dataset/SHARD.tar`, then the removal of the original. Only finalize writes under
+//! `dataset/`, and only from a commit record, so a zombie worker (which writes its own
+//! attempt directory) can never replace a published tar; and the copy needs no conditional
+//! write, which some S3 servers honour only partly (Ceph radosgw ignores `If-None-Match` on
+//! `CompleteMultipartUpload`). A finalize killed between the copy and the removal finds
+//! the original still there next time and copies it again (the same bytes).
 
 use std::collections::BTreeMap;
 
@@ -11,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::manifest::{committed_shards, layout, read_records, ManifestLine, StageTimes};
+use crate::manifest::{committed_shards, layout, read_records, CommitRecord, ManifestLine, StageTimes};
 use crate::spec::RunSpec;
 use crate::storage::Store;
 
@@ -46,6 +56,35 @@ pub struct ManifestSummary {
     pub timings: Timings,
     /// Shards whose winning attempt was not their first.
     pub retried_shards: u64,
+    /// Raw label code, name and preview colour of each class, and the ignore code: what a
+    /// value in a label PNG means.
+    #[serde(default)]
+    pub class_table: crate::ClassTable,
+    /// WebDataset runs: the published tars (`dataset/SHARD.tar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<PublishedShards>,
+}
+
+/// A WebDataset run's published tars, as `manifest.json` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedShards {
+    /// Every tar as one brace pattern, relative to the run directory
+    /// (`dataset/{000000..000012}.tar`): what `webdataset.WebDataset` and
+    /// `datasets.load_dataset("webdataset", …)` take.
+    pub pattern: String,
+    pub shards: Vec<ShardFile>,
+}
+
+/// One published tar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardFile {
+    /// Relative to the run directory: `dataset/000003.tar`.
+    pub path: String,
+    pub samples: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The shard's side table, one row per sample: `dataset/000003.parquet`.
+    pub parquet: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +94,31 @@ pub struct Timings {
     pub finalized_ms: u64,
     /// Sum over shards of the seconds each stage took.
     pub stage_seconds: StageTimes,
+}
+
+/// Publishes a WebDataset shard's winning tar as `dataset/SHARD.tar` (copy, then remove the
+/// original; see the module doc), writes its side table `dataset/SHARD.parquet`
+/// ([`crate::manifest::shard_table`]) and returns the record with its lines pointing there.
+/// A PNG run's record passes through.
+async fn publish(store: &Store, classes: &crate::ClassTable, mut rec: CommitRecord) -> Result<(CommitRecord, Option<ShardFile>)> {
+    let Some((src, sha256)) = rec.tar.clone() else { return Ok((rec, None)) };
+    let dst = layout::published_tar(rec.shard);
+    if store.copy(&src, &dst).await? {
+        store.delete(&src).await?;
+    }
+    let Some(bytes) = store.size(&dst).await? else {
+        return Err(Error::format(
+            store.describe(&layout::record_path(rec.shard)),
+            format!("the winning attempt's tar {} is gone and was never published as {}", store.describe(&src), store.describe(&dst)),
+        ));
+    };
+    rec.samples = std::mem::take(&mut rec.samples).into_iter().map(|l| l.in_tar(&dst)).collect();
+    // The side table is made from the record alone, so a repeat writes the same bytes.
+    let parquet = layout::published_parquet(rec.shard);
+    let table = crate::manifest::shard_table(&rec.samples, classes, &store.describe(&layout::record_path(rec.shard)))?;
+    store.put(&parquet, Bytes::from(table)).await?;
+    let file = ShardFile { path: dst, samples: rec.samples.len() as u64, bytes, sha256, parquet };
+    Ok((rec, Some(file)))
 }
 
 fn now_ms() -> u64 {
@@ -94,11 +158,13 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         aborted += 1;
     }
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
-    let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect()));
+    let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect()).map(|rec| async move { publish(store, &spec.classes, rec?).await }).buffered(8));
+    let mut published: Vec<ShardFile> = Vec::new();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut first_lines: Vec<ManifestLine> = Vec::new();
-    while let Some(rec) = records.next().await {
-        let rec = rec?;
+    while let Some(done) = records.next().await {
+        let (rec, file) = done?;
+        published.extend(file);
         let where_ = store.describe(&layout::record_path(rec.shard));
         if rec.spec_digest != digest {
             return Err(Error::format(where_, format!("record was made for spec {}, the run's spec is {digest}", rec.spec_digest)));
@@ -181,6 +247,8 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         class_shares: names.iter().cloned().zip(pixels.iter().map(|&p| if total > 0 { p as f64 / total as f64 } else { 0.0 })).collect(),
         timings: Timings { first_started_ms: first_started, last_committed_ms: last_committed, finalized_ms: now_ms(), stage_seconds: stage },
         retried_shards: retried,
+        class_table: spec.classes.clone(),
+        dataset: (spec.output.format == crate::spec::OutputFormat::Webdataset).then(|| PublishedShards { pattern: layout::published_pattern(n), shards: published }),
     };
     store.put(layout::MANIFEST_JSON, Bytes::from(serde_json::to_vec_pretty(&summary).expect("summary serialises"))).await?;
     Ok(FinalizeReport { samples, shards: n, removed_objects: removed, aborted_uploads: aborted })

@@ -6,8 +6,8 @@
 //! - `execute.rs` — one shard: generate → encode → upload (attempt-scoped) → create-only commit.
 //! - `output.rs` — the run directory and `run.json` (create-only).
 //! - `contact.rs` — `contact_sheet.png`, the first samples as (label | image) pairs.
-//! - `finalize.rs` — manifest.jsonl and manifest.json from the commit records; cleanup of
-//!   losing attempts.
+//! - `finalize.rs` — manifest.jsonl and manifest.json from the commit records; WebDataset
+//!   tars published as `dataset/SHARD.tar`; cleanup of losing attempts.
 //! - `runner.rs` — the worker loop: claim, heartbeat, execute, ack/fail/release; graceful stop.
 //! - `faults.rs` — test hooks that inject failures and delays.
 
@@ -22,7 +22,7 @@ mod runner;
 mod tests;
 
 pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
-pub use finalize::{finalize, FinalizeReport, ManifestSummary};
+pub use finalize::{finalize, FinalizeReport, ManifestSummary, PublishedShards, ShardFile};
 pub use output::{prepare_output, run_store};
 pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
 pub use runner::{default_owner, serve, RunCache, WorkerOptions};

@@ -169,3 +169,81 @@ async fn a_worker_that_cannot_work_gives_jobs_back_and_exits() {
     let lease = queue.claim("healthy").await.unwrap().unwrap();
     assert_eq!(lease.failures, 0, "given back, not failed");
 }
+
+/// Finalize publishes each WebDataset shard's winning tar as `dataset/SHARD.tar` (same
+/// bytes, the original removed), lists them in manifest.json and points the manifest
+/// there; run again — also after dying between a copy and its removal — it gives the same
+/// result; a tar that is gone from both places is an error naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_publishes_webdataset_tars_under_flat_names() {
+    let mut spec = spec(5, 2, 7);
+    spec.output.format = crate::spec::OutputFormat::Webdataset;
+    let store = Store::memory().child("r");
+    let mut originals = Vec::new();
+    for shard in 0..spec.shards() {
+        let mut j = job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w");
+        j.shard = shard;
+        let ShardOutcome::Committed(rec) = execute_shard(j).await.unwrap() else { panic!("shard {shard} did not commit") };
+        let (path, sha) = rec.tar.clone().unwrap();
+        originals.push((path.clone(), sha, store.get(&path).await.unwrap().unwrap()));
+    }
+    let report = finalize(&store, "r", &spec).await.unwrap();
+    assert_eq!((report.samples, report.shards), (5, 3));
+    assert_eq!(objects_under(&store, "data").await, Vec::<String>::new(), "the originals are moved, not copied");
+    let published = ["dataset/000000.parquet", "dataset/000000.tar", "dataset/000001.parquet", "dataset/000001.tar", "dataset/000002.parquet", "dataset/000002.tar"];
+    assert_eq!(objects_under(&store, "dataset").await, published);
+    let summary: ManifestSummary = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
+    let published = summary.dataset.expect("a WebDataset run lists its tars");
+    assert_eq!(published.pattern, "dataset/{000000..000002}.tar");
+    for (i, (f, (_, sha, bytes))) in published.shards.iter().zip(&originals).enumerate() {
+        assert_eq!((f.path.as_str(), f.samples, f.bytes, &f.sha256), (format!("dataset/{i:06}.tar").as_str(), if i < 2 { 2 } else { 1 }, bytes.len() as u64, sha));
+        assert_eq!(&store.get(&f.path).await.unwrap().unwrap(), bytes, "{} holds the winner's bytes", f.path);
+        assert_eq!(f.parquet, format!("dataset/{i:06}.parquet"));
+    }
+    assert_eq!(summary.class_table, spec.classes);
+    let lines = crate::manifest::read_manifest(&store).await.unwrap();
+    assert_eq!(lines[4].image, "dataset/000002.tar#00000004.png");
+    let first = store.get("manifest.jsonl").await.unwrap().unwrap();
+
+    // Died after copying shard 1 but before removing its original: the original is back.
+    store.put(&originals[1].0, originals[1].2.clone()).await.unwrap();
+    finalize(&store, "r", &spec).await.unwrap();
+    assert_eq!(store.get("manifest.jsonl").await.unwrap().unwrap(), first, "a repeat writes the same manifest");
+    assert_eq!(objects_under(&store, "data").await, Vec::<String>::new());
+
+    store.delete("dataset/000001.tar").await.unwrap();
+    let e = finalize(&store, "r", &spec).await.unwrap_err().to_string();
+    assert!(e.contains("shards/000001.json") && e.contains(&originals[1].0) && e.contains("dataset/000001.tar"), "{e}");
+}
+
+/// `output.image_format` reaches the files: JPEG images as `KEY.jpg` (plain files and tar
+/// members), labels still PNG, the contact sheet drawn from the JPEGs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jpeg_images_are_written_as_jpg_with_png_labels() {
+    for format in [crate::spec::OutputFormat::Png, crate::spec::OutputFormat::Webdataset] {
+        let mut spec = spec(3, 3, 7);
+        spec.output.format = format;
+        spec.output.image_format = crate::spec::ImageFormat::Jpeg;
+        let store = Store::memory().child("r");
+        let ShardOutcome::Committed(_) = execute_shard(job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w")).await.unwrap() else { panic!("no commit") };
+        finalize(&store, "r", &spec).await.unwrap();
+        let lines = crate::manifest::read_manifest(&store).await.unwrap();
+        assert!(lines[2].image.ends_with("/00000002.jpg") || lines[2].image.ends_with("#00000002.jpg"), "{format:?}: {}", lines[2].image);
+        assert!(lines[2].label.ends_with("00000002.label.png"), "{}", lines[2].label);
+        let paths: Vec<String> = lines.iter().flat_map(|l| [l.image.clone(), l.label.clone()]).collect();
+        let mut decoded = 0;
+        crate::manifest::read_files::<crate::Error>(&store, &paths, |origin, bytes| {
+            if origin.ends_with(".jpg") {
+                assert!(bytes.starts_with(&[0xFF, 0xD8]), "{origin} is not a JPEG");
+                let img = crate::RgbImage::decode(&bytes, origin)?;
+                assert_eq!((img.width, img.height), (16, 16));
+                decoded += 1;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(decoded, 3);
+        assert!(store.exists("contact_sheet.png").await.unwrap(), "{format:?}: the contact sheet reads JPEG images");
+    }
+}

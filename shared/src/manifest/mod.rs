@@ -7,12 +7,15 @@
 //! - `layout.rs` — the path of every object of a run (one place builds every path).
 //! - `record.rs` — [`CommitRecord`] (`shards/SHARD.json`), [`ManifestLine`] (a line of
 //!   `manifest.jsonl`), reading commit records.
+//! - `parquet.rs` — `dataset/SHARD.parquet`, a WebDataset shard's samples as a table.
 //! - `read.rs` — reading `manifest.jsonl` and the files it names (plain objects and
 //!   `SHARD.tar#MEMBER` members, each tar fetched once).
 
 pub mod layout;
+mod parquet;
 mod read;
 mod record;
 
+pub use parquet::{shard_table, share_column};
 pub use read::{parse_manifest, read_files, read_manifest};
 pub use record::{committed_shards, existing_record, read_records, CommitRecord, ManifestLine, StageTimes};

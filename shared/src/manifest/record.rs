@@ -19,6 +19,9 @@ pub struct ManifestLine {
     pub image: String,
     /// Path of the label PNG, as for `image`.
     pub label: String,
+    /// The sample's seed, written as a decimal string: most seeds are ≥ 2^53, which JSON
+    /// readers that go through doubles (pandas, pyarrow, JavaScript) would round.
+    #[serde(with = "crate::seed::json_text")]
     pub seed: u64,
     pub shard: u64,
     pub width: u32,
@@ -58,6 +61,28 @@ impl ManifestLine {
         s.push('\n');
         s
     }
+
+    /// The sample's metadata as it goes beside its files (a WebDataset `KEY.json` member):
+    /// the line without `image` and `label`, which name where the files are and change
+    /// when finalize publishes the shard.
+    pub fn sample_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_value(self).expect("a manifest line serializes");
+        if let Some(m) = v.as_object_mut() {
+            m.remove("image");
+            m.remove("label");
+        }
+        serde_json::to_vec(&v).expect("a JSON value serializes")
+    }
+
+    /// This line with its files moved into `tar` (`TAR#KEY.png`, `TAR#KEY.label.png`).
+    pub fn in_tar(mut self, tar: &str) -> ManifestLine {
+        for p in [&mut self.image, &mut self.label] {
+            if let Some((_, member)) = p.split_once('#') {
+                *p = format!("{tar}#{member}");
+            }
+        }
+        self
+    }
 }
 
 /// Seconds spent per stage on a shard.
@@ -74,7 +99,9 @@ pub struct CommitRecord {
     pub run_id: String,
     pub shard: u64,
     /// The winning attempt's id: a random number drawn for each attempt, naming its data
-    /// directory (`data/SHARD/ATTEMPT/`). Unique even when lease tokens repeat.
+    /// directory (`data/SHARD/ATTEMPT/`). Unique even when lease tokens repeat. A string
+    /// in JSON, as [`ManifestLine::seed`].
+    #[serde(with = "crate::seed::json_text")]
     pub attempt: u64,
     /// The lease token the attempt held (0 for a static shard): for fencing and reports only.
     #[serde(default)]
@@ -115,4 +142,36 @@ pub fn read_records<'a>(store: &'a Store, run_id: &'a str, shards: Vec<u64>) -> 
     futures::stream::iter(shards)
         .map(move |s| async move { existing_record(store, run_id, s).await?.ok_or_else(|| Error::Run { run: run_id.into(), message: format!("commit record of shard {s} vanished") }) })
         .buffered(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_strings_in_json_and_old_numbers_still_read() {
+        let mut line = ManifestLine::for_files(42, "00000042", "data/000001/7/000001.tar#00000042.png", "data/000001/7/000001.tar#00000042.label.png");
+        line.seed = u64::MAX - 1;
+        let json = line.to_jsonl();
+        assert!(json.contains(r#""seed":"18446744073709551614""#), "{json}");
+        assert!(json.contains(r#""key":"00000042""#), "{json}");
+        let back: ManifestLine = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, line);
+        // A line written before seeds became strings.
+        let old = json.replace(r#""seed":"18446744073709551614""#, r#""seed":18446744073709551614"#);
+        assert_eq!(serde_json::from_str::<ManifestLine>(&old).unwrap().seed, u64::MAX - 1);
+        let bad = json.replace("18446744073709551614", "12x");
+        let e = serde_json::from_str::<ManifestLine>(&bad).unwrap_err().to_string();
+        assert!(e.contains("12x") && e.contains("decimal string"), "{e}");
+    }
+
+    #[test]
+    fn sample_json_drops_the_paths_and_in_tar_moves_them() {
+        let line = ManifestLine::for_files(3, "00000003", "data/000000/9/000000.tar#00000003.png", "data/000000/9/000000.tar#00000003.label.png");
+        let v: serde_json::Value = serde_json::from_slice(&line.sample_json()).unwrap();
+        assert!(v.get("image").is_none() && v.get("label").is_none(), "{v}");
+        assert_eq!((v["key"].as_str(), v["seed"].as_str()), (Some("00000003"), Some("0")));
+        let moved = line.in_tar("dataset/000000.tar");
+        assert_eq!((moved.image.as_str(), moved.label.as_str()), ("dataset/000000.tar#00000003.png", "dataset/000000.tar#00000003.label.png"));
+    }
 }

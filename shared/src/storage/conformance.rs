@@ -14,6 +14,21 @@ pub async fn run_all(store: &Store, prefix: &str) {
     create_only(&s).await;
     create_race(&s, 8).await;
     multipart_writer(&s).await;
+    copy_and_size(&s).await;
+}
+
+/// A server-side copy gives the same bytes under the new name (overwriting), leaves the
+/// source, and reports a missing source; `size` is the stored length.
+pub async fn copy_and_size(s: &Store) {
+    s.put("cp/src", Bytes::from_static(b"published bytes")).await.unwrap();
+    s.put("cp/dst/x", Bytes::from_static(b"old")).await.unwrap();
+    assert!(s.copy("cp/src", "cp/dst/x").await.unwrap());
+    assert_eq!(s.get("cp/dst/x").await.unwrap().unwrap(), Bytes::from_static(b"published bytes"));
+    assert_eq!(s.size("cp/dst/x").await.unwrap(), Some(15));
+    assert_eq!(s.size("cp/src").await.unwrap(), Some(15));
+    assert!(!s.copy("cp/none", "cp/dst/y").await.unwrap(), "a missing source is reported");
+    assert_eq!(s.size("cp/dst/y").await.unwrap(), None);
+    assert!(s.copy("cp/src", "cp/deep/er/z").await.unwrap(), "copies create the directories they need");
 }
 
 pub async fn put_get_list_delete(s: &Store) {

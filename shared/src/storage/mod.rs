@@ -237,6 +237,26 @@ impl Store {
         }
     }
 
+    /// The size of an object in bytes; `None` if it does not exist.
+    pub async fn size(&self, rel: &str) -> Result<Option<u64>> {
+        match self.inner.head(&self.path(rel)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Copies an object within the store, overwriting `to` (S3 CopyObject: the bytes do not
+    /// pass through this process; a hard link on a local directory). Atomic: `to` is the
+    /// old object or the whole new one. `Ok(false)` if `from` does not exist.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool> {
+        match self.inner.copy(&self.path(from), &self.path(to)).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(&format!("{from} -> {to}"), e)),
+        }
+    }
+
     /// Every object under `rel_prefix` (recursively), as paths relative to this store,
     /// sorted.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>> {

@@ -1,6 +1,7 @@
 //! `worker bench`: measured figures for the `ddpm-spade` pipeline (per-stage time per
-//! image, images/s), a CPU-versus-CUDA comparison of the same samples, and the nearest
-//! versus smooth label upscale ([`crate::bench`]).
+//! image, images/s), a CPU-versus-CUDA comparison of the same samples, the nearest
+//! versus smooth label upscale ([`crate::bench`]), the training loader and the image
+//! encodings.
 //! Used by `scripts/gpu-check.sh`; prints tables, asserts nothing.
 
 use std::path::PathBuf;
@@ -37,6 +38,22 @@ pub enum BenchCommand {
     ///
     /// Example: worker procedural --count 64 --size 512 --out /tmp/p512 && worker bench loader --data /tmp/p512 --size 512
     Loader(LoaderArgs),
+    /// Bytes per sample and encode/decode ms per image for each `output.image_format`
+    /// (PNG, JPEG at two qualities, lossless WebP) on a dataset's images; the label PNG's
+    /// bytes beside them (labels are always PNG). One thread, as each encode runs.
+    ///
+    /// Example: worker procedural --count 16 --size 512 --out /tmp/p512 && worker bench encode --data /tmp/p512
+    Encode(EncodeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EncodeArgs {
+    /// Dataset directory (images/ + labels/ PNG pairs).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Pairs measured (the first N of the directory).
+    #[arg(long, default_value_t = 16)]
+    pub count: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,7 +140,46 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Compare(args) => compare(args),
         BenchCommand::Upscale(args) => upscale(args),
         BenchCommand::Loader(args) => loader(args),
+        BenchCommand::Encode(args) => encode(args),
     }
+}
+
+fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
+    use shared::dataset::{Dataset, DatasetOptions};
+    use shared::{ImageEncoding, RgbImage};
+    let classes = shared::ClassTable::ai_hub();
+    let dataset = Dataset::open_with(&args.data, classes.clone(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..DatasetOptions::default() })?;
+    let stems: Vec<String> = dataset.train.iter().take(args.count).cloned().collect();
+    anyhow::ensure!(!stems.is_empty(), "--data {}: no pairs", args.data.display());
+    let pairs = stems.iter().map(|s| Ok((dataset.image(s, None)?, dataset.label(s, None)?))).collect::<anyhow::Result<Vec<_>>>()?;
+    let n = pairs.len() as f64;
+    let label_bytes = pairs.iter().map(|(_, l)| l.to_png(&classes).len()).sum::<usize>() as f64 / n;
+    let (w, h) = (pairs[0].0.width, pairs[0].0.height);
+    println!("image encodings, {} images of {w}×{h} from {}, one thread; label PNG {:.0} bytes/sample:", pairs.len(), args.data.display(), label_bytes);
+    println!("| output.image_format | image bytes | bytes/sample (with label) | vs PNG | encode ms/image | decode ms/image | mean abs error |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut png_bytes = 0.0;
+    for (name, enc) in [
+        ("png", ImageEncoding::Png),
+        ("jpeg, quality 90", ImageEncoding::Jpeg { quality: 90 }),
+        ("jpeg, quality 75", ImageEncoding::Jpeg { quality: 75 }),
+        ("webp (lossless)", ImageEncoding::WebpLossless),
+    ] {
+        let t0 = std::time::Instant::now();
+        let encoded: Vec<Vec<u8>> = pairs.iter().map(|(img, _)| img.encode(enc)).collect();
+        let enc_ms = t0.elapsed().as_secs_f64() * 1e3 / n;
+        let t1 = std::time::Instant::now();
+        let decoded = encoded.iter().map(|b| RgbImage::decode(b, name)).collect::<shared::Result<Vec<_>>>()?;
+        let dec_ms = t1.elapsed().as_secs_f64() * 1e3 / n;
+        let err =
+            decoded.iter().zip(&pairs).map(|(d, (img, _))| d.data.iter().zip(&img.data).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>() / img.data.len() as f64).sum::<f64>() / n;
+        let bytes = encoded.iter().map(Vec::len).sum::<usize>() as f64 / n;
+        if enc == ImageEncoding::Png {
+            png_bytes = bytes + label_bytes;
+        }
+        println!("| {name} | {bytes:.0} | {:.0} | {:.2} | {enc_ms:.1} | {dec_ms:.1} | {err:.2} |", bytes + label_bytes, (bytes + label_bytes) / png_bytes);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn loader(args: LoaderArgs) -> anyhow::Result<ExitCode> {
