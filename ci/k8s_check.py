@@ -7,7 +7,9 @@
    inline JSON 6902 patches). With both, their outputs must agree.
 2. Validates every rendered object offline: core kinds against the Kubernetes JSON
    schemas shipped by kubernetes-validate (strict: unknown fields are errors), KEDA's
-   ScaledObject and TriggerAuthentication against the minimal schemas below.
+   ScaledObject and TriggerAuthentication and the Prometheus Operator's PodMonitor and
+   PrometheusRule against the minimal schemas below; every labelgen_* metric an alert
+   names must be one shared/src/metrics.rs registers.
 3. Cross-checks what schemas cannot see: RUN_ID agrees with the ScaledObject's
    listName, run specs copied into k8s/ equal their configs/ originals and load, the
    Indexed Job's completions equal the spec's shard count and it replaces only failed
@@ -39,6 +41,7 @@ KUSTOMIZATIONS = [
     "k8s/overlays/gpu-cluster",
     "k8s/static",
     "k8s/static/finalize",
+    "k8s/monitoring",
 ]
 # a kustomization applied after another whose NetworkPolicies cover its pods
 POLICIES_FROM = {"k8s/static/finalize": "k8s/static"}
@@ -201,7 +204,7 @@ _META = {"type": "object", "required": ["name"],
                         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                         "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}}
 _STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
-KEDA_SCHEMAS = {
+CRD_SCHEMAS = {
     "ScaledObject": {
         "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
         "properties": {
@@ -245,6 +248,65 @@ KEDA_SCHEMAS = {
                                    "key": {"type": "string"}}}},
                 "env": {"type": "array"}, "podIdentity": {"type": "object"}}}}},
 }
+# Minimal schemas for the Prometheus Operator's CRDs (monitoring.coreos.com/v1).
+_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+CRD_SCHEMAS["PodMonitor"] = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"}, "metadata": _META,
+        "spec": {"type": "object", "required": ["selector", "podMetricsEndpoints"], "additionalProperties": False,
+                 "properties": {
+                     "selector": {"type": "object", "additionalProperties": False,
+                                  "properties": {"matchLabels": _LABELS, "matchExpressions": {"type": "array"}}},
+                     "namespaceSelector": {"type": "object"},
+                     "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
+                         "type": "object", "required": ["port"], "additionalProperties": False,
+                         "properties": {"port": {"type": "string"}, "path": {"type": "string"},
+                                        "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                        "scrapeTimeout": {"type": "string"}}}}}}}}
+CRD_SCHEMAS["PrometheusRule"] = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"}, "metadata": _META,
+        "spec": {"type": "object", "required": ["groups"], "additionalProperties": False, "properties": {
+            "groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "interval": {"type": "string"}, "rules": {
+                    "type": "array", "minItems": 1, "items": {
+                        "type": "object", "required": ["alert", "expr"], "additionalProperties": False,
+                        "properties": {"alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                       "expr": {"type": "string"},
+                                       "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                       "labels": _LABELS, "annotations": _LABELS}}}}}}}}}}
+
+
+def exported_metrics():
+    """The labelgen_* series names shared/src/metrics.rs registers (counters with _total,
+    histograms with _bucket/_sum/_count)."""
+    import re
+
+    src = open(os.path.join(ROOT, "shared/src/metrics.rs"), encoding="utf-8").read()
+    names = set()
+    for name in re.findall(r'reg\.register\("([a-z_]+)"', src):
+        names.add(f"labelgen_{name}")
+    for name in re.findall(r'\("([a-z_]+)", "[^"]*", &m\.[a-z_]+\)', src):  # the run counters
+        names.add(f"labelgen_{name}_total")
+    for name in list(names):
+        names |= {f"{name}_total", f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return names
+
+
+def check_rule_metrics(where, o):
+    import re
+
+    exported = exported_metrics()
+    for g in o["spec"]["groups"]:
+        for r in g["rules"]:
+            for name in set(re.findall(r"\blabelgen_[a-z_]+", r["expr"])):
+                if name not in exported:
+                    error(f"{where}: alert {r['alert']} reads {name}, which labelgen does not export")
+
+
 # Required trigger metadata (KEDA refuses the ScaledObject without them).
 TRIGGER_REQUIRED = {"redis": ["listName", "listLength"], "metrics-api": ["url", "valueLocation", "targetValue"]}
 
@@ -255,13 +317,15 @@ def validate(name, objs):
 
     for o in objs:
         where = f"{name}: {o['kind']}/{o['metadata']['name']}"
-        if o["apiVersion"].startswith("keda.sh/"):
-            schema = KEDA_SCHEMAS.get(o["kind"])
+        if o["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/")):
+            schema = CRD_SCHEMAS.get(o["kind"])
             if not schema:
-                error(f"{where}: no schema for KEDA kind {o['kind']}")
+                error(f"{where}: no schema for custom kind {o['apiVersion']} {o['kind']}")
                 continue
             for e in jsonschema.Draft202012Validator(schema).iter_errors(o):
                 error(f"{where}: {'/'.join(map(str, e.absolute_path))}: {e.message}")
+            if o["kind"] == "PrometheusRule":
+                check_rule_metrics(where, o)
             for t in o.get("spec", {}).get("triggers", []):
                 for req in TRIGGER_REQUIRED.get(t["type"], []):
                     if req not in t["metadata"]:

@@ -18,7 +18,7 @@ use shared::spec::RunSpec;
 ///   coordinator submit configs/minio.toml              # prints the run id
 ///   coordinator watch RUN                              # progress; finalizes at the end
 #[derive(Debug, Parser)]
-#[command(name = "coordinator", version, about, verbatim_doc_comment)]
+#[command(name = "coordinator", version, verbatim_doc_comment)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -51,10 +51,15 @@ pub enum Command {
     },
     /// Shard a run into jobs in Redis. Prints the run id as the last line of stdout.
     Submit {
+        /// The run spec (TOML), e.g. configs/minio.toml.
         config: PathBuf,
         /// Run id; submitting the same id and spec again is a no-op.
         #[arg(long, value_parser = runid::parse_arg)]
         run_id: Option<String>,
+        /// Print one JSON object instead: run_id, created (false when the same run was
+        /// already submitted), samples, shards, output.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         redis: RedisArg,
     },
@@ -63,6 +68,7 @@ pub enum Command {
     /// 130 on SIGTERM/SIGINT (the run goes on), 1 on any other error, 2 on a usage error. If Redis loses the run, watch rebuilds it
     /// from storage (as `resume` does) and carries on.
     Watch {
+        /// The run id `submit` printed.
         #[arg(value_parser = runid::parse_arg)]
         run: String,
         /// Seconds between polls.
@@ -79,8 +85,12 @@ pub enum Command {
     },
     /// Show a run's counts (shards pending, leased, retrying, committed, dead).
     Status {
+        /// The run id.
         #[arg(value_parser = runid::parse_arg)]
         run: String,
+        /// Print one JSON object, the same fields for Redis and static runs (run_id, mode,
+        /// state, samples, shards, output, pipeline, spec_digest, created_ms,
+        /// dead_shards); what a static run cannot know is null.
         #[arg(long)]
         json: bool,
         /// A static run (made by `worker run-shard`, no Redis): count its commit records.
@@ -102,11 +112,15 @@ pub enum Command {
     },
     /// List the runs Redis knows, oldest first.
     List {
+        /// Print a JSON array of `status --json` objects instead of one line per run.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         redis: RedisArg,
     },
     /// Stop new claims of a run; jobs in flight stop at their next heartbeat.
     Cancel {
+        /// The run id.
         #[arg(value_parser = runid::parse_arg)]
         run: String,
         #[command(flatten)]
@@ -114,6 +128,7 @@ pub enum Command {
     },
     /// Give every dead shard of a run a fresh attempt budget.
     RetryDead {
+        /// The run id.
         #[arg(value_parser = runid::parse_arg)]
         run: String,
         #[command(flatten)]
@@ -121,8 +136,13 @@ pub enum Command {
     },
     /// Write manifest.jsonl and manifest.json of a fully committed run (safe to repeat).
     Finalize {
+        /// The run id.
         #[arg(value_parser = runid::parse_arg)]
         run: String,
+        /// Print one JSON object instead: run_id, samples, shards, removed_objects,
+        /// aborted_uploads, manifest (its location).
+        #[arg(long)]
+        json: bool,
         /// A static run (made by `worker run-shard`, no Redis): read the spec from this file.
         #[arg(long, value_name = "CONFIG")]
         config: Option<PathBuf>,
@@ -141,20 +161,27 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Run { rest } => {
             anyhow::bail!("`coordinator run` moved to the worker, which holds the models: run `worker run {}` (`cargo run -p worker -- run …`)", rest.join(" "))
         }
-        Command::Submit { config, run_id, redis } => {
+        Command::Submit { config, run_id, json, redis } => {
             let spec = load_prepared(&config).await?;
             let run_id = runid::pick(run_id, "--run-id")?;
             let queue = ops::connect(&redis.url).await?;
-            match ops::submit(queue.as_ref(), &spec, &run_id).await? {
+            let submitted = ops::submit(queue.as_ref(), &spec, &run_id).await?;
+            match submitted {
                 Submitted::Created => eprintln!("submitted {} samples in {} shards", spec.run.count, spec.shards()),
                 Submitted::AlreadyExists => eprintln!("run {run_id} was already submitted with this spec; nothing changed"),
             }
-            println!("{run_id}");
+            if json {
+                let output = format!("{}/{run_id}", spec.output.url.trim_end_matches('/'));
+                let v = serde_json::json!({"run_id": run_id, "created": submitted == Submitted::Created, "samples": spec.run.count, "shards": spec.shards(), "output": output});
+                println!("{v}");
+            } else {
+                println!("{run_id}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch { run, interval, no_finalize, metrics_addr, redis } => {
             let queue = ops::connect(&redis.url).await?;
-            let metrics = shared::metrics::Metrics::new();
+            let metrics = shared::metrics::Metrics::coordinator();
             if let Some(addr) = metrics_addr {
                 let bound = shared::metrics::serve_http(addr, metrics.clone()).await?;
                 metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -167,43 +194,22 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             Ok(report_end(&run, &end, QueueMode::Redis))
         }
-        Command::Status { run, json, config: Some(config), .. } => {
-            let spec = load_prepared(&config).await?;
-            let store = shared::job::run_store(&spec, &run)?;
-            let committed = shared::manifest::committed_shards(&store).await?.len() as u64;
-            let total = spec.shards();
-            let samples = (committed * spec.run.shard_size).min(spec.run.count);
-            let finalized = store.exists(shared::manifest::layout::MANIFEST_JSON).await?;
-            if json {
-                let v = serde_json::json!({"run_id": run, "static": true, "finalized": finalized,
-                    "samples": {"total": spec.run.count, "committed": samples},
-                    "shards": {"total": total, "committed": committed}, "output": store.display()});
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("run {run} (static{})", if finalized { ", finalized" } else { "" });
-                println!("  samples   {samples}/{} committed", spec.run.count);
-                println!("  shards    {committed}/{total} committed");
-                println!("  output    {}", store.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Status { run, json, redis, config: None } => {
-            let queue = ops::connect(&redis.url).await?;
-            let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
-            let store = shared::job::run_store(&spec, &run)?;
-            let dead = queue.dead(&run).await?;
-            shared::lifecycle::reconcile(queue.as_ref(), &store, &run, dead.iter().map(|d| d.shard)).await?;
-            let c = queue.counts(&run).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&ops::status_json(&rec, &spec, &c))?);
-            } else {
-                println!("run {run} ({})", c.state.as_str());
-                println!("  samples   {}/{} committed", ops::committed_samples(&spec, &c), spec.run.count);
-                println!("  shards    {} total: {} committed, {} pending ({} waiting to retry), {} leased, {} dead", c.total, c.committed, c.pending, c.delayed, c.leased, c.dead);
-                println!("  output    {}/{run}", spec.output.url.trim_end_matches('/'));
-                for d in queue.dead(&run).await? {
-                    println!("  dead shard {} after {} failures: {}", d.shard, d.failures, d.error);
+        Command::Status { run, json, config, redis } => {
+            let status = match config {
+                Some(config) => ops::static_status(&load_prepared(&config).await?, &run).await?,
+                None => {
+                    let queue = ops::connect(&redis.url).await?;
+                    let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
+                    let store = shared::job::run_store(&spec, &run)?;
+                    let dead = queue.dead(&run).await?;
+                    shared::lifecycle::reconcile(queue.as_ref(), &store, &run, dead.iter().map(|d| d.shard)).await?;
+                    ops::redis_status(&rec, &spec, &queue.counts(&run).await?, queue.dead(&run).await?)
                 }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -218,11 +224,20 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{}", r.run_id);
             Ok(ExitCode::SUCCESS)
         }
-        Command::List { redis } => {
+        Command::List { json, redis } => {
             let queue = ops::connect(&redis.url).await?;
+            let mut all = Vec::new();
             for run in queue.list().await? {
+                let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
                 let c = queue.counts(&run).await?;
-                println!("{run}\t{}\t{}/{} shards committed\t{} dead", c.state.as_str(), c.committed, c.total, c.dead);
+                if json {
+                    all.push(ops::redis_status(&rec, &spec, &c, queue.dead(&run).await?));
+                } else {
+                    println!("{run}\t{}\t{}/{} shards committed\t{} dead", c.state.as_str(), c.committed, c.total, c.dead);
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -247,7 +262,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             eprintln!("run {run}: {n} dead shard(s) queued again");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Finalize { run, redis, config } => {
+        Command::Finalize { run, json, redis, config } => {
             let (report, store) = match config {
                 Some(config) => {
                     let spec = load_prepared(&config).await?;
@@ -259,16 +274,33 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     ops::finalize_run(queue.as_ref(), &run).await?
                 }
             };
+            let manifest = store.describe(shared::manifest::layout::MANIFEST_JSONL);
+            if json {
+                let v = serde_json::json!({"run_id": run, "samples": report.samples, "shards": report.shards, "removed_objects": report.removed_objects, "aborted_uploads": report.aborted_uploads, "manifest": manifest});
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "run {run}: manifest of {} samples in {} shards written to {} ({} objects of losing attempts removed, {} open uploads aborted)",
-                report.samples,
-                report.shards,
-                store.describe(shared::manifest::layout::MANIFEST_JSONL),
-                report.removed_objects,
-                report.aborted_uploads
+                report.samples, report.shards, manifest, report.removed_objects, report.aborted_uploads
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `status` for people.
+fn print_status(s: &ops::RunStatus) {
+    println!("run {} ({}, {})", s.run_id, s.mode, s.state);
+    println!("  samples   {}/{} committed", s.samples.committed, s.samples.total);
+    let sh = &s.shards;
+    match (sh.pending, sh.delayed, sh.leased, sh.dead) {
+        (Some(p), Some(d), Some(l), Some(x)) => println!("  shards    {} total: {} committed, {p} pending ({d} waiting to retry), {l} leased, {x} dead", sh.total, sh.committed),
+        _ => println!("  shards    {}/{} committed", sh.committed, sh.total),
+    }
+    println!("  output    {}", s.output);
+    for d in &s.dead_shards {
+        println!("  dead shard {} after {} failures: {}", d.shard, d.failures, d.error);
     }
 }
 
@@ -279,4 +311,18 @@ async fn load_prepared(config: &std::path::Path) -> anyhow::Result<RunSpec> {
     let mut spec = RunSpec::load(config)?;
     shared::artifact::prepare(&mut spec).await.with_context(|| format!("{}", config.display()))?;
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_and_command_has_help() {
+        let missing = labelgen_tests::cli::undocumented(&super::Cli::command());
+        assert!(missing.is_empty(), "arguments without help text: {missing:#?}");
+        // `coordinator --help` opens with the binary's own description, not the crate's.
+        let about = super::Cli::command().get_about().map(|a| a.to_string()).unwrap_or_default();
+        assert!(about.starts_with("labelgen coordinator: shards a dataset"), "{about}");
+    }
 }

@@ -54,17 +54,41 @@ async fn shuffled_and_repeated_shards_give_exactly_n_same_as_redis() {
 
     let o = run(cl.coordinator(&["finalize", &run_id, "--config", cfg_s]));
     assert!(o.status.success(), "{}", stderr(&o));
-    // Finalize twice is safe.
-    let o = run(cl.coordinator(&["finalize", &run_id, "--config", cfg_s]));
+    // Finalize twice is safe; --json prints one object.
+    let o = run(cl.coordinator(&["finalize", &run_id, "--config", cfg_s, "--json"]));
     assert!(o.status.success(), "{}", stderr(&o));
+    let fin: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((fin["samples"].as_u64(), fin["shards"].as_u64(), fin["run_id"].as_str()), (Some(17), Some(5), Some(run_id.as_str())), "{fin}");
+    let o = run(cl.coordinator(&["status", &run_id, "--config", cfg_s, "--json"]));
+    let static_status: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (static_status["mode"].as_str(), static_status["state"].as_str(), static_status["samples"]["committed"].as_u64()),
+        (Some("static"), Some("finalized"), Some(17)),
+        "{static_status}"
+    );
+    assert!(static_status["shards"]["leased"].is_null(), "a static run cannot know leases: {static_status}");
     let store = cl.s3.store("data", &format!("static/{run_id}"));
     let lines = check::exactly_n(&store, 17).await;
     // The repeated shard's second attempt left no data behind.
     let data = store.list("data/000003").await.unwrap();
     assert_eq!(data.len(), 8, "shard 3 should hold one attempt's 4 pairs: {data:?}");
 
-    // The same run through Redis gives the same samples.
-    cl.submit(&spec, "via-redis");
+    // The same run through Redis gives the same samples; submit, list and status speak
+    // JSON, status in the same schema as for the static run.
+    let rcfg = spec.write(cl.dir.path(), "via-redis.toml");
+    let o = run(cl.coordinator(&["submit", rcfg.to_str().unwrap(), "--run-id", "via-redis", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sub: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((sub["run_id"].as_str(), sub["created"].as_bool(), sub["shards"].as_u64()), (Some("via-redis"), Some(true), Some(5)), "{sub}");
+    let o = run(cl.coordinator(&["list", "--json"]));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(listed[0]["run_id"], "via-redis", "{listed}");
+    let o = run(cl.coordinator(&["status", "via-redis", "--json"]));
+    let redis_status: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&redis_status), keys(&static_status), "one schema for static and Redis runs");
+    assert_eq!(keys(&redis_status["shards"]), keys(&static_status["shards"]));
+    assert_eq!((redis_status["mode"].as_str(), redis_status["shards"]["pending"].as_u64()), (Some("redis"), Some(5)), "{redis_status}");
     let mut w = vec![cl.worker(&[])];
     let o = cl.watch("via-redis");
     assert!(o.status.success(), "{}", stderr(&o));

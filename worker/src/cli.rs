@@ -13,7 +13,7 @@ use crate::commands;
 /// With no subcommand the worker serves the queue: it claims jobs of every active run,
 /// generates their samples, commits each shard to object storage and acks it.
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(name = "worker", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -75,5 +75,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Cleanup(args)) => commands::cleanup::run(args),
         Some(Command::Synthesize(args)) => commands::synthesize::run(args),
         Some(Command::Bench(cmd)) => commands::bench::run(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_and_command_has_help() {
+        let missing = labelgen_tests::cli::undocumented(&super::Cli::command());
+        assert!(missing.is_empty(), "arguments without help text: {missing:#?}");
+        // `worker --help` opens with the binary's own description, not the crate's.
+        let about = super::Cli::command().get_about().map(|a| a.to_string()).unwrap_or_default();
+        assert!(about.starts_with("labelgen worker: generates labeled samples"), "{about}");
     }
 }

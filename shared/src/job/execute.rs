@@ -209,6 +209,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
                     tar_entry(&mut buf, member(&e.line.label), &e.label);
                     tar_entry(&mut buf, &format!("{k}.json"), &e.meta);
                     hasher.update(&buf);
+                    times.bytes += buf.len() as u64;
                     if let Err(e) = writer.write(&buf).await {
                         failed = Some(e);
                         break;
@@ -220,6 +221,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
                 for e in &batch {
                     uploads.push((e.line.image.clone(), e.image.clone()));
                     uploads.push((e.line.label.clone(), e.label.clone()));
+                    times.bytes += (e.image.len() + e.label.len()) as u64;
                 }
                 let store = job.store.clone();
                 let mut results = futures::stream::iter(uploads.into_iter().map(move |(path, data)| {
@@ -276,6 +278,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
             let end = [0u8; 1024];
             let mut hasher = hasher;
             hasher.update(end);
+            times.bytes += end.len() as u64;
             writer.write(&end).await?;
             writer.finish().await?;
             Some((layout::tar_path(job.shard, attempt), hex::encode(hasher.finalize())))

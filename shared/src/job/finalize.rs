@@ -188,6 +188,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         stage.generate += rec.stage_seconds.generate;
         stage.encode += rec.stage_seconds.encode;
         stage.upload += rec.stage_seconds.upload;
+        stage.bytes += rec.stage_seconds.bytes;
         first_started = first_started.min(rec.started_ms);
         last_committed = last_committed.max(rec.committed_ms);
         if rec.retried {

@@ -58,7 +58,7 @@ impl Default for WorkerOptions {
             grace: Duration::from_secs(25),
             max_local_failures: 5,
             local_backoff: Duration::from_secs(2),
-            metrics: Metrics::new(),
+            metrics: Metrics::worker(),
         }
     }
 }
@@ -233,7 +233,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
             tokio::time::sleep(opts.poll).await;
             continue;
         };
-        metrics.jobs_claimed.inc();
+        metrics.jobs_claimed.inc(&lease.run_id);
         metrics.jobs_in_flight.inc();
         let abort = Arc::new(Abort::default());
         in_flight.lock().unwrap().insert((lease.run_id.clone(), lease.shard), abort.clone());
@@ -358,22 +358,20 @@ async fn run_leased(
     };
     match execute_shard(job).await {
         Ok(ShardOutcome::Committed(rec)) => {
-            metrics.jobs_committed.inc();
-            metrics.samples_generated.inc_by(rec.samples.len() as u64);
-            metrics.add_stage_seconds(&rec.stage_seconds);
+            metrics.committed(&lease.run_id, &rec, t0.elapsed().as_secs_f64());
             tracing::info!(samples = rec.samples.len(), attempt = rec.attempt, seconds = t0.elapsed().as_secs_f64(), "shard committed");
             ack(queue.as_ref(), lease).await;
         }
         Ok(ShardOutcome::AlreadyCommitted) => {
-            metrics.jobs_committed.inc();
+            metrics.jobs_committed.inc(&lease.run_id);
             tracing::info!("shard was already committed by another attempt");
             ack(queue.as_ref(), lease).await;
         }
         Ok(ShardOutcome::LeaseLost) => {
-            metrics.leases_lost.inc();
+            metrics.leases_lost.inc(&lease.run_id);
         }
         Ok(ShardOutcome::Stopped) => {
-            metrics.jobs_released.inc();
+            metrics.jobs_released.inc(&lease.run_id);
             match queue.release(lease).await {
                 Ok(_) => tracing::info!("job released"),
                 Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire instead"),
@@ -390,7 +388,7 @@ async fn run_leased(
 
 /// A failure of this worker's own: the job goes back without spending an attempt.
 async fn give_back(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Metrics) -> JobEnd {
-    metrics.jobs_released.inc();
+    metrics.jobs_released.inc(&lease.run_id);
     match queue.release(lease).await {
         Ok(_) => tracing::warn!(error = %e, "job given back: the failure is this worker's, not the job's"),
         Err(qe) => tracing::warn!(error = %e, release_error = %qe, "giving the job back failed; its lease will expire instead"),
@@ -420,12 +418,12 @@ async fn fail(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Metrics)
     for i in 0..20u32 {
         match queue.fail(lease, &e.to_string(), e.is_retryable()).await {
             Ok(FailOutcome::Dead) => {
-                metrics.jobs_dead.inc();
+                metrics.jobs_dead.inc(&lease.run_id);
                 tracing::error!(error = %e, "shard is dead");
                 return;
             }
             Ok(FailOutcome::Retry { .. }) => {
-                metrics.jobs_retried.inc();
+                metrics.jobs_retried.inc(&lease.run_id);
                 return;
             }
             Ok(FailOutcome::Lost) => return,

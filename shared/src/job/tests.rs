@@ -144,6 +144,12 @@ async fn a_slow_pipeline_build_keeps_the_lease() {
     let rec = crate::manifest::existing_record(&run_store(&spec, "slow").unwrap(), "slow", 0).await.unwrap().expect("committed");
     assert_eq!((rec.token, rec.retried), (1, false), "the first lease must have held through the build");
     assert_eq!(metrics.leases_lost.get(), 0);
+    // The worker's counters name the run; the bytes are the shard's files.
+    let body = metrics.encode();
+    assert!(body.contains("labelgen_jobs_committed_total{run=\"slow\"} 1") && body.contains("labelgen_shard_seconds_count{run=\"slow\"} 1"), "{body}");
+    let files: u64 =
+        rec.samples.iter().map(|l| std::fs::metadata(dir.join("slow").join(&l.image)).unwrap().len() + std::fs::metadata(dir.join("slow").join(&l.label)).unwrap().len()).sum();
+    assert_eq!((metrics.uploaded_bytes.get(), rec.stage_seconds.bytes), (files, files));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -105,16 +105,91 @@ pub fn committed_samples(spec: &RunSpec, counts: &Counts) -> u64 {
     }
 }
 
-pub fn status_json(rec: &RunRecord, spec: &RunSpec, counts: &Counts) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": rec.run_id,
-        "state": counts.state.as_str(),
-        "samples": { "total": spec.run.count, "committed": committed_samples(spec, counts) },
-        "shards": counts,
-        "output": spec.output.url,
-        "pipeline": spec.pipeline.kind,
-        "spec_digest": rec.spec_digest,
-        "created_ms": rec.created_ms,
+/// A run's status as `coordinator status --json` prints it: one schema for Redis and
+/// static runs; what a static run cannot know (queue states, dead shards, its creation
+/// time when `run.json` lacks it) is `null`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunStatus {
+    pub run_id: String,
+    /// `redis` or `static`.
+    pub mode: String,
+    /// `active`, `cancelled` or `finalized`.
+    pub state: String,
+    pub samples: SampleCounts,
+    pub shards: ShardCounts,
+    /// The run's directory: OUTPUT_URL/RUN.
+    pub output: String,
+    pub pipeline: crate::spec::PipelineKind,
+    pub spec_digest: String,
+    pub created_ms: Option<u64>,
+    /// Dead shards with their last error (Redis runs; empty for static ones).
+    pub dead_shards: Vec<crate::queue::DeadJob>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SampleCounts {
+    pub total: u64,
+    pub committed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardCounts {
+    pub total: u64,
+    pub committed: u64,
+    /// Ready or waiting out a retry backoff.
+    pub pending: Option<u64>,
+    /// Waiting out a retry backoff (included in `pending`).
+    pub delayed: Option<u64>,
+    pub leased: Option<u64>,
+    pub dead: Option<u64>,
+}
+
+/// The status of a run Redis knows.
+pub fn redis_status(rec: &RunRecord, spec: &RunSpec, counts: &Counts, dead: Vec<crate::queue::DeadJob>) -> RunStatus {
+    RunStatus {
+        run_id: rec.run_id.clone(),
+        mode: "redis".into(),
+        state: counts.state.as_str().into(),
+        samples: SampleCounts { total: spec.run.count, committed: committed_samples(spec, counts) },
+        shards: ShardCounts {
+            total: counts.total,
+            committed: counts.committed,
+            pending: Some(counts.pending),
+            delayed: Some(counts.delayed),
+            leased: Some(counts.leased),
+            dead: Some(counts.dead),
+        },
+        output: format!("{}/{}", spec.output.url.trim_end_matches('/'), rec.run_id),
+        pipeline: spec.pipeline.kind,
+        spec_digest: rec.spec_digest.clone(),
+        created_ms: Some(rec.created_ms),
+        dead_shards: dead,
+    }
+}
+
+/// The status of a static run (no Redis), from its output store: the commit records,
+/// `run.json` and whether `manifest.json` exists.
+pub async fn static_status(spec: &RunSpec, run_id: &str) -> Result<RunStatus> {
+    let store = run_store(spec, run_id)?;
+    let committed_shards = crate::manifest::committed_shards(&store).await?;
+    let committed = committed_shards.len() as u64;
+    let samples: u64 = committed_shards.iter().map(|&s| spec.shard_range(s).count() as u64).sum();
+    let finalized = store.exists(crate::manifest::layout::MANIFEST_JSON).await?;
+    let created_ms = match store.get(crate::manifest::layout::RUN_JSON).await? {
+        Some(b) => serde_json::from_slice::<serde_json::Value>(&b).ok().and_then(|v| v.get("created_ms")?.as_u64()),
+        None => None,
+    };
+    Ok(RunStatus {
+        run_id: run_id.into(),
+        mode: "static".into(),
+        state: if finalized { "finalized" } else { "active" }.into(),
+        samples: SampleCounts { total: spec.run.count, committed: samples },
+        shards: ShardCounts { total: spec.shards(), committed, pending: None, delayed: None, leased: None, dead: None },
+        output: store.display().to_string(),
+        pipeline: spec.pipeline.kind,
+        spec_digest: spec.digest(),
+        created_ms,
+        dead_shards: Vec::new(),
     })
 }
 

@@ -85,12 +85,16 @@ impl ManifestLine {
     }
 }
 
-/// Seconds spent per stage on a shard.
+/// Seconds spent per stage on a shard, and the bytes it uploaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageTimes {
     pub generate: f64,
     pub encode: f64,
     pub upload: f64,
+    /// Bytes of the shard's objects (image and label files, or its tar). 0 in records
+    /// written before it was counted.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// Written create-only when a shard's data is complete. Its existence is the commit.

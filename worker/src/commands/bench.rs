@@ -64,6 +64,7 @@ pub struct LoaderArgs {
     /// Side the pairs are resized to.
     #[arg(long, default_value_t = 512)]
     pub size: u32,
+    /// Pairs per batch.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Batches read each way.

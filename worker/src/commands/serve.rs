@@ -64,7 +64,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let metrics = shared::metrics::Metrics::new();
+        let metrics = shared::metrics::Metrics::worker();
         if !args.no_metrics {
             let addr = shared::metrics::serve_http(args.metrics_addr, metrics.clone()).await?;
             tracing::info!(%addr, "metrics on http://{addr}/metrics");

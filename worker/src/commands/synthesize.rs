@@ -33,6 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
+    /// Seed of the generator's noise: the same seed and label maps give the same images.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
 

@@ -76,6 +76,7 @@ pub struct Args {
     #[arg(long, value_name = "KIND", default_value = "instance", value_parser = parse_norm)]
     pub norm: NormKind,
 
+    /// Image–label pairs per training step.
     #[arg(long, value_name = "B", default_value_t = 4)]
     pub batch: usize,
 
@@ -87,9 +88,11 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
 
+    /// Generator learning rate (Adam; TTUR, as in SPADE: the discriminator's is 4×).
     #[arg(long, value_name = "LR", default_value_t = 1e-4)]
     pub lr_g: f64,
 
+    /// Discriminator learning rate (Adam).
     #[arg(long, value_name = "LR", default_value_t = 4e-4)]
     pub lr_d: f64,
 
