@@ -12,8 +12,8 @@
    names must be one shared/src/metrics.rs registers.
 3. Cross-checks what schemas cannot see: RUN_ID agrees with the ScaledObject's
    listName, run specs copied into k8s/ equal their configs/ originals and load, the
-   Indexed Job's completions equal the spec's shard count and it replaces only failed
-   pods (podReplacementPolicy: Failed), terminationGracePeriodSeconds leaves room after
+   Indexed Job's completions equal the spec's shard count, it replaces only failed
+   pods (podReplacementPolicy: Failed) and has a deadline (activeDeadlineSeconds), terminationGracePeriodSeconds leaves room after
    the worker's --grace-seconds, every pod is under an egress NetworkPolicy and no egress
    rule reaches the cloud metadata address.
 
@@ -33,7 +33,10 @@ import tomllib
 
 import yaml
 
-K8S_VERSION = "1.30.0"
+# The minimum Kubernetes version labelgen supports (podFailurePolicy and
+# backoffLimitPerIndex are on by default from 1.29): every object must validate against
+# its schemas, so a field newer than 1.29 fails the check.
+K8S_VERSION = "1.29.0"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUSTOMIZATIONS = [
     "k8s/base",
@@ -41,10 +44,13 @@ KUSTOMIZATIONS = [
     "k8s/overlays/gpu-cluster",
     "k8s/static",
     "k8s/static/finalize",
+    "k8s/overlays/static-model-cache",
     "k8s/monitoring",
 ]
 # a kustomization applied after another whose NetworkPolicies cover its pods
 POLICIES_FROM = {"k8s/static/finalize": "k8s/static"}
+# kinds kustomize leaves without a namespace
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
 METADATA_ADDRESSES = ["169.254.169.254", "169.254.170.2", "fd00:ec2::254"]
 # run specs copied into k8s/ (kustomize reads no file outside its directory)
 SPEC_COPIES = {
@@ -152,7 +158,7 @@ def render_py(kdir):
     ns = k.get("namespace")
     if ns:
         for o in objs:
-            if o["kind"] != "Namespace":
+            if o["kind"] not in CLUSTER_SCOPED:
                 o["metadata"]["namespace"] = ns
     for p in k.get("patches", []):
         t = p["target"]
@@ -404,6 +410,9 @@ def check_cross(name, objs):
             error(f"{name}: Indexed Job completions {job['spec']['completions']} != {want} shards in run.toml")
         else:
             print(f"  ok   {name}: Indexed Job completions = {want} shards")
+        # Static shards have no leases: only the Job's deadline notices a pod that hangs.
+        if not job["spec"].get("activeDeadlineSeconds"):
+            error(f"{name}: the Indexed Job needs activeDeadlineSeconds (nothing else stops a hung shard)")
 
 
 def check_egress(name, objs, policies):

@@ -23,6 +23,7 @@
 //!   worker's job loop.
 //! - `lifecycle/` — run ids, submit, watch, status figures and the embedded mode.
 //! - `metrics.rs` — Prometheus metrics and their HTTP endpoint.
+//! - `retry.rs` — the one retry policy (exponential backoff with jitter, `backon`).
 //! - `files.rs`, `progress.rs`, `logging.rs` — atomic local writes, progress bars and the
 //!   logging set-up every binary uses.
 //! - `error.rs` — the library's [`Error`].
@@ -42,6 +43,7 @@ pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod progress;
+pub mod retry;
 pub mod spec;
 pub mod storage;
 

@@ -42,7 +42,7 @@ pub struct WorkerOptions {
     /// attempt.
     pub max_local_failures: u32,
     /// Wait after the first such failure; doubled each further one (at most a minute),
-    /// with ±50% jitter.
+    /// with jitter (each delay plus up to itself; `shared::retry`).
     pub local_backoff: Duration,
     /// Where counts go (served over HTTP by the binaries).
     pub metrics: Arc<Metrics>,
@@ -211,16 +211,16 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
     let SlotCtx { queue, factory, opts, stopping, cache, in_flight, health } = ctx;
     let metrics = opts.metrics.clone();
     let owner = if opts.concurrency > 1 { format!("{}/{slot}", opts.owner) } else { opts.owner.clone() };
-    let mut queue_errors = 0u32;
+    // Claims are retried for as long as the worker runs (Redis may be down for minutes).
+    let mut claim_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(5), usize::MAX));
     while !stopping.load(Ordering::SeqCst) {
         let lease = match queue.claim(&owner).await {
             Ok(l) => {
-                queue_errors = 0;
+                claim_delays.reset();
                 l
             }
             Err(e) => {
-                queue_errors += 1;
-                let wait = jitter(Duration::from_millis((250u64 << queue_errors.min(5)).min(5000)));
+                let wait = claim_delays.next_delay().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "claim failed; retrying");
                 tokio::time::sleep(wait).await;
                 continue;
@@ -257,18 +257,12 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                     stopping.store(true, Ordering::SeqCst);
                     break;
                 }
-                let shift = (n - 1).min(5);
-                let wait = jitter(opts.local_backoff.saturating_mul(1 << shift).min(Duration::from_secs(60)));
+                let wait = crate::retry::nth_delay(crate::retry::policy(opts.local_backoff, Duration::from_secs(60), usize::MAX), n);
                 tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: the job was given back; unready while backing off");
                 tokio::time::sleep(wait).await;
             }
         }
     }
-}
-
-/// `d` scaled by a random factor in [0.5, 1.5), so a fleet does not retry in step.
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.5 + rand::random::<f64>())
 }
 
 /// True when every active run has nothing pending, delayed or leased.
@@ -396,41 +390,33 @@ async fn give_back(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Met
     JobEnd::WorkerFault(e.to_string())
 }
 
-/// Acks, retrying queue errors for a while: the data is committed either way, and a later
-/// claimer that finds the record acks it.
+/// Acks, retrying queue errors for a while ([`crate::retry::queue_write`]): the data is
+/// committed either way, and a later claimer that finds the record acks it.
 async fn ack(queue: &dyn JobQueue, lease: &Lease) {
-    for i in 0..20u32 {
-        match queue.ack(lease).await {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::info!("ack refused: the lease had been reclaimed (the shard is committed all the same)");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "ack failed; retrying");
-                tokio::time::sleep(Duration::from_millis(250 * (i as u64 + 1))).await;
-            }
-        }
+    use backon::Retryable;
+    let acked =
+        (|| queue.ack(lease)).retry(crate::retry::queue_write()).notify(|e, wait| tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "ack failed; retrying")).await;
+    match acked {
+        Ok(true) => {}
+        Ok(false) => tracing::info!("ack refused: the lease had been reclaimed (the shard is committed all the same)"),
+        Err(e) => tracing::warn!(error = %e, "ack failed for good; the lease will expire and the next claimer finds the commit record"),
     }
 }
 
 async fn fail(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Metrics) {
-    for i in 0..20u32 {
-        match queue.fail(lease, &e.to_string(), e.is_retryable()).await {
-            Ok(FailOutcome::Dead) => {
-                metrics.jobs_dead.inc(&lease.run_id);
-                tracing::error!(error = %e, "shard is dead");
-                return;
-            }
-            Ok(FailOutcome::Retry { .. }) => {
-                metrics.jobs_retried.inc(&lease.run_id);
-                return;
-            }
-            Ok(FailOutcome::Lost) => return,
-            Err(qe) => {
-                tracing::warn!(error = %qe, "recording the failure failed; retrying");
-                tokio::time::sleep(Duration::from_millis(250 * (i as u64 + 1))).await;
-            }
+    use backon::Retryable;
+    let message = e.to_string();
+    let recorded = (|| queue.fail(lease, &message, e.is_retryable()))
+        .retry(crate::retry::queue_write())
+        .notify(|qe, wait| tracing::warn!(error = %qe, retry_in_ms = wait.as_millis() as u64, "recording the failure failed; retrying"))
+        .await;
+    match recorded {
+        Ok(FailOutcome::Dead) => {
+            metrics.jobs_dead.inc(&lease.run_id);
+            tracing::error!(error = %e, "shard is dead");
         }
+        Ok(FailOutcome::Retry { .. }) => metrics.jobs_retried.inc(&lease.run_id),
+        Ok(FailOutcome::Lost) => {}
+        Err(qe) => tracing::warn!(error = %e, queue_error = %qe, "recording the failure failed for good; the lease will expire and the shard be retried"),
     }
 }

@@ -41,11 +41,12 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
     let started = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_log = Instant::now();
-    let mut queue_errors = 0u32;
+    // Redis unreachable: 0.5 s doubling to 5 s with jitter, 40 tries in a row (about 5 min).
+    let mut queue_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(500), Duration::from_secs(5), 40));
     loop {
         let c = match queue.counts(run_id).await {
             Ok(c) => {
-                queue_errors = 0;
+                queue_delays.reset();
                 c
             }
             Err(e) => {
@@ -63,10 +64,9 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                     continue;
                 }
                 // Redis restarting or a network blip: keep watching for a while.
-                if queue_errors < 60 {
-                    queue_errors += 1;
-                    tracing::warn!(error = %e, "reading the run's counts failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Some(wait) = queue_delays.next_delay() {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "reading the run's counts failed; retrying");
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
                 return Err(e);
