@@ -287,18 +287,27 @@ CRD_SCHEMAS["PrometheusRule"] = {
 
 
 def exported_metrics():
-    """The labelgen_* series names shared/src/metrics.rs registers (counters with _total,
-    histograms with _bucket/_sum/_count)."""
+    """The labelgen_* series shared/src/metrics.rs registers, each with the suffixes its
+    type gets in the exposition: counters `_total`, histograms `_bucket`/`_sum`/`_count`,
+    gauges none."""
     import re
 
     src = open(os.path.join(ROOT, "shared/src/metrics.rs"), encoding="utf-8").read()
+    struct = src[src.index("pub struct Metrics {"):]
+    struct = struct[:struct.index("\n}\n")]
+    field_type = dict(re.findall(r"pub (\w+): ([^\n]+),", struct))
+    registered = re.findall(r'reg\.register\("([a-z_]+)", "[^"]*", (?:m\.)?(\w+)', src)
+    registered += re.findall(r'\("([a-z_]+)", "[^"]*", &m\.(\w+)\)', src)  # the run counters
     names = set()
-    for name in re.findall(r'reg\.register\("([a-z_]+)"', src):
-        names.add(f"labelgen_{name}")
-    for name in re.findall(r'\("([a-z_]+)", "[^"]*", &m\.[a-z_]+\)', src):  # the run counters
-        names.add(f"labelgen_{name}_total")
-    for name in list(names):
-        names |= {f"{name}_total", f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    for name, field in registered:
+        kind = field_type.get(field, "Gauge")  # `info`, a local gauge family
+        base = f"labelgen_{name}"
+        if "Histogram" in kind:
+            names |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+        elif "Counter" in kind:
+            names.add(f"{base}_total")
+        else:
+            names.add(base)
     return names
 
 

@@ -171,7 +171,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 Submitted::AlreadyExists => eprintln!("run {run_id} was already submitted with this spec; nothing changed"),
             }
             if json {
-                let output = format!("{}/{run_id}", spec.output.url.trim_end_matches('/'));
+                let output = shared::job::run_store(&spec, &run_id)?.display().to_string();
                 let v = serde_json::json!({"run_id": run_id, "created": submitted == Submitted::Created, "samples": spec.run.count, "shards": spec.shards(), "output": output});
                 println!("{v}");
             } else {
@@ -228,9 +228,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let queue = ops::connect(&redis.url).await?;
             let mut all = Vec::new();
             for run in queue.list().await? {
-                let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
                 let c = queue.counts(&run).await?;
                 if json {
+                    let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
                     all.push(ops::redis_status(&rec, &spec, &c, queue.dead(&run).await?));
                 } else {
                     println!("{run}\t{}\t{}/{} shards committed\t{} dead", c.state.as_str(), c.committed, c.total, c.dead);

@@ -12,6 +12,14 @@ use crate::error::{Error, Result};
 /// (the raw "ignore" code, 100 in the AI Hub masks).
 pub const IGNORE_INDEX: u8 = 255;
 
+/// The column of class `name`'s pixel share in a shard's Parquet side table
+/// (`dataset/SHARD.parquet`): `share_` and the name lowercased, every character but
+/// ASCII letters and digits as `_` (`parking lot` → `share_parking_lot`).
+pub fn share_column(name: &str) -> String {
+    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    format!("share_{clean}")
+}
+
 /// One land-cover class.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassDef {
@@ -82,6 +90,14 @@ impl ClassTable {
                 }
                 if a.name == b.name {
                     return bad(format!("class name {:?} appears twice", a.name));
+                }
+                if share_column(&a.name) == share_column(&b.name) {
+                    return bad(format!(
+                        "class names {:?} and {:?} both become the Parquet column {} (names are lowercased, other characters than a-z and 0-9 become _)",
+                        a.name,
+                        b.name,
+                        share_column(&a.name)
+                    ));
                 }
             }
         }
@@ -172,5 +188,14 @@ mod tests {
         t.classes[1].code = 10;
         let err = t.validate("spec.toml").unwrap_err().to_string();
         assert!(err.contains("spec.toml") && err.contains("building") && err.contains("parking lot"), "{err}");
+    }
+
+    #[test]
+    fn names_that_share_a_parquet_column_are_rejected() {
+        assert_eq!(share_column("parking lot"), "share_parking_lot");
+        let mut t = ClassTable::ai_hub();
+        t.classes[5].name = "Parking-Lot".into();
+        let err = t.validate("spec.toml").unwrap_err().to_string();
+        assert!(err.contains("share_parking_lot") && err.contains("Parking-Lot"), "{err}");
     }
 }

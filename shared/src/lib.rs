@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //! - `classes.rs` — the class table (raw mask codes ↔ class indices, preview colours).
-//! - `label.rs` — [`LabelMap`], [`RgbImage`] and their PNG forms; the one label-PNG
+//! - `label.rs` — [`LabelMap`], [`RgbImage`] and their PNG forms (images also JPEG and
+//!   WebP, [`ImageEncoding`]); the one label-PNG
 //!   decoder (raw-code or palette masks, unknown values an error, ignore or kept).
-//! - `seed.rs` — per-sample seeds and RNG streams.
+//! - `seed.rs` — per-sample seeds and RNG streams; seeds' JSON forms (decimal strings).
 //! - `dataset.rs` — a dataset directory (images/ + labels/), resizing, preview grids.
 //! - `procedural/` — the procedural land-cover generator and renderer.
 //! - `cleanup/` — label-map cleanup: opening, islands, ramp edges, upscaling; connected
@@ -50,7 +51,7 @@ pub mod storage;
 pub mod procedural;
 pub mod queue;
 
-pub use classes::{ClassDef, ClassTable, IGNORE_INDEX};
+pub use classes::{share_column, ClassDef, ClassTable, IGNORE_INDEX};
 pub use error::{Error, Result};
 pub use label::{decode_png, encode_png, ImageEncoding, LabelMap, RgbImage};
 pub use queue::JobQueue;

@@ -43,6 +43,20 @@ impl Delays {
     }
 }
 
+/// Runs a queue call, retrying it on Redis errors (a restart, a failover, a dropped
+/// connection) with [`queue_write`]'s delays; other errors return at once. `what` names the
+/// call in the log.
+pub async fn redis_call<T, Fut>(what: &str, f: impl FnMut() -> Fut) -> crate::Result<T>
+where
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    use backon::Retryable;
+    f.retry(queue_write())
+        .when(|e| matches!(e, crate::Error::Redis(_)))
+        .notify(|e, wait| tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what} failed; retrying"))
+        .await
+}
+
 /// The delay after the `n`-th failure in a row (1-based) of `builder`'s sequence.
 pub fn nth_delay(builder: ExponentialBuilder, n: u32) -> Duration {
     let mut it = builder.build();

@@ -66,6 +66,9 @@ pub struct OutputSection {
     pub image_quality: Option<u8>,
 }
 
+/// The largest object S3 copies in one request (CopyObject): 5 GiB.
+pub const MAX_TAR_BYTES: u64 = 5 << 30;
+
 /// `output.image_format`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -446,6 +449,22 @@ impl RunSpec {
         if let Err(msg) = crate::storage::StoreUrl::parse(&self.output.url) {
             return bad("output.url", msg);
         }
+        // Finalize publishes each tar with one server-side copy, which S3 caps at 5 GiB.
+        // Bound a shard's tar by its raw pixels (3 bytes image + 1 label per pixel, more
+        // than PNG or JPEG ever take).
+        let tar_bound = self.run.shard_size.saturating_mul(u64::from(self.pipeline.image_size).pow(2)).saturating_mul(4);
+        if self.output.format == OutputFormat::Webdataset && tar_bound > MAX_TAR_BYTES {
+            let most = MAX_TAR_BYTES / (u64::from(self.pipeline.image_size).pow(2) * 4);
+            return bad(
+                "run.shard_size",
+                format!(
+                    "a WebDataset shard of {} samples at {}² could reach {:.1} GiB, over the 5 GiB an S3 server-side copy (how finalize publishes dataset/SHARD.tar) allows; expected at most {most} samples per shard at this size",
+                    self.run.shard_size,
+                    self.pipeline.image_size,
+                    tar_bound as f64 / f64::from(1u32 << 30)
+                ),
+            );
+        }
         match (self.output.image_format, self.output.image_quality) {
             (ImageFormat::Jpeg, Some(q)) if !(1..=100).contains(&q) => return bad("output.image_quality", format!("expected a JPEG quality of 1 to 100, found {q}")),
             (ImageFormat::Png | ImageFormat::Webp, Some(q)) => {
@@ -624,6 +643,21 @@ image_size = 64
         assert_eq!(RunSpec::from_json(&big.canonical_json(), "run.json").unwrap(), big);
         let e = RunSpec::parse(&GOOD.replace("seed = 7", "seed = -1"), "n.toml").unwrap_err().to_string();
         assert!(e.contains("n.toml") && e.contains("unsigned"), "{e}");
+    }
+
+    #[test]
+    fn webdataset_shards_stay_under_the_copy_limit() {
+        let wds = |shard: u64, size: u32| {
+            GOOD.replace("shard_size = 4", &format!("shard_size = {shard}"))
+                .replace("url = \"out/x\"", "url = \"out/x\"\nformat = \"webdataset\"")
+                .replace("image_size = 64", &format!("image_size = {size}"))
+        };
+        RunSpec::parse(&wds(256, 512), "ok.toml").unwrap();
+        RunSpec::parse(&wds(5120, 512), "edge.toml").unwrap();
+        let e = RunSpec::parse(&wds(5121, 512), "big.toml").unwrap_err().to_string();
+        assert!(e.contains("big.toml: run.shard_size") && e.contains("5 GiB") && e.contains("at most 5120 samples"), "{e}");
+        // PNG runs have no tar to copy.
+        RunSpec::parse(&wds(50000, 512).replace("format = \"webdataset\"", "format = \"png\""), "png.toml").unwrap();
     }
 
     #[test]

@@ -98,6 +98,41 @@ async fn embedded_webdataset_holds_every_sample() {
     assert!(v.get("image").is_none(), "{v}");
 }
 
+/// Ops conventions in a pipe (Slurm `.out` files, `kubectl logs`): log lines carry no
+/// ANSI colour codes, and an error prints each cause once.
+#[test]
+fn piped_output_has_no_colour_codes_and_errors_name_each_cause_once() {
+    let dir = TempDir::new("pipe");
+    let out = dir.path().join("out");
+    let mut spec = SpecBuilder::new(out.to_str().unwrap());
+    spec.count = 2;
+    spec.shard_size = 2;
+    let cfg = spec.write(dir.path(), "spec.toml");
+    let mut c = cmd("worker");
+    c.args(["run", cfg.to_str().unwrap(), "--run-id", "p1"]).env("RUST_LOG", "info");
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("INFO") && e.contains("embedded run started"), "the run logs to stderr: {e}");
+    assert!(!e.contains('\u{1b}'), "ANSI escape codes in piped logs: {e:?}");
+
+    let missing = dir.path().join("no-such-spec.toml");
+    for bin in ["worker", "coordinator"] {
+        let mut c = cmd(bin);
+        if bin == "worker" {
+            c.args(["run", missing.to_str().unwrap()]);
+        } else {
+            c.args(["submit", missing.to_str().unwrap(), "--redis", "redis://127.0.0.1:1"]);
+        }
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(1), "{bin}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains("no-such-spec.toml"), "{bin}: the error names the file: {e}");
+        assert_eq!(e.matches("os error 2").count(), 1, "{bin}: the cause is printed once: {e}");
+        assert!(!e.contains('\u{1b}'), "{bin}: ANSI escape codes in a piped error: {e:?}");
+    }
+}
+
 #[test]
 fn bad_config_names_file_and_key_and_writes_nothing() {
     let dir = TempDir::new("badcfg");

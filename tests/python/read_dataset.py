@@ -108,7 +108,9 @@ def check_parquet(env, lines, manifest):
     assert table["key"].tolist() == [l["key"] for l in lines]
     assert str(table["seed"].dtype) == "uint64", table["seed"].dtype
     assert [int(s) for s in table["seed"]] == [int(l["seed"]) for l in lines], "seeds differ"
-    shares = [f"share_{c['name'].replace(' ', '_')}" for c in manifest["class_table"]["classes"]]
+    # shared::share_column's rule: lowercased, every character but ASCII a-z/0-9 as "_".
+    column = lambda name: "share_" + "".join(c if c.isascii() and c.isalnum() else "_" for c in name.lower())
+    shares = [column(c["name"]) for c in manifest["class_table"]["classes"]]
     sums = table[shares].sum(axis=1)
     assert ((sums - 1.0).abs() < 1e-9).all(), sums.tolist()
     for l, (_, row) in zip(lines, table.iterrows()):

@@ -54,7 +54,7 @@ pub async fn no_orphans(store: &Store) {
     let mut named = BTreeSet::new();
     for l in &lines {
         for p in [&l.image, &l.label] {
-            let file = p.split('#').next().unwrap_or(p);
+            let file = shared::manifest::layout::split_member(p).map_or(p.as_str(), |(tar, _)| tar);
             named.insert(file.to_string());
             // A published tar's side table.
             if let Some(stem) = file.strip_prefix("dataset/").and_then(|f| f.strip_suffix(".tar")) {

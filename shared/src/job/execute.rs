@@ -344,7 +344,7 @@ fn encode(spec: &RunSpec, shard: u64, attempt: u64, s: Sample) -> Encoded {
         OutputFormat::Png => (layout::image_path(shard, attempt, s.index, ext), layout::label_path(shard, attempt, s.index)),
         OutputFormat::Webdataset => {
             let tar = layout::tar_path(shard, attempt);
-            (format!("{tar}#{}", layout::image_name(s.index, ext)), format!("{tar}#{}", layout::label_name(s.index)))
+            (layout::member_path(&tar, &layout::image_name(s.index, ext)), layout::member_path(&tar, &layout::label_name(s.index)))
         }
     };
     let line = ManifestLine {
@@ -367,7 +367,7 @@ fn encode(spec: &RunSpec, shard: u64, attempt: u64, s: Sample) -> Encoded {
 
 /// The member name of `TAR#MEMBER`.
 fn member(path: &str) -> &str {
-    path.rsplit_once('#').map_or(path, |(_, m)| m)
+    layout::split_member(path).map_or(path, |(_, m)| m)
 }
 
 /// Appends one ustar entry (header, data, padding) with fixed metadata, so the same samples

@@ -69,8 +69,8 @@ pub struct ManifestSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishedShards {
     /// Every tar as one brace pattern, relative to the run directory
-    /// (`dataset/{000000..000012}.tar`): what `webdataset.WebDataset` and
-    /// `datasets.load_dataset("webdataset", …)` take.
+    /// (`dataset/{000000..000012}.tar`), as `webdataset.WebDataset` takes it. Beyond a
+    /// million shards, one range per name width joined by `::` (prefix each part).
     pub pattern: String,
     pub shards: Vec<ShardFile>,
 }
@@ -94,6 +94,20 @@ pub struct Timings {
     pub finalized_ms: u64,
     /// Sum over shards of the seconds each stage took.
     pub stage_seconds: StageTimes,
+}
+
+/// A record belongs to this run's spec and lists exactly its shard's indices.
+fn check_record(store: &Store, spec: &RunSpec, digest: &str, rec: &CommitRecord) -> Result<()> {
+    let where_ = store.describe(&layout::record_path(rec.shard));
+    if rec.spec_digest != digest {
+        return Err(Error::format(where_, format!("record was made for spec {}, the run's spec is {digest}", rec.spec_digest)));
+    }
+    let expected: Vec<u64> = spec.shard_range(rec.shard).collect();
+    let got: Vec<u64> = rec.samples.iter().map(|l| l.index).collect();
+    if got != expected {
+        return Err(Error::format(where_, format!("record lists indices {got:?}, expected {expected:?}")));
+    }
+    Ok(())
 }
 
 /// Publishes a WebDataset shard's winning tar as `dataset/SHARD.tar` (copy, then remove the
@@ -158,22 +172,22 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         aborted += 1;
     }
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
-    let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect()).map(|rec| async move { publish(store, &spec.classes, rec?).await }).buffered(8));
+    // Each record is checked before its tar is published, so finalize with the wrong spec
+    // moves nothing.
+    let digest_ref = &digest;
+    let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect())
+        .map(|rec| async move {
+            let rec = rec?;
+            check_record(store, spec, digest_ref, &rec)?;
+            publish(store, &spec.classes, rec).await
+        })
+        .buffered(8));
     let mut published: Vec<ShardFile> = Vec::new();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut first_lines: Vec<ManifestLine> = Vec::new();
     while let Some(done) = records.next().await {
         let (rec, file) = done?;
         published.extend(file);
-        let where_ = store.describe(&layout::record_path(rec.shard));
-        if rec.spec_digest != digest {
-            return Err(Error::format(where_, format!("record was made for spec {}, the run's spec is {digest}", rec.spec_digest)));
-        }
-        let expected: Vec<u64> = spec.shard_range(rec.shard).collect();
-        let got: Vec<u64> = rec.samples.iter().map(|l| l.index).collect();
-        if got != expected {
-            return Err(Error::format(where_, format!("record lists indices {got:?}, expected {expected:?}")));
-        }
         if first_lines.len() < super::contact::CONTACT_SAMPLES {
             first_lines.extend(rec.samples.iter().take(super::contact::CONTACT_SAMPLES - first_lines.len()).cloned());
         }
@@ -241,7 +255,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         format: spec.output.format,
         image_size: spec.pipeline.image_size,
         pipeline: spec.pipeline.kind,
-        spec_digest: digest,
+        spec_digest: digest.clone(),
         manifest_jsonl_sha256: hex::encode(hasher.finalize()),
         classes: names.clone(),
         class_pixels: names.iter().cloned().zip(pixels.iter().copied()).collect(),

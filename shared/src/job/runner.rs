@@ -41,7 +41,7 @@ pub struct WorkerOptions {
     /// disk) in a row after which it exits; each gives its job back without spending an
     /// attempt.
     pub max_local_failures: u32,
-    /// Wait after the first such failure; doubled each further one (at most a minute),
+    /// Wait after the first such failure; doubled each further one up to a minute,
     /// with jitter (each delay plus up to itself; `shared::retry`).
     pub local_backoff: Duration,
     /// Where counts go (served over HTTP by the binaries).

@@ -193,6 +193,12 @@ async fn finalize_publishes_webdataset_tars_under_flat_names() {
         let (path, sha) = rec.tar.clone().unwrap();
         originals.push((path.clone(), sha, store.get(&path).await.unwrap().unwrap()));
     }
+    // Finalize with another spec refuses before moving anything.
+    let mut other = spec.clone();
+    other.run.seed = 8;
+    let e = finalize(&store, "r", &other).await.unwrap_err().to_string();
+    assert!(e.contains("record was made for spec"), "{e}");
+    assert_eq!(objects_under(&store, "dataset").await, Vec::<String>::new(), "a wrong spec publishes nothing");
     let report = finalize(&store, "r", &spec).await.unwrap();
     assert_eq!((report.samples, report.shards), (5, 3));
     assert_eq!(objects_under(&store, "data").await, Vec::<String>::new(), "the originals are moved, not copied");

@@ -81,12 +81,14 @@ pub async fn load_run(queue: &dyn JobQueue, run_id: &str) -> Result<(RunRecord, 
     Ok((rec, spec))
 }
 
-/// Writes the manifest of a fully committed run and marks it finalized in the queue.
+/// Writes the manifest of a fully committed run and marks it finalized in the queue. The
+/// queue calls ride out a Redis restart ([`crate::retry::redis_call`]): the finalize
+/// between them takes a while (it copies every WebDataset tar).
 pub async fn finalize_run(queue: &dyn JobQueue, run_id: &str) -> Result<(FinalizeReport, Store)> {
-    let (_, spec) = load_run(queue, run_id).await?;
+    let (_, spec) = crate::retry::redis_call("reading the run", || load_run(queue, run_id)).await?;
     let store = run_store(&spec, run_id)?;
     let report = finalize(&store, run_id, &spec).await?;
-    queue.mark_finalized(run_id).await?;
+    crate::retry::redis_call("marking the run finalized", || queue.mark_finalized(run_id)).await?;
     Ok((report, store))
 }
 
@@ -159,7 +161,7 @@ pub fn redis_status(rec: &RunRecord, spec: &RunSpec, counts: &Counts, dead: Vec<
             leased: Some(counts.leased),
             dead: Some(counts.dead),
         },
-        output: format!("{}/{}", spec.output.url.trim_end_matches('/'), rec.run_id),
+        output: run_store(spec, &rec.run_id).map(|s| s.display().to_string()).unwrap_or_else(|_| format!("{}/{}", spec.output.url.trim_end_matches('/'), rec.run_id)),
         pipeline: spec.pipeline.kind,
         spec_digest: rec.spec_digest.clone(),
         created_ms: Some(rec.created_ms),

@@ -124,7 +124,7 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
             return Ok(WatchEnd::Complete { samples: report.samples, manifest: store.describe(MANIFEST_JSONL) });
         }
         if c.dead > 0 && c.pending == 0 && c.leased == 0 {
-            let dead = queue.dead(run_id).await?;
+            let dead = crate::retry::redis_call("reading the dead shards", || queue.dead(run_id)).await?;
             if reconcile(queue, &store, run_id, dead.iter().map(|d| d.shard)).await? > 0 {
                 continue;
             }
@@ -140,7 +140,7 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
 pub async fn reconcile(queue: &dyn JobQueue, store: &crate::storage::Store, run_id: &str, shards: impl Iterator<Item = u64>) -> Result<u64> {
     let mut changed = 0;
     for shard in shards {
-        if store.exists(&layout::record_path(shard)).await? && queue.mark_committed(run_id, shard).await? {
+        if store.exists(&layout::record_path(shard)).await? && crate::retry::redis_call("marking a shard committed", || queue.mark_committed(run_id, shard)).await? {
             tracing::warn!(run = run_id, shard, "shard is committed in storage but the queue had it dead (a commit after its lease was reclaimed): marked committed");
             changed += 1;
         }

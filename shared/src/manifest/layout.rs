@@ -49,6 +49,17 @@ pub fn attempt_dir(shard: u64, attempt: u64) -> String {
     format!("{}/{attempt}", shard_data_dir(shard))
 }
 
+/// Splits `TAR#MEMBER` (a file inside a WebDataset tar, as `manifest.jsonl` names it) into
+/// the tar's path and the member's name; `None` for a plain object path.
+pub fn split_member(path: &str) -> Option<(&str, &str)> {
+    path.split_once('#')
+}
+
+/// `TAR#MEMBER` for a member of `tar`.
+pub fn member_path(tar: &str, member: &str) -> String {
+    format!("{tar}#{member}")
+}
+
 /// A sample's image file name: `KEY.EXT`, EXT from `output.image_format` (`png`, `jpg`,
 /// `webp`); also its WebDataset member name.
 pub fn image_name(index: u64, ext: &str) -> String {
@@ -85,9 +96,21 @@ pub fn published_parquet(shard: u64) -> String {
 }
 
 /// The brace pattern naming every published tar of a run of `shards` shards, as
-/// WebDataset and `datasets` expand it: `dataset/{000000..000012}.tar`.
+/// WebDataset expands it: `dataset/{000000..000012}.tar`. Shard names have 6 digits up to
+/// 999999 and more beyond, and a brace range pads every name to one width, so a run of
+/// more shards gets one range per width joined by `::` (WebDataset's separator for
+/// several patterns).
 pub fn published_pattern(shards: u64) -> String {
-    format!("{DATASET_DIR}/{{{}..{}}}.tar", shard_name(0), shard_name(shards.saturating_sub(1)))
+    let last = shards.saturating_sub(1);
+    let mut parts = Vec::new();
+    let (mut lo, mut width_end) = (0u64, 999_999u64);
+    while lo <= last {
+        let hi = last.min(width_end);
+        parts.push(format!("{DATASET_DIR}/{{{}..{}}}.tar", shard_name(lo), shard_name(hi)));
+        lo = hi + 1;
+        width_end = width_end.saturating_mul(10).saturating_add(9);
+    }
+    parts.join("::")
 }
 
 #[cfg(test)]
@@ -104,5 +127,7 @@ mod tests {
         assert_eq!(tar_path(3, 2), "data/000003/2/000003.tar");
         assert_eq!(published_tar(3), "dataset/000003.tar");
         assert_eq!(published_pattern(13), "dataset/{000000..000012}.tar");
+        assert_eq!(published_pattern(1_000_000), "dataset/{000000..999999}.tar");
+        assert_eq!(published_pattern(1_000_002), "dataset/{000000..999999}.tar::dataset/{1000000..1000001}.tar");
     }
 }

@@ -16,6 +16,6 @@ mod parquet;
 mod read;
 mod record;
 
-pub use parquet::{shard_table, share_column};
+pub use parquet::shard_table;
 pub use read::{parse_manifest, read_files, read_manifest};
 pub use record::{committed_shards, existing_record, read_records, CommitRecord, ManifestLine, StageTimes};

@@ -39,12 +39,6 @@ struct Column {
     values: Values,
 }
 
-/// The column name of class `name`'s share: `share_parking_lot`.
-pub fn share_column(name: &str) -> String {
-    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    format!("share_{clean}")
-}
-
 /// The Parquet file of one shard's lines. `origin` names the shard in errors.
 pub fn shard_table(lines: &[ManifestLine], classes: &ClassTable, origin: &str) -> Result<Vec<u8>> {
     let req = |name: &str, values: Values| Column { name: name.into(), required: true, unsigned: false, values };
@@ -71,7 +65,7 @@ pub fn shard_table(lines: &[ManifestLine], classes: &ClassTable, origin: &str) -
                 l.class_pixels.get(&c.name).copied().unwrap_or(0) as f64 / total as f64
             }
         };
-        cols.push(req(&share_column(&c.name), Values::F64(lines.iter().map(|l| Some(share(l))).collect())));
+        cols.push(req(&crate::classes::share_column(&c.name), Values::F64(lines.iter().map(|l| Some(share(l))).collect())));
     }
     let mut extras: BTreeMap<&str, Vec<Option<&serde_json::Value>>> = BTreeMap::new();
     for (i, l) in lines.iter().enumerate() {
@@ -84,8 +78,11 @@ pub fn shard_table(lines: &[ManifestLine], classes: &ClassTable, origin: &str) -
             return Err(Error::format(origin, format!("pipeline field {name:?} has the name of a standard column")));
         }
         let present = || vals.iter().flatten();
-        let values = if present().all(|v| v.is_i64() || v.is_u64()) {
-            Values::I64(vals.iter().map(|v| v.and_then(|v| v.as_i64().or(v.as_u64().map(|u| u as i64)))).collect())
+        // Integers beyond i64 (rare) go as text rather than wrap.
+        let values = if present().all(|v| v.is_i64()) {
+            Values::I64(vals.iter().map(|v| v.and_then(|v| v.as_i64())).collect())
+        } else if present().any(|v| v.is_u64()) && present().all(|v| v.is_i64() || v.is_u64()) {
+            Values::Str(vals.iter().map(|v| v.map(|v| v.to_string())).collect())
         } else if present().all(|v| v.is_number()) {
             Values::F64(vals.iter().map(|v| v.and_then(|v| v.as_f64())).collect())
         } else if present().all(|v| v.is_boolean()) {

@@ -1,12 +1,12 @@
 //! Reading a finished run directory: the lines of its `manifest.jsonl`, then the files
 //! they name — plain objects (`data/…/KEY.label.png`) fetched a few at a time,
-//! WebDataset members (`data/…/SHARD.tar#KEY.label.png`) by fetching each tar once.
+//! WebDataset members (`dataset/SHARD.tar#KEY.label.png`) by fetching each tar once.
 
 use std::collections::HashMap;
 
 use futures::StreamExt;
 
-use super::layout::MANIFEST_JSONL;
+use super::layout::{self, MANIFEST_JSONL};
 use super::record::ManifestLine;
 use crate::error::{Error, Result};
 use crate::storage::Store;
@@ -69,7 +69,7 @@ pub async fn read_files<E: From<Error>>(store: &Store, paths: &[String], mut f: 
     let mut tars: Vec<Unit> = Vec::new();
     let mut tar_index: HashMap<&str, usize> = HashMap::new();
     for path in paths {
-        match path.split_once('#') {
+        match layout::split_member(path) {
             None => plain.push(Unit::Plain(path)),
             Some((tar, member)) => {
                 let i = *tar_index.entry(tar).or_insert_with(|| {
@@ -116,7 +116,7 @@ async fn fetch(store: &Store, unit: Unit<'_>) -> Result<Vec<(String, Vec<u8>)>> 
         }
     }
     if let Some(path) = members.iter().map(|(_, p)| *p).find(|p| wanted.values().any(|w| w == p)) {
-        let member = path.split_once('#').map_or(path, |(_, m)| m);
+        let member = layout::split_member(path).map_or(path, |(_, m)| m);
         return Err(bad(format!("has no member {member} (listed in {MANIFEST_JSONL})")));
     }
     Ok(out)

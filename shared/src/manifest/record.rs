@@ -14,8 +14,9 @@ use crate::storage::Store;
 pub struct ManifestLine {
     pub index: u64,
     pub key: String,
-    /// Path of the image relative to the run directory (`data/…/KEY.png`; for WebDataset
-    /// `data/…/SHARD.tar#KEY.png`).
+    /// Path of the image relative to the run directory: `data/…/KEY.EXT` (EXT `png`, `jpg`
+    /// or `webp`); for WebDataset `dataset/SHARD.tar#KEY.EXT` once finalized (in a commit
+    /// record, the attempt's `data/…/SHARD.tar#KEY.EXT`).
     pub image: String,
     /// Path of the label PNG, as for `image`.
     pub label: String,
@@ -77,8 +78,8 @@ impl ManifestLine {
     /// This line with its files moved into `tar` (`TAR#KEY.png`, `TAR#KEY.label.png`).
     pub fn in_tar(mut self, tar: &str) -> ManifestLine {
         for p in [&mut self.image, &mut self.label] {
-            if let Some((_, member)) = p.split_once('#') {
-                *p = format!("{tar}#{member}");
+            if let Some((_, member)) = layout::split_member(p) {
+                *p = layout::member_path(tar, member);
             }
         }
         self
@@ -119,7 +120,8 @@ pub struct CommitRecord {
     pub started_ms: u64,
     pub committed_ms: u64,
     pub stage_seconds: StageTimes,
-    /// For WebDataset: the tar's path and sha256.
+    /// For WebDataset: the tar's path and sha256. The path is the attempt's `data/…` tar,
+    /// which finalize moves to `dataset/SHARD.tar` (so after finalize it names nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tar: Option<(String, String)>,
     pub samples: Vec<ManifestLine>,

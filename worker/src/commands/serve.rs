@@ -35,7 +35,7 @@ pub struct ServeArgs {
     pub max_local_failures: u32,
 
     /// Seconds to back off after the first failure of this worker's own; doubled each
-    /// further one (at most 60), with jitter (each delay plus up to itself; `shared::retry`).
+    /// further one up to 60, each plus up to itself of jitter (so at most 120 s; `shared::retry`).
     #[arg(long, default_value_t = 2.0)]
     pub local_backoff_seconds: f64,
 
