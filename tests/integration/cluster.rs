@@ -2,7 +2,7 @@
 //! processes; workers killed, frozen and failing.
 
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use labelgen_tests::bins::{cmd, run, signal, spawn, stderr, stdout};
 use labelgen_tests::check;
@@ -143,16 +143,7 @@ async fn sigterm_releases_the_job_without_spending_an_attempt() {
     c.args(["--grace-seconds", "0.3", "--metrics-addr", "127.0.0.1:0"]).env("REDIS_URL", cl.redis.url()).envs(cl.s3.env()).env("LABELGEN_BATCH_DELAY_MS", "400");
     let mut w = spawn(c);
     // Wait until the worker holds the lease.
-    let t0 = Instant::now();
-    loop {
-        let o = run(cl.coordinator(&["status", "t1", "--json"]));
-        let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-        if st["shards"]["leased"] == 1 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "the worker never claimed the job");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cl.wait_leased("t1", 1, Duration::from_secs(20));
     signal(&w, "TERM");
     let status = w.wait().unwrap();
     assert!(status.success(), "worker exit after SIGTERM: {status}");

@@ -210,16 +210,7 @@ async fn sigkill_mid_ddpm_spade_job_still_gives_exactly_n() {
     let mut workers: Vec<Child> = (0..2).map(|_| cl.worker(&slow)).collect();
     // Both workers hold a shard once their pipelines are built (under load that takes a
     // while: wait for it rather than for a fixed time); kill one mid-job.
-    let t0 = std::time::Instant::now();
-    loop {
-        let o = run(cl.coordinator(&["status", "mk", "--json"]));
-        let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_default();
-        if st["shards"]["leased"] == 2 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(120), "the two workers never held a shard each: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cl.wait_leased("mk", 2, Duration::from_secs(120));
     signal(&workers[0], "KILL");
     let o = cl.watch("mk");
     assert!(o.status.success(), "watch failed: {}", stderr(&o));

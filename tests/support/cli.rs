@@ -1,5 +1,14 @@
 //! Checks of a binary's command line (clap), for the binaries' own unit tests.
 
+/// The checks both binaries' tests run: every argument and subcommand has help text, and
+/// `--help` opens with the binary's own description (`about_prefix`), not the crate's.
+pub fn check_help(cmd: &clap::Command, about_prefix: &str) {
+    let missing = undocumented(cmd);
+    assert!(missing.is_empty(), "arguments without help text: {missing:#?}");
+    let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+    assert!(about.starts_with(about_prefix), "--help opens with {about:?}, expected {about_prefix:?}");
+}
+
 /// Every argument and subcommand, at every depth, without help text: `PATH: --flag` or
 /// `PATH: <ARG>` (clap's own `--help`/`--version` excepted). Empty when all are documented.
 pub fn undocumented(cmd: &clap::Command) -> Vec<String> {

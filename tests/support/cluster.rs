@@ -53,6 +53,20 @@ impl Cluster {
         stdout(&o).lines().last().unwrap_or_default().to_string()
     }
 
+    /// Polls `status --json` until `n` of the run's shards are leased (workers hold them),
+    /// for at most `limit`; panics naming the last status otherwise.
+    pub fn wait_leased(&self, run_id: &str, n: u64, limit: Duration) {
+        let t0 = Instant::now();
+        loop {
+            let st: serde_json::Value = serde_json::from_str(&stdout(&run(self.coordinator(&["status", run_id, "--json"])))).unwrap_or_default();
+            if st["shards"]["leased"] == n {
+                return;
+            }
+            assert!(t0.elapsed() < limit, "{n} shards of {run_id} were never leased at once within {limit:?}: {st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn watch(&self, run_id: &str) -> std::process::Output {
         run(self.coordinator(&["watch", run_id, "--interval", "0.2"]))
     }

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parquet::basic::{Compression, LogicalType, Repetition, Type as Physical};
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DataType, DoubleType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
 use parquet::schema::types::Type;
 
 use super::ManifestLine;
@@ -115,39 +115,27 @@ fn write(cols: &[Column]) -> parquet::errors::Result<Vec<u8>> {
     let mut group = writer.next_row_group()?;
     for c in cols {
         let mut col = group.next_column()?.expect("one column writer per schema field");
-        // Definition levels: 1 where a value is present (nullable columns only).
-        fn split<T: Clone>(v: &[Option<T>]) -> (Vec<T>, Vec<i16>) {
-            (v.iter().flatten().cloned().collect(), v.iter().map(|x| x.is_some() as i16).collect())
-        }
-        let levels = |d: Vec<i16>| if c.required { None } else { Some(d) };
         match &c.values {
-            Values::I64(v) => {
-                let (vals, d) = split(v);
-                col.typed::<Int64Type>().write_batch(&vals, levels(d).as_deref(), None)?;
-            }
-            Values::I32(v) => {
-                let (vals, d) = split(v);
-                col.typed::<Int32Type>().write_batch(&vals, levels(d).as_deref(), None)?;
-            }
-            Values::F64(v) => {
-                let (vals, d) = split(v);
-                col.typed::<DoubleType>().write_batch(&vals, levels(d).as_deref(), None)?;
-            }
-            Values::Bool(v) => {
-                let (vals, d) = split(v);
-                col.typed::<BoolType>().write_batch(&vals, levels(d).as_deref(), None)?;
-            }
-            Values::Str(v) => {
-                let (vals, d) = split(v);
-                let vals: Vec<ByteArray> = vals.into_iter().map(|s| ByteArray::from(s.into_bytes())).collect();
-                col.typed::<ByteArrayType>().write_batch(&vals, levels(d).as_deref(), None)?;
-            }
-        }
+            Values::I64(v) => write_values::<Int64Type, _>(&mut col, c.required, v, |x| x),
+            Values::I32(v) => write_values::<Int32Type, _>(&mut col, c.required, v, |x| x),
+            Values::F64(v) => write_values::<DoubleType, _>(&mut col, c.required, v, |x| x),
+            Values::Bool(v) => write_values::<BoolType, _>(&mut col, c.required, v, |x| x),
+            Values::Str(v) => write_values::<ByteArrayType, _>(&mut col, c.required, v, |s| ByteArray::from(s.into_bytes())),
+        }?;
         col.close()?;
     }
     group.close()?;
     writer.close()?;
     Ok(out)
+}
+
+/// Writes one column's values, `None` as a null: definition level 1 where a value is
+/// present (nullable columns only).
+fn write_values<T: DataType, V: Clone>(col: &mut SerializedColumnWriter<'_>, required: bool, v: &[Option<V>], convert: impl Fn(V) -> T::T) -> parquet::errors::Result<()> {
+    let vals: Vec<T::T> = v.iter().flatten().cloned().map(convert).collect();
+    let levels: Option<Vec<i16>> = (!required).then(|| v.iter().map(|x| i16::from(x.is_some())).collect());
+    col.typed::<T>().write_batch(&vals, levels.as_deref(), None)?;
+    Ok(())
 }
 
 #[cfg(test)]
