@@ -10,9 +10,9 @@
    ScaledObject and TriggerAuthentication and the Prometheus Operator's PodMonitor and
    PrometheusRule against the minimal schemas below; every labelgen_* metric an alert
    names must be one shared/src/metrics.rs registers.
-3. Cross-checks what schemas cannot see: RUN_ID agrees with the ScaledObject's
-   listName, run specs copied into k8s/ equal their configs/ originals and load, the
-   Indexed Job's completions equal the spec's shard count, it replaces only failed
+3. Cross-checks what schemas cannot see: the ScaledObject reads a metric labelgen
+   exports from a Service defined here, run specs copied into k8s/ equal their configs/ originals and load, the
+   Indexed Job's completions equal the spec's shard count (or LABELGEN_TASKS), it replaces only failed
    pods (podReplacementPolicy: Failed) and has a deadline (activeDeadlineSeconds), terminationGracePeriodSeconds leaves room after
    the worker's --grace-seconds, every pod is under an egress NetworkPolicy and no egress
    rule reaches the cloud metadata address.
@@ -392,15 +392,23 @@ def check_specs():
 
 
 def check_cross(name, objs):
-    run_cm = find(objs, "ConfigMap", "labelgen-run")
     so = find(objs, "ScaledObject", "labelgen-worker")
-    if run_cm and so:
-        want = f"labelgen:{{{run_cm['data']['RUN_ID']}}}:ready"
-        got = [t["metadata"].get("listName") for t in so["spec"]["triggers"] if t["type"] == "redis"]
-        if got != [want]:
-            error(f"{name}: ScaledObject listName {got} does not match RUN_ID (want {want!r})")
-        else:
-            print(f"  ok   {name}: listName {want} matches RUN_ID")
+    if so:
+        # Every trigger reads a metric labelgen exports, from a Service these manifests define.
+        exported = exported_metrics()
+        services = {o["metadata"]["name"] for o in objs if o["kind"] == "Service"}
+        for t in so["spec"]["triggers"]:
+            if t["type"] != "metrics-api":
+                error(f"{name}: ScaledObject trigger {t['type']}: expected metrics-api on labelgen_queue_work (one metric over every run)")
+                continue
+            metric = t["metadata"]["valueLocation"].split("{")[0]
+            host = t["metadata"]["url"].split("//", 1)[-1].split(".", 1)[0].split(":", 1)[0]
+            if metric not in exported:
+                error(f"{name}: ScaledObject reads {metric}, which labelgen does not export")
+            elif host not in services:
+                error(f"{name}: ScaledObject reads {t['metadata']['url']}, but no Service {host} is defined")
+            else:
+                print(f"  ok   {name}: ScaledObject reads {metric} from Service {host}")
     dep = find(objs, "Deployment", "labelgen-worker")
     if dep:
         pod = dep["spec"]["template"]["spec"]
@@ -415,8 +423,17 @@ def check_cross(name, objs):
     if job:
         spec_path = os.path.join(ROOT, "k8s/static/run.toml")
         want = spec_shards(spec_path)
-        if job["spec"]["completions"] != want:
-            error(f"{name}: Indexed Job completions {job['spec']['completions']} != {want} shards in run.toml")
+        completions = job["spec"]["completions"]
+        env = {e["name"]: e.get("value") for c in job["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+        tasks = env.get("LABELGEN_TASKS")
+        if tasks is not None:
+            # Fewer completions than shards: each pod runs every TASKS-th shard.
+            if str(completions) != str(tasks) or int(tasks) > want:
+                error(f"{name}: LABELGEN_TASKS {tasks} must equal completions {completions} and be at most {want} shards")
+            else:
+                print(f"  ok   {name}: Indexed Job of {completions} tasks covers {want} shards (LABELGEN_TASKS)")
+        elif completions != want:
+            error(f"{name}: Indexed Job completions {completions} != {want} shards in run.toml (or set LABELGEN_TASKS = completions)")
         else:
             print(f"  ok   {name}: Indexed Job completions = {want} shards")
         # Static shards have no leases: only the Job's deadline notices a pod that hangs.

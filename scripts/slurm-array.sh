@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Static sharding on Slurm: one array task per shard, then a finalize job.
+# Static sharding on Slurm: one array of at most MAX_TASKS tasks covers any run (task K
+# runs shards K, K+TASKS, K+2·TASKS, …), then a finalize job.
 #
-#   scripts/slurm-array.sh CONFIG [RUN_ID]      # on a login node: submits both jobs
+#   scripts/slurm-array.sh CONFIG [RUN_ID]             # login node: submits both jobs
+#   scripts/slurm-array.sh resubmit CONFIG RUN_ID K…   # login node: reruns tasks K…
 #
-# Submits `sbatch --array=0-(N-1)%MAX_PARALLEL` of this script in `shard` mode (each task
-# runs `worker run-shard CONFIG`; the worker takes the shard from SLURM_ARRAY_TASK_ID),
-# then this script in `finalize` mode with --dependency=afterok on the whole array
-# (`coordinator finalize RUN_ID --config CONFIG`). N = ceil(run.count / run.shard_size).
-# A committed shard is never redone, so resubmitting failed tasks is safe:
-#   sbatch --array=17,42 scripts/slurm-array.sh shard CONFIG RUN_ID
-# and then `coordinator finalize RUN_ID --config CONFIG` by hand (afterok never fires
-# for an array with a failed task).
+# The launcher asks `coordinator plan CONFIG --shell` for the shard count and the array
+# size (no TOML parsing here), submits `sbatch --array=0-(TASKS-1)%MAX_PARALLEL` of this
+# script in `task` mode (each task runs `worker run-shard CONFIG --tasks TASKS`; the worker
+# takes K from SLURM_ARRAY_TASK_ID), then this script in `finalize` mode with
+# --dependency=afterok on the array (`coordinator finalize RUN_ID --config CONFIG`).
+# A committed shard is never redone, so rerunning a failed task is safe and quick:
+#   scripts/slurm-array.sh resubmit CONFIG RUN_ID 17 42
+# then `coordinator finalize RUN_ID --config CONFIG` (afterok never fires for an array
+# with a failed task). Every job gets the binaries' directory as an argument: inside a
+# job $0 is Slurm's spooled copy of this script, so nothing is found relative to it.
 #
 # Environment: S3 settings as usual (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
 # AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP), exported into the jobs (sbatch --export=ALL).
-# LABELGEN_BIN: directory holding `worker` and `coordinator` (default: target/release).
-# MAX_PARALLEL: array tasks running at once (default 16). SBATCH_PARTITION etc. as usual.
+# LABELGEN_BIN: directory holding `worker` and `coordinator` (default: target/release
+# beside this script). MAX_TASKS: most tasks in the array (default 1000; Slurm's default
+# MaxArraySize is 1001). MAX_PARALLEL: tasks running at once (default 16). SBATCH: the
+# sbatch to call (default sbatch). SBATCH_PARTITION etc. as usual.
 #SBATCH --job-name=labelgen
 #SBATCH --gres=gpu:1
 #SBATCH --cpus-per-task=8
@@ -24,39 +30,47 @@
 #SBATCH --output=labelgen-%A_%a.out
 set -euo pipefail
 
-# Inside a job $0 is Slurm's spooled copy of this script: the launcher exports the
-# absolute LABELGEN_BIN to the jobs (--export=ALL) so they find the binaries.
-BIN="${LABELGEN_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release}"
+SBATCH="${SBATCH:-sbatch}"
 
 case "${1:-}" in
-  shard)
-    # Inside an array task: SLURM_ARRAY_TASK_ID picks the shard.
-    config="$2"; run_id="$3"
-    exec "$BIN/worker" run-shard "$config" --run-id "$run_id"
+  task)
+    # Inside an array task: SLURM_ARRAY_TASK_ID is K.
+    bin="$2"; config="$3"; run_id="$4"; tasks="$5"
+    exec "$bin/worker" run-shard "$config" --run-id "$run_id" --tasks "$tasks"
     ;;
   finalize)
-    config="$2"; run_id="$3"
-    "$BIN/coordinator" finalize "$run_id" --config "$config"
-    exec "$BIN/coordinator" status "$run_id" --config "$config"
+    bin="$2"; config="$3"; run_id="$4"
+    "$bin/coordinator" finalize "$run_id" --config "$config"
+    exec "$bin/coordinator" status "$run_id" --config "$config"
     ;;
   ""|-h|--help)
-    sed -n '2,20p' "$0"; exit 2
+    sed -n '2,26p' "$0"; exit 2
     ;;
 esac
 
-# Launcher (login node).
+# Login node: $0 is this file.
+BIN="$(realpath "${LABELGEN_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release}")"
+
+if [ "$1" = resubmit ]; then
+  [ $# -ge 4 ] || { echo "usage: $0 resubmit CONFIG RUN_ID TASK..." >&2; exit 2; }
+  config="$(realpath "$2")"; run_id="$3"; shift 3
+  eval "$("$BIN/coordinator" plan "$config" --shell --max-tasks "${MAX_TASKS:-1000}")"
+  list="$(IFS=,; echo "$*")"
+  array_id="$("$SBATCH" --parsable --export=ALL --array="$list" "$0" task "$BIN" "$config" "$run_id" "$tasks")"
+  echo "run $run_id: tasks $list of $tasks resubmitted as array job $array_id"
+  echo "then: $BIN/coordinator finalize $run_id --config $config"
+  exit 0
+fi
+
 config="$(realpath "$1")"
-shards="$(python3 -c 'import math, sys, tomllib
-run = tomllib.load(open(sys.argv[1], "rb"))["run"]
-print(math.ceil(run["count"] / run["shard_size"]))' "$config")"
-export LABELGEN_BIN="$(realpath "$BIN")"
+eval "$("$BIN/coordinator" plan "$config" --shell --max-tasks "${MAX_TASKS:-1000}")"
 # One explicit run id for the array tasks and the finalize job (default: config name and
 # submission time; without --run-id the worker would use static-<spec digest>).
 run_id="${2:-static-$(basename "$config" .toml)-$(date +%Y%m%d-%H%M%S)}"
-array_id="$(sbatch --parsable --export=ALL --array="0-$((shards - 1))%${MAX_PARALLEL:-16}" \
-  "$0" shard "$config" "$run_id")"
-final_id="$(sbatch --parsable --export=ALL --dependency="afterok:${array_id%%;*}" \
+array_id="$("$SBATCH" --parsable --export=ALL --array="0-$((tasks - 1))%${MAX_PARALLEL:-16}" \
+  "$0" task "$BIN" "$config" "$run_id" "$tasks")"
+final_id="$("$SBATCH" --parsable --export=ALL --dependency="afterok:${array_id%%;*}" \
   --gres=none --cpus-per-task=1 --mem=2G --time=00:30:00 --job-name=labelgen-finalize \
-  "$0" finalize "$config" "$run_id")"
-echo "run $run_id: $shards shards in array job $array_id, finalize job $final_id"
+  "$0" finalize "$BIN" "$config" "$run_id")"
+echo "run $run_id: $shards shards in $tasks tasks (up to $shards_per_task each), array job $array_id, finalize job $final_id"
 echo "progress: $BIN/coordinator status $run_id --config $config"

@@ -118,7 +118,43 @@ pub enum Command {
         #[command(flatten)]
         redis: RedisArg,
     },
-    /// Stop new claims of a run; jobs in flight stop at their next heartbeat.
+    /// Serve the queue's gauges over every active run at http://ADDR/metrics, for as long
+    /// as it runs: labelgen_queue_work (shards pending or leased over all active runs: the
+    /// workers wanted; KEDA scales on it), labelgen_active_runs and labelgen_queue_shards
+    /// by run and state. A long-lived Deployment (k8s/base/queue-metrics.yaml): starting a
+    /// run needs no manifest edit. /readyz is 503 while Redis cannot be read.
+    Metrics {
+        /// Address to serve on.
+        #[arg(long, env = "LABELGEN_METRICS_ADDR", default_value = "0.0.0.0:9465")]
+        addr: std::net::SocketAddr,
+        /// Seconds between reads of the queue.
+        #[arg(long, default_value_t = 5.0)]
+        interval: f64,
+        #[command(flatten)]
+        redis: RedisArg,
+    },
+    /// Print what a run would be, for scripts and schedulers: samples, shards, the spec
+    /// digest (models checked by streaming, as submit does), the run id a static run gets
+    /// by default, and an array size that covers every shard: `worker run-shard CONFIG
+    /// --task K --tasks TASKS` for K in 0..TASKS runs shards K, K+TASKS, …
+    ///
+    /// Example: coordinator plan configs/aerial-512.toml --json --max-tasks 1000
+    Plan {
+        /// The run spec (TOML).
+        config: PathBuf,
+        /// Most tasks one array may have (Slurm's default MaxArraySize is 1001, so 1000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_tasks: u64,
+        /// Print one JSON object: samples, shard_size, shards, spec_digest, static_run_id,
+        /// output, tasks, shards_per_task.
+        #[arg(long, conflicts_with = "shell")]
+        json: bool,
+        /// Print the same fields as NAME='VALUE' lines a shell script can `eval`.
+        #[arg(long)]
+        shell: bool,
+    },
+    /// Stop new claims of a run and free its queue state; jobs in flight may still
+    /// commit, and stop at their next heartbeat.
     Cancel {
         /// The run id.
         #[arg(value_parser = runid::parse_arg)]
@@ -196,7 +232,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status { run, json, config, redis } => {
             let status = match config {
-                Some(config) => ops::static_status(&load_prepared(&config).await?, &run).await?,
+                Some(config) => ops::static_status(&static_spec(&config, &run).await?, &run).await?,
                 None => {
                     let queue = ops::connect(&redis.url).await?;
                     let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
@@ -241,6 +277,54 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Metrics { addr, interval, redis } => {
+            let queue = ops::connect(&redis.url).await?;
+            let metrics = shared::metrics::Metrics::coordinator();
+            let bound = shared::metrics::serve_http(addr, metrics.clone()).await?;
+            eprintln!("queue metrics on http://{bound}/metrics (every {interval} s)");
+            let serve = async {
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(interval.max(0.05)));
+                loop {
+                    tick.tick().await;
+                    match ops::active_counts(queue.as_ref()).await {
+                        Ok(runs) => {
+                            metrics.set_active(&runs);
+                            metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        // The last figures stay (workers keep running); readiness says so.
+                        Err(e) => {
+                            metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!(error = %e, "cannot read the queue; keeping the last figures");
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = serve => unreachable!("the metrics loop never ends"),
+                _ = shared::lifecycle::shutdown_signal() => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Plan { config, max_tasks, json, shell } => {
+            let spec = load_prepared(&config).await?;
+            let plan = ops::plan(&spec, max_tasks);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else if shell {
+                let serde_json::Value::Object(fields) = serde_json::to_value(&plan)? else { unreachable!("a plan is an object") };
+                for (name, value) in fields {
+                    let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                    println!("{name}='{}'", text.replace('\'', "'\\''"));
+                }
+            } else {
+                println!("samples          {}", plan.samples);
+                println!("shards           {} of {} samples", plan.shards, plan.shard_size);
+                println!("spec digest      {}", plan.spec_digest);
+                println!("static run id    {}", plan.static_run_id);
+                println!("output           {}", plan.output);
+                println!("array            {} tasks of up to {} shards: worker run-shard CONFIG --task K --tasks {}", plan.tasks, plan.shards_per_task, plan.tasks);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cancel { run, redis } => {
             let queue = ops::connect(&redis.url).await?;
             ops::load_run(queue.as_ref(), &run).await?;
@@ -265,7 +349,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Finalize { run, json, redis, config } => {
             let (report, store) = match config {
                 Some(config) => {
-                    let spec = load_prepared(&config).await?;
+                    let spec = static_spec(&config, &run).await?;
                     let store = shared::job::run_store(&spec, &run)?;
                     (shared::job::finalize(&store, &run, &spec).await?, store)
                 }
@@ -311,6 +395,14 @@ async fn load_prepared(config: &std::path::Path) -> anyhow::Result<RunSpec> {
     let mut spec = RunSpec::load(config)?;
     shared::artifact::prepare(&mut spec).await.with_context(|| format!("{}", config.display()))?;
     Ok(spec)
+}
+
+/// A static run's spec from its `run.json` (the config gives its location): no model is
+/// fetched or hashed to know the digest.
+async fn static_spec(config: &std::path::Path, run: &str) -> anyhow::Result<RunSpec> {
+    let origin = config.display().to_string();
+    let spec = RunSpec::load(config)?;
+    Ok(ops::static_spec(&spec, &origin, run).await?)
 }
 
 #[cfg(test)]

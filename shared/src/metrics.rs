@@ -77,6 +77,11 @@ pub struct Metrics {
     pub shard_seconds: HistogramFamily,
     /// Shards per run and state (pending, leased, committed, dead), as the coordinator sees them.
     pub queue_shards: Family<Labels, Gauge>,
+    /// Shards pending or leased over every active run (`coordinator metrics`): the
+    /// workers wanted, what the KEDA ScaledObject scales on.
+    pub queue_work: Gauge,
+    /// Active runs (`coordinator metrics`).
+    pub active_runs: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -112,6 +117,8 @@ impl Metrics {
             stage_seconds: Family::default(),
             shard_seconds: Family::new_with_constructor(shard_histogram),
             queue_shards: Family::default(),
+            queue_work: Gauge::default(),
+            active_runs: Gauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -139,6 +146,8 @@ impl Metrics {
             reg.register("shard_seconds", "Seconds from the start of a shard's generation to its commit", m.shard_seconds.clone());
         } else {
             reg.register("queue_shards", "Shards of a run by state", m.queue_shards.clone());
+            reg.register("queue_work", "Shards pending or leased over every active run (coordinator metrics)", m.queue_work.clone());
+            reg.register("active_runs", "Runs that may be claimed from (coordinator metrics)", m.active_runs.clone());
         }
         Arc::new(Metrics { registry: root, ..m })
     }
@@ -164,6 +173,17 @@ impl Metrics {
         for (state, n) in [("pending", c.pending), ("delayed", c.delayed), ("leased", c.leased), ("committed", c.committed), ("dead", c.dead)] {
             self.queue_shards.get_or_create(&vec![("run", run.to_string()), ("state", state.to_string())]).set(n as i64);
         }
+    }
+
+    /// Sets the gauges of every active run at once (`coordinator metrics`): the per-run
+    /// gauges of runs no longer active go, and the totals follow.
+    pub fn set_active(&self, runs: &[(String, crate::queue::Counts)]) {
+        self.queue_shards.clear();
+        for (run, c) in runs {
+            self.set_queue(run, c);
+        }
+        self.queue_work.set(runs.iter().map(|(_, c)| (c.pending + c.leased) as i64).sum());
+        self.active_runs.set(runs.len() as i64);
     }
 
     /// The text exposition format.

@@ -2,11 +2,11 @@
 //! processes; workers killed, frozen and failing.
 
 use std::process::Child;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use labelgen_tests::bins::{cmd, run, signal, spawn, stderr, stdout};
 use labelgen_tests::check;
-use labelgen_tests::cluster::{wait_all, Cluster};
+use labelgen_tests::cluster::{stop_all, wait_all, Cluster};
 use labelgen_tests::s3::S3Server;
 use labelgen_tests::spec::SpecBuilder;
 use shared::storage::Store;
@@ -242,4 +242,61 @@ async fn transient_s3_errors_are_retried() {
     let (seen, e503, dropped) = proxy.seen();
     assert!(e503 >= 3 && dropped >= 2, "the proxy injected too few faults: {seen} requests, {e503} 503s, {dropped} drops");
     check::exactly_n(&cl.s3.store("data", "runs/p1"), 24).await;
+}
+
+/// `GET /metrics` from a local server; `None` while it does not answer.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of an unlabelled gauge in a scrape.
+fn gauge(body: &str, name: &str) -> Option<i64> {
+    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `coordinator metrics` (the cross-run autoscaling metric): shards pending or leased over
+/// every active run, without naming any run; a cancelled run drops out, a finished one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_metrics_follow_every_active_run() {
+    let cl = Cluster::start("queue-metrics");
+    let port = labelgen_tests::free_port();
+    let mut server = cl.coordinator(&["metrics", "--addr", &format!("127.0.0.1:{port}"), "--interval", "0.1"]).spawn().expect("start coordinator metrics");
+    let wait_for = |want: i64, runs: i64| {
+        let t0 = Instant::now();
+        loop {
+            let body = scrape(port).unwrap_or_default();
+            if gauge(&body, "labelgen_queue_work") == Some(want) && gauge(&body, "labelgen_active_runs") == Some(runs) {
+                return body;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "expected labelgen_queue_work {want} over {runs} runs, got:\n{body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(0, 0);
+    let mut a = SpecBuilder::new("s3://data/qm");
+    a.count = 12;
+    a.shard_size = 4;
+    cl.submit(&a, "qm-a");
+    let mut b = SpecBuilder::new("s3://data/qm");
+    b.count = 10;
+    b.shard_size = 2;
+    cl.submit(&b, "qm-b");
+    let body = wait_for(3 + 5, 2);
+    assert!(body.contains("labelgen_queue_shards{run=\"qm-b\",state=\"pending\"} 5"), "{body}");
+    let o = run(cl.coordinator(&["cancel", "qm-b"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = wait_for(3, 1);
+    assert!(!body.contains("qm-b"), "a cancelled run's gauges go: {body}");
+    let mut w = vec![cl.worker(&[])];
+    let o = cl.watch("qm-a");
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for(0, 0);
+    stop_all(&mut w, Duration::from_secs(10));
+    let _ = server.kill();
+    let _ = server.wait();
 }

@@ -123,6 +123,11 @@ async fn scripts_reload_after_script_flush() {
     assert!(q.ack(&a).await.unwrap());
     let b = q.claim("w1").await.unwrap().unwrap();
     assert_eq!(b.shard, 1);
+    // ack_and_claim runs its script in a pipeline, which loads nothing by itself.
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    let (acked, c) = q.ack_and_claim(&b, "w1").await.unwrap();
+    assert!(acked);
+    assert_eq!(c.unwrap().shard, 2);
     let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
     q.cancel("flush").await.unwrap();
     assert_eq!(q.counts("flush").await.unwrap().state, RunState::Cancelled);
@@ -137,4 +142,77 @@ async fn connect_error_names_url_without_password() {
     let err = RedisQueue::connect(&format!("redis://admin:hunter2@127.0.0.1:{port}/0")).await.expect_err("nothing listens there").to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains(&format!("redis://admin:***@127.0.0.1:{port}/0")), "{err}");
+}
+
+/// Sum of `MEMORY USAGE` over the run's keys other than its meta hash, and how many there
+/// are: what the run costs Redis beyond its record.
+async fn per_shard_state(url: &str, run_id: &str) -> (u64, Vec<String>) {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("labelgen:{{{run_id}}}:*")).query_async(&mut con).await.unwrap();
+    let mut bytes = 0;
+    let mut others = Vec::new();
+    for key in keys {
+        if key.ends_with(":meta") {
+            continue;
+        }
+        let usage: Option<u64> = redis::cmd("MEMORY").arg("USAGE").arg(&key).query_async(&mut con).await.unwrap();
+        bytes += usage.unwrap_or(0);
+        others.push(key);
+    }
+    others.sort();
+    (bytes, others)
+}
+
+/// A run of 100,000,000 shards (the most the spec allows, at one sample per shard) costs
+/// Redis its record and nothing per pending shard; a committed shard costs a bit of the
+/// bitmap while the run is active; finalize and cancel leave the record alone. Today's
+/// main pushed every shard into a list at submit (≈ 3 B each, one 45-second script).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_million_shards_cost_nothing_per_pending_shard() {
+    const SHARDS: u64 = 100_000_000;
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let run = RunRecord { lease_ms: 60_000, ..conformance::record("huge", SHARDS) };
+    q.submit(&run).await.unwrap();
+    let (bytes, keys) = per_shard_state(&server.url(), "huge").await;
+    assert_eq!((bytes, keys.len()), (0, 0), "a fresh run is its meta hash alone: {keys:?}");
+    let c = q.counts("huge").await.unwrap();
+    assert_eq!((c.total, c.pending, c.leased, c.committed), (SHARDS, SHARDS, 0, 0));
+
+    // 4,000 shards through claim + ack: a bit each in the committed bitmap, nothing else.
+    let mut lease = q.claim("w1").await.unwrap().unwrap();
+    for n in 1..4_000u64 {
+        let (acked, next) = q.ack_and_claim(&lease, "w1").await.unwrap();
+        assert!(acked);
+        lease = next.unwrap();
+        assert_eq!(lease.shard, n);
+    }
+    assert!(q.ack(&lease).await.unwrap());
+    let (bytes, keys) = per_shard_state(&server.url(), "huge").await;
+    assert_eq!(keys, ["labelgen:{huge}:committed"], "only the bitmap grows with committed shards");
+    assert!(bytes < 4_000 / 8 + 256, "{bytes} bytes of state for 4,000 committed shards");
+    let c = q.counts("huge").await.unwrap();
+    assert_eq!((c.pending, c.leased, c.committed), (SHARDS - 4_000, 0, 4_000));
+
+    q.mark_finalized("huge").await.unwrap();
+    let (bytes, keys) = per_shard_state(&server.url(), "huge").await;
+    assert_eq!((bytes, keys.len()), (0, 0), "a finalized run keeps its record only: {keys:?}");
+    assert_eq!(q.counts("huge").await.unwrap().committed, 4_000);
+
+    // Cancel frees the same, except the leases still in flight and the dead jobs.
+    let other = RunRecord { lease_ms: 60_000, ..conformance::record("huge-cancelled", SHARDS) };
+    q.submit(&other).await.unwrap();
+    let done = q.claim("w1").await.unwrap().unwrap();
+    let held = q.claim("w1").await.unwrap().unwrap();
+    assert!(q.ack(&done).await.unwrap());
+    q.cancel("huge-cancelled").await.unwrap();
+    let (_, keys) = per_shard_state(&server.url(), "huge-cancelled").await;
+    let names: Vec<&str> = keys.iter().map(|k| k.rsplit(':').next().unwrap()).collect();
+    assert_eq!(names, ["claims", "leased", "owners"], "only the lease in flight is left");
+    assert!(q.ack(&held).await.unwrap(), "the lease in flight may still commit");
+    let (bytes, keys) = per_shard_state(&server.url(), "huge-cancelled").await;
+    assert_eq!((bytes, keys.len()), (0, 0), "{keys:?}");
+    let c = q.counts("huge-cancelled").await.unwrap();
+    assert_eq!((c.state, c.pending, c.committed), (RunState::Cancelled, SHARDS - 2, 2));
 }

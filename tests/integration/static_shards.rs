@@ -97,3 +97,66 @@ async fn shuffled_and_repeated_shards_give_exactly_n_same_as_redis() {
     let rlines = check::exactly_n(&rstore, 17).await;
     assert_eq!(check::sample_bytes(&store, &lines).await, check::sample_bytes(&rstore, &rlines).await);
 }
+
+/// `scripts/slurm-array.sh` without Slurm: a fake `sbatch` records each submission; the
+/// test then runs what Slurm would (every array task with its SLURM_ARRAY_TASK_ID, then
+/// the finalize job). Five shards in at most three tasks: task K runs shards K, K+3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slurm_script_covers_a_run_with_fewer_tasks_than_shards() {
+    let cl = Cluster::start("slurm");
+    let mut spec = SpecBuilder::new("s3://data/slurm");
+    spec.count = 17;
+    spec.shard_size = 4;
+    let cfg = spec.write(cl.dir.path(), "slurm.toml");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/slurm-array.sh");
+    let bin_dir = labelgen_tests::bins::bin("worker").parent().unwrap().to_path_buf();
+    let log = cl.dir.path().join("sbatch.log");
+    let sbatch = cl.dir.path().join("sbatch");
+    std::fs::write(&sbatch, format!("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\037' \"$a\" >> {log}; done\necho >> {log}\necho 4242\n", log = log.display())).unwrap();
+    std::fs::set_permissions(&sbatch, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script_cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(script).args(args).envs(cl.s3.env()).env("LABELGEN_BIN", &bin_dir).env("SBATCH", &sbatch).env("MAX_TASKS", "3").env("RUST_LOG", "warn");
+        c.stdin(std::process::Stdio::null());
+        c
+    };
+    let o = run(script_cmd(&[cfg.to_str().unwrap(), "slurm-run"]));
+    assert!(o.status.success(), "launcher: {}", stderr(&o));
+    assert!(stdout(&o).contains("5 shards in 3 tasks"), "{}", stdout(&o));
+    let submissions =
+        || -> Vec<Vec<String>> { std::fs::read_to_string(&log).unwrap().lines().map(|l| l.split('\u{1f}').filter(|a| !a.is_empty()).map(str::to_string).collect()).collect() };
+    let subs = submissions();
+    assert_eq!(subs.len(), 2, "an array and a finalize job: {subs:?}");
+    let array = subs[0].iter().find_map(|a| a.strip_prefix("--array=")).expect("--array");
+    assert!(subs[1].iter().any(|a| a == "--dependency=afterok:4242"), "{:?}", subs[1]);
+    let (range, _parallel) = array.split_once('%').expect("0-N%P");
+    assert_eq!(range, "0-2");
+    // What each array task runs: this script (`$0` after the options) with its arguments.
+    let job = |sub: &[String]| sub.iter().position(|a| a.ends_with("slurm-array.sh")).map(|i| sub[i + 1..].to_vec()).expect("the script in the submission");
+    for k in 0..3 {
+        let args = job(&subs[0]);
+        let mut c = script_cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        c.env("SLURM_ARRAY_TASK_ID", k.to_string()).env_remove("LABELGEN_BIN");
+        let o = run(c);
+        assert!(o.status.success(), "task {k}: {}", stderr(&o));
+    }
+    // A failed task is rerun by index, without any environment but the S3 settings.
+    let o = run(script_cmd(&["resubmit", cfg.to_str().unwrap(), "slurm-run", "1"]));
+    assert!(o.status.success(), "resubmit: {}", stderr(&o));
+    let rerun = submissions().pop().unwrap();
+    assert!(rerun.iter().any(|a| a == "--array=1"), "{rerun:?}");
+    let mut c = script_cmd(&job(&rerun).iter().map(String::as_str).collect::<Vec<_>>());
+    c.env("SLURM_ARRAY_TASK_ID", "1").env_remove("LABELGEN_BIN");
+    let o = run(c);
+    assert!(o.status.success() && stderr(&o).contains("0 shards committed, 2 already were"), "rerun: {}", stderr(&o));
+
+    let args = job(&subs[1]);
+    let o = run(script_cmd(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert!(o.status.success(), "finalize job: {}", stderr(&o));
+    check::exactly_n(&cl.s3.store("data", "slurm/slurm-run"), 17).await;
+
+    // plan --json for other scripts: the same figures.
+    let o = run(cl.coordinator(&["plan", cfg.to_str().unwrap(), "--json", "--max-tasks", "3"]));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((plan["shards"].as_u64(), plan["tasks"].as_u64(), plan["shards_per_task"].as_u64()), (Some(5), Some(3), Some(2)), "{plan}");
+}

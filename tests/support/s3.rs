@@ -59,10 +59,26 @@ impl S3Server {
     /// An unsigned request with no body (moto checks no signature); panics unless 200.
     /// Returns the whole answer.
     fn plain(&self, method: &str, target: &str, what: &str) -> String {
-        let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(c, "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
-        let mut resp = String::new();
-        c.read_to_string(&mut resp).unwrap();
+        // A busy machine's moto now and then resets a connection: a few tries.
+        let send = || -> std::io::Result<String> {
+            let mut c = TcpStream::connect(("127.0.0.1", self.port))?;
+            write!(c, "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)?;
+            let mut resp = String::new();
+            c.read_to_string(&mut resp)?;
+            Ok(resp)
+        };
+        let mut tries = 0;
+        let resp = loop {
+            match send() {
+                Ok(resp) => break resp,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("{what}: {e}; trying again");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => panic!("{what}: {e}"),
+            }
+        };
         assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "{what}: {resp}");
         resp
     }

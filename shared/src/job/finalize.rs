@@ -1,7 +1,7 @@
 //! Finalize: turn the commit records of a run into `manifest.jsonl` (one line per sample,
 //! in index order) and `manifest.json` (the summary, written last), publish WebDataset
 //! shards under flat names (`dataset/SHARD.tar`), remove the data of attempts that did not
-//! win and abort the multipart uploads killed writers left open. Beside each published tar
+//! win and abort the multipart uploads killed writers left open, shard by shard. Beside each published tar
 //! goes `dataset/SHARD.parquet`, the shard's samples as a table. Safe to run again: every
 //! output is rewritten from the records, which never change.
 //!
@@ -135,6 +135,28 @@ async fn publish(store: &Store, classes: &crate::ClassTable, mut rec: CommitReco
     Ok((rec, Some(file)))
 }
 
+/// Removes the data of the shard's attempts that lost the commit race (or were abandoned),
+/// which is not part of the dataset, and aborts the uploads killed writers left open (an
+/// upload record: its writer died or lost its lease before completing it, so its parts
+/// do not linger in the bucket). Lists the shard's own directory only. Returns (objects
+/// removed, uploads aborted).
+async fn remove_losers(store: &Store, shard: u64, winner: u64) -> Result<(u64, u64)> {
+    let (mut removed, mut aborted) = (0, 0);
+    for path in store.list(&layout::shard_data_dir(shard)).await? {
+        let attempt = path.split('/').nth(2).and_then(|a| a.parse::<u64>().ok());
+        let record = crate::storage::is_upload_record(&path);
+        if record || attempt != Some(winner) {
+            store.discard(&path).await?;
+            if record {
+                aborted += 1;
+            } else {
+                removed += 1;
+            }
+        }
+    }
+    Ok((removed, aborted))
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -158,7 +180,6 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let digest = spec.digest();
     let k = spec.classes.len();
     let mut pixels = vec![0u64; k];
-    let mut winners: BTreeMap<u64, u64> = BTreeMap::new();
     let mut stage = StageTimes::default();
     let (mut first_started, mut last_committed, mut retried) = (u64::MAX, 0u64, 0u64);
     let mut samples = 0u64;
@@ -173,20 +194,26 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     }
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
     // Each record is checked before its tar is published, so finalize with the wrong spec
-    // moves nothing.
+    // moves nothing. Shard by shard: publish, then remove what lost (memory holds a few
+    // shards, whatever the run's size).
     let digest_ref = &digest;
+    let mut removed = 0u64;
     let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect())
         .map(|rec| async move {
             let rec = rec?;
             check_record(store, spec, digest_ref, &rec)?;
-            publish(store, &spec.classes, rec).await
+            let (rec, file) = publish(store, &spec.classes, rec).await?;
+            let tidied = remove_losers(store, rec.shard, rec.attempt).await?;
+            Ok::<_, Error>((rec, file, tidied))
         })
         .buffered(8));
     let mut published: Vec<ShardFile> = Vec::new();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut first_lines: Vec<ManifestLine> = Vec::new();
     while let Some(done) = records.next().await {
-        let (rec, file) = done?;
+        let (rec, file, (lost, open)) = done?;
+        removed += lost;
+        aborted += open;
         published.extend(file);
         if first_lines.len() < super::contact::CONTACT_SAMPLES {
             first_lines.extend(rec.samples.iter().take(super::contact::CONTACT_SAMPLES - first_lines.len()).cloned());
@@ -208,7 +235,6 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         if rec.retried {
             retried += 1;
         }
-        winners.insert(rec.shard, rec.attempt);
         if buf.len() >= 1 << 20 {
             hasher.update(&buf);
             writer.write(&buf).await?;
@@ -218,27 +244,6 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     hasher.update(&buf);
     writer.write(&buf).await?;
     writer.finish().await?;
-
-    // Data of attempts that lost the commit race (or were abandoned) is not part of the
-    // dataset: remove it.
-    let mut removed = 0u64;
-    for path in store.list(layout::DATA_DIR).await? {
-        let mut parts = path.split('/').skip(1);
-        let (Some(shard), Some(attempt)) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next().and_then(|a| a.parse::<u64>().ok())) else {
-            continue;
-        };
-        // An upload record: its writer died (or lost its lease) before completing it, so
-        // the upload is aborted and its parts do not linger in the bucket.
-        let record = crate::storage::is_upload_record(&path);
-        if record || winners.get(&shard) != Some(&attempt) {
-            store.discard(&path).await?;
-            if record {
-                aborted += 1;
-            } else {
-                removed += 1;
-            }
-        }
-    }
 
     // A convenience, not part of the dataset: a failure is logged, not fatal.
     match super::contact::contact_sheet(store, &first_lines, &spec.classes).await {

@@ -1,5 +1,6 @@
 //! The worker loop: claim a job of any active run, keep its lease alive from the claim on,
-//! execute the shard, then ack, fail or release it. Stops claiming when `shutdown`
+//! execute the shard, then ack, fail or release it; a commit is acked together with the
+//! claim of the next job (`ack_and_claim`, one round trip on Redis). Stops claiming when `shutdown`
 //! resolves, lets jobs in hand finish within the grace period, then releases the rest
 //! without spending an attempt.
 //!
@@ -201,8 +202,9 @@ struct SlotCtx {
 
 /// How one claimed job ended, as far as the worker's health is concerned.
 enum JobEnd {
-    /// Committed, found committed, failed as the job's own fault, lost or released.
-    Done,
+    /// Committed, found committed, failed as the job's own fault, lost or released; with
+    /// the next job when the ack claimed it in the same call.
+    Done(Option<Lease>),
     /// Failed through this worker's fault; the job was given back.
     WorkerFault(String),
 }
@@ -213,8 +215,14 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
     let owner = if opts.concurrency > 1 { format!("{}/{slot}", opts.owner) } else { opts.owner.clone() };
     // Claims are retried for as long as the worker runs (Redis may be down for minutes).
     let mut claim_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(5), usize::MAX));
+    // The job the last ack claimed with it (`ack_and_claim`), if any.
+    let mut next: Option<Lease> = None;
     while !stopping.load(Ordering::SeqCst) {
-        let lease = match queue.claim(&owner).await {
+        let claimed = match next.take() {
+            Some(lease) => Ok(Some(lease)),
+            None => queue.claim(&owner).await,
+        };
+        let lease = match claimed {
             Ok(l) => {
                 claim_delays.reset();
                 l
@@ -238,11 +246,12 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
         let abort = Arc::new(Abort::default());
         in_flight.lock().unwrap().insert((lease.run_id.clone(), lease.shard), abort.clone());
         let span = tracing::info_span!("job", run = %lease.run_id, shard = lease.shard, token = lease.token);
-        let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), abort).instrument(span).await;
+        let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), abort, &stopping).instrument(span).await;
         in_flight.lock().unwrap().remove(&(lease.run_id.clone(), lease.shard));
         metrics.jobs_in_flight.dec();
         match end {
-            JobEnd::Done => {
+            JobEnd::Done(claimed) => {
+                next = claimed;
                 health.consecutive.store(0, Ordering::SeqCst);
                 if health.gave_up.lock().unwrap().is_none() {
                     metrics.ready.store(true, Ordering::Relaxed);
@@ -261,6 +270,13 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: the job was given back; unready while backing off");
                 tokio::time::sleep(wait).await;
             }
+        }
+    }
+    // Shutdown came between an ack and the job it claimed: give that job back.
+    if let Some(lease) = next {
+        match queue.release(&lease).await {
+            Ok(_) => tracing::info!(run = %lease.run_id, shard = lease.shard, "job claimed with the last ack released: shutting down"),
+            Err(e) => tracing::warn!(run = %lease.run_id, shard = lease.shard, error = %e, "release failed; the lease will expire instead"),
         }
     }
 }
@@ -306,7 +322,15 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
     })
 }
 
-async fn run_one(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, cache: &RunCache, metrics: &Metrics, lease: Lease, abort: Arc<Abort>) -> JobEnd {
+async fn run_one(
+    queue: &Arc<dyn JobQueue>,
+    factory: &Arc<dyn PipelineFactory>,
+    cache: &RunCache,
+    metrics: &Metrics,
+    lease: Lease,
+    abort: Arc<Abort>,
+    stopping: &AtomicBool,
+) -> JobEnd {
     let info = match cache.info(queue.as_ref(), &lease.run_id).await {
         Ok(c) => c,
         Err(e) => {
@@ -315,7 +339,7 @@ async fn run_one(queue: &Arc<dyn JobQueue>, factory: &Arc<dyn PipelineFactory>, 
         }
     };
     let hb = heartbeat(queue, &lease, &abort, info.lease);
-    let end = run_leased(queue, factory, cache, metrics, &lease, &abort, &info).await;
+    let end = run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await;
     hb.abort();
     end
 }
@@ -329,7 +353,10 @@ async fn run_leased(
     lease: &Lease,
     abort: &Arc<Abort>,
     info: &RunInfo,
+    stopping: &AtomicBool,
 ) -> JobEnd {
+    // The next job is claimed with the ack unless the worker is shutting down.
+    let claim_next = || (!stopping.load(Ordering::SeqCst)).then_some(lease.owner.as_str());
     let pipeline = match cache.pipeline(factory, &lease.run_id, &info.spec).await {
         Ok(p) => p,
         Err(e) => {
@@ -354,12 +381,12 @@ async fn run_leased(
         Ok(ShardOutcome::Committed(rec)) => {
             metrics.committed(&lease.run_id, &rec, t0.elapsed().as_secs_f64());
             tracing::info!(samples = rec.samples.len(), attempt = rec.attempt, seconds = t0.elapsed().as_secs_f64(), "shard committed");
-            ack(queue.as_ref(), lease).await;
+            return JobEnd::Done(ack(queue.as_ref(), lease, claim_next()).await);
         }
         Ok(ShardOutcome::AlreadyCommitted) => {
             metrics.jobs_committed.inc(&lease.run_id);
             tracing::info!("shard was already committed by another attempt");
-            ack(queue.as_ref(), lease).await;
+            return JobEnd::Done(ack(queue.as_ref(), lease, claim_next()).await);
         }
         Ok(ShardOutcome::LeaseLost) => {
             metrics.leases_lost.inc(&lease.run_id);
@@ -377,7 +404,7 @@ async fn run_leased(
             fail(queue.as_ref(), lease, &e, metrics).await;
         }
     }
-    JobEnd::Done
+    JobEnd::Done(None)
 }
 
 /// A failure of this worker's own: the job goes back without spending an attempt.
@@ -390,10 +417,23 @@ async fn give_back(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Met
     JobEnd::WorkerFault(e.to_string())
 }
 
-/// Acks, retrying queue errors for a while ([`crate::retry::queue_write`]): the data is
+/// Acks, and claims the next job in the same call when `claim_as` names the owner
+/// ([`JobQueue::ack_and_claim`]); returns that job. If that call fails, acks alone,
+/// retrying queue errors for a while ([`crate::retry::queue_write`]): the data is
 /// committed either way, and a later claimer that finds the record acks it.
-async fn ack(queue: &dyn JobQueue, lease: &Lease) {
+async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Option<Lease> {
     use backon::Retryable;
+    if let Some(owner) = claim_as {
+        match queue.ack_and_claim(lease, owner).await {
+            Ok((acked, next)) => {
+                if !acked {
+                    tracing::info!("ack refused: the lease had been reclaimed (the shard is committed all the same)");
+                }
+                return next;
+            }
+            Err(e) => tracing::warn!(error = %e, "ack and claim failed; acking alone"),
+        }
+    }
     let acked =
         (|| queue.ack(lease)).retry(crate::retry::queue_write()).notify(|e, wait| tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "ack failed; retrying")).await;
     match acked {
@@ -401,6 +441,7 @@ async fn ack(queue: &dyn JobQueue, lease: &Lease) {
         Ok(false) => tracing::info!("ack refused: the lease had been reclaimed (the shard is committed all the same)"),
         Err(e) => tracing::warn!(error = %e, "ack failed for good; the lease will expire and the next claimer finds the commit record"),
     }
+    None
 }
 
 async fn fail(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Metrics) {

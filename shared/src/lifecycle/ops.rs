@@ -37,6 +37,40 @@ pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Resul
     queue.submit(&run_record(spec, run_id)).await
 }
 
+/// What `coordinator plan` prints: a run's size and an array that covers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    pub samples: u64,
+    pub shard_size: u64,
+    pub shards: u64,
+    pub spec_digest: String,
+    /// The run id `worker run-shard` uses without `--run-id`.
+    pub static_run_id: String,
+    /// Where the run's directories go (`output.url`).
+    pub output: String,
+    /// Array tasks: at most the `max_tasks` asked for, and no more than shards.
+    pub tasks: u64,
+    /// Shards of the busiest task (`worker run-shard --task K --tasks TASKS` runs shards
+    /// K, K+TASKS, …).
+    pub shards_per_task: u64,
+}
+
+/// The plan of a (prepared) spec for arrays of at most `max_tasks` tasks.
+pub fn plan(spec: &RunSpec, max_tasks: u64) -> Plan {
+    let shards = spec.shards();
+    let tasks = shards.min(max_tasks.max(1));
+    Plan {
+        samples: spec.run.count,
+        shard_size: spec.run.shard_size,
+        shards,
+        spec_digest: spec.digest(),
+        static_run_id: crate::lifecycle::runid::static_run_id(&spec.digest()),
+        output: spec.output.url.clone(),
+        tasks,
+        shards_per_task: shards.div_ceil(tasks),
+    }
+}
+
 /// What [`resume`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resumed {
@@ -51,9 +85,22 @@ pub struct Resumed {
 /// records), after Redis lost it: exactly the shards without a commit record are queued.
 /// `store` is rooted at the run directory. A run the queue still knows is left as it is.
 pub async fn resume(queue: &dyn JobQueue, store: &Store) -> Result<Resumed> {
+    let (run_id, spec) = read_run_json(store).await?;
+    if run_store(&spec, &run_id)?.display() != store.display() {
+        tracing::warn!(run = %run_id, at = %store.display(), expected = %run_store(&spec, &run_id)?.display(), "the run directory is not where its spec puts it; workers will write to the spec's output.url");
+    }
+    let committed = crate::manifest::committed_shards(store).await?;
+    let submitted = queue.submit_restored(&run_record(&spec, &run_id), &committed).await?;
+    Ok(Resumed { run_id, shards: spec.shards(), committed: committed.len() as u64, submitted })
+}
+
+/// The run id and spec (models pinned, as submitted) in a run directory's `run.json`,
+/// checked against its `spec_digest`. What `resume`, and `status` and `finalize` of a
+/// static run, start from: no model is fetched to know the run's digest.
+pub async fn read_run_json(store: &Store) -> Result<(String, RunSpec)> {
     let where_ = store.describe(crate::manifest::layout::RUN_JSON);
     let Some(body) = store.get(crate::manifest::layout::RUN_JSON).await? else {
-        return Err(Error::format(&where_, "not found: expected the run directory that `submit` created (…/RUN, holding run.json)"));
+        return Err(Error::format(&where_, "not found: expected the run directory that `submit` (or a first `worker run-shard` task) created (…/RUN, holding run.json)"));
     };
     let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::format(&where_, format!("not JSON: {e}")))?;
     let run_id = doc.get("run_id").and_then(|v| v.as_str()).ok_or_else(|| Error::format(&where_, "no run_id"))?.to_string();
@@ -64,12 +111,36 @@ pub async fn resume(queue: &dyn JobQueue, store: &Store) -> Result<Resumed> {
     if stored != spec.digest() {
         return Err(Error::format(&where_, format!("spec_digest {stored} does not match its spec (digest {})", spec.digest())));
     }
-    if run_store(&spec, &run_id)?.display() != store.display() {
-        tracing::warn!(run = %run_id, at = %store.display(), expected = %run_store(&spec, &run_id)?.display(), "the run directory is not where its spec puts it; workers will write to the spec's output.url");
+    Ok((run_id, spec))
+}
+
+/// The spec of static run `run_id` (made by `worker run-shard`) whose spec file is
+/// `config`: the config says where the output is, the run's `run.json` holds the spec
+/// with its models pinned. Errors name both when they disagree.
+pub async fn static_spec(config: &RunSpec, origin: &str, run_id: &str) -> Result<RunSpec> {
+    let store = run_store(config, run_id)?;
+    let (stored_id, spec) = read_run_json(&store).await?;
+    if stored_id != run_id {
+        return Err(Error::format(store.describe(crate::manifest::layout::RUN_JSON), format!("holds run {stored_id}, not {run_id}")));
     }
-    let committed = crate::manifest::committed_shards(store).await?;
-    let submitted = queue.submit_restored(&run_record(&spec, &run_id), &committed).await?;
-    Ok(Resumed { run_id, shards: spec.shards(), committed: committed.len() as u64, submitted })
+    if spec.output.url != config.output.url {
+        return Err(Error::format(origin, format!("output.url {} differs from the run's own ({})", config.output.url, spec.output.url)));
+    }
+    Ok(spec)
+}
+
+/// The counts of every active run, in claim order (a run that ends between the two reads
+/// is left out).
+pub async fn active_counts(queue: &dyn JobQueue) -> Result<Vec<(String, Counts)>> {
+    let mut out = Vec::new();
+    for run in queue.active_runs().await? {
+        match queue.counts(&run).await {
+            Ok(c) => out.push((run, c)),
+            Err(Error::Run { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// The record and spec of a known run.

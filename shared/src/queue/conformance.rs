@@ -104,6 +104,9 @@ pub async fn run_all(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
         unknown_run_is_an_error,
         restored_run_queues_only_uncommitted_shards,
         storage_commit_overrides_queue_state,
+        given_back_jobs_go_before_new_ones,
+        ack_and_claim_goes_on_and_keeps_priorities,
+        finished_runs_keep_their_counts,
     );
 }
 
@@ -238,10 +241,11 @@ pub async fn ack_is_fenced_and_idempotent(q: &dyn JobQueue, _time: &dyn TimeCont
     let run_id = id(prefix, "ack");
     submit(q, &record(&run_id, 1)).await;
     let lease = claim(q, "w1").await;
-    assert!(q.ack(&lease).await.unwrap());
-    assert!(q.ack(&lease).await.unwrap(), "ack is idempotent for the same token");
     let forged = Lease { token: lease.token + 1, ..lease.clone() };
     assert!(!q.ack(&forged).await.unwrap(), "a token never handed out is not held");
+    assert_eq!(counts(q, &run_id).await.leased, 1, "a refused ack changes nothing");
+    assert!(q.ack(&lease).await.unwrap());
+    assert!(q.ack(&lease).await.unwrap(), "ack is idempotent once committed");
     assert_eq!(q.heartbeat(&lease).await.unwrap(), LeaseStatus::Lost);
     assert!(!q.release(&lease).await.unwrap());
     assert_eq!(q.fail(&lease, "late", true).await.unwrap(), FailOutcome::Lost);
@@ -407,6 +411,9 @@ pub async fn runs_are_served_by_priority_then_age(q: &dyn JobQueue, time: &dyn T
     time.advance(5).await;
     submit(q, &RunRecord { priority: -1, ..record(&d, 1) }).await;
 
+    let active = q.active_runs().await.unwrap();
+    let ours: Vec<&String> = active.iter().filter(|r| [&a, &b, &c, &d].contains(r)).collect();
+    assert_eq!(ours, [&c, &a, &b, &d], "active runs in claim order");
     let mut order = Vec::new();
     for _ in 0..5 {
         let lease = claim(q, "w1").await;
@@ -486,6 +493,7 @@ pub async fn finalize_leaves_active_set(q: &dyn JobQueue, _time: &dyn TimeContro
     submit(q, &record(&run_id, 2)).await;
     q.mark_finalized(&run_id).await.unwrap();
     claim_none(q, "the run is finalized").await;
+    assert!(!q.active_runs().await.unwrap().contains(&run_id));
     let c = counts(q, &run_id).await;
     assert_eq!((c.state, c.pending), (RunState::Finalized, 2));
     q.cancel(&run_id).await.unwrap();
@@ -550,4 +558,83 @@ pub async fn storage_commit_overrides_queue_state(q: &dyn JobQueue, _time: &dyn 
     assert_ne!(q.fail(&l1, "late", true).await.unwrap(), FailOutcome::Dead);
     assert_eq!(counts(q, &run_id).await.committed, 3);
     finish(q, &[&run_id]).await;
+}
+
+/// Jobs given back or retried are claimed before shards never claimed; the cursor then
+/// goes on where it was.
+pub async fn given_back_jobs_go_before_new_ones(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "given-back");
+    let run = record(&run_id, 5);
+    submit(q, &run).await;
+    let l0 = claim(q, "w1").await;
+    let l1 = claim(q, "w1").await;
+    assert!(q.release(&l1).await.unwrap());
+    assert!(matches!(q.fail(&l0, "e", true).await.unwrap(), FailOutcome::Retry { .. }));
+    let again = claim(q, "w1").await;
+    assert_eq!((again.shard, again.token), (1, 2), "the released shard first");
+    assert_eq!(claim(q, "w1").await.shard, 2, "then the cursor, while the retry waits");
+    time.advance(run.backoff_ms).await;
+    let retried = claim(q, "w1").await;
+    assert_eq!((retried.shard, retried.token, retried.failures), (0, 2, 1), "the due retry before the cursor");
+    assert_eq!(claim(q, "w1").await.shard, 3);
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.total, c.pending, c.leased, c.committed), (5, 1, 4, 0));
+    finish(q, &[&run_id]).await;
+}
+
+/// `ack_and_claim` acks and hands out the run's next job; when another run is first in
+/// line it serves that run instead, and nothing is lost on the way.
+pub async fn ack_and_claim_goes_on_and_keeps_priorities(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "ack-claim");
+    submit(q, &record(&run_id, 3)).await;
+    let l0 = claim(q, "w1").await;
+    let (acked, next) = q.ack_and_claim(&l0, "w1").await.unwrap();
+    let l1 = next.expect("the run's next job");
+    assert!(acked);
+    assert_eq!((l1.run_id.as_str(), l1.shard, l1.token, l1.owner.as_str()), (run_id.as_str(), 1, 1, "w1"));
+
+    let urgent = id(prefix, "ack-claim-urgent");
+    submit(q, &RunRecord { priority: 9, ..record(&urgent, 1) }).await;
+    let (acked, next) = q.ack_and_claim(&l1, "w1").await.unwrap();
+    let u0 = next.expect("the urgent run's job");
+    assert!(acked);
+    assert_eq!((u0.run_id.as_str(), u0.shard), (urgent.as_str(), 0), "a higher priority run goes first");
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.pending, c.leased, c.committed), (1, 0, 2), "nothing of the first run is held: {c:?}");
+
+    let (acked, next) = q.ack_and_claim(&u0, "w1").await.unwrap();
+    let l2 = next.expect("back to the first run");
+    assert!(acked);
+    assert_eq!((l2.run_id.as_str(), l2.shard), (run_id.as_str(), 2));
+    let (acked, next) = q.ack_and_claim(&l2, "w1").await.unwrap();
+    assert!(acked && next.is_none(), "nothing left: {next:?}");
+    let forged = Lease { token: 7, ..l2.clone() };
+    let stale = Lease { run_id: run_id.clone(), shard: 9, token: 1, ..l2.clone() };
+    assert!(!q.ack_and_claim(&stale, "w1").await.unwrap().0, "a shard never leased is not acked");
+    assert!(q.ack_and_claim(&forged, "w1").await.unwrap().0, "a committed shard answers true");
+    assert_eq!(counts(q, &run_id).await.committed, 3);
+    finish(q, &[&run_id, &urgent]).await;
+}
+
+/// Cancel and finalize drop what only claims need; the counts stay exact.
+pub async fn finished_runs_keep_their_counts(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "finished");
+    submit(q, &record(&run_id, 6)).await;
+    let l0 = claim(q, "w1").await;
+    let l1 = claim(q, "w1").await;
+    let l2 = claim(q, "w1").await;
+    assert!(q.ack(&l0).await.unwrap());
+    assert_eq!(q.fail(&l1, "e", false).await.unwrap(), FailOutcome::Dead);
+    q.cancel(&run_id).await.unwrap();
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.state, c.pending, c.leased, c.committed, c.dead), (RunState::Cancelled, 3, 1, 1, 1));
+    assert!(q.mark_committed(&run_id, 2).await.unwrap(), "a leased shard of a cancelled run");
+    assert!(!q.mark_committed(&run_id, 2).await.unwrap());
+    assert!(q.mark_committed(&run_id, 1).await.unwrap(), "a dead shard of a cancelled run");
+    assert!(!q.ack(&l2).await.unwrap(), "the lease ended with the commit");
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.pending, c.leased, c.committed, c.dead, c.last_committed), (3, 0, 3, 0, false));
+    q.mark_finalized(&run_id).await.unwrap();
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.state, c.total, c.committed, c.pending), (RunState::Finalized, 6, 3, 3));
 }

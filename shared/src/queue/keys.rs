@@ -50,11 +50,12 @@ impl RunKeys {
         format!("{}{}", self.prefix, name)
     }
 
-    /// HASH: the run record's fields plus `state`.
+    /// HASH: the run record's fields plus `state`, `cursor` (shards at or past it were
+    /// never claimed), `committed` (a count) and `last_committed`.
     pub(crate) fn meta(&self) -> String {
         self.key("meta")
     }
-    /// LIST of shard numbers ready to claim (listpack-encoded integers).
+    /// LIST of shards given back, retried or revived: claimed before the cursor.
     pub(crate) fn ready(&self) -> String {
         self.key("ready")
     }
@@ -71,7 +72,7 @@ impl RunKeys {
         self.key("owners")
     }
     /// HASH shard → number of claims so far (= token of the latest lease); only shards
-    /// claimed at least once.
+    /// claimed at least once and not yet committed.
     pub(crate) fn claims(&self) -> String {
         self.key("claims")
     }
@@ -79,7 +80,8 @@ impl RunKeys {
     pub(crate) fn failures(&self) -> String {
         self.key("failures")
     }
-    /// Bitmap: bit `shard` set once the shard is committed.
+    /// Bitmap: bit `shard` set once the shard is committed (while the run is active;
+    /// cancel and finalize drop it).
     pub(crate) fn committed(&self) -> String {
         self.key("committed")
     }

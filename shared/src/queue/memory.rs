@@ -1,11 +1,12 @@
 //! [`MemoryQueue`]: the job queue in one process (embedded mode), on a [`Clock`] that
 //! tests can drive ([`ManualClock`]).
 //!
-//! Same semantics as the Redis queue (checked by the same conformance suite), including
-//! what counts report: `leased` counts a lease until a claim reclaims it (an expired lease
+//! Same semantics and layout as the Redis queue (checked by the same conformance suite):
+//! shards never claimed lie behind a cursor and cost nothing, a committed bitmap while the
+//! run is active, a committed counter; and what counts report: `leased` counts a lease until a claim reclaims it (an expired lease
 //! still counts), `delayed` counts a retry until a claim moves it to ready.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -72,28 +73,76 @@ impl Default for MemoryQueue {
     }
 }
 
-/// One run: the same structures as the Redis layout.
+/// One run: the same structures as the Redis layout (`lua/lib.lua`).
 struct Run {
     record: RunRecord,
     state: RunState,
+    /// Shards at or past the cursor were never claimed.
+    cursor: u64,
+    /// Shards given back, retried or revived: claimed before the cursor moves on.
     ready: VecDeque<u64>,
     /// (claimable again at, shard)
     delayed: BTreeSet<(u64, u64)>,
     /// shard → (deadline, owner)
     leased: HashMap<u64, (u64, String)>,
-    /// shard → claims so far (token of the latest lease)
+    /// shard → claims so far (token of the latest lease); uncommitted shards only
     claims: HashMap<u64, u64>,
-    /// shard → failed attempts so far (not dead)
+    /// shard → failed attempts so far (not dead, not committed)
     failures: HashMap<u64, u32>,
-    committed: HashSet<u64>,
+    /// Committed shards while the run is active.
+    committed: Bits,
+    committed_count: u64,
+    last_committed: bool,
     /// shard → (failures, last error)
     dead: BTreeMap<u64, (u32, String)>,
+}
+
+/// A growable bitmap (Redis's SETBIT/GETBIT/BITPOS on a string).
+#[derive(Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn get(&self, i: u64) -> bool {
+        self.0.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    fn set(&mut self, i: u64) {
+        let w = (i / 64) as usize;
+        if w >= self.0.len() {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << (i % 64);
+    }
+
+    /// The first clear bit at or past `from`.
+    fn first_clear(&self, from: u64) -> u64 {
+        let mut i = from;
+        while (i / 64) < self.0.len() as u64 {
+            let w = self.0[(i / 64) as usize] >> (i % 64);
+            if w != u64::MAX >> (i % 64) {
+                return i + u64::from((!w).trailing_zeros());
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        i
+    }
 }
 
 impl Run {
     /// Whether `(shard, token)` is the current lease.
     fn holds(&self, shard: u64, token: u64) -> bool {
         self.leased.contains_key(&shard) && self.claims.get(&shard) == Some(&token)
+    }
+
+    /// Counts `shard` committed; the caller knows it was not.
+    fn count_committed(&mut self, shard: u64) {
+        self.committed_count += 1;
+        self.last_committed |= shard + 1 == self.record.shards;
+        if self.state == RunState::Active {
+            self.committed.set(shard);
+        }
+        self.claims.remove(&shard);
+        self.failures.remove(&shard);
     }
 
     /// One failed attempt of a shard that is no longer leased: delayed or dead.
@@ -130,6 +179,16 @@ impl Run {
             self.ready.push_back(shard);
         }
     }
+
+    /// The next shard to lease: the head of ready, else the cursor's (past committed ones).
+    fn next_shard(&mut self) -> Option<u64> {
+        if let Some(shard) = self.ready.pop_front() {
+            return Some(shard);
+        }
+        let next = self.committed.first_clear(self.cursor);
+        self.cursor = (next + 1).min(self.record.shards);
+        (next < self.record.shards).then_some(next)
+    }
 }
 
 impl MemoryQueue {
@@ -155,6 +214,13 @@ impl MemoryQueue {
     }
 }
 
+/// Active runs, highest priority first, then oldest, then by id.
+fn active_in_order(runs: &HashMap<String, Run>) -> Vec<String> {
+    let mut active: Vec<(i32, u64, &String)> = runs.values().filter(|r| r.state == RunState::Active).map(|r| (-r.record.priority, r.record.created_ms, &r.record.run_id)).collect();
+    active.sort();
+    active.into_iter().map(|(_, _, id)| id.clone()).collect()
+}
+
 fn unknown(run_id: &str) -> Error {
     Error::Run { run: run_id.to_string(), message: "unknown run".to_string() }
 }
@@ -177,21 +243,26 @@ impl JobQueue for MemoryQueue {
             });
         }
         let record = RunRecord { created_ms: now, ..run.clone() };
-        let committed: HashSet<u64> = committed.iter().copied().filter(|&s| s < run.shards).collect();
-        runs.insert(
-            run.run_id.clone(),
-            Run {
-                record,
-                state: RunState::Active,
-                ready: (0..run.shards).filter(|s| !committed.contains(s)).collect(),
-                delayed: BTreeSet::new(),
-                leased: HashMap::new(),
-                claims: HashMap::new(),
-                failures: HashMap::new(),
-                committed,
-                dead: BTreeMap::new(),
-            },
-        );
+        let mut new = Run {
+            record,
+            state: RunState::Active,
+            cursor: 0,
+            ready: VecDeque::new(),
+            delayed: BTreeSet::new(),
+            leased: HashMap::new(),
+            claims: HashMap::new(),
+            failures: HashMap::new(),
+            committed: Bits::default(),
+            committed_count: 0,
+            last_committed: false,
+            dead: BTreeMap::new(),
+        };
+        for &shard in committed.iter().filter(|&&s| s < run.shards) {
+            if !new.committed.get(shard) {
+                new.count_committed(shard);
+            }
+        }
+        runs.insert(run.run_id.clone(), new);
         Ok(Submitted::Created)
     }
 
@@ -206,16 +277,17 @@ impl JobQueue for MemoryQueue {
         Ok(ids.into_iter().map(|(_, id)| id.clone()).collect())
     }
 
+    async fn active_runs(&self) -> Result<Vec<String>> {
+        Ok(active_in_order(&self.lock()))
+    }
+
     async fn claim(&self, owner: &str) -> Result<Option<Lease>> {
         let now = self.clock.now_ms();
         let mut runs = self.lock();
-        let mut active: Vec<(i32, u64, String)> =
-            runs.values().filter(|r| r.state == RunState::Active).map(|r| (-r.record.priority, r.record.created_ms, r.record.run_id.clone())).collect();
-        active.sort();
-        for (_, _, run_id) in active {
+        for run_id in active_in_order(&runs) {
             let run = runs.get_mut(&run_id).expect("listed run exists");
             run.tidy(now);
-            let Some(shard) = run.ready.pop_front() else { continue };
+            let Some(shard) = run.next_shard() else { continue };
             let token = {
                 let c = run.claims.entry(shard).or_insert(0);
                 *c += 1;
@@ -248,16 +320,13 @@ impl JobQueue for MemoryQueue {
 
     async fn ack(&self, lease: &Lease) -> Result<bool> {
         self.with_run(&lease.run_id, |run, _| {
-            if run.claims.get(&lease.shard) != Some(&lease.token) {
-                return false;
-            }
-            if run.leased.remove(&lease.shard).is_some() {
-                run.failures.remove(&lease.shard);
-                run.committed.insert(lease.shard);
+            if run.holds(lease.shard, lease.token) {
+                run.leased.remove(&lease.shard);
+                run.count_committed(lease.shard);
                 return true;
             }
-            // The same token acking again: idempotent.
-            run.committed.contains(&lease.shard)
+            // Committed already (an ack repeated after its commit): idempotent.
+            run.committed.get(lease.shard)
         })
     }
 
@@ -277,7 +346,10 @@ impl JobQueue for MemoryQueue {
                 return false;
             }
             run.leased.remove(&lease.shard);
-            run.ready.push_front(lease.shard);
+            // A cancelled run is never claimed again: its ready list is not kept.
+            if run.state == RunState::Active {
+                run.ready.push_front(lease.shard);
+            }
             true
         })
     }
@@ -286,6 +358,9 @@ impl JobQueue for MemoryQueue {
         self.with_run(run_id, |run, _| {
             if run.state == RunState::Active {
                 run.state = RunState::Cancelled;
+                run.ready = VecDeque::new();
+                run.delayed = BTreeSet::new();
+                run.committed = Bits::default();
             }
         })
     }
@@ -303,31 +378,35 @@ impl JobQueue for MemoryQueue {
 
     async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool> {
         self.with_run(run_id, |run, _| {
-            if run.committed.contains(&shard) {
+            if run.state == RunState::Active {
+                if run.committed.get(shard) {
+                    return false;
+                }
+                run.ready.retain(|&s| s != shard);
+                run.delayed.retain(|&(_, s)| s != shard);
+            } else if !run.leased.contains_key(&shard) && !run.dead.contains_key(&shard) {
+                // A finished run keeps no bitmap: only leased and dead shards are known.
                 return false;
             }
-            run.ready.retain(|&s| s != shard);
-            run.delayed.retain(|&(_, s)| s != shard);
             run.leased.remove(&shard);
-            run.failures.remove(&shard);
             run.dead.remove(&shard);
-            run.committed.insert(shard);
+            run.count_committed(shard);
             true
         })
     }
 
     async fn counts(&self, run_id: &str) -> Result<Counts> {
         self.with_run(run_id, |run, _| {
-            let delayed = run.delayed.len() as u64;
+            let (leased, dead) = (run.leased.len() as u64, run.dead.len() as u64);
             Counts {
                 total: run.record.shards,
-                pending: run.ready.len() as u64 + delayed,
-                delayed,
-                leased: run.leased.len() as u64,
-                committed: run.committed.len() as u64,
-                dead: run.dead.len() as u64,
+                pending: run.record.shards.saturating_sub(run.committed_count + leased + dead),
+                delayed: run.delayed.len() as u64,
+                leased,
+                committed: run.committed_count,
+                dead,
                 state: run.state,
-                last_committed: run.committed.contains(&(run.record.shards.saturating_sub(1))),
+                last_committed: run.last_committed,
             }
         })
     }
@@ -337,7 +416,17 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn mark_finalized(&self, run_id: &str) -> Result<()> {
-        self.with_run(run_id, |run, _| run.state = RunState::Finalized)
+        self.with_run(run_id, |run, _| {
+            // A finished run keeps its record and counts only.
+            run.state = RunState::Finalized;
+            run.ready = VecDeque::new();
+            run.delayed = BTreeSet::new();
+            run.leased = HashMap::new();
+            run.claims = HashMap::new();
+            run.failures = HashMap::new();
+            run.committed = Bits::default();
+            run.dead = BTreeMap::new();
+        })
     }
 }
 

@@ -6,7 +6,10 @@
 //!
 //! States of a job: `pending → leased(token, owner, deadline) → committed`, or back to
 //! pending (after a backoff) when an attempt fails or its lease expires, or `dead` after
-//! `max_attempts` failed attempts, keeping the last error. A lease is fenced by its
+//! `max_attempts` failed attempts, keeping the last error. A shard never claimed has no
+//! state of its own: it lies behind the run's cursor, so submitting costs the same at
+//! any shard count, and jobs given back, retried or revived are claimed before the cursor
+//! moves on. A lease is fenced by its
 //! `token`, which is new for every claim: once a lease has been reclaimed, its holder can
 //! no longer heartbeat, ack, fail or release the job.
 
@@ -51,6 +54,9 @@ pub trait JobQueue: Send + Sync {
     /// Every known run id, oldest first.
     async fn list(&self) -> Result<Vec<String>>;
 
+    /// The runs that may be claimed from (active), in claim order.
+    async fn active_runs(&self) -> Result<Vec<String>>;
+
     /// Leases the next ready job of any active run (oldest run first). Reclaims expired
     /// leases and releases due retries first. `None` when nothing is ready now.
     async fn claim(&self, owner: &str) -> Result<Option<Lease>>;
@@ -61,8 +67,19 @@ pub trait JobQueue: Send + Sync {
     async fn heartbeat(&self, lease: &Lease) -> Result<LeaseStatus>;
 
     /// Marks the job committed. `false` if the lease was no longer held (the job was
-    /// reclaimed); the job's state is then left unchanged.
+    /// reclaimed); the job's state is then left unchanged. Once a shard is committed, any
+    /// ack of it answers `true` (on an active run: a cancelled or finalized one keeps no
+    /// record of which shards are committed).
     async fn ack(&self, lease: &Lease) -> Result<bool>;
+
+    /// [`JobQueue::ack`], then [`JobQueue::claim`]: what a worker does between two
+    /// shards. The Redis queue does both in one round trip when the next job comes from
+    /// the same run and that run is still first in line; otherwise it claims as `claim`
+    /// does. Returns the ack's answer and the next lease.
+    async fn ack_and_claim(&self, lease: &Lease, owner: &str) -> Result<(bool, Option<Lease>)> {
+        let acked = self.ack(lease).await?;
+        Ok((acked, self.claim(owner).await?))
+    }
 
     /// Records a failed attempt: the job goes back to pending after a backoff, or dead
     /// when `retryable` is false or `max_attempts` attempts have failed.

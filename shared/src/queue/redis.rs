@@ -8,7 +8,10 @@
 //! re-adds it, and a claim drops index entries of runs that are no longer active.
 //!
 //! Counts: `leased` counts leases until they are reclaimed (an expired lease still counts
-//! until a claim reclaims it); `delayed` counts retries until a claim moves them to ready.
+//! until a claim reclaims it); `delayed` counts retries until a claim moves them to ready;
+//! `committed` is a counter in the run's meta hash, so counts are O(1) in the shard count.
+//!
+//! Needs Redis 7.0 or later (`BITPOS … BIT`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,7 +23,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::keys::{self, RunKeys};
-use super::scripts::{scripts, ClaimReply, SubmitReply};
+use super::scripts::{scripts, AckClaimReply, ClaimReply, SubmitReply};
 use super::types::*;
 use super::JobQueue;
 use crate::error::{Error, Result};
@@ -50,11 +53,8 @@ impl RedisQueue {
     pub async fn connect(url: &str) -> Result<RedisQueue> {
         let shown = redact_url(url);
         let client = client(url, &shown)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(4)
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            // Submitting a large run is one script; give it time.
-            .set_response_timeout(Some(Duration::from_secs(60)));
+        let config =
+            ConnectionManagerConfig::new().set_number_of_retries(4).set_connection_timeout(Some(Duration::from_secs(5))).set_response_timeout(Some(Duration::from_secs(30)));
         let con = ConnectionManager::new_with_config(client, config).await.map_err(|e| with_url(&shown, "cannot connect to Redis", e))?;
         Ok(RedisQueue { con, url: shown.into() })
     }
@@ -124,7 +124,8 @@ impl JobQueue for RedisQueue {
             return Err(Error::Run { run: run.run_id.clone(), message: "a run needs at least one shard".into() });
         }
         let k = RunKeys::new(&run.run_id);
-        match scripts().submit(&mut self.con(), &k, run, committed).await? {
+        let committed: Vec<u64> = committed.iter().copied().filter(|&s| s < run.shards).collect();
+        match scripts().submit(&mut self.con(), &k, run, &committed).await? {
             SubmitReply::Created { created_ms } => {
                 self.index(&run.run_id, created_ms, run.priority, RunState::Active).await?;
                 Ok(Submitted::Created)
@@ -154,6 +155,21 @@ impl JobQueue for RedisQueue {
         Ok(self.con().zrange(keys::runs(), 0, -1).await?)
     }
 
+    /// From the active index; an entry whose run is no longer active (the index heals
+    /// at the next claim) is left out.
+    async fn active_runs(&self) -> Result<Vec<String>> {
+        let members: Vec<String> = self.con().zrange(keys::active(), 0, -1).await?;
+        let mut runs = Vec::with_capacity(members.len());
+        for member in &members {
+            let Some(run_id) = keys::run_of_active_member(member) else { continue };
+            let state: Option<String> = self.con().hget(RunKeys::new(run_id).meta(), "state").await?;
+            if state.as_deref() == Some(RunState::Active.as_str()) {
+                runs.push(run_id.to_string());
+            }
+        }
+        Ok(runs)
+    }
+
     async fn claim(&self, owner: &str) -> Result<Option<Lease>> {
         let mut con = self.con();
         let members: Vec<String> = con.zrange(keys::active(), 0, -1).await?;
@@ -171,6 +187,25 @@ impl JobQueue for RedisQueue {
             }
         }
         Ok(None)
+    }
+
+    /// One round trip when the run goes on: the script acks and claims the run's next job,
+    /// pipelined with a read of the head of `labelgen:active`. If another run is first in
+    /// line (a higher priority was submitted), the job just claimed is released at once
+    /// (no attempt spent) and the claim goes through [`JobQueue::claim`], so priorities
+    /// hold.
+    async fn ack_and_claim(&self, lease: &Lease, owner: &str) -> Result<(bool, Option<Lease>)> {
+        let k = RunKeys::new(&lease.run_id);
+        let reply = scripts().ack_claim(&mut self.con(), &k, lease.shard, lease.token, owner).await?;
+        let Some((AckClaimReply { acked, claim }, head)) = reply else { return Err(unknown(&lease.run_id)) };
+        if let ClaimReply::Leased { shard, token, failures, deadline_ms } = claim {
+            let next = Lease { run_id: lease.run_id.clone(), shard, token, failures, owner: owner.to_string(), deadline_ms };
+            if head.as_deref().and_then(keys::run_of_active_member) == Some(lease.run_id.as_str()) {
+                return Ok((acked, Some(next)));
+            }
+            self.release(&next).await?;
+        }
+        Ok((acked, self.claim(owner).await?))
     }
 
     async fn heartbeat(&self, lease: &Lease) -> Result<LeaseStatus> {
@@ -215,25 +250,33 @@ impl JobQueue for RedisQueue {
         scripts().mark_committed(&mut self.con(), &k, shard).await?.ok_or_else(|| unknown(run_id))
     }
 
+    /// O(1) in the shard count: the committed count is a counter, the other states are
+    /// sizes of their keys, and pending is what is left.
     async fn counts(&self, run_id: &str) -> Result<Counts> {
         let k = RunKeys::new(run_id);
-        let ((shards, state), ready, delayed, leased, committed, dead): ((Option<u64>, Option<String>), u64, u64, u64, u64, u64) = redis::pipe()
+        type Reply = ((Option<u64>, Option<String>, Option<u64>, Option<String>), u64, u64, u64);
+        let ((shards, state, committed, last), delayed, leased, dead): Reply = redis::pipe()
             .atomic()
             .cmd("HMGET")
             .arg(k.meta())
             .arg("shards")
             .arg("state")
-            .llen(k.ready())
+            .arg("committed")
+            .arg("last_committed")
             .zcard(k.delayed())
             .zcard(k.leased())
-            .bitcount(k.committed())
             .hlen(k.dead())
             .query_async(&mut self.con())
             .await?;
         let (Some(total), Some(state)) = (shards, state) else { return Err(unknown(run_id)) };
         let state = RunState::parse(&state).ok_or_else(|| corrupt(run_id, "state", &state))?;
-        let last_committed: bool = if total > 0 { self.con().getbit(k.committed(), (total - 1) as usize).await? } else { false };
-        Ok(Counts { total, pending: ready + delayed, delayed, leased, committed, dead, state, last_committed })
+        let (committed, last_committed) = match committed {
+            Some(n) => (n, last.is_some()),
+            // A run submitted before the committed counter existed: count its bitmap.
+            None => (self.con().bitcount(k.committed()).await?, self.con().getbit(k.committed(), (total.max(1) - 1) as usize).await?),
+        };
+        let pending = total.saturating_sub(committed + leased + dead);
+        Ok(Counts { total, pending, delayed, leased, committed, dead, state, last_committed })
     }
 
     async fn dead(&self, run_id: &str) -> Result<Vec<DeadJob>> {

@@ -1,5 +1,7 @@
-//! The Lua scripts of the Redis queue, one per atomic state change (`lua/*.lua`), each
-//! with a typed wrapper. Scripts run by `EVALSHA`; the redis crate loads a script again
+//! The Lua scripts of the Redis queue, one per atomic state change (`lua/*.lua`, each
+//! prefixed with `lua/lib.lua`, which names the keys and holds the claim, ack and commit
+//! steps they share), each with a typed wrapper. Every script gets the same nine keys of
+//! one run ([`run_keys`]). Scripts run by `EVALSHA`; the redis crate loads a script again
 //! when the server answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 
 use std::sync::LazyLock;
@@ -19,6 +21,7 @@ pub(crate) struct Scripts {
     claim: Script,
     heartbeat: Script,
     ack: Script,
+    ack_claim: Script,
     fail: Script,
     release: Script,
     cancel: Script,
@@ -29,18 +32,31 @@ pub(crate) struct Scripts {
 
 pub(crate) fn scripts() -> &'static Scripts {
     static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-        submit: Script::new(include_str!("lua/submit.lua")),
-        claim: Script::new(include_str!("lua/claim.lua")),
-        heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
-        ack: Script::new(include_str!("lua/ack.lua")),
-        fail: Script::new(include_str!("lua/fail.lua")),
-        release: Script::new(include_str!("lua/release.lua")),
-        cancel: Script::new(include_str!("lua/cancel.lua")),
-        finalize: Script::new(include_str!("lua/finalize.lua")),
-        retry_dead: Script::new(include_str!("lua/retry_dead.lua")),
-        mark_committed: Script::new(include_str!("lua/mark_committed.lua")),
+        submit: script(include_str!("lua/submit.lua")),
+        claim: script(include_str!("lua/claim.lua")),
+        heartbeat: script(include_str!("lua/heartbeat.lua")),
+        ack: script(include_str!("lua/ack.lua")),
+        ack_claim: script(include_str!("lua/ack_claim.lua")),
+        fail: script(include_str!("lua/fail.lua")),
+        release: script(include_str!("lua/release.lua")),
+        cancel: script(include_str!("lua/cancel.lua")),
+        finalize: script(include_str!("lua/finalize.lua")),
+        retry_dead: script(include_str!("lua/retry_dead.lua")),
+        mark_committed: script(include_str!("lua/mark_committed.lua")),
     });
     &SCRIPTS
+}
+
+/// A script: `lua/lib.lua` followed by its own body.
+fn script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("lua/lib.lua")))
+}
+
+/// The invocation of `script` with the nine keys of the run, in `lib.lua`'s order.
+fn run_keys<'a>(script: &'a Script, k: &RunKeys) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    inv.key(k.meta()).key(k.ready()).key(k.delayed()).key(k.leased()).key(k.owners()).key(k.claims()).key(k.failures()).key(k.dead()).key(k.committed());
+    inv
 }
 
 /// What `submit.lua` found.
@@ -70,14 +86,16 @@ pub(crate) struct RetryDeadReply {
     pub priority: i32,
 }
 
+/// What `ack_claim.lua` did: the ack's answer and the claim's.
+pub(crate) struct AckClaimReply {
+    pub acked: bool,
+    pub claim: ClaimReply,
+}
+
 impl Scripts {
     pub(crate) async fn submit(&self, con: &mut ConnectionManager, k: &RunKeys, run: &RunRecord, committed: &[u64]) -> Result<SubmitReply> {
-        let r: Vec<String> = self
-            .submit
-            .key(k.meta())
-            .key(k.ready())
-            .key(k.committed())
-            .arg(&run.spec_digest)
+        let mut inv = run_keys(&self.submit, k);
+        inv.arg(&run.spec_digest)
             .arg(&run.spec_json)
             .arg(run.shards)
             .arg(run.max_attempts)
@@ -85,9 +103,8 @@ impl Scripts {
             .arg(run.backoff_ms)
             .arg(run.max_backoff_ms)
             .arg(run.priority)
-            .arg(committed)
-            .invoke_async(con)
-            .await?;
+            .arg(committed);
+        let r: Vec<String> = inv.invoke_async(con).await?;
         let created_ms = num(&r, 1, "submit")?;
         Ok(match field(&r, 0, "submit")? {
             "created" => SubmitReply::Created { created_ms },
@@ -98,32 +115,43 @@ impl Scripts {
     }
 
     pub(crate) async fn claim(&self, con: &mut ConnectionManager, k: &RunKeys, owner: &str) -> Result<ClaimReply> {
-        let r: Vec<String> = self
-            .claim
-            .key(k.meta())
-            .key(k.ready())
-            .key(k.delayed())
-            .key(k.leased())
-            .key(k.owners())
-            .key(k.claims())
-            .key(k.failures())
-            .key(k.dead())
-            .arg(owner)
-            .arg(CLAIM_BATCH)
-            .invoke_async(con)
-            .await?;
-        Ok(match field(&r, 0, "claim")? {
-            "unknown" => ClaimReply::Unknown,
-            "inactive" => ClaimReply::Inactive,
-            "empty" => ClaimReply::Empty,
-            "leased" => ClaimReply::Leased { shard: num(&r, 1, "claim")?, token: num(&r, 2, "claim")?, failures: num(&r, 3, "claim")?, deadline_ms: num(&r, 4, "claim")? },
-            other => return Err(bad_reply("claim", other)),
-        })
+        let mut inv = run_keys(&self.claim, k);
+        inv.arg(owner).arg(CLAIM_BATCH);
+        let r: Vec<String> = inv.invoke_async(con).await?;
+        claim_reply(&r, "claim")
+    }
+
+    /// `ack_claim.lua`, pipelined with a read of the head of `labelgen:active` (the member
+    /// first in line, if any): one round trip. `None`: no such run.
+    pub(crate) async fn ack_claim(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64, owner: &str) -> Result<Option<(AckClaimReply, Option<String>)>> {
+        let mut inv = run_keys(&self.ack_claim, k);
+        inv.arg(shard).arg(token).arg(owner).arg(CLAIM_BATCH);
+        let query = |con: &mut ConnectionManager| {
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(&inv).zrange(super::keys::active(), 0, 0);
+            let mut con = con.clone();
+            async move { pipe.query_async::<(Vec<String>, Vec<String>)>(&mut con).await }
+        };
+        // A pipeline does not load a script the server lacks (after a restart): load, retry.
+        let (r, head) = match query(con).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                inv.load_async(con).await?;
+                query(con).await?
+            }
+            other => other?,
+        };
+        if field(&r, 0, "ack_claim")? == "unknown" {
+            return Ok(None);
+        }
+        let acked = field(&r, 0, "ack_claim")? == "1";
+        Ok(Some((AckClaimReply { acked, claim: claim_reply(&r[1..], "ack_claim")? }, head.into_iter().next())))
     }
 
     /// `None`: no such run.
     pub(crate) async fn heartbeat(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<LeaseStatus>> {
-        let r: String = self.heartbeat.key(k.meta()).key(k.leased()).key(k.claims()).arg(shard).arg(token).invoke_async(con).await?;
+        let mut inv = run_keys(&self.heartbeat, k);
+        inv.arg(shard).arg(token);
+        let r: String = inv.invoke_async(con).await?;
         Ok(match r.as_str() {
             "unknown" => None,
             "lost" => Some(LeaseStatus::Lost),
@@ -135,27 +163,16 @@ impl Scripts {
 
     /// `None`: no such run; `Some(false)`: lease not held.
     pub(crate) async fn ack(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<bool>> {
-        let r: i64 = self.ack.key(k.meta()).key(k.leased()).key(k.owners()).key(k.claims()).key(k.failures()).key(k.committed()).arg(shard).arg(token).invoke_async(con).await?;
-        Ok(tri(r))
+        let mut inv = run_keys(&self.ack, k);
+        inv.arg(shard).arg(token);
+        Ok(tri(inv.invoke_async(con).await?))
     }
 
     /// `None`: no such run.
     pub(crate) async fn fail(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64, error: &str, retryable: bool) -> Result<Option<FailOutcome>> {
-        let r: Vec<String> = self
-            .fail
-            .key(k.meta())
-            .key(k.leased())
-            .key(k.owners())
-            .key(k.claims())
-            .key(k.failures())
-            .key(k.delayed())
-            .key(k.dead())
-            .arg(shard)
-            .arg(token)
-            .arg(error)
-            .arg(if retryable { "1" } else { "0" })
-            .invoke_async(con)
-            .await?;
+        let mut inv = run_keys(&self.fail, k);
+        inv.arg(shard).arg(token).arg(error).arg(if retryable { "1" } else { "0" });
+        let r: Vec<String> = inv.invoke_async(con).await?;
         Ok(match field(&r, 0, "fail")? {
             "unknown" => None,
             "lost" => Some(FailOutcome::Lost),
@@ -167,25 +184,26 @@ impl Scripts {
 
     /// `None`: no such run; `Some(false)`: lease not held.
     pub(crate) async fn release(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<bool>> {
-        let r: i64 = self.release.key(k.meta()).key(k.leased()).key(k.owners()).key(k.claims()).key(k.ready()).arg(shard).arg(token).invoke_async(con).await?;
-        Ok(tri(r))
+        let mut inv = run_keys(&self.release, k);
+        inv.arg(shard).arg(token);
+        Ok(tri(inv.invoke_async(con).await?))
     }
 
     /// `None`: no such run.
     pub(crate) async fn cancel(&self, con: &mut ConnectionManager, k: &RunKeys) -> Result<Option<StateReply>> {
-        let r: Vec<String> = self.cancel.key(k.meta()).invoke_async(con).await?;
+        let r: Vec<String> = run_keys(&self.cancel, k).invoke_async(con).await?;
         state_reply(&r, "cancel")
     }
 
     /// `None`: no such run.
     pub(crate) async fn finalize(&self, con: &mut ConnectionManager, k: &RunKeys) -> Result<Option<StateReply>> {
-        let r: Vec<String> = self.finalize.key(k.meta()).invoke_async(con).await?;
+        let r: Vec<String> = run_keys(&self.finalize, k).invoke_async(con).await?;
         state_reply(&r, "finalize")
     }
 
     /// `None`: no such run.
     pub(crate) async fn retry_dead(&self, con: &mut ConnectionManager, k: &RunKeys) -> Result<Option<RetryDeadReply>> {
-        let r: Vec<String> = self.retry_dead.key(k.meta()).key(k.dead()).key(k.ready()).invoke_async(con).await?;
+        let r: Vec<String> = run_keys(&self.retry_dead, k).invoke_async(con).await?;
         if field(&r, 0, "retry_dead")? == "unknown" {
             return Ok(None);
         }
@@ -196,26 +214,23 @@ impl Scripts {
             priority: num(&r, 3, "retry_dead")?,
         }))
     }
-}
 
-impl Scripts {
     /// `None`: no such run; `Some(false)`: already committed.
     pub(crate) async fn mark_committed(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64) -> Result<Option<bool>> {
-        let r: i64 = self
-            .mark_committed
-            .key(k.meta())
-            .key(k.ready())
-            .key(k.delayed())
-            .key(k.leased())
-            .key(k.owners())
-            .key(k.failures())
-            .key(k.dead())
-            .key(k.committed())
-            .arg(shard)
-            .invoke_async(con)
-            .await?;
-        Ok(tri(r))
+        let mut inv = run_keys(&self.mark_committed, k);
+        inv.arg(shard);
+        Ok(tri(inv.invoke_async(con).await?))
     }
+}
+
+fn claim_reply(r: &[String], script: &str) -> Result<ClaimReply> {
+    Ok(match field(r, 0, script)? {
+        "unknown" => ClaimReply::Unknown,
+        "inactive" => ClaimReply::Inactive,
+        "empty" => ClaimReply::Empty,
+        "leased" => ClaimReply::Leased { shard: num(r, 1, script)?, token: num(r, 2, script)?, failures: num(r, 3, script)?, deadline_ms: num(r, 4, script)? },
+        other => return Err(bad_reply(script, other)),
+    })
 }
 
 fn tri(r: i64) -> Option<bool> {

@@ -1,7 +1,8 @@
-//! `worker run-shard`: generate and commit one shard with no Redis, for schedulers that
-//! index their own tasks (Kubernetes Indexed Jobs, Slurm job arrays). Same commit protocol:
-//! a shard run twice is committed once; `coordinator finalize RUN --config CONFIG` then
-//! writes the manifest.
+//! `worker run-shard`: generate and commit shards with no Redis, for schedulers that index
+//! their own tasks (Kubernetes Indexed Jobs, Slurm job arrays): one shard (`--shard K`),
+//! or every TASKS-th shard from K (`--task K --tasks TASKS`), so an array of at most a
+//! thousand tasks covers any run. Same commit protocol: a shard run twice is committed
+//! once; `coordinator finalize RUN --config CONFIG` then writes the manifest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,9 +17,20 @@ pub struct RunShardArgs {
     /// Run spec (TOML).
     pub config: PathBuf,
 
-    /// Shard to generate, 0-based [default: $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID].
-    #[arg(long)]
+    /// One shard to generate, 0-based [default without --tasks: $JOB_COMPLETION_INDEX or
+    /// $SLURM_ARRAY_TASK_ID].
+    #[arg(long, conflicts_with_all = ["task", "tasks"])]
     pub shard: Option<u64>,
+
+    /// This task's index K: generate shards K, K+TASKS, K+2·TASKS, … one after another
+    /// [default: $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID].
+    #[arg(long, requires = "tasks")]
+    pub task: Option<u64>,
+
+    /// How many tasks share the run (the array's size; `coordinator plan --json` suggests
+    /// one) [default: $LABELGEN_TASKS].
+    #[arg(long, env = "LABELGEN_TASKS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tasks: Option<u64>,
 
     /// Run id shared by every task of the run [default: static-DIGEST, from the spec, so
     /// every task agrees without being told].
@@ -30,23 +42,55 @@ pub struct RunShardArgs {
     pub device: Option<shared::spec::DeviceChoice>,
 }
 
-fn shard_from_env() -> anyhow::Result<Option<u64>> {
+/// The task index the scheduler gives (an Indexed Job's or a Slurm array's).
+fn index_from_env() -> anyhow::Result<Option<u64>> {
     for var in ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"] {
         if let Ok(v) = std::env::var(var) {
-            let k = v.trim().parse::<u64>().with_context(|| format!("${var}: expected a shard number, found {v:?}"))?;
+            let k = v.trim().parse::<u64>().with_context(|| format!("${var}: expected a task index, found {v:?}"))?;
             return Ok(Some(k));
         }
     }
     Ok(None)
 }
 
+/// The shards this process runs: `--shard K`, or K, K+N, … for `--task K --tasks N`.
+fn shards_to_run(args: &RunShardArgs, shards: u64) -> anyhow::Result<Vec<u64>> {
+    if let Some(shard) = args.shard {
+        if shard >= shards {
+            bail!("--shard {shard}: the run has {shards} shards (0 to {})", shards - 1);
+        }
+        return Ok(vec![shard]);
+    }
+    let index = match args.task {
+        Some(k) => Some(k),
+        None => index_from_env()?,
+    };
+    let Some(index) = index else {
+        bail!("no shard given: pass --shard K, or --task K --tasks N, or set JOB_COMPLETION_INDEX / SLURM_ARRAY_TASK_ID (with --tasks N or $LABELGEN_TASKS)");
+    };
+    match args.tasks {
+        None => {
+            if index >= shards {
+                bail!("task index {index} (from the environment) is a shard number without --tasks: the run has {shards} shards (0 to {})", shards - 1);
+            }
+            Ok(vec![index])
+        }
+        Some(tasks) => {
+            if index >= tasks {
+                bail!("--task {index}: expected less than --tasks {tasks}");
+            }
+            Ok((index..shards).step_by(tasks as usize).collect())
+        }
+    }
+}
+
 pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
     let mut spec = RunSpec::load(&args.config)?;
-    let Some(shard) = args.shard.map(Ok).or_else(|| shard_from_env().transpose()).transpose()? else {
-        bail!("no shard given: pass --shard K or set JOB_COMPLETION_INDEX / SLURM_ARRAY_TASK_ID");
-    };
-    if shard >= spec.shards() {
-        bail!("--shard {shard}: the run has {} shards (0 to {})", spec.shards(), spec.shards() - 1);
+    let shards = shards_to_run(&args, spec.shards())?;
+    if shards.is_empty() {
+        // More tasks than shards: this one has nothing to do.
+        eprintln!("{}: this task has no shard (the run has {} shards)", args.config.display(), spec.shards());
+        return Ok(ExitCode::SUCCESS);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Models are checked and their digests pinned before the run id is derived, so every
@@ -66,38 +110,66 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || crate::Factory::new(device).build(&spec)).await??
         };
         let owner = shared::job::default_owner();
+        let spec = Arc::new(spec);
         let abort = Arc::new(Abort::default());
-        let job = ShardJob {
-            run_id: run_id.clone(),
-            spec_digest: spec.digest(),
-            spec: Arc::new(spec),
-            store,
-            pipeline,
-            shard,
-            // A static attempt holds no lease; its data is named by a random attempt id.
-            token: 0,
-            owner,
-            retried: false,
-            abort: abort.clone(),
-        };
-        let mut task = tokio::spawn(execute_shard(job));
-        let outcome = tokio::select! {
-            r = &mut task => r,
-            _ = shared::lifecycle::shutdown_signal() => {
-                // SIGTERM (the scheduler preempts the task) or Ctrl-C: stop at the next
-                // batch, abort the uploads in flight and remove this attempt's objects.
-                eprintln!("run {run_id}: shard {shard}: signal received; stopping without committing");
+        // SIGTERM (the scheduler preempts the task) or Ctrl-C: stop at the next batch,
+        // abort the uploads in flight and remove this attempt's objects.
+        let signalled = {
+            let (abort, run_id) = (abort.clone(), run_id.clone());
+            tokio::spawn(async move {
+                shared::lifecycle::shutdown_signal().await;
+                eprintln!("run {run_id}: signal received; stopping without committing the shard in hand");
                 abort.stop();
-                task.await
-            }
+            })
         };
-        match outcome?? {
-            ShardOutcome::Committed(rec) => eprintln!("run {run_id}: shard {shard} committed ({} samples)", rec.samples.len()),
-            ShardOutcome::AlreadyCommitted => eprintln!("run {run_id}: shard {shard} was already committed; nothing to do"),
-            ShardOutcome::Stopped | ShardOutcome::LeaseLost => {
-                eprintln!("run {run_id}: shard {shard} stopped before its commit; run the task again");
-                return Ok(ExitCode::from(130));
+        let total = shards.len();
+        let (mut committed, mut skipped, mut failed) = (0usize, 0usize, Vec::new());
+        for (i, &shard) in shards.iter().enumerate() {
+            let job = ShardJob {
+                run_id: run_id.clone(),
+                spec_digest: spec.digest(),
+                spec: spec.clone(),
+                store: store.clone(),
+                pipeline: pipeline.clone(),
+                shard,
+                // A static attempt holds no lease; its data is named by a random attempt id.
+                token: 0,
+                owner: owner.clone(),
+                retried: false,
+                abort: abort.clone(),
+            };
+            match tokio::spawn(execute_shard(job)).await? {
+                Ok(ShardOutcome::Committed(rec)) => {
+                    committed += 1;
+                    eprintln!("run {run_id}: shard {shard} committed ({} samples) [{}/{total}]", rec.samples.len(), i + 1);
+                }
+                Ok(ShardOutcome::AlreadyCommitted) => {
+                    skipped += 1;
+                    eprintln!("run {run_id}: shard {shard} was already committed; nothing to do [{}/{total}]", i + 1);
+                }
+                Ok(ShardOutcome::Stopped | ShardOutcome::LeaseLost) => {
+                    eprintln!("run {run_id}: shard {shard} stopped before its commit; run the task again ({committed} committed, {skipped} already were, {} left)", total - i);
+                    return Ok(ExitCode::from(130));
+                }
+                // One bad shard does not stop the task's others; the exit status says so.
+                Err(e) => {
+                    eprintln!("run {run_id}: shard {shard} failed: {e:#}");
+                    failed.push(shard);
+                }
             }
+        }
+        signalled.abort();
+        if !failed.is_empty() {
+            let list: Vec<String> = failed.iter().map(u64::to_string).collect();
+            eprintln!(
+                "run {run_id}: {} of {total} shards failed ({}); {committed} committed, {skipped} already were. Run the task again: committed shards are skipped",
+                failed.len(),
+                list.join(", ")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        if total > 1 {
+            eprintln!("run {run_id}: task done: {committed} shards committed, {skipped} already were");
         }
         println!("{run_id}");
         Ok(ExitCode::SUCCESS)
