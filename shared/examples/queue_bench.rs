@@ -30,6 +30,7 @@ const CYCLE_SCRIPT: &str = r#"
 local k = KEYS[1]
 local s = redis.call('HINCRBY', k .. ':meta', 'cursor', 1)
 redis.call('HMGET', k .. ':meta', 'state', 'shards')
+redis.call('HEXISTS', k .. ':meta', 'committed')
 redis.call('HGET', k .. ':claims', s)
 redis.call('ZREM', k .. ':leased', s)
 redis.call('HDEL', k .. ':owners', s)
@@ -50,6 +51,7 @@ redis.call('HINCRBY', k .. ':claims', s + 1, 1)
 redis.call('ZADD', k .. ':leased', now + 30000, s + 1)
 redis.call('HSET', k .. ':owners', s + 1, 'w1')
 redis.call('HGET', k .. ':failures', s + 1)
+redis.call('HGET', k .. ':meta', 'priority')
 return s
 "#;
 

@@ -216,3 +216,82 @@ async fn a_hundred_million_shards_cost_nothing_per_pending_shard() {
     let c = q.counts("huge-cancelled").await.unwrap();
     assert_eq!((c.state, c.pending, c.committed), (RunState::Cancelled, SHARDS - 2, 2));
 }
+
+/// A run a previous labelgen left in Redis (every shard in its ready list, commits only in
+/// the bitmap, no cursor or counter) goes on under this version: its commits are counted
+/// once, then the counter follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_the_previous_layout_carries_on() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let rec = conformance::record("old", 5);
+    let () = redis::cmd("HSET")
+        .arg("labelgen:{old}:meta")
+        .arg(&[
+            ("spec_digest", rec.spec_digest.clone()),
+            ("spec_json", rec.spec_json.clone()),
+            ("shards", "5".into()),
+            ("max_attempts", "3".into()),
+            ("lease_ms", "60000".into()),
+            ("backoff_ms", "100".into()),
+            ("max_backoff_ms", "400".into()),
+            ("priority", "0".into()),
+            ("created_ms", "1700000000000".into()),
+            ("state", "active".into()),
+        ])
+        .query_async::<i64>(&mut con)
+        .await
+        .map(|_| ())
+        .unwrap();
+    let () = redis::pipe()
+        .cmd("RPUSH")
+        .arg("labelgen:{old}:ready")
+        .arg(&[2, 3, 4])
+        .ignore()
+        .cmd("SETBIT")
+        .arg("labelgen:{old}:committed")
+        .arg(0)
+        .arg(1)
+        .ignore()
+        .cmd("SETBIT")
+        .arg("labelgen:{old}:committed")
+        .arg(1)
+        .arg(1)
+        .ignore()
+        .cmd("HSET")
+        .arg("labelgen:{old}:claims")
+        .arg(&[(0, 1), (1, 1)])
+        .ignore()
+        .cmd("ZADD")
+        .arg("labelgen:runs")
+        .arg(1_700_000_000_000u64)
+        .arg("old")
+        .ignore()
+        .cmd("ZADD")
+        .arg("labelgen:active")
+        .arg(0)
+        .arg("1700000000000:old")
+        .ignore()
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let c = q.counts("old").await.unwrap();
+    assert_eq!((c.total, c.committed, c.pending, c.last_committed), (5, 2, 3, false));
+    let a = q.claim("w1").await.unwrap().unwrap();
+    assert_eq!(a.shard, 2, "the old ready list is served");
+    let (acked, b) = q.ack_and_claim(&a, "w1").await.unwrap();
+    assert!(acked);
+    let b = b.unwrap();
+    assert_eq!(q.counts("old").await.unwrap().committed, 3, "the bitmap counted once, then the ack");
+    let (_, c4) = q.ack_and_claim(&b, "w1").await.unwrap();
+    let c4 = c4.unwrap();
+    assert_eq!(c4.shard, 4);
+    let (acked, none) = q.ack_and_claim(&c4, "w1").await.unwrap();
+    assert!(acked && none.is_none(), "no shard is served twice: {none:?}");
+    let c = q.counts("old").await.unwrap();
+    assert_eq!((c.committed, c.pending, c.last_committed), (5, 0, true));
+    q.mark_finalized("old").await.unwrap();
+    assert_eq!(q.counts("old").await.unwrap().committed, 5);
+}

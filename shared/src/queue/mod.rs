@@ -72,10 +72,11 @@ pub trait JobQueue: Send + Sync {
     /// record of which shards are committed).
     async fn ack(&self, lease: &Lease) -> Result<bool>;
 
-    /// [`JobQueue::ack`], then [`JobQueue::claim`]: what a worker does between two
-    /// shards. The Redis queue does both in one round trip when the next job comes from
-    /// the same run and that run is still first in line; otherwise it claims as `claim`
-    /// does. Returns the ack's answer and the next lease.
+    /// [`JobQueue::ack`], then a claim: what a worker does between two shards. The Redis
+    /// queue does both in one round trip when the run has a next job and no run of higher
+    /// priority waits (between runs of equal priority the worker stays on its run);
+    /// otherwise it claims as [`JobQueue::claim`] does. Returns the ack's answer and the
+    /// next lease.
     async fn ack_and_claim(&self, lease: &Lease, owner: &str) -> Result<(bool, Option<Lease>)> {
         let acked = self.ack(lease).await?;
         Ok((acked, self.claim(owner).await?))

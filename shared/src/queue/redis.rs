@@ -190,20 +190,24 @@ impl JobQueue for RedisQueue {
     }
 
     /// One round trip when the run goes on: the script acks and claims the run's next job,
-    /// pipelined with a read of the head of `labelgen:active`. If another run is first in
-    /// line (a higher priority was submitted), the job just claimed is released at once
-    /// (no attempt spent) and the claim goes through [`JobQueue::claim`], so priorities
-    /// hold.
+    /// pipelined with a read of the highest priority in `labelgen:active`. If a run of
+    /// higher priority is waiting, the job just claimed is released at once (no attempt
+    /// spent) and the claim goes through [`JobQueue::claim`], so priorities hold; between
+    /// runs of equal priority the worker stays on its run.
     async fn ack_and_claim(&self, lease: &Lease, owner: &str) -> Result<(bool, Option<Lease>)> {
         let k = RunKeys::new(&lease.run_id);
         let reply = scripts().ack_claim(&mut self.con(), &k, lease.shard, lease.token, owner).await?;
-        let Some((AckClaimReply { acked, claim }, head)) = reply else { return Err(unknown(&lease.run_id)) };
+        let Some((AckClaimReply { acked, priority, claim }, head)) = reply else { return Err(unknown(&lease.run_id)) };
         if let ClaimReply::Leased { shard, token, failures, deadline_ms } = claim {
             let next = Lease { run_id: lease.run_id.clone(), shard, token, failures, owner: owner.to_string(), deadline_ms };
-            if head.as_deref().and_then(keys::run_of_active_member) == Some(lease.run_id.as_str()) {
+            if head.is_none_or(|score| score >= keys::active_score(priority)) {
                 return Ok((acked, Some(next)));
             }
-            self.release(&next).await?;
+            if let Err(e) = self.release(&next).await {
+                // The lease still holds: run it rather than let it expire as a failure.
+                tracing::warn!(run = %next.run_id, shard = next.shard, error = %e, "could not give back a job to serve a higher priority run; running it");
+                return Ok((acked, Some(next)));
+            }
         }
         Ok((acked, self.claim(owner).await?))
     }

@@ -86,9 +86,10 @@ pub(crate) struct RetryDeadReply {
     pub priority: i32,
 }
 
-/// What `ack_claim.lua` did: the ack's answer and the claim's.
+/// What `ack_claim.lua` did: the ack's answer, the run's priority and the claim's answer.
 pub(crate) struct AckClaimReply {
     pub acked: bool,
+    pub priority: i32,
     pub claim: ClaimReply,
 }
 
@@ -121,16 +122,16 @@ impl Scripts {
         claim_reply(&r, "claim")
     }
 
-    /// `ack_claim.lua`, pipelined with a read of the head of `labelgen:active` (the member
+    /// `ack_claim.lua`, pipelined with a read of the head of `labelgen:active` (the score
     /// first in line, if any): one round trip. `None`: no such run.
-    pub(crate) async fn ack_claim(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64, owner: &str) -> Result<Option<(AckClaimReply, Option<String>)>> {
+    pub(crate) async fn ack_claim(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64, owner: &str) -> Result<Option<(AckClaimReply, Option<f64>)>> {
         let mut inv = run_keys(&self.ack_claim, k);
         inv.arg(shard).arg(token).arg(owner).arg(CLAIM_BATCH);
         let query = |con: &mut ConnectionManager| {
             let mut pipe = redis::pipe();
-            pipe.invoke_script(&inv).zrange(super::keys::active(), 0, 0);
+            pipe.invoke_script(&inv).zrange_withscores(super::keys::active(), 0, 0);
             let mut con = con.clone();
-            async move { pipe.query_async::<(Vec<String>, Vec<String>)>(&mut con).await }
+            async move { pipe.query_async::<(Vec<String>, Vec<(String, f64)>)>(&mut con).await }
         };
         // A pipeline does not load a script the server lacks (after a restart): load, retry.
         let (r, head) = match query(con).await {
@@ -144,7 +145,8 @@ impl Scripts {
             return Ok(None);
         }
         let acked = field(&r, 0, "ack_claim")? == "1";
-        Ok(Some((AckClaimReply { acked, claim: claim_reply(&r[1..], "ack_claim")? }, head.into_iter().next())))
+        let priority = num(&r, 1, "ack_claim")?;
+        Ok(Some((AckClaimReply { acked, priority, claim: claim_reply(&r[2..], "ack_claim")? }, head.into_iter().next().map(|(_, score)| score))))
     }
 
     /// `None`: no such run.

@@ -4,10 +4,11 @@
 -- ARGV[2]  token
 -- ARGV[3]  owner
 -- ARGV[4]  at most this many expired leases and due retries handled per call
--- Returns {"unknown"} (no such run) or {acked (0|1), claim reply…} where the claim reply
--- is as claim.lua's.
+-- Returns {"unknown"} (no such run) or {acked (0|1), the run's priority, claim reply…}
+-- where the claim reply is as claim.lua's.
 local acked = ack_one(ARGV[1], ARGV[2])
 if acked == -1 then return {'unknown'} end
 local r = claim_one(ARGV[3], tonumber(ARGV[4]))
+table.insert(r, 1, redis.call('HGET', META, 'priority'))
 table.insert(r, 1, fmt(acked))
 return r

@@ -5,6 +5,7 @@
 local m = redis.call('HMGET', META, 'state', 'created_ms')
 if not m[1] then return {'unknown'} end
 if m[1] == 'active' then
+  migrate()
   redis.call('HSET', META, 'state', 'cancelled')
   redis.call('UNLINK', READY, DELAYED, COMMITTED)
   return {'cancelled', m[2]}

@@ -29,6 +29,17 @@ local function backoff_ms(backoff, max_backoff, failures)
   return math.min(backoff * 2 ^ shift, max_backoff)
 end
 
+-- A run registered before the committed counter existed (its shards all in its ready
+-- list, its commits only in the bitmap): count the bitmap once, so the counter starts
+-- from the truth. Every script that counts or drops commits calls it first.
+local function migrate()
+  if redis.call('HEXISTS', META, 'committed') == 1 then return end
+  local shards = redis.call('HGET', META, 'shards')
+  if not shards then return end
+  redis.call('HSET', META, 'committed', redis.call('BITCOUNT', COMMITTED))
+  if redis.call('GETBIT', COMMITTED, tonumber(shards) - 1) == 1 then redis.call('HSET', META, 'last_committed', '1') end
+end
+
 -- Counts `shard` committed; the caller knows it was not. While the run is active its bit
 -- is set (a finished run keeps no per-shard state); its claim and failure entries go.
 local function count_committed(shard, state, shards)
@@ -105,6 +116,7 @@ end
 local function ack_one(shard, token)
   local m = redis.call('HMGET', META, 'state', 'shards')
   if not m[1] then return -1 end
+  migrate()
   if redis.call('HGET', CLAIMS, shard) == token and redis.call('ZREM', LEASED, shard) == 1 then
     redis.call('HDEL', OWNERS, shard)
     count_committed(shard, m[1], m[2])

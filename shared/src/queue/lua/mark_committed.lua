@@ -8,6 +8,7 @@
 -- changed) or 1 (now committed).
 local m = redis.call('HMGET', META, 'state', 'shards')
 if not m[1] then return -1 end
+migrate()
 local s = ARGV[1]
 if m[1] == 'active' then
   if redis.call('GETBIT', COMMITTED, s) == 1 then return 0 end
