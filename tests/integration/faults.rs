@@ -102,7 +102,9 @@ async fn a_poison_worker_beside_a_good_one_kills_no_shard() {
     let cl = Cluster::start("poison");
     let deny = FaultyProxy::start_with(cl.s3.port(), Faults { deny_all: true, ..Default::default() });
     let mut spec = SpecBuilder::new("s3://data/runs");
-    spec.count = 20;
+    // Enough shards (30, about 0.2 s each for the good worker) for the poison worker's
+    // three failures and backoffs to happen before the good one has done them all.
+    spec.count = 60;
     spec.shard_size = 2;
     spec.max_attempts = 2;
     cl.submit(&spec, "p1");
@@ -120,13 +122,25 @@ async fn a_poison_worker_beside_a_good_one_kills_no_shard() {
     let o = cl.watch("p1");
     assert!(o.status.success(), "watch failed (dead shards?): {}", stderr(&o));
     wait_all(&mut good, Duration::from_secs(60));
-    let status = poison.wait().unwrap();
+    // Bounded: a poison worker that ran out of jobs before its third failure would idle.
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = poison.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = poison.kill();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the poison worker did not give up within 60 s of the run's end:\n{}", &text[text.len().saturating_sub(3000)..]);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(!status.success(), "the poison worker should exit non-zero");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("giving up") && text.contains("InvalidAccessKeyId"), "{}", &text[text.len().saturating_sub(3000)..]);
     assert!(deny.seen().1 >= 3, "the poison worker should have tried");
     let store = cl.s3.store("data", "runs/p1");
-    check::exactly_n(&store, 20).await;
+    check::exactly_n(&store, 60).await;
     let o = run(cl.coordinator(&["status", "p1", "--json"]));
     let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(st["shards"]["dead"], 0, "{st}");
