@@ -242,6 +242,10 @@ pub const DEFAULT_DDIM_STEPS: usize = 50;
 /// Bounds of the spec's counts and durations: every value is checked against one, and the
 /// error says it (a bound also keeps milliseconds and backoff shifts from overflowing).
 pub const MAX_ATTEMPTS: u32 = 1000;
+/// Most samples in one run. The queue's cost does not grow with the shard count (it keeps
+/// nothing per pending shard), so the limit is the coordinator's: finalize holds 8 bytes
+/// per shard, and for WebDataset one entry per tar for `manifest.json`.
+pub const MAX_SAMPLES: u64 = 1_000_000_000;
 /// A day.
 pub const MAX_LEASE_SECONDS: u64 = 86_400;
 pub const MAX_SAMPLING_STEPS: usize = 100_000;
@@ -431,8 +435,8 @@ impl RunSpec {
         if self.run.count == 0 {
             return bad("run.count", "expected a positive number of samples, found 0".into());
         }
-        if self.run.count > 100_000_000 {
-            return bad("run.count", format!("expected at most 100000000 samples (8-digit keys), found {}", self.run.count));
+        if self.run.count > MAX_SAMPLES {
+            return bad("run.count", format!("expected at most {MAX_SAMPLES} samples, found {}", self.run.count));
         }
         if self.run.shard_size == 0 || self.run.shard_size > 100_000 {
             return bad("run.shard_size", format!("expected 1 to 100000 samples per shard, found {}", self.run.shard_size));
@@ -681,6 +685,18 @@ image_size = 64
 
     /// Every count and duration has a bound, said in the error: the lease that used to
     /// overflow into 384 ms is refused.
+    #[test]
+    fn a_billion_samples_is_the_limit() {
+        let spec = |count: u64| {
+            RunSpec::parse(&format!("[run]\ncount = {count}\nshard_size = 256\n\n[output]\nurl = \"out\"\n\n[pipeline]\nkind = \"procedural\"\nimage_size = 32\n"), "t.toml")
+        };
+        assert_eq!(spec(MAX_SAMPLES).unwrap().shards(), 3_906_250);
+        let e = spec(MAX_SAMPLES + 1).unwrap_err().to_string();
+        assert!(e.contains("run.count") && e.contains("at most 1000000000"), "{e}");
+        // Keys are zero-padded to 8 digits and take a ninth past 99,999,999.
+        assert_eq!((crate::manifest::layout::key(7), crate::manifest::layout::key(123_456_789)), ("00000007".to_string(), "123456789".to_string()));
+    }
+
     #[test]
     fn durations_and_counts_are_bounded() {
         let err = |text: String| RunSpec::parse(&text, "b.toml").unwrap_err().to_string();

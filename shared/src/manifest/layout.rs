@@ -23,7 +23,8 @@ pub const SHARDS_DIR: &str = "shards";
 pub const DATA_DIR: &str = "data";
 pub const DATASET_DIR: &str = "dataset";
 
-/// Sample key: the index, zero-padded to 8 digits.
+/// Sample key: the index, zero-padded to 8 digits (9 from 100,000,000 on: runs go up to
+/// [`crate::spec::MAX_SAMPLES`]).
 pub fn key(index: u64) -> String {
     format!("{index:08}")
 }
