@@ -300,3 +300,28 @@ async fn queue_metrics_follow_every_active_run() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The coordinator's commands at the largest shard count a run may have in one shard of a
+/// sample each: submit, status and cancel answer at once and leave Redis holding the run's
+/// record, not a list of 100,000,000 shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_status_and_cancel_of_a_hundred_million_shards() {
+    let cl = Cluster::start("huge-cli");
+    let mut spec = SpecBuilder::new("s3://data/huge");
+    spec.count = 100_000_000;
+    spec.shard_size = 1;
+    let run_id = cl.submit(&spec, "huge");
+    let o = run(cl.coordinator(&["status", &run_id, "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((st["shards"]["total"].as_u64(), st["shards"]["pending"].as_u64()), (Some(100_000_000), Some(100_000_000)), "{st}");
+    let client = redis::Client::open(cl.redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("labelgen:{huge}:*").query_async(&mut con).await.unwrap();
+    assert_eq!(keys, ["labelgen:{huge}:meta"], "a submitted run is its record alone");
+    let o = run(cl.coordinator(&["cancel", &run_id]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(cl.coordinator(&["status", &run_id, "--json"]));
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((st["state"].as_str(), st["shards"]["pending"].as_u64()), (Some("cancelled"), Some(100_000_000)), "{st}");
+}
