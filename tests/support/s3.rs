@@ -67,18 +67,12 @@ impl S3Server {
             c.read_to_string(&mut resp)?;
             Ok(resp)
         };
-        let mut tries = 0;
-        let resp = loop {
-            match send() {
-                Ok(resp) => break resp,
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    eprintln!("{what}: {e}; trying again");
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-                Err(e) => panic!("{what}: {e}"),
-            }
-        };
+        use backon::BlockingRetryable;
+        let resp = send
+            .retry(shared::retry::policy(std::time::Duration::from_millis(200), std::time::Duration::from_secs(2), 5))
+            .notify(|e, wait| eprintln!("{what}: {e}; trying again in {wait:?}"))
+            .call()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "{what}: {resp}");
         resp
     }
