@@ -17,8 +17,9 @@
 # plain `worker procedural` loop at the same size (it writes a PNG pair and a preview per
 # tile as separate files) and the same spec run embedded (`worker run --workers WORKERS`:
 # one process, in-memory queue), which isolates what Redis and separate processes cost;
-# finalize time and peak RSS, watch's peak RSS. Then checks exactly SAMPLES unique keys in
-# manifest.jsonl and every published tar present with its sha256 (local output only).
+# finalize time and peak RSS, watch's peak RSS. Then checks the result with `coordinator
+# verify` (exactly SAMPLES samples, indices each once and in order, every published tar
+# present with its sha256), on local or S3 output.
 set -euo pipefail
 
 SAMPLES="${1:-1000000}"
@@ -147,31 +148,16 @@ for k, v in rows:
     print(f"| {k} | {v} |")
 PY
 
-# The check: exactly SAMPLES unique keys; every published tar present with its sha256.
-case "$OUTPUT_URL" in
-  s3://*) echo "(output on S3: run \`coordinator finalize scale-run\` again or read it with tests/python to check)";;
-  *)
-    python3 - "$OUTPUT_URL/scale-run" "$SAMPLES" <<'PY'
-import hashlib, json, os, sys
-run, n = sys.argv[1], int(sys.argv[2])
-keys = set()
-lines = 0
-with open(os.path.join(run, "manifest.jsonl")) as f:
-    for line in f:
-        keys.add(json.loads(line)["key"])
-        lines += 1
-assert lines == n and len(keys) == n, f"manifest.jsonl: {lines} lines, {len(keys)} unique keys, expected {n}"
-summary = json.load(open(os.path.join(run, "manifest.json")))
-assert summary["count"] == n, summary["count"]
-bad = 0
-for s in summary["dataset"]["shards"]:
-    h = hashlib.sha256()
-    with open(os.path.join(run, s["path"]), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    bad += h.hexdigest() != s["sha256"]
-assert bad == 0, f"{bad} tars do not match their sha256"
-print(f"check: {n:,} unique keys in manifest.jsonl, {len(summary['dataset']['shards']):,} tars present with their sha256")
+# The check: `coordinator verify` streams manifest.jsonl (indices 0..SAMPLES-1 each once,
+# in order) and dataset/shards.jsonl, and hashes every published tar against its sha256,
+# on a disk or on S3 alike.
+/usr/bin/time -v -o "$WORK/time.verify" "$C" verify "$OUTPUT_URL/scale-run" --json >"$WORK/verify.json" || true
+python3 - "$SAMPLES" "$WORK/verify.json" "$(wall "$WORK/time.verify")" "$(rss "$WORK/time.verify")" <<'PY'
+import json, sys
+n, path, secs, rss = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+r = json.load(open(path))
+assert r["problem_count"] == 0, f"verify found {r['problem_count']} problems: {r['problems']}"
+assert r["samples"] == n, f"verify: {r['samples']} samples, expected {n}"
+print(f"check (`coordinator verify`, {secs:.1f} s, peak RSS {rss/1024:.1f} MiB): {n:,} samples, indices 0..{n - 1:,} each once and in order, "
+      f"{r['tars']:,} tars ({r['bytes']:,} bytes) match their sha256")
 PY
-    ;;
-esac

@@ -110,6 +110,22 @@ pub enum Command {
         #[command(flatten)]
         redis: RedisArg,
     },
+    /// Check a finalized run against what finalize wrote, every byte: one manifest line
+    /// per index 0..count in order (no gap, no duplicate), manifest.jsonl and
+    /// dataset/shards.jsonl as manifest.json records them, each tar's (or each image's and
+    /// label's) sha256 and size. Streams everything: memory does not grow with the run.
+    /// Exit 0 when all holds, 1 listing the first problems (each naming the object) when
+    /// not. Needs no Redis.
+    ///
+    /// Example: coordinator verify s3://bucket/runs/run-20261201-101500-ab12
+    Verify {
+        /// The run's directory, as `watch` and `finalize` print it: OUTPUT_URL/RUN.
+        run_uri: String,
+        /// Print one JSON object instead: samples, tars, objects, bytes, problem_count,
+        /// problems.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the runs Redis knows, oldest first.
     List {
         /// Print a JSON array of `status --json` objects instead of one line per run.
@@ -259,6 +275,33 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             println!("{}", r.run_id);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { run_uri, json } => {
+            let store = shared::storage::Store::open(&run_uri).with_context(|| format!("run directory {run_uri}"))?;
+            let bar = shared::progress::bar(shared::job::objects_to_hash(&store).await?, "objects hashed");
+            let report = shared::job::verify(&store, &|n| bar.set_position(n)).await?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else if report.ok() {
+                let what = if report.tars > 0 { format!("{} tars", report.tars) } else { format!("{} images and labels", report.objects) };
+                println!(
+                    "{}: OK: {} samples, indices 0..{} each once and in order; {what} ({} bytes) match their sha256",
+                    store.display(),
+                    report.samples,
+                    report.samples,
+                    report.bytes
+                );
+            } else {
+                eprintln!("{}: {} problem(s):", store.display(), report.problem_count);
+                for p in &report.problems {
+                    eprintln!("  {p}");
+                }
+                if report.problem_count > report.problems.len() as u64 {
+                    eprintln!("  … and {} more", report.problem_count - report.problems.len() as u64);
+                }
+            }
+            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::List { json, redis } => {
             let queue = ops::connect(&redis.url).await?;

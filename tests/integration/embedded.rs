@@ -82,13 +82,29 @@ async fn embedded_webdataset_holds_every_sample() {
     check::no_orphans(&store).await;
     let summary: serde_json::Value = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
     assert_eq!(summary["dataset"]["pattern"], "dataset/{000000..000002}.tar");
-    let shards = summary["dataset"]["shards"].as_array().unwrap();
-    assert_eq!(shards.iter().map(|s| s["samples"].as_u64().unwrap()).collect::<Vec<_>>(), vec![4, 4, 1]);
-    for s in shards {
-        let (sha, bytes) = store.sha256(s["path"].as_str().unwrap()).await.unwrap().unwrap();
-        assert_eq!((s["sha256"].as_str(), s["bytes"].as_u64()), (Some(sha.as_str()), Some(bytes)), "{s}");
+    assert_eq!((summary["dataset"]["count"].as_u64(), summary["dataset"]["shards_jsonl"].as_str()), (Some(3), Some("dataset/shards.jsonl")));
+    let shards = shared::job::published_tars(&store).await.unwrap();
+    assert_eq!(shards.iter().map(|s| s.samples).collect::<Vec<_>>(), vec![4, 4, 1]);
+    for s in &shards {
+        let (sha, bytes) = store.sha256(&s.path).await.unwrap().unwrap();
+        assert_eq!((s.sha256.as_str(), s.bytes), (sha.as_str(), bytes), "{s:?}");
     }
     assert_eq!(summary["class_table"]["classes"][2]["code"], 30);
+    // `coordinator verify` passes the run as written and names a tar whose bytes changed.
+    let run_dir = out.join("w1");
+    let mut c = cmd("coordinator");
+    c.args(["verify", run_dir.to_str().unwrap()]);
+    let o = run(c);
+    assert!(o.status.success() && stdout(&o).contains("OK: 9 samples") && stdout(&o).contains("3 tars"), "{}{}", stdout(&o), stderr(&o));
+    let tar = run_dir.join("dataset/000001.tar");
+    let mut bytes = std::fs::read(&tar).unwrap();
+    bytes[600] ^= 0xff;
+    std::fs::write(&tar, bytes).unwrap();
+    let mut c = cmd("coordinator");
+    c.args(["verify", run_dir.to_str().unwrap()]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 problem") && stderr(&o).contains("dataset/000001.tar: sha256"), "{}", stderr(&o));
     // Each sample's JSON is in the tar too: the manifest line without the paths, the seed
     // a string.
     let meta = check::read_member(&store, &lines[5].image.replace(".png", ".json")).await;

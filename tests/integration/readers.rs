@@ -51,4 +51,11 @@ fn python_readers_load_a_run_as_written() {
     let out = stdout(&o);
     assert!(out.contains("all readers agree with manifest.jsonl"), "{out}");
     println!("{out}");
+    // `coordinator verify` holds for each, on S3 as on a disk.
+    for (run_dir, objects) in [(wds.display().to_string(), "3 tars"), (png.display().to_string(), "22 images and labels"), ("s3://data/readers/s3wds".into(), "3 tars")] {
+        let mut c = cmd("coordinator");
+        c.args(["verify", &run_dir]).envs(s3.env());
+        let o = run(c);
+        assert!(o.status.success() && stdout(&o).contains("OK: 11 samples") && stdout(&o).contains(objects), "verify {run_dir}: {}{}", stdout(&o), stderr(&o));
+    }
 }

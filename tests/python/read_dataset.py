@@ -15,6 +15,7 @@ exact.
 """
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -171,8 +172,13 @@ def main():
 
     lines, manifest, codes = truth(a.webdataset)
     assert manifest["dataset"]["pattern"].startswith("dataset/{"), manifest["dataset"]
-    assert sum(s["samples"] for s in manifest["dataset"]["shards"]) == len(lines)
-    for s in manifest["dataset"]["shards"]:
+    with open(os.path.join(a.webdataset, manifest["dataset"]["shards_jsonl"]), "rb") as f:
+        listing = f.read()
+    assert hashlib.sha256(listing).hexdigest() == manifest["dataset"]["shards_jsonl_sha256"]
+    shards = [json.loads(l) for l in listing.decode().splitlines()]
+    assert len(shards) == manifest["dataset"]["count"] == manifest["shards"], (len(shards), manifest["dataset"])
+    assert sum(s["samples"] for s in shards) == len(lines)
+    for s in shards:
         assert os.path.getsize(os.path.join(a.webdataset, s["path"])) == s["bytes"], s
     check_webdataset(run_snippet(wds_code, a.webdataset), lines, codes)
     check_hf(run_snippet(hf_code, a.webdataset), lines, codes)

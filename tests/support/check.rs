@@ -48,7 +48,7 @@ pub async fn exactly_n(store: &Store, count: u64) -> Vec<ManifestLine> {
 
 /// No object under `data/` or `dataset/` that the manifest does not name (no losing
 /// attempt, no zombie's late write, no stray published tar): every object is a listed
-/// image, label or WebDataset tar, or a listed tar's side table.
+/// image, label or WebDataset tar, a listed tar's side table, or the list of tars.
 pub async fn no_orphans(store: &Store) {
     let lines = manifest(store).await;
     let mut named = BTreeSet::new();
@@ -61,6 +61,10 @@ pub async fn no_orphans(store: &Store) {
                 named.insert(format!("dataset/{stem}.parquet"));
             }
         }
+    }
+    // A WebDataset run's list of its tars.
+    if store.exists(shared::manifest::layout::SHARDS_JSONL).await.unwrap() {
+        named.insert(shared::manifest::layout::SHARDS_JSONL.to_string());
     }
     let mut listed = store.list("data").await.unwrap();
     listed.extend(store.list("dataset").await.unwrap());

@@ -1,6 +1,6 @@
 //! Finalize: turn the commit records of a run into `manifest.jsonl` (one line per sample,
 //! in index order) and `manifest.json` (the summary, written last), publish WebDataset
-//! shards under flat names (`dataset/SHARD.tar`), remove the data of attempts that did not
+//! shards under flat names (`dataset/SHARD.tar`, listed in `dataset/shards.jsonl`), remove the data of attempts that did not
 //! win and abort the multipart uploads killed writers left open, shard by shard. Beside each published tar
 //! goes `dataset/SHARD.parquet`, the shard's samples as a table. Safe to run again: every
 //! output is rewritten from the records, which never change.
@@ -12,6 +12,10 @@
 //! write, which some S3 servers honour only partly (Ceph radosgw ignores `If-None-Match` on
 //! `CompleteMultipartUpload`). A finalize killed between the copy and the removal finds
 //! the original still there next time and copies it again (the same bytes).
+//!
+//! Memory does not grow with the run: the records are counted from a streamed listing,
+//! read a few shards ahead, and `manifest.jsonl` and `dataset/shards.jsonl` are streamed
+//! out in 1 MiB pieces (multipart uploads on S3).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::manifest::{committed_shards, layout, read_records, CommitRecord, ManifestLine, StageTimes};
+use crate::manifest::{layout, read_records, uncommitted_shards, CommitRecord, ManifestLine, StageTimes};
 use crate::spec::RunSpec;
 use crate::storage::Store;
 
@@ -65,17 +69,23 @@ pub struct ManifestSummary {
     pub dataset: Option<PublishedShards>,
 }
 
-/// A WebDataset run's published tars, as `manifest.json` lists them.
+/// A WebDataset run's published tars, as `manifest.json` names them. The tars themselves
+/// are listed in `dataset/shards.jsonl`, one [`ShardFile`] per line in shard order, so
+/// `manifest.json` stays a few KB at any run size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishedShards {
     /// Every tar as one brace pattern, relative to the run directory
     /// (`dataset/{000000..000012}.tar`), as `webdataset.WebDataset` takes it. Beyond a
     /// million shards, one range per name width joined by `::` (prefix each part).
     pub pattern: String,
-    pub shards: Vec<ShardFile>,
+    /// How many tars (the run's shard count).
+    pub count: u64,
+    /// Relative to the run directory: `dataset/shards.jsonl`.
+    pub shards_jsonl: String,
+    pub shards_jsonl_sha256: String,
 }
 
-/// One published tar.
+/// One published tar: a line of `dataset/shards.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardFile {
     /// Relative to the run directory: `dataset/000003.tar`.
@@ -85,6 +95,17 @@ pub struct ShardFile {
     pub sha256: String,
     /// The shard's side table, one row per sample: `dataset/000003.parquet`.
     pub parquet: String,
+}
+
+/// The published tars of a finalized WebDataset run, from its `dataset/shards.jsonl`, in
+/// shard order. Errors name the file and line.
+pub async fn published_tars(store: &Store) -> Result<Vec<ShardFile>> {
+    let mut lines = crate::manifest::JsonLines::open(store, layout::SHARDS_JSONL).await?;
+    let mut tars = Vec::new();
+    while let Some((_, tar)) = lines.next("a published tar (path, samples, bytes, sha256, parquet)").await? {
+        tars.push(tar);
+    }
+    Ok(tars)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +178,50 @@ async fn remove_losers(store: &Store, shard: u64, winner: u64) -> Result<(u64, u
     Ok((removed, aborted))
 }
 
+/// `dataset/shards.jsonl` while finalize writes it: lines buffered up to 1 MiB, then sent,
+/// hashed as they go. Without a writer (a PNG run) it writes nothing.
+struct Listing {
+    writer: Option<crate::storage::StoreWriter>,
+    buf: Vec<u8>,
+    hasher: Sha256,
+}
+
+impl Listing {
+    fn new(writer: Option<crate::storage::StoreWriter>) -> Self {
+        Listing { writer, buf: Vec::new(), hasher: Sha256::new() }
+    }
+
+    async fn push(&mut self, file: &ShardFile) -> Result<()> {
+        serde_json::to_writer(&mut self.buf, file).expect("a shard file always serialises");
+        self.buf.push(b'\n');
+        if self.buf.len() >= 1 << 20 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if let Some(w) = self.writer.as_mut() {
+            self.hasher.update(&self.buf);
+            w.write(&self.buf).await?;
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Completes the object; its sha256, or `None` without a writer.
+    async fn finish(mut self) -> Result<Option<String>> {
+        self.flush().await?;
+        match self.writer.take() {
+            Some(w) => {
+                w.finish().await?;
+                Ok(Some(hex::encode(self.hasher.finalize())))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -165,16 +230,14 @@ fn now_ms() -> u64 {
 /// run directory.
 pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
     let n = spec.shards();
-    let present = committed_shards(store).await?;
-    let missing: Vec<u64> = {
-        let have: std::collections::HashSet<u64> = present.iter().copied().collect();
-        (0..n).filter(|s| !have.contains(s)).collect()
-    };
-    if !missing.is_empty() {
-        let shown: Vec<String> = missing.iter().take(20).map(|s| s.to_string()).collect();
+    // One streamed listing counts the records; only an incomplete run lists again to name
+    // what is missing. Nothing here holds per-shard state.
+    if crate::manifest::count_committed(store, spec).await?.shards < n {
+        let (missing, first) = uncommitted_shards(store, n, 20).await?;
+        let shown: Vec<String> = first.iter().map(|s| s.to_string()).collect();
         return Err(Error::Run {
             run: run_id.into(),
-            message: format!("cannot finalize: {} of {n} shards are not committed (shards {}{})", missing.len(), shown.join(", "), if missing.len() > 20 { ", …" } else { "" }),
+            message: format!("cannot finalize: {missing} of {n} shards are not committed (shards {}{})", shown.join(", "), if missing > first.len() as u64 { ", …" } else { "" }),
         });
     }
     let digest = spec.digest();
@@ -185,14 +248,19 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let mut samples = 0u64;
     let mut hasher = Sha256::new();
 
-    // A finalize killed while writing the manifest may have left its upload open.
-    let manifest_record = crate::storage::upload_record(layout::MANIFEST_JSONL);
+    // A finalize killed while writing the manifest or the tar list may have left its
+    // upload open.
     let mut aborted = 0u64;
-    if store.exists(&manifest_record).await? {
-        store.discard(&manifest_record).await?;
-        aborted += 1;
+    for listing in [layout::MANIFEST_JSONL, layout::SHARDS_JSONL] {
+        let record = crate::storage::upload_record(listing);
+        if store.exists(&record).await? {
+            store.discard(&record).await?;
+            aborted += 1;
+        }
     }
+    let webdataset = spec.output.format == crate::spec::OutputFormat::Webdataset;
     let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
+    let mut tars = Listing::new(if webdataset { Some(store.writer(layout::SHARDS_JSONL).await?) } else { None });
     // Each record is checked before its tar is published, so finalize with the wrong spec
     // moves nothing. Shard by shard: publish, then remove what lost (memory holds a few
     // shards, whatever the run's size).
@@ -207,14 +275,15 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
             Ok::<_, Error>((rec, file, tidied))
         })
         .buffered(8));
-    let mut published: Vec<ShardFile> = Vec::new();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut first_lines: Vec<ManifestLine> = Vec::new();
     while let Some(done) = records.next().await {
         let (rec, file, (lost, open)) = done?;
         removed += lost;
         aborted += open;
-        published.extend(file);
+        if let Some(file) = file {
+            tars.push(&file).await?;
+        }
         if first_lines.len() < super::contact::CONTACT_SAMPLES {
             first_lines.extend(rec.samples.iter().take(super::contact::CONTACT_SAMPLES - first_lines.len()).cloned());
         }
@@ -244,6 +313,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     hasher.update(&buf);
     writer.write(&buf).await?;
     writer.finish().await?;
+    let tars_sha256 = tars.finish().await?;
 
     // A convenience, not part of the dataset: a failure is logged, not fatal.
     match super::contact::contact_sheet(store, &first_lines, &spec.classes).await {
@@ -268,7 +338,12 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         timings: Timings { first_started_ms: first_started, last_committed_ms: last_committed, finalized_ms: now_ms(), stage_seconds: stage },
         retried_shards: retried,
         class_table: spec.classes.clone(),
-        dataset: (spec.output.format == crate::spec::OutputFormat::Webdataset).then(|| PublishedShards { pattern: layout::published_pattern(n), shards: published }),
+        dataset: tars_sha256.map(|sha256| PublishedShards {
+            pattern: layout::published_pattern(n),
+            count: n,
+            shards_jsonl: layout::SHARDS_JSONL.into(),
+            shards_jsonl_sha256: sha256,
+        }),
     };
     store.put(layout::MANIFEST_JSON, Bytes::from(serde_json::to_vec_pretty(&summary).expect("summary serialises"))).await?;
     Ok(FinalizeReport { samples, shards: n, removed_objects: removed, aborted_uploads: aborted })

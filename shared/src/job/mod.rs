@@ -8,6 +8,7 @@
 //! - `contact.rs` — `contact_sheet.png`, the first samples as (label | image) pairs.
 //! - `finalize.rs` — manifest.jsonl and manifest.json from the commit records; WebDataset
 //!   tars published as `dataset/SHARD.tar`; cleanup of losing attempts.
+//! - `verify.rs` — checks a finalized run against its manifest, streamed (`coordinator verify`).
 //! - `runner.rs` — the worker loop: claim, heartbeat, execute, ack/fail/release; graceful stop.
 //! - `faults.rs` — test hooks that inject failures and delays.
 
@@ -20,9 +21,11 @@ mod pipeline;
 mod runner;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
-pub use finalize::{finalize, FinalizeReport, ManifestSummary, PublishedShards, ShardFile};
+pub use finalize::{finalize, published_tars, FinalizeReport, ManifestSummary, PublishedShards, ShardFile};
 pub use output::{prepare_output, run_store};
 pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
 pub use runner::{default_owner, serve, RunCache, WorkerOptions};
+pub use verify::{objects_to_hash, verify, VerifyReport};

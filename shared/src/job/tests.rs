@@ -202,12 +202,17 @@ async fn finalize_publishes_webdataset_tars_under_flat_names() {
     let report = finalize(&store, "r", &spec).await.unwrap();
     assert_eq!((report.samples, report.shards), (5, 3));
     assert_eq!(objects_under(&store, "data").await, Vec::<String>::new(), "the originals are moved, not copied");
-    let published = ["dataset/000000.parquet", "dataset/000000.tar", "dataset/000001.parquet", "dataset/000001.tar", "dataset/000002.parquet", "dataset/000002.tar"];
+    let published =
+        ["dataset/000000.parquet", "dataset/000000.tar", "dataset/000001.parquet", "dataset/000001.tar", "dataset/000002.parquet", "dataset/000002.tar", "dataset/shards.jsonl"];
     assert_eq!(objects_under(&store, "dataset").await, published);
     let summary: ManifestSummary = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
     let published = summary.dataset.expect("a WebDataset run lists its tars");
-    assert_eq!(published.pattern, "dataset/{000000..000002}.tar");
-    for (i, (f, (_, sha, bytes))) in published.shards.iter().zip(&originals).enumerate() {
+    assert_eq!((published.pattern.as_str(), published.count, published.shards_jsonl.as_str()), ("dataset/{000000..000002}.tar", 3, "dataset/shards.jsonl"));
+    let listing = store.get("dataset/shards.jsonl").await.unwrap().unwrap();
+    assert_eq!(published.shards_jsonl_sha256, hex::encode(sha2::Sha256::digest(&listing)));
+    let tars = super::published_tars(&store).await.unwrap();
+    assert_eq!(tars.len(), 3);
+    for (i, (f, (_, sha, bytes))) in tars.iter().zip(&originals).enumerate() {
         assert_eq!((f.path.as_str(), f.samples, f.bytes, &f.sha256), (format!("dataset/{i:06}.tar").as_str(), if i < 2 { 2 } else { 1 }, bytes.len() as u64, sha));
         assert_eq!(&store.get(&f.path).await.unwrap().unwrap(), bytes, "{} holds the winner's bytes", f.path);
         assert_eq!(f.parquet, format!("dataset/{i:06}.parquet"));
@@ -258,4 +263,113 @@ async fn jpeg_images_are_written_as_jpg_with_png_labels() {
         assert_eq!(decoded, 3);
         assert!(store.exists("contact_sheet.png").await.unwrap(), "{format:?}: the contact sheet reads JPEG images");
     }
+}
+
+async fn finished_run(format: crate::spec::OutputFormat) -> (Store, RunSpec) {
+    let mut spec = spec(5, 2, 3);
+    spec.output.format = format;
+    let store = Store::memory().child("r");
+    for shard in 0..spec.shards() {
+        let mut j = job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w");
+        j.shard = shard;
+        assert!(matches!(execute_shard(j).await.unwrap(), ShardOutcome::Committed(_)));
+    }
+    finalize(&store, "r", &spec).await.unwrap();
+    (store, spec)
+}
+
+/// A finalized run verifies; each kind of damage is found and named: a tar's bytes, a
+/// PNG's bytes, a missing file, a line dropped or duplicated in the manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_every_kind_of_damage_and_passes_a_clean_run() {
+    for format in [crate::spec::OutputFormat::Webdataset, crate::spec::OutputFormat::Png] {
+        let (store, _) = finished_run(format).await;
+        let r = super::verify::verify(&store, &|_| {}).await.unwrap();
+        assert!(r.ok(), "{format:?}: {:?}", r.problems);
+        assert_eq!((r.samples, r.objects), (5, if format == crate::spec::OutputFormat::Webdataset { 3 } else { 10 }), "{format:?}");
+        assert_eq!(super::verify::objects_to_hash(&store).await.unwrap(), r.objects);
+
+        // One object's bytes changed.
+        let lines = crate::manifest::read_manifest(&store).await.unwrap();
+        let victim = crate::manifest::layout::split_member(&lines[2].image).map(|(t, _)| t.to_string()).unwrap_or(lines[2].image.clone());
+        let original = store.get(&victim).await.unwrap().unwrap();
+        let mut bad = original.to_vec();
+        bad[0] ^= 1;
+        store.put(&victim, bytes::Bytes::from(bad)).await.unwrap();
+        let r = super::verify::verify(&store, &|_| {}).await.unwrap();
+        assert_eq!(r.problem_count, 1, "{format:?}: {:?}", r.problems);
+        assert!(r.problems[0].contains(&victim) && r.problems[0].contains("listed as"), "{:?}", r.problems);
+        store.delete(&victim).await.unwrap();
+        let r = super::verify::verify(&store, &|_| {}).await.unwrap();
+        assert!(r.problems[0].contains(&victim) && r.problems[0].contains("missing"), "{:?}", r.problems);
+        store.put(&victim, original).await.unwrap();
+
+        // A line duplicated in place of the next: the order, the count of lines in its tar
+        // and the manifest's sha256 no longer hold.
+        let mut text: Vec<String> = lines.iter().map(|l| l.to_jsonl().trim_end().to_string()).collect();
+        text[3] = text[2].clone();
+        let original = store.get("manifest.jsonl").await.unwrap().unwrap();
+        store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
+        let r = super::verify::verify(&store, &|_| {}).await.unwrap();
+        assert!(r.problems.iter().any(|p| p.contains("manifest.jsonl line 4") && p.contains("expected index 3")), "{:?}", r.problems);
+        assert!(r.problems.iter().any(|p| p.contains("sha256")), "{:?}", r.problems);
+        // A line dropped: four samples where five were written.
+        text.remove(3);
+        store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
+        let r = super::verify::verify(&store, &|_| {}).await.unwrap();
+        assert!(r.problems.iter().any(|p| p.contains("has 4 samples") && p.contains("says 5")), "{:?}", r.problems);
+        store.put("manifest.jsonl", original).await.unwrap();
+        assert!(super::verify::verify(&store, &|_| {}).await.unwrap().ok());
+    }
+    let e = super::verify::verify(&Store::memory().child("nothing"), &|_| {}).await.unwrap_err().to_string();
+    assert!(e.contains("manifest.json") && e.contains("not finalized"), "{e}");
+}
+
+/// Finalize of an incomplete run names what is missing (counted from a streamed listing)
+/// and publishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_of_an_incomplete_run_names_the_missing_shards() {
+    let mut spec = spec(7, 2, 5);
+    spec.output.format = crate::spec::OutputFormat::Webdataset;
+    let store = Store::memory().child("r");
+    for shard in [0, 2] {
+        let mut j = job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w");
+        j.shard = shard;
+        assert!(matches!(execute_shard(j).await.unwrap(), ShardOutcome::Committed(_)));
+    }
+    let e = finalize(&store, "r", &spec).await.unwrap_err().to_string();
+    assert!(e.contains("2 of 4 shards are not committed (shards 1, 3)"), "{e}");
+    assert_eq!(objects_under(&store, "dataset").await, Vec::<String>::new());
+    let counted = crate::manifest::count_committed(&store, &spec).await.unwrap();
+    assert_eq!((counted.shards, counted.samples), (2, 4));
+    let (missing, first) = crate::manifest::uncommitted_shards(&store, 4, 1).await.unwrap();
+    assert_eq!((missing, first), (2, vec![1]));
+}
+
+/// `manifest.json` does not grow with the run: the published tars are listed in
+/// `dataset/shards.jsonl`, one line each, so finalize holds none of them. 300 shards
+/// against 3: the summary is the same size but for the digits of its counts and times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_json_stays_the_same_size_however_many_tars() {
+    let mut sizes = Vec::new();
+    for shards in [3u64, 300] {
+        let mut spec = spec(shards, 1, 9);
+        spec.pipeline.image_size = 8;
+        spec.output.format = crate::spec::OutputFormat::Webdataset;
+        let store = Store::memory().child("r");
+        let pipeline: Arc<dyn Pipeline> = Arc::new(ProceduralPipeline::new(&spec));
+        for shard in 0..shards {
+            let mut j = job(&spec, &store, pipeline.clone(), 1, "w");
+            j.shard = shard;
+            assert!(matches!(execute_shard(j).await.unwrap(), ShardOutcome::Committed(_)));
+        }
+        finalize(&store, "r", &spec).await.unwrap();
+        let summary = store.get("manifest.json").await.unwrap().unwrap();
+        let listing = store.get("dataset/shards.jsonl").await.unwrap().unwrap();
+        assert_eq!(listing.iter().filter(|&&b| b == b'\n').count() as u64, shards);
+        sizes.push((summary.len(), listing.len()));
+    }
+    let ((small, small_list), (large, large_list)) = (sizes[0], sizes[1]);
+    assert!(large.abs_diff(small) < 64, "manifest.json: {small} bytes for 3 tars, {large} for 300");
+    assert!(large_list > 90 * small_list, "the tars are listed in dataset/shards.jsonl instead: {small_list} and {large_list} bytes");
 }

@@ -244,9 +244,7 @@ pub fn redis_status(rec: &RunRecord, spec: &RunSpec, counts: &Counts, dead: Vec<
 /// `run.json` and whether `manifest.json` exists.
 pub async fn static_status(spec: &RunSpec, run_id: &str) -> Result<RunStatus> {
     let store = run_store(spec, run_id)?;
-    let committed_shards = crate::manifest::committed_shards(&store).await?;
-    let committed = committed_shards.len() as u64;
-    let samples: u64 = committed_shards.iter().map(|&s| spec.shard_range(s).count() as u64).sum();
+    let crate::manifest::CommittedCount { shards: committed, samples } = crate::manifest::count_committed(&store, spec).await?;
     let finalized = store.exists(crate::manifest::layout::MANIFEST_JSON).await?;
     let created_ms = match store.get(crate::manifest::layout::RUN_JSON).await? {
         Some(b) => serde_json::from_slice::<serde_json::Value>(&b).ok().and_then(|v| v.get("created_ms")?.as_u64()),

@@ -10,6 +10,8 @@
 //!                               moved here (server-side copy, then the original removed),
 //!                               so a loader can point at `dataset/{000000..N}.tar`
 //! dataset/SHARD.parquet         beside each tar: its samples as a table, by finalize
+//! dataset/shards.jsonl          WebDataset runs: one line per published tar (path, samples,
+//!                               bytes, sha256, side table), by finalize
 //! manifest.jsonl                one line per sample, written by finalize
 //! contact_sheet.png             the first samples as (label | image) pairs, by finalize
 //! manifest.json                 summary, written last
@@ -18,6 +20,7 @@
 pub const RUN_JSON: &str = "run.json";
 pub const MANIFEST_JSONL: &str = "manifest.jsonl";
 pub const MANIFEST_JSON: &str = "manifest.json";
+pub const SHARDS_JSONL: &str = "dataset/shards.jsonl";
 pub const CONTACT_SHEET: &str = "contact_sheet.png";
 pub const SHARDS_DIR: &str = "shards";
 pub const DATA_DIR: &str = "data";

@@ -6,7 +6,7 @@
 //! # Layout
 //! - `layout.rs` — the path of every object of a run (one place builds every path).
 //! - `record.rs` — [`CommitRecord`] (`shards/SHARD.json`), [`ManifestLine`] (a line of
-//!   `manifest.jsonl`), reading commit records.
+//!   `manifest.jsonl`), reading, listing and counting commit records (streamed).
 //! - `parquet.rs` — `dataset/SHARD.parquet`, a WebDataset shard's samples as a table.
 //! - `read.rs` — reading `manifest.jsonl` and the files it names (plain objects and
 //!   `SHARD.tar#MEMBER` members, each tar fetched once).
@@ -17,5 +17,5 @@ mod read;
 mod record;
 
 pub use parquet::shard_table;
-pub use read::{parse_manifest, read_files, read_manifest};
-pub use record::{committed_shards, existing_record, read_records, CommitRecord, ManifestLine, StageTimes};
+pub use read::{parse_manifest, read_files, read_manifest, JsonLines};
+pub use record::{committed_shards, committed_stream, count_committed, existing_record, read_records, uncommitted_shards, CommitRecord, CommittedCount, ManifestLine, StageTimes};

@@ -1,5 +1,5 @@
-//! Reading a finished run directory: the lines of its `manifest.jsonl`, then the files
-//! they name — plain objects (`data/…/KEY.label.png`) fetched a few at a time,
+//! Reading a finished run directory: the lines of its `manifest.jsonl` (whole, or streamed
+//! a line at a time by [`JsonLines`]), then the files they name — plain objects (`data/…/KEY.label.png`) fetched a few at a time,
 //! WebDataset members (`dataset/SHARD.tar#KEY.label.png`) by fetching each tar once.
 
 use std::collections::HashMap;
@@ -49,6 +49,77 @@ pub fn parse_manifest(bytes: &[u8], origin: &str) -> Result<Vec<ManifestLine>> {
         lines.push(parsed);
     }
     Ok(lines)
+}
+
+/// A JSON-lines object read as a stream, a line at a time, hashed as it goes: what reads
+/// `manifest.jsonl` or `dataset/shards.jsonl` of a run too large to hold. Blank lines are
+/// skipped; errors name the object and the line.
+pub struct JsonLines {
+    stream: futures::stream::BoxStream<'static, Result<bytes::Bytes>>,
+    origin: String,
+    buf: Vec<u8>,
+    start: usize,
+    line: u64,
+    ended: bool,
+    hasher: sha2::Sha256,
+}
+
+impl JsonLines {
+    /// Opens `rel` in `store`; an error naming it when it does not exist.
+    pub async fn open(store: &Store, rel: &str) -> Result<JsonLines> {
+        let origin = store.describe(rel);
+        let stream = store.get_stream(rel).await?.ok_or_else(|| Error::format(&origin, "missing"))?;
+        Ok(JsonLines { stream, origin, buf: Vec::new(), start: 0, line: 0, ended: false, hasher: sha2::Digest::new() })
+    }
+
+    /// The next line parsed as `T` (`what` names a line for errors: "a manifest line"),
+    /// with its number (from 1); `None` at the end.
+    pub async fn next<T: serde::de::DeserializeOwned>(&mut self, what: &str) -> Result<Option<(u64, T)>> {
+        loop {
+            let line = match self.buf[self.start..].iter().position(|&b| b == b'\n') {
+                Some(pos) => {
+                    let line = self.start..self.start + pos;
+                    self.start += pos + 1;
+                    Some(line)
+                }
+                None if self.ended => (self.start < self.buf.len()).then(|| {
+                    let line = self.start..self.buf.len();
+                    self.start = self.buf.len();
+                    line
+                }),
+                None => {
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                    match self.stream.next().await.transpose()? {
+                        Some(chunk) => {
+                            sha2::Digest::update(&mut self.hasher, &chunk);
+                            self.buf.extend_from_slice(&chunk);
+                        }
+                        None => self.ended = true,
+                    }
+                    continue;
+                }
+            };
+            let Some(range) = line else { return Ok(None) };
+            self.line += 1;
+            let text = &self.buf[range];
+            if text.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let parsed = serde_json::from_slice(text).map_err(|e| Error::format(&self.origin, format!("line {}: not {what}: {e}", self.line)))?;
+            return Ok(Some((self.line, parsed)));
+        }
+    }
+
+    /// The sha256 (hex) of the bytes read so far: of the whole object once `next` returned `None`.
+    pub fn sha256(&self) -> String {
+        hex::encode(sha2::Digest::finalize(self.hasher.clone()))
+    }
+
+    /// Where the object is, for messages.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
 }
 
 /// What to fetch: one object, or the wanted members of one tar.

@@ -138,9 +138,67 @@ pub async fn existing_record(store: &Store, run_id: &str, shard: u64) -> Result<
     Ok(Some(rec))
 }
 
-/// Shards that have a commit record, from one listing of `shards/`.
+/// Shards that have a commit record, streamed from one listing of `shards/` (a page at a
+/// time, in no particular order).
+pub fn committed_stream(store: &Store) -> impl futures::Stream<Item = Result<u64>> + '_ {
+    store.list_stream(layout::SHARDS_DIR).filter_map(|p| async move { p.map(|p| layout::shard_of_record_path(&p)).transpose() })
+}
+
+/// Shards that have a commit record, sorted: 8 bytes per committed shard (what `resume`
+/// hands the queue). Counting and checking use [`count_committed`], which holds nothing.
 pub async fn committed_shards(store: &Store) -> Result<Vec<u64>> {
-    Ok(store.list(layout::SHARDS_DIR).await?.iter().filter_map(|p| layout::shard_of_record_path(p)).collect())
+    let mut shards: Vec<u64> = futures::TryStreamExt::try_collect(committed_stream(store)).await?;
+    shards.sort_unstable();
+    Ok(shards)
+}
+
+/// Committed shards of a run of `spec`'s shape, counted from one streamed listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommittedCount {
+    /// Shards of `0..spec.shards()` with a commit record.
+    pub shards: u64,
+    /// Samples in those shards (the last shard may be short).
+    pub samples: u64,
+}
+
+/// Counts the committed shards and their samples in O(1) memory, whatever the run's size.
+pub async fn count_committed(store: &Store, spec: &crate::spec::RunSpec) -> Result<CommittedCount> {
+    let n = spec.shards();
+    let mut count = CommittedCount::default();
+    let mut stream = std::pin::pin!(committed_stream(store));
+    while let Some(shard) = stream.next().await {
+        let shard = shard?;
+        if shard < n {
+            count.shards += 1;
+            count.samples += spec.shard_range(shard).count() as u64;
+        }
+    }
+    Ok(count)
+}
+
+/// How many of shards `0..n` have no commit record, and the first `limit` of them. Holds a
+/// bitmap of `n` bits while it lists (n / 8 bytes: 0.5 MB for a billion samples at the
+/// default shard size); only a run found incomplete needs the names.
+pub async fn uncommitted_shards(store: &Store, n: u64, limit: usize) -> Result<(u64, Vec<u64>)> {
+    let mut seen = vec![0u64; n.div_ceil(64) as usize];
+    let mut stream = std::pin::pin!(committed_stream(store));
+    while let Some(shard) = stream.next().await {
+        let shard = shard?;
+        if shard < n {
+            seen[(shard / 64) as usize] |= 1 << (shard % 64);
+        }
+    }
+    let mut missing = 0u64;
+    let mut first = Vec::new();
+    for shard in 0..n {
+        if seen[(shard / 64) as usize] & (1 << (shard % 64)) == 0 {
+            missing += 1;
+            if first.len() < limit {
+                first.push(shard);
+            }
+        }
+    }
+    Ok((missing, first))
 }
 
 /// Reads the commit records of the given shards, in order, `parallel` at a time.

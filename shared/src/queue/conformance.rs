@@ -451,7 +451,8 @@ pub async fn cancel_stops_claims(q: &dyn JobQueue, _time: &dyn TimeControl, pref
     finish(q, &[&run_id]).await;
 }
 
-/// retry_dead revives dead jobs with a fresh budget; a cancelled run stays cancelled.
+/// retry_dead revives dead jobs with a fresh budget; on a cancelled run it refuses and
+/// the dead job stays dead.
 pub async fn retry_dead_revives_jobs(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "retry-dead");
     submit(q, &record(&run_id, 3)).await;
@@ -480,9 +481,9 @@ pub async fn retry_dead_revives_jobs(q: &dyn JobQueue, _time: &dyn TimeControl, 
     let lease = claim(q, "w1").await;
     assert_eq!(q.fail(&lease, "e", false).await.unwrap(), FailOutcome::Dead);
     q.cancel(&cancelled).await.unwrap();
-    assert_eq!(q.retry_dead(&cancelled).await.unwrap(), 1);
+    assert_run_error(q.retry_dead(&cancelled).await, &cancelled, "is cancelled");
     let c = counts(q, &cancelled).await;
-    assert_eq!((c.state, c.pending, c.dead), (RunState::Cancelled, 1, 0));
+    assert_eq!((c.state, c.pending, c.dead), (RunState::Cancelled, 0, 1), "the dead job stays dead, nothing is queued on a cancelled run");
     claim_none(q, "a cancelled run stays cancelled after retry_dead").await;
     finish(q, &[&run_id, &cancelled]).await;
 }
@@ -535,6 +536,19 @@ pub async fn restored_run_queues_only_uncommitted_shards(q: &dyn JobQueue, _time
     let c = counts(q, &run_id).await;
     assert_eq!((c.committed, c.last_committed), (5, true));
     assert_eq!(q.submit_restored(&run, &[0]).await.unwrap(), Submitted::AlreadyExists);
+    finish(q, &[&run_id]).await;
+
+    // More committed shards than one script call takes (Redis marks them in chunks):
+    // every one counts, and only the rest is claimed.
+    let run_id = id(prefix, "restored-many");
+    let run = record(&run_id, 12_000);
+    let committed: Vec<u64> = (0..12_000).filter(|s| s % 4000 != 7).collect();
+    assert_eq!(q.submit_restored(&run, &committed).await.unwrap(), Submitted::Created);
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.total, c.committed, c.pending, c.last_committed), (12_000, 11_997, 3, true));
+    let shards = [claim(q, "w1").await.shard, claim(q, "w1").await.shard, claim(q, "w1").await.shard];
+    assert_eq!(shards, [7, 4007, 8007]);
+    claim_none(q, "only the three shards without a commit record").await;
     finish(q, &[&run_id]).await;
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::types::*;
-use super::JobQueue;
+use super::{unknown, JobQueue};
 use crate::error::{Error, Result};
 
 /// The queue's notion of now, in milliseconds since the Unix epoch.
@@ -221,10 +221,6 @@ fn active_in_order(runs: &HashMap<String, Run>) -> Vec<String> {
     active.into_iter().map(|(_, _, id)| id.clone()).collect()
 }
 
-fn unknown(run_id: &str) -> Error {
-    Error::Run { run: run_id.to_string(), message: "unknown run".to_string() }
-}
-
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn submit_restored(&self, run: &RunRecord, committed: &[u64]) -> Result<Submitted> {
@@ -369,11 +365,14 @@ impl JobQueue for MemoryQueue {
     /// cancelled, a finalized one finalized).
     async fn retry_dead(&self, run_id: &str) -> Result<u64> {
         self.with_run(run_id, |run, _| {
+            if run.state != RunState::Active {
+                return Err(super::not_served(run_id, run.state));
+            }
             let dead = std::mem::take(&mut run.dead);
             let revived = dead.len() as u64;
             run.ready.extend(dead.into_keys());
-            revived
-        })
+            Ok(revived)
+        })?
     }
 
     async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool> {

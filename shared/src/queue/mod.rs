@@ -93,9 +93,9 @@ pub trait JobQueue: Send + Sync {
     /// Stops new claims of the run at once; leases in flight see it at their next heartbeat.
     async fn cancel(&self, run_id: &str) -> Result<()>;
 
-    /// Moves every dead job of the run back to pending with a fresh attempt budget. The
-    /// run's state is unchanged (a cancelled run stays cancelled). Returns how many jobs
-    /// were revived.
+    /// Moves every dead job of an active run back to pending with a fresh attempt budget.
+    /// Returns how many jobs were revived. A cancelled or finalized run is an error naming
+    /// its state: nothing is served from it, so its dead jobs stay dead.
     async fn retry_dead(&self, run_id: &str) -> Result<u64>;
 
     /// Job counts of a run.
@@ -106,4 +106,18 @@ pub trait JobQueue: Send + Sync {
 
     /// Records that the run's manifest has been written; the run leaves the active set.
     async fn mark_finalized(&self, run_id: &str) -> Result<()>;
+}
+
+/// The error for a run the queue does not know.
+pub(crate) fn unknown(run_id: &str) -> crate::Error {
+    crate::Error::Run { run: run_id.to_string(), message: "unknown run".to_string() }
+}
+
+/// The error for a change that needs an active run (reviving dead jobs) on one that is
+/// not served any more.
+pub(crate) fn not_served(run_id: &str, state: RunState) -> crate::Error {
+    crate::Error::Run {
+        run: run_id.to_string(),
+        message: format!("is {}: nothing is served from it, so its dead shards stay dead (submit the spec again under a new run id to generate them)", state.as_str()),
+    }
 }

@@ -25,7 +25,10 @@ use redis::AsyncCommands;
 use super::keys::{self, RunKeys};
 use super::scripts::{scripts, AckClaimReply, ClaimReply, SubmitReply};
 use super::types::*;
-use super::JobQueue;
+
+/// Committed shards per script call when a run is rebuilt from storage: a few ms of Redis each.
+const RESTORE_CHUNK: usize = 2_000;
+use super::{unknown, JobQueue};
 use crate::error::{Error, Result};
 
 /// A job queue on a Redis server. Cheap to clone (the connection is shared and
@@ -113,10 +116,6 @@ fn client(url: &str, shown: &str) -> Result<redis::Client> {
     }
 }
 
-fn unknown(run_id: &str) -> Error {
-    Error::Run { run: run_id.to_string(), message: "unknown run".to_string() }
-}
-
 #[async_trait]
 impl JobQueue for RedisQueue {
     async fn submit_restored(&self, run: &RunRecord, committed: &[u64]) -> Result<Submitted> {
@@ -125,8 +124,15 @@ impl JobQueue for RedisQueue {
         }
         let k = RunKeys::new(&run.run_id);
         let committed: Vec<u64> = committed.iter().copied().filter(|&s| s < run.shards).collect();
-        match scripts().submit(&mut self.con(), &k, run, &committed).await? {
+        // A few thousand committed shards per script call, so no call holds Redis for long
+        // however many there are; the run is indexed (visible to workers) only after the
+        // last chunk, so no committed shard is claimed in between.
+        let (first, rest) = committed.split_at(committed.len().min(RESTORE_CHUNK));
+        match scripts().submit(&mut self.con(), &k, run, first).await? {
             SubmitReply::Created { created_ms } => {
+                for chunk in rest.chunks(RESTORE_CHUNK) {
+                    scripts().mark_committed(&mut self.con(), &k, chunk).await?.ok_or_else(|| unknown(&run.run_id))?;
+                }
                 self.index(&run.run_id, created_ms, run.priority, RunState::Active).await?;
                 Ok(Submitted::Created)
             }
@@ -243,6 +249,9 @@ impl JobQueue for RedisQueue {
     async fn retry_dead(&self, run_id: &str) -> Result<u64> {
         let k = RunKeys::new(run_id);
         let r = scripts().retry_dead(&mut self.con(), &k).await?.ok_or_else(|| unknown(run_id))?;
+        if r.state != RunState::Active {
+            return Err(super::not_served(run_id, r.state));
+        }
         if r.state == RunState::Active && r.revived > 0 {
             self.index(run_id, r.created_ms, r.priority, r.state).await?;
         }
@@ -251,7 +260,7 @@ impl JobQueue for RedisQueue {
 
     async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool> {
         let k = RunKeys::new(run_id);
-        scripts().mark_committed(&mut self.con(), &k, shard).await?.ok_or_else(|| unknown(run_id))
+        Ok(scripts().mark_committed(&mut self.con(), &k, &[shard]).await?.ok_or_else(|| unknown(run_id))? == 1)
     }
 
     /// O(1) in the shard count: the committed count is a counter, the other states are

@@ -217,11 +217,12 @@ impl Scripts {
         }))
     }
 
-    /// `None`: no such run; `Some(false)`: already committed.
-    pub(crate) async fn mark_committed(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64) -> Result<Option<bool>> {
+    /// How many of `shards` became committed; `None`: no such run.
+    pub(crate) async fn mark_committed(&self, con: &mut ConnectionManager, k: &RunKeys, shards: &[u64]) -> Result<Option<u64>> {
         let mut inv = run_keys(&self.mark_committed, k);
-        inv.arg(shard);
-        Ok(tri(inv.invoke_async(con).await?))
+        inv.arg(shards);
+        let n: i64 = inv.invoke_async(con).await?;
+        Ok(u64::try_from(n).ok())
     }
 }
 

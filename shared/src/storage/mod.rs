@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -198,6 +198,18 @@ impl Store {
         }
     }
 
+    /// An object's bytes as a stream of chunks, for objects too large to hold (a run's
+    /// `manifest.jsonl`, a tar); `None` if it does not exist. Errors name the object.
+    pub async fn get_stream(&self, rel: &str) -> Result<Option<futures::stream::BoxStream<'static, Result<Bytes>>>> {
+        let result = match self.inner.get(&self.path(rel)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err(rel, e)),
+        };
+        let (store, rel) = (self.clone(), rel.to_string());
+        Ok(Some(result.into_stream().map(move |c| c.map_err(|e| store.err(&rel, e))).boxed()))
+    }
+
     /// The sha256 (hex) and size of an object, read as a stream: the object is never held
     /// in memory whole. `None` if it does not exist.
     pub async fn sha256(&self, rel: &str) -> Result<Option<(String, u64)>> {
@@ -208,15 +220,10 @@ impl Store {
     /// checks the content on another thread; one that hung up is no longer fed).
     pub async fn sha256_tee(&self, rel: &str, mut tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>) -> Result<Option<(String, u64)>> {
         use sha2::{Digest, Sha256};
-        let result = match self.inner.get(&self.path(rel)).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.err(rel, e)),
-        };
-        let mut stream = result.into_stream();
+        let Some(mut stream) = self.get_stream(rel).await? else { return Ok(None) };
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(rel, e))? {
+        while let Some(chunk) = stream.try_next().await? {
             size += chunk.len() as u64;
             hasher.update(&chunk);
             if let Some(tx) = &tee {
@@ -265,6 +272,15 @@ impl Store {
         let mut out: Vec<String> = metas.iter().map(|m| self.rel(&m.location)).collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Every object under `rel_prefix` (recursively), as paths relative to this store, in
+    /// the order the store lists them (S3: by key; a directory: unordered), one page at a
+    /// time: memory stays bounded however many objects there are. What counts, checks or
+    /// scans a listing that may hold millions of entries uses this, not [`Store::list`].
+    pub fn list_stream<'a>(&'a self, rel_prefix: &'a str) -> impl futures::Stream<Item = Result<String>> + 'a {
+        let prefix = self.path(rel_prefix);
+        self.inner.list(Some(&prefix)).map(move |m| m.map(|m| self.rel(&m.location)).map_err(|e| self.err(rel_prefix, e)))
     }
 
     /// Deletes an object; a missing one is not an error.

@@ -1,0 +1,201 @@
+//! Verify: check a finalized run against what finalize wrote, reading everything as
+//! streams (memory does not grow with the run): `manifest.json`, then `manifest.jsonl`
+//! line by line (one line per index `0..count` in order, keys as the index makes them,
+//! its sha256 as `manifest.json` records it) beside `dataset/shards.jsonl` (each tar's
+//! samples are the manifest's lines that point into it, in order), then every published
+//! tar hashed (WebDataset) or every image and label hashed (PNG runs) against the sha256
+//! listed for it. What a user runs before handing a dataset on: exactly `count` samples,
+//! no gaps, no duplicates, every byte as written.
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::finalize::{ManifestSummary, ShardFile};
+use crate::error::{Error, Result};
+use crate::manifest::{layout, JsonLines, ManifestLine};
+use crate::storage::Store;
+
+/// Problems reported by name; the rest are counted.
+const SHOWN_PROBLEMS: usize = 20;
+/// Objects hashed at once.
+const HASH_CONCURRENCY: usize = 8;
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Lines of `manifest.jsonl`.
+    pub samples: u64,
+    /// Published tars checked (WebDataset runs).
+    pub tars: u64,
+    /// Objects hashed: tars, or images and labels.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Every problem found, counted.
+    pub problem_count: u64,
+    /// The first problems, each naming the object (and line) and what was expected.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, message: String) {
+        self.problem_count += 1;
+        if self.problems.len() < SHOWN_PROBLEMS {
+            self.problems.push(message);
+        }
+    }
+}
+
+/// Checks the finalized run in `store` (rooted at the run directory). Err only when the
+/// run cannot be read at all (no `manifest.json`, storage unreachable); what does not
+/// match is listed in the report. `progress` is told each object hashed.
+pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
+    let where_ = store.describe(layout::MANIFEST_JSON);
+    let body = store.get(layout::MANIFEST_JSON).await?.ok_or_else(|| Error::format(&where_, "missing: the run is not finalized (`coordinator finalize` writes it last)"))?;
+    let summary: ManifestSummary = serde_json::from_slice(&body).map_err(|e| Error::format(&where_, format!("not a run summary: {e}")))?;
+    let mut report = VerifyReport::default();
+    let mut lines = JsonLines::open(store, layout::MANIFEST_JSONL).await?;
+    let mut tars = match &summary.dataset {
+        Some(d) => Some(JsonLines::open(store, &d.shards_jsonl).await?),
+        None => None,
+    };
+    // The tar the current lines point into, and how many of its samples are still due.
+    let mut tar: Option<(ShardFile, u64)> = None;
+    let mut tar_count = 0u64;
+    while let Some((no, line)) = lines.next::<ManifestLine>("a manifest line").await? {
+        let at = format!("{} line {no}", lines.origin());
+        let index = report.samples;
+        report.samples += 1;
+        if line.index != index || line.key != layout::key(index) {
+            report.problem(format!("{at}: index {} key {}, expected index {index} key {}", line.index, line.key, layout::key(index)));
+        }
+        let Some(listing) = tars.as_mut() else { continue };
+        if tar.as_ref().is_none_or(|(_, due)| *due == 0) {
+            tar = match listing.next::<ShardFile>("a published tar").await? {
+                Some((_, file)) => {
+                    tar_count += 1;
+                    let due = file.samples;
+                    Some((file, due))
+                }
+                None => {
+                    report.problem(format!("{at}: past the last tar of {}", listing.origin()));
+                    tars = None;
+                    continue;
+                }
+            };
+        }
+        let (file, due) = tar.as_mut().expect("set above");
+        *due -= 1;
+        for (what, path) in [("image", &line.image), ("label", &line.label)] {
+            if layout::split_member(path).map(|(t, _)| t) != Some(file.path.as_str()) {
+                report.problem(format!("{at}: {what} {path} is not in {}, the tar {} lists next", file.path, tars.as_ref().map(|t| t.origin()).unwrap_or_default()));
+            }
+        }
+    }
+    if report.samples != summary.count {
+        report.problem(format!("{} has {} samples, {} says {}", lines.origin(), report.samples, where_, summary.count));
+    }
+    if lines.sha256() != summary.manifest_jsonl_sha256 {
+        report.problem(format!("{}: sha256 {}, {} records {}", lines.origin(), lines.sha256(), where_, summary.manifest_jsonl_sha256));
+    }
+    if let (Some(d), Some(mut listing)) = (&summary.dataset, tars) {
+        if tar.as_ref().is_some_and(|(_, due)| *due > 0) {
+            report.problem(format!(
+                "{}: tar {} lists more samples than {} holds",
+                listing.origin(),
+                tar.as_ref().map(|(f, _)| f.path.as_str()).unwrap_or_default(),
+                lines.origin()
+            ));
+        }
+        while let Some((no, file)) = listing.next::<ShardFile>("a published tar").await? {
+            tar_count += 1;
+            report.problem(format!("{} line {no}: tar {} holds samples {} does not list", listing.origin(), file.path, lines.origin()));
+        }
+        if tar_count != d.count {
+            report.problem(format!("{} lists {tar_count} tars, {where_} says {}", listing.origin(), d.count));
+        }
+        if listing.sha256() != d.shards_jsonl_sha256 {
+            report.problem(format!("{}: sha256 {}, {where_} records {}", listing.origin(), listing.sha256(), d.shards_jsonl_sha256));
+        }
+    }
+    hash_all(store, &summary, &mut report, progress).await?;
+    Ok(report)
+}
+
+/// How many objects [`verify`] hashes: one per tar, or two per sample of a PNG run.
+pub async fn objects_to_hash(store: &Store) -> Result<u64> {
+    let body = store.get(layout::MANIFEST_JSON).await?.unwrap_or_default();
+    let summary: Option<ManifestSummary> = serde_json::from_slice(&body).ok();
+    Ok(summary.map(|s| s.dataset.map(|d| d.count).unwrap_or(2 * s.count)).unwrap_or(0))
+}
+
+/// Hashes every tar (from `dataset/shards.jsonl`) or every image and label (from
+/// `manifest.jsonl`) a few at a time, streamed, against its listed sha256 and size.
+async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyReport, progress: &dyn Fn(u64)) -> Result<()> {
+    // (object, sha256, size if listed)
+    let (tx, rx) = tokio::sync::mpsc::channel::<(String, String, Option<u64>)>(4 * HASH_CONCURRENCY);
+    let lister = {
+        let store = store.clone();
+        let listing = summary.dataset.as_ref().map(|d| d.shards_jsonl.clone());
+        tokio::spawn(async move {
+            match listing {
+                Some(rel) => {
+                    let mut tars = JsonLines::open(&store, &rel).await?;
+                    while let Some((_, f)) = tars.next::<ShardFile>("a published tar").await? {
+                        if tx.send((f.path, f.sha256, Some(f.bytes))).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    let mut lines = JsonLines::open(&store, layout::MANIFEST_JSONL).await?;
+                    while let Some((_, l)) = lines.next::<ManifestLine>("a manifest line").await? {
+                        if tx.send((l.image, l.image_sha256, None)).await.is_err() || tx.send((l.label, l.label_sha256, None)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok::<_, Error>(())
+        })
+    };
+    let mut hashed = tokio_stream_of(rx)
+        .map(|(path, sha, size)| async move {
+            let got = store.sha256(&path).await;
+            (path, sha, size, got)
+        })
+        .buffered(HASH_CONCURRENCY);
+    let mut done = 0u64;
+    while let Some((path, sha, size, got)) = hashed.next().await {
+        done += 1;
+        progress(done);
+        match got? {
+            None => report.problem(format!("{}: missing", store.describe(&path))),
+            Some((got_sha, got_size)) => {
+                report.objects += 1;
+                report.bytes += got_size;
+                if got_sha != sha || size.is_some_and(|s| s != got_size) {
+                    report.problem(format!(
+                        "{}: sha256 {got_sha} ({got_size} bytes), listed as {sha}{}",
+                        store.describe(&path),
+                        size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    if summary.dataset.is_some() {
+        report.tars = report.objects;
+    }
+    lister.await.map_err(|e| Error::Run { run: summary.run_id.clone(), message: format!("listing the objects to hash failed: {e}") })??;
+    Ok(())
+}
+
+/// A receiver as a stream.
+fn tokio_stream_of<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
