@@ -39,17 +39,29 @@ impl Act {
         }
     }
 
+    /// Writes `act(x·s + t)` (or, with `spade`, `act((x·s + t)·(1 + γ) + β)`) over a row,
+    /// one loop per activation so that each vectorises (a `match` per element would not).
     #[inline(always)]
-    fn scalar(self, v: f32) -> f32 {
+    fn row(self, row: &mut [f32], s: f32, t: f32, spade: Option<(&[f32], &[f32])>) {
         match self {
-            Act::Identity => v,
-            Act::Silu => v / (1.0 + exp(-v)),
-            Act::LeakyRelu(slope) => {
-                if v >= 0.0 {
-                    v
-                } else {
-                    slope * v
-                }
+            Act::Identity => affine_row(row, s, t, spade, |v| v),
+            Act::Silu => affine_row(row, s, t, spade, |v| v / (1.0 + exp(-v))),
+            Act::LeakyRelu(slope) => affine_row(row, s, t, spade, move |v| if v >= 0.0 { v } else { slope * v }),
+        }
+    }
+}
+
+#[inline(always)]
+fn affine_row(row: &mut [f32], s: f32, t: f32, spade: Option<(&[f32], &[f32])>, act: impl Fn(f32) -> f32) {
+    match spade {
+        Some((gamma, beta)) => {
+            for ((v, &g), &bt) in row.iter_mut().zip(gamma).zip(beta) {
+                *v = act((*v * s + t) * (1.0 + g) + bt);
+            }
+        }
+        None => {
+            for v in row.iter_mut() {
+                *v = act(*v * s + t);
             }
         }
     }
@@ -58,13 +70,17 @@ impl Act {
 /// `eˣ` in f32 without a libm call (so that the loops around it vectorise at opt-level
 /// 3): `x = k·ln2 + r`, `|r| ≤ ln2/2`, `eʳ` by its degree-6 Taylor polynomial (relative
 /// error below 2·10⁻⁷), `2ᵏ` built in the exponent bits. Inputs are clamped to
-/// `[-87, 88]` (the normal f32 range), which SiLU never notices.
+/// `[-87, 88]` (the normal f32 range), which SiLU never notices. Only operations that
+/// baseline x86-64 (SSE2) has as instructions: `round` would be a libm call per element
+/// there, so `k` is rounded by adding and subtracting 1.5·2²³ instead, and the clamp is a
+/// max and a min (no NaN check).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.0, 88.0);
-    let k = (x * std::f32::consts::LOG2_E).round();
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.max(-87.0).min(88.0);
+    let k = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     p * f32::from_bits(((k as i32 + 127) as u32) << 23)
@@ -159,21 +175,15 @@ impl NormAct<'_> {
                     (s, t) = (s * g, t * g + beta.map_or(0.0, |v| v[ch] as f64));
                 }
                 let (s, t) = (s as f32, t as f32);
-                match self.affine {
+                let spade = match self.affine {
                     Affine::Spade(gb) => {
                         let g0 = (sample * 2 * c + ch) * plane;
                         let b0 = (sample * 2 * c + c + ch) * plane;
-                        let (gamma, beta) = (&gb[g0..g0 + plane], &gb[b0..b0 + plane]);
-                        for ((v, &g), &bt) in row.iter_mut().zip(gamma).zip(beta) {
-                            *v = self.act.scalar((*v * s + t) * (1.0 + g) + bt);
-                        }
+                        Some((&gb[g0..g0 + plane], &gb[b0..b0 + plane]))
                     }
-                    _ => {
-                        for v in row.iter_mut() {
-                            *v = self.act.scalar(*v * s + t);
-                        }
-                    }
-                }
+                    _ => None,
+                };
+                self.act.row(row, s, t, spade);
             }
         });
     }
