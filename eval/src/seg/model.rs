@@ -64,4 +64,15 @@ impl<B: Backend> SegNet<B> {
         let s = self.semantic.forward(x);
         self.head.forward(self.aggregation.forward(d, s), [h, w])
     }
+
+    /// Images `[b, 3, h, w]` → one feature vector per image `[b, 2·width]`: the
+    /// aggregation output (what the head classifies) averaged over its pixels. What
+    /// `eval utility` measures the distance between image sets in.
+    pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let d = self.detail.forward(x.clone());
+        let s = self.semantic.forward(x);
+        let a = self.aggregation.forward(d, s);
+        let [b, c, _, _] = a.dims();
+        a.mean_dim(3).mean_dim(2).reshape([b, c])
+    }
 }

@@ -15,6 +15,8 @@
 //!   run's `run.json` names; a test stem a model trained on is an error naming it.
 //! - `protocol.rs` — the real split (`--test-stems` or the hash split), each seed's two
 //!   arms (which real pairs give way), training and scoring one network.
+//! - `consistency.rs` — image–label consistency (the baseline network scored on the
+//!   run's samples against their own labels) and KID in that network's feature space.
 //! - `synthetic.rs` — fetching the run's samples from its manifest.jsonl, resized, as a
 //!   dataset directory under `OUT/synthetic/`.
 //! - `report.rs` — [`Report`]: summary statistics per arm, the verdict, `report.md`, the
@@ -22,6 +24,7 @@
 //! - `tests.rs` — end-to-end runs on procedural data, including that the verdict tells
 //!   help (exact copies) from harm (wrong labels).
 
+mod consistency;
 mod leaks;
 mod protocol;
 mod report;
@@ -37,7 +40,7 @@ use shared::ClassTable;
 
 use crate::seg::SegNetConfig;
 
-pub use report::{Arm, Paired, Report, RunScore, Settings, Verdict, RULE};
+pub use report::{Arm, Consistency, Paired, Report, RunScore, Settings, Verdict, RULE};
 
 /// Under `out`: the run's samples used, resized, as a dataset directory.
 pub const SYNTHETIC_DIR: &str = "synthetic";

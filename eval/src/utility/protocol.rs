@@ -12,8 +12,8 @@ use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
 use worker::backend::OnTrainBackend;
 use worker::device::Resolved;
 
-use super::report::{summarize, Report, RunScore, Settings, Verdict};
-use super::{synthetic, Mix, UtilityOptions, SYNTHETIC_DIR};
+use super::report::{summarize, Consistency, Report, RunScore, Settings, Verdict};
+use super::{consistency, synthetic, Mix, UtilityOptions, SYNTHETIC_DIR};
 use crate::seg::{evaluate, inference, train, SegNetConfig, SegTrainOptions};
 
 const SALT_DROP: u64 = 0x5E6_0102;
@@ -47,15 +47,36 @@ impl OnTrainBackend for Protocol<'_> {
         let config = SegNetConfig::new(k).with_width(opts.width);
         let test = Pairs { real: &real.ds, synthetic: None, items: real.test.iter().map(|s| (false, s.clone())).collect(), size: opts.size };
         let seeds: Vec<u64> = (0..opts.seeds as u64).map(|i| opts.seed + i).collect();
-        let (mut base_runs, mut syn_runs) = (Vec::new(), Vec::new());
+        let (mut base_runs, mut syn_runs, mut on_syn_runs, mut kids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let on_synthetic = Pairs { real: &real.ds, synthetic: Some(&syn_ds), items: syn_stems.clone(), size: opts.size };
+        let mut feature_dim = 0;
         for &seed in &seeds {
             let real_items: Vec<(bool, String)> = real.train.iter().map(|s| (false, s.clone())).collect();
             let mixed_items = mixed(opts.mix, &real_items, &syn_stems, seed);
             for (arm, items) in [("baseline", real_items), ("with synthetic", mixed_items)] {
                 let pairs = Pairs { real: &real.ds, synthetic: Some(&syn_ds), items, size: opts.size };
-                let score = train_and_score::<B>(&config, &pairs, &test, opts, seed, arm, &device)?;
+                let (score, model) = train_and_score::<B>(&config, &pairs, &test, opts, seed, arm, &device)?;
                 tracing::info!(seed, arm, miou = ?score.miou, "trained and evaluated in {:.0} s", score.seconds);
                 if arm == "baseline" {
+                    // Image–label consistency: this network on the run's samples, and the
+                    // distance between the two image sets in its features.
+                    let m = evaluate(&model, &on_synthetic, k, opts.batch, &device).with_context(|| format!("scoring the run's samples (seed {seed})"))?;
+                    let real_features = consistency::features(&model, &test, opts.batch, &device)?;
+                    let run_features = consistency::features(&model, &on_synthetic, opts.batch, &device)?;
+                    feature_dim = real_features.first().map_or(0, Vec::len);
+                    let kid = consistency::kid(&real_features, &run_features).map(|v| 1000.0 * v);
+                    tracing::info!(seed, consistency_miou = ?m.miou(), kid_x1000 = ?kid, "the baseline network on the run's samples");
+                    kids.push(kid);
+                    on_syn_runs.push(RunScore {
+                        seed,
+                        train_pairs: score.train_pairs,
+                        synthetic_pairs: 0,
+                        iou: m.ious(),
+                        miou: m.miou(),
+                        pixel_accuracy: m.pixel_accuracy(),
+                        seconds: 0.0,
+                        confusion: m,
+                    });
                     base_runs.push(score);
                 } else {
                     syn_runs.push(score);
@@ -65,6 +86,8 @@ impl OnTrainBackend for Protocol<'_> {
         let baseline = summarize("baseline", base_runs, k);
         let with_synthetic = summarize(&format!("with synthetic ({})", opts.mix.describe()), syn_runs, k);
         let verdict = Verdict::of(&baseline, &with_synthetic);
+        let (kid_x1000_mean, kid_x1000_sd) = super::report::mean_sd(kids.iter().copied());
+        let consistency = Consistency { on_synthetic: summarize("baseline on the run's samples", on_syn_runs, k), kid_x1000: kids, kid_x1000_mean, kid_x1000_sd, feature_dim };
         Ok(Report {
             classes: classes.classes.iter().map(|c| c.name.clone()).collect(),
             settings: Settings {
@@ -87,6 +110,7 @@ impl OnTrainBackend for Protocol<'_> {
             baseline,
             with_synthetic,
             verdict,
+            consistency,
         })
     }
 }
@@ -172,7 +196,7 @@ impl PairSource for Pairs<'_> {
 }
 
 /// Trains one network on `pairs` (a progress bar on a terminal, a log line every 30 s
-/// elsewhere) and scores it on `test`.
+/// elsewhere) and scores it on `test`; returns the scores and the network.
 fn train_and_score<B: AutodiffBackend>(
     config: &SegNetConfig,
     pairs: &Pairs,
@@ -181,7 +205,7 @@ fn train_and_score<B: AutodiffBackend>(
     seed: u64,
     arm: &str,
     device: &B::Device,
-) -> anyhow::Result<RunScore> {
+) -> anyhow::Result<(RunScore, crate::seg::SegNet<B::InnerBackend>)> {
     let train_opts = SegTrainOptions { epochs: opts.epochs, batch: opts.batch, lr: opts.lr, seed, flips: true };
     let steps = crate::seg::train::steps(pairs.len(), &train_opts);
     let bar = shared::progress::styled(Some(steps), &format!("{{spinner}} [{{elapsed_precise}}] {arm}, seed {seed}: {{wide_bar}} {{pos}}/{{len}} steps  {{msg}}  ETA {{eta}}"));
@@ -198,8 +222,9 @@ fn train_and_score<B: AutodiffBackend>(
     })
     .with_context(|| format!("training ({arm}, seed {seed})"))?;
     bar.finish_and_clear();
-    let m = evaluate(&inference(&model), test, config.num_classes, opts.batch, device).with_context(|| format!("evaluating ({arm}, seed {seed})"))?;
-    Ok(RunScore {
+    let model = inference(&model);
+    let m = evaluate(&model, test, config.num_classes, opts.batch, device).with_context(|| format!("evaluating ({arm}, seed {seed})"))?;
+    let score = RunScore {
         seed,
         train_pairs: pairs.len(),
         synthetic_pairs: pairs.items.iter().filter(|i| i.0).count(),
@@ -208,5 +233,6 @@ fn train_and_score<B: AutodiffBackend>(
         pixel_accuracy: m.pixel_accuracy(),
         seconds: start.elapsed().as_secs_f64(),
         confusion: m,
-    })
+    };
+    Ok((score, model))
 }

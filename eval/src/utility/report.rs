@@ -38,7 +38,7 @@ pub struct Arm {
 }
 
 /// Mean and sample standard deviation of the defined values.
-fn mean_sd(values: impl IntoIterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
+pub(super) fn mean_sd(values: impl IntoIterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
     let v: Vec<f64> = values.into_iter().flatten().collect();
     if v.is_empty() {
         return (None, None);
@@ -161,6 +161,24 @@ pub struct Report {
     pub baseline: Arm,
     pub with_synthetic: Arm,
     pub verdict: Verdict,
+    pub consistency: Consistency,
+}
+
+/// How well the run's images show their own labels, judged by the baseline networks
+/// (trained on real pairs only): each seed's network scored on the run's samples, and the
+/// KID between the real test images and the run's images in that network's features.
+#[derive(Debug, Clone, Serialize)]
+pub struct Consistency {
+    /// The baseline networks on the run's samples (IoU of their predictions against the
+    /// label maps the images were painted from).
+    pub on_synthetic: Arm,
+    /// Per seed: KID × 1000 between the real test images and the run's images, in the
+    /// segmenter's pooled features (not Inception features); `null` under 2 images a side.
+    pub kid_x1000: Vec<Option<f64>>,
+    pub kid_x1000_mean: Option<f64>,
+    pub kid_x1000_sd: Option<f64>,
+    /// Length of a feature vector.
+    pub feature_dim: usize,
 }
 
 /// "mean ± sd" in %, "–" when undefined.
@@ -244,6 +262,28 @@ impl Report {
             );
         }
         let _ = writeln!(t, "\nRule: {}.", v.rule);
+        let c = &self.consistency;
+        let _ = writeln!(
+            t,
+            "\n## Image–label consistency\n\nThe baseline networks (real pairs only) label the run's {} images; IoU (%) against the label maps the images were painted from, beside the same networks on the real test split:\n",
+            s.synthetic_pairs
+        );
+        let _ = writeln!(t, "| | {} | mIoU |", self.classes.join(" | "));
+        let _ = writeln!(t, "|---|{}---|", "---|".repeat(self.classes.len()));
+        for (name, arm) in [("Real test images", &self.baseline), ("Run's images vs their labels", &c.on_synthetic)] {
+            let cells: Vec<String> = arm.iou_mean.iter().zip(&arm.iou_sd).map(|(m, s)| cell(*m, *s)).collect();
+            let _ = writeln!(t, "| {name} | {} | {} |", cells.join(" | "), cell(arm.miou_mean, arm.miou_sd));
+        }
+        let kid = match (c.kid_x1000_mean, c.kid_x1000_sd) {
+            (Some(m), Some(sd)) => format!("{m:.2} ± {sd:.2}"),
+            (Some(m), None) => format!("{m:.2}"),
+            _ => "– (needs 2 images a side)".into(),
+        };
+        let _ = writeln!(
+            t,
+            "\nKID × 1000 between the real test images and the run's images in the segmenter's {}-value pooled features: {kid}. This is not Inception-KID: it is comparable only between runs scored with the same settings.",
+            c.feature_dim
+        );
         t
     }
 
