@@ -271,7 +271,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let r = ops::resume(queue.as_ref(), &store).await?;
             match r.submitted {
                 Submitted::Created => eprintln!("run {}: rebuilt from storage: {} of {} shards committed, {} queued", r.run_id, r.committed, r.shards, r.shards - r.committed),
-                Submitted::AlreadyExists => eprintln!("run {}: Redis still knows this run; nothing changed", r.run_id),
+                Submitted::AlreadyExists => {
+                    eprintln!("run {}: Redis still knows this run; its {} committed shards are counted as committed, nothing else changed", r.run_id, r.committed)
+                }
             }
             println!("{}", r.run_id);
             Ok(ExitCode::SUCCESS)

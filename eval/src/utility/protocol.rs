@@ -70,7 +70,7 @@ impl OnTrainBackend for Protocol<'_> {
                     on_syn_runs.push(RunScore {
                         seed,
                         train_pairs: score.train_pairs,
-                        synthetic_pairs: 0,
+                        synthetic_pairs: on_synthetic.len(),
                         iou: m.ious(),
                         miou: m.miou(),
                         pixel_accuracy: m.pixel_accuracy(),

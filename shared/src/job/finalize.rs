@@ -79,9 +79,13 @@ pub struct PublishedShards {
     /// million shards, one range per name width joined by `::` (prefix each part).
     pub pattern: String,
     /// How many tars (the run's shard count).
+    #[serde(default)]
     pub count: u64,
-    /// Relative to the run directory: `dataset/shards.jsonl`.
+    /// Relative to the run directory: `dataset/shards.jsonl`. Empty in a summary written
+    /// before the tars were listed there (which listed them inline).
+    #[serde(default)]
     pub shards_jsonl: String,
+    #[serde(default)]
     pub shards_jsonl_sha256: String,
 }
 

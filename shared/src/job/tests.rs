@@ -318,7 +318,23 @@ async fn finds_every_kind_of_damage_and_passes_a_clean_run() {
         store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
         let r = super::verify::verify(&store, &|_| {}).await.unwrap();
         assert!(r.problems.iter().any(|p| p.contains("has 4 samples") && p.contains("says 5")), "{:?}", r.problems);
+        // A line that is not JSON is a problem naming it, not an error losing the report.
+        text[1] = "{not json".into();
+        store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
+        let r = super::verify::verify(&store, &|_| {}).await.unwrap();
+        assert!(r.problems.iter().any(|p| p.contains("manifest.jsonl") && p.contains("line 2") && p.contains("not a manifest line")), "{:?}", r.problems);
         store.put("manifest.jsonl", original).await.unwrap();
+        if format == crate::spec::OutputFormat::Webdataset {
+            // A tar listed with no samples is named, and the check goes on.
+            let listing = store.get("dataset/shards.jsonl").await.unwrap().unwrap();
+            let text = String::from_utf8(listing.to_vec()).unwrap();
+            let mut zero: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            zero["samples"] = 0.into();
+            store.put("dataset/shards.jsonl", bytes::Bytes::from(format!("{zero}\n{text}"))).await.unwrap();
+            let r = super::verify::verify(&store, &|_| {}).await.unwrap();
+            assert!(r.problems.iter().any(|p| p.contains("shards.jsonl line 1") && p.contains("lists no samples")), "{:?}", r.problems);
+            store.put("dataset/shards.jsonl", listing).await.unwrap();
+        }
         assert!(super::verify::verify(&store, &|_| {}).await.unwrap().ok());
     }
     let e = super::verify::verify(&Store::memory().child("nothing"), &|_| {}).await.unwrap_err().to_string();

@@ -25,7 +25,7 @@ const HASH_CONCURRENCY: usize = 8;
 pub struct VerifyReport {
     /// Lines of `manifest.jsonl`.
     pub samples: u64,
-    /// Published tars checked (WebDataset runs).
+    /// Published tars listed in `dataset/shards.jsonl` (WebDataset runs).
     pub tars: u64,
     /// Objects hashed: tars, or images and labels.
     pub objects: u64,
@@ -51,8 +51,9 @@ impl VerifyReport {
 }
 
 /// Checks the finalized run in `store` (rooted at the run directory). Err only when the
-/// run cannot be read at all (no `manifest.json`, storage unreachable); what does not
-/// match is listed in the report. `progress` is told each object hashed.
+/// run cannot be read at all (no `manifest.json` or `manifest.jsonl`, storage
+/// unreachable at the start); what does not match, a line that does not parse and an
+/// object that cannot be read are listed in the report. `progress` is told each object hashed.
 pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
     let where_ = store.describe(layout::MANIFEST_JSON);
     let body = store.get(layout::MANIFEST_JSON).await?.ok_or_else(|| Error::format(&where_, "missing: the run is not finalized (`coordinator finalize` writes it last)"))?;
@@ -60,13 +61,28 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyRepor
     let mut report = VerifyReport::default();
     let mut lines = JsonLines::open(store, layout::MANIFEST_JSONL).await?;
     let mut tars = match &summary.dataset {
+        Some(d) if d.shards_jsonl.is_empty() => {
+            report.problem(format!("{where_}: written before tars were listed in {} (run `coordinator finalize` again to rewrite it)", layout::SHARDS_JSONL));
+            return Ok(report);
+        }
         Some(d) => Some(JsonLines::open(store, &d.shards_jsonl).await?),
         None => None,
     };
-    // The tar the current lines point into, and how many of its samples are still due.
+    // The tar the current lines point into and how many of its samples are still due;
+    // whether the listing ran out before the manifest did.
     let mut tar: Option<(ShardFile, u64)> = None;
     let mut tar_count = 0u64;
-    while let Some((no, line)) = lines.next::<ManifestLine>("a manifest line").await? {
+    let mut listing_ended = false;
+    loop {
+        // A line that does not parse ends the pass as a problem (the report so far stays).
+        let (no, line) = match lines.next::<ManifestLine>("a manifest line").await {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                report.problem(e.to_string());
+                break;
+            }
+        };
         let at = format!("{} line {no}", lines.origin());
         let index = report.samples;
         report.samples += 1;
@@ -74,25 +90,40 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyRepor
             report.problem(format!("{at}: index {} key {}, expected index {index} key {}", line.index, line.key, layout::key(index)));
         }
         let Some(listing) = tars.as_mut() else { continue };
-        if tar.as_ref().is_none_or(|(_, due)| *due == 0) {
-            tar = match listing.next::<ShardFile>("a published tar").await? {
-                Some((_, file)) => {
-                    tar_count += 1;
-                    let due = file.samples;
-                    Some((file, due))
-                }
-                None => {
-                    report.problem(format!("{at}: past the last tar of {}", listing.origin()));
-                    tars = None;
-                    continue;
-                }
-            };
+        if listing_ended {
+            continue;
         }
-        let (file, due) = tar.as_mut().expect("set above");
+        // The next tar with samples; a tar listed with none is a problem of its own.
+        while tar.as_ref().is_none_or(|(_, due)| *due == 0) {
+            match listing.next::<ShardFile>("a published tar").await {
+                Ok(Some((tar_no, file))) => {
+                    tar_count += 1;
+                    if file.samples == 0 {
+                        report.problem(format!("{} line {tar_no}: tar {} lists no samples", listing.origin(), file.path));
+                    }
+                    let due = file.samples;
+                    tar = Some((file, due));
+                }
+                Ok(None) => {
+                    report.problem(format!("{at}: past the last tar of {}", listing.origin()));
+                    listing_ended = true;
+                    break;
+                }
+                Err(e) => {
+                    report.problem(e.to_string());
+                    listing_ended = true;
+                    break;
+                }
+            }
+        }
+        if listing_ended {
+            continue;
+        }
+        let (file, due) = tar.as_mut().expect("a tar with samples due");
         *due -= 1;
         for (what, path) in [("image", &line.image), ("label", &line.label)] {
             if layout::split_member(path).map(|(t, _)| t) != Some(file.path.as_str()) {
-                report.problem(format!("{at}: {what} {path} is not in {}, the tar {} lists next", file.path, tars.as_ref().map(|t| t.origin()).unwrap_or_default()));
+                report.problem(format!("{at}: {what} {path} is not in {}, the tar {} lists next", file.path, listing.origin()));
             }
         }
     }
@@ -111,14 +142,26 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyRepor
                 lines.origin()
             ));
         }
-        while let Some((no, file)) = listing.next::<ShardFile>("a published tar").await? {
-            tar_count += 1;
-            report.problem(format!("{} line {no}: tar {} holds samples {} does not list", listing.origin(), file.path, lines.origin()));
+        if !listing_ended {
+            loop {
+                match listing.next::<ShardFile>("a published tar").await {
+                    Ok(Some((no, file))) => {
+                        tar_count += 1;
+                        report.problem(format!("{} line {no}: tar {} holds samples {} does not list", listing.origin(), file.path, lines.origin()));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        report.problem(e.to_string());
+                        break;
+                    }
+                }
+            }
         }
+        report.tars = tar_count;
         if tar_count != d.count {
             report.problem(format!("{} lists {tar_count} tars, {where_} says {}", listing.origin(), d.count));
         }
-        if listing.sha256() != d.shards_jsonl_sha256 {
+        if !listing_ended && listing.sha256() != d.shards_jsonl_sha256 {
             report.problem(format!("{}: sha256 {}, {where_} records {}", listing.origin(), listing.sha256(), d.shards_jsonl_sha256));
         }
     }
@@ -173,9 +216,10 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
     while let Some((path, sha, size, got)) = hashed.next().await {
         done += 1;
         progress(done);
-        match got? {
-            None => report.problem(format!("{}: missing", store.describe(&path))),
-            Some((got_sha, got_size)) => {
+        match got {
+            Err(e) => report.problem(e.to_string()),
+            Ok(None) => report.problem(format!("{}: missing", store.describe(&path))),
+            Ok(Some((got_sha, got_size))) => {
                 report.objects += 1;
                 report.bytes += got_size;
                 if got_sha != sha || size.is_some_and(|s| s != got_size) {
@@ -188,10 +232,11 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
             }
         }
     }
-    if summary.dataset.is_some() {
-        report.tars = report.objects;
+    match lister.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => report.problem(format!("listing the objects to hash stopped: {e}")),
+        Err(e) => report.problem(format!("listing the objects to hash failed: {e}")),
     }
-    lister.await.map_err(|e| Error::Run { run: summary.run_id.clone(), message: format!("listing the objects to hash failed: {e}") })??;
     Ok(())
 }
 

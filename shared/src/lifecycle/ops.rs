@@ -83,7 +83,8 @@ pub struct Resumed {
 
 /// Rebuilds a run in the queue from its output store alone (`run.json` and the commit
 /// records), after Redis lost it: exactly the shards without a commit record are queued.
-/// `store` is rooted at the run directory. A run the queue still knows is left as it is.
+/// `store` is rooted at the run directory. A run the queue still knows keeps its state, but for the shards with a commit record,
+/// which it counts as committed (storage is the truth).
 pub async fn resume(queue: &dyn JobQueue, store: &Store) -> Result<Resumed> {
     let (run_id, spec) = read_run_json(store).await?;
     if run_store(&spec, &run_id)?.display() != store.display() {

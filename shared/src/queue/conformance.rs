@@ -549,6 +549,11 @@ pub async fn restored_run_queues_only_uncommitted_shards(q: &dyn JobQueue, _time
     let shards = [claim(q, "w1").await.shard, claim(q, "w1").await.shard, claim(q, "w1").await.shard];
     assert_eq!(shards, [7, 4007, 8007]);
     claim_none(q, "only the three shards without a commit record").await;
+    // Restoring again once those three have records too: the run exists, and its counts
+    // follow storage (the three leases become committed).
+    assert_eq!(q.submit_restored(&run, &(0..12_000).collect::<Vec<u64>>()).await.unwrap(), Submitted::AlreadyExists);
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.committed, c.pending, c.leased), (12_000, 0, 0));
     finish(q, &[&run_id]).await;
 }
 

@@ -134,6 +134,25 @@ impl Run {
         self.leased.contains_key(&shard) && self.claims.get(&shard) == Some(&token)
     }
 
+    /// Storage holds `shard`'s commit record: it becomes committed and leaves every other
+    /// state (as `mark_committed.lua`). Whether anything changed.
+    fn mark_committed(&mut self, shard: u64) -> bool {
+        if self.state == RunState::Active {
+            if self.committed.get(shard) {
+                return false;
+            }
+            self.ready.retain(|&s| s != shard);
+            self.delayed.retain(|&(_, s)| s != shard);
+        } else if !self.leased.contains_key(&shard) && !self.dead.contains_key(&shard) {
+            // A finished run keeps no bitmap: only leased and dead shards are known.
+            return false;
+        }
+        self.leased.remove(&shard);
+        self.dead.remove(&shard);
+        self.count_committed(shard);
+        true
+    }
+
     /// Counts `shard` committed; the caller knows it was not.
     fn count_committed(&mut self, shard: u64) {
         self.committed_count += 1;
@@ -229,8 +248,11 @@ impl JobQueue for MemoryQueue {
         }
         let now = self.clock.now_ms();
         let mut runs = self.lock();
-        if let Some(existing) = runs.get(&run.run_id) {
+        if let Some(existing) = runs.get_mut(&run.run_id) {
             if existing.record.spec_digest == run.spec_digest {
+                for &shard in committed.iter().filter(|&&s| s < run.shards) {
+                    existing.mark_committed(shard);
+                }
                 return Ok(Submitted::AlreadyExists);
             }
             return Err(Error::Run {
@@ -361,8 +383,7 @@ impl JobQueue for MemoryQueue {
         })
     }
 
-    /// Revives dead jobs; the run's state is left as it is (a cancelled run stays
-    /// cancelled, a finalized one finalized).
+    /// Revives the dead jobs of an active run; a cancelled or finalized run is refused.
     async fn retry_dead(&self, run_id: &str) -> Result<u64> {
         self.with_run(run_id, |run, _| {
             if run.state != RunState::Active {
@@ -376,22 +397,7 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool> {
-        self.with_run(run_id, |run, _| {
-            if run.state == RunState::Active {
-                if run.committed.get(shard) {
-                    return false;
-                }
-                run.ready.retain(|&s| s != shard);
-                run.delayed.retain(|&(_, s)| s != shard);
-            } else if !run.leased.contains_key(&shard) && !run.dead.contains_key(&shard) {
-                // A finished run keeps no bitmap: only leased and dead shards are known.
-                return false;
-            }
-            run.leased.remove(&shard);
-            run.dead.remove(&shard);
-            run.count_committed(shard);
-            true
-        })
+        self.with_run(run_id, |run, _| run.mark_committed(shard))
     }
 
     async fn counts(&self, run_id: &str) -> Result<Counts> {

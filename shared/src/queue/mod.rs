@@ -41,6 +41,9 @@ pub trait JobQueue: Send + Sync {
 
     /// [`JobQueue::submit`] for a run rebuilt from its output store (Redis lost it): the
     /// shards in `committed` have commit records; they are marked committed, not queued.
+    /// A run the queue already has (same spec) gets them marked too (storage is the
+    /// truth; marking is idempotent), so a rebuild cut short is finished by running it
+    /// again.
     async fn submit_restored(&self, run: &RunRecord, committed: &[u64]) -> Result<Submitted>;
 
     /// Storage holds `shard`'s commit record: the shard becomes committed whatever state

@@ -71,6 +71,14 @@ impl RedisQueue {
         self.con.clone()
     }
 
+    /// Marks `shards` committed, [`RESTORE_CHUNK`] per script call (idempotent).
+    async fn mark_restored(&self, run: &RunRecord, k: &RunKeys, shards: &[u64]) -> Result<()> {
+        for chunk in shards.chunks(RESTORE_CHUNK) {
+            scripts().mark_committed(&mut self.con(), k, chunk).await?.ok_or_else(|| unknown(&run.run_id))?;
+        }
+        Ok(())
+    }
+
     /// Adds the run to the global indexes (idempotent).
     async fn index(&self, run_id: &str, created_ms: u64, priority: i32, state: RunState) -> Result<()> {
         let mut pipe = redis::pipe();
@@ -130,13 +138,15 @@ impl JobQueue for RedisQueue {
         let (first, rest) = committed.split_at(committed.len().min(RESTORE_CHUNK));
         match scripts().submit(&mut self.con(), &k, run, first).await? {
             SubmitReply::Created { created_ms } => {
-                for chunk in rest.chunks(RESTORE_CHUNK) {
-                    scripts().mark_committed(&mut self.con(), &k, chunk).await?.ok_or_else(|| unknown(&run.run_id))?;
-                }
+                self.mark_restored(run, &k, rest).await?;
                 self.index(&run.run_id, created_ms, run.priority, RunState::Active).await?;
                 Ok(Submitted::Created)
             }
             SubmitReply::Exists { created_ms, state, priority } => {
+                // An earlier submit (or a resume that stopped between its chunks) may
+                // have left committed shards unmarked: marking is idempotent, so mark
+                // them all before the index makes the run visible again.
+                self.mark_restored(run, &k, &committed).await?;
                 // Heals the indexes if an earlier submit stopped between script and index.
                 self.index(&run.run_id, created_ms, priority, state).await?;
                 Ok(Submitted::AlreadyExists)
