@@ -280,8 +280,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Verify { run_uri, json } => {
             let store = shared::storage::Store::open(&run_uri).with_context(|| format!("run directory {run_uri}"))?;
-            let bar = shared::progress::bar(shared::job::objects_to_hash(&store).await?, "objects hashed");
-            let report = shared::job::verify(&store, &|n| bar.set_position(n)).await?;
+            let bar = shared::progress::bar(0, "objects hashed");
+            let report = shared::job::verify(&store, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string(&report)?);

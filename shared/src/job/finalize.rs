@@ -182,8 +182,9 @@ async fn remove_losers(store: &Store, shard: u64, winner: u64) -> Result<(u64, u
     Ok((removed, aborted))
 }
 
-/// `dataset/shards.jsonl` while finalize writes it: lines buffered up to 1 MiB, then sent,
-/// hashed as they go. Without a writer (a PNG run) it writes nothing.
+/// A JSON-lines object while finalize writes it (`manifest.jsonl`, `dataset/shards.jsonl`):
+/// lines buffered up to 1 MiB, then sent, hashed as they go. Without a writer (a PNG run's
+/// tar list) it writes nothing.
 struct Listing {
     writer: Option<crate::storage::StoreWriter>,
     buf: Vec<u8>,
@@ -195,8 +196,8 @@ impl Listing {
         Listing { writer, buf: Vec::new(), hasher: Sha256::new() }
     }
 
-    async fn push(&mut self, file: &ShardFile) -> Result<()> {
-        serde_json::to_writer(&mut self.buf, file).expect("a shard file always serialises");
+    async fn push(&mut self, line: &impl Serialize) -> Result<()> {
+        serde_json::to_writer(&mut self.buf, line).expect("a line always serialises");
         self.buf.push(b'\n');
         if self.buf.len() >= 1 << 20 {
             self.flush().await?;
@@ -250,7 +251,6 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let mut stage = StageTimes::default();
     let (mut first_started, mut last_committed, mut retried) = (u64::MAX, 0u64, 0u64);
     let mut samples = 0u64;
-    let mut hasher = Sha256::new();
 
     // A finalize killed while writing the manifest or the tar list may have left its
     // upload open.
@@ -263,7 +263,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         }
     }
     let webdataset = spec.output.format == crate::spec::OutputFormat::Webdataset;
-    let mut writer = store.writer(layout::MANIFEST_JSONL).await?;
+    let mut manifest = Listing::new(Some(store.writer(layout::MANIFEST_JSONL).await?));
     let mut tars = Listing::new(if webdataset { Some(store.writer(layout::SHARDS_JSONL).await?) } else { None });
     // Each record is checked before its tar is published, so finalize with the wrong spec
     // moves nothing. Shard by shard: publish, then remove what lost (memory holds a few
@@ -279,7 +279,6 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
             Ok::<_, Error>((rec, file, tidied))
         })
         .buffered(8));
-    let mut buf = Vec::with_capacity(1 << 20);
     let mut first_lines: Vec<ManifestLine> = Vec::new();
     while let Some(done) = records.next().await {
         let (rec, file, (lost, open)) = done?;
@@ -295,8 +294,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
             for (i, c) in spec.classes.classes.iter().enumerate() {
                 pixels[i] += line.class_pixels.get(&c.name).copied().unwrap_or(0);
             }
-            serde_json::to_writer(&mut buf, line).expect("a line always serialises");
-            buf.push(b'\n');
+            manifest.push(line).await?;
         }
         samples += rec.samples.len() as u64;
         stage.generate += rec.stage_seconds.generate;
@@ -308,15 +306,8 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         if rec.retried {
             retried += 1;
         }
-        if buf.len() >= 1 << 20 {
-            hasher.update(&buf);
-            writer.write(&buf).await?;
-            buf.clear();
-        }
     }
-    hasher.update(&buf);
-    writer.write(&buf).await?;
-    writer.finish().await?;
+    let manifest_sha256 = manifest.finish().await?.expect("manifest.jsonl has a writer");
     let tars_sha256 = tars.finish().await?;
 
     // A convenience, not part of the dataset: a failure is logged, not fatal.
@@ -335,7 +326,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         image_size: spec.pipeline.image_size,
         pipeline: spec.pipeline.kind,
         spec_digest: digest.clone(),
-        manifest_jsonl_sha256: hex::encode(hasher.finalize()),
+        manifest_jsonl_sha256: manifest_sha256,
         classes: names.clone(),
         class_pixels: names.iter().cloned().zip(pixels.iter().copied()).collect(),
         class_shares: names.iter().cloned().zip(pixels.iter().map(|&p| if total > 0 { p as f64 / total as f64 } else { 0.0 })).collect(),

@@ -28,4 +28,4 @@ pub use finalize::{finalize, published_tars, FinalizeReport, ManifestSummary, Pu
 pub use output::{prepare_output, run_store};
 pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
 pub use runner::{default_owner, serve, RunCache, WorkerOptions};
-pub use verify::{objects_to_hash, verify, VerifyReport};
+pub use verify::{verify, VerifyReport};

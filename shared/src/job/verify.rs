@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::finalize::{ManifestSummary, ShardFile};
 use crate::error::{Error, Result};
-use crate::manifest::{layout, JsonLines, ManifestLine};
+use crate::manifest::{layout, JsonLines, ManifestLine, MANIFEST_LINE};
 use crate::storage::Store;
 
 /// Problems reported by name; the rest are counted.
@@ -53,8 +53,9 @@ impl VerifyReport {
 /// Checks the finalized run in `store` (rooted at the run directory). Err only when the
 /// run cannot be read at all (no `manifest.json` or `manifest.jsonl`, storage
 /// unreachable at the start); what does not match, a line that does not parse and an
-/// object that cannot be read are listed in the report. `progress` is told each object hashed.
-pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
+/// object that cannot be read are listed in the report. `progress(done, total)` is told
+/// each object hashed (one per tar, or two per sample of a PNG run).
+pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<VerifyReport> {
     let where_ = store.describe(layout::MANIFEST_JSON);
     let body = store.get(layout::MANIFEST_JSON).await?.ok_or_else(|| Error::format(&where_, "missing: the run is not finalized (`coordinator finalize` writes it last)"))?;
     let summary: ManifestSummary = serde_json::from_slice(&body).map_err(|e| Error::format(&where_, format!("not a run summary: {e}")))?;
@@ -75,7 +76,7 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyRepor
     let mut listing_ended = false;
     loop {
         // A line that does not parse ends the pass as a problem (the report so far stays).
-        let (no, line) = match lines.next::<ManifestLine>("a manifest line").await {
+        let (no, line) = match lines.next::<ManifestLine>(MANIFEST_LINE).await {
             Ok(Some(l)) => l,
             Ok(None) => break,
             Err(e) => {
@@ -169,16 +170,10 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64)) -> Result<VerifyRepor
     Ok(report)
 }
 
-/// How many objects [`verify`] hashes: one per tar, or two per sample of a PNG run.
-pub async fn objects_to_hash(store: &Store) -> Result<u64> {
-    let body = store.get(layout::MANIFEST_JSON).await?.unwrap_or_default();
-    let summary: Option<ManifestSummary> = serde_json::from_slice(&body).ok();
-    Ok(summary.map(|s| s.dataset.map(|d| d.count).unwrap_or(2 * s.count)).unwrap_or(0))
-}
-
 /// Hashes every tar (from `dataset/shards.jsonl`) or every image and label (from
 /// `manifest.jsonl`) a few at a time, streamed, against its listed sha256 and size.
-async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyReport, progress: &dyn Fn(u64)) -> Result<()> {
+async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyReport, progress: &dyn Fn(u64, u64)) -> Result<()> {
+    let total = summary.dataset.as_ref().map_or(2 * summary.count, |d| d.count);
     // (object, sha256, size if listed)
     let (tx, rx) = tokio::sync::mpsc::channel::<(String, String, Option<u64>)>(4 * HASH_CONCURRENCY);
     let lister = {
@@ -196,7 +191,7 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
                 }
                 None => {
                     let mut lines = JsonLines::open(&store, layout::MANIFEST_JSONL).await?;
-                    while let Some((_, l)) = lines.next::<ManifestLine>("a manifest line").await? {
+                    while let Some((_, l)) = lines.next::<ManifestLine>(MANIFEST_LINE).await? {
                         if tx.send((l.image, l.image_sha256, None)).await.is_err() || tx.send((l.label, l.label_sha256, None)).await.is_err() {
                             break;
                         }
@@ -215,7 +210,7 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
     let mut done = 0u64;
     while let Some((path, sha, size, got)) = hashed.next().await {
         done += 1;
-        progress(done);
+        progress(done, total);
         match got {
             Err(e) => report.problem(e.to_string()),
             Ok(None) => report.problem(format!("{}: missing", store.describe(&path))),

@@ -17,5 +17,5 @@ mod read;
 mod record;
 
 pub use parquet::shard_table;
-pub use read::{parse_manifest, read_files, read_manifest, JsonLines};
+pub use read::{read_files, read_manifest, JsonLines, MANIFEST_LINE};
 pub use record::{committed_shards, committed_stream, count_committed, existing_record, read_records, uncommitted_shards, CommitRecord, CommittedCount, ManifestLine, StageTimes};

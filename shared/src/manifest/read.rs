@@ -16,40 +16,30 @@ const PLAIN_CONCURRENCY: usize = 16;
 /// Tars fetched at once (each is held whole in memory while its members are read).
 const TAR_CONCURRENCY: usize = 2;
 
-/// Every line of `STORE/manifest.jsonl`, in manifest order. Errors name the file (and the
-/// line): a missing manifest (not a finished run directory), a line that is not a manifest
-/// line, an empty manifest.
+/// Every line of `STORE/manifest.jsonl`, in manifest order, read through [`JsonLines`].
+/// Errors name the file (and the line): a missing manifest (not a finished run
+/// directory), a line that is not a manifest line or has an empty path, an empty manifest.
 pub async fn read_manifest(store: &Store) -> Result<Vec<ManifestLine>> {
     let origin = store.describe(MANIFEST_JSONL);
-    let bytes = store
-        .get(MANIFEST_JSONL)
-        .await?
-        .ok_or_else(|| Error::format(&origin, format!("missing: {} is not a finished run directory (a run writes {MANIFEST_JSONL} when it is finalized)", store.display())))?;
-    let lines = parse_manifest(&bytes, &origin)?;
+    if !store.exists(MANIFEST_JSONL).await? {
+        return Err(Error::format(&origin, format!("missing: {} is not a finished run directory (a run writes {MANIFEST_JSONL} when it is finalized)", store.display())));
+    }
+    let mut reader = JsonLines::open(store, MANIFEST_JSONL).await?;
+    let mut lines = Vec::new();
+    while let Some((no, line)) = reader.next::<ManifestLine>(MANIFEST_LINE).await? {
+        if line.label.is_empty() || line.image.is_empty() {
+            return Err(Error::format(&origin, format!("line {no}: empty \"image\" or \"label\" path")));
+        }
+        lines.push(line);
+    }
     if lines.is_empty() {
         return Err(Error::format(&origin, "holds no samples"));
     }
     Ok(lines)
 }
 
-/// Parses the text of a `manifest.jsonl` (`origin` names it in errors); blank lines are
-/// skipped.
-pub fn parse_manifest(bytes: &[u8], origin: &str) -> Result<Vec<ManifestLine>> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Error::format(origin, format!("not UTF-8 text: {e}")))?;
-    let mut lines = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: ManifestLine =
-            serde_json::from_str(line).map_err(|e| Error::format(origin, format!("line {}: not a manifest line (index, key, image, label, seed, …): {e}", i + 1)))?;
-        if parsed.label.is_empty() || parsed.image.is_empty() {
-            return Err(Error::format(origin, format!("line {}: empty \"image\" or \"label\" path", i + 1)));
-        }
-        lines.push(parsed);
-    }
-    Ok(lines)
-}
+/// What a line of `manifest.jsonl` is called in errors.
+pub const MANIFEST_LINE: &str = "a manifest line (index, key, image, label, seed, …)";
 
 /// A JSON-lines object read as a stream, a line at a time, hashed as it goes: what reads
 /// `manifest.jsonl` or `dataset/shards.jsonl` of a run too large to hold. Blank lines are
