@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Reproduces the demo models in models/demo/ (the ones configs/local.toml uses):
 #
-# - SPADE (ngf 16, 64×64 images): 200 procedural 64×64 (image, label) pairs, 1200 steps
-#   of batch 4.
+# - SPADE (ngf 16, 64×64 images, the noise input: noise → linear layer): 200 procedural
+#   64×64 (image, label) pairs, 1200 steps of batch 4. NVlabs' label input (the default of
+#   `train spade`) trained for 2400 steps on the same pairs painted images further from the
+#   real ones (KID × 1000 in the utility segmenter's features 100 ± 31 against 47 ± 22,
+#   63 images on the same label maps, 3 seeds; image–label consistency 15.3 against 15.8
+#   mIoU), so the demo keeps the noise input.
 # - DDPM (282k-parameter UNet, 32×32 one-hot label maps, x0 objective, cosine schedule):
 #   200 procedural 128×128 label maps coarsened by `worker cleanup` (opening radius 1,
 #   islands under 48 pixels merged) and read at 32×32, 1000 steps of batch 16 (about 10
@@ -39,7 +43,7 @@ $W train ddpm --data "$WORK/coarse" --out "$WORK/ddpm" --size 32 --steps "$DDPM_
   --batch 16 --lr 0.001 --base-channels 16 --channel-mult 1,2,2 --attention 8 \
   --objective x0 --schedule cosine --ema 0.999 --checkpoint-every 250 --seed 1 --resume &
 DDPM=$!
-$W train spade --data "$WORK/data" --out "$WORK/spade" --size 64 --ngf 16 --batch 4 \
+$W train spade --data "$WORK/data" --out "$WORK/spade" --size 64 --ngf 16 --batch 4 --input noise \
   --steps "$SPADE_STEPS" --checkpoint-every 200 --seed 1 --resume &
 SPADE=$!
 wait $DDPM

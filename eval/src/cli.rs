@@ -8,7 +8,8 @@ use crate::commands;
 
 /// labelgen evaluation: measures a run's label maps against a real dataset (`labels`),
 /// the run's utility for training a segmentation model (`utility`, the paper's Table 1),
-/// and the segmentation model's cost (`bench-seg`).
+/// label quality by label model and sampler (`sampling`), and the segmentation model's
+/// cost (`bench-seg`).
 ///
 /// Typical use, after `worker run configs/local.toml`:
 ///   labelgen-eval labels --real REAL_DIR --synthetic out/local/RUN --out out/eval/labels
@@ -33,6 +34,7 @@ pub enum Command {
     // No doc comments here: `labelgen-eval labels --help` shows the one on `Args`.
     Labels(commands::labels::Args),
     Utility(commands::utility::Args),
+    Sampling(commands::sampling::Args),
     BenchSeg(commands::bench_seg::SegArgs),
 }
 
@@ -40,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Labels(args) => commands::labels::run(args),
         Command::Utility(args) => commands::utility::run(args),
+        Command::Sampling(args) => commands::sampling::run(args),
         Command::BenchSeg(args) => commands::bench_seg::run(args),
     }
 }

@@ -13,6 +13,9 @@
 //!   measures both, writes `labels.json` and the plots.
 //! - `utility/` — `labelgen-eval utility` (Table 1): the real split, the run's samples,
 //!   training per seed with and without them, mean ± sd, the verdict, `report.md`.
+//! - `sampling/` — `labelgen-eval sampling`: label quality by label model and sampler
+//!   (the paper's setting beside the default, DDIM step counts, DDPM), through the
+//!   pipeline's label stage.
 //! - `bench.rs` — `labelgen-eval bench-seg`: the segmentation model's size and speed.
 //! - `stats/` — label-quality statistics (class shares, component sizes, adjacency,
 //!   islands, ramp edges) and real-versus-synthetic distances.
@@ -27,6 +30,7 @@ pub mod cli;
 mod commands;
 pub mod labels;
 pub mod plot;
+pub mod sampling;
 pub mod seg;
 pub mod stats;
 pub mod utility;

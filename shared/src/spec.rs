@@ -159,7 +159,8 @@ pub struct LabelModelSection {
     /// `ddim` (default) or `ddpm` (ancestral, every timestep).
     #[serde(default)]
     pub sampler: SamplerKind,
-    /// DDIM steps (default 50); for `ddpm`, must be the model's timesteps if given.
+    /// DDIM steps (default [`DEFAULT_DDIM_STEPS`], pinned into the spec at submit); for
+    /// `ddpm`, must be the model's timesteps if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
     /// DDIM η: 0 deterministic given the initial noise, 1 as noisy as DDPM.
@@ -236,8 +237,11 @@ impl std::fmt::Display for SamplerKind {
     }
 }
 
-/// Default DDIM steps.
-pub const DEFAULT_DDIM_STEPS: usize = 50;
+/// Default DDIM steps. Chosen from `labelgen-eval sampling` (README, "The paper's setting
+/// beside ours"): after the cleanup, DDIM-20 maps are within 0.003 of DDIM-50's on every
+/// distance to the real maps, at 2.5× fewer network evaluations; DDIM-10 falls behind.
+/// (50 before 2026-12-06; runs submitted since carry their steps in `run.json`.)
+pub const DEFAULT_DDIM_STEPS: usize = 20;
 
 /// Bounds of the spec's counts and durations: every value is checked against one, and the
 /// error says it (a bound also keeps milliseconds and backoff shifts from overflowing).
@@ -252,7 +256,8 @@ pub const MAX_SAMPLING_STEPS: usize = 100_000;
 pub const MAX_OPEN_RADIUS: u32 = 64;
 
 impl LabelModelSection {
-    /// Sampling steps: the given ones, else 50 for DDIM and `timesteps` for DDPM.
+    /// Sampling steps: the given ones, else [`DEFAULT_DDIM_STEPS`] for DDIM and `timesteps`
+    /// for DDPM.
     pub fn steps_for(&self, timesteps: usize) -> usize {
         match self.sampler {
             SamplerKind::Ddim => self.steps.unwrap_or(DEFAULT_DDIM_STEPS),
@@ -734,7 +739,7 @@ model = "s3://bucket/models/spade"
     fn ddpm_spade_defaults_and_a_procedural_digest_that_did_not_change() {
         let s = RunSpec::parse(MODELS, "m.toml").unwrap();
         let l = s.pipeline.labels.as_ref().unwrap();
-        assert_eq!((l.sampler, l.steps_for(1000), l.eta, l.sha256.as_deref()), (SamplerKind::Ddim, 50, 0.0, None));
+        assert_eq!((l.sampler, l.steps_for(1000), l.eta, l.sha256.as_deref()), (SamplerKind::Ddim, 20, 0.0, None));
         assert_eq!(s.pipeline.device, DeviceChoice::Auto);
         assert_eq!(s.pipeline.cleanup.unwrap_or_default(), CleanupSection { open_radius_px: 2, min_island_px: 100 });
         let back = RunSpec::from_json(&s.canonical_json(), "json").unwrap();

@@ -2,4 +2,5 @@
 
 pub mod bench_seg;
 pub mod labels;
+pub mod sampling;
 pub mod utility;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use worker::args::{DataArgs, DeviceArg};
 
-use crate::utility::{Mix, UtilityOptions};
+use crate::utility::{Budget, Mix, UtilityOptions};
 
 /// Train a segmentation network on real data with and without a run's samples and compare
 /// IoU on the real test split (the "utility" of generated data).
@@ -76,9 +76,16 @@ pub struct Args {
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
 
-    /// Passes over each arm's training set.
+    /// Passes over the training set (the mixed arm's; see --budget for the baseline's).
     #[arg(long, value_name = "E", default_value_t = 20)]
     pub epochs: usize,
+
+    /// steps: the baseline trains as many optimizer steps as the mixed arm (with --add it
+    /// runs more epochs over its smaller set), so a gain is the data's and not longer
+    /// training's. epochs: both arms run --epochs passes (with --add the mixed arm takes
+    /// more steps). The same for --replace, where both sets are the same size.
+    #[arg(long, value_enum, default_value_t = Budget::Steps)]
+    pub budget: Budget,
 
     /// Side the pairs are resized to (images by area, labels nearest).
     #[arg(long, value_name = "S", default_value_t = 512)]
@@ -127,6 +134,7 @@ fn options(args: &Args) -> anyhow::Result<UtilityOptions> {
         seeds: args.seeds,
         seed: args.seed,
         epochs: args.epochs,
+        budget: args.budget,
         size: args.size,
         width: args.width,
         batch: args.batch,

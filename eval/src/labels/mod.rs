@@ -15,7 +15,7 @@
 //! - `tests.rs` — end-to-end runs on procedural maps: identical sets, planted islands,
 //!   resizing, and errors.
 
-mod read;
+pub(crate) mod read;
 mod report;
 
 use std::path::PathBuf;

@@ -33,30 +33,7 @@ pub(super) fn measure(options: &LabelOptions, classes: &ClassTable, opts: StatsO
     let k = classes.len();
     let fixed = options.size.map(|s| (s, s));
 
-    // Real: the dataset's labels, in parallel, one map per task at a time.
-    let ds = Dataset::open(&options.real, classes.clone(), true).with_context(|| format!("--real {}", options.real.display()))?;
-    let bar = progress::bar(ds.len() as u64, "real maps");
-    let resized = AtomicU64::new(0);
-    let real = ds
-        .stems
-        .par_iter()
-        .map(|stem| -> anyhow::Result<LabelStats> {
-            let map = fit(ds.label(stem, None)?, fixed, &resized);
-            let mut s = LabelStats::new(k, opts);
-            s.add(&map);
-            bar.inc(1);
-            Ok(s)
-        })
-        .try_reduce(
-            || LabelStats::new(k, opts),
-            |mut a, b| {
-                a.merge(&b);
-                Ok(a)
-            },
-        )
-        .with_context(|| format!("--real {}", options.real.display()))?;
-    bar.finish_and_clear();
-    let real_resized = resized.into_inner();
+    let (real, real_resized) = measure_real(&options.real, fixed, classes, opts).with_context(|| format!("--real {}", options.real.display()))?;
     let target = fixed.or_else(|| real.most_common_size());
 
     // Synthetic: the run's manifest (or a local directory's labels/*.png), then its label
@@ -102,6 +79,35 @@ pub(super) fn measure(options: &LabelOptions, classes: &ClassTable, opts: StatsO
     Ok(Measured { real, synthetic, real_resized, synthetic_resized: resized.into_inner(), target, synthetic_source: store.display().to_string() })
 }
 
+/// Measures a real dataset's label maps (`DIR/labels/*.png`) in parallel, one map per
+/// task at a time, each resized (nearest) to `fixed` if given; also returns how many were
+/// resized.
+pub(crate) fn measure_real(dir: &Path, fixed: Option<(u32, u32)>, classes: &ClassTable, opts: StatsOptions) -> anyhow::Result<(LabelStats, u64)> {
+    let k = classes.len();
+    let ds = Dataset::open(dir, classes.clone(), true)?;
+    let bar = progress::bar(ds.len() as u64, "real maps");
+    let resized = AtomicU64::new(0);
+    let real = ds
+        .stems
+        .par_iter()
+        .map(|stem| -> anyhow::Result<LabelStats> {
+            let map = fit(ds.label(stem, None)?, fixed, &resized);
+            let mut s = LabelStats::new(k, opts);
+            s.add(&map);
+            bar.inc(1);
+            Ok(s)
+        })
+        .try_reduce(
+            || LabelStats::new(k, opts),
+            |mut a, b| {
+                a.merge(&b);
+                Ok(a)
+            },
+        )?;
+    bar.finish_and_clear();
+    Ok((real, resized.into_inner()))
+}
+
 /// Decodes and measures `batch` (origin, PNG bytes) in parallel, adds it to `total`, and
 /// empties it.
 fn add_batch(
@@ -135,7 +141,7 @@ fn add_batch(
 }
 
 /// `map` resized (nearest) to `target` if it differs; counts the resizes.
-fn fit(map: LabelMap, target: Option<(u32, u32)>, resized: &AtomicU64) -> LabelMap {
+pub(crate) fn fit(map: LabelMap, target: Option<(u32, u32)>, resized: &AtomicU64) -> LabelMap {
     match target {
         Some((w, h)) if (w, h) != (map.width, map.height) => {
             resized.fetch_add(1, Ordering::Relaxed);

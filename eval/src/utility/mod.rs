@@ -2,8 +2,8 @@
 //! mixing a run's samples into the training set help a segmentation model?
 //!
 //! For each seed the same [`crate::seg`] network is trained (a) on the real training split
-//! and (b) on it with a share replaced by (or added from) the run's samples, and both are
-//! evaluated on the real test split, which is never trained on. Per-class IoU and mIoU are
+//! and (b) on it with a share replaced by (or added from) the run's samples — for the same
+//! optimizer steps by default ([`Budget`]) — and both are evaluated on the real test split, which is never trained on. Per-class IoU and mIoU are
 //! summarised as mean ± sample standard deviation over the seeds, and the difference of
 //! the mIoU means counts as real when it exceeds the seed-to-seed spread
 //! (`|Δ| > sd_baseline + sd_synthetic`).
@@ -90,7 +90,9 @@ pub struct UtilityOptions {
     /// Training runs per arm, seeds `seed`, `seed + 1`, ….
     pub seeds: usize,
     pub seed: u64,
+    /// Passes over the mixed arm's set (and the baseline's, under [`Budget::Epochs`]).
     pub epochs: usize,
+    pub budget: Budget,
     /// Side the pairs are resized to.
     pub size: u32,
     /// Network width.
@@ -116,6 +118,33 @@ impl UtilityOptions {
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr {}: must be positive", self.lr);
         SegNetConfig::new(ClassTable::ai_hub().len()).with_width(self.width).validate().map_err(|e| anyhow::anyhow!("--width: {e}"))?;
         Ok(())
+    }
+}
+
+/// How long each arm trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Budget {
+    /// Both arms take (as nearly as whole epochs allow) the same optimizer steps: with
+    /// `--add` the baseline runs more epochs over its smaller set, so a gain is the data's
+    /// and not the longer training's.
+    #[default]
+    Steps,
+    /// Both arms run `--epochs` passes: with `--add` the mixed arm takes more steps.
+    Epochs,
+}
+
+/// The baseline's epochs under `budget` for a real training split of `real` pairs and a
+/// mixed one of `mixed` pairs, the mixed arm running `epochs`: with [`Budget::Steps`] the
+/// whole number of epochs whose steps come closest to the mixed arm's (ties: more).
+pub fn baseline_epochs(budget: Budget, epochs: usize, batch: usize, real: usize, mixed: usize) -> usize {
+    match budget {
+        Budget::Epochs => epochs,
+        Budget::Steps => {
+            let per_epoch = real.div_ceil(batch.max(1)).max(1);
+            let target = epochs * mixed.div_ceil(batch.max(1));
+            ((target + per_epoch / 2) / per_epoch).max(1)
+        }
     }
 }
 

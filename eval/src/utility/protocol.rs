@@ -50,12 +50,19 @@ impl OnTrainBackend for Protocol<'_> {
         let (mut base_runs, mut syn_runs, mut on_syn_runs, mut kids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let on_synthetic = Pairs { real: &real.ds, synthetic: Some(&syn_ds), items: syn_stems.clone(), size: opts.size };
         let mut feature_dim = 0;
+        let mixed_len = match opts.mix {
+            Mix::Replace(_) => n_train,
+            Mix::Add(_) => n_train + syn_stems.len(),
+        };
+        let baseline_epochs = super::baseline_epochs(opts.budget, opts.epochs, opts.batch, n_train, mixed_len);
         for &seed in &seeds {
             let real_items: Vec<(bool, String)> = real.train.iter().map(|s| (false, s.clone())).collect();
             let mixed_items = mixed(opts.mix, &real_items, &syn_stems, seed);
-            for (arm, items) in [("baseline", real_items), ("with synthetic", mixed_items)] {
+            debug_assert_eq!(mixed_items.len(), mixed_len);
+            for (arm, items, epochs) in [("baseline", real_items, baseline_epochs), ("with synthetic", mixed_items, opts.epochs)] {
                 let pairs = Pairs { real: &real.ds, synthetic: Some(&syn_ds), items, size: opts.size };
-                let (score, model) = train_and_score::<B>(&config, &pairs, &test, opts, seed, arm, &device)?;
+                let train_opts = SegTrainOptions { epochs, batch: opts.batch, lr: opts.lr, seed, flips: true };
+                let (score, model) = train_and_score::<B>(&config, &pairs, &test, &train_opts, arm, &device)?;
                 tracing::info!(seed, arm, miou = ?score.miou, "trained and evaluated in {:.0} s", score.seconds);
                 if arm == "baseline" {
                     // Image–label consistency: this network on the run's samples, and the
@@ -101,6 +108,8 @@ impl OnTrainBackend for Protocol<'_> {
                 mix: opts.mix,
                 seeds,
                 epochs: opts.epochs,
+                budget: opts.budget,
+                baseline_epochs,
                 size: opts.size,
                 width: opts.width,
                 batch: opts.batch,
@@ -201,17 +210,16 @@ fn train_and_score<B: AutodiffBackend>(
     config: &SegNetConfig,
     pairs: &Pairs,
     test: &Pairs,
-    opts: &UtilityOptions,
-    seed: u64,
+    train_opts: &SegTrainOptions,
     arm: &str,
     device: &B::Device,
 ) -> anyhow::Result<(RunScore, crate::seg::SegNet<B::InnerBackend>)> {
-    let train_opts = SegTrainOptions { epochs: opts.epochs, batch: opts.batch, lr: opts.lr, seed, flips: true };
-    let steps = crate::seg::train::steps(pairs.len(), &train_opts);
+    let seed = train_opts.seed;
+    let steps = crate::seg::train::steps(pairs.len(), train_opts);
     let bar = shared::progress::styled(Some(steps), &format!("{{spinner}} [{{elapsed_precise}}] {arm}, seed {seed}: {{wide_bar}} {{pos}}/{{len}} steps  {{msg}}  ETA {{eta}}"));
     let mut last_log = std::time::Instant::now();
     let start = std::time::Instant::now();
-    let model = train::<B>(config, pairs, &train_opts, device, |p| {
+    let model = train::<B>(config, pairs, train_opts, device, |p| {
         let msg = format!("loss {:.3}  {:.1} img/s", p.smoothed, p.images_per_sec);
         if bar.is_hidden() && (last_log.elapsed().as_secs() >= 30 || p.step == p.steps) {
             last_log = std::time::Instant::now();
@@ -223,7 +231,7 @@ fn train_and_score<B: AutodiffBackend>(
     .with_context(|| format!("training ({arm}, seed {seed})"))?;
     bar.finish_and_clear();
     let model = inference(&model);
-    let m = evaluate(&model, test, config.num_classes, opts.batch, device).with_context(|| format!("evaluating ({arm}, seed {seed})"))?;
+    let m = evaluate(&model, test, config.num_classes, train_opts.batch, device).with_context(|| format!("evaluating ({arm}, seed {seed})"))?;
     let score = RunScore {
         seed,
         train_pairs: pairs.len(),

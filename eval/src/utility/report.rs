@@ -69,7 +69,12 @@ pub struct Settings {
     pub synthetic_pairs: usize,
     pub mix: Mix,
     pub seeds: Vec<u64>,
+    /// The mixed arm's epochs.
     pub epochs: usize,
+    pub budget: super::Budget,
+    /// The baseline's epochs: `epochs`, or with `budget` steps as many as give the mixed
+    /// arm's optimizer steps.
+    pub baseline_epochs: usize,
     pub size: u32,
     pub width: usize,
     pub batch: usize,
@@ -212,11 +217,15 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "- Model: BiSeNet V2-style, width {}, {}×{} px, {} epoch(s), batch {}, Adam lr {} (poly decay), random flips; seeds {}.\n",
+            "- Model: BiSeNet V2-style, width {}, {}×{} px, {}, batch {}, Adam lr {} (poly decay), random flips; seeds {}.\n",
             s.width,
             s.size,
             s.size,
-            s.epochs,
+            if s.baseline_epochs == s.epochs {
+                format!("{} epoch(s) each arm", s.epochs)
+            } else {
+                format!("{} epoch(s) with synthetic and {} for the baseline, the same optimizer steps (--budget steps)", s.epochs, s.baseline_epochs)
+            },
             s.batch,
             s.lr,
             s.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")

@@ -18,6 +18,7 @@ fn options(real: &Path, run: &Path, out: &Path, test_stems: &Path) -> UtilityOpt
         seeds: 3,
         seed: 0,
         epochs: 20,
+        budget: Budget::Steps,
         size: 512,
         width: 32,
         batch: 8,
@@ -129,6 +130,16 @@ fn eval_utility_end_to_end_with_copies() {
     assert!(c["feature_dim"].as_u64().unwrap() == 4 && c["kid_x1000"].as_array().unwrap().iter().all(|v| v.is_f64()), "{c}");
     assert!(out.join("iou.png").exists() && out.join("synthetic/images/00000000.png").exists());
 
+    // Added samples: the baseline trains the mixed arm's steps (20 pairs, batch 4: 5 steps
+    // an epoch; 26 pairs: 7, two epochs 14 → 3 baseline epochs, 15 steps).
+    let a = UtilityOptions { mix: Mix::Add(0.3), seeds: 2, epochs: 2, size: 32, width: 2, batch: 4, ..options(&real, &run, &out, &stems_file) };
+    super::run(&a, DeviceChoice::Cpu).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!((report["settings"]["budget"].as_str(), report["settings"]["baseline_epochs"].as_u64()), (Some("steps"), Some(3)));
+    assert_eq!(report["with_synthetic"]["runs"][0]["train_pairs"].as_u64(), Some(26));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("2 epoch(s) with synthetic and 3 for the baseline"), "{md}");
+
     std::fs::write(&stems_file, "no-such-stem\n").unwrap();
     let a = UtilityOptions { epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };
     let e = format!("{:#}", super::run(&a, DeviceChoice::Cpu).unwrap_err());
@@ -181,4 +192,17 @@ fn eval_utility_refuses_test_stems_the_models_trained_on() {
     std::fs::remove_file(run.join("run.json")).unwrap();
     assert!(super::leaks::check(&store, &test).unwrap().starts_with("not checked"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_baseline_gets_the_mixed_arms_steps_in_whole_epochs() {
+    use super::baseline_epochs;
+    // 92 real pairs at batch 8: 12 steps an epoch. Adding 92 (23 steps) for 10 epochs is
+    // 230 steps: 19 baseline epochs (228); adding 276 (46 steps): 460 → 38 (456).
+    assert_eq!(baseline_epochs(Budget::Steps, 10, 8, 92, 184), 19);
+    assert_eq!(baseline_epochs(Budget::Steps, 10, 8, 92, 368), 38);
+    // Replacing keeps the size, and so the epochs; --budget epochs never changes them.
+    assert_eq!(baseline_epochs(Budget::Steps, 10, 8, 92, 92), 10);
+    assert_eq!(baseline_epochs(Budget::Epochs, 10, 8, 92, 368), 10);
+    assert_eq!(baseline_epochs(Budget::Steps, 1, 8, 1000, 1), 1);
 }

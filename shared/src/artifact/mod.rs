@@ -263,8 +263,8 @@ pub fn check_spec(spec: &RunSpec, labels: (&str, &ArtifactInfo), images: (&str, 
     Ok(())
 }
 
-/// Checks a spec's models and pins their digests into it (for `ddpm-spade`; other kinds
-/// pass through), reading each `model.json` and streaming each weights file through
+/// Checks a spec's models and pins their digests (and the default DDIM step count, when
+/// `steps` is absent) into it (for `ddpm-spade`; other kinds pass through), reading each `model.json` and streaming each weights file through
 /// sha256: nothing is loaded and no weights are held in memory. Run before a spec is
 /// submitted or a static shard runs, so a missing, changed, truncated or mismatched model
 /// is an error before any job is claimed, and every worker then verifies the same bytes.
@@ -283,6 +283,11 @@ pub async fn prepare(spec: &mut RunSpec) -> Result<()> {
     check_spec(spec, (&labels.uri, &labels.info), (&images.uri, &images.info))?;
     if let Some(l) = spec.pipeline.labels.as_mut() {
         l.sha256 = Some(labels.digest);
+        // The step count too, so a run keeps the one it was submitted with when a later
+        // version changes the default.
+        if l.sampler == crate::spec::SamplerKind::Ddim && l.steps.is_none() {
+            l.steps = Some(crate::spec::DEFAULT_DDIM_STEPS);
+        }
     }
     if let Some(i) = spec.pipeline.images.as_mut() {
         i.sha256 = Some(images.digest);
@@ -505,6 +510,11 @@ mod tests {
         let pinned = ok.pipeline.labels.as_ref().unwrap().sha256.clone().unwrap();
         assert_eq!(pinned, inspect(&l, None).await.unwrap().digest);
         assert!(ok.pipeline.images.as_ref().unwrap().sha256.as_deref().is_some_and(is_digest));
+        // A spec without steps gets the default pinned, so a later default cannot change it.
+        let mut bare = spec(&l, &i, 64, "sampler = \"ddim\"");
+        assert_eq!(bare.pipeline.labels.as_ref().unwrap().steps, None);
+        prepare(&mut bare).await.unwrap();
+        assert_eq!(bare.pipeline.labels.as_ref().unwrap().steps, Some(crate::spec::DEFAULT_DDIM_STEPS));
         // A pinned spec passes again; a changed model no longer does.
         prepare(&mut ok.clone()).await.unwrap();
         ls.put("weights.mpk", Bytes::from(weights::tests::record(&[(&[8, 4], 128)]))).await.unwrap();

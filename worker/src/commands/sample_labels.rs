@@ -17,7 +17,7 @@ use crate::device::Resolved;
 /// OUT/previews/{index:06}.png (colourised) and OUT/grid.png (all previews). Sample i has
 /// seed shared::sample_seed(--seed, i), so it is the same whatever --batch.
 ///
-/// Example: worker sample-labels --model /tmp/ddpm-model --count 16 --sampler ddim --steps 50 --out /tmp/ddpm-samples
+/// Example: worker sample-labels --model /tmp/ddpm-model --count 16 --sampler ddim --steps 20 --out /tmp/ddpm-samples
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Model location (path, file:// or s3://) holding model.json and the weights.
@@ -32,8 +32,8 @@ pub struct Args {
     /// ddim (fast, --steps steps) or ddpm (ancestral, all T steps).
     #[arg(long, default_value = "ddim", value_parser = ["ddim", "ddpm"])]
     pub sampler: String,
-    /// DDIM steps.
-    #[arg(long, default_value_t = 50)]
+    /// DDIM steps (the pipeline's default).
+    #[arg(long, default_value_t = shared::spec::DEFAULT_DDIM_STEPS)]
     pub steps: usize,
     /// DDIM η (0: deterministic; 1: as noisy as DDPM).
     #[arg(long, default_value_t = 0.0)]
@@ -41,6 +41,12 @@ pub struct Args {
     /// Samples per network batch.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Write S×S maps made the smooth way (pipeline.labels.upscale = "smooth": the class
+    /// probabilities upscaled bilinearly, each pixel's class decided at S), instead of maps
+    /// at the model's size; then `worker cleanup` them at S, as the pipeline does. One-hot
+    /// models only.
+    #[arg(long, value_name = "S")]
+    pub smooth_size: Option<u32>,
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -79,7 +85,7 @@ impl OnBackend for Sample<'_> {
             _ => SamplerConfig::ddim(args.steps, args.eta),
         };
         sampler.validate(model.meta.timesteps).map_err(|e| anyhow::anyhow!("--sampler {} --steps {} --eta {}: {e}", args.sampler, args.steps, args.eta))?;
-        sample_to_dir(&model, &sampler, args.count, args.seed, args.batch, &args.out)
+        sample_to_dir(&model, &sampler, args.count, args.seed, args.batch, args.smooth_size, &args.out)
     }
 }
 
@@ -93,10 +99,13 @@ mod tests {
     fn ddpm_sample_cli_parses() {
         let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--sampler", "ddpm"]).unwrap();
         let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
-        assert_eq!((a.count, a.sampler.as_str(), a.steps, a.batch), (4, "ddpm", 50, 16));
+        assert_eq!((a.count, a.sampler.as_str(), a.steps, a.batch), (4, "ddpm", shared::spec::DEFAULT_DDIM_STEPS, 16));
         let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--device", "cuda:1"]).unwrap();
         let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
         assert_eq!(a.device.device, shared::spec::DeviceChoice::Cuda(1));
         assert!(Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--cpu"]).is_err());
+        let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--smooth-size", "512"]).unwrap();
+        let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
+        assert_eq!(a.smooth_size, Some(512));
     }
 }

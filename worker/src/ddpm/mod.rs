@@ -11,6 +11,8 @@
 //!   the host from each sample's own seed.
 //! - `model.rs` — [`DdpmModel`]: the artifact (weights + `model.json`), load, save, sample.
 //! - `sample_dir.rs` — sampling label maps into a directory (`worker sample-labels`).
+//! - `stage.rs` — [`stage::LabelStage`]: sampling, cleanup and upscale as the pipeline runs
+//!   them (shared with `labelgen-eval sampling`).
 //! - `train/` — training: `mod.rs` (the loop), `ema.rs`, `clip.rs` (global-norm gradient
 //!   clipping), `checkpoint.rs`, `run.rs` (a run on a dataset's train split with progress
 //!   reporting, as `worker train ddpm` starts it).
@@ -21,6 +23,7 @@ pub mod objective;
 pub mod sample_dir;
 pub mod sampler;
 pub mod schedule;
+pub mod stage;
 pub mod train;
 pub mod unet;
 

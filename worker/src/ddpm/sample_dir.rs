@@ -1,5 +1,6 @@
 //! Sampling label maps into a directory, as `worker sample-labels` does:
-//! `OUT/labels/{index:06}.png` (8-bit raw class codes, like training labels),
+//! `OUT/labels/{index:06}.png` (8-bit raw class codes, like training labels; at the model's size,
+//! or full size made the smooth way),
 //! `OUT/previews/{index:06}.png` (colourised) and `OUT/grid.png` (the first 256 previews).
 //! Sample `i` has seed [`shared::sample_seed`]`(seed, i)`, so it is the same whatever the
 //! batch size.
@@ -36,9 +37,15 @@ impl Sampled {
 
 /// Samples `count` maps with `sampler` (checked against the model by the caller), `batch`
 /// at a time, into `out` (created if missing), with a progress bar counted in sampler
-/// steps. Errors name the file.
-pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, count: u64, seed: u64, batch: usize, out: &Path) -> anyhow::Result<Sampled> {
+/// steps. With `smooth = Some(S)` the maps are `S × S`, made the way
+/// `pipeline.labels.upscale = "smooth"` makes them ([`DdpmModel::sample_smooth`]; one-hot
+/// models only). Errors name the file.
+pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, count: u64, seed: u64, batch: usize, smooth: Option<u32>, out: &Path) -> anyhow::Result<Sampled> {
     anyhow::ensure!(count > 0 && batch > 0, "count and batch must be at least 1");
+    if let Some(s) = smooth {
+        anyhow::ensure!(model.meta.encoding == crate::ddpm::Encoding::OneHot, "the smooth upscale needs a onehot label model; this one is {}", model.meta.encoding);
+        anyhow::ensure!((1..=8192).contains(&s), "smooth size {s}: must be between 1 and 8192 pixels");
+    }
     let labels_dir = out.join("labels");
     let previews_dir = out.join("previews");
     for d in [&labels_dir, &previews_dir] {
@@ -56,7 +63,11 @@ pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, 
         let seeds: Vec<u64> = chunk.iter().map(|&i| sample_seed(seed, i)).collect();
         let base = bar.position();
         bar.set_message(format!("{done}/{count} maps"));
-        let maps = model.sample_with_progress(&seeds, sampler, &mut |step, _| bar.set_position(base + step as u64 * chunk.len() as u64));
+        let mut on_step = |step: usize, _| bar.set_position(base + step as u64 * chunk.len() as u64);
+        let maps = match smooth {
+            None => model.sample_with_progress(&seeds, sampler, &mut on_step),
+            Some(s) => model.sample_smooth(&seeds, sampler, s, &mut on_step),
+        };
         for (&i, map) in chunk.iter().zip(&maps) {
             let name = format!("{i:06}.png");
             let p = labels_dir.join(&name);
@@ -74,7 +85,7 @@ pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, 
     let cols = (previews.len() as f64).sqrt().ceil() as usize;
     let p = out.join("grid.png");
     std::fs::write(&p, grid(&previews, cols).to_png()).with_context(|| format!("writing {}", p.display()))?;
-    Ok(Sampled { count, size: model.size(), steps_per_sample: per_sample, seconds: start.elapsed().as_secs_f64() })
+    Ok(Sampled { count, size: smooth.unwrap_or(model.size()), steps_per_sample: per_sample, seconds: start.elapsed().as_secs_f64() })
 }
 
 #[cfg(test)]
@@ -113,9 +124,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let model = tiny_model();
         let sampler = SamplerConfig::ddim(4, 0.0);
-        let done = sample_to_dir(&model, &sampler, 3, 7, 2, &dir.join("a")).unwrap();
+        let done = sample_to_dir(&model, &sampler, 3, 7, 2, None, &dir.join("a")).unwrap();
         assert_eq!((done.count, done.size, done.steps_per_sample), (3, 8, 4));
-        sample_to_dir(&model, &sampler, 3, 7, 2, &dir.join("b")).unwrap();
+        sample_to_dir(&model, &sampler, 3, 7, 2, None, &dir.join("b")).unwrap();
         for i in 0..3 {
             let name = format!("{i:06}.png");
             let a = std::fs::read(dir.join("a/labels").join(&name)).unwrap();
@@ -125,6 +136,14 @@ mod tests {
             assert!(dir.join("a/previews").join(&name).is_file());
         }
         assert!(dir.join("a/grid.png").is_file());
+
+        // The smooth way: full-size maps, the same ones the pipeline's smooth stage makes.
+        let done = sample_to_dir(&model, &sampler, 3, 7, 2, Some(24), &dir.join("s")).unwrap();
+        assert_eq!(done.size, 24);
+        let smooth = model.sample_smooth(&[sample_seed(7, 2)], &sampler, 24, &mut |_, _| {});
+        let name = "000002.png";
+        let written = std::fs::read(dir.join("s/labels").join(name)).unwrap();
+        assert_eq!(shared::LabelMap::from_png(&written, model.classes(), name).unwrap(), smooth[0]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -6,16 +6,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use burn::tensor::backend::Backend;
-use rayon::prelude::*;
 use serde_json::json;
 use shared::artifact;
-use shared::cleanup::{cleanup, CleanupOptions, CleanupReport};
 use shared::job::{Pipeline, Sample};
-use shared::spec::{LabelUpscale, RunSpec};
+use shared::spec::RunSpec;
 use shared::{mix64, sample_seed, LabelMap};
 
 use super::models::{fetch_models, ModelIds, Models};
-use crate::ddpm::{Encoding, SamplerConfig};
+use crate::ddpm::stage::LabelStage;
+use crate::ddpm::SamplerConfig;
 use crate::device::Resolved;
 
 /// Seeds SPADE's noise from a sample's seed on a stream apart from the DDPM's.
@@ -33,11 +32,7 @@ pub struct StageSeconds {
 pub struct DdpmSpadePipeline<B: Backend> {
     models: Arc<Mutex<Models<B>>>,
     run_seed: u64,
-    sampler: SamplerConfig,
-    upscale: LabelUpscale,
-    image_size: u32,
-    cleanup: CleanupOptions,
-    classes: usize,
+    labels: LabelStage,
     steps: usize,
     extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -60,25 +55,9 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         extra.insert("label_model".into(), json!(ids.label_digest));
         extra.insert("image_model".into(), json!(ids.image_digest));
         tracing::debug!(device = %resolved, "ddpm-spade pipeline ready");
-        Ok(DdpmSpadePipeline {
-            models,
-            run_seed: spec.run.seed,
-            sampler,
-            upscale: ls.upscale,
-            image_size: spec.pipeline.image_size,
-            cleanup: CleanupOptions {
-                // In output pixels: the cleanup converts them to the label size.
-                open_radius: cs.open_radius_px,
-                min_island: cs.min_island_px,
-                // One-hot maps have no ramp edges by construction; stripping thin strips
-                // there would remove real one-pixel roads.
-                ramps: label_meta.encoding == Encoding::Gray,
-                out_size: Some(spec.pipeline.image_size),
-            },
-            classes: spec.classes.len(),
-            steps,
-            extra,
-        })
+        // Cleanup sizes are in output pixels: the stage converts them to the label size.
+        let labels = LabelStage::new(label_meta, sampler, ls.upscale, spec.pipeline.image_size, cs.open_radius_px, cs.min_island_px).context("pipeline.labels")?;
+        Ok(DdpmSpadePipeline { models, run_seed: spec.run.seed, labels, steps, extra })
     }
 
     /// Denoising steps per label map (network evaluations per sample).
@@ -91,19 +70,12 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         let seeds: Vec<u64> = indices.iter().map(|&i| sample_seed(self.run_seed, i)).collect();
         let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
         let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        let t0 = Instant::now();
-        // Nearest: maps at the model's size, cleaned there and upscaled by the cleanup.
-        // Smooth: maps at full size, cleaned at full size (the options are in output pixels).
-        let raw = match self.upscale {
-            LabelUpscale::Nearest => models.ddpm.sample(&seeds, &self.sampler),
-            LabelUpscale::Smooth => models.ddpm.sample_smooth(&seeds, &self.sampler, self.image_size, &mut |_, _| {}),
-        };
-        let t1 = Instant::now();
-        let cleaned: Vec<(LabelMap, CleanupReport)> = raw.par_iter().map(|m| cleanup(m, self.classes, &self.cleanup)).collect();
+        let labels = self.labels.run(&models.ddpm, &seeds);
+        let cleaned = labels.cleaned;
         let t2 = Instant::now();
         let maps: Vec<LabelMap> = cleaned.iter().map(|(m, _)| m.clone()).collect();
         let images = models.spade.synthesize(&maps, &image_seeds);
-        let t3 = Instant::now();
+        let synthesize = t2.elapsed();
         drop(models);
         let samples = indices
             .iter()
@@ -116,7 +88,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
                 Sample { index, seed, image, label, extra }
             })
             .collect();
-        (samples, StageSeconds { sample: t1 - t0, cleanup: t2 - t1, synthesize: t3 - t2 })
+        (samples, StageSeconds { sample: labels.sample, cleanup: labels.cleanup, synthesize })
     }
 }
 

@@ -1,0 +1,130 @@
+//! The label stage of the `ddpm-spade` pipeline as one unit: DDPM sampling, then the
+//! cleanup and the upscale to the output size (`nearest`: classes decided and cleaned at
+//! the model's size, then each pixel repeated; `smooth`: class probabilities upscaled
+//! bilinearly, decided and cleaned at full size). The pipeline and `labelgen-eval
+//! sampling` both go through [`LabelStage`], so what the evaluation measures is what a
+//! run writes.
+
+use std::time::{Duration, Instant};
+
+use burn::tensor::backend::Backend;
+use rayon::prelude::*;
+use shared::cleanup::{cleanup, CleanupOptions, CleanupReport};
+use shared::spec::LabelUpscale;
+use shared::LabelMap;
+
+use super::{DdpmMeta, DdpmModel, Encoding, SamplerConfig};
+
+/// Sampler, upscale and cleanup of the label stage, fixed for one label model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelStage {
+    pub sampler: SamplerConfig,
+    pub upscale: LabelUpscale,
+    /// Side of the maps the stage returns (the pipeline's `image_size`).
+    pub out_size: u32,
+    /// Cleanup settings in output pixels; `out_size` is set.
+    pub cleanup: CleanupOptions,
+    classes: usize,
+}
+
+/// One batch through the stage.
+#[derive(Debug, Clone)]
+pub struct StageMaps {
+    /// The sampler's maps before cleanup: at the model's size (`nearest`) or at the output
+    /// size (`smooth`).
+    pub raw: Vec<LabelMap>,
+    /// The cleaned `out_size × out_size` maps, each with what the cleanup changed.
+    pub cleaned: Vec<(LabelMap, CleanupReport)>,
+    pub sample: Duration,
+    pub cleanup: Duration,
+}
+
+impl LabelStage {
+    /// The stage for a model with `meta`: `sampler` is checked against its timesteps,
+    /// `smooth` needs a `onehot` model, and ramp strips are removed only for `gray` models
+    /// (one-hot maps have no ramp edges by construction; stripping thin strips there would
+    /// remove real one-pixel roads). Errors say which setting is wrong.
+    pub fn new(meta: &DdpmMeta, sampler: SamplerConfig, upscale: LabelUpscale, out_size: u32, open_radius_px: u32, min_island_px: u32) -> anyhow::Result<Self> {
+        sampler.validate(meta.timesteps).map_err(|e| anyhow::anyhow!(e))?;
+        anyhow::ensure!(out_size > 0, "output size must be at least 1 pixel");
+        if upscale == LabelUpscale::Smooth && meta.encoding != Encoding::OneHot {
+            anyhow::bail!("upscale smooth needs a onehot label model; this one is {} (use nearest)", meta.encoding);
+        }
+        let cleanup = CleanupOptions { open_radius: open_radius_px, min_island: min_island_px, ramps: meta.encoding == Encoding::Gray, out_size: Some(out_size) };
+        Ok(LabelStage { sampler, upscale, out_size, cleanup, classes: meta.classes.len() })
+    }
+
+    /// Network evaluations per map.
+    pub fn steps(&self, timesteps: usize) -> usize {
+        self.sampler.num_steps(timesteps)
+    }
+
+    /// Samples one map per seed as one batch, then cleans (in parallel) and upscales them.
+    pub fn run<B: Backend>(&self, model: &DdpmModel<B>, seeds: &[u64]) -> StageMaps {
+        let t0 = Instant::now();
+        let raw = match self.upscale {
+            LabelUpscale::Nearest => model.sample(seeds, &self.sampler),
+            LabelUpscale::Smooth => model.sample_smooth(seeds, &self.sampler, self.out_size, &mut |_, _| {}),
+        };
+        let t1 = Instant::now();
+        let cleaned: Vec<(LabelMap, CleanupReport)> = raw.par_iter().map(|m| cleanup(m, self.classes, &self.cleanup)).collect();
+        StageMaps { raw, cleaned, sample: t1 - t0, cleanup: t1.elapsed() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuDevice};
+    use crate::ddpm::{ScheduleKind, UNetConfig};
+
+    fn model(encoding: Encoding) -> DdpmModel<Cpu> {
+        let device = CpuDevice::default();
+        let classes = shared::ClassTable::ai_hub();
+        let unet = UNetConfig::new(encoding.channels(classes.len()), 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
+        let meta: DdpmMeta = serde_json::from_value(serde_json::json!({
+            "format_version": crate::ddpm::model::FORMAT_VERSION,
+            "kind": crate::ddpm::model::MODEL_KIND,
+            "unet": unet,
+            "encoding": encoding,
+            "schedule": ScheduleKind::Linear,
+            "timesteps": 20,
+            "classes": classes,
+            "size": 8,
+            "data_digest": "random",
+            "steps": 0,
+            "final_loss": 0.0,
+            "ema_decay": 0.9999,
+            "weights": crate::ddpm::model::WEIGHTS_FILE,
+        }))
+        .unwrap();
+        DdpmModel::new(unet.init(&device), meta, device)
+    }
+
+    #[test]
+    fn nearest_cleans_at_the_model_size_and_upscales_smooth_samples_full_size() {
+        let m = model(Encoding::OneHot);
+        let sampler = SamplerConfig::ddim(3, 0.0);
+        let near = LabelStage::new(&m.meta, sampler, LabelUpscale::Nearest, 32, 0, 0).unwrap();
+        assert!(!near.cleanup.ramps, "one-hot models keep thin strips");
+        let out = near.run(&m, &[1, 2]);
+        assert_eq!((out.raw.len(), out.raw[0].width, out.cleaned[0].0.width), (2, 8, 32));
+        // With no cleanup rule on, the cleaned map is the raw one with each pixel repeated.
+        assert_eq!(out.cleaned[1].0, out.raw[1].resize_nearest(32, 32));
+        assert_eq!(out.raw, m.sample(&[1, 2], &sampler));
+
+        let smooth = LabelStage::new(&m.meta, sampler, LabelUpscale::Smooth, 32, 0, 0).unwrap();
+        let out = smooth.run(&m, &[1]);
+        assert_eq!((out.raw[0].width, out.cleaned[0].0.width), (32, 32));
+    }
+
+    #[test]
+    fn settings_are_checked_against_the_model() {
+        let gray = model(Encoding::Gray);
+        let e = LabelStage::new(&gray.meta, SamplerConfig::ddim(3, 0.0), LabelUpscale::Smooth, 32, 0, 0).unwrap_err();
+        assert!(e.to_string().contains("smooth needs a onehot"), "{e}");
+        let e = LabelStage::new(&gray.meta, SamplerConfig::ddim(50, 0.0), LabelUpscale::Nearest, 32, 0, 0).unwrap_err();
+        assert!(e.to_string().contains("between 1 and the model's 20 timesteps"), "{e}");
+        assert!(LabelStage::new(&gray.meta, SamplerConfig::ddpm(), LabelUpscale::Nearest, 32, 0, 0).unwrap().cleanup.ramps, "gray models get ramp removal");
+    }
+}
