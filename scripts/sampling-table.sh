@@ -39,5 +39,5 @@ wait $PAPER
 # Nearest upscale (gray models have no class probabilities to upscale smoothly) and the
 # demo's cleanup radius before it moved to the smooth upscale.
 $E sampling --real "$WORK/coarse" --spec configs/local.toml --upscale nearest --open-radius-px 1 \
-  --model ours="$WORK/ours" --model paper="$WORK/paper" --samplers 10,20,50,ddpm --count 128 \
+  --model ours="$WORK/ours" --model paper="$WORK/paper" --samplers ddim-10,ddim-20,ddim-50,ddpm --count 128 \
   --out "$WORK/table"

@@ -5,12 +5,14 @@
 # 1. A real set with few labeled tiles: 200 procedural 64×64 tiles (seed 3, as the demo),
 #    of which --test-fraction 0.6 (split by a hash of the stem) is held out: about 80
 #    tiles to train on, about 120 to test on.
-# 2. Both generators trained on the training split only, the demo's way
-#    (scripts/make-demo-models.sh): the DDPM on the coarsened 128×128 maps read at 32×32,
-#    SPADE on the 64×64 pairs. Both write the same test_stems.txt.
+# 2. Both generators trained on the training split only, with the demo's recipe
+#    (scripts/make-demo-models.sh) except SPADE's input: the DDPM on the coarsened 128×128
+#    maps read at 32×32, SPADE on the 64×64 pairs with the label input (`train spade`'s
+#    default). Both write the same test_stems.txt.
 # 3. One ddpm-spade run of 3× the training count with those models.
 # 4. `labelgen-eval utility` on the held-out tiles: real only against real + synthetic
-#    added (not replaced) at 1× and 3× the real count, 5 paired seeds each; its report also
+#    added (not replaced) at 1× and 3× the real count, 5 paired seeds each, the baseline
+#    trained for the same optimizer steps (--budget steps, the default); its report also
 #    scores image–label consistency and the feature KID, which say which stage limits.
 #
 #   bash scripts/scarce-data.sh [WORK_DIR]
@@ -49,7 +51,7 @@ cmp "$WORK/ddpm/test_stems.txt" "$WORK/spade/test_stems.txt"
 TRAIN=$(( 200 - $(wc -l < "$WORK/spade/test_stems.txt") ))
 COUNT=$(( 3 * TRAIN ))
 echo "training split: $TRAIN tiles; generating $COUNT samples"
-# The embedded default's spec, pointed at these models and this many samples.
+# configs/local.toml, pointed at these models and this many samples.
 sed -e "s|^count = .*|count = $COUNT|" -e "s|^url = .*|url = \"$WORK/runs\"|" \
   -e "s|^model = \"models/demo/ddpm\"|model = \"$WORK/ddpm\"|" \
   -e "s|^model = \"models/demo/spade\"|model = \"$WORK/spade\"|" configs/local.toml > "$WORK/run.toml"

@@ -11,7 +11,9 @@ use worker::args::DeviceArg;
 use worker::backend::OnBackend;
 use worker::device::Resolved;
 
-use crate::sampling::{evaluate, SamplerChoice, SamplingOptions, SamplingReport};
+use worker::bench::Sampler;
+
+use crate::sampling::{evaluate, SamplingOptions, SamplingReport};
 use crate::stats::Connectivity;
 
 /// Label quality by label model and sampler: which setting, how many steps?
@@ -28,9 +30,12 @@ use crate::stats::Connectivity;
 /// (one-hot, x0), trained on the same data, at DDIM 10/20/50 steps and, for the first
 /// model only (unless --ddpm-all), full DDPM:
 ///
-///   labelgen-eval sampling --real data/train --spec configs/local.toml \
+///   labelgen-eval sampling --real data/train --spec configs/local.toml --upscale nearest \
 ///     --model onehot-x0=models/demo/ddpm --model gray-eps=target/sweep/paper \
-///     --samplers 10,20,50,ddpm --count 128 --out out/eval/sampling
+///     --samplers ddim-10,ddim-20,ddim-50,ddpm --count 128 --out out/eval/sampling
+///
+/// (--upscale nearest because gray models have no class probabilities to upscale
+/// smoothly, and configs/local.toml says smooth.)
 ///
 /// Writes OUT/sampling.json (every figure), OUT/sampling.md (the table, also printed) and
 /// OUT/grids/MODEL-SAMPLER.png (the first 64 cleaned maps of each row).
@@ -48,11 +53,11 @@ pub struct Args {
     #[arg(long = "model", value_name = "NAME=URI", required = true)]
     pub models: Vec<String>,
 
-    /// Samplers, comma-separated: a number is DDIM with that many steps, `ddpm` is
-    /// ancestral sampling over all of the model's timesteps (run for the first --model
-    /// only, unless --ddpm-all).
-    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "10,20,50,ddpm")]
-    pub samplers: Vec<SamplerChoice>,
+    /// Samplers, comma-separated, as `worker bench pipeline --samplers` names them: ddim-N
+    /// is DDIM with N steps, ddpm is ancestral sampling over all of the model's timesteps
+    /// (run for the first --model only, unless --ddpm-all).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "ddim-10,ddim-20,ddim-50,ddpm")]
+    pub samplers: Vec<Sampler>,
 
     /// Run `ddpm` for every model, not only the first.
     #[arg(long)]
@@ -174,7 +179,7 @@ mod tests {
 
     use super::options;
     use crate::cli::{Cli, Command};
-    use crate::sampling::SamplerChoice;
+    use worker::bench::Sampler;
 
     fn args(a: &[&str]) -> super::Args {
         let cli = Cli::try_parse_from(["labelgen-eval", "sampling"].iter().chain(a)).unwrap();
@@ -185,7 +190,7 @@ mod tests {
     #[test]
     fn eval_sampling_flags_parse_and_take_the_spec_settings() {
         let a = args(&["--real", "r", "--model", "a=models/x", "--model", "s3://b/m/paper/", "--out", "o"]);
-        assert_eq!(a.samplers, vec![SamplerChoice::Ddim(10), SamplerChoice::Ddim(20), SamplerChoice::Ddim(50), SamplerChoice::Ddpm]);
+        assert_eq!(a.samplers, vec![Sampler::Ddim(10), Sampler::Ddim(20), Sampler::Ddim(50), Sampler::Ddpm]);
         let o = options(&a).unwrap();
         assert_eq!(o.models, vec![("a".to_string(), "models/x".to_string()), ("paper".to_string(), "s3://b/m/paper/".to_string())]);
         assert_eq!((o.open_radius_px, o.min_island_px, o.size, o.eta), (2, 100, None, 0.0));
@@ -195,8 +200,8 @@ mod tests {
         assert_eq!((o.open_radius_px, o.min_island_px, o.size, o.upscale), (0, 9, Some(64), shared::spec::LabelUpscale::Smooth));
 
         assert!(options(&args(&["--real", "r", "--model", "=m", "--out", "o"])).unwrap_err().to_string().contains("NAME=URI"));
-        let e = Cli::try_parse_from(["labelgen-eval", "sampling", "--real", "r", "--model", "m", "--out", "o", "--samplers", "10,0"]).unwrap_err();
-        assert!(e.to_string().contains("DDIM step count"), "{e}");
+        let e = Cli::try_parse_from(["labelgen-eval", "sampling", "--real", "r", "--model", "m", "--out", "o", "--samplers", "ddim-10,ddim-0"]).unwrap_err();
+        assert!(e.to_string().contains("expected ddim-N"), "{e}");
         let e = options(&args(&["--real", "r", "--model", "m", "--out", "o", "--spec", "/nonexistent/spec.toml"])).unwrap_err();
         assert!(format!("{e:#}").contains("--spec /nonexistent/spec.toml"), "{e:#}");
     }

@@ -1,6 +1,7 @@
 //! Label quality by label model and sampler (`labelgen-eval sampling`): each model listed
 //! (e.g. the paper's gray + ε setting and the default one-hot + x₀, trained on the same
-//! data) is sampled with each sampler listed (DDIM at several step counts, and full DDPM),
+//! data) is sampled with each sampler listed (`ddim-N` at several step counts, and `ddpm`;
+//! [`worker::bench::Sampler`], as `worker bench pipeline --samplers` names them),
 //! through the pipeline's own label stage ([`worker::ddpm::stage::LabelStage`]: sampling,
 //! cleanup with ramp removal for gray models, upscale), and both the raw and the cleaned
 //! maps are measured against a real set with [`crate::stats`].
@@ -9,7 +10,7 @@
 //! differ only by model and sampler. Maps are measured batch by batch and not held.
 //!
 //! # Layout
-//! - `mod.rs` — [`SamplingOptions`], [`SamplerChoice`], [`evaluate`], the rows.
+//! - `mod.rs` — [`SamplingOptions`], [`evaluate`], the rows.
 //! - `report.rs` — `sampling.json`, the Markdown table (`sampling.md`) and the grids.
 //! - `tests.rs` — two tiny models on procedural maps: rows, pairing, errors.
 
@@ -23,6 +24,7 @@ use burn::tensor::backend::Backend;
 use serde::Serialize;
 use shared::spec::LabelUpscale;
 use shared::{sample_seed, ClassTable, LabelMap};
+use worker::bench::Sampler;
 use worker::ddpm::stage::LabelStage;
 use worker::ddpm::{DdpmModel, SamplerConfig};
 
@@ -32,36 +34,6 @@ use crate::stats::{compare, Connectivity, LabelComparison, LabelStats, StatsOpti
 /// Cleaned maps kept per row for its grid.
 pub const GRID_MAPS: usize = 64;
 
-/// One sampler to try: DDIM with this many steps (η from [`SamplingOptions::eta`]), or
-/// ancestral DDPM over all of the model's timesteps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SamplerChoice {
-    Ddim(usize),
-    Ddpm,
-}
-
-impl std::str::FromStr for SamplerChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "ddpm" => Ok(SamplerChoice::Ddpm),
-            n => match n.parse::<usize>() {
-                Ok(k) if k > 0 => Ok(SamplerChoice::Ddim(k)),
-                _ => Err(format!("{n:?}: expected a DDIM step count (1 or more) or ddpm")),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for SamplerChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SamplerChoice::Ddim(k) => write!(f, "{k}"),
-            SamplerChoice::Ddpm => f.write_str("ddpm"),
-        }
-    }
-}
-
 /// What to sample and how to measure it (the flags of `labelgen-eval sampling`).
 #[derive(Debug, Clone)]
 pub struct SamplingOptions {
@@ -69,7 +41,8 @@ pub struct SamplingOptions {
     pub real: PathBuf,
     /// (name, location) of each label model, in row order.
     pub models: Vec<(String, String)>,
-    pub samplers: Vec<SamplerChoice>,
+    /// `ddim-N` (η from [`SamplingOptions::eta`]) or `ddpm` (all of the model's timesteps).
+    pub samplers: Vec<Sampler>,
     /// Run `ddpm` for every model, not only the first (it costs `T` network evaluations
     /// per map).
     pub ddpm_all: bool,
@@ -115,7 +88,8 @@ pub struct Figures {
     /// Ramp-edge pixels, % of the class pixels.
     pub ramp_percent: f64,
     /// Share of class boundaries on the model's pixel grid (1.0: every border a staircase
-    /// step of the upscale); `None` when the output is the model's size.
+    /// step of the upscale); `None` when the output is not a whole multiple (2 or more) of
+    /// the model's size, or no map has a border.
     pub staircase: Option<f64>,
 }
 
@@ -130,7 +104,8 @@ pub struct Row {
     pub steps: usize,
     /// Sampling seconds per map (network and host-side noise).
     pub sample_s_per_map: f64,
-    /// Cleanup (and upscale) milliseconds per map.
+    /// Cleanup milliseconds per map (with `nearest`, the upscale too; with `smooth` it is
+    /// part of sampling).
     pub cleanup_ms_per_map: f64,
     /// Pixels the cleanup changed, % of the raw maps' pixels.
     pub cleanup_changed_percent: f64,
@@ -167,7 +142,7 @@ pub struct SamplingReport {
 /// Checks the options that need no model (flags, before any work).
 pub fn check(opts: &SamplingOptions) -> anyhow::Result<()> {
     anyhow::ensure!(!opts.models.is_empty(), "--model: give at least one label model");
-    anyhow::ensure!(!opts.samplers.is_empty(), "--samplers: give at least one (e.g. 10,20,50,ddpm)");
+    anyhow::ensure!(!opts.samplers.is_empty(), "--samplers: give at least one (e.g. ddim-10,ddim-20,ddim-50,ddpm)");
     anyhow::ensure!(opts.count > 0 && opts.batch > 0, "--count and --batch must be at least 1");
     anyhow::ensure!((0.0..=1.0).contains(&opts.eta), "--eta {}: must be between 0 and 1", opts.eta);
     if let Some(s) = opts.size {
@@ -216,15 +191,15 @@ pub fn evaluate<B: Backend>(opts: &SamplingOptions, device: &B::Device, on_row: 
     let mut plan = Vec::new();
     for (mi, (name, uri, m)) in models.iter().enumerate() {
         for &s in &opts.samplers {
-            if s == SamplerChoice::Ddpm && mi > 0 && !opts.ddpm_all {
+            if s == Sampler::Ddpm && mi > 0 && !opts.ddpm_all {
                 continue;
             }
             let sampler = match s {
-                SamplerChoice::Ddim(n) => SamplerConfig::ddim(n, opts.eta),
-                SamplerChoice::Ddpm => SamplerConfig::ddpm(),
+                Sampler::Ddim(n) => SamplerConfig::ddim(n, opts.eta),
+                Sampler::Ddpm => SamplerConfig::ddpm(),
             };
-            let stage =
-                LabelStage::new(&m.meta, sampler, opts.upscale, size, opts.open_radius_px, opts.min_island_px).with_context(|| format!("--model {name}={uri} with sampler {s}"))?;
+            let stage = LabelStage::new(&m.meta, sampler, opts.upscale, size, opts.open_radius_px, opts.min_island_px)
+                .with_context(|| format!("--model {name}={uri} with --samplers {s}, --upscale {}, --size {size}", opts.upscale))?;
             plan.push((mi, s, stage));
         }
     }
@@ -237,8 +212,8 @@ pub fn evaluate<B: Backend>(opts: &SamplingOptions, device: &B::Device, on_row: 
         let model = &models[*mi].2;
         let steps = stage.steps(model.meta.timesteps);
         let sampler = match choice {
-            SamplerChoice::Ddim(_) => format!("ddim-{steps}"),
-            SamplerChoice::Ddpm => format!("ddpm-{steps}"),
+            Sampler::Ddim(_) => format!("ddim-{steps}"),
+            Sampler::Ddpm => format!("ddpm-{steps}"),
         };
         let bar = shared::progress::bar(opts.count, "maps");
         bar.set_message(format!("{} {sampler}", models[*mi].0));
@@ -344,7 +319,11 @@ struct Staircase {
 
 impl Staircase {
     fn add(&mut self, map: &LabelMap, model: u32, out: u32) {
-        if let Some(s) = map.grid_boundary_share(out / model.max(1)) {
+        // Only a whole upscale factor puts the model's pixels on a grid of output pixels.
+        if model == 0 || !out.is_multiple_of(model) {
+            return;
+        }
+        if let Some(s) = map.grid_boundary_share(out / model) {
             self.sum += s;
             self.maps += 1;
         }

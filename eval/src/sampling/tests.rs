@@ -55,7 +55,7 @@ fn options(dir: &Path, models: &[(&str, &Path)]) -> SamplingOptions {
     SamplingOptions {
         real: real_set(dir),
         models: models.iter().map(|(n, p)| (n.to_string(), p.display().to_string())).collect(),
-        samplers: vec![SamplerChoice::Ddim(2), SamplerChoice::Ddim(4), SamplerChoice::Ddpm],
+        samplers: vec![Sampler::Ddim(2), Sampler::Ddim(4), Sampler::Ddpm],
         ddpm_all: false,
         eta: 0.0,
         count: 5,
@@ -134,14 +134,14 @@ fn bad_settings_are_refused_before_sampling_and_name_the_model() {
     assert!(e.to_string().contains("the name \"x\" is given twice"), "{e}");
 
     o = options(&dir, &[("ours", &a), ("paper", &b)]);
-    o.samplers = vec![SamplerChoice::Ddim(50)];
+    o.samplers = vec![Sampler::Ddim(50)];
     let e = format!("{:#}", evaluate::<Cpu>(&o, &dev, &mut |_, _| {}).unwrap_err());
-    assert!(e.contains(&format!("--model ours={} with sampler 50", a.display())) && e.contains("20 timesteps"), "{e}");
+    assert!(e.contains(&format!("--model ours={} with --samplers ddim-50", a.display())) && e.contains("20 timesteps"), "{e}");
 
     o = options(&dir, &[("ours", &a), ("paper", &b)]);
     o.upscale = LabelUpscale::Smooth;
     let e = format!("{:#}", evaluate::<Cpu>(&o, &dev, &mut |_, _| {}).unwrap_err());
-    assert!(e.contains("--model paper=") && e.contains("smooth needs a onehot"), "{e}");
+    assert!(e.contains("--model paper=") && e.contains("--upscale smooth") && e.contains("smooth needs a onehot"), "{e}");
 
     o = options(&dir, &[("gone", &dir.join("missing"))]);
     let e = format!("{:#}", evaluate::<Cpu>(&o, &dev, &mut |_, _| {}).unwrap_err());

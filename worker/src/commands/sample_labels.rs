@@ -43,8 +43,8 @@ pub struct Args {
     pub batch: usize,
     /// Write S×S maps made the smooth way (pipeline.labels.upscale = "smooth": the class
     /// probabilities upscaled bilinearly, each pixel's class decided at S), instead of maps
-    /// at the model's size; then `worker cleanup` them at S, as the pipeline does. One-hot
-    /// models only.
+    /// at the model's size; then `worker cleanup --no-ramps` them at S, as the pipeline
+    /// does for one-hot models. One-hot models only.
     #[arg(long, value_name = "S")]
     pub smooth_size: Option<u32>,
     /// Output directory.
@@ -85,6 +85,15 @@ impl OnBackend for Sample<'_> {
             _ => SamplerConfig::ddim(args.steps, args.eta),
         };
         sampler.validate(model.meta.timesteps).map_err(|e| anyhow::anyhow!("--sampler {} --steps {} --eta {}: {e}", args.sampler, args.steps, args.eta))?;
+        if let Some(s) = args.smooth_size {
+            anyhow::ensure!(
+                model.meta.encoding == crate::ddpm::Encoding::OneHot,
+                "--smooth-size {s}: the smooth upscale needs a onehot label model; {} is {} (leave --smooth-size out)",
+                args.model,
+                model.meta.encoding
+            );
+            anyhow::ensure!((1..=8192).contains(&s), "--smooth-size {s}: must be between 1 and 8192 pixels");
+        }
         sample_to_dir(&model, &sampler, args.count, args.seed, args.batch, args.smooth_size, &args.out)
     }
 }
