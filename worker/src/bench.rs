@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use burn::tensor::backend::Backend;
 use bytes::Bytes;
-use rayon::prelude::*;
-use shared::cleanup::{cleanup, CleanupOptions};
+use shared::cleanup::CleanupOptions;
 use shared::spec::{LabelUpscale, PipelineKind, RunSpec, SamplerKind};
 use shared::storage::Store;
 
 use crate::backend::OnBackend;
+use crate::ddpm::stage::LabelStage;
 use crate::device::Resolved;
 use crate::pipelines::{ddpm_spade_on, random_ddpm_spade, DdpmSpadePipeline, StageSeconds};
 
@@ -241,7 +241,8 @@ pub struct UpscaleBench {
     pub count: usize,
     pub batch: usize,
     pub sampler: crate::ddpm::SamplerConfig,
-    /// Sizes in output pixels, `out_size` is set to `size`.
+    /// Radius and island size in output pixels; the label stage sets the rest as the
+    /// pipeline does.
     pub cleanup: CleanupOptions,
 }
 
@@ -303,35 +304,26 @@ impl OnBackend for UpscaleBench {
     type Output = UpscaleReport;
     fn run<B: Backend>(self, dev: B::Device, resolved: Resolved) -> anyhow::Result<UpscaleReport> {
         let model = crate::ddpm::DdpmModel::<B>::load(&self.model, &dev)?;
-        let (k, model_size) = (model.classes().len(), model.size());
+        let model_size = model.size();
         if self.count == 0 || self.batch == 0 {
             bail!("--count and --batch must be at least 1");
         }
         if self.size < model_size || !self.size.is_multiple_of(model_size) {
             bail!("--size {}: must be a whole multiple of the model's {model_size}×{model_size} maps", self.size);
         }
-        if model.meta.encoding != crate::ddpm::Encoding::OneHot {
-            bail!("{}: smooth upscaling needs a onehot label model, this one is {}", self.model, model.meta.encoding);
-        }
-        self.sampler.validate(model.meta.timesteps).map_err(|e| anyhow::anyhow!(e))?;
-        let opts = CleanupOptions { out_size: Some(self.size), ..self.cleanup };
         let cell = self.size / model_size;
         let seeds: Vec<u64> = (0..self.count as u64).map(|i| shared::sample_seed(1, i)).collect();
         let mut rows = Vec::new();
         for mode in [LabelUpscale::Nearest, LabelUpscale::Smooth] {
+            // The pipeline's own label stage (it refuses smooth for a gray model).
+            let stage = LabelStage::new(&model.meta, self.sampler, mode, self.size, self.cleanup.open_radius, self.cleanup.min_island).with_context(|| self.model.clone())?;
             let mut row = UpscaleRow { mode, maps: 0, sample: Duration::ZERO, cleanup: Duration::ZERO, staircase: 0.0, islands_removed: 0.0, maps_out: Vec::new() };
             let (mut stairs, mut with_boundary, mut islands) = (0.0, 0usize, 0u64);
             for chunk in seeds.chunks(self.batch) {
-                let t0 = Instant::now();
-                let raw = match mode {
-                    LabelUpscale::Nearest => model.sample(chunk, &self.sampler),
-                    LabelUpscale::Smooth => model.sample_smooth(chunk, &self.sampler, self.size, &mut |_, _| {}),
-                };
-                let t1 = Instant::now();
-                let cleaned: Vec<_> = raw.par_iter().map(|m| cleanup(m, k, &opts)).collect();
-                row.cleanup += t1.elapsed();
-                row.sample += t1 - t0;
-                for (m, report) in cleaned {
+                let out = stage.run(&model, chunk);
+                row.cleanup += out.cleanup;
+                row.sample += out.sample;
+                for (m, report) in out.cleaned {
                     if let Some(share) = m.grid_boundary_share(cell) {
                         stairs += share;
                         with_boundary += 1;
