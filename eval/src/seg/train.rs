@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand::RngExt;
 use rayon::prelude::*;
-use shared::dataset::PairSource;
+use shared::dataset::{prefetch_batches, PairSource};
 use shared::{rng_for, sample_seed, LabelMap, RgbImage};
 
 use super::loss::masked_cross_entropy;
@@ -85,7 +85,7 @@ pub fn flip_pair(img: &mut RgbImage, lab: &mut LabelMap, horizontal: bool, verti
 }
 
 /// Trains a fresh [`SegNet`] on `pairs` (all the same size; a batch's pairs are read in
-/// parallel) and returns it. The initial weights come from the seed
+/// parallel, one batch ahead of the step, by [`prefetch_batches`]) and returns it. The initial weights come from the seed
 /// ([`super::init::seeded_init`], not the backend's RNG); epoch `e`'s order is a
 /// permutation seeded by `(seed, e)`; sample `i` of epoch `e` is flipped by its own stream
 /// of the same seed. So a run repeats for a seed as far as the backend's kernels are
@@ -102,18 +102,34 @@ pub fn train<B: AutodiffBackend>(
     anyhow::ensure!(opts.lr > 0.0 && opts.lr.is_finite(), "learning rate {}: must be positive", opts.lr);
     let n = pairs.len();
     anyhow::ensure!(n > 0, "no training pairs");
-    let mut model: SegNet<B> = super::init::seeded_init(config.init(device), sample_seed(opts.seed, SALT_INIT));
+    let mut model: Option<SegNet<B>> = Some(super::init::seeded_init(config.init(device), sample_seed(opts.seed, SALT_INIT)));
     let mut optim = AdamConfig::new().init();
     let total = steps(n, opts);
     let start = std::time::Instant::now();
     let (mut step, mut seen, mut smoothed) = (0u64, 0u64, 0f64);
-    for epoch in 0..opts.epochs {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng_for(sample_seed(opts.seed ^ SALT_ORDER, epoch as u64), 0));
-        for chunk in order.chunks(opts.batch) {
-            // Read (decode, resize) the batch's pairs in parallel: at 512 px this is what
-            // a GPU waits for.
-            let read: Vec<(RgbImage, LabelMap)> = chunk.par_iter().map(|&i| pairs.get(i)).collect::<shared::Result<_>>()?;
+    // Every epoch's order up front, so batch b's pairs are known to the reader.
+    let orders: Vec<Vec<usize>> = (0..opts.epochs)
+        .map(|epoch| {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng_for(sample_seed(opts.seed ^ SALT_ORDER, epoch as u64), 0));
+            order
+        })
+        .collect();
+    let per_epoch = n.div_ceil(opts.batch) as u64;
+    let chunk_of = |b: u64| -> (usize, &[usize]) {
+        let (epoch, k) = ((b / per_epoch) as usize, (b % per_epoch) as usize);
+        let from = k * opts.batch;
+        (epoch, &orders[epoch][from..(from + opts.batch).min(n)])
+    };
+    // Batches are decoded and resized in parallel on a reader thread, one ahead of the
+    // step (at 512 px this is what a GPU would wait for), in the same order as before.
+    prefetch_batches::<_, anyhow::Error>(
+        pairs,
+        0..total,
+        2,
+        |b| chunk_of(b).1.to_vec(),
+        |b, read| {
+            let (epoch, chunk) = chunk_of(b);
             let mut images = Vec::with_capacity(chunk.len());
             let mut labels = Vec::with_capacity(chunk.len());
             for (j, (&i, (mut img, mut lab))) in chunk.iter().zip(read).enumerate() {
@@ -137,21 +153,23 @@ pub fn train<B: AutodiffBackend>(
                 images.push(img);
                 labels.push(lab);
             }
+            let m = model.take().expect("the model is put back after every step");
             let x = images_to_tensor::<B>(&images, device);
             let t = labels_to_tensor::<B>(&labels, device);
-            let loss = masked_cross_entropy(model.forward(x), t);
+            let loss = masked_cross_entropy(m.forward(x), t);
             let value = loss.clone().into_scalar().elem::<f32>();
             anyhow::ensure!(value.is_finite(), "the loss diverged ({value}) at step {step}: lower the learning rate");
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
             let lr = opts.lr * (1.0 - step as f64 / total as f64).max(0.0).powf(0.9);
-            model = optim.step(lr, model, grads);
+            model = Some(optim.step(lr, m, grads));
             step += 1;
             seen += chunk.len() as u64;
             smoothed = if step == 1 { value as f64 } else { 0.95 * smoothed + 0.05 * value as f64 };
             on_progress(&Progress { step, steps: total, epoch, loss: value, smoothed, images_per_sec: seen as f64 / start.elapsed().as_secs_f64().max(1e-9) });
-        }
-    }
-    Ok(model)
+            Ok(())
+        },
+    )?;
+    Ok(model.expect("the model is put back after every step"))
 }
 
 /// The most likely class of every pixel.
