@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use shared::procedural::{generate_labels, ClassShares};
 use worker::backend::{Cpu, CpuDevice};
-use worker::ddpm::{DdpmMeta, Encoding, ScheduleKind, UNetConfig};
+use worker::ddpm::{DdpmMeta, Encoding, UNetConfig};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("labelgen-eval-sampling-{tag}-{}", std::process::id()));
@@ -19,23 +19,8 @@ fn save_model(dir: &Path, encoding: Encoding) -> DdpmModel<Cpu> {
     let device = CpuDevice::default();
     let classes = ClassTable::ai_hub();
     let unet = UNetConfig::new(encoding.channels(classes.len()), 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
-    let meta: DdpmMeta = serde_json::from_value(serde_json::json!({
-        "format_version": worker::ddpm::model::FORMAT_VERSION,
-        "kind": worker::ddpm::model::MODEL_KIND,
-        "unet": unet,
-        "encoding": encoding,
-        "schedule": ScheduleKind::Linear,
-        "timesteps": 20,
-        "classes": classes,
-        "size": 8,
-        "data_digest": "random",
-        "steps": 0,
-        "final_loss": 0.0,
-        "ema_decay": 0.9999,
-        "weights": worker::ddpm::model::WEIGHTS_FILE,
-    }))
-    .unwrap();
-    let model = DdpmModel::new(unet.init(&device), meta, device);
+    let meta = DdpmMeta::untrained(unet, encoding, 20, 8);
+    let model = DdpmModel::new(meta.unet.init(&device), meta, device);
     model.save(&dir.display().to_string()).unwrap();
     model
 }

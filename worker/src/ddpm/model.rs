@@ -65,6 +65,31 @@ pub struct DdpmMeta {
 }
 
 impl DdpmMeta {
+    /// The `model.json` of an untrained model (`data_digest` "random", no training steps),
+    /// AI Hub classes, linear schedule: for timing runs and tests. The network comes from
+    /// `unet.init`.
+    pub fn untrained(unet: UNetConfig, encoding: Encoding, timesteps: usize, size: u32) -> DdpmMeta {
+        DdpmMeta {
+            format_version: FORMAT_VERSION,
+            kind: MODEL_KIND.into(),
+            unet,
+            encoding,
+            objective: Objective::default(),
+            schedule: ScheduleKind::Linear,
+            timesteps,
+            classes: ClassTable::ai_hub(),
+            size,
+            data_digest: "random".into(),
+            steps: 0,
+            final_loss: 0.0,
+            ema_decay: 0.9999,
+            weights: WEIGHTS_FILE.into(),
+            test_fraction: None,
+            train_count: None,
+            parameters: None,
+        }
+    }
+
     /// Checks the fields agree with each other; `origin` names the file.
     pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
         if self.kind != MODEL_KIND {

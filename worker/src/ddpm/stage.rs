@@ -76,29 +76,14 @@ impl LabelStage {
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuDevice};
-    use crate::ddpm::{ScheduleKind, UNetConfig};
+    use crate::ddpm::UNetConfig;
 
     fn model(encoding: Encoding) -> DdpmModel<Cpu> {
         let device = CpuDevice::default();
         let classes = shared::ClassTable::ai_hub();
         let unet = UNetConfig::new(encoding.channels(classes.len()), 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
-        let meta: DdpmMeta = serde_json::from_value(serde_json::json!({
-            "format_version": crate::ddpm::model::FORMAT_VERSION,
-            "kind": crate::ddpm::model::MODEL_KIND,
-            "unet": unet,
-            "encoding": encoding,
-            "schedule": ScheduleKind::Linear,
-            "timesteps": 20,
-            "classes": classes,
-            "size": 8,
-            "data_digest": "random",
-            "steps": 0,
-            "final_loss": 0.0,
-            "ema_decay": 0.9999,
-            "weights": crate::ddpm::model::WEIGHTS_FILE,
-        }))
-        .unwrap();
-        DdpmModel::new(unet.init(&device), meta, device)
+        let meta = DdpmMeta::untrained(unet, encoding, 20, 8);
+        DdpmModel::new(meta.unet.init(&device), meta, device)
     }
 
     #[test]

@@ -2,9 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use burn::tensor::backend::Backend;
-use serde_json::json;
 use shared::spec::RunSpec;
 
 use super::ddpm_spade::DdpmSpadePipeline;
@@ -23,22 +21,7 @@ pub fn random_ddpm_spade<B: Backend>(size: u32, ddim_steps: Option<usize>, dev: 
     let label_size = 64.min(size);
     let mut unet = UNetConfig::cifar10(k);
     unet.image_size = label_size as usize;
-    let meta: DdpmMeta = serde_json::from_value(json!({
-        "format_version": crate::ddpm::model::FORMAT_VERSION,
-        "kind": crate::ddpm::model::MODEL_KIND,
-        "unet": unet,
-        "encoding": Encoding::OneHot,
-        "schedule": crate::ddpm::ScheduleKind::Linear,
-        "timesteps": 1000,
-        "classes": classes,
-        "size": label_size,
-        "data_digest": "random",
-        "steps": 0,
-        "final_loss": 0.0,
-        "ema_decay": 0.9999,
-        "weights": crate::ddpm::model::WEIGHTS_FILE,
-    }))
-    .context("building a random DDPM model.json")?;
+    let meta = DdpmMeta::untrained(unet, Encoding::OneHot, 1000, label_size);
     meta.validate("random full-size DDPM")?;
     let arch = SpadeGeneratorConfig::new(k, size as usize).with_input(crate::spade::SpadeInput::Label);
     arch.validate().map_err(|e| anyhow::anyhow!("random full-size SPADE at {size}: {e}"))?;
