@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# GPU check for a machine with an NVIDIA GPU: builds the worker with `--features cuda`,
-# runs the demo models on CUDA and on the CPU for the same seeds and compares the outputs,
-# then times the ddpm-spade pipeline — the demo models, and randomly initialised
-# full-size models (35.7M UNet on 64×64 labels, 94.6M SPADE with the label input at 512×512) at several batch
-# sizes — and prints Markdown tables (images/s, per-stage ms per image, peak GPU memory).
+# GPU check: one call of at most 10 minutes on a machine with one NVIDIA GPU. Prints
+# Markdown tables (format in docs/performance.md, "The GPU check") and writes them under
+# $OUT (default target/gpu-check/):
 #
-#   bash scripts/gpu-check.sh            # about 5–10 minutes on one H100 after the build
-#   BATCHES="1 8 16" SAMPLERS=ddim-50 bash scripts/gpu-check.sh
+#   1. compare.md — the demo models on CUDA in f32, bf16 and f16 against the CPU in f32,
+#      same seeds: label pixel agreement and image mean absolute difference. Fails the
+#      script (exit 1, after the rest has run) below MIN_AGREEMENT or above MAX_MAE.
+#   2. demo.md — the demo models' pipeline at batch 8 and 32, f32 and bf16.
+#   3. full.md — randomly initialised full-size models (35.7M UNet on 64×64 labels, SPADE
+#      with the label input at 512×512), DDIM-20, for every label batch × image batch,
+#      f32 and bf16: images/s, per-stage ms, the share of wall time in the models,
+#      achieved GFLOP/s and peak GPU memory; then the FLOP-based estimate for a million
+#      pairs.
 #
-# Everything it prints is also written under $OUT (default target/gpu-check/).
-set -euo pipefail
+#   WORKER_BIN=target/gpu-worker bash scripts/gpu-check.sh   # a binary built ahead
+#   bash scripts/gpu-check.sh                                 # builds first (slow)
+#   LABEL_BATCHES="8 32" IMAGE_BATCHES="8 16" bash scripts/gpu-check.sh
+#
+# Build ahead on a machine without a GPU (burn-cuda needs no CUDA toolkit to build):
+#   cargo build --release -p worker --features cuda && strip -o target/gpu-worker target/release/worker
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-target/gpu-check}
-BATCHES=${BATCHES:-"1 4 8 16"}
-SAMPLERS=${SAMPLERS:-ddim-50}
 DEVICE=${DEVICE:-cuda:0}
+LABEL_BATCHES=${LABEL_BATCHES:-"8 32 128"}
+IMAGE_BATCHES=${IMAGE_BATCHES:-"8 16 32"}
+MIN_AGREEMENT=${MIN_AGREEMENT:-0.995}
+MAX_MAE=${MAX_MAE:-2}
 mkdir -p "$OUT"
+FAILED=0
 
 if [ ! -e /proc/driver/nvidia/version ]; then
   echo "gpu-check: no NVIDIA driver on this machine (/proc/driver/nvidia/version is missing)" >&2
@@ -23,10 +36,14 @@ if [ ! -e /proc/driver/nvidia/version ]; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.csv"
 
-cargo build --release -p worker --features cuda
-W=target/release/worker
+W=${WORKER_BIN:-}
+if [ -z "$W" ]; then
+  cargo build --release -p worker --features cuda || exit 2
+  W=target/release/worker
+fi
+[ -x "$W" ] || { echo "gpu-check: WORKER_BIN=$W is not an executable" >&2; exit 2; }
 
-# Runs "$@" while sampling the GPU's used memory; prints the peak in MiB to $OUT/peak.
+# Runs "$@" while sampling the GPU's used memory; the peak in MiB goes to $OUT/peak.
 with_memory() {
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$OUT/mem.log" 2>/dev/null &
   local smi=$!
@@ -39,32 +56,40 @@ with_memory() {
 }
 
 echo
-echo "## CUDA versus CPU, demo models (configs/local.toml), same seeds"
-$W bench compare configs/local.toml --count 8 --device "$DEVICE" | tee "$OUT/compare.md"
+echo "## 1. CUDA ($DEVICE) per precision against the CPU in f32, demo models, same seeds"
+if ! $W bench compare configs/local.toml --count 8 --device "$DEVICE" --precisions f32,bf16,f16 \
+    --min-agreement "$MIN_AGREEMENT" --max-mae "$MAX_MAE" | tee "$OUT/compare.md"; then
+  echo "gpu-check: a precision is outside the bounds (agreement ≥ $MIN_AGREEMENT, MAE ≤ $MAX_MAE)" >&2
+  FAILED=1
+fi
 
 echo
-echo "## Demo models (64×64 images from 32×32 labels), $DEVICE"
-with_memory $W bench pipeline configs/local.toml --device "$DEVICE" --batch-sizes 1,8,32 --samplers ddim-50,ddpm --batches 2 | tee "$OUT/demo.md"
+echo "## 2. Demo models (64×64 images from 32×32 labels), $DEVICE"
+with_memory $W bench pipeline configs/local.toml --device "$DEVICE" --batch-sizes 8,32 --precisions f32,bf16 --batches 2 | tee "$OUT/demo.md"
 echo "peak GPU memory: $(cat "$OUT/peak") MiB"
 
 echo
-echo "## Demo models on the CPU (same machine, for comparison)"
-$W bench pipeline configs/local.toml --device cpu --batch-sizes 8 --samplers ddim-50 --batches 1 | tee "$OUT/demo-cpu.md"
-
-echo
-echo "## Full-size random models at 512×512, $DEVICE"
+echo "## 3. Full-size random models at 512×512, DDIM-20, $DEVICE"
 {
-  echo "| batch | sampler | images/s | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img | peak GPU MiB |"
-  echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| labels batch | images batch | precision | images/s | sample ms/img | synthesize ms/img | models busy % | sample GFLOP/s | synthesize GFLOP/s | peak GPU MiB |"
+  echo "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } > "$OUT/full.md"
-for b in $BATCHES; do
-  for s in $SAMPLERS; do
-    if with_memory $W bench pipeline --random-full-size 512 --device "$DEVICE" --batch-sizes "$b" --samplers "$s" --batches 2 > "$OUT/full-$b-$s.md"; then
-      row=$(tail -n1 "$OUT/full-$b-$s.md" | awk -F'|' -v b="$b" -v s="$s" -v p="$(cat "$OUT/peak")" '{printf "| %s | %s |%s|%s|%s|%s|%s|%s| %s |", b, s, $4, $5, $6, $7, $8, $9, p}')
+for lb in $LABEL_BATCHES; do
+  for ib in $IMAGE_BATCHES; do
+    n=$(( lb > ib ? lb : ib ))
+    f="$OUT/full-$lb-$ib.md"
+    if with_memory $W bench pipeline --random-full-size 512 --device "$DEVICE" --batch-sizes "$n" \
+        --label-batch "$lb" --image-batch "$ib" --precisions f32,bf16 --samplers ddim-20 --batches 1 --warmup 1 > "$f"; then
+      # Columns of `bench pipeline`'s table (docs/performance.md): 3 precision, 5 images/s,
+      # 8 sample ms/img, 10 synthesize ms/img, 13 models busy %, 14-15 GFLOP/s.
+      grep '^| random' "$f" | awk -F'|' -v lb="$lb" -v ib="$ib" -v p="$(cat "$OUT/peak")" \
+        '{printf "| %s | %s |%s|%s|%s|%s|%s|%s|%s| %s |\n", lb, ib, $3, $5, $8, $10, $13, $14, $15, p}' >> "$OUT/full.md"
     else
-      row="| $b | $s | failed (out of memory?) see $OUT/full-$b-$s.md | | | | | | $(cat "$OUT/peak") |"
+      echo "| $lb | $ib | failed (out of memory?) see $f | | | | | | | $(cat "$OUT/peak") |" >> "$OUT/full.md"
     fi
-    echo "$row" >> "$OUT/full.md"
   done
 done
 cat "$OUT/full.md"
+echo "(peak GPU memory is per bench call: f32 and bf16 of one batch pair together)"
+grep -h 'GFLOP per pair' "$OUT"/full-*.md | head -n1
+exit $FAILED

@@ -125,13 +125,20 @@ pub struct PipelineSection {
     pub kind: PipelineKind,
     /// Side of the square output images and labels, in pixels.
     pub image_size: u32,
-    /// Samples generated per batch inside a job.
+    /// Samples generated per batch inside a job; the default of both models' batch sizes
+    /// (`pipeline.labels.batch_size`, `pipeline.images.batch_size`).
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
     /// Where the models run: `auto` (CUDA when a driver is present, else CPU), `cpu`,
     /// `cuda` or `cuda:N`. A worker's `--device` overrides it.
     #[serde(default, skip_serializing_if = "DeviceChoice::is_auto")]
     pub device: DeviceChoice,
+    /// Float precision of the models' forward passes: `f32` (default), `bf16` or `f16`.
+    /// Weights are cast once at load; norm statistics and attention's softmax stay in f32,
+    /// the sampler's state too, and classes are still decided by argmax. A worker's
+    /// `--precision` overrides it.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
     /// Settings of the `procedural` pipeline.
     #[serde(default)]
     pub procedural: ProceduralSection,
@@ -176,6 +183,10 @@ pub struct LabelModelSection {
     /// `onehot` label model.
     #[serde(default, skip_serializing_if = "LabelUpscale::is_nearest")]
     pub upscale: LabelUpscale,
+    /// Label maps sampled per DDPM batch (default `pipeline.batch_size`). A small UNet
+    /// keeps a GPU busy only with large batches (128 and more at 64×64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -215,6 +226,49 @@ impl std::str::FromStr for LabelUpscale {
             "nearest" => Ok(LabelUpscale::Nearest),
             "smooth" => Ok(LabelUpscale::Smooth),
             other => Err(format!("unknown upscale {other:?} (expected nearest or smooth)")),
+        }
+    }
+}
+
+/// Float precision of inference ([`PipelineSection::precision`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats everywhere.
+    #[default]
+    F32,
+    /// bfloat16 weights and activations (8-bit mantissa, f32's range).
+    Bf16,
+    /// IEEE half floats (10-bit mantissa, range ±65504).
+    F16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::F16];
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "f16" => Ok(Precision::F16),
+            other => Err(format!("unknown precision {other:?} (expected f32, bf16 or f16)")),
         }
     }
 }
@@ -312,6 +366,28 @@ pub struct ImageModelSection {
     /// The artifact's digest; pinned at submit when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Images painted per SPADE batch (default `pipeline.batch_size`); 16–32 at 512×512
+    /// on one GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+}
+
+impl PipelineSection {
+    /// Label maps per DDPM batch: `pipeline.labels.batch_size`, else `pipeline.batch_size`.
+    pub fn label_batch(&self) -> usize {
+        self.labels.as_ref().and_then(|l| l.batch_size).unwrap_or(self.batch_size)
+    }
+
+    /// Images per SPADE batch: `pipeline.images.batch_size`, else `pipeline.batch_size`.
+    pub fn image_batch(&self) -> usize {
+        self.images.as_ref().and_then(|i| i.batch_size).unwrap_or(self.batch_size)
+    }
+
+    /// Samples handed to the pipeline at once: the larger model batch, so each model
+    /// sees whole batches (the last of a shard may be short).
+    pub fn generate_batch(&self) -> usize {
+        self.label_batch().max(self.image_batch())
+    }
 }
 
 /// Where models run.
@@ -521,6 +597,11 @@ impl RunSpec {
                         if !crate::artifact::is_digest(pin) {
                             return bad(&format!("{key}.sha256"), format!("expected 64 lowercase hex digits, found {pin:?}"));
                         }
+                    }
+                }
+                for (key, size) in [("pipeline.labels.batch_size", labels.batch_size), ("pipeline.images.batch_size", images.batch_size)] {
+                    if let Some(b) = size.filter(|b| !(1..=4096).contains(b)) {
+                        return bad(key, format!("expected 1 to 4096, found {b}"));
                     }
                 }
                 if let Some(steps) = labels.steps {
@@ -750,6 +831,26 @@ model = "s3://bucket/models/spade"
         assert!(!p.canonical_json().contains("device") && !p.canonical_json().contains("labels"), "{}", p.canonical_json());
         let ddpm = MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsampler = \"ddpm\"");
         assert_eq!(RunSpec::parse(&ddpm, "m.toml").unwrap().pipeline.labels.unwrap().steps_for(1000), 1000);
+        assert_eq!((s.pipeline.precision, s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (Precision::F32, 8, 8, 8));
+        assert!(!s.canonical_json().contains("precision") && !s.canonical_json().contains("batch_size\":null"), "{}", s.canonical_json());
+    }
+
+    #[test]
+    fn per_model_batch_sizes_and_precision() {
+        let text = MODELS
+            .replace("image_size = 64", "image_size = 64\nprecision = \"bf16\"\nbatch_size = 4")
+            .replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nbatch_size = 128")
+            .replace("model = \"s3://bucket/models/spade\"", "model = \"s3://bucket/models/spade\"\nbatch_size = 16");
+        let s = RunSpec::parse(&text, "b.toml").unwrap();
+        assert_eq!((s.pipeline.precision, s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (Precision::Bf16, 128, 16, 128));
+        assert_eq!(RunSpec::from_json(&s.canonical_json(), "json").unwrap(), s);
+        let only_images = MODELS.replace("model = \"s3://bucket/models/spade\"", "model = \"s3://bucket/models/spade\"\nbatch_size = 32");
+        let s = RunSpec::parse(&only_images, "i.toml").unwrap();
+        assert_eq!((s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (8, 32, 32));
+        let e = RunSpec::parse(&only_images.replace("batch_size = 32", "batch_size = 0"), "z.toml").unwrap_err().to_string();
+        assert!(e.contains("z.toml: pipeline.images.batch_size: expected 1 to 4096, found 0"), "{e}");
+        let e = RunSpec::parse(&MODELS.replace("image_size = 64", "image_size = 64\nprecision = \"fp8\""), "p.toml").unwrap_err().to_string();
+        assert!(e.contains("p.toml") && e.contains("fp8"), "{e}");
     }
 
     #[test]

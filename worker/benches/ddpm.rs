@@ -63,6 +63,7 @@ fn main() {
         let maps = (0..32).map(|i| shared::procedural::generate_labels(i, cfg.image_size as u32, &Default::default())).collect();
         let data = TrainData { maps, classes: shared::ClassTable::ai_hub(), digest: String::new() };
         let tcfg = |steps| DdpmTrainConfig {
+            precision: worker::precision::Precision::F32,
             unet: cfg.clone(),
             encoding: Encoding::OneHot,
             objective: Objective::Eps,

@@ -17,6 +17,16 @@ pub struct DeviceArg {
     pub device: DeviceChoice,
 }
 
+/// `--precision`: the float precision of an inference command's forward passes (as
+/// `pipeline.precision` for a run; see `crate::precision`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct PrecisionArg {
+    /// f32, bf16 or f16: weights cast once at load; norm statistics and softmax stay f32.
+    /// Half precision is for GPUs (tensor cores); on the CPU it is slower than f32.
+    #[arg(long, value_name = "P", default_value = "f32")]
+    pub precision: shared::spec::Precision,
+}
+
 /// How the training commands read a dataset directory: the mask format, unknown mask
 /// values and the held-out test split (`worker train ddpm` and `worker train spade`).
 #[derive(Debug, Clone, clap::Args)]

@@ -11,13 +11,13 @@ use anyhow::{bail, Context};
 use burn::tensor::backend::Backend;
 use bytes::Bytes;
 use shared::cleanup::CleanupOptions;
-use shared::spec::{LabelUpscale, PipelineKind, RunSpec, SamplerKind};
+use shared::spec::{LabelUpscale, PipelineKind, Precision, RunSpec, SamplerKind};
 use shared::storage::Store;
 
 use crate::backend::OnBackend;
 use crate::ddpm::stage::LabelStage;
 use crate::device::Resolved;
-use crate::pipelines::{ddpm_spade_on, random_ddpm_spade, DdpmSpadePipeline, StageSeconds};
+use crate::pipelines::{ddpm_spade_on, random_ddpm_spade, DdpmSpadePipeline, RandomSettings, StageSeconds};
 
 /// A sampler setting to time: `ddim-N` (DDIM, N steps) or `ddpm` (all timesteps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,14 +84,21 @@ pub enum Models {
     RandomFullSize(u32),
 }
 
-/// Times the pipeline for every sampler × batch size: `warmup` untimed batches, then
-/// `batches` timed ones, each generated, PNG-encoded and written to a local temporary
-/// store. Sample indices run on from batch to batch.
+/// Times the pipeline for every sampler × precision × batch size: `warmup` untimed
+/// batches, then `batches` timed ones, each generated, PNG-encoded and written to a local
+/// temporary store. Sample indices run on from batch to batch. A half-precision row's
+/// first timed batch is compared with the f32 row's (when f32 runs first): label pixel
+/// agreement and image mean absolute difference.
 #[derive(Debug, Clone)]
 pub struct PipelineBench {
     pub models: Models,
     pub samplers: Vec<Sampler>,
+    pub precisions: Vec<Precision>,
+    /// Samples per `generate` call.
     pub batch_sizes: Vec<usize>,
+    /// Overrides of `pipeline.labels.batch_size` and `pipeline.images.batch_size`.
+    pub label_batch: Option<usize>,
+    pub image_batch: Option<usize>,
     pub batches: usize,
     pub warmup: usize,
 }
@@ -101,6 +108,7 @@ pub struct PipelineBench {
 pub struct Row {
     /// The models and sampler.
     pub what: String,
+    pub precision: Precision,
     pub batch: usize,
     /// Denoising steps per label map.
     pub steps: usize,
@@ -110,7 +118,32 @@ pub struct Row {
     pub encode: Duration,
     pub upload: Duration,
     pub wall: Duration,
+    /// Against the f32 row of the same setting: its first timed batch compared.
+    pub vs_f32: Option<Comparison>,
+    /// GFLOP per sample of the label stage (all steps) and of SPADE ([`crate::cost`]).
+    pub gflop: (f64, f64),
+    /// Samples of the run the estimate is for: the spec's `run.count`, a million for
+    /// random models.
+    pub run_count: u64,
 }
+
+/// Dense peak rates in TFLOP/s, (bf16 tensor cores, f32 without tensor cores), from the
+/// vendors' data sheets (SXM parts; no sparsity). docs/performance.md lists the same.
+pub const PEAKS: [(&str, f64, f64); 4] = [("H100", 989.0, 67.0), ("H200", 989.0, 67.0), ("A100", 312.0, 19.5), ("L4", 121.0, 30.3)];
+
+/// Seconds as `12.3 s`, `4.5 min` or `6.78 h`.
+pub fn duration_text(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.1} s")
+    } else if secs < 7200.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{:.2} h", secs / 3600.0)
+    }
+}
+
+/// The end-to-end target of the mission: a million pairs in this many hours.
+pub const TARGET_HOURS: f64 = 3.0;
 
 impl Row {
     pub fn images_per_sec(&self) -> f64 {
@@ -128,16 +161,26 @@ pub struct PipelineReport {
 impl std::fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "device: {}", self.device)?;
-        writeln!(f, "| pipeline | batch | images/s | UNet ms/step | SPADE ms/batch | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img |")?;
-        writeln!(f, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+        writeln!(
+            f,
+            "| pipeline | precision | batch | images/s | UNet ms/step | SPADE ms/batch | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img | models busy % | sample GFLOP/s | synthesize GFLOP/s | labels = f32 | image MAE vs f32 |"
+        )?;
+        writeln!(f, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
         for r in &self.rows {
             let per = |d: Duration| d.as_secs_f64() * 1000.0 / r.images as f64;
             // Per batch: one network evaluation of the batch per denoising step.
             let per_batch = |d: Duration| per(d) * r.batch as f64;
+            let (agree, mae) = match &r.vs_f32 {
+                Some(c) => (format!("{:.4}", c.mean_label_agreement()), format!("{:.3}", c.mean_image_mae())),
+                None => ("–".into(), "–".into()),
+            };
+            let rate = |gflop: f64, d: Duration| gflop * r.images as f64 / d.as_secs_f64();
+            let busy = 100.0 * (r.stages.sample + r.stages.synthesize).as_secs_f64() / r.wall.as_secs_f64();
             writeln!(
                 f,
-                "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} |",
+                "| {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {busy:.0} | {:.1} | {:.1} | {agree} | {mae} |",
                 r.what,
+                r.precision,
                 r.batch,
                 r.images_per_sec(),
                 per_batch(r.stages.sample) / r.steps.max(1) as f64,
@@ -146,7 +189,29 @@ impl std::fmt::Display for PipelineReport {
                 per(r.stages.cleanup),
                 per(r.stages.synthesize),
                 per(r.encode),
-                per(r.upload)
+                per(r.upload),
+                rate(r.gflop.0, r.stages.sample),
+                rate(r.gflop.1, r.stages.synthesize),
+            )?;
+        }
+        writeln!(f, "models busy %: share of wall time inside the two models' forward passes (sampling and painting); the rest is cleanup, encoding, upload and the host.")?;
+        let mut seen = std::collections::BTreeSet::new();
+        for r in self.rows.iter().filter(|r| seen.insert(r.what.clone())) {
+            let per_pair = r.gflop.0 + r.gflop.1;
+            let total = per_pair * r.run_count as f64;
+            let needed = total / (TARGET_HOURS * 3600.0) / 1e3;
+            let at_peak: Vec<String> =
+                PEAKS.iter().map(|(gpu, bf16, f32)| format!("{gpu} {} bf16 / {} f32", duration_text(total / (bf16 * 1e3)), duration_text(total / (f32 * 1e3)))).collect();
+            writeln!(
+                f,
+                "{}: {:.1} GFLOP per pair (sampling {:.1}, painting {:.1}); {} pairs = {:.4} PFLOP, at 100 % of the dense peak: {}; {TARGET_HOURS} h for them needs {needed:.3} TFLOP/s achieved.",
+                r.what,
+                per_pair,
+                r.gflop.0,
+                r.gflop.1,
+                r.run_count,
+                total / 1e6,
+                at_peak.join(", ")
             )?;
         }
         Ok(())
@@ -167,10 +232,19 @@ impl OnBackend for PipelineBench {
             Models::RandomFullSize(_) => None,
         };
         let mut rows = Vec::new();
-        for &sampler in &self.samplers {
+        // The f32 rows' first timed batches, by (sampler, batch size).
+        let mut reference: std::collections::HashMap<(String, usize), Vec<shared::job::Sample>> = Default::default();
+        for (&sampler, &precision) in self.samplers.iter().flat_map(|s| self.precisions.iter().map(move |p| (s, p))) {
             let (pipe, classes, what): (DdpmSpadePipeline<B>, shared::ClassTable, String) = match (&self.models, &spec_base) {
                 (Models::Spec(config), Some(spec)) => {
-                    let spec = with_sampler(spec, sampler)?;
+                    let mut spec = with_sampler(spec, sampler)?;
+                    spec.pipeline.precision = precision;
+                    if let Some(l) = spec.pipeline.labels.as_mut() {
+                        l.batch_size = self.label_batch.or(l.batch_size);
+                    }
+                    if let Some(i) = spec.pipeline.images.as_mut() {
+                        i.batch_size = self.image_batch.or(i.batch_size);
+                    }
                     (ddpm_spade_on::<B>(&spec, dev.clone(), resolved)?, spec.classes.clone(), format!("{} {sampler}", config.display()))
                 }
                 (Models::RandomFullSize(size), _) => {
@@ -178,13 +252,29 @@ impl OnBackend for PipelineBench {
                         Sampler::Ddpm => None,
                         Sampler::Ddim(n) => Some(n),
                     };
-                    (random_ddpm_spade::<B>(*size, steps, dev.clone(), resolved)?, shared::ClassTable::ai_hub(), format!("random full-size {size}px {sampler}"))
+                    (
+                        random_ddpm_spade::<B>(
+                            RandomSettings { size: *size, ddim_steps: steps, precision, label_batch: self.label_batch, image_batch: self.image_batch },
+                            dev.clone(),
+                            resolved,
+                        )?,
+                        shared::ClassTable::ai_hub(),
+                        format!("random full-size {size}px {sampler}"),
+                    )
                 }
                 (Models::Spec(_), None) => unreachable!("the spec was loaded above"),
             };
+            let what = match (self.label_batch, self.image_batch) {
+                (None, None) => what,
+                (l, i) => format!("{what}, model batches {}/{}", l.map_or("–".into(), |b| b.to_string()), i.map_or("–".into(), |b| b.to_string())),
+            };
+            let (unet_macs, spade_macs) = pipe.macs();
+            let gflop = (2.0 * unet_macs as f64 / 1e9, 2.0 * spade_macs as f64 / 1e9);
+            let run_count = spec_base.as_ref().map_or(1_000_000, |s| s.run.count);
             for &batch in &self.batch_sizes {
                 let mut row = Row {
                     what: what.clone(),
+                    precision,
                     batch,
                     steps: pipe.steps(),
                     images: 0,
@@ -192,6 +282,9 @@ impl OnBackend for PipelineBench {
                     encode: Duration::ZERO,
                     upload: Duration::ZERO,
                     wall: Duration::ZERO,
+                    vs_f32: None,
+                    gflop,
+                    run_count,
                 };
                 for b in 0..self.warmup + self.batches {
                     let indices: Vec<u64> = (0..batch as u64).map(|i| b as u64 * batch as u64 + i).collect();
@@ -211,6 +304,14 @@ impl OnBackend for PipelineBench {
                     if b < self.warmup {
                         continue;
                     }
+                    if b == self.warmup {
+                        let key = (sampler.to_string(), batch);
+                        if precision.is_f32() {
+                            reference.insert(key, samples);
+                        } else if let Some(f32_samples) = reference.get(&key) {
+                            row.vs_f32 = Some(diff(f32_samples, &samples));
+                        }
+                    }
                     row.images += batch;
                     row.stages.sample += st.sample;
                     row.stages.cleanup += st.cleanup;
@@ -219,7 +320,7 @@ impl OnBackend for PipelineBench {
                     row.upload += t3 - t2;
                     row.wall += t3 - t0;
                 }
-                eprintln!("  {} batch {}: {:.2} images/s", row.what, row.batch, row.images_per_sec());
+                eprintln!("  {} {precision} batch {}: {:.2} images/s", row.what, row.batch, row.images_per_sec());
                 rows.push(row);
             }
         }
@@ -368,9 +469,20 @@ impl std::fmt::Display for Comparison {
             writeln!(f, "| {} | {:.4} | {:.3} | {:.4} |", s.index, s.label_agreement, s.image_mean_abs_diff, s.image_relative_error)?;
         }
         let n = self.samples.len().max(1) as f64;
-        let agree = self.samples.iter().map(|s| s.label_agreement).sum::<f64>() / n;
         let rel = self.samples.iter().map(|s| s.image_relative_error).sum::<f64>() / n;
-        writeln!(f, "mean label agreement {agree:.4}, mean image relative error {rel:.4} over {} samples", self.samples.len())
+        writeln!(f, "mean label agreement {:.4}, mean image relative error {rel:.4} over {} samples", self.mean_label_agreement(), self.samples.len())
+    }
+}
+
+impl Comparison {
+    /// Mean over the samples of the share of label pixels equal.
+    pub fn mean_label_agreement(&self) -> f64 {
+        self.samples.iter().map(|s| s.label_agreement).sum::<f64>() / self.samples.len().max(1) as f64
+    }
+
+    /// Mean over the samples of the images' mean absolute difference (0–255).
+    pub fn mean_image_mae(&self) -> f64 {
+        self.samples.iter().map(|s| s.image_mean_abs_diff).sum::<f64>() / self.samples.len().max(1) as f64
     }
 }
 
@@ -389,21 +501,41 @@ pub fn diff(a: &[shared::job::Sample], b: &[shared::job::Sample]) -> Comparison 
     Comparison { samples }
 }
 
-/// Generates samples `0..count` of `spec` on the CPU and on CUDA device `cuda` and
-/// compares them.
+/// Generates samples `0..count` of `spec` on the CPU in f32 and on CUDA device `cuda` in
+/// each of `precisions`, and compares each with the CPU's.
 #[cfg(feature = "cuda")]
-pub fn compare(spec: &RunSpec, count: u64, cuda: usize) -> anyhow::Result<Comparison> {
+pub fn compare(spec: &RunSpec, count: u64, cuda: usize, precisions: &[Precision]) -> anyhow::Result<Vec<(Precision, Comparison)>> {
     let indices: Vec<u64> = (0..count).collect();
-    let cpu = ddpm_spade_on::<crate::backend::Cpu>(spec, crate::backend::CpuDevice::default(), Resolved::Cpu)?.generate_timed(&indices).0;
-    let gpu = ddpm_spade_on::<crate::backend::Gpu>(spec, burn::backend::cuda::CudaDevice { index: cuda }, Resolved::Cuda(cuda))?.generate_timed(&indices).0;
-    Ok(diff(&cpu, &gpu))
+    let reference = RunSpec { pipeline: shared::spec::PipelineSection { precision: Precision::F32, ..spec.pipeline.clone() }, ..spec.clone() };
+    let cpu = ddpm_spade_on::<crate::backend::Cpu>(&reference, crate::backend::CpuDevice::default(), Resolved::Cpu)?.generate_timed(&indices).0;
+    precisions
+        .iter()
+        .map(|&p| {
+            let spec = RunSpec { pipeline: shared::spec::PipelineSection { precision: p, ..spec.pipeline.clone() }, ..spec.clone() };
+            let gpu = ddpm_spade_on::<crate::backend::Gpu>(&spec, burn::backend::cuda::CudaDevice { index: cuda }, Resolved::Cuda(cuda))?.generate_timed(&indices).0;
+            Ok((p, diff(&cpu, &gpu)))
+        })
+        .collect()
 }
 
 /// Without CUDA there is nothing to compare against: an error that says how to build it.
 #[cfg(not(feature = "cuda"))]
-pub fn compare(spec: &RunSpec, count: u64, cuda: usize) -> anyhow::Result<Comparison> {
-    let _ = (spec, count, cuda);
+pub fn compare(spec: &RunSpec, count: u64, cuda: usize, precisions: &[Precision]) -> anyhow::Result<Vec<(Precision, Comparison)>> {
+    let _ = (spec, count, cuda, precisions);
     bail!("worker bench compare needs a CUDA build (cargo build --release -p worker --features cuda)")
+}
+
+/// The bounds a comparison must meet: mean label agreement at least `min_agreement`, mean
+/// image difference at most `max_mae` (0–255). Returns what fell short, one line each.
+pub fn check_comparison(p: Precision, c: &Comparison, min_agreement: f64, max_mae: f64) -> Vec<String> {
+    let mut bad = Vec::new();
+    if c.mean_label_agreement() < min_agreement {
+        bad.push(format!("{p}: label agreement {:.4} is under {min_agreement}", c.mean_label_agreement()));
+    }
+    if c.mean_image_mae() > max_mae {
+        bad.push(format!("{p}: image mean absolute difference {:.3} is over {max_mae}", c.mean_image_mae()));
+    }
+    bad
 }
 
 #[cfg(test)]
@@ -435,5 +567,10 @@ mod tests {
         assert!(text.contains("| 3 | 0.7500 |") && text.contains("over 1 samples"), "{text}");
         let same = diff(std::slice::from_ref(&s), std::slice::from_ref(&s));
         assert_eq!((same.samples[0].label_agreement, same.samples[0].image_mean_abs_diff), (1.0, 0.0));
+        // The bounds of `bench compare`: 0.75 agreement and 8/12 MAE.
+        assert!(check_comparison(Precision::Bf16, &same, 0.995, 2.0).is_empty());
+        let bad = check_comparison(Precision::Bf16, &c, 0.995, 0.5);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].contains("bf16: label agreement 0.7500 is under 0.995") && bad[1].contains("0.667 is over 0.5"), "{bad:?}");
     }
 }

@@ -191,15 +191,17 @@ impl NormAct<'_> {
     }
 
     /// Applies the op to `x` (`[b, c, h, w]`) on the CPU inference backend. On another
-    /// backend, or when `x` is not f32, `x` comes back as the error, for tensor ops.
+    /// backend, or when `x` is not a float of 16 or 32 bits, `x` comes back as the error,
+    /// for tensor ops. Half-precision `x` is computed in f32 and rounded back once.
     pub fn apply<B: Backend>(&self, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-        if !on_host::<B>() || x.dtype() != DType::F32 {
+        let dtype = x.dtype();
+        if !on_host::<B>() || !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
             return Err(x);
         }
         let (shape, device) = (x.dims(), x.device());
-        let mut data = x.into_data();
+        let mut data = x.into_data().convert::<f32>();
         self.apply_slice(data.as_mut_slice::<f32>().expect("an f32 tensor reads as f32"), shape);
-        Ok(Tensor::from_data(data, &device))
+        Ok(Tensor::<B, 4>::from_data(data, &device).cast(dtype))
     }
 }
 

@@ -3,24 +3,13 @@
 //! norm, activations, pooling and bilinear resizing are a few operations per pixel and
 //! left out.
 
-use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
 use super::semantic::ContextBlock;
 use super::{Aggregation, ConvBn, DetailBranch, DwBlock, SegHead, SegNet, SemanticBranch};
 
-/// Output size of a convolution padded by `kernel / 2` (how every convolution here is
-/// built).
-fn out_size(n: usize, kernel: usize, stride: usize) -> usize {
-    (n + 2 * (kernel / 2) - kernel) / stride + 1
-}
-
-/// MACs of `conv` on an `h`×`w` input, and its output size.
-pub fn conv_macs<B: Backend>(conv: &Conv2d<B>, h: usize, w: usize) -> (u64, usize, usize) {
-    let [out_c, in_per_group, kh, kw] = conv.weight.dims();
-    let (oh, ow) = (out_size(h, kh, conv.stride[0]), out_size(w, kw, conv.stride[1]));
-    ((oh * ow * out_c * in_per_group * kh * kw) as u64, oh, ow)
-}
+/// MACs of one convolution: the worker's count, the one home of it.
+pub use worker::cost::conv_macs;
 
 impl<B: Backend> ConvBn<B> {
     pub fn macs(&self, h: usize, w: usize) -> (u64, usize, usize) {

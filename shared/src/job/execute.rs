@@ -137,7 +137,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     let started_ms = now_ms();
     let spec = job.spec.clone();
     let indices: Vec<u64> = spec.shard_range(job.shard).collect();
-    let batch = spec.pipeline.batch_size;
+    let batch = spec.pipeline.generate_batch();
     // Three stages joined by bounded channels: model compute (one blocking thread) → PNG
     // encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps
     // encoding and upload of batch k; a slow store holds the others back.

@@ -2,7 +2,7 @@
 //! image, images/s), a CPU-versus-CUDA comparison of the same samples, the nearest
 //! versus smooth label upscale ([`crate::bench`]), the training loader and the image
 //! encodings.
-//! Used by `scripts/gpu-check.sh`; prints tables, asserts nothing.
+//! Used by `scripts/gpu-check.sh`; prints tables. Only `compare` fails (exit 1) on bounds.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,12 +18,13 @@ pub enum BenchCommand {
     /// Per-stage time per image (sample, cleanup, synthesize, encode, upload) and
     /// images/s, for the models of a run spec or for full-size random models.
     ///
-    /// Example: worker bench pipeline configs/local.toml --batch-sizes 1,8 --samplers ddim-50,ddpm
+    /// Example: worker bench pipeline configs/local.toml --batch-sizes 1,8 --samplers ddim-20,ddpm --precisions f32,bf16
     Pipeline(PipelineArgs),
-    /// Runs the same samples on the CPU and on CUDA and compares them: label pixel
-    /// agreement and the images' mean absolute difference.
+    /// Runs the same samples on the CPU (f32) and on CUDA (each of --precisions) and
+    /// compares them: label pixel agreement and the images' mean absolute difference.
+    /// Exits 1 when a precision misses --min-agreement or --max-mae.
     ///
-    /// Example: worker bench compare configs/local.toml --count 8
+    /// Example: worker bench compare configs/local.toml --count 8 --precisions f32,bf16,f16
     Compare(CompareArgs),
     /// Brings the same sampled label maps to full size both ways — nearest (cleaned at
     /// the model's size, pixels repeated) and smooth (class probabilities upscaled
@@ -112,9 +113,21 @@ pub struct PipelineArgs {
     /// Batch sizes to time, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub batch_sizes: Vec<usize>,
+    /// Precisions to time, comma-separated: f32, bf16, f16 (overriding the spec's
+    /// pipeline.precision). Rows after f32's are compared with it: label pixel agreement
+    /// and image mean absolute difference (0-255) of the first timed batch.
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    pub precisions: Vec<shared::spec::Precision>,
     /// Samplers to time, comma-separated: ddim-N (N steps) or ddpm (all timesteps).
-    #[arg(long, value_delimiter = ',', default_value = "ddim-50")]
+    #[arg(long, value_delimiter = ',', default_value = "ddim-20")]
     pub samplers: Vec<Sampler>,
+    /// DDPM batch size (pipeline.labels.batch_size), overriding the spec's; default: the
+    /// spec's, else each --batch-sizes value.
+    #[arg(long, value_name = "N")]
+    pub label_batch: Option<usize>,
+    /// SPADE batch size (pipeline.images.batch_size), overriding the spec's.
+    #[arg(long, value_name = "N")]
+    pub image_batch: Option<usize>,
     /// Timed batches per setting.
     #[arg(long, default_value_t = 2)]
     pub batches: usize,
@@ -133,6 +146,15 @@ pub struct CompareArgs {
     /// The CUDA device to compare against the CPU.
     #[arg(long, default_value = "cuda:0")]
     pub device: DeviceChoice,
+    /// Precisions run on CUDA, comma-separated (f32, bf16, f16); the CPU runs f32.
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    pub precisions: Vec<shared::spec::Precision>,
+    /// Least mean share of label pixels equal to the CPU's.
+    #[arg(long, default_value_t = 0.995)]
+    pub min_agreement: f64,
+    /// Largest mean absolute difference of image bytes (0-255) from the CPU's.
+    #[arg(long, default_value_t = 2.0)]
+    pub max_mae: f64,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -226,15 +248,24 @@ fn upscale(args: UpscaleArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
-    if args.batch_sizes.contains(&0) || args.batches == 0 {
-        bail!("--batch-sizes and --batches must be at least 1");
+    if args.batch_sizes.contains(&0) || args.batches == 0 || args.label_batch == Some(0) || args.image_batch == Some(0) {
+        bail!("--batch-sizes, --label-batch, --image-batch and --batches must be at least 1");
     }
     let models = match (args.config, args.random_full_size) {
         (Some(config), _) => Models::Spec(config),
         (None, Some(size)) => Models::RandomFullSize(size),
         (None, None) => bail!("give a ddpm-spade run spec or --random-full-size SIZE"),
     };
-    let work = PipelineBench { models, samplers: args.samplers, batch_sizes: args.batch_sizes, batches: args.batches, warmup: args.warmup };
+    let work = PipelineBench {
+        models,
+        samplers: args.samplers,
+        precisions: args.precisions,
+        batch_sizes: args.batch_sizes,
+        label_batch: args.label_batch,
+        image_batch: args.image_batch,
+        batches: args.batches,
+        warmup: args.warmup,
+    };
     print!("{}", crate::backend::dispatch(args.device.device, work)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -243,8 +274,16 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let spec = bench::load_spec(&args.config)?;
     let DeviceChoice::Cuda(n) = args.device else { bail!("--device: expected cuda or cuda:N, found {}", args.device) };
     crate::device::resolve(args.device, &crate::device::DriverProbe::detect())?;
-    print!("{}", bench::compare(&spec, args.count, n)?);
-    Ok(ExitCode::SUCCESS)
+    let mut failed = Vec::new();
+    for (p, c) in bench::compare(&spec, args.count, n, &args.precisions)? {
+        println!("### {p} on {} against f32 on the CPU\n{c}", args.device);
+        failed.extend(bench::check_comparison(p, &c, args.min_agreement, args.max_mae));
+    }
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("bench compare: outside the bounds:\n  {}", failed.join("\n  "));
+    Ok(ExitCode::FAILURE)
 }
 
 #[cfg(test)]
@@ -256,9 +295,15 @@ mod tests {
 
     #[test]
     fn bench_cli_parses() {
-        let cli = Cli::try_parse_from(["worker", "bench", "pipeline", "--random-full-size", "64", "--samplers", "ddim-10,ddpm", "--device", "cpu"]).unwrap();
+        use shared::spec::Precision;
+        let cli =
+            Cli::try_parse_from(["worker", "bench", "pipeline", "--random-full-size", "64", "--samplers", "ddim-10,ddpm", "--device", "cpu", "--precisions", "f32,bf16"]).unwrap();
         let Some(Command::Bench(BenchCommand::Pipeline(a))) = cli.command else { panic!("not bench pipeline") };
         assert_eq!((a.samplers, a.batch_sizes, a.device.device), (vec![Sampler::Ddim(10), Sampler::Ddpm], vec![1, 8], DeviceChoice::Cpu));
+        assert_eq!(a.precisions, vec![Precision::F32, Precision::Bf16]);
+        assert_eq!(pipeline_args().precisions, vec![Precision::F32]);
+        let e = Cli::try_parse_from(["worker", "bench", "compare", "x.toml", "--precisions", "fp8"]).unwrap_err().to_string();
+        assert!(e.contains("--precisions") && e.contains("expected f32, bf16 or f16"), "{e}");
         let e = Cli::try_parse_from(["worker", "bench", "pipeline", "--samplers", "plms"]).unwrap_err().to_string();
         assert!(e.contains("--samplers") && e.contains("ddim-N"), "{e}");
         let e = pipeline(PipelineArgs { batch_sizes: vec![0], ..pipeline_args() }).unwrap_err().to_string();

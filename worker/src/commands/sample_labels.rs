@@ -52,6 +52,8 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub device: DeviceArg,
+    #[command(flatten)]
+    pub precision: crate::args::PrecisionArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -79,7 +81,7 @@ impl OnBackend for Sample<'_> {
     type Output = Sampled;
     fn run<B: Backend>(self, device: B::Device, _: Resolved) -> anyhow::Result<Sampled> {
         let args = self.0;
-        let model = DdpmModel::<B>::load(&args.model, &device)?;
+        let model = DdpmModel::<B>::load(&args.model, &device)?.with_precision(args.precision.precision);
         let sampler = match args.sampler.as_str() {
             "ddpm" => SamplerConfig::ddpm(),
             _ => SamplerConfig::ddim(args.steps, args.eta),

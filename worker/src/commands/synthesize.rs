@@ -43,6 +43,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub device: DeviceArg,
+
+    #[command(flatten)]
+    pub precision: crate::args::PrecisionArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -65,7 +68,7 @@ impl OnBackend for Paint<'_> {
     type Output = Painted;
     fn run<B: Backend>(self, device: B::Device, _: Resolved) -> anyhow::Result<Painted> {
         let args = self.args;
-        let model = SpadeModel::<B>::load(&args.model, &device).with_context(|| format!("--model {}", args.model))?;
+        let model = SpadeModel::<B>::load(&args.model, &device).with_context(|| format!("--model {}", args.model))?.for_inference(args.precision.precision);
         synthesize_files(&model, self.files, args.seed, args.batch, &args.out)
     }
 }
@@ -80,7 +83,10 @@ mod tests {
     fn synthesize_cli_parses() {
         let cli = Cli::try_parse_from(["worker", "synthesize", "--model", "m", "--labels", "l", "--out", "o", "--device", "cpu"]).unwrap();
         let Some(Command::Synthesize(a)) = cli.command else { panic!("not synthesize") };
-        assert_eq!((a.seed, a.batch, a.device.device), (0, 8, shared::spec::DeviceChoice::Cpu));
+        assert_eq!((a.seed, a.batch, a.device.device, a.precision.precision), (0, 8, shared::spec::DeviceChoice::Cpu, shared::spec::Precision::F32));
+        let cli = Cli::try_parse_from(["worker", "synthesize", "--model", "m", "--labels", "l", "--out", "o", "--precision", "bf16"]).unwrap();
+        let Some(Command::Synthesize(a)) = cli.command else { panic!("not synthesize") };
+        assert_eq!(a.precision.precision, shared::spec::Precision::Bf16);
         assert!(Cli::try_parse_from(["worker", "synthesize", "--model", "m", "--labels", "l", "--out", "o", "--cpu"]).is_err());
     }
 }

@@ -209,6 +209,11 @@ impl<B: Backend> DdpmModel<B> {
         Ok(Self::new(unet, meta, device.clone()))
     }
 
+    /// The model computing in precision `p` (weights cast once; see [`crate::precision`]).
+    pub fn with_precision(self, p: crate::precision::Precision) -> Self {
+        DdpmModel { unet: crate::precision::cast_module(self.unet, p), ..self }
+    }
+
     /// Writes the weights and `model.json` under `uri`.
     pub fn save(&self, uri: &str) -> anyhow::Result<()> {
         let uri = uri.trim_end_matches('/');

@@ -62,14 +62,42 @@ impl LabelStage {
     /// Samples one map per seed as one batch, then cleans (in parallel) and upscales them.
     pub fn run<B: Backend>(&self, model: &DdpmModel<B>, seeds: &[u64]) -> StageMaps {
         let t0 = Instant::now();
-        let raw = match self.upscale {
-            LabelUpscale::Nearest => model.sample(seeds, &self.sampler),
-            LabelUpscale::Smooth => model.sample_smooth(seeds, &self.sampler, self.out_size, &mut |_, _| {}),
-        };
-        let t1 = Instant::now();
-        let cleaned: Vec<(LabelMap, CleanupReport)> = raw.par_iter().map(|m| cleanup(m, self.classes, &self.cleanup)).collect();
-        StageMaps { raw, cleaned, sample: t1 - t0, cleanup: t1.elapsed() }
+        let raw = self.sample(model, seeds, seeds.len());
+        let sample = t0.elapsed();
+        let (cleaned, cleanup) = self.clean(&raw);
+        StageMaps { raw, cleaned, sample, cleanup }
     }
+
+    /// The sampler's maps for `seeds`, as one batch of `shape` (≥ `seeds.len()`): a short
+    /// batch is padded with copies of its last seed, whose maps are dropped, so a backend
+    /// that compiles kernels per shape sees one shape all run long. A map depends only on
+    /// its seed, so padding changes nothing else.
+    pub fn sample<B: Backend>(&self, model: &DdpmModel<B>, seeds: &[u64], shape: usize) -> Vec<LabelMap> {
+        let padded = pad(seeds, shape);
+        let mut raw = match self.upscale {
+            LabelUpscale::Nearest => model.sample(&padded, &self.sampler),
+            LabelUpscale::Smooth => model.sample_smooth(&padded, &self.sampler, self.out_size, &mut |_, _| {}),
+        };
+        raw.truncate(seeds.len());
+        raw
+    }
+
+    /// Cleans (in parallel, on the CPU) and upscales sampled maps; returns the time taken.
+    pub fn clean(&self, raw: &[LabelMap]) -> (Vec<(LabelMap, CleanupReport)>, Duration) {
+        let t0 = Instant::now();
+        let cleaned = raw.par_iter().map(|m| cleanup(m, self.classes, &self.cleanup)).collect();
+        (cleaned, t0.elapsed())
+    }
+}
+
+/// `items` padded to `shape` with copies of its last element (unchanged when it is at
+/// least that long or empty).
+pub fn pad<T: Clone>(items: &[T], shape: usize) -> Vec<T> {
+    let mut v = items.to_vec();
+    if let Some(last) = items.last() {
+        v.resize(shape.max(items.len()), last.clone());
+    }
+    v
 }
 
 #[cfg(test)]
@@ -101,6 +129,11 @@ mod tests {
         let smooth = LabelStage::new(&m.meta, sampler, LabelUpscale::Smooth, 32, 0, 0).unwrap();
         let out = smooth.run(&m, &[1]);
         assert_eq!((out.raw[0].width, out.cleaned[0].0.width), (32, 32));
+        // A short batch padded to 4 gives the same maps.
+        assert_eq!(smooth.sample(&m, &[1], 4), out.raw);
+        assert_eq!(pad(&[1, 2], 4), vec![1, 2, 2, 2]);
+        assert_eq!(pad(&[1, 2, 3], 2), vec![1, 2, 3]);
+        assert!(pad::<u8>(&[], 3).is_empty());
     }
 
     #[test]

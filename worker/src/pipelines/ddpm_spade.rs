@@ -1,7 +1,7 @@
 //! The `ddpm-spade` pipeline: DDPM label maps → cleanup (and upscale, nearest or smooth:
 //! `pipeline.labels.upscale`) → SPADE images.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,7 +13,7 @@ use shared::spec::RunSpec;
 use shared::{mix64, sample_seed, LabelMap};
 
 use super::models::{fetch_models, ModelIds, Models};
-use crate::ddpm::stage::LabelStage;
+use crate::ddpm::stage::{pad, LabelStage};
 use crate::ddpm::SamplerConfig;
 use crate::device::Resolved;
 
@@ -28,17 +28,23 @@ pub struct StageSeconds {
     pub synthesize: Duration,
 }
 
-/// DDPM label maps → cleanup (and upscale) → SPADE images.
+/// DDPM label maps → cleanup (and upscale) → SPADE images, each model in batches of its
+/// own size (`pipeline.labels.batch_size`, `pipeline.images.batch_size`).
 pub struct DdpmSpadePipeline<B: Backend> {
-    models: Arc<Mutex<Models<B>>>,
+    models: Arc<Models<B>>,
     run_seed: u64,
     labels: LabelStage,
     steps: usize,
+    label_batch: usize,
+    image_batch: usize,
+    /// Pad short batches to the full batch shape: on by default where kernels are
+    /// compiled per shape (CUDA), off on the CPU, where padding is only extra work.
+    pad: bool,
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl<B: Backend> DdpmSpadePipeline<B> {
-    pub(super) fn new(spec: &RunSpec, ids: &ModelIds, models: Arc<Mutex<Models<B>>>, resolved: Resolved) -> anyhow::Result<Self> {
+    pub(super) fn new(spec: &RunSpec, ids: &ModelIds, models: Arc<Models<B>>, resolved: Resolved) -> anyhow::Result<Self> {
         let ls = spec.pipeline.labels.as_ref().context("pipeline.labels")?;
         let cs = spec.pipeline.cleanup.unwrap_or_default();
         let label_meta = &ids.label_meta;
@@ -54,10 +60,19 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         extra.insert("upscale".into(), json!(ls.upscale.to_string()));
         extra.insert("label_model".into(), json!(ids.label_digest));
         extra.insert("image_model".into(), json!(ids.image_digest));
+        if !spec.pipeline.precision.is_f32() {
+            extra.insert("precision".into(), json!(spec.pipeline.precision.to_string()));
+        }
         tracing::debug!(device = %resolved, "ddpm-spade pipeline ready");
         // Cleanup sizes are in output pixels: the stage converts them to the label size.
         let labels = LabelStage::new(label_meta, sampler, ls.upscale, spec.pipeline.image_size, cs.open_radius_px, cs.min_island_px).context("pipeline.labels")?;
-        Ok(DdpmSpadePipeline { models, run_seed: spec.run.seed, labels, steps, extra })
+        let (label_batch, image_batch) = (spec.pipeline.label_batch(), spec.pipeline.image_batch());
+        Ok(DdpmSpadePipeline { models, run_seed: spec.run.seed, labels, steps, label_batch, image_batch, pad: !crate::fused::on_host::<B>(), extra })
+    }
+
+    /// Pads (or not) short batches to the batch shape; see the field.
+    pub fn with_padding(self, pad: bool) -> Self {
+        DdpmSpadePipeline { pad, ..self }
     }
 
     /// Denoising steps per label map (network evaluations per sample).
@@ -65,18 +80,40 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         self.steps
     }
 
+    /// Multiply-accumulates per sample ([`crate::cost`]): the label stage's (one UNet
+    /// evaluation × steps) and SPADE's (one image).
+    pub fn macs(&self) -> (u64, u64) {
+        let ddpm = self.models.ddpm.lock().unwrap_or_else(|p| p.into_inner());
+        let unet = ddpm.unet.macs(ddpm.size() as usize) * self.steps as u64;
+        drop(ddpm);
+        (unet, self.models.spade.lock().unwrap_or_else(|p| p.into_inner()).generator.macs())
+    }
+
     /// [`Pipeline::generate`], also returning the time each stage took.
     pub fn generate_timed(&self, indices: &[u64]) -> (Vec<Sample>, StageSeconds) {
         let seeds: Vec<u64> = indices.iter().map(|&i| sample_seed(self.run_seed, i)).collect();
         let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
-        let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        let labels = self.labels.run(&models.ddpm, &seeds);
-        let cleaned = labels.cleaned;
-        let t2 = Instant::now();
+        let shape = |batch: usize, n: usize| if self.pad { batch } else { n };
+        let (mut cleaned, mut sample, mut cleanup) = (Vec::with_capacity(seeds.len()), Duration::ZERO, Duration::ZERO);
+        for chunk in seeds.chunks(self.label_batch) {
+            let t0 = Instant::now();
+            // Each model's lock is held only for its own forward passes.
+            let raw = self.labels.sample(&self.models.ddpm.lock().unwrap_or_else(|p| p.into_inner()), chunk, shape(self.label_batch, chunk.len()));
+            sample += t0.elapsed();
+            let (c, t) = self.labels.clean(&raw);
+            cleaned.extend(c);
+            cleanup += t;
+        }
         let maps: Vec<LabelMap> = cleaned.iter().map(|(m, _)| m.clone()).collect();
-        let images = models.spade.synthesize(&maps, &image_seeds);
+        let t2 = Instant::now();
+        let mut images = Vec::with_capacity(maps.len());
+        for (m, s) in maps.chunks(self.image_batch).zip(image_seeds.chunks(self.image_batch)) {
+            let n = shape(self.image_batch, m.len());
+            let mut out = self.models.spade.lock().unwrap_or_else(|p| p.into_inner()).synthesize(&pad(m, n), &pad(s, n));
+            out.truncate(m.len());
+            images.extend(out);
+        }
         let synthesize = t2.elapsed();
-        drop(models);
         let samples = indices
             .iter()
             .zip(seeds)
@@ -88,7 +125,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
                 Sample { index, seed, image, label, extra }
             })
             .collect();
-        (samples, StageSeconds { sample: labels.sample, cleanup: labels.cleanup, synthesize })
+        (samples, StageSeconds { sample, cleanup, synthesize })
     }
 }
 
@@ -105,6 +142,43 @@ impl<B: Backend> Pipeline for DdpmSpadePipeline<B> {
 pub fn ddpm_spade_on<B: Backend>(spec: &RunSpec, dev: B::Device, resolved: Resolved) -> anyhow::Result<DdpmSpadePipeline<B>> {
     let checked = crate::sync_store::block_on(fetch_models(spec, &artifact::default_cache_dir()))?;
     let ids = checked.ids();
-    let models = checked.load::<B>(&dev)?;
-    DdpmSpadePipeline::new(spec, &ids, Arc::new(Mutex::new(models)), resolved)
+    let models = checked.load::<B>(&dev, spec.pipeline.precision)?;
+    DdpmSpadePipeline::new(spec, &ids, Arc::new(models), resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuDevice};
+
+    fn spec(extra: &str, labels: &str, images: &str) -> RunSpec {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo");
+        RunSpec::parse(
+            &format!(
+                "[run]\ncount = 8\nshard_size = 8\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n{extra}\n\
+                 [pipeline.labels]\nmodel = \"{models}/ddpm\"\nsteps = 5\nupscale = \"smooth\"\n{labels}\n[pipeline.images]\nmodel = \"{models}/spade\"\n{images}\n"
+            ),
+            "test spec",
+        )
+        .unwrap()
+    }
+
+    /// Labels in batches of 3 and images in batches of 2, short batches padded, give the
+    /// samples one batch of 5 gives; a bf16 run says so in every sample.
+    #[test]
+    fn per_model_batches_and_padding_change_no_sample() {
+        let indices: Vec<u64> = (0..5).collect();
+        let one = ddpm_spade_on::<Cpu>(&spec("batch_size = 5", "", ""), CpuDevice::default(), Resolved::Cpu).unwrap().generate_timed(&indices).0;
+        let split = ddpm_spade_on::<Cpu>(&spec("", "batch_size = 3", "batch_size = 2"), CpuDevice::default(), Resolved::Cpu).unwrap().with_padding(true);
+        assert_eq!((split.label_batch, split.image_batch), (3, 2));
+        let two = split.generate_timed(&indices).0;
+        assert_eq!(two.len(), 5);
+        let c = crate::bench::diff(&one, &two);
+        assert_eq!(c.mean_label_agreement(), 1.0, "{c}");
+        assert!(c.mean_image_mae() < 0.05, "{c}");
+        assert_eq!(one.iter().map(|s| s.index).collect::<Vec<_>>(), two.iter().map(|s| s.index).collect::<Vec<_>>());
+        assert!(!one[0].extra.contains_key("precision"));
+        let bf16 = ddpm_spade_on::<Cpu>(&spec("precision = \"bf16\"", "", ""), CpuDevice::default(), Resolved::Cpu).unwrap().generate_timed(&indices[..2]).0;
+        assert_eq!(bf16[0].extra["precision"], "bf16");
+    }
 }

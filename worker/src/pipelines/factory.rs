@@ -62,25 +62,27 @@ impl OnBackend for BuildOn<'_> {
 impl Factory {
     fn build_on<B: Backend>(&self, spec: &RunSpec, checked: CheckedModels, dev: B::Device, resolved: Resolved) -> anyhow::Result<Arc<dyn Pipeline>> {
         let ids = checked.ids();
-        let key = format!("{}/{}/{resolved}", ids.label_digest, ids.image_digest);
+        let precision = spec.pipeline.precision;
+        let key = format!("{}/{}/{resolved}/{precision}", ids.label_digest, ids.image_digest);
         // Held while loading, so concurrent job slots load a model once, not once each.
         let mut loaded_models = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         let existing = loaded_models.get(&key).cloned();
-        let models: Arc<Mutex<Models<B>>> = match existing.and_then(|a| a.downcast::<Mutex<Models<B>>>().ok()) {
+        let models: Arc<Models<B>> = match existing.and_then(|a| a.downcast::<Models<B>>().ok()) {
             Some(m) => m,
             None => {
                 let start = Instant::now();
                 let (label_uri, image_uri) = (checked.labels.uri.clone(), checked.images.uri.clone());
                 // The CUDA backend panics (rather than erring) when it cannot start.
-                let loaded = crate::backend::guard(resolved, || checked.load::<B>(&dev)).context("loading the models")?;
+                let loaded = crate::backend::guard(resolved, || checked.load::<B>(&dev, precision)).context("loading the models")?;
                 tracing::info!(
                     device = %resolved,
+                    %precision,
                     label_model = %label_uri, label_sha256 = %ids.label_digest,
                     image_model = %image_uri, image_sha256 = %ids.image_digest,
                     seconds = start.elapsed().as_secs_f64(),
                     "models loaded"
                 );
-                let m = Arc::new(Mutex::new(loaded));
+                let m = Arc::new(loaded);
                 loaded_models.insert(key, m.clone());
                 m
             }

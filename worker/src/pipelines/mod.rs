@@ -20,4 +20,4 @@ mod random;
 pub use ddpm_spade::{ddpm_spade_on, DdpmSpadePipeline, StageSeconds};
 pub use factory::Factory;
 pub use models::{fetch_models, CheckedModels};
-pub use random::random_ddpm_spade;
+pub use random::{random_ddpm_spade, RandomSettings};

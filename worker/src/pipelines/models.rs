@@ -2,11 +2,12 @@
 //! spec ([`fetch_models`] → [`CheckedModels`]), then loaded onto a device.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use burn::tensor::backend::Backend;
 use shared::artifact::{self, Artifact};
-use shared::spec::RunSpec;
+use shared::spec::{Precision, RunSpec};
 
 use crate::ddpm::{DdpmMeta, DdpmModel};
 use crate::spade::{SpadeMeta, SpadeModel};
@@ -35,10 +36,17 @@ pub async fn fetch_models(spec: &RunSpec, cache_dir: &Path) -> anyhow::Result<Ch
     Ok(CheckedModels { labels, label_meta, images, image_meta })
 }
 
-/// Both networks on one device.
+/// Both networks on one device, each behind its own lock: no lock spans two models, so
+/// while one job slot paints with SPADE another can sample with the DDPM.
 pub(super) struct Models<B: Backend> {
-    pub ddpm: DdpmModel<B>,
-    pub spade: SpadeModel<B>,
+    pub ddpm: Mutex<DdpmModel<B>>,
+    pub spade: Mutex<SpadeModel<B>>,
+}
+
+impl<B: Backend> Models<B> {
+    pub(super) fn new(ddpm: DdpmModel<B>, spade: SpadeModel<B>) -> Self {
+        Models { ddpm: Mutex::new(ddpm), spade: Mutex::new(spade) }
+    }
 }
 
 /// What a pipeline keeps of its models besides the networks: the label model's
@@ -55,10 +63,13 @@ impl CheckedModels {
         ModelIds { label_meta: self.label_meta.clone(), label_digest: self.labels.digest.clone(), image_digest: self.images.digest.clone() }
     }
 
-    /// Loads both networks onto `dev`. Consumes the fetched weights rather than copying
-    /// them: full-size weights are hundreds of MB.
-    pub(super) fn load<B: Backend>(self, dev: &B::Device) -> anyhow::Result<Models<B>> {
+    /// Loads both networks onto `dev`, in `precision`. Consumes the fetched weights rather
+    /// than copying them: full-size weights are hundreds of MB.
+    pub(super) fn load<B: Backend>(self, dev: &B::Device, precision: Precision) -> anyhow::Result<Models<B>> {
         let CheckedModels { labels, label_meta, images, image_meta } = self;
-        Ok(Models { ddpm: DdpmModel::from_parts(label_meta, labels.weights, &labels.uri, dev)?, spade: SpadeModel::from_parts(image_meta, images.weights, &images.uri, dev)? })
+        Ok(Models::new(
+            DdpmModel::from_parts(label_meta, labels.weights, &labels.uri, dev)?.with_precision(precision),
+            SpadeModel::from_parts(image_meta, images.weights, &images.uri, dev)?.for_inference(precision),
+        ))
     }
 }

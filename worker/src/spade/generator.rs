@@ -195,8 +195,11 @@ pub struct SpadeGenerator<B: Backend> {
 
 impl<B: Backend> SpadeGenerator<B> {
     /// `seg`: one-hot labels `[b, label_nc, size, size]`; `z`: `[b, z_dim]`.
-    /// Returns images `[b, 3, size, size]` in `[-1, 1]`.
+    /// Returns images `[b, 3, size, size]` in `[-1, 1]`, f32; computes in the weights'
+    /// dtype ([`crate::precision`]).
     pub fn forward(&self, seg: Tensor<B, 4>, z: Tensor<B, 2>) -> Tensor<B, 4> {
+        let dtype = self.conv_img.conv.weight.val().dtype();
+        let (seg, z) = (seg.cast(dtype), z.cast(dtype));
         let [b, k, h, w] = seg.dims();
         assert_eq!(k, self.label_nc, "SpadeGenerator: seg has {k} channels, the model {}", self.label_nc);
         let out = self.s0 << self.ups.len();
@@ -230,7 +233,20 @@ impl<B: Backend> SpadeGenerator<B> {
                 }
             }
         }
-        tanh(self.conv_img.forward(leaky_relu(x, LEAKY_SLOPE)))
+        crate::precision::f32(tanh(self.conv_img.forward(leaky_relu(x, LEAKY_SLOPE))))
+    }
+
+    /// For inference: spectral norm folded into every conv's weight once
+    /// ([`SnConv2d::fold`]) instead of estimated on every forward. Same outputs.
+    pub fn fold_spectral_norm(self) -> Self {
+        SpadeGenerator {
+            conv_in: self.conv_in.map(SnConv2d::fold),
+            head: self.head.fold(),
+            middle: self.middle.into_iter().map(SpadeResBlock::fold).collect(),
+            ups: self.ups.into_iter().map(SpadeResBlock::fold).collect(),
+            conv_img: self.conv_img.fold(),
+            ..self
+        }
     }
 
     /// Output side in pixels.
@@ -281,6 +297,22 @@ mod tests {
 
     fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
         a.data.iter().zip(&b.data).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>() / a.data.len() as f64
+    }
+
+    /// Folding spectral norm into the weights changes no output.
+    #[test]
+    fn spade_folded_spectral_norm_paints_the_same() {
+        let device = CpuDevice::default();
+        let cfg = SpadeGeneratorConfig::new(8, 16).with_ngf(2).with_n_up(2).with_spade_hidden(8).with_z_dim(16).with_spectral(true);
+        let g = cfg.init::<Cpu>(&device).map(&mut crate::ddpm::sampler::tests::Jitter);
+        assert!(g.head.conv_0.u.is_some(), "the test needs spectral norm on");
+        let (seg, z) = (one_hot::<Cpu>(&labels(16, 2), 8, &device), noise::<Cpu>(&[1, 2], 16, &device));
+        let want: Vec<f32> = g.forward(seg.clone(), z.clone()).into_data().to_vec().unwrap();
+        let folded = g.fold_spectral_norm();
+        assert!(folded.head.conv_0.u.is_none() && folded.ups.iter().all(|b| b.conv_1.u.is_none()));
+        let got: Vec<f32> = folded.forward(seg, z).into_data().to_vec().unwrap();
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "folded generator differs by {worst}");
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub fn save<B: Backend>(generator: &SpadeGenerator<B>, meta: &SpadeMeta, uri: &s
 }
 
 /// A trained SPADE generator and its metadata.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SpadeModel<B: Backend> {
     pub generator: SpadeGenerator<B>,
     pub meta: SpadeMeta,
@@ -187,6 +187,17 @@ impl SpadeMeta {
 }
 
 impl<B: Backend> SpadeModel<B> {
+    /// The model computing in precision `p` (weights cast once; see [`crate::precision`]).
+    pub fn with_precision(self, p: crate::precision::Precision) -> Self {
+        SpadeModel { generator: crate::precision::cast_module(self.generator, p), ..self }
+    }
+
+    /// Ready to paint: spectral norm folded into the weights (in f32), then cast to `p`.
+    /// Not for saving (the folded record has no power-iteration state).
+    pub fn for_inference(self, p: crate::precision::Precision) -> Self {
+        SpadeModel { generator: self.generator.fold_spectral_norm(), ..self }.with_precision(p)
+    }
+
     /// Image side in pixels.
     pub fn size(&self) -> u32 {
         self.meta.size

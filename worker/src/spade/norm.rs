@@ -75,14 +75,16 @@ impl<B: Backend> ParamFreeNorm<B> {
     }
 }
 
-/// Instance normalisation without affine parameters: `[b, c, h, w]` → same shape.
+/// Instance normalisation without affine parameters: `[b, c, h, w]` → same shape. The
+/// statistics in f32 whatever the precision ([`crate::precision`]).
 pub fn instance_norm<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, c, h, w] = x.dims();
-    let flat = x.reshape([b * c, h * w]);
+    let dtype = x.dtype();
+    let flat = crate::precision::f32(x).reshape([b * c, h * w]);
     let mean = flat.clone().mean_dim(1);
     let centered = flat.sub(mean);
     let var = centered.clone().square().mean_dim(1);
-    centered.div(var.add_scalar(NORM_EPS).sqrt()).reshape([b, c, h, w])
+    centered.div(var.add_scalar(NORM_EPS).sqrt()).reshape([b, c, h, w]).cast(dtype)
 }
 
 /// Configuration of a SPADE normalisation layer.
@@ -128,6 +130,11 @@ pub struct Spade<B: Backend> {
 }
 
 impl<B: Backend> Spade<B> {
+    /// Spectral norm folded into the convs' weights ([`SnConv2d::fold`]).
+    pub fn fold(self) -> Self {
+        Spade { shared: self.shared.fold(), gamma_beta: self.gamma_beta.fold(), ..self }
+    }
+
     /// `x`: `[b, norm_nc, h, w]`; `seg`: `[b, label_nc, h, w]`, the label map already
     /// nearest-resized to the feature size (the generator keeps one per resolution).
     /// Returns `[b, norm_nc, h, w]`.
@@ -139,7 +146,7 @@ impl<B: Backend> Spade<B> {
     /// ([`crate::fused`]), tensor ops elsewhere.
     pub fn forward_act(&self, x: Tensor<B, 4>, seg: Tensor<B, 4>, act: Act) -> Tensor<B, 4> {
         let gb = self.gamma_beta.forward(relu(self.shared.forward(seg)));
-        if fused::on_host::<B>() && x.dtype() == DType::F32 && gb.dtype() == DType::F32 {
+        if fused::on_host::<B>() && matches!(x.dtype(), DType::F32 | DType::BF16 | DType::F16) {
             self.modulate_fused(x, gb, act)
         } else {
             self.modulate_ops(x, gb, act)
@@ -147,10 +154,10 @@ impl<B: Backend> Spade<B> {
     }
 
     /// `act(norm(x)·(1 + γ) + β)` in one pass over host memory; `gb`: γβ,
-    /// `[b, 2·norm_nc, h, w]`. CPU inference backend, f32 only.
+    /// `[b, 2·norm_nc, h, w]`. CPU inference backend; computed in f32 whatever the dtype.
     fn modulate_fused(&self, x: Tensor<B, 4>, gb: Tensor<B, 4>, act: Act) -> Tensor<B, 4> {
-        let gbv = gb.into_data();
-        let running = self.norm.running.as_ref().map(|r| (r.mean.value().into_data(), r.var.value().into_data()));
+        let gbv = gb.into_data().convert::<f32>();
+        let running = self.norm.running.as_ref().map(|r| (r.mean.value().into_data().convert::<f32>(), r.var.value().into_data().convert::<f32>()));
         let stats = match &running {
             None => Stats::Groups(self.norm_nc),
             Some((m, v)) => Stats::Running { mean: m.as_slice().expect("f32 running mean"), var: v.as_slice().expect("f32 running variance") },
@@ -158,7 +165,7 @@ impl<B: Backend> Spade<B> {
         let op = NormAct { stats, eps: NORM_EPS, affine: Affine::Spade(gbv.as_slice().expect("f32 γβ")), act };
         match op.apply(x) {
             Ok(y) => y,
-            Err(_) => unreachable!("the caller checked: the CPU backend and f32"),
+            Err(_) => unreachable!("the caller checked: the CPU backend and a 16- or 32-bit float"),
         }
     }
 

@@ -58,6 +58,17 @@ pub struct SpadeResBlock<B: Backend> {
 }
 
 impl<B: Backend> SpadeResBlock<B> {
+    /// Spectral norm folded into every conv's weight ([`SnConv2d::fold`]).
+    pub fn fold(self) -> Self {
+        SpadeResBlock {
+            norm_0: self.norm_0.fold(),
+            conv_0: self.conv_0.fold(),
+            norm_1: self.norm_1.fold(),
+            conv_1: self.conv_1.fold(),
+            shortcut: self.shortcut.map(|s| Shortcut { norm: s.norm.fold(), conv: s.conv.fold() }),
+        }
+    }
+
     /// `x`: `[b, in, h, w]`; `seg`: `[b, label_nc, h, w]` → `[b, out, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>, seg: Tensor<B, 4>) -> Tensor<B, 4> {
         let x_s = match &self.shortcut {

@@ -84,9 +84,12 @@ impl<B: Backend> SnConv2d<B> {
 
     /// The weight the convolution uses: `W / σ` (or `W` without spectral norm). In a
     /// training forward (autodiff backend) this also advances the power iteration.
+    /// σ is estimated in f32 whatever the precision, and `W / σ` rounded once.
     pub fn weight(&self) -> Tensor<B, 4> {
         let w = self.conv.weight.val();
         let Some(u_state) = &self.u else { return w };
+        let dtype = w.dtype();
+        let w = crate::precision::f32(w);
         let [o, i, kh, kw] = w.dims();
         let w_mat = w.clone().reshape([o, i * kh * kw]);
         let device = w.device();
@@ -95,12 +98,24 @@ impl<B: Backend> SnConv2d<B> {
             u_state.update(u.clone());
             (u, v)
         } else {
-            let u = u_state.value();
+            let u = crate::precision::f32(u_state.value());
             let v = normalize(w_mat.clone().transpose().matmul(u.clone().reshape([o, 1])).reshape([i * kh * kw]));
             (u, v)
         };
         let sigma = sigma(w_mat, u, v);
-        w.div(sigma.reshape([1, 1, 1, 1]))
+        w.div(sigma.reshape([1, 1, 1, 1])).cast(dtype)
+    }
+
+    /// For inference: the weight replaced by `W / σ` (σ from the stored `u`, in f32) and
+    /// spectral norm switched off, so no forward estimates σ again. The record loses `u`:
+    /// a folded module is for running, not for saving.
+    pub fn fold(self) -> Self {
+        if self.u.is_none() {
+            return self;
+        }
+        let w = self.weight();
+        let conv = Conv2d { weight: burn::module::Param::from_tensor(w), ..self.conv };
+        SnConv2d { conv, u: None, ..self }
     }
 
     /// The current estimate of `‖W‖₂` (no update), for tests and logs.

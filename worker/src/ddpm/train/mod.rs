@@ -65,6 +65,11 @@ pub struct DdpmTrainConfig {
     pub preview_count: usize,
     /// Random horizontal and vertical flips of the training maps.
     pub flip: bool,
+    /// Precision of the forward and backward passes. The parameters, the optimizer and the
+    /// EMA stay f32 (master weights): each step casts the f32 network ([`crate::precision`])
+    /// and Burn's autodiff carries the gradients back through the cast to the f32
+    /// parameters. Not saved in the model: it changes how it was trained, not what it is.
+    pub precision: crate::precision::Precision,
 }
 
 /// Training label maps, all of one size.
@@ -304,7 +309,10 @@ pub fn train_split<B: AutodiffBackend>(
         let target = Tensor::<B, 4>::from_data(TensorData::new(batch.target, [b, channels, size, size]), device);
         let mask = Tensor::<B, 4>::from_data(TensorData::new(batch.mask, [b, 1, size, size]), device);
         let t = Tensor::<B, 1>::from_data(TensorData::new(batch.t, [b]), device);
-        let loss = cfg.objective.loss(model.forward(x, t), target, mask);
+        // f32: the model itself; half precision: a cast of it, differentiable back to the
+        // f32 parameters.
+        let compute = crate::precision::cast_module(model.clone(), cfg.precision);
+        let loss = cfg.objective.loss(compute.forward(x, t), target, mask);
         let loss_value: f32 = loss.clone().into_scalar().elem();
         if !loss_value.is_finite() {
             bail!("the loss became {loss_value} at step {}; try a lower --lr or --clip", step + 1);
@@ -382,6 +390,7 @@ mod tests {
             seed: 1,
             preview_count: 4,
             flip: true,
+            precision: crate::precision::Precision::F32,
         }
     }
 
@@ -399,6 +408,27 @@ mod tests {
 
     fn tv(a: &[f64], b: &[f64]) -> f64 {
         0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>()
+    }
+
+    /// Mixed precision: forward and backward in bf16, f32 master weights. The loss falls as
+    /// in f32 from the same start, and the trained parameters are f32.
+    #[test]
+    fn ddpm_mixed_precision_training_learns_with_f32_master_weights() {
+        let device = CpuDevice::default();
+        let data = data(32, 16);
+        let unet = UNetConfig::new(8, 8, vec![1, 2], 1, vec![8], 0.0, 16).with_groups(4);
+        let mut finals = Vec::new();
+        for precision in [crate::precision::Precision::F32, crate::precision::Precision::Bf16] {
+            let cfg = DdpmTrainConfig { objective: Objective::X0, precision, preview_count: 0, ..config(unet.clone(), Encoding::OneHot, 80) };
+            let out = train::<CpuTrain>(&cfg, &data, None, &device, &mut |_| {}).unwrap();
+            let first = out.losses[..10].iter().sum::<f32>() / 10.0;
+            let last = out.losses[70..].iter().sum::<f32>() / 10.0;
+            eprintln!("{precision}: loss {first:.4} → {last:.4}");
+            assert!(last < 0.8 * first, "{precision}: loss fell only from {first:.4} to {last:.4}");
+            assert_eq!(out.model.unet.conv_in.weight.val().dtype(), burn::tensor::DType::F32, "{precision}: master weights");
+            finals.push(last);
+        }
+        assert!((finals[1] - finals[0]).abs() < 0.15 * finals[0], "bf16 ended at {:.4}, f32 at {:.4}", finals[1], finals[0]);
     }
 
     #[test]

@@ -109,6 +109,7 @@ mod tests {
 
     fn tiny(encoding: Encoding, objective: Objective, k: usize) -> DdpmTrainConfig {
         DdpmTrainConfig {
+            precision: crate::precision::Precision::F32,
             unet: UNetConfig::new(encoding.channels(k), 8, vec![1, 2], 1, vec![], 0.1, 8).with_groups(4),
             encoding,
             objective,

@@ -49,7 +49,9 @@ impl<B: Backend> Attention<B> {
         let q = qkv.clone().narrow(1, 0, c).swap_dims(1, 2); // [B, N, C]
         let k = qkv.clone().narrow(1, c, c); // [B, C, N]
         let v = qkv.narrow(1, 2 * c, c).swap_dims(1, 2); // [B, N, C]
-        let weights = softmax(q.matmul(k) * (1.0 / (c as f64).sqrt()), 2); // [B, N, N]
+                                                         // The softmax in f32 whatever the precision ([`crate::precision`]).
+        let dtype = q.dtype();
+        let weights = softmax(crate::precision::f32(q.matmul(k) * (1.0 / (c as f64).sqrt())), 2).cast(dtype); // [B, N, N]
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, c, h, w]);
         x + self.proj.forward(out)
     }

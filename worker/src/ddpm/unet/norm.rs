@@ -20,7 +20,7 @@ pub fn group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>, act: bool) -
     if !fused::on_host::<B>() {
         return group_norm_ops(norm, x, act);
     }
-    let values = |p: &burn::module::Param<Tensor<B, 1>>| p.val().into_data().to_vec::<f32>().ok();
+    let values = |p: &burn::module::Param<Tensor<B, 1>>| p.val().into_data().convert::<f32>().to_vec::<f32>().ok();
     let (gamma, beta) = (norm.gamma.as_ref().and_then(values), norm.beta.as_ref().and_then(values));
     let affine = Affine::Channel { gamma: gamma.as_deref(), beta: beta.as_deref() };
     match (NormAct { stats: Stats::Groups(g), eps: norm.epsilon, affine, act }).apply(x) {
@@ -29,12 +29,14 @@ pub fn group_norm<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>, act: bool) -
     }
 }
 
-/// [`group_norm`] with tensor ops (any backend, autodiff included).
+/// [`group_norm`] with tensor ops (any backend, autodiff included). Statistics, scale and
+/// shift in f32 whatever the precision; the full-size multiply-add in `x`'s dtype.
 fn group_norm_ops<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>, act: Act) -> Tensor<B, 4> {
     let [b, c, h, w] = x.dims();
     let g = norm.num_groups;
     let per = c / g;
-    let xg = x.clone().reshape([b, g, per * h * w]);
+    let dtype = x.dtype();
+    let xg = crate::precision::f32(x.clone()).reshape([b, g, per * h * w]);
     let mean = xg.clone().mean_dim(2); // [B, G, 1]
     let mean_sq = xg.square().mean_dim(2);
     let var = (mean_sq - mean.clone().square()).clamp_min(0.0);
@@ -43,13 +45,13 @@ fn group_norm_ops<B: Backend>(norm: &GroupNorm<B>, x: Tensor<B, 4>, act: Act) ->
     let to_channels = |t: Tensor<B, 3>| t.expand([b, g, per]).reshape([b, c]);
     let (mut scale, mean_c) = (to_channels(inv), to_channels(mean));
     if let Some(gamma) = &norm.gamma {
-        scale = scale * gamma.val().reshape([1, c]);
+        scale = scale * crate::precision::f32(gamma.val()).reshape([1, c]);
     }
     let mut shift = -(mean_c * scale.clone());
     if let Some(beta) = &norm.beta {
-        shift = shift + beta.val().reshape([1, c]);
+        shift = shift + crate::precision::f32(beta.val()).reshape([1, c]);
     }
-    act.apply(x * scale.reshape([b, c, 1, 1]) + shift.reshape([b, c, 1, 1]))
+    act.apply(x * scale.cast(dtype).reshape([b, c, 1, 1]) + shift.cast(dtype).reshape([b, c, 1, 1]))
 }
 
 #[cfg(test)]

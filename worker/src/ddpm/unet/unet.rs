@@ -204,9 +204,12 @@ pub struct UNet<B: Backend> {
 impl<B: Backend> UNet<B> {
     /// `x`: `[B, C, S, S]` noisy input, `t`: `[B]` timesteps (0-based, as floats) →
     /// predicted noise `[B, C, S, S]`.
+    ///
+    /// Computes in the weights' dtype ([`crate::precision`]); returns f32.
     pub fn forward(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Tensor<B, 4> {
+        let dtype = crate::precision::model_dtype(&self.conv_in.weight);
         let temb = self.time.forward(t);
-        let mut h = self.conv_in.forward(x);
+        let mut h = self.conv_in.forward(x.cast(dtype));
         let mut skips = vec![h.clone()];
         for level in &self.down {
             for (i, block) in level.blocks.iter().enumerate() {
@@ -236,7 +239,7 @@ impl<B: Backend> UNet<B> {
                 h = up.forward(h);
             }
         }
-        self.conv_out.forward(group_norm(&self.norm_out, h, true))
+        crate::precision::f32(self.conv_out.forward(group_norm(&self.norm_out, h, true)))
     }
 }
 
