@@ -130,13 +130,15 @@ pub struct PipelineSection {
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
     /// Where the models run: `auto` (CUDA when a driver is present, else CPU), `cpu`,
-    /// `cuda` or `cuda:N`. A worker's `--device` overrides it.
+    /// `cuda`, `cuda:N` or `cuda:all` (every GPU, one pipeline each). A worker's
+    /// `--device` overrides it.
     #[serde(default, skip_serializing_if = "DeviceChoice::is_auto")]
     pub device: DeviceChoice,
     /// Float precision of the models' forward passes: `f32` (default), `bf16` or `f16`.
     /// Weights are cast once at load; norm statistics and attention's softmax stay in f32,
-    /// the sampler's state too, and classes are still decided by argmax. A worker's
-    /// `--precision` overrides it.
+    /// the sampler's state too, and classes are still decided by argmax. Part of the run:
+    /// every worker of a run uses it (`--precision` exists only on the standalone model
+    /// commands).
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
     /// Settings of the `procedural` pipeline.
@@ -400,6 +402,9 @@ pub enum DeviceChoice {
     Cpu,
     /// CUDA device N.
     Cuda(usize),
+    /// Every GPU of the machine, one pipeline each, in one worker process (runs only:
+    /// `worker run`, `serve`, `run-shard`; a standalone model command takes one device).
+    CudaAll,
 }
 
 impl DeviceChoice {
@@ -415,9 +420,10 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda(0)),
+            "cuda:all" => Ok(DeviceChoice::CudaAll),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
-                _ => Err(format!("expected auto, cpu, cuda or cuda:N (N a device index), found {s:?}")),
+                _ => Err(format!("expected auto, cpu, cuda, cuda:N (N a device index) or cuda:all, found {s:?}")),
             },
         }
     }
@@ -442,6 +448,7 @@ impl std::fmt::Display for DeviceChoice {
             DeviceChoice::Auto => f.write_str("auto"),
             DeviceChoice::Cpu => f.write_str("cpu"),
             DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceChoice::CudaAll => f.write_str("cuda:all"),
         }
     }
 }
@@ -878,7 +885,9 @@ model = "s3://bucket/models/spade"
 
     #[test]
     fn device_choices_parse_and_print() {
-        for (text, d) in [("auto", DeviceChoice::Auto), ("cpu", DeviceChoice::Cpu), ("cuda", DeviceChoice::Cuda(0)), ("cuda:3", DeviceChoice::Cuda(3))] {
+        for (text, d) in
+            [("auto", DeviceChoice::Auto), ("cpu", DeviceChoice::Cpu), ("cuda", DeviceChoice::Cuda(0)), ("cuda:3", DeviceChoice::Cuda(3)), ("cuda:all", DeviceChoice::CudaAll)]
+        {
             assert_eq!(text.parse::<DeviceChoice>().unwrap(), d);
             assert_eq!(d.to_string().parse::<DeviceChoice>().unwrap(), d);
         }

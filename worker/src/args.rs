@@ -12,7 +12,9 @@ use shared::ClassTable;
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct DeviceArg {
     /// Where the models run: auto (CUDA when an NVIDIA driver is present in a CUDA build,
-    /// else the CPU with a warning), cpu, cuda or cuda:N.
+    /// else the CPU with a warning), cpu, cuda or cuda:N; for runs (run, serve, run-shard)
+    /// also cuda:all: one pipeline per GPU in this process, give --concurrency at least
+    /// the number of GPUs.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE", default_value = "auto")]
     pub device: DeviceChoice,
 }

@@ -271,7 +271,11 @@ impl OnBackend for PipelineBench {
             let (unet_macs, spade_macs) = pipe.macs();
             let gflop = (2.0 * unet_macs as f64 / 1e9, 2.0 * spade_macs as f64 / 1e9);
             let run_count = spec_base.as_ref().map_or(1_000_000, |s| s.run.count);
+            let spec_batches =
+                spec_base.as_ref().map_or((None, None), |s| (s.pipeline.labels.as_ref().and_then(|l| l.batch_size), s.pipeline.images.as_ref().and_then(|i| i.batch_size)));
             for &batch in &self.batch_sizes {
+                // Model batches: --label-batch / --image-batch, else the spec's, else the row's.
+                let pipe = pipe.with_batches(self.label_batch.or(spec_batches.0).unwrap_or(batch), self.image_batch.or(spec_batches.1).unwrap_or(batch));
                 let mut row = Row {
                     what: what.clone(),
                     precision,

@@ -1,4 +1,5 @@
-//! Device selection: `--device auto|cpu|cuda[:N]` (and `pipeline.device` in a run spec).
+//! Device selection: `--device auto|cpu|cuda[:N]|cuda:all` (and `pipeline.device` in a
+//! run spec); `cuda:all` ([`resolve_all`]) is every GPU, for runs.
 //!
 //! The CUDA backend loads `libcuda.so` at run time and panics when it cannot; this module
 //! looks for the NVIDIA driver first (no unsafe, no loading) so a missing driver is an
@@ -85,6 +86,7 @@ pub fn resolve(choice: DeviceChoice, probe: &DriverProbe) -> anyhow::Result<Reso
             }
             Ok(Resolved::Cuda(n))
         }
+        DeviceChoice::CudaAll => anyhow::bail!("device cuda:all runs one pipeline per GPU and is for runs (worker run, serve, run-shard); this command takes one device: cuda:N"),
         DeviceChoice::Auto => {
             if !cuda_build {
                 tracing::warn!("device auto: this worker was built without CUDA; running the models on the CPU (slow for real model sizes)");
@@ -99,6 +101,22 @@ pub fn resolve(choice: DeviceChoice, probe: &DriverProbe) -> anyhow::Result<Reso
             }
         }
     }
+}
+
+/// The devices a run's pipelines use: every GPU for `cuda:all` (an error naming what is
+/// missing when there is none), else the one device [`resolve`] gives.
+pub fn resolve_all(choice: DeviceChoice, probe: &DriverProbe) -> anyhow::Result<Vec<Resolved>> {
+    if choice != DeviceChoice::CudaAll {
+        return Ok(vec![resolve(choice, probe)?]);
+    }
+    if !cfg!(feature = "cuda") {
+        anyhow::bail!("device cuda:all: this worker was built without CUDA support (rebuild with `--features cuda`), or use --device cpu");
+    }
+    probe.usable().map_err(|e| anyhow::anyhow!("device cuda:all: {e}"))?;
+    if probe.gpus == 0 {
+        anyhow::bail!("device cuda:all: the NVIDIA driver lists no GPU under /proc/driver/nvidia/gpus");
+    }
+    Ok((0..probe.gpus).map(Resolved::Cuda).collect())
 }
 
 #[cfg(test)]
@@ -164,6 +182,22 @@ mod tests {
         } else {
             assert_eq!(resolve(DeviceChoice::Auto, &one).unwrap(), Resolved::Cpu);
             assert!(resolve(DeviceChoice::Cuda(0), &one).is_err());
+        }
+    }
+
+    #[test]
+    fn cuda_all_is_every_gpu_for_runs_only() {
+        let (p, l) = fake(true, 3, true);
+        let three = DriverProbe::detect_in(&p, &l);
+        let (p, l) = fake(true, 0, true);
+        let none = DriverProbe::detect_in(&p, &l);
+        assert!(resolve(DeviceChoice::CudaAll, &three).unwrap_err().to_string().contains("cuda:N"));
+        assert_eq!(resolve_all(DeviceChoice::Cpu, &three).unwrap(), vec![Resolved::Cpu]);
+        if cfg!(feature = "cuda") {
+            assert_eq!(resolve_all(DeviceChoice::CudaAll, &three).unwrap(), vec![Resolved::Cuda(0), Resolved::Cuda(1), Resolved::Cuda(2)]);
+            assert!(resolve_all(DeviceChoice::CudaAll, &none).unwrap_err().to_string().contains("lists no GPU"));
+        } else {
+            assert!(resolve_all(DeviceChoice::CudaAll, &three).unwrap_err().to_string().contains("without CUDA support"));
         }
     }
 }

@@ -95,7 +95,7 @@ mod tests {
         for p in [Precision::Bf16, Precision::F16] {
             let m = ddpm.clone().with_precision(p).sample(&seeds, &sampler);
             let agree = label_agreement(&maps, &m);
-            let im = spade.clone().with_precision(p).synthesize(&maps, &seeds);
+            let im = spade.clone().for_inference(p).synthesize(&maps, &seeds);
             let mae = image_mae(&images, &im);
             eprintln!("{p}: label agreement {agree:.5}, image MAE {mae:.3}/255");
             assert!(agree >= 0.995, "{p}: label maps agree with f32 on {agree:.4} of pixels (want ≥ 0.995)");
@@ -135,14 +135,39 @@ mod tests {
             let rel = rms(half.unet.forward(x.clone(), t.clone()) - eps.clone()) / rms(eps.clone());
             let m = half.sample(&seeds, &sampler);
             let agree = label_agreement(&maps, &m);
-            let im = cast_module(spade.clone(), p).synthesize(&big, &seeds);
+            let im = cast_module(spade.clone().fold_spectral_norm(), p).synthesize(&big, &seeds);
             let mae = image_mae(&images, &im);
             eprintln!("{p}: UNet output relative RMS error {rel:.5}, label agreement {agree:.5}, image MAE {mae:.3}/255");
             // A random network's argmax margins are near-ties, so its maps say little (0.986
             // to 0.993 for bf16 in trials); the network's own output error is the measure.
             let bound = if p == Precision::Bf16 { 0.04 } else { 0.01 };
-            assert!(rel <= bound, "{p}: UNet output differs from f32 by {rel:.4} relative RMS (want ≤ {bound})");
+            assert!(rel <= bound && rel > 0.0, "{p}: UNet output differs from f32 by {rel:.4} relative RMS (want ≤ {bound}, and not 0)");
             assert!(mae <= 2.0, "{p}: images differ from f32 by {mae:.3}/255 on average (want ≤ 2)");
         }
+    }
+
+    /// The tensor-op path GPUs take (the CPU inference backend fuses norms instead), on
+    /// the autodiff CPU backend: SPADE (instance norm) in bf16 against f32; and batch
+    /// norm's inference branch (running statistics), which is tensor ops on any backend.
+    #[test]
+    fn half_precision_spade_through_the_tensor_ops() {
+        use crate::backend::CpuTrain;
+        use crate::spade::{NormKind, SpadeGeneratorConfig, SpadeInput};
+        let device = CpuDevice::default();
+        let maps: Vec<shared::LabelMap> = (0..2).map(|i| shared::procedural::sample(4, i, 32, &shared::procedural::ClassShares::default()).1).collect();
+        let g = SpadeGeneratorConfig::new(8, 32).with_ngf(4).with_n_up(3).with_spade_hidden(16).with_z_dim(8).with_input(SpadeInput::Label);
+        let g = g.init::<CpuTrain>(&device).map(&mut crate::ddpm::sampler::tests::Jitter).fold_spectral_norm();
+        let want = g.synthesize(&maps, &[1, 2]);
+        let got = cast_module(g, Precision::Bf16).synthesize(&maps, &[1, 2]);
+        let mae = image_mae(&want, &got);
+        assert!(mae <= 2.0 && mae > 0.0, "bf16 differs from f32 by {mae:.3}/255 (want ≤ 2, and not 0)");
+
+        let norm = crate::spade::ParamFreeNorm::<Cpu>::new(NormKind::Batch, 6, &device).map(&mut crate::ddpm::sampler::tests::Jitter);
+        let x = Tensor::<Cpu, 4>::random([2, 6, 5, 5], burn::tensor::Distribution::Normal(0.5, 2.0), &device);
+        let want = norm.forward(x.clone());
+        let got = f32(cast_module(norm, Precision::Bf16).forward(x.cast(FloatDType::BF16)));
+        let rms = |v: Tensor<Cpu, 4>| v.square().mean().sqrt().into_scalar();
+        let rel = rms(got - want.clone()) / rms(want);
+        assert!(rel < 0.01, "batch norm's running-statistics branch in bf16: relative RMS error {rel}");
     }
 }

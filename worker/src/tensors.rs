@@ -8,7 +8,7 @@
 //! come back as `u8` HWC (4× less than f32).
 
 use burn::prelude::*;
-use burn::tensor::{IntDType, TensorData};
+use burn::tensor::{DType, IntDType, TensorData};
 use shared::{LabelMap, RgbImage};
 
 /// One-hot label tensor `[b, k, h, w]` (1.0 on the pixel's class, 0.0 elsewhere; pixels
@@ -25,7 +25,9 @@ pub fn one_hot<B: Backend>(labels: &[LabelMap], k: usize, device: &B::Device) ->
         assert!(m.width as usize == w && m.height as usize == h, "one_hot: label map {i} is {}x{}, the first is {w}x{h}", m.width, m.height);
         data.extend_from_slice(&m.data);
     }
-    let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(data, [labels.len(), h, w]), device).cast(IntDType::I32).unsqueeze_dim::<4>(1);
+    // Uploaded as u8 (the dtype given explicitly: `from_data` alone converts to the
+    // backend's default int type on the host), widened on the device.
+    let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(data, [labels.len(), h, w]), (device, DType::U8)).cast(IntDType::I32).unsqueeze_dim::<4>(1);
     let classes = Tensor::<B, 1, Int>::arange(0..k as i64, device).cast(IntDType::I32).reshape([1, k, 1, 1]);
     idx.equal(classes).float().cast(burn::tensor::FloatDType::F32)
 }
@@ -67,8 +69,8 @@ pub fn images_to_tensor<B: Backend>(images: &[RgbImage], device: &B::Device) -> 
 pub fn tensor_to_images<B: Backend>(t: Tensor<B, 4>) -> Vec<RgbImage> {
     let [_, c, h, w] = t.dims();
     assert_eq!(c, 3, "tensor_to_images: expected 3 channels, got {c}");
-    // (v + 1)·127.5 is an f32 in [0, 255] whose ulp divides 0.5, so floor(x + 0.5) is
-    // exactly f32::round(x).
+    // floor(x + 0.5) with x = (v + 1)·127.5 in [0, 255] is f32::round(x) except within
+    // an ulp below a half (x + 0.5 rounds up there): at most 1 in a byte, on a knife edge.
     let bytes = crate::precision::f32(t).clamp(-1.0, 1.0).add_scalar(1.0).mul_scalar(127.5).add_scalar(0.5).floor().permute([0, 2, 3, 1]).cast(IntDType::U8);
     let data = bytes.into_data().convert::<u8>().into_vec::<u8>().expect("u8 image data");
     data.chunks(h * w * 3).map(|px| RgbImage { width: w as u32, height: h as u32, data: px.to_vec() }).collect()

@@ -75,6 +75,11 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         DdpmSpadePipeline { pad, ..self }
     }
 
+    /// The same pipeline (same loaded models) with other model batch sizes.
+    pub fn with_batches(&self, label_batch: usize, image_batch: usize) -> Self {
+        DdpmSpadePipeline { models: self.models.clone(), extra: self.extra.clone(), label_batch: label_batch.max(1), image_batch: image_batch.max(1), ..*self }
+    }
+
     /// Denoising steps per label map (network evaluations per sample).
     pub fn steps(&self) -> usize {
         self.steps
@@ -96,24 +101,30 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         let shape = |batch: usize, n: usize| if self.pad { batch } else { n };
         let (mut cleaned, mut sample, mut cleanup) = (Vec::with_capacity(seeds.len()), Duration::ZERO, Duration::ZERO);
         for chunk in seeds.chunks(self.label_batch) {
+            // Each model's lock is held only for its own forward passes (and the wait for
+            // it is not counted as the stage's time).
+            let ddpm = self.models.ddpm.lock().unwrap_or_else(|p| p.into_inner());
             let t0 = Instant::now();
-            // Each model's lock is held only for its own forward passes.
-            let raw = self.labels.sample(&self.models.ddpm.lock().unwrap_or_else(|p| p.into_inner()), chunk, shape(self.label_batch, chunk.len()));
+            let raw = self.labels.sample(&ddpm, chunk, shape(self.label_batch, chunk.len()));
             sample += t0.elapsed();
+            drop(ddpm);
             let (c, t) = self.labels.clean(&raw);
             cleaned.extend(c);
             cleanup += t;
         }
         let maps: Vec<LabelMap> = cleaned.iter().map(|(m, _)| m.clone()).collect();
-        let t2 = Instant::now();
+        let mut synthesize = Duration::ZERO;
         let mut images = Vec::with_capacity(maps.len());
         for (m, s) in maps.chunks(self.image_batch).zip(image_seeds.chunks(self.image_batch)) {
             let n = shape(self.image_batch, m.len());
-            let mut out = self.models.spade.lock().unwrap_or_else(|p| p.into_inner()).synthesize(&pad(m, n), &pad(s, n));
+            let spade = self.models.spade.lock().unwrap_or_else(|p| p.into_inner());
+            let t2 = Instant::now();
+            let mut out = spade.synthesize(&pad(m, n), &pad(s, n));
+            synthesize += t2.elapsed();
+            drop(spade);
             out.truncate(m.len());
             images.extend(out);
         }
-        let synthesize = t2.elapsed();
         let samples = indices
             .iter()
             .zip(seeds)

@@ -41,7 +41,23 @@ impl Factory {
     fn build_ddpm_spade(&self, spec: &RunSpec) -> anyhow::Result<Arc<dyn Pipeline>> {
         let checked = crate::sync_store::block_on(fetch_models(spec, &self.cache_dir))?;
         let choice = self.device.unwrap_or(spec.pipeline.device);
-        crate::backend::dispatch(choice, BuildOn { factory: self, spec, checked })
+        let devices = crate::device::resolve_all(choice, &crate::device::DriverProbe::detect())?;
+        if devices.len() == 1 {
+            return crate::backend::dispatch(choice, BuildOn { factory: self, spec, checked });
+        }
+        // cuda:all: one pipeline per GPU (models loaded on each), one process.
+        let pipes = devices
+            .iter()
+            .map(|d| {
+                let one = match d {
+                    Resolved::Cuda(n) => DeviceChoice::Cuda(*n),
+                    Resolved::Cpu => DeviceChoice::Cpu,
+                };
+                crate::backend::dispatch(one, BuildOn { factory: self, spec, checked: checked.clone() })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        tracing::info!(devices = pipes.len(), "ddpm-spade pipeline on every GPU");
+        Ok(Arc::new(super::Spread::new(pipes)))
     }
 }
 

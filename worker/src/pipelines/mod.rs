@@ -11,13 +11,17 @@
 //!   [`StageSeconds`]) and [`ddpm_spade_on`], which builds one on a given backend.
 //! - `random.rs` — [`random_ddpm_spade`]: the pipeline over randomly initialised
 //!   full-size models, for benchmarks.
+//! - `spread.rs` — [`Spread`]: one run's pipelines on every GPU (`--device cuda:all`),
+//!   each batch to the least busy.
 
 mod ddpm_spade;
 mod factory;
 mod models;
 mod random;
+mod spread;
 
 pub use ddpm_spade::{ddpm_spade_on, DdpmSpadePipeline, StageSeconds};
 pub use factory::Factory;
 pub use models::{fetch_models, CheckedModels};
 pub use random::{random_ddpm_spade, RandomSettings};
+pub use spread::Spread;

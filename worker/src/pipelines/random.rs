@@ -19,8 +19,8 @@ pub struct RandomSettings {
     /// DDIM with that many steps; `None`: DDPM over all 1000 timesteps.
     pub ddim_steps: Option<usize>,
     pub precision: Precision,
-    /// `pipeline.labels.batch_size` and `pipeline.images.batch_size` (default: the
-    /// samples handed to each `generate`).
+    /// `pipeline.labels.batch_size` and `pipeline.images.batch_size` (default:
+    /// `pipeline.batch_size`, 8; `bench pipeline` sets them per row).
     pub label_batch: Option<usize>,
     pub image_batch: Option<usize>,
 }

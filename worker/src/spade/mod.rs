@@ -36,7 +36,7 @@ pub mod vgg;
 pub use discriminator::{PatchDiscriminator, SpadeDiscriminator, SpadeDiscriminatorConfig};
 pub use generator::{default_n_up, SpadeGenerator, SpadeGeneratorConfig, SpadeInput};
 pub use model::{save, Losses, SpadeMeta, SpadeModel, SpadeTrainSettings, FORMAT_VERSION, META_FILE, WEIGHTS_FILE};
-pub use norm::{NormKind, Spade, SpadeConfig};
+pub use norm::{NormKind, ParamFreeNorm, Spade, SpadeConfig};
 pub use res_block::{SpadeResBlock, SpadeResBlockConfig};
 pub use spectral::{SnConv2d, SnConv2dConfig};
 pub use train::{fit, preview, Progress, SpadeFitOptions, SpadeTrainer, StepLosses, CHECKPOINT_DIR, PREFETCH_BATCHES};

@@ -66,9 +66,12 @@ impl<B: Backend> ParamFreeNorm<B> {
                     var.update(new_var.detach());
                     centered.div(v.add_scalar(NORM_EPS).sqrt()).reshape([c, b, h, w]).swap_dims(0, 1)
                 } else {
-                    let m = mean.value().reshape([1, c, 1, 1]);
-                    let s = var.value().add_scalar(NORM_EPS).sqrt().reshape([1, c, 1, 1]);
-                    x.sub(m).div(s)
+                    // In f32 whatever the precision, rounded back once.
+                    use crate::precision::f32;
+                    let dtype = x.dtype();
+                    let m = f32(mean.value()).reshape([1, c, 1, 1]);
+                    let s = f32(var.value()).add_scalar(NORM_EPS).sqrt().reshape([1, c, 1, 1]);
+                    f32(x).sub(m).div(s).cast(dtype)
                 }
             }
         }

@@ -113,7 +113,8 @@ impl<B: Backend> SnConv2d<B> {
         if self.u.is_none() {
             return self;
         }
-        let w = self.weight();
+        // Detached: a folded weight is a leaf (on an autodiff backend too).
+        let w = self.weight().detach();
         let conv = Conv2d { weight: burn::module::Param::from_tensor(w), ..self.conv };
         SnConv2d { conv, u: None, ..self }
     }

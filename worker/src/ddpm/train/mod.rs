@@ -417,7 +417,7 @@ mod tests {
         let device = CpuDevice::default();
         let data = data(32, 16);
         let unet = UNetConfig::new(8, 8, vec![1, 2], 1, vec![8], 0.0, 16).with_groups(4);
-        let mut finals = Vec::new();
+        let (mut finals, mut runs) = (Vec::new(), Vec::new());
         for precision in [crate::precision::Precision::F32, crate::precision::Precision::Bf16] {
             let cfg = DdpmTrainConfig { objective: Objective::X0, precision, preview_count: 0, ..config(unet.clone(), Encoding::OneHot, 80) };
             let out = train::<CpuTrain>(&cfg, &data, None, &device, &mut |_| {}).unwrap();
@@ -425,9 +425,13 @@ mod tests {
             let last = out.losses[70..].iter().sum::<f32>() / 10.0;
             eprintln!("{precision}: loss {first:.4} → {last:.4}");
             assert!(last < 0.8 * first, "{precision}: loss fell only from {first:.4} to {last:.4}");
+            // The EMA follows the master weights: f32 throughout.
             assert_eq!(out.model.unet.conv_in.weight.val().dtype(), burn::tensor::DType::F32, "{precision}: master weights");
             finals.push(last);
+            runs.push(out.losses);
         }
+        // (The first loss is ln 8 in both: the output layer starts at zero.)
+        assert_ne!(runs[0], runs[1], "the bf16 run computed exactly what f32 did: the cast did nothing");
         assert!((finals[1] - finals[0]).abs() < 0.15 * finals[0], "bf16 ended at {:.4}, f32 at {:.4}", finals[1], finals[0]);
     }
 

@@ -1,0 +1,96 @@
+//! [`Spread`]: one run's pipelines on several devices (one per GPU, `--device cuda:all`)
+//! behind one [`Pipeline`]. Each batch goes to the device with the fewest batches in hand,
+//! so a worker's job slots (`--concurrency`) spread over its GPUs; the model cache, the
+//! queue connection and the process are shared. A sample depends only on its seed, so
+//! which device makes it does not change it (beyond float rounding between devices).
+
+use std::sync::{Arc, Mutex};
+
+use shared::job::{Pipeline, Sample};
+
+/// Pipelines of one run, one per device, used least-busy first.
+pub struct Spread {
+    pipes: Vec<Arc<dyn Pipeline>>,
+    busy: Mutex<Vec<usize>>,
+}
+
+impl Spread {
+    /// # Panics
+    /// If `pipes` is empty.
+    pub fn new(pipes: Vec<Arc<dyn Pipeline>>) -> Self {
+        assert!(!pipes.is_empty(), "Spread needs at least one pipeline");
+        let busy = Mutex::new(vec![0; pipes.len()]);
+        Spread { pipes, busy }
+    }
+
+    /// Takes the least busy device (the lowest index on ties) and counts it busy.
+    fn take(&self) -> usize {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let i = (0..busy.len()).min_by_key(|&i| busy[i]).expect("at least one device");
+        busy[i] += 1;
+        i
+    }
+}
+
+/// Counts a device free again when its batch ends, panics included.
+struct Release<'a>(&'a Spread, usize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.busy.lock().unwrap_or_else(|p| p.into_inner())[self.1] -= 1;
+    }
+}
+
+impl Pipeline for Spread {
+    fn generate(&self, indices: &[u64]) -> shared::Result<Vec<Sample>> {
+        let i = self.take();
+        let _release = Release(self, i);
+        self.pipes[i].generate(indices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    /// Records which device ran, and holds each batch until every slot has one in hand.
+    struct Device {
+        id: usize,
+        ran: Arc<Mutex<Vec<usize>>>,
+        barrier: Arc<Barrier>,
+    }
+
+    impl Pipeline for Device {
+        fn generate(&self, indices: &[u64]) -> shared::Result<Vec<Sample>> {
+            self.ran.lock().unwrap().push(self.id);
+            self.barrier.wait();
+            Ok(indices
+                .iter()
+                .map(|&i| Sample { index: i, seed: i, image: shared::RgbImage::new(1, 1), label: shared::LabelMap::new(1, 1, 0), extra: Default::default() })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn concurrent_batches_go_to_different_devices() {
+        let (ran, barrier) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Barrier::new(3)));
+        let pipes: Vec<Arc<dyn Pipeline>> = (0..3).map(|id| Arc::new(Device { id, ran: ran.clone(), barrier: barrier.clone() }) as Arc<dyn Pipeline>).collect();
+        let spread = Arc::new(Spread::new(pipes));
+        // Three slots at once: each device gets one (a device given two would deadlock the
+        // barrier, which needs three batches in hand).
+        let slots: Vec<_> = (0..3u64)
+            .map(|s| {
+                let spread = spread.clone();
+                std::thread::spawn(move || spread.generate(&[s * 10, s * 10 + 1]).unwrap())
+            })
+            .collect();
+        for (s, h) in slots.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap().iter().map(|x| x.index).collect::<Vec<_>>(), vec![s as u64 * 10, s as u64 * 10 + 1]);
+        }
+        let mut ran = ran.lock().unwrap().clone();
+        ran.sort();
+        assert_eq!(ran, vec![0, 1, 2]);
+        assert_eq!(*spread.busy.lock().unwrap(), vec![0, 0, 0], "every device counted free again");
+    }
+}
