@@ -34,6 +34,10 @@ impl<B: Backend> ModuleMapper<B> for CastTo {
 }
 
 /// `module` with its weights in precision `p` (unchanged for f32 weights and `F32`).
+///
+/// Burn's `RunningState`s (spectral norm's `u`, batch norm's statistics) are shared
+/// between a module and its clones and cast in place: casting a clone casts them in the
+/// original too. Cast a module that is not kept in f32 beside it (the UNet has none).
 pub fn cast_module<B: Backend, M: Module<B>>(module: M, p: Precision) -> M {
     module.map(&mut CastTo(float_dtype(p)))
 }
