@@ -40,6 +40,8 @@ pub struct DdpmSpadePipeline<B: Backend> {
     /// Pad short batches to the full batch shape: on by default where kernels are
     /// compiled per shape (CUDA), off on the CPU, where padding is only extra work.
     pad: bool,
+    /// The run's shard size: no call is longer, so padding never goes beyond it.
+    shard_size: usize,
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -67,7 +69,17 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         // Cleanup sizes are in output pixels: the stage converts them to the label size.
         let labels = LabelStage::new(label_meta, sampler, ls.upscale, spec.pipeline.image_size, cs.open_radius_px, cs.min_island_px).context("pipeline.labels")?;
         let (label_batch, image_batch) = (spec.pipeline.label_batch(), spec.pipeline.image_batch());
-        Ok(DdpmSpadePipeline { models, run_seed: spec.run.seed, labels, steps, label_batch, image_batch, pad: !crate::fused::on_host::<B>(), extra })
+        Ok(DdpmSpadePipeline {
+            models,
+            run_seed: spec.run.seed,
+            labels,
+            steps,
+            label_batch,
+            image_batch,
+            pad: !crate::fused::on_host::<B>(),
+            shard_size: spec.run.shard_size as usize,
+            extra,
+        })
     }
 
     /// Pads (or not) short batches to the batch shape; see the field.
@@ -98,7 +110,9 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     pub fn generate_timed(&self, indices: &[u64]) -> (Vec<Sample>, StageSeconds) {
         let seeds: Vec<u64> = indices.iter().map(|&i| sample_seed(self.run_seed, i)).collect();
         let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
-        let shape = |batch: usize, n: usize| if self.pad { batch } else { n };
+        // The batch shape: the model batch, or the shard size when shards are smaller (no
+        // call is longer than a shard, so padding past it would be work for nothing).
+        let shape = |batch: usize, n: usize| if self.pad { batch.min(self.shard_size).max(n) } else { n };
         let (mut cleaned, mut sample, mut cleanup) = (Vec::with_capacity(seeds.len()), Duration::ZERO, Duration::ZERO);
         for chunk in seeds.chunks(self.label_batch) {
             // Each model's lock is held only for its own forward passes (and the wait for
