@@ -42,6 +42,30 @@ pub fn cast_module<B: Backend, M: Module<B>>(module: M, p: Precision) -> M {
     module.map(&mut CastTo(float_dtype(p)))
 }
 
+/// Casts the trainable parameters only (those that require a gradient); running states
+/// and frozen tensors are left as they are.
+struct CastTrainable(FloatDType);
+
+impl<B: Backend> ModuleMapper<B> for CastTrainable {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, t, mapper) = param.consume();
+        let t = if t.is_require_grad() { t.cast(self.0) } else { t };
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// For a mixed-precision training step: `module`'s trainable parameters cast to `p`, as
+/// a differentiable function of the f32 ones (the master weights: gradients come back
+/// through the cast in f32). Running states (spectral norm's `u`, batch norm's
+/// statistics) are not cast, so their updates during the step reach the master module
+/// (which shares them) in f32.
+pub fn cast_for_training<B: Backend, M: Module<B>>(module: M, p: Precision) -> M {
+    if p.is_f32() {
+        return module;
+    }
+    module.map(&mut CastTrainable(float_dtype(p)))
+}
+
 /// The dtype a forward computes in: that of a weight of the network.
 pub fn model_dtype<B: Backend, const D: usize>(weight: &Param<Tensor<B, D>>) -> DType {
     weight.val().dtype()

@@ -119,6 +119,12 @@ pub struct Args {
     #[arg(long, value_name = "W", default_value_t = 10.0, requires = "vgg")]
     pub vgg_weight: f64,
 
+    /// Compute precision of training: f32, or bf16 / f16 (mixed precision: forward and
+    /// backward of both networks in half precision; f32 parameters, optimisers and
+    /// running states). For GPUs; on the CPU it is slower. f16 has no loss scaling.
+    #[arg(long, value_name = "P", default_value = "f32")]
+    pub precision: shared::spec::Precision,
+
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -172,6 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             classes,
             data_digest: digest,
             test_fraction: Some(dataset.options.test_fraction),
+            precision: args.precision,
         },
         pairs: DatasetPairs { dataset, size: args.size as u32 },
     };

@@ -89,18 +89,21 @@ pub struct PatchDiscriminator<B: Backend> {
 impl<B: Backend> PatchDiscriminator<B> {
     /// `x`: `[b, label_nc + 3, h, w]` → every layer's output, the last being the patch
     /// scores `[b, 1, h', w']`.
+    ///
+    /// Computes in the weights' dtype ([`crate::precision`]); the outputs are f32.
     pub fn forward(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
+        use crate::precision::f32;
         let mut feats = Vec::with_capacity(self.layers.len() + 1);
-        let mut x = x;
+        let mut x = x.cast(self.out.conv.weight.val().dtype());
         for layer in &self.layers {
             x = layer.conv.forward(x);
             if layer.norm {
                 x = instance_norm(x);
             }
             x = leaky_relu(x, LEAKY_SLOPE);
-            feats.push(x.clone());
+            feats.push(f32(x.clone()));
         }
-        feats.push(self.out.forward(x));
+        feats.push(f32(self.out.forward(x)));
         feats
     }
 }

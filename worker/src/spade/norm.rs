@@ -56,7 +56,9 @@ impl<B: Backend> ParamFreeNorm<B> {
             Some(RunningStats { mean, var }) => {
                 let [b, c, h, w] = x.dims();
                 if B::ad_enabled(&x.device()) {
-                    let flat = x.swap_dims(0, 1).reshape([c, b * h * w]);
+                    // In f32 whatever the precision (the running statistics are f32).
+                    let dtype = x.dtype();
+                    let flat = crate::precision::f32(x).swap_dims(0, 1).reshape([c, b * h * w]);
                     let m = flat.clone().mean_dim(1);
                     let centered = flat.sub(m.clone());
                     let v = centered.clone().square().mean_dim(1);
@@ -64,7 +66,7 @@ impl<B: Backend> ParamFreeNorm<B> {
                     let new_var = var.value_sync().mul_scalar(1.0 - BATCH_MOMENTUM).add(v.clone().detach().reshape([c]).mul_scalar(BATCH_MOMENTUM));
                     mean.update(new_mean.detach());
                     var.update(new_var.detach());
-                    centered.div(v.add_scalar(NORM_EPS).sqrt()).reshape([c, b, h, w]).swap_dims(0, 1)
+                    centered.div(v.add_scalar(NORM_EPS).sqrt()).reshape([c, b, h, w]).swap_dims(0, 1).cast(dtype)
                 } else {
                     // In f32 whatever the precision, rounded back once.
                     use crate::precision::f32;

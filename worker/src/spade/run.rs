@@ -109,6 +109,7 @@ mod tests {
             classes,
             data_digest: dataset.digest(false).unwrap(),
             test_fraction: Some(0.4),
+            precision: crate::precision::Precision::F32,
         };
         let run = DatasetRun {
             g_config: SpadeGeneratorConfig::small(k, 16, 4),

@@ -69,6 +69,9 @@ pub struct SpadeTrainer<B: AutodiffBackend> {
     pub settings: SpadeTrainSettings,
     /// The frozen VGG19 of the perceptual loss, when on.
     pub vgg: Option<Vgg19<B>>,
+    /// Compute precision of the steps; parameters, optimisers and running states stay f32
+    /// ([`crate::precision::cast_for_training`]).
+    pub precision: crate::precision::Precision,
     device: B::Device,
 }
 
@@ -97,6 +100,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             d_config,
             settings,
             vgg: None,
+            precision: crate::precision::Precision::F32,
             device: device.clone(),
         }
     }
@@ -106,6 +110,11 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         self.settings.vgg_weight = if vgg.is_some() { weight } else { 0.0 };
         self.vgg = vgg;
         self
+    }
+
+    /// Steps computed in precision `p` (mixed precision for bf16 and f16).
+    pub fn with_precision(self, p: crate::precision::Precision) -> Self {
+        SpadeTrainer { precision: p, ..self }
     }
 
     /// Noise seed of sample `i` of step `step`.
@@ -124,14 +133,19 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         let z = noise::<B>(&seeds, self.g_config.z_dim, &self.device);
         let seg2 = Tensor::cat(vec![seg.clone(), seg.clone()], 0);
 
+        // The networks this step computes with: f32, or a cast differentiable back to the
+        // f32 parameters.
+        let (generator, discriminator) =
+            (crate::precision::cast_for_training(self.generator.clone(), self.precision), crate::precision::cast_for_training(self.discriminator.clone(), self.precision));
+
         // Generator.
-        let fake = self.generator.forward(seg, z);
+        let fake = generator.forward(seg, z);
         let fake_d = fake.clone().detach();
         let g_vgg = match &self.vgg {
             Some(vgg) if self.settings.vgg_weight > 0.0 => Some(vgg.loss(fake.clone(), real.clone()).mul_scalar(self.settings.vgg_weight)),
             _ => None,
         };
-        let out = self.discriminator.forward(seg2.clone(), Tensor::cat(vec![fake, real.clone()], 0));
+        let out = discriminator.forward(seg2.clone(), Tensor::cat(vec![fake, real.clone()], 0));
         let (pf, pr) = split_fake_real(out, b);
         let g_gan = hinge_g(&pf);
         let g_feat = feature_matching(&pf, &pr).mul_scalar(self.settings.feat_weight);
@@ -143,7 +157,8 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         self.generator = self.opt_g.step(self.settings.lr_g, self.generator.clone(), grads);
 
         // Discriminator.
-        let out = self.discriminator.forward(seg2, Tensor::cat(vec![fake_d, real], 0));
+        let discriminator = crate::precision::cast_for_training(self.discriminator.clone(), self.precision);
+        let out = discriminator.forward(seg2, Tensor::cat(vec![fake_d, real], 0));
         let (pf, pr) = split_fake_real(out, b);
         let d_loss = hinge_d(&pr, &pf);
         let d_val = d_loss.clone().into_scalar().elem::<f32>();
@@ -216,6 +231,8 @@ pub struct SpadeFitOptions {
     /// `model.json`'s `test_fraction`: the share of the dataset held out (`None`: not
     /// recorded, e.g. pairs that are not a dataset directory).
     pub test_fraction: Option<f64>,
+    /// Compute precision of the steps ([`SpadeTrainer::precision`]).
+    pub precision: crate::precision::Precision,
 }
 
 /// Progress of [`fit`], reported after every step.
@@ -280,7 +297,7 @@ pub fn fit<B: AutodiffBackend>(
         false => SpadeTrainer::new(g_config, d_config, settings.clone(), device),
     };
     // The perceptual loss follows this run's flags, also when resuming.
-    let mut trainer = trainer.with_vgg(vgg, settings.vgg_weight);
+    let mut trainer = trainer.with_vgg(vgg, settings.vgg_weight).with_precision(opts.precision);
     let batch = trainer.settings.batch;
     let seed = trainer.settings.seed;
     let preview_pairs: Vec<(RgbImage, LabelMap)> = (0..n.min(4)).map(|i| pairs.get(i)).collect::<shared::Result<_>>()?;
@@ -393,6 +410,45 @@ mod tests {
     /// A tiny run on procedural pairs (32×32, ngf 8, batch 4) learns: on held-out labels
     /// the L1 to the real images falls clearly, and the class mean colours move toward
     /// the real ones. Also checks checkpoint → resume and the artifact round trip.
+    /// Mixed precision: both networks step in bf16 with finite losses; the parameters, and
+    /// spectral norm's power-iteration vector (which the bf16 steps advance), stay f32;
+    /// the network a bf16 step computes with is really cast.
+    #[test]
+    fn spade_mixed_precision_steps_keep_f32_masters() {
+        use crate::precision::Precision;
+        let device = CpuDevice::default();
+        let pairs: Vec<(RgbImage, LabelMap)> = (0..4).map(|i| sample(5, i, 16, &ClassShares::default())).collect();
+        let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = pairs.into_iter().unzip();
+        for p in [Precision::F32, Precision::Bf16] {
+            let g = SpadeGeneratorConfig::small(8, 16, 4).with_norm(super::super::NormKind::Batch);
+            let mut t =
+                SpadeTrainer::<CpuTrain>::new(g, SpadeDiscriminatorConfig::new(8).with_ndf(4).with_n_layers(2), SpadeTrainSettings { batch: 4, ..Default::default() }, &device)
+                    .with_precision(p);
+            let u0: Vec<f32> = t.generator.head.conv_0.u.as_ref().expect("spectral norm on").value().into_data().to_vec().unwrap();
+            let losses: Vec<StepLosses> = (0..3).map(|_| t.step(&labels, &images)).collect();
+            for l in &losses {
+                assert!(l.g_gan.is_finite() && l.g_feat.is_finite() && l.d.is_finite(), "{p}: {l:?}");
+            }
+            let u = t.generator.head.conv_0.u.as_ref().unwrap().value();
+            assert_eq!(
+                (u.dtype(), t.generator.conv_img.conv.weight.val().dtype(), t.discriminator.scales[0].out.conv.weight.val().dtype()),
+                (burn::tensor::DType::F32, burn::tensor::DType::F32, burn::tensor::DType::F32),
+                "{p}"
+            );
+            assert_ne!(u.into_data().to_vec::<f32>().unwrap(), u0, "{p}: the power iteration did not advance");
+            if p == Precision::Bf16 {
+                // What the step computed with: the generator cast on the autodiff backend
+                // (its parameters require gradients, so they are cast), close to f32.
+                let seg = crate::tensors::one_hot::<CpuTrain>(&labels, 8, &device);
+                let z = crate::spade::input::noise::<CpuTrain>(&[1, 2, 3, 4], t.g_config.z_dim, &device);
+                let want = t.generator.forward(seg.clone(), z.clone());
+                let got = crate::precision::cast_for_training(t.generator.clone(), p).forward(seg, z);
+                let diff = (got - want).abs().max().into_scalar().elem::<f32>();
+                assert!(diff > 0.0 && diff < 0.1, "bf16 generator differs from f32 by up to {diff}");
+            }
+        }
+    }
+
     #[test]
     fn spade_tiny_training_run_learns() {
         let device = CpuDevice::default();
@@ -410,8 +466,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spade-fit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = dir.to_string_lossy().into_owned();
-        let opts =
-            SpadeFitOptions { out: out.clone(), steps: 200, checkpoint_every: 100, resume: false, classes: ClassTable::ai_hub(), data_digest: "test".into(), test_fraction: None };
+        let opts = SpadeFitOptions {
+            out: out.clone(),
+            steps: 200,
+            checkpoint_every: 100,
+            resume: false,
+            classes: ClassTable::ai_hub(),
+            data_digest: "test".into(),
+            test_fraction: None,
+            precision: crate::precision::Precision::F32,
+        };
 
         let untrained = SpadeTrainer::<CpuTrain>::new(g_cfg.clone(), d_cfg.clone(), settings.clone(), &device).inference_generator();
         let before = untrained.synthesize(&held_labels, &seeds);

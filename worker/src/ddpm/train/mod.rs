@@ -311,7 +311,7 @@ pub fn train_split<B: AutodiffBackend>(
         let t = Tensor::<B, 1>::from_data(TensorData::new(batch.t, [b]), device);
         // f32: the model itself; half precision: a cast of it, differentiable back to the
         // f32 parameters.
-        let compute = crate::precision::cast_module(model.clone(), cfg.precision);
+        let compute = crate::precision::cast_for_training(model.clone(), cfg.precision);
         let loss = cfg.objective.loss(compute.forward(x, t), target, mask);
         let loss_value: f32 = loss.clone().into_scalar().elem();
         if !loss_value.is_finite() {
