@@ -110,7 +110,9 @@ pub struct PipelineArgs {
     pub random_full_size: Option<u32>,
     #[command(flatten)]
     pub device: crate::args::DeviceArg,
-    /// Batch sizes to time, comma-separated.
+    /// Samples per batch to time, comma-separated: each is handed to the pipeline at once
+    /// and is both models' batch unless --label-batch / --image-batch (or the spec) say
+    /// otherwise.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub batch_sizes: Vec<usize>,
     /// Precisions to time, comma-separated: f32, bf16, f16 (overriding the spec's
@@ -125,7 +127,8 @@ pub struct PipelineArgs {
     /// spec's, else each --batch-sizes value.
     #[arg(long, value_name = "N")]
     pub label_batch: Option<usize>,
-    /// SPADE batch size (pipeline.images.batch_size), overriding the spec's.
+    /// SPADE batch size (pipeline.images.batch_size), overriding the spec's; default: the
+    /// spec's, else each --batch-sizes value.
     #[arg(long, value_name = "N")]
     pub image_batch: Option<usize>,
     /// Timed batches per setting.
