@@ -21,17 +21,14 @@ STEPS=${STEPS:-1000}
 mkdir -p "$WORK"
 cargo build --release -p worker -p eval
 W=target/release/worker
+source scripts/demo-recipe.sh
 E=target/release/labelgen-eval
 
-$W procedural --count 200 --size 128 --seed 3 --out "$WORK/proc128"
-$W cleanup --in "$WORK/proc128/labels" --out "$WORK/coarse/labels" --open-radius-px 1 --min-island-px 48
-rm -f "$WORK/coarse/labels/cleanup.json"
+coarse_labels
 
-common=(--data "$WORK/coarse" --size 32 --steps "$STEPS" --batch 16 --lr 0.001 --base-channels 16
-  --channel-mult 1,2,2 --attention 8 --ema 0.999 --checkpoint-every 250 --seed 1 --resume)
-$W train ddpm "${common[@]}" --out "$WORK/ours" --encoding onehot --objective x0 --schedule cosine &
+$W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/ours" --encoding onehot --objective x0 --schedule cosine &
 OURS=$!
-$W train ddpm "${common[@]}" --out "$WORK/paper" --encoding gray --objective eps --schedule linear &
+$W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/paper" --encoding gray --objective eps --schedule linear &
 PAPER=$!
 wait $OURS
 wait $PAPER

@@ -30,16 +30,14 @@ SEEDS=${SEEDS:-5}
 mkdir -p "$WORK"
 cargo build --release -p worker -p eval
 W=target/release/worker
+source scripts/demo-recipe.sh
 E=target/release/labelgen-eval
 
 $W procedural --count 200 --size 64 --seed 3 --out "$WORK/data"
-$W procedural --count 200 --size 128 --seed 3 --out "$WORK/proc128"
-$W cleanup --in "$WORK/proc128/labels" --out "$WORK/coarse/labels" --open-radius-px 1 --min-island-px 48
-rm -f "$WORK/coarse/labels/cleanup.json"
+coarse_labels
 
-$W train ddpm --data "$WORK/coarse" --test-fraction "$FRACTION" --out "$WORK/ddpm" --size 32 \
-  --steps "$DDPM_STEPS" --batch 16 --lr 0.001 --base-channels 16 --channel-mult 1,2,2 \
-  --attention 8 --objective x0 --schedule cosine --ema 0.999 --checkpoint-every 250 --seed 1 --resume &
+$W train ddpm "${DEMO_DDPM[@]}" --test-fraction "$FRACTION" --out "$WORK/ddpm" --steps "$DDPM_STEPS" \
+  --objective x0 --schedule cosine &
 DDPM=$!
 $W train spade --data "$WORK/data" --test-fraction "$FRACTION" --out "$WORK/spade" --size 64 \
   --ngf 16 --batch 4 --steps "$SPADE_STEPS" --checkpoint-every 200 --seed 1 --resume &

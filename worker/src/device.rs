@@ -141,22 +141,24 @@ mod tests {
         (proc_dir, vec![lib_dir])
     }
 
+    /// What [`DriverProbe`] finds on a fake machine.
+    fn probe(kernel: bool, gpus: usize, lib: bool) -> DriverProbe {
+        let (p, l) = fake(kernel, gpus, lib);
+        DriverProbe::detect_in(&p, &l)
+    }
+
     #[test]
     fn probe_reads_the_driver_files() {
-        let (p, l) = fake(true, 2, true);
-        let probe = DriverProbe::detect_in(&p, &l);
-        assert_eq!(probe.gpus, 2);
-        assert!(probe.kernel.as_deref().unwrap().contains("550.54"));
-        assert!(probe.libcuda.is_some());
-        let (p, l) = fake(false, 0, false);
-        let probe = DriverProbe::detect_in(&p, &l);
-        assert_eq!(probe, DriverProbe { kernel: None, gpus: 0, libcuda: None });
+        let two = probe(true, 2, true);
+        assert_eq!(two.gpus, 2);
+        assert!(two.kernel.as_deref().unwrap().contains("550.54"));
+        assert!(two.libcuda.is_some());
+        assert_eq!(probe(false, 0, false), DriverProbe { kernel: None, gpus: 0, libcuda: None });
     }
 
     #[test]
     fn cpu_is_always_cpu_and_auto_falls_back_without_a_driver() {
-        let (p, l) = fake(false, 0, false);
-        let none = DriverProbe::detect_in(&p, &l);
+        let none = probe(false, 0, false);
         assert_eq!(resolve(DeviceChoice::Cpu, &none).unwrap(), Resolved::Cpu);
         assert_eq!(resolve(DeviceChoice::Auto, &none).unwrap(), Resolved::Cpu);
         let err = resolve(DeviceChoice::Cuda(0), &none).unwrap_err().to_string();
@@ -169,10 +171,8 @@ mod tests {
 
     #[test]
     fn cuda_needs_the_library_and_a_valid_index() {
-        let (p, l) = fake(true, 1, false);
-        let no_lib = DriverProbe::detect_in(&p, &l);
-        let (p, l) = fake(true, 1, true);
-        let one = DriverProbe::detect_in(&p, &l);
+        let no_lib = probe(true, 1, false);
+        let one = probe(true, 1, true);
         if cfg!(feature = "cuda") {
             assert!(resolve(DeviceChoice::Cuda(0), &no_lib).unwrap_err().to_string().contains("libcuda.so.1"));
             assert_eq!(resolve(DeviceChoice::Auto, &no_lib).unwrap(), Resolved::Cpu);
@@ -187,10 +187,8 @@ mod tests {
 
     #[test]
     fn cuda_all_is_every_gpu_for_runs_only() {
-        let (p, l) = fake(true, 3, true);
-        let three = DriverProbe::detect_in(&p, &l);
-        let (p, l) = fake(true, 0, true);
-        let none = DriverProbe::detect_in(&p, &l);
+        let three = probe(true, 3, true);
+        let none = probe(true, 0, true);
         assert!(resolve(DeviceChoice::CudaAll, &three).unwrap_err().to_string().contains("cuda:N"));
         assert_eq!(resolve_all(DeviceChoice::Cpu, &three).unwrap(), vec![Resolved::Cpu]);
         if cfg!(feature = "cuda") {

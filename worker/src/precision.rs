@@ -23,13 +23,18 @@ pub fn float_dtype(p: Precision) -> FloatDType {
     }
 }
 
-/// Casts every float parameter and running state of a module.
-struct CastTo(FloatDType);
+/// Casts a module's float tensors to a dtype: all of them, or only the trainable ones
+/// (those that require a gradient: not running states or frozen tensors).
+struct CastTo {
+    dtype: FloatDType,
+    trainable_only: bool,
+}
 
 impl<B: Backend> ModuleMapper<B> for CastTo {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, t, mapper) = param.consume();
-        Param::from_mapped_value(id, t.cast(self.0), mapper)
+        let t = if !self.trainable_only || t.is_require_grad() { t.cast(self.dtype) } else { t };
+        Param::from_mapped_value(id, t, mapper)
     }
 }
 
@@ -39,19 +44,7 @@ impl<B: Backend> ModuleMapper<B> for CastTo {
 /// between a module and its clones and cast in place: casting a clone casts them in the
 /// original too. Cast a module that is not kept in f32 beside it (the UNet has none).
 pub fn cast_module<B: Backend, M: Module<B>>(module: M, p: Precision) -> M {
-    module.map(&mut CastTo(float_dtype(p)))
-}
-
-/// Casts the trainable parameters only (those that require a gradient); running states
-/// and frozen tensors are left as they are.
-struct CastTrainable(FloatDType);
-
-impl<B: Backend> ModuleMapper<B> for CastTrainable {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, t, mapper) = param.consume();
-        let t = if t.is_require_grad() { t.cast(self.0) } else { t };
-        Param::from_mapped_value(id, t, mapper)
-    }
+    module.map(&mut CastTo { dtype: float_dtype(p), trainable_only: false })
 }
 
 /// For a mixed-precision training step: `module`'s trainable parameters cast to `p`, as
@@ -63,7 +56,7 @@ pub fn cast_for_training<B: Backend, M: Module<B>>(module: M, p: Precision) -> M
     if p.is_f32() {
         return module;
     }
-    module.map(&mut CastTrainable(float_dtype(p)))
+    module.map(&mut CastTo { dtype: float_dtype(p), trainable_only: true })
 }
 
 /// The dtype a forward computes in: that of a weight of the network.

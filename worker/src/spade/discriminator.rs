@@ -94,7 +94,7 @@ impl<B: Backend> PatchDiscriminator<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
         use crate::precision::f32;
         let mut feats = Vec::with_capacity(self.layers.len() + 1);
-        let mut x = x.cast(self.out.conv.weight.val().dtype());
+        let mut x = x.cast(crate::precision::model_dtype(&self.out.conv.weight));
         for layer in &self.layers {
             x = layer.conv.forward(x);
             if layer.norm {

@@ -198,7 +198,7 @@ impl<B: Backend> SpadeGenerator<B> {
     /// Returns images `[b, 3, size, size]` in `[-1, 1]`, f32; computes in the weights'
     /// dtype ([`crate::precision`]).
     pub fn forward(&self, seg: Tensor<B, 4>, z: Tensor<B, 2>) -> Tensor<B, 4> {
-        let dtype = self.conv_img.conv.weight.val().dtype();
+        let dtype = crate::precision::model_dtype(&self.conv_img.conv.weight);
         let (seg, z) = (seg.cast(dtype), z.cast(dtype));
         let [b, k, h, w] = seg.dims();
         assert_eq!(k, self.label_nc, "SpadeGenerator: seg has {k} channels, the model {}", self.label_nc);

@@ -54,7 +54,7 @@ impl<B: Backend> TimeEmbedding<B> {
     /// `t`: `[B]` timesteps (as floats) → `[B, out_channels]`. The sinusoids are computed
     /// in f32 (a bf16 timestep near 999 is off by up to 4), then cast to the weights' dtype.
     pub fn forward(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
-        let e = sinusoidal_embedding(crate::precision::f32(t), self.base_channels).cast(self.dense0.weight.val().dtype());
+        let e = sinusoidal_embedding(crate::precision::f32(t), self.base_channels).cast(crate::precision::model_dtype(&self.dense0.weight));
         self.dense1.forward(silu(self.dense0.forward(e)))
     }
 }

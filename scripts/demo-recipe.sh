@@ -1,0 +1,15 @@
+# The demo models' data and DDPM recipe, sourced by make-demo-models.sh,
+# sampling-table.sh and scarce-data.sh so the three train on the same maps the same way.
+# Needs $W (the worker binary) and $WORK (the work directory).
+
+# 200 procedural 128×128 label maps coarsened by `worker cleanup` into $WORK/coarse
+# (read at 32×32 by the DDPM: the raw maps are mostly one-pixel detail at that size).
+coarse_labels() {
+  $W procedural --count 200 --size 128 --seed 3 --out "$WORK/proc128"
+  $W cleanup --in "$WORK/proc128/labels" --out "$WORK/coarse/labels" --open-radius-px 1 --min-island-px 48
+  rm -f "$WORK/coarse/labels/cleanup.json"
+}
+
+# `worker train ddpm` flags of the demo recipe (add --steps, --out and the encoding).
+DEMO_DDPM=(--data "$WORK/coarse" --size 32 --batch 16 --lr 0.001 --base-channels 16
+  --channel-mult 1,2,2 --attention 8 --ema 0.999 --checkpoint-every 250 --seed 1 --resume)
