@@ -67,10 +67,10 @@ fn train(size: usize, batch: usize, steps: usize) {
     let mut t = SpadeTrainer::<CpuTrain>::new(g, d, settings, &device);
     let data = pairs(size as u32, batch as u64);
     let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = data.into_iter().unzip();
-    let _ = t.step(&labels, &images);
+    t.step(&labels, &images).unwrap();
     let t0 = Instant::now();
     for _ in 0..steps {
-        let _ = t.step(&labels, &images);
+        t.step(&labels, &images).unwrap();
     }
     let secs = t0.elapsed().as_secs_f64();
     println!("train  small {size}x{size} ngf 16 ndf 16 batch {batch}: {:.2} steps/s, {:.1} images/s (G+D step, {steps} steps)", steps as f64 / secs, (steps * batch) as f64 / secs);

@@ -14,7 +14,8 @@ pub struct DeviceArg {
     /// Where the models run: auto (CUDA when an NVIDIA driver is present in a CUDA build,
     /// else the CPU with a warning), cpu, cuda or cuda:N; for runs (run, serve, run-shard)
     /// also cuda:all: one pipeline per GPU in this process, give --concurrency at least
-    /// the number of GPUs.
+    /// the number of GPUs; `train ddpm|spade` also take cuda:all (data parallel: every GPU
+    /// computes a share of each batch).
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE", default_value = "auto")]
     pub device: DeviceChoice,
 }

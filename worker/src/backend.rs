@@ -38,7 +38,20 @@ pub trait OnBackend {
 /// As [`OnBackend`], for training (an autodiff backend).
 pub trait OnTrainBackend {
     type Output;
+    /// Whether the work takes `--device cuda:all` (data-parallel training): [`dispatch_train`]
+    /// then calls [`Self::run_parallel`] with every GPU.
+    const DATA_PARALLEL: bool = false;
     fn run<B: AutodiffBackend>(self, device: B::Device, resolved: Resolved) -> anyhow::Result<Self::Output>;
+    /// The work on several devices of one backend (the first is `resolved`). Called only
+    /// when [`Self::DATA_PARALLEL`] and more than one GPU was resolved; by default, runs
+    /// on the first.
+    fn run_parallel<B: AutodiffBackend>(self, devices: Vec<B::Device>, resolved: Resolved) -> anyhow::Result<Self::Output>
+    where
+        Self: Sized,
+    {
+        let first = devices.into_iter().next().ok_or_else(|| anyhow::anyhow!("no device to train on"))?;
+        self.run::<B>(first, resolved)
+    }
 }
 
 /// Resolves `choice` on this machine (an unusable `cuda` is an error naming what is
@@ -55,13 +68,21 @@ pub fn dispatch<W: OnBackend>(choice: DeviceChoice, work: W) -> anyhow::Result<W
     })
 }
 
-/// [`dispatch`] for training work.
+/// [`dispatch`] for training work. Work that is [`OnTrainBackend::DATA_PARALLEL`] also
+/// takes `cuda:all` and runs on every GPU.
 pub fn dispatch_train<W: OnTrainBackend>(choice: DeviceChoice, work: W) -> anyhow::Result<W::Output> {
-    let resolved = device::resolve(choice, &DriverProbe::detect())?;
+    let probe = DriverProbe::detect();
+    let all = if W::DATA_PARALLEL { device::resolve_all(choice, &probe)? } else { vec![device::resolve(choice, &probe)?] };
+    let resolved = all[0];
     guard(resolved, move || match resolved {
         Resolved::Cpu => work.run::<CpuTrain>(CpuDevice::default(), resolved),
         #[cfg(feature = "cuda")]
-        Resolved::Cuda(n) => work.run::<GpuTrain>(burn::backend::cuda::CudaDevice { index: n }, resolved),
+        Resolved::Cuda(n) if all.len() == 1 => work.run::<GpuTrain>(burn::backend::cuda::CudaDevice { index: n }, resolved),
+        #[cfg(feature = "cuda")]
+        Resolved::Cuda(_) => {
+            let devices = all.iter().map(|r| burn::backend::cuda::CudaDevice { index: if let Resolved::Cuda(n) = r { *n } else { 0 } }).collect();
+            work.run_parallel::<GpuTrain>(devices, resolved)
+        }
         #[cfg(not(feature = "cuda"))]
         Resolved::Cuda(_) => unreachable!("device::resolve refuses CUDA in a build without it"),
     })

@@ -1,5 +1,6 @@
 //! Device selection: `--device auto|cpu|cuda[:N]|cuda:all` (and `pipeline.device` in a
-//! run spec); `cuda:all` ([`resolve_all`]) is every GPU, for runs.
+//! run spec); `cuda:all` ([`resolve_all`]) is every GPU, for runs and data-parallel
+//! DDPM training.
 //!
 //! The CUDA backend loads `libcuda.so` at run time and panics when it cannot; this module
 //! looks for the NVIDIA driver first (no unsafe, no loading) so a missing driver is an
@@ -86,7 +87,9 @@ pub fn resolve(choice: DeviceChoice, probe: &DriverProbe) -> anyhow::Result<Reso
             }
             Ok(Resolved::Cuda(n))
         }
-        DeviceChoice::CudaAll => anyhow::bail!("device cuda:all runs one pipeline per GPU and is for runs (worker run, serve, run-shard); this command takes one device: cuda:N"),
+        DeviceChoice::CudaAll => anyhow::bail!(
+            "device cuda:all runs on every GPU and is for runs (worker run, serve, run-shard) and `worker train ddpm|spade` (data parallel); this command takes one device: cuda:N"
+        ),
         DeviceChoice::Auto => {
             if !cuda_build {
                 tracing::warn!("device auto: this worker was built without CUDA; running the models on the CPU (slow for real model sizes)");

@@ -11,6 +11,8 @@
 //!   on the CPU inference backend (GroupNorm + SiLU, SPADE + leaky ReLU).
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
+//! - `parallel.rs` — data-parallel training over several devices (batch shares, replicas,
+//!   summed gradients).
 //! - `sync_store.rs` — synchronous reads and writes of single files at a storage location
 //!   (model artifacts, checkpoints, previews, the held-out test stems), and `block_on`.
 //! - `tensors.rs` — Burn conversions between `shared`'s images and label maps and tensors
@@ -31,6 +33,7 @@ pub mod cost;
 pub mod ddpm;
 pub mod device;
 pub mod fused;
+pub mod parallel;
 pub mod pipelines;
 pub mod precision;
 pub mod spade;

@@ -40,7 +40,7 @@ pub struct Args {
     /// Total optimizer steps.
     #[arg(long, default_value_t = 2000)]
     pub steps: u64,
-    /// Batch size.
+    /// Batch size (with --device cuda:all, the whole batch, split over the GPUs).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Adam learning rate.
@@ -91,7 +91,7 @@ pub struct Args {
     /// Continue from OUT/checkpoint/ if it exists.
     #[arg(long)]
     pub resume: bool,
-    /// Seed of the batch, timestep and noise draws.
+    /// Seed of the initial weights and of the batch, timestep and noise draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Samples in each preview grid (0: no previews).

@@ -76,7 +76,7 @@ pub struct Args {
     #[arg(long, value_name = "KIND", default_value = "instance", value_parser = parse_norm)]
     pub norm: NormKind,
 
-    /// Image–label pairs per training step.
+    /// Image–label pairs per training step (with --device cuda:all, the whole batch, split over the GPUs).
     #[arg(long, value_name = "B", default_value_t = 4)]
     pub batch: usize,
 

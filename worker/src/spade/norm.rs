@@ -62,8 +62,9 @@ impl<B: Backend> ParamFreeNorm<B> {
                     let m = flat.clone().mean_dim(1);
                     let centered = flat.sub(m.clone());
                     let v = centered.clone().square().mean_dim(1);
-                    let new_mean = mean.value_sync().mul_scalar(1.0 - BATCH_MOMENTUM).add(m.detach().reshape([c]).mul_scalar(BATCH_MOMENTUM));
-                    let new_var = var.value_sync().mul_scalar(1.0 - BATCH_MOMENTUM).add(v.clone().detach().reshape([c]).mul_scalar(BATCH_MOMENTUM));
+                    // The stored statistics are read detached (see `SnConv2d::weight`).
+                    let new_mean = mean.value_sync().detach().mul_scalar(1.0 - BATCH_MOMENTUM).add(m.detach().reshape([c]).mul_scalar(BATCH_MOMENTUM));
+                    let new_var = var.value_sync().detach().mul_scalar(1.0 - BATCH_MOMENTUM).add(v.clone().detach().reshape([c]).mul_scalar(BATCH_MOMENTUM));
                     mean.update(new_mean.detach());
                     var.update(new_var.detach());
                     centered.div(v.add_scalar(NORM_EPS).sqrt()).reshape([c, b, h, w]).swap_dims(0, 1).cast(dtype)

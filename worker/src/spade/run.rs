@@ -33,10 +33,15 @@ pub struct DatasetRun {
 impl OnTrainBackend for DatasetRun {
     /// The step the model reached.
     type Output = u64;
-    fn run<B: AutodiffBackend>(self, device: B::Device, _: Resolved) -> anyhow::Result<u64> {
+    const DATA_PARALLEL: bool = true;
+    fn run<B: AutodiffBackend>(self, device: B::Device, resolved: Resolved) -> anyhow::Result<u64> {
+        self.run_parallel::<B>(vec![device], resolved)
+    }
+    fn run_parallel<B: AutodiffBackend>(self, devices: Vec<B::Device>, _: Resolved) -> anyhow::Result<u64> {
+        let device = devices.first().ok_or_else(|| anyhow::anyhow!("no device to train on"))?;
         let vgg = match &self.vgg {
             Some(path) => {
-                let vgg = Vgg19::<B>::load(path, &device)?;
+                let vgg = Vgg19::<B>::load(path, device)?;
                 tracing::info!(weight = self.settings.vgg_weight, "VGG loss on (VGG19 from {})", path.display());
                 Some(vgg)
             }
@@ -46,7 +51,7 @@ impl OnTrainBackend for DatasetRun {
             }
         };
         crate::sync_store::write_test_stems(&self.opts.out, &self.pairs.dataset)?;
-        let trainer = fit_with_progress::<B>(self.g_config, self.d_config, self.settings, vgg, &self.pairs, &self.opts, &device)?;
+        let trainer = fit_with_progress::<B>(self.g_config, self.d_config, self.settings, vgg, &self.pairs, &self.opts, &devices)?;
         Ok(trainer.step)
     }
 }
@@ -60,11 +65,14 @@ pub fn fit_with_progress<B: AutodiffBackend>(
     vgg: Option<Vgg19<B>>,
     pairs: &dyn PairSource,
     opts: &SpadeFitOptions,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> anyhow::Result<SpadeTrainer<B>> {
     let bar = shared::progress::bar(opts.steps, "steps");
+    if devices.len() > 1 {
+        tracing::info!("data parallel over {} devices ({} pairs per device per step at most)", devices.len(), settings.batch.div_ceil(devices.len()));
+    }
     let mut last_log = Instant::now();
-    let trainer = fit::<B>(g_config, d_config, settings, vgg, pairs, opts, device, |p| {
+    let trainer = fit::<B>(g_config, d_config, settings, vgg, pairs, opts, devices, |p| {
         let vgg = if p.losses.g_vgg > 0.0 { format!(", vgg {:.3}", p.losses.g_vgg) } else { String::new() };
         let msg = format!("G {:.3} (feat {:.3}{vgg})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec);
         if bar.is_hidden() && (last_log.elapsed().as_secs() >= 30 || p.step == p.steps) {

@@ -94,8 +94,10 @@ impl<B: Backend> SnConv2d<B> {
         let w_mat = w.clone().reshape([o, i * kh * kw]);
         let device = w.device();
         let (u, v) = if B::ad_enabled(&device) {
-            let (u, v) = power_iteration(w_mat.clone().detach(), u_state.value_sync(), 1);
-            u_state.update(u.clone());
+            // Read and stored detached: `u` ties no graph to another (a step's to the next,
+            // or a data-parallel replica's to the trainer's, which would share its node).
+            let (u, v) = power_iteration(w_mat.clone().detach(), u_state.value_sync().detach(), 1);
+            u_state.update(u.clone().detach());
             (u, v)
         } else {
             let u = crate::precision::f32(u_state.value());

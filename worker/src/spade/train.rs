@@ -7,6 +7,9 @@
 //! on the same fakes, detached (NVlabs regenerates them with the updated generator; reusing
 //! them saves a generator forward per step). Adam with β = (0, 0.9), ε = 1e-8 (PyTorch's;
 //! Burn's default is 1e-5), lr 1e-4 (G) and 4e-4 (D).
+//!
+//! With several devices (`--device cuda:all`) a step is data parallel
+//! ([`SpadeTrainer::grads`], [`crate::parallel`]).
 
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
@@ -72,7 +75,16 @@ pub struct SpadeTrainer<B: AutodiffBackend> {
     /// Compute precision of the steps; parameters, optimisers and running states stay f32
     /// ([`crate::precision::cast_for_training`]).
     pub precision: crate::precision::Precision,
-    device: B::Device,
+    /// Where the steps run: one device, or several (data parallel; the first holds the
+    /// networks and the optimizers).
+    devices: Vec<B::Device>,
+}
+
+/// A step's gradients ([`SpadeTrainer::grads`]), on the trainer's first device.
+pub struct StepGrads {
+    pub generator: GradientsParams,
+    pub discriminator: GradientsParams,
+    pub losses: StepLosses,
 }
 
 /// What a checkpoint's `state.json` holds besides the weights.
@@ -101,7 +113,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             settings,
             vgg: None,
             precision: crate::precision::Precision::F32,
-            device: device.clone(),
+            devices: vec![device.clone()],
         }
     }
 
@@ -122,51 +134,100 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         sample_seed(self.settings.seed ^ SALT_NOISE, step * self.settings.batch as u64 + i as u64)
     }
 
+    /// Steps data parallel over `devices` (the first holds the networks and the
+    /// optimizers; [`crate::parallel`]). Batch norm's statistics are each device's own
+    /// share's, and the running statistics kept are the first device's.
+    pub fn with_devices(self, devices: Vec<B::Device>) -> Self {
+        SpadeTrainer { devices, ..self }
+    }
+
     /// One generator step then one discriminator step on a batch of pairs (labels
-    /// `size × size` class indices, images the same size).
-    pub fn step(&mut self, labels: &[LabelMap], images: &[RgbImage]) -> StepLosses {
-        assert_eq!(labels.len(), images.len(), "step: {} labels but {} images", labels.len(), images.len());
+    /// `size × size` class indices, images the same size), with [`Self::grads`].
+    pub fn step(&mut self, labels: &[LabelMap], images: &[RgbImage]) -> anyhow::Result<StepLosses> {
+        let StepGrads { generator, discriminator, losses } = self.grads(labels, images)?;
+        self.generator = self.opt_g.step(self.settings.lr_g, self.generator.clone(), generator);
+        self.discriminator = self.opt_d.step(self.settings.lr_d, self.discriminator.clone(), discriminator);
+        self.step += 1;
+        Ok(losses)
+    }
+
+    /// The gradients of a step's generator and discriminator losses (the discriminator's
+    /// on the same fakes, detached, before the generator step changes anything it sees)
+    /// and the losses. Data parallel over the trainer's devices, each share's losses
+    /// weighted by its share of the batch (every loss is a mean over samples), so the
+    /// gradients are those one device computes on the whole batch. Advances the running
+    /// states (spectral norm's `u`, batch-norm statistics) as a step does.
+    pub fn grads(&self, labels: &[LabelMap], images: &[RgbImage]) -> anyhow::Result<StepGrads> {
+        anyhow::ensure!(labels.len() == images.len(), "step: {} labels but {} images", labels.len(), images.len());
         let b = labels.len();
         let seeds: Vec<u64> = (0..b).map(|i| self.noise_seed(self.step, i)).collect();
-        let seg = one_hot::<B>(labels, self.g_config.label_nc, &self.device);
-        let real = images_to_tensor::<B>(images, &self.device);
-        let z = noise::<B>(&seeds, self.g_config.z_dim, &self.device);
-        let seg2 = Tensor::cat(vec![seg.clone(), seg.clone()], 0);
+        let parallel = self.devices.len() > 1;
+        // The networks on each device: the trainer's own on the first; on the others,
+        // copies with running states of their own (spectral norm's `u`, batch-norm
+        // statistics; a fork would share them), made here on this thread.
+        let inputs: Vec<_> = self
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, device)| match i {
+                0 => (self.generator.clone(), self.discriminator.clone(), self.vgg.clone()),
+                // (`fork`: autodiff leaves of their own, apart from the trainer's.)
+                _ => (
+                    self.g_config.init::<B>(device).load_record(self.generator.clone().into_record()).fork(device),
+                    self.d_config.init::<B>(device).load_record(self.discriminator.clone().into_record()).fork(device),
+                    self.vgg.clone().map(|v| v.fork(device)),
+                ),
+            })
+            .collect();
+        let (first, this) = (&self.devices[0], self);
+        let shares = crate::parallel::each_share(inputs, &self.devices, b, |_, (generator, discriminator, vgg), r, device| {
+            let weight = r.len() as f64 / b as f64;
+            let weighted = |loss: Tensor<B, 1>| if parallel { loss.mul_scalar(weight) } else { loss };
+            let n = r.len();
+            let seg = one_hot::<B>(&labels[r.clone()], this.g_config.label_nc, device);
+            let real = images_to_tensor::<B>(&images[r.clone()], device);
+            let z = noise::<B>(&seeds[r], this.g_config.z_dim, device);
+            let seg2 = Tensor::cat(vec![seg.clone(), seg.clone()], 0);
 
-        // The networks this step computes with: f32, or a cast differentiable back to the
-        // f32 parameters.
-        let (generator, discriminator) =
-            (crate::precision::cast_for_training(self.generator.clone(), self.precision), crate::precision::cast_for_training(self.discriminator.clone(), self.precision));
+            // The networks this step computes with: f32, or a cast differentiable back to
+            // the f32 parameters.
+            let (g, d) = (crate::precision::cast_for_training(generator.clone(), this.precision), crate::precision::cast_for_training(discriminator.clone(), this.precision));
 
-        // Generator.
-        let fake = generator.forward(seg, z);
-        let fake_d = fake.clone().detach();
-        let g_vgg = match &self.vgg {
-            Some(vgg) if self.settings.vgg_weight > 0.0 => Some(vgg.loss(fake.clone(), real.clone()).mul_scalar(self.settings.vgg_weight)),
-            _ => None,
-        };
-        let out = discriminator.forward(seg2.clone(), Tensor::cat(vec![fake, real.clone()], 0));
-        let (pf, pr) = split_fake_real(out, b);
-        let g_gan = hinge_g(&pf);
-        let g_feat = feature_matching(&pf, &pr).mul_scalar(self.settings.feat_weight);
-        let g_loss = match g_vgg.clone() {
-            Some(v) => g_gan.clone() + g_feat.clone() + v,
-            None => g_gan.clone() + g_feat.clone(),
-        };
-        let grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
-        self.generator = self.opt_g.step(self.settings.lr_g, self.generator.clone(), grads);
+            // Generator.
+            let fake = g.forward(seg, z);
+            let fake_d = fake.clone().detach();
+            let g_vgg = match &vgg {
+                Some(vgg) if this.settings.vgg_weight > 0.0 => Some(weighted(vgg.loss(fake.clone(), real.clone()).mul_scalar(this.settings.vgg_weight))),
+                _ => None,
+            };
+            let out = d.forward(seg2.clone(), Tensor::cat(vec![fake, real.clone()], 0));
+            let (pf, pr) = split_fake_real(out, n);
+            let g_gan = weighted(hinge_g(&pf));
+            let g_feat = weighted(feature_matching(&pf, &pr).mul_scalar(this.settings.feat_weight));
+            let g_loss = match g_vgg.clone() {
+                Some(v) => g_gan.clone() + g_feat.clone() + v,
+                None => g_gan.clone() + g_feat.clone(),
+            };
+            let grads_g = GradientsParams::from_grads(g_loss.backward(), &generator).to_device(first, &generator);
 
-        // Discriminator.
-        let discriminator = crate::precision::cast_for_training(self.discriminator.clone(), self.precision);
-        let out = discriminator.forward(seg2, Tensor::cat(vec![fake_d, real], 0));
-        let (pf, pr) = split_fake_real(out, b);
-        let d_loss = hinge_d(&pr, &pf);
-        let d_val = d_loss.clone().into_scalar().elem::<f32>();
-        let grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
-        self.discriminator = self.opt_d.step(self.settings.lr_d, self.discriminator.clone(), grads);
-
-        self.step += 1;
-        StepLosses { g_gan: g_gan.into_scalar().elem::<f32>(), g_feat: g_feat.into_scalar().elem::<f32>(), d: d_val, g_vgg: g_vgg.map_or(0.0, |v| v.into_scalar().elem::<f32>()) }
+            // Discriminator, on the same fakes (detached); the generator step left it as it was.
+            let d = crate::precision::cast_for_training(discriminator.clone(), this.precision);
+            let out = d.forward(seg2, Tensor::cat(vec![fake_d, real], 0));
+            let (pf, pr) = split_fake_real(out, n);
+            let d_loss = weighted(hinge_d(&pr, &pf));
+            let d_val = d_loss.clone().into_scalar().elem::<f32>();
+            let grads_d = GradientsParams::from_grads(d_loss.backward(), &discriminator).to_device(first, &discriminator);
+            let value = |t: Tensor<B, 1>| t.into_scalar().elem::<f32>();
+            (grads_g, grads_d, StepLosses { g_gan: value(g_gan), g_feat: value(g_feat), d: d_val, g_vgg: g_vgg.map_or(0.0, value) })
+        })?;
+        let mut losses = StepLosses::default();
+        let (mut grads_g, mut grads_d) = (Vec::new(), Vec::new());
+        for (g, d, l) in shares {
+            grads_g.push(g);
+            grads_d.push(d);
+            losses = StepLosses { g_gan: losses.g_gan + l.g_gan, g_feat: losses.g_feat + l.g_feat, d: losses.d + l.d, g_vgg: losses.g_vgg + l.g_vgg };
+        }
+        Ok(StepGrads { generator: crate::parallel::sum_grads(&self.generator, grads_g), discriminator: crate::parallel::sum_grads(&self.discriminator, grads_d), losses })
     }
 
     /// The generator for inference (no autodiff).
@@ -273,11 +334,13 @@ pub fn fit<B: AutodiffBackend>(
     vgg: Option<Vgg19<B>>,
     pairs: &dyn PairSource,
     opts: &SpadeFitOptions,
-    device: &B::Device,
+    devices: &[B::Device],
     mut on_progress: impl FnMut(&Progress),
 ) -> anyhow::Result<SpadeTrainer<B>> {
     let n = pairs.len();
     anyhow::ensure!(n > 0, "no training pairs");
+    crate::parallel::check_batch(settings.batch, devices.len())?;
+    let device = &devices[0];
     let mut smoothed = Losses::default();
     // Initial weights come from the backend's random ops: seed them (reproducible on one
     // machine and thread count; per-sample noise does not depend on this).
@@ -297,7 +360,7 @@ pub fn fit<B: AutodiffBackend>(
         false => SpadeTrainer::new(g_config, d_config, settings.clone(), device),
     };
     // The perceptual loss follows this run's flags, also when resuming.
-    let mut trainer = trainer.with_vgg(vgg, settings.vgg_weight).with_precision(opts.precision);
+    let mut trainer = trainer.with_vgg(vgg, settings.vgg_weight).with_precision(opts.precision).with_devices(devices.to_vec());
     let batch = trainer.settings.batch;
     let seed = trainer.settings.seed;
     let preview_pairs: Vec<(RgbImage, LabelMap)> = (0..n.min(4)).map(|i| pairs.get(i)).collect::<shared::Result<_>>()?;
@@ -334,7 +397,7 @@ pub fn fit<B: AutodiffBackend>(
     let first_step = trainer.step;
     shared::dataset::prefetch_batches::<_, anyhow::Error>(pairs, first_step..opts.steps, PREFETCH_BATCHES, order, |_, pairs| {
         let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = pairs.into_iter().unzip();
-        let losses = trainer.step(&labels, &images);
+        let losses = trainer.step(&labels, &images)?;
         let l = Losses { g_gan: losses.g_gan as f64, g_feat: losses.g_feat as f64, d: losses.d as f64 };
         smoothed = if trainer.step == 1 { l } else { smoothed.ema(&l, 0.05) };
         let secs = start.elapsed().as_secs_f64().max(1e-9);
@@ -425,7 +488,7 @@ mod tests {
                 SpadeTrainer::<CpuTrain>::new(g, SpadeDiscriminatorConfig::new(8).with_ndf(4).with_n_layers(2), SpadeTrainSettings { batch: 4, ..Default::default() }, &device)
                     .with_precision(p);
             let u0: Vec<f32> = t.generator.head.conv_0.u.as_ref().expect("spectral norm on").value().into_data().to_vec().unwrap();
-            let losses: Vec<StepLosses> = (0..3).map(|_| t.step(&labels, &images)).collect();
+            let losses: Vec<StepLosses> = (0..3).map(|_| t.step(&labels, &images).unwrap()).collect();
             for l in &losses {
                 assert!(l.g_gan.is_finite() && l.g_feat.is_finite() && l.d.is_finite(), "{p}: {l:?}");
             }
@@ -447,6 +510,54 @@ mod tests {
                 assert!(diff > 0.0 && diff < 0.1, "bf16 generator differs from f32 by up to {diff}");
             }
         }
+    }
+
+    /// Data parallel: a batch of 5 split over two replicas (two CPU devices, 3 and 2
+    /// pairs, the second in its own thread) gives the gradients and losses one device
+    /// computes on the whole batch, for both networks. (Instance norm: batch norm's
+    /// statistics would be each share's own.) Then steps run.
+    #[test]
+    fn spade_data_parallel_gradients_match_one_device() {
+        use burn::module::{ModuleVisitor, Param};
+        /// Largest gradient and largest difference between two sets of gradients.
+        struct Diff<'a>(&'a GradientsParams, &'a GradientsParams, f32, f32, usize);
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Diff<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let (a, b) = (self.0.get::<B::InnerBackend, D>(param.id), self.1.get::<B::InnerBackend, D>(param.id));
+                let (Some(a), Some(b)) = (a, b) else { return };
+                self.2 = self.2.max(a.clone().abs().max().into_scalar().elem());
+                self.3 = self.3.max((a - b).abs().max().into_scalar().elem());
+                self.4 += 1;
+            }
+        }
+        let device = CpuDevice::default();
+        let pairs: Vec<(RgbImage, LabelMap)> = (0..5).map(|i| sample(6, i, 16, &ClassShares::default())).collect();
+        let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = pairs.into_iter().unzip();
+        // Both load one checkpoint (the backend's seed is global, shared with the tests
+        // running beside this one).
+        let (g, d) = (SpadeGeneratorConfig::small(8, 16, 4), SpadeDiscriminatorConfig::new(8).with_ndf(4).with_n_layers(2));
+        let dir = std::env::temp_dir().join(format!("spade-dp-{}", std::process::id()));
+        let uri = dir.to_string_lossy().into_owned();
+        SpadeTrainer::<CpuTrain>::new(g.clone(), d.clone(), SpadeTrainSettings { batch: 5, ..Default::default() }, &device).save_checkpoint(&uri, Losses::default()).unwrap();
+        let load = |devices: Vec<CpuDevice>| SpadeTrainer::<CpuTrain>::load_checkpoint(&uri, &g, &d, &device).unwrap().unwrap().0.with_devices(devices);
+        let (one, mut two) = (load(vec![device]), load(vec![device, device]));
+        let (a, b) = (one.grads(&labels, &images).unwrap(), two.grads(&labels, &images).unwrap());
+        for (name, x, y) in [("G", a.losses.g_gan, b.losses.g_gan), ("feat", a.losses.g_feat, b.losses.g_feat), ("D", a.losses.d, b.losses.d)] {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{name} loss {x} on one device, {y} over two");
+        }
+        let mut diff = Diff(&a.generator, &b.generator, 0.0, 0.0, 0);
+        one.generator.visit(&mut diff);
+        let mut diff_d = Diff(&a.discriminator, &b.discriminator, 0.0, 0.0, 0);
+        one.discriminator.visit(&mut diff_d);
+        for (name, Diff(_, _, max, worst, n)) in [("generator", diff), ("discriminator", diff_d)] {
+            eprintln!("{name}: {n} gradients, largest {max:.3e}, largest difference {worst:.2e}");
+            assert!(n > 5 && max > 0.0 && worst <= 1e-4 * max, "{name}: gradients differ by up to {worst} (largest {max}, {n} compared)");
+        }
+        for _ in 0..2 {
+            let l = two.step(&labels, &images).unwrap();
+            assert!(l.g_gan.is_finite() && l.d.is_finite(), "{l:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -483,9 +594,9 @@ mod tests {
         let start = std::time::Instant::now();
         let mut stop_at_100 = opts.clone();
         stop_at_100.steps = 100;
-        fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &stop_at_100, &device, |_| {}).unwrap();
+        fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &stop_at_100, &[device], |_| {}).unwrap();
         let resumed = SpadeFitOptions { resume: true, ..opts.clone() };
-        let trainer = fit::<CpuTrain>(g_cfg, d_cfg, settings, None, &train, &resumed, &device, |_| {}).unwrap();
+        let trainer = fit::<CpuTrain>(g_cfg, d_cfg, settings, None, &train, &resumed, &[device], |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(trainer.step, 200);
 

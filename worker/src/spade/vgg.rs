@@ -207,10 +207,10 @@ mod tests {
                 &device,
             )
         };
-        let off = make().step(&labels, &images);
+        let off = make().step(&labels, &images).unwrap();
         let mut on = make().with_vgg(Some(Vgg19::init(&device)), 10.0);
         assert_eq!(on.settings.vgg_weight, 10.0);
-        let l = on.step(&labels, &images);
+        let l = on.step(&labels, &images).unwrap();
         assert_eq!(off.g_vgg, 0.0);
         assert!(l.g_vgg > 0.0 && l.g_vgg.is_finite(), "VGG loss {}", l.g_vgg);
         assert_eq!(make().with_vgg(None, 10.0).settings.vgg_weight, 0.0, "no network, no weight");

@@ -4,7 +4,11 @@
 //!
 //! Each step's randomness (which maps, flips, timesteps, noise) comes from
 //! [`shared::rng_for`] seeded by `(seed, step)`, so a resumed run draws exactly what an
-//! uninterrupted run would have (dropout aside, which uses the backend's RNG).
+//! uninterrupted run would have (dropout aside, which uses the backend's RNG, seeded with
+//! the initial weights from `seed`).
+//!
+//! [`train_on`] trains data parallel over several devices (`worker train ddpm --device
+//! cuda:all`, [`crate::parallel`]): each computes the gradients of its share of every batch.
 
 pub mod checkpoint;
 pub mod clip;
@@ -34,6 +38,8 @@ use checkpoint::CheckpointState;
 
 /// RNG stream of the per-step training draws.
 pub const TRAIN_STREAM: u64 = 0x7A41;
+/// Sample index of the backend seed the initial weights are drawn with.
+const INIT_STREAM: u64 = 0xDD9_1417;
 /// Run seed of the preview samples (the same seeds at every checkpoint).
 pub const PREVIEW_SEED: u64 = 0x5052_4556;
 /// `final_loss` in `model.json` is the mean loss of this many last steps.
@@ -256,7 +262,25 @@ pub fn train_split<B: AutodiffBackend>(
     device: &B::Device,
     observer: &mut dyn FnMut(TrainEvent),
 ) -> anyhow::Result<TrainOutcome<B::InnerBackend>> {
+    train_on::<B>(cfg, data, test_fraction, out, std::slice::from_ref(device), observer)
+}
+
+/// [`train_split`], data parallel over `devices` (one or more; the first holds the
+/// parameters, the optimizer and the EMA): each device computes the gradients of its
+/// share of every batch ([`crate::parallel`]), each share's loss weighted by its share of
+/// the batch's kept pixels, so a step is the one a single device takes on the whole batch
+/// (same draws, same result up to rounding).
+pub fn train_on<B: AutodiffBackend>(
+    cfg: &DdpmTrainConfig,
+    data: &TrainData,
+    test_fraction: Option<f64>,
+    out: Option<&str>,
+    devices: &[B::Device],
+    observer: &mut dyn FnMut(TrainEvent),
+) -> anyhow::Result<TrainOutcome<B::InnerBackend>> {
     cfg.validate(data)?;
+    crate::parallel::check_batch(cfg.batch, devices.len())?;
+    let device = &devices[0];
     let out = out.map(|u| u.trim_end_matches('/'));
     let k = data.classes.len();
     let channels = cfg.encoding.channels(k);
@@ -264,6 +288,8 @@ pub fn train_split<B: AutodiffBackend>(
     let encoded: Vec<(Vec<f32>, Vec<f32>)> = data.maps.iter().map(|m| (cfg.encoding.encode(m, k), Encoding::mask(m, k))).collect();
     let schedule = NoiseSchedule::new(cfg.schedule, cfg.timesteps);
 
+    // The initial weights (and dropout) follow the run's seed.
+    B::seed(device, sample_seed(cfg.seed, INIT_STREAM));
     let mut model: UNet<B> = cfg.unet.init(device);
     let mut ema: UNet<B::InnerBackend> = model.valid();
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init::<B, UNet<B>>();
@@ -301,23 +327,13 @@ pub fn train_split<B: AutodiffBackend>(
     }
 
     observer(TrainEvent::Started { step: start, total: cfg.steps });
-    let b = cfg.batch;
     let save_point = |done: u64| done == cfg.steps || (cfg.checkpoint_every > 0 && done.is_multiple_of(cfg.checkpoint_every));
     for step in start..cfg.steps {
         let batch = make_batch(cfg, &encoded, channels, size, &schedule, step);
-        let x = Tensor::<B, 4>::from_data(TensorData::new(batch.xt, [b, channels, size, size]), device);
-        let target = Tensor::<B, 4>::from_data(TensorData::new(batch.target, [b, channels, size, size]), device);
-        let mask = Tensor::<B, 4>::from_data(TensorData::new(batch.mask, [b, 1, size, size]), device);
-        let t = Tensor::<B, 1>::from_data(TensorData::new(batch.t, [b]), device);
-        // f32: the model itself; half precision: a cast of it, differentiable back to the
-        // f32 parameters.
-        let compute = crate::precision::cast_for_training(model.clone(), cfg.precision);
-        let loss = cfg.objective.loss(compute.forward(x, t), target, mask);
-        let loss_value: f32 = loss.clone().into_scalar().elem();
+        let (mut grads, loss_value) = batch_grads(cfg, &model, &batch, channels, size, devices)?;
         if !loss_value.is_finite() {
             bail!("the loss became {loss_value} at step {}; try a lower --lr or --clip", step + 1);
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if let Some(max) = cfg.clip {
             clip::clip_global_norm(&model, &mut grads, max);
         }
@@ -345,6 +361,41 @@ pub fn train_split<B: AutodiffBackend>(
         model_out.save(uri)?;
     }
     Ok(TrainOutcome { model: model_out, raw: model.valid(), losses })
+}
+
+/// One step's gradients of `batch`'s loss with respect to `model`'s parameters (on the
+/// first device), and the loss; data parallel over several devices ([`crate::parallel`]).
+fn batch_grads<B: AutodiffBackend>(
+    cfg: &DdpmTrainConfig,
+    model: &UNet<B>,
+    batch: &Batch,
+    channels: usize,
+    size: usize,
+    devices: &[B::Device],
+) -> anyhow::Result<(GradientsParams, f32)> {
+    let (n, plane) = (channels * size * size, size * size);
+    let kept_total = batch.mask.iter().sum::<f32>().max(1.0);
+    // The masked mean loss of rows `r` (over their kept pixels, at least 1; rows without
+    // any have loss 0), scaled by their share of the batch's kept pixels.
+    let results = crate::parallel::each_share(vec![model.clone(); devices.len()], devices, batch.t.len(), |i, replica, r, device| {
+        let replica = crate::parallel::replica(replica, i, device);
+        let b = r.len();
+        let x = Tensor::<B, 4>::from_data(TensorData::new(batch.xt[r.start * n..r.end * n].to_vec(), [b, channels, size, size]), device);
+        let target = Tensor::<B, 4>::from_data(TensorData::new(batch.target[r.start * n..r.end * n].to_vec(), [b, channels, size, size]), device);
+        let mask_rows = &batch.mask[r.start * plane..r.end * plane];
+        let weight = mask_rows.iter().sum::<f32>().max(1.0) / kept_total;
+        let mask = Tensor::<B, 4>::from_data(TensorData::new(mask_rows.to_vec(), [b, 1, size, size]), device);
+        let t = Tensor::<B, 1>::from_data(TensorData::new(batch.t[r].to_vec(), [b]), device);
+        // f32: the replica itself; half precision: a cast of it, differentiable back to
+        // the f32 parameters.
+        let compute = crate::precision::cast_for_training(replica.clone(), cfg.precision);
+        let loss = cfg.objective.loss(compute.forward(x, t), target, mask);
+        let loss = if devices.len() == 1 { loss } else { loss.mul_scalar(weight) };
+        let value: f32 = loss.clone().into_scalar().elem();
+        (GradientsParams::from_grads(loss.backward(), &replica).to_device(&devices[0], &replica), value)
+    })?;
+    let loss = results.iter().map(|(_, v)| v).sum();
+    Ok((crate::parallel::sum_grads(model, results.into_iter().map(|(g, _)| g).collect()), loss))
 }
 
 /// The sampler previews use: DDIM, 50 steps (or T), η = 0.
@@ -433,6 +484,52 @@ mod tests {
         // (The first loss is ln 8 in both: the output layer starts at zero.)
         assert_ne!(runs[0], runs[1], "the bf16 run computed exactly what f32 did: the cast did nothing");
         assert!((finals[1] - finals[0]).abs() < 0.15 * finals[0], "bf16 ended at {:.4}, f32 at {:.4}", finals[1], finals[0]);
+    }
+
+    /// Data parallel: the same draws split over two replicas (two CPU devices here, each
+    /// in its own thread; 3 and 2 rows, with ignored pixels) take the steps one device
+    /// takes on the whole batch.
+    #[test]
+    fn ddpm_data_parallel_steps_match_one_device() {
+        let device = CpuDevice::default();
+        let mut data = data(12, 16);
+        for (i, m) in data.maps.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
+            for y in 0..4 + i as u32 % 5 {
+                for x in 0..10 {
+                    m.set(x, y, shared::IGNORE_INDEX);
+                }
+            }
+        }
+        let unet = UNetConfig::new(8, 8, vec![1, 2], 1, vec![8], 0.0, 16).with_groups(4);
+        // Both continue one checkpoint of step 1 (the backend's seed is global, shared with
+        // the tests running beside this one) to step 4.
+        let cfg = DdpmTrainConfig { objective: Objective::X0, batch: 5, preview_count: 0, ..config(unet, Encoding::OneHot, 1) };
+        let dir = std::env::temp_dir().join(format!("ddpm-dp-{}", std::process::id()));
+        let (a, b) = (dir.join("one").to_string_lossy().into_owned(), dir.join("two").to_string_lossy().into_owned());
+        train::<CpuTrain>(&cfg, &data, Some(&a), &device, &mut |_| {}).unwrap();
+        std::fs::create_dir_all(dir.join("two/checkpoint")).unwrap();
+        for f in std::fs::read_dir(dir.join("one/checkpoint")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join("two/checkpoint").join(f.file_name().unwrap())).unwrap();
+        }
+        let cfg = DdpmTrainConfig { steps: 4, resume: true, ..cfg };
+        let one = train::<CpuTrain>(&cfg, &data, Some(&a), &device, &mut |_| {}).unwrap();
+        let two = train_on::<CpuTrain>(&cfg, &data, None, Some(&b), &[device, device], &mut |_| {}).unwrap();
+        assert_eq!(one.losses.len(), 4);
+        for (step, (a, b)) in one.losses.iter().zip(&two.losses).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "step {}: loss {a} on one device, {b} over two", step + 1);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        // The trained networks agree on a fixed input.
+        let x = Tensor::<Cpu, 4>::random([2, 8, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let t = Tensor::<Cpu, 1>::from_data(TensorData::new(vec![3.0f32, 70.0], [2]), &device);
+        let (ya, yb) = (one.raw.forward(x.clone(), t.clone()), two.raw.forward(x, t));
+        let scale: f32 = ya.clone().abs().max().into_scalar().elem();
+        let diff: f32 = (ya - yb).abs().max().into_scalar().elem();
+        eprintln!("data parallel: max output difference {diff:.2e} of {scale:.3}");
+        assert!(scale > 0.0 && diff <= 1e-4 * scale, "outputs differ by {diff} (scale {scale})");
+        let e = train_on::<CpuTrain>(&DdpmTrainConfig { batch: 1, ..cfg }, &data, None, None, &[device, device], &mut |_| {}).err().unwrap().to_string();
+        assert!(e.contains("--batch 1 is smaller than the 2 devices"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use shared::dataset::Dataset;
 
-use super::{recent_loss, train_split, DdpmTrainConfig, TrainData, TrainEvent};
+use super::{recent_loss, train_on, DdpmTrainConfig, TrainData, TrainEvent};
 use crate::backend::OnTrainBackend;
 use crate::device::Resolved;
 
@@ -44,20 +44,26 @@ impl Trained {
 
 impl OnTrainBackend for DatasetRun<'_> {
     type Output = Trained;
-    fn run<B: AutodiffBackend>(self, device: B::Device, _: Resolved) -> anyhow::Result<Trained> {
+    const DATA_PARALLEL: bool = true;
+    fn run<B: AutodiffBackend>(self, device: B::Device, resolved: Resolved) -> anyhow::Result<Trained> {
+        self.run_parallel::<B>(vec![device], resolved)
+    }
+    fn run_parallel<B: AutodiffBackend>(self, devices: Vec<B::Device>, _: Resolved) -> anyhow::Result<Trained> {
         // Refuse a bad combination (e.g. x0 with gray) before writing anything under `out`.
         self.cfg.validate(self.data)?;
         crate::sync_store::write_test_stems(self.out, self.dataset)?;
-        train_with_progress::<B>(self.cfg, self.data, Some(self.dataset.options.test_fraction), self.out, &device)
+        train_with_progress::<B>(self.cfg, self.data, Some(self.dataset.options.test_fraction), self.out, &devices)
     }
 }
 
-/// [`train_split`] into `out`, reporting progress on a bar (or, without a terminal, in a
-/// log line every 30 s) and checkpoints above it.
-pub fn train_with_progress<B: AutodiffBackend>(cfg: &DdpmTrainConfig, data: &TrainData, test_fraction: Option<f64>, out: &str, device: &B::Device) -> anyhow::Result<Trained> {
+/// [`train_on`] `devices` (data parallel when there are several) into `out`, reporting
+/// progress on a bar (or, without a terminal, in a log line every 30 s) and checkpoints
+/// above it.
+pub fn train_with_progress<B: AutodiffBackend>(cfg: &DdpmTrainConfig, data: &TrainData, test_fraction: Option<f64>, out: &str, devices: &[B::Device]) -> anyhow::Result<Trained> {
     let bar = shared::progress::bar(cfg.steps, "steps");
+    let Some(device) = devices.first() else { anyhow::bail!("training needs at least one device") };
     tracing::info!(
-        "training on {} maps of {}×{}: {} parameters, encoding {}, objective {}, {} schedule, T = {}",
+        "training on {} maps of {}×{}: {} parameters, encoding {}, objective {}, {} schedule, T = {}{}",
         data.maps.len(),
         cfg.unet.image_size,
         cfg.unet.image_size,
@@ -65,13 +71,18 @@ pub fn train_with_progress<B: AutodiffBackend>(cfg: &DdpmTrainConfig, data: &Tra
         cfg.encoding,
         cfg.objective,
         cfg.schedule,
-        cfg.timesteps
+        cfg.timesteps,
+        if devices.len() > 1 {
+            format!(", data parallel over {} devices ({} maps per device per step at most)", devices.len(), cfg.batch.div_ceil(devices.len()))
+        } else {
+            String::new()
+        }
     );
     let start = Instant::now();
     let mut recent: Vec<f32> = Vec::new();
     let mut first_step = 0;
     let mut last_log = Instant::now();
-    let outcome = train_split::<B>(cfg, data, test_fraction, Some(out), device, &mut |e| match e {
+    let outcome = train_on::<B>(cfg, data, test_fraction, Some(out), devices, &mut |e| match e {
         TrainEvent::Started { step, .. } => {
             first_step = step;
             bar.set_position(step);
