@@ -1,6 +1,6 @@
 //! Device selection: `--device auto|cpu|cuda[:N]|cuda:all` (and `pipeline.device` in a
 //! run spec); `cuda:all` ([`resolve_all`]) is every GPU, for runs and data-parallel
-//! DDPM training.
+//! training (DDPM and SPADE).
 //!
 //! The CUDA backend loads `libcuda.so` at run time and panics when it cannot; this module
 //! looks for the NVIDIA driver first (no unsafe, no loading) so a missing driver is an

@@ -71,11 +71,10 @@ pub fn each_share<D: Sync, R: Send, T: Send>(inputs: Vec<R>, devices: &[D], rows
         let work = &work;
         let handles: Vec<_> = inputs.zip(rows).zip(&devices[1..]).enumerate().map(|(i, ((input, r), device))| scope.spawn(move || work(i + 1, input, r, device))).collect();
         let own = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(0, first, r0, &devices[0])));
-        std::iter::once(own)
-            .chain(handles.into_iter().map(|h| h.join()))
-            .enumerate()
-            .map(|(i, r)| r.map_err(|p| anyhow::anyhow!("data-parallel share {i} failed: {}", crate::backend::panic_text(&p))))
-            .collect()
+        // Every thread joined before the first error is returned (a panicked thread left
+        // unjoined would make the scope panic without the share's message).
+        let all: Vec<_> = std::iter::once(own).chain(handles.into_iter().map(|h| h.join())).collect();
+        all.into_iter().enumerate().map(|(i, r)| r.map_err(|p| anyhow::anyhow!("data-parallel share {i} failed: {}", crate::backend::panic_text(&p)))).collect()
     })
 }
 
@@ -111,6 +110,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("share 1 failed: share blew up"), "{e}");
+        // Several shares failing: the first one's message, every thread joined.
+        let e = each_share(vec![(); 3], &[(), (), ()], 3, |i, _, _, _| {
+            if i > 0 {
+                panic!("share {i} blew up")
+            }
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("share 1 failed: share 1 blew up"), "{e}");
         // Share 0 runs on the calling thread.
         let me = std::thread::current().id();
         let on = each_share(vec![(), ()], &[(), ()], 2, |_, _, _, _| std::thread::current().id() == me).unwrap();

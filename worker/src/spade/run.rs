@@ -68,9 +68,6 @@ pub fn fit_with_progress<B: AutodiffBackend>(
     devices: &[B::Device],
 ) -> anyhow::Result<SpadeTrainer<B>> {
     let bar = shared::progress::bar(opts.steps, "steps");
-    if devices.len() > 1 {
-        tracing::info!("data parallel over {} devices ({} pairs per device per step at most)", devices.len(), settings.batch.div_ceil(devices.len()));
-    }
     let mut last_log = Instant::now();
     let trainer = fit::<B>(g_config, d_config, settings, vgg, pairs, opts, devices, |p| {
         let vgg = if p.losses.g_vgg > 0.0 { format!(", vgg {:.3}", p.losses.g_vgg) } else { String::new() };

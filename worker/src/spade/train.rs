@@ -339,8 +339,7 @@ pub fn fit<B: AutodiffBackend>(
 ) -> anyhow::Result<SpadeTrainer<B>> {
     let n = pairs.len();
     anyhow::ensure!(n > 0, "no training pairs");
-    crate::parallel::check_batch(settings.batch, devices.len())?;
-    let device = &devices[0];
+    let Some(device) = devices.first() else { anyhow::bail!("training needs at least one device") };
     let mut smoothed = Losses::default();
     // Initial weights come from the backend's random ops: seed them (reproducible on one
     // machine and thread count; per-sample noise does not depend on this).
@@ -361,6 +360,11 @@ pub fn fit<B: AutodiffBackend>(
     };
     // The perceptual loss follows this run's flags, also when resuming.
     let mut trainer = trainer.with_vgg(vgg, settings.vgg_weight).with_precision(opts.precision).with_devices(devices.to_vec());
+    // The batch a resumed run steps with is its checkpoint's.
+    crate::parallel::check_batch(trainer.settings.batch, devices.len())?;
+    if devices.len() > 1 {
+        tracing::info!("data parallel over {} devices ({} pairs per device per step at most)", devices.len(), trainer.settings.batch.div_ceil(devices.len()));
+    }
     let batch = trainer.settings.batch;
     let seed = trainer.settings.seed;
     let preview_pairs: Vec<(RgbImage, LabelMap)> = (0..n.min(4)).map(|i| pairs.get(i)).collect::<shared::Result<_>>()?;

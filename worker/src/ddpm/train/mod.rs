@@ -269,7 +269,9 @@ pub fn train_split<B: AutodiffBackend>(
 /// parameters, the optimizer and the EMA): each device computes the gradients of its
 /// share of every batch ([`crate::parallel`]), each share's loss weighted by its share of
 /// the batch's kept pixels, so a step is the one a single device takes on the whole batch
-/// (same draws, same result up to rounding).
+/// (same draws, same result up to rounding), dropout aside: its masks come from the
+/// backend's one RNG, which the shares' threads draw from in no fixed order, so a
+/// data-parallel run with dropout is not reproducible from its seed.
 pub fn train_on<B: AutodiffBackend>(
     cfg: &DdpmTrainConfig,
     data: &TrainData,
