@@ -80,7 +80,7 @@ pub fn dispatch_train<W: OnTrainBackend>(choice: DeviceChoice, work: W) -> anyho
         Resolved::Cuda(n) if all.len() == 1 => work.run::<GpuTrain>(burn::backend::cuda::CudaDevice { index: n }, resolved),
         #[cfg(feature = "cuda")]
         Resolved::Cuda(_) => {
-            let devices = all.iter().map(|r| burn::backend::cuda::CudaDevice { index: if let Resolved::Cuda(n) = r { *n } else { 0 } }).collect();
+            let devices = all.iter().filter_map(|r| if let Resolved::Cuda(index) = *r { Some(burn::backend::cuda::CudaDevice { index }) } else { None }).collect();
             work.run_parallel::<GpuTrain>(devices, resolved)
         }
         #[cfg(not(feature = "cuda"))]

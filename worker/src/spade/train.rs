@@ -161,7 +161,6 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         anyhow::ensure!(labels.len() == images.len(), "step: {} labels but {} images", labels.len(), images.len());
         let b = labels.len();
         let seeds: Vec<u64> = (0..b).map(|i| self.noise_seed(self.step, i)).collect();
-        let parallel = self.devices.len() > 1;
         // The networks on each device: the trainer's own on the first; on the others,
         // copies with running states of their own (spectral norm's `u`, batch-norm
         // statistics; a fork would share them), made here on this thread.
@@ -182,7 +181,8 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         let (first, this) = (&self.devices[0], self);
         let shares = crate::parallel::each_share(inputs, &self.devices, b, |_, (generator, discriminator, vgg), r, device| {
             let weight = r.len() as f64 / b as f64;
-            let weighted = |loss: Tensor<B, 1>| if parallel { loss.mul_scalar(weight) } else { loss };
+            // (1 on one device: an exact no-op.)
+            let weighted = |loss: Tensor<B, 1>| loss.mul_scalar(weight);
             let n = r.len();
             let seg = one_hot::<B>(&labels[r.clone()], this.g_config.label_nc, device);
             let real = images_to_tensor::<B>(&images[r.clone()], device);

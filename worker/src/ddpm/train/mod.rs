@@ -391,8 +391,8 @@ fn batch_grads<B: AutodiffBackend>(
         // f32: the replica itself; half precision: a cast of it, differentiable back to
         // the f32 parameters.
         let compute = crate::precision::cast_for_training(replica.clone(), cfg.precision);
-        let loss = cfg.objective.loss(compute.forward(x, t), target, mask);
-        let loss = if devices.len() == 1 { loss } else { loss.mul_scalar(weight) };
+        // (The weight is 1 on one device: an exact no-op.)
+        let loss = cfg.objective.loss(compute.forward(x, t), target, mask).mul_scalar(weight);
         let value: f32 = loss.clone().into_scalar().elem();
         (GradientsParams::from_grads(loss.backward(), &replica).to_device(&devices[0], &replica), value)
     })?;

@@ -61,7 +61,8 @@ impl OnTrainBackend for DatasetRun<'_> {
 /// above it.
 pub fn train_with_progress<B: AutodiffBackend>(cfg: &DdpmTrainConfig, data: &TrainData, test_fraction: Option<f64>, out: &str, devices: &[B::Device]) -> anyhow::Result<Trained> {
     let bar = shared::progress::bar(cfg.steps, "steps");
-    let Some(device) = devices.first() else { anyhow::bail!("training needs at least one device") };
+    crate::parallel::check_batch(cfg.batch, devices.len())?;
+    let device = &devices[0];
     tracing::info!(
         "training on {} maps of {}×{}: {} parameters, encoding {}, objective {}, {} schedule, T = {}{}",
         data.maps.len(),
