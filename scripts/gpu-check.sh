@@ -12,6 +12,8 @@
 #      f32 and bf16: images/s, per-stage ms, the share of wall time in the models,
 #      achieved GFLOP/s and peak GPU memory; then the FLOP-based estimate for a million
 #      pairs.
+#   4. overlap.md — one full-size setting (bf16, labels 32, images 16) with the DDPM a
+#      batch ahead of SPADE (pipeline.overlap) and without, side by side.
 #
 #   WORKER_BIN=target/gpu-worker bash scripts/gpu-check.sh   # a binary built ahead
 #   bash scripts/gpu-check.sh                                 # builds first (slow)
@@ -71,8 +73,8 @@ echo "peak GPU memory: $(cat "$OUT/peak") MiB"
 echo
 echo "## 3. Full-size random models at 512×512, DDIM-20, $DEVICE"
 {
-  echo "| labels batch | images batch | precision | images/s | sample ms/img | synthesize ms/img | models busy % | sample GFLOP/s | synthesize GFLOP/s | peak GPU MiB |"
-  echo "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| labels batch | images batch | precision | images/s | sample ms/img | synthesize ms/img | models busy % | both busy % | sample GFLOP/s | synthesize GFLOP/s | peak GPU MiB |"
+  echo "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } > "$OUT/full.md"
 for lb in $LABEL_BATCHES; do
   for ib in $IMAGE_BATCHES; do
@@ -80,16 +82,23 @@ for lb in $LABEL_BATCHES; do
     f="$OUT/full-$lb-$ib.md"
     if with_memory $W bench pipeline --random-full-size 512 --device "$DEVICE" --batch-sizes "$n" \
         --label-batch "$lb" --image-batch "$ib" --precisions f32,bf16 --samplers ddim-20 --batches 1 --warmup 1 > "$f"; then
-      # Columns of `bench pipeline`'s table (docs/performance.md): 3 precision, 5 images/s,
-      # 8 sample ms/img, 10 synthesize ms/img, 13 models busy %, 14-15 GFLOP/s.
+      # Columns of `bench pipeline`'s table (docs/performance.md): 3 precision, 6 images/s,
+      # 9 sample ms/img, 11 synthesize ms/img, 14 models busy %, 15 both busy %,
+      # 16-17 GFLOP/s.
       grep '^| random' "$f" | awk -F'|' -v lb="$lb" -v ib="$ib" -v p="$(cat "$OUT/peak")" \
-        '{printf "| %s | %s |%s|%s|%s|%s|%s|%s|%s| %s |\n", lb, ib, $3, $5, $8, $10, $13, $14, $15, p}' >> "$OUT/full.md"
+        '{printf "| %s | %s |%s|%s|%s|%s|%s|%s|%s|%s| %s |\n", lb, ib, $3, $6, $9, $11, $14, $15, $16, $17, p}' >> "$OUT/full.md"
     else
-      echo "| $lb | $ib | failed (out of memory?) see $f | | | | | | | $(cat "$OUT/peak") |" >> "$OUT/full.md"
+      echo "| $lb | $ib | failed (out of memory?) see $f | | | | | | | | $(cat "$OUT/peak") |" >> "$OUT/full.md"
     fi
   done
 done
 cat "$OUT/full.md"
 echo "(peak GPU memory is per bench call: f32 and bf16 of one batch pair together)"
 grep -h 'GFLOP per pair' "$OUT"/full-*.md | head -n1
+
+echo
+echo "## 4. Overlap on and off, full-size random models at 512×512, bf16, labels 32 / images 16, $DEVICE"
+with_memory $W bench pipeline --random-full-size 512 --device "$DEVICE" --batch-sizes 32 --label-batch 32 --image-batch 16 \
+  --precisions bf16 --samplers ddim-20 --overlap on,off --batches 2 --warmup 1 | tee "$OUT/overlap.md"
+echo "peak GPU memory: $(cat "$OUT/peak") MiB"
 exit $FAILED

@@ -141,6 +141,12 @@ pub struct PipelineSection {
     /// commands).
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// `ddpm-spade`: overlap the two models within a job (default `true`): while SPADE
+    /// paints one batch, the DDPM samples the next (two threads, so two CUDA streams on a
+    /// GPU). Samples are the same either way; `false` keeps one model's activations in
+    /// memory at a time, for a GPU short of memory.
+    #[serde(default = "defaults::overlap", skip_serializing_if = "defaults::is_true")]
+    pub overlap: bool,
     /// Settings of the `procedural` pipeline.
     #[serde(default)]
     pub procedural: ProceduralSection,
@@ -484,6 +490,12 @@ mod defaults {
     }
     pub fn batch_size() -> usize {
         8
+    }
+    pub fn overlap() -> bool {
+        true
+    }
+    pub fn is_true(b: &bool) -> bool {
+        *b
     }
     pub fn open_radius_px() -> u32 {
         crate::cleanup::DEFAULT_OPEN_RADIUS
@@ -840,6 +852,10 @@ model = "s3://bucket/models/spade"
         assert_eq!(RunSpec::parse(&ddpm, "m.toml").unwrap().pipeline.labels.unwrap().steps_for(1000), 1000);
         assert_eq!((s.pipeline.precision, s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (Precision::F32, 8, 8, 8));
         assert!(!s.canonical_json().contains("precision") && !s.canonical_json().contains("batch_size\":null"), "{}", s.canonical_json());
+        assert!(s.pipeline.overlap && !s.canonical_json().contains("overlap"), "{}", s.canonical_json());
+        let apart = RunSpec::parse(&MODELS.replace("image_size = 64", "image_size = 64\noverlap = false"), "o.toml").unwrap();
+        assert!(!apart.pipeline.overlap);
+        assert_eq!(RunSpec::from_json(&apart.canonical_json(), "json").unwrap(), apart);
     }
 
     #[test]

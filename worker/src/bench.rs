@@ -84,8 +84,9 @@ pub enum Models {
     RandomFullSize(u32),
 }
 
-/// Times the pipeline for every sampler × precision × batch size: `warmup` untimed
-/// batches, then `batches` timed ones, each generated, PNG-encoded and written to a local
+/// Times the pipeline for every sampler × precision × batch size × overlap setting:
+/// `warmup` untimed batches, then `batches` timed ones, generated as one job's batches
+/// ([`DdpmSpadePipeline::batches_timed`]), each PNG-encoded and written to a local
 /// temporary store. Sample indices run on from batch to batch. A half-precision row's
 /// first timed batch is compared with the f32 row's (when f32 runs first): label pixel
 /// agreement and image mean absolute difference.
@@ -99,6 +100,8 @@ pub struct PipelineBench {
     /// Overrides of `pipeline.labels.batch_size` and `pipeline.images.batch_size`.
     pub label_batch: Option<usize>,
     pub image_batch: Option<usize>,
+    /// `pipeline.overlap` settings to time (each batch size is timed with each).
+    pub overlap: Vec<bool>,
     pub batches: usize,
     pub warmup: usize,
 }
@@ -110,11 +113,15 @@ pub struct Row {
     pub what: String,
     pub precision: Precision,
     pub batch: usize,
+    /// Whether the label stage ran a batch ahead of SPADE (`pipeline.overlap`).
+    pub overlap: bool,
     /// Denoising steps per label map.
     pub steps: usize,
     /// Images timed.
     pub images: usize,
     pub stages: StageSeconds,
+    /// Wall time at least one model was running.
+    pub busy: Duration,
     pub encode: Duration,
     pub upload: Duration,
     pub wall: Duration,
@@ -125,6 +132,14 @@ pub struct Row {
     /// Samples of the run the estimate is for: the spec's `run.count`, a million for
     /// random models.
     pub run_count: u64,
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// Dense peak rates in TFLOP/s, (bf16 tensor cores, f32 without tensor cores), from the
@@ -163,9 +178,9 @@ impl std::fmt::Display for PipelineReport {
         writeln!(f, "device: {}", self.device)?;
         writeln!(
             f,
-            "| pipeline | precision | batch | images/s | UNet ms/step | SPADE ms/batch | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img | models busy % | sample GFLOP/s | synthesize GFLOP/s | labels = f32 | image MAE vs f32 |"
+            "| pipeline | precision | batch | overlap | images/s | UNet ms/step | SPADE ms/batch | sample ms/img | cleanup ms/img | synthesize ms/img | encode ms/img | upload ms/img | models busy % | both busy % | sample GFLOP/s | synthesize GFLOP/s | labels = f32 | image MAE vs f32 |"
         )?;
-        writeln!(f, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+        writeln!(f, "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
         for r in &self.rows {
             let per = |d: Duration| d.as_secs_f64() * 1000.0 / r.images as f64;
             // Per batch: one network evaluation of the batch per denoising step.
@@ -175,13 +190,15 @@ impl std::fmt::Display for PipelineReport {
                 None => ("–".into(), "–".into()),
             };
             let rate = |gflop: f64, d: Duration| gflop * r.images as f64 / d.as_secs_f64();
-            let busy = 100.0 * (r.stages.sample + r.stages.synthesize).as_secs_f64() / r.wall.as_secs_f64();
+            let share = |d: Duration| 100.0 * d.as_secs_f64() / r.wall.as_secs_f64();
+            let both = (r.stages.sample + r.stages.synthesize).saturating_sub(r.busy);
             writeln!(
                 f,
-                "| {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {busy:.0} | {:.1} | {:.1} | {agree} | {mae} |",
+                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.1} | {agree} | {mae} |",
                 r.what,
                 r.precision,
                 r.batch,
+                on_off(r.overlap),
                 r.images_per_sec(),
                 per_batch(r.stages.sample) / r.steps.max(1) as f64,
                 per_batch(r.stages.synthesize),
@@ -190,11 +207,16 @@ impl std::fmt::Display for PipelineReport {
                 per(r.stages.synthesize),
                 per(r.encode),
                 per(r.upload),
+                share(r.busy),
+                share(both),
                 rate(r.gflop.0, r.stages.sample),
                 rate(r.gflop.1, r.stages.synthesize),
             )?;
         }
-        writeln!(f, "models busy %: share of wall time inside the two models' forward passes (sampling and painting); the rest is cleanup, encoding, upload and the host.")?;
+        writeln!(
+            f,
+            "models busy %: share of wall time at least one model is in a forward pass (sampling or painting); the rest is cleanup, encoding, upload and the host. both busy %: share of wall time both are (overlap on: the DDPM sampling the next batch while SPADE paints this one)."
+        )?;
         let mut seen = std::collections::BTreeSet::new();
         for r in self.rows.iter().filter(|r| seen.insert(r.what.clone())) {
             let per_pair = r.gflop.0 + r.gflop.1;
@@ -273,16 +295,18 @@ impl OnBackend for PipelineBench {
             let run_count = spec_base.as_ref().map_or(1_000_000, |s| s.run.count);
             let spec_batches =
                 spec_base.as_ref().map_or((None, None), |s| (s.pipeline.labels.as_ref().and_then(|l| l.batch_size), s.pipeline.images.as_ref().and_then(|i| i.batch_size)));
-            for &batch in &self.batch_sizes {
+            for (&batch, &overlap) in self.batch_sizes.iter().flat_map(|b| self.overlap.iter().map(move |o| (b, o))) {
                 // Model batches: --label-batch / --image-batch, else the spec's, else the row's.
-                let pipe = pipe.with_batches(self.label_batch.or(spec_batches.0).unwrap_or(batch), self.image_batch.or(spec_batches.1).unwrap_or(batch));
+                let pipe = pipe.with_batches(self.label_batch.or(spec_batches.0).unwrap_or(batch), self.image_batch.or(spec_batches.1).unwrap_or(batch)).with_overlap(overlap);
                 let mut row = Row {
                     what: what.clone(),
                     precision,
                     batch,
+                    overlap,
                     steps: pipe.steps(),
                     images: 0,
                     stages: StageSeconds::default(),
+                    busy: Duration::ZERO,
                     encode: Duration::ZERO,
                     upload: Duration::ZERO,
                     wall: Duration::ZERO,
@@ -290,41 +314,56 @@ impl OnBackend for PipelineBench {
                     gflop,
                     run_count,
                 };
-                for b in 0..self.warmup + self.batches {
-                    let indices: Vec<u64> = (0..batch as u64).map(|i| b as u64 * batch as u64 + i).collect();
-                    let t0 = Instant::now();
-                    let (samples, st) = pipe.generate_timed(&indices);
+                // One job's worth of batches, as a worker runs them: each batch is encoded
+                // and stored here while (with overlap) the next one's labels are sampled.
+                // A batch's wall time runs from the previous batch stored to this one.
+                let indices: Vec<u64> = (0..((self.warmup + self.batches) * batch) as u64).collect();
+                let (mut b, mut last, mut timed) = (0, Instant::now(), Vec::new());
+                let mut failed = None;
+                pipe.batches_timed(&indices, batch, &mut |samples, st| {
                     let t1 = Instant::now();
                     let encoded: Vec<(Vec<u8>, Vec<u8>)> = samples.iter().map(|s| (s.image.to_png(), s.label.to_png(&classes))).collect();
                     let t2 = Instant::now();
-                    rt.block_on(async {
+                    let stored = rt.block_on(async {
                         for (i, (img, lbl)) in encoded.into_iter().enumerate() {
                             store.put(&format!("{b}/{i}.png"), Bytes::from(img)).await?;
                             store.put(&format!("{b}/{i}.label.png"), Bytes::from(lbl)).await?;
                         }
                         anyhow::Ok(())
-                    })?;
+                    });
+                    if let Err(e) = stored {
+                        failed = Some(e);
+                        return false;
+                    }
                     let t3 = Instant::now();
-                    if b < self.warmup {
-                        continue;
-                    }
-                    if b == self.warmup {
-                        let key = (sampler.to_string(), batch);
-                        if precision.is_f32() {
-                            reference.insert(key, samples);
-                        } else if let Some(f32_samples) = reference.get(&key) {
-                            row.vs_f32 = Some(diff(f32_samples, &samples));
+                    if b >= self.warmup {
+                        if b == self.warmup {
+                            let key = (sampler.to_string(), batch);
+                            if precision.is_f32() {
+                                reference.insert(key, samples);
+                            } else if let Some(f32_samples) = reference.get(&key) {
+                                row.vs_f32 = Some(diff(f32_samples, &samples));
+                            }
                         }
+                        row.images += batch;
+                        row.stages.sample += st.sample;
+                        row.stages.cleanup += st.cleanup;
+                        row.stages.synthesize += st.synthesize;
+                        row.encode += t2 - t1;
+                        row.upload += t3 - t2;
+                        row.wall += t3 - last;
+                        timed.push((last, st));
                     }
-                    row.images += batch;
-                    row.stages.sample += st.sample;
-                    row.stages.cleanup += st.cleanup;
-                    row.stages.synthesize += st.synthesize;
-                    row.encode += t2 - t1;
-                    row.upload += t3 - t2;
-                    row.wall += t3 - t0;
+                    (b, last) = (b + 1, t3);
+                    true
+                });
+                if let Some(e) = failed {
+                    return Err(e.context("storing the bench's samples"));
                 }
-                eprintln!("  {} {precision} batch {}: {:.2} images/s", row.what, row.batch, row.images_per_sec());
+                if let Some(&(from, _)) = timed.first() {
+                    row.busy = StageSeconds::busy_within(&timed.iter().map(|(_, st)| st).collect::<Vec<_>>(), from, last);
+                }
+                eprintln!("  {} {precision} batch {} overlap {}: {:.2} images/s", row.what, row.batch, on_off(overlap), row.images_per_sec());
                 rows.push(row);
             }
         }

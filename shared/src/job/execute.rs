@@ -147,18 +147,21 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         let pipeline = job.pipeline.clone();
         let abort = job.abort.clone();
         tokio::task::spawn_blocking(move || {
-            for chunk in indices.chunks(batch) {
-                if abort.state() != Abort::GO {
-                    return;
+            if abort.state() != Abort::GO {
+                return;
+            }
+            super::faults::batch_delay();
+            // A batch's time: from the previous batch handed on (or the start) to this one.
+            let mut t0 = Instant::now();
+            pipeline.generate_batches(&indices, batch, &mut |result| {
+                let result = result.map(|s| (s, t0.elapsed().as_secs_f64()));
+                if gen_tx.send(result).is_err() || abort.state() != Abort::GO {
+                    return false;
                 }
                 super::faults::batch_delay();
-                let t0 = Instant::now();
-                let result = pipeline.generate(chunk).map(|s| (s, t0.elapsed().as_secs_f64()));
-                let failed = result.is_err();
-                if gen_tx.send(result).is_err() || failed {
-                    return;
-                }
-            }
+                t0 = Instant::now();
+                true
+            });
         })
     };
     let enc = {

@@ -25,6 +25,21 @@ pub struct Sample {
 pub trait Pipeline: Send + Sync {
     /// Samples for `indices` (one batch), in the same order.
     fn generate(&self, indices: &[u64]) -> Result<Vec<Sample>>;
+
+    /// Samples for `indices` in batches of `batch`, in order: each batch's result goes to
+    /// `sink`, which returns `false` to stop (a stop asked for, nobody listening). A failed
+    /// batch is the last one handed on. This calls [`Pipeline::generate`] once per batch; a
+    /// pipeline of several stages overrides it to overlap them, starting the next batch's
+    /// first stage while this one's last runs. Samples are the ones `generate` gives.
+    fn generate_batches(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(Result<Vec<Sample>>) -> bool) {
+        for chunk in indices.chunks(batch.max(1)) {
+            let result = self.generate(chunk);
+            let failed = result.is_err();
+            if !sink(result) || failed {
+                return;
+            }
+        }
+    }
 }
 
 /// Builds the pipeline a run spec asks for (once per run and process).

@@ -131,7 +131,12 @@ pub struct PipelineArgs {
     /// spec's, else each --batch-sizes value.
     #[arg(long, value_name = "N")]
     pub image_batch: Option<usize>,
-    /// Timed batches per setting.
+    /// pipeline.overlap settings to time, comma-separated: on (the DDPM samples the next
+    /// batch while SPADE paints this one), off (one after the other), or on,off for both
+    /// side by side.
+    #[arg(long, value_delimiter = ',', default_value = "on", value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+    pub overlap: Vec<bool>,
+    /// Timed batches per setting (after the warm-up ones, as one job's batches).
     #[arg(long, default_value_t = 2)]
     pub batches: usize,
     /// Untimed warm-up batches before the timed ones (0 for slow settings like ddpm).
@@ -266,6 +271,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         batch_sizes: args.batch_sizes,
         label_batch: args.label_batch,
         image_batch: args.image_batch,
+        overlap: args.overlap,
         batches: args.batches,
         warmup: args.warmup,
     };
@@ -303,7 +309,10 @@ mod tests {
             Cli::try_parse_from(["worker", "bench", "pipeline", "--random-full-size", "64", "--samplers", "ddim-10,ddpm", "--device", "cpu", "--precisions", "f32,bf16"]).unwrap();
         let Some(Command::Bench(BenchCommand::Pipeline(a))) = cli.command else { panic!("not bench pipeline") };
         assert_eq!((a.samplers, a.batch_sizes, a.device.device), (vec![Sampler::Ddim(10), Sampler::Ddpm], vec![1, 8], DeviceChoice::Cpu));
-        assert_eq!(a.precisions, vec![Precision::F32, Precision::Bf16]);
+        assert_eq!((a.precisions, a.overlap), (vec![Precision::F32, Precision::Bf16], vec![true]));
+        let cli = Cli::try_parse_from(["worker", "bench", "pipeline", "--random-full-size", "64", "--overlap", "on,off"]).unwrap();
+        let Some(Command::Bench(BenchCommand::Pipeline(a))) = cli.command else { panic!("not bench pipeline") };
+        assert_eq!(a.overlap, vec![true, false]);
         assert_eq!(pipeline_args().precisions, vec![Precision::F32]);
         let e = Cli::try_parse_from(["worker", "bench", "compare", "x.toml", "--precisions", "fp8"]).unwrap_err().to_string();
         assert!(e.contains("--precisions") && e.contains("expected f32, bf16 or f16"), "{e}");

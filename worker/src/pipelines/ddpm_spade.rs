@@ -1,5 +1,6 @@
 //! The `ddpm-spade` pipeline: DDPM label maps → cleanup (and upscale, nearest or smooth:
-//! `pipeline.labels.upscale`) → SPADE images.
+//! `pipeline.labels.upscale`) → SPADE images; across a job's batches the label stage runs
+//! one batch ahead on a thread of its own (`pipeline.overlap`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use anyhow::Context;
 use burn::tensor::backend::Backend;
 use serde_json::json;
 use shared::artifact;
+use shared::cleanup::CleanupReport;
 use shared::job::{Pipeline, Sample};
 use shared::spec::RunSpec;
 use shared::{mix64, sample_seed, LabelMap};
@@ -20,12 +22,14 @@ use crate::device::Resolved;
 /// Seeds SPADE's noise from a sample's seed on a stream apart from the DDPM's.
 const IMAGE_NOISE_STREAM: u64 = 0x5350_4144_455f_4e5a;
 
-/// Seconds spent per stage on one batch.
-#[derive(Debug, Clone, Copy, Default)]
+/// Time spent per stage on one batch.
+#[derive(Debug, Clone, Default)]
 pub struct StageSeconds {
     pub sample: Duration,
     pub cleanup: Duration,
     pub synthesize: Duration,
+    /// When each forward pass of either model ran (start, end).
+    pub spans: Vec<(Instant, Instant)>,
 }
 
 /// DDPM label maps → cleanup (and upscale) → SPADE images, each model in batches of its
@@ -42,6 +46,8 @@ pub struct DdpmSpadePipeline<B: Backend> {
     pad: bool,
     /// The run's shard size: no call is longer, so padding never goes beyond it.
     shard_size: usize,
+    /// Overlap the two models across batches (`pipeline.overlap`); see [`Self::batches_timed`].
+    overlap: bool,
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -78,6 +84,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             image_batch,
             pad: !crate::fused::on_host::<B>(),
             shard_size: spec.run.shard_size as usize,
+            overlap: spec.pipeline.overlap,
             extra,
         })
     }
@@ -85,6 +92,11 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     /// Pads (or not) short batches to the batch shape; see the field.
     pub fn with_padding(self, pad: bool) -> Self {
         DdpmSpadePipeline { pad, ..self }
+    }
+
+    /// Overlaps the models across batches (or not); see [`Self::batches_timed`].
+    pub fn with_overlap(self, overlap: bool) -> Self {
+        DdpmSpadePipeline { overlap, ..self }
     }
 
     /// The same pipeline (same loaded models) with other model batch sizes.
@@ -106,36 +118,54 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         (unet, self.models.spade.lock().unwrap_or_else(|p| p.into_inner()).generator.macs())
     }
 
-    /// [`Pipeline::generate`], also returning the time each stage took.
-    pub fn generate_timed(&self, indices: &[u64]) -> (Vec<Sample>, StageSeconds) {
-        let seeds: Vec<u64> = indices.iter().map(|&i| sample_seed(self.run_seed, i)).collect();
-        let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
-        // The batch shape: the model batch, or the shard size when shards are smaller (no
-        // call is longer than a shard, so padding past it would be work for nothing).
-        let shape = |batch: usize, n: usize| if self.pad { batch.min(self.shard_size).max(n) } else { n };
-        let (mut cleaned, mut sample, mut cleanup) = (Vec::with_capacity(seeds.len()), Duration::ZERO, Duration::ZERO);
+    /// The batch shape of a model: its batch, or the shard size when shards are smaller
+    /// (no call is longer than a shard, so padding past it would be work for nothing); `n`
+    /// itself when not padding.
+    fn shape(&self, batch: usize, n: usize) -> usize {
+        if self.pad {
+            batch.min(self.shard_size).max(n)
+        } else {
+            n
+        }
+    }
+
+    /// The label stage of one call: DDPM sampling in label batches, then cleanup.
+    fn labels_of(&self, seeds: &[u64]) -> Labelled {
+        let mut out = Labelled { cleaned: Vec::with_capacity(seeds.len()), sample: Duration::ZERO, cleanup: Duration::ZERO, spans: Vec::new() };
         for chunk in seeds.chunks(self.label_batch) {
             // Each model's lock is held only for its own forward passes (and the wait for
             // it is not counted as the stage's time).
             let ddpm = self.models.ddpm.lock().unwrap_or_else(|p| p.into_inner());
             let t0 = Instant::now();
-            let raw = self.labels.sample(&ddpm, chunk, shape(self.label_batch, chunk.len()));
-            sample += t0.elapsed();
+            let raw = self.labels.sample(&ddpm, chunk, self.shape(self.label_batch, chunk.len()));
+            let t1 = Instant::now();
             drop(ddpm);
+            out.sample += t1 - t0;
+            out.spans.push((t0, t1));
             let (c, t) = self.labels.clean(&raw);
-            cleaned.extend(c);
-            cleanup += t;
+            out.cleaned.extend(c);
+            out.cleanup += t;
         }
+        out
+    }
+
+    /// The image stage of one call: SPADE in image batches, then the samples; `seeds` are
+    /// the samples' seeds.
+    fn paint(&self, indices: &[u64], seeds: &[u64], labelled: Labelled) -> (Vec<Sample>, StageSeconds) {
+        let Labelled { cleaned, sample, cleanup, mut spans } = labelled;
+        let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
         let maps: Vec<LabelMap> = cleaned.iter().map(|(m, _)| m.clone()).collect();
         let mut synthesize = Duration::ZERO;
         let mut images = Vec::with_capacity(maps.len());
         for (m, s) in maps.chunks(self.image_batch).zip(image_seeds.chunks(self.image_batch)) {
-            let n = shape(self.image_batch, m.len());
+            let n = self.shape(self.image_batch, m.len());
             let spade = self.models.spade.lock().unwrap_or_else(|p| p.into_inner());
-            let t2 = Instant::now();
+            let t0 = Instant::now();
             let mut out = spade.synthesize(&pad(m, n), &pad(s, n));
-            synthesize += t2.elapsed();
+            let t1 = Instant::now();
             drop(spade);
+            synthesize += t1 - t0;
+            spans.push((t0, t1));
             out.truncate(m.len());
             images.extend(out);
         }
@@ -143,22 +173,116 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             .iter()
             .zip(seeds)
             .zip(cleaned.into_iter().zip(images))
-            .map(|((&index, seed), ((label, report), image))| {
+            .map(|((&index, &seed), ((label, report), image))| {
                 let mut extra = self.extra.clone();
                 extra.insert("islands_removed".into(), json!(report.islands_removed));
                 extra.insert("pixels_changed".into(), json!(report.pixels_changed));
                 Sample { index, seed, image, label, extra }
             })
             .collect();
-        (samples, StageSeconds { sample, cleanup, synthesize })
+        (samples, StageSeconds { sample, cleanup, synthesize, spans })
     }
+
+    fn seeds(&self, indices: &[u64]) -> Vec<u64> {
+        indices.iter().map(|&i| sample_seed(self.run_seed, i)).collect()
+    }
+
+    /// [`Pipeline::generate`], also returning the time each stage took: labels, then
+    /// images, one after the other.
+    pub fn generate_timed(&self, indices: &[u64]) -> (Vec<Sample>, StageSeconds) {
+        let seeds = self.seeds(indices);
+        let labelled = self.labels_of(&seeds);
+        self.paint(indices, &seeds, labelled)
+    }
+
+    /// [`Pipeline::generate_batches`] with each batch's stage times. With `overlap` (the
+    /// default, `pipeline.overlap`) the label stage runs on a thread of its own one batch
+    /// ahead: while SPADE paints batch k on this thread, the DDPM samples (and the CPU
+    /// cleans) batch k+1. Each batch is made exactly as [`Self::generate_timed`] makes it,
+    /// so the samples are the same either way.
+    pub fn batches_timed(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(Vec<Sample>, StageSeconds) -> bool) {
+        let batch = batch.max(1);
+        if !self.overlap {
+            for chunk in indices.chunks(batch) {
+                let (samples, t) = self.generate_timed(chunk);
+                if !sink(samples, t) {
+                    return;
+                }
+            }
+            return;
+        }
+        // A rendezvous channel: the label thread finishes batch k+1 while this one paints
+        // batch k, then waits; at most one batch of label maps is in hand besides.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u64>, Labelled)>(0);
+        std::thread::scope(|scope| {
+            let labels = std::thread::Builder::new()
+                .name("ddpm-labels".into())
+                .spawn_scoped(scope, move || {
+                    for chunk in indices.chunks(batch) {
+                        let seeds = self.seeds(chunk);
+                        let labelled = self.labels_of(&seeds);
+                        if tx.send((seeds, labelled)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawning the label thread");
+            for (chunk, (seeds, labelled)) in indices.chunks(batch).zip(rx.iter()) {
+                let (samples, t) = self.paint(chunk, &seeds, labelled);
+                if !sink(samples, t) {
+                    break;
+                }
+            }
+            // Stops the label thread at its next batch (a stop, or it panicked).
+            drop(rx);
+            if let Err(panic) = labels.join() {
+                std::panic::resume_unwind(panic);
+            }
+        });
+    }
+}
+
+/// One call's label maps, cleaned, and the time they took.
+struct Labelled {
+    cleaned: Vec<(LabelMap, CleanupReport)>,
+    sample: Duration,
+    cleanup: Duration,
+    spans: Vec<(Instant, Instant)>,
 }
 
 impl<B: Backend> Pipeline for DdpmSpadePipeline<B> {
     fn generate(&self, indices: &[u64]) -> shared::Result<Vec<Sample>> {
         let (samples, t) = self.generate_timed(indices);
-        tracing::debug!(n = indices.len(), sample_s = t.sample.as_secs_f64(), cleanup_s = t.cleanup.as_secs_f64(), synthesize_s = t.synthesize.as_secs_f64(), "ddpm-spade batch");
+        t.log(indices.len());
         Ok(samples)
+    }
+
+    fn generate_batches(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(shared::Result<Vec<Sample>>) -> bool) {
+        self.batches_timed(indices, batch, &mut |samples, t| {
+            t.log(samples.len());
+            sink(Ok(samples))
+        })
+    }
+}
+
+impl StageSeconds {
+    fn log(&self, n: usize) {
+        tracing::debug!(n, sample_s = self.sample.as_secs_f64(), cleanup_s = self.cleanup.as_secs_f64(), synthesize_s = self.synthesize.as_secs_f64(), "ddpm-spade batch");
+    }
+
+    /// Time at least one model ran within `[from, to]`: the union of the forward passes'
+    /// spans of `stages` clipped to the window (with overlap, the two models' spans meet).
+    pub fn busy_within(stages: &[&StageSeconds], from: Instant, to: Instant) -> Duration {
+        let mut spans: Vec<(Instant, Instant)> = stages.iter().flat_map(|s| s.spans.iter()).map(|&(a, b)| (a.max(from), b.min(to))).filter(|(a, b)| a < b).collect();
+        spans.sort();
+        let (mut busy, mut end) = (Duration::ZERO, from);
+        for (a, b) in spans {
+            if b > end {
+                busy += b - a.max(end);
+                end = b;
+            }
+        }
+        busy
     }
 }
 
@@ -205,5 +329,60 @@ mod tests {
         assert!(!one[0].extra.contains_key("precision"));
         let bf16 = ddpm_spade_on::<Cpu>(&spec("precision = \"bf16\"", "", ""), CpuDevice::default(), Resolved::Cpu).unwrap().generate_timed(&indices[..2]).0;
         assert_eq!(bf16[0].extra["precision"], "bf16");
+    }
+
+    /// A job's batches with the label stage a batch ahead on its own thread are the ones
+    /// made one after the other, which are `generate`'s; a stop after the first batch ends
+    /// the label thread (the call returns).
+    #[test]
+    fn overlapped_batches_are_the_sequential_ones() {
+        let indices: Vec<u64> = (0..5).collect();
+        let pipe = ddpm_spade_on::<Cpu>(&spec("batch_size = 2", "", ""), CpuDevice::default(), Resolved::Cpu).unwrap();
+        assert!(pipe.overlap, "pipeline.overlap defaults to on");
+        let run = |pipe: &DdpmSpadePipeline<Cpu>| {
+            let (mut samples, mut sizes, mut passes) = (Vec::new(), Vec::new(), 0);
+            pipe.generate_batches(&indices, 2, &mut |r| {
+                let batch = r.unwrap();
+                sizes.push(batch.len());
+                samples.extend(batch);
+                true
+            });
+            pipe.batches_timed(&indices, 2, &mut |_, t| {
+                passes += t.spans.len();
+                true
+            });
+            (samples, sizes, passes)
+        };
+        let (overlapped, sizes, passes) = run(&pipe);
+        // Batches of 2, 2 and 1; one DDPM and one SPADE pass each.
+        assert_eq!((sizes, passes), (vec![2, 2, 1], 6));
+        let pipe = pipe.with_overlap(false);
+        let (apart, _, _) = run(&pipe);
+        let one_call = pipe.generate(&indices).unwrap();
+        for other in [&apart, &one_call] {
+            let c = crate::bench::diff(&overlapped, other);
+            assert_eq!(c.mean_label_agreement(), 1.0, "{c}");
+            assert!(c.mean_image_mae() < 1e-3, "{c}");
+        }
+        assert_eq!(overlapped.iter().map(|s| s.index).collect::<Vec<_>>(), indices);
+        let mut calls = 0;
+        pipe.with_overlap(true).batches_timed(&indices, 1, &mut |_, _| {
+            calls += 1;
+            false
+        });
+        assert_eq!(calls, 1);
+    }
+
+    /// Busy time is the union of both models' passes inside the window.
+    #[test]
+    fn busy_time_is_the_union_of_the_passes() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let a = StageSeconds { spans: vec![(ms(0), ms(10)), (ms(30), ms(40))], ..Default::default() };
+        let b = StageSeconds { spans: vec![(ms(5), ms(20)), (ms(32), ms(35)), (ms(50), ms(70))], ..Default::default() };
+        // [0,20] + [30,40] + [50,60] within [0, 60].
+        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(0), ms(60)), Duration::from_millis(40));
+        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(8), ms(33)), Duration::from_millis(15));
+        assert_eq!(StageSeconds::busy_within(&[], ms(0), ms(60)), Duration::ZERO);
     }
 }

@@ -8,11 +8,12 @@
 //! - `models.rs` — [`fetch_models`]: a `ddpm-spade` spec's two artifacts fetched, verified
 //!   and checked against the spec ([`CheckedModels`]), and their loading onto a device.
 //! - `ddpm_spade.rs` — [`DdpmSpadePipeline`] (sample → cleanup → synthesize, with
-//!   [`StageSeconds`]) and [`ddpm_spade_on`], which builds one on a given backend.
+//!   [`StageSeconds`]; across a job's batches the label stage runs one batch ahead) and
+//!   [`ddpm_spade_on`], which builds one on a given backend.
 //! - `random.rs` — [`random_ddpm_spade`]: the pipeline over randomly initialised
 //!   full-size models, for benchmarks.
 //! - `spread.rs` — [`Spread`]: one run's pipelines on every GPU (`--device cuda:all`),
-//!   each batch to the least busy.
+//!   each batch (or job) to the least busy.
 
 mod ddpm_spade;
 mod factory;

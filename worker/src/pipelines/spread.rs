@@ -1,6 +1,7 @@
 //! [`Spread`]: one run's pipelines on several devices (one per GPU, `--device cuda:all`)
-//! behind one [`Pipeline`]. Each batch goes to the device with the fewest batches in hand,
-//! so a worker's job slots (`--concurrency`) spread over its GPUs; the model cache, the
+//! behind one [`Pipeline`]. Each batch (each shard, through
+//! [`Pipeline::generate_batches`]) goes to the device with the fewest in hand, so a worker's
+//! job slots (`--concurrency`) spread over its GPUs; the model cache, the
 //! queue connection and the process are shared. A sample depends only on its seed, so
 //! which device makes it does not change it (beyond float rounding between devices).
 
@@ -47,6 +48,14 @@ impl Pipeline for Spread {
         let _release = Release(self, i);
         self.pipes[i].generate(indices)
     }
+
+    /// A shard's batches all go to one device (the least busy when it starts), so its
+    /// stages overlap there.
+    fn generate_batches(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(shared::Result<Vec<Sample>>) -> bool) {
+        let i = self.take();
+        let _release = Release(self, i);
+        self.pipes[i].generate_batches(indices, batch, sink)
+    }
 }
 
 #[cfg(test)]
@@ -54,7 +63,8 @@ mod tests {
     use super::*;
     use std::sync::Barrier;
 
-    /// Records which device ran, and holds each batch until every slot has one in hand.
+    /// Records which device ran (and gives it as each sample's seed), and holds each batch
+    /// until every slot has one in hand.
     struct Device {
         id: usize,
         ran: Arc<Mutex<Vec<usize>>>,
@@ -67,7 +77,7 @@ mod tests {
             self.barrier.wait();
             Ok(indices
                 .iter()
-                .map(|&i| Sample { index: i, seed: i, image: shared::RgbImage::new(1, 1), label: shared::LabelMap::new(1, 1, 0), extra: Default::default() })
+                .map(|&i| Sample { index: i, seed: self.id as u64, image: shared::RgbImage::new(1, 1), label: shared::LabelMap::new(1, 1, 0), extra: Default::default() })
                 .collect())
         }
     }
@@ -92,5 +102,24 @@ mod tests {
         ran.sort();
         assert_eq!(ran, vec![0, 1, 2]);
         assert_eq!(*spread.busy.lock().unwrap(), vec![0, 0, 0], "every device counted free again");
+
+        // Three jobs of three batches at once: each job stays on one device, its own.
+        let jobs: Vec<_> = (0..3u64)
+            .map(|s| {
+                let spread = spread.clone();
+                std::thread::spawn(move || {
+                    let mut devices = Vec::new();
+                    spread.generate_batches(&[s * 10, s * 10 + 1, s * 10 + 2], 1, &mut |r| {
+                        devices.extend(r.unwrap().iter().map(|x| x.seed));
+                        true
+                    });
+                    devices
+                })
+            })
+            .collect();
+        let mut used: Vec<u64> = jobs.into_iter().map(|h| h.join().unwrap()).inspect(|d| assert!(d.len() == 3 && d.iter().all(|&x| x == d[0]), "{d:?}")).map(|d| d[0]).collect();
+        used.sort();
+        assert_eq!(used, vec![0, 1, 2]);
+        assert_eq!(*spread.busy.lock().unwrap(), vec![0, 0, 0]);
     }
 }
