@@ -41,12 +41,17 @@ pub const TEST_STEMS_FILE: &str = "test_stems.txt";
 pub const DEFAULT_TEST_FRACTION: f64 = 0.1;
 
 /// How [`Dataset::open_with`] reads a dataset directory.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetOptions {
     pub mask: MaskKind,
     pub unknown: UnknownCodes,
     /// Share of the stems held out as the test split, in `[0, 1)`; 0: no test split.
     pub test_fraction: f64,
+    /// Split by group rather than by stem: a regular expression whose first capture group
+    /// (else its whole match) names a stem's group, e.g. a region or scene (see
+    /// [`SplitGroups`]). `None`: each stem is its own group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_group: Option<String>,
     /// Read labels only: `images/` is neither needed nor checked.
     pub labels_only: bool,
 }
@@ -54,12 +59,12 @@ pub struct DatasetOptions {
 impl Default for DatasetOptions {
     /// Raw codes, unknown codes an error, no test split, images required.
     fn default() -> Self {
-        DatasetOptions { mask: MaskKind::Codes, unknown: UnknownCodes::Error, test_fraction: 0.0, labels_only: false }
+        DatasetOptions { mask: MaskKind::Codes, unknown: UnknownCodes::Error, test_fraction: 0.0, split_group: None, labels_only: false }
     }
 }
 
 impl DatasetOptions {
-    /// Checks `test_fraction` is in `[0, 1)`.
+    /// Checks `test_fraction` is in `[0, 1)` and `split_group` is a valid pattern.
     pub fn validate(&self) -> Result<()> {
         if !(self.test_fraction >= 0.0 && self.test_fraction < 1.0) {
             return Err(Error::Invalid {
@@ -68,7 +73,49 @@ impl DatasetOptions {
                 message: format!("{} is not in [0, 1): it is the share of files held out for testing (0: none)", self.test_fraction),
             });
         }
+        self.groups()?;
         Ok(())
+    }
+
+    /// The split's grouping of stems.
+    pub fn groups(&self) -> Result<SplitGroups> {
+        SplitGroups::new(self.split_group.as_deref())
+    }
+}
+
+/// How stems are grouped for the train/test split: every stem of a group falls on the same
+/// side, so neighbouring tiles of one scene (which share a stem prefix) never end up on
+/// both. A group is named by the first capture group of a regular expression's first
+/// match in the stem, or by the whole match when the pattern has no group; without a
+/// pattern each stem is its own group.
+#[derive(Debug, Clone)]
+pub struct SplitGroups(Option<regex::Regex>);
+
+impl SplitGroups {
+    /// `pattern`: e.g. `^(.*)_\d+$` (the stem without its last `_NUMBER`) or `^[^_]+`
+    /// (up to the first `_`). An invalid pattern is an error naming it.
+    pub fn new(pattern: Option<&str>) -> Result<SplitGroups> {
+        let Some(p) = pattern else { return Ok(SplitGroups(None)) };
+        let re = regex::Regex::new(p).map_err(|e| Error::Invalid {
+            origin: "dataset options".into(),
+            key: "split_group".into(),
+            message: format!("'{p}' is not a regular expression: {e}"),
+        })?;
+        Ok(SplitGroups(Some(re)))
+    }
+
+    /// The group of `stem`: `None` when the pattern does not match it (or matches it
+    /// empty, or its capture group did not take part).
+    pub fn group<'a>(&self, stem: &'a str) -> Option<&'a str> {
+        let Some(re) = &self.0 else { return Some(stem) };
+        let c = re.captures(stem)?;
+        let m = if re.captures_len() > 1 { c.get(1) } else { c.get(0) };
+        m.map(|m| m.as_str()).filter(|g| !g.is_empty())
+    }
+
+    /// Whether stems are grouped (a pattern was given).
+    pub fn grouped(&self) -> bool {
+        self.0.is_some()
     }
 }
 
@@ -92,6 +139,8 @@ pub struct DatasetSummary {
     /// Stems in the test split.
     pub test: usize,
     pub test_fraction: f64,
+    /// Groups the split was made by (`split_group`); `None`: by stem.
+    pub groups: Option<usize>,
     /// Pixels whose mask value is outside the class table (mapped to [`IGNORE_INDEX`](crate::IGNORE_INDEX); with
     /// [`UnknownCodes::Error`] opening fails instead, so this is 0).
     pub unknown_pixels: u64,
@@ -103,7 +152,11 @@ pub struct DatasetSummary {
 
 impl fmt::Display for DatasetSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} files: {} for training, {} held out for testing (test fraction {})", self.pairs, self.train, self.test, self.test_fraction)?;
+        write!(f, "{} files: {} for training, {} held out for testing (test fraction {}", self.pairs, self.train, self.test, self.test_fraction)?;
+        match self.groups {
+            Some(g) => write!(f, ", split by {})", plural(g as u64, "group"))?,
+            None => write!(f, ")")?,
+        }
         if self.unknown_pixels > 0 {
             write!(
                 f,
@@ -125,7 +178,7 @@ pub struct Dataset {
     pub stems: Vec<String>,
     /// The train split (sorted): what training reads.
     pub train: Vec<String>,
-    /// The test split (sorted): held out, see [`is_test_stem`].
+    /// The test split (sorted): held out, see [`is_test_stem`] and [`SplitGroups`].
     pub test: Vec<String>,
     pub classes: ClassTable,
     pub options: DatasetOptions,
@@ -144,8 +197,8 @@ impl Dataset {
     /// [`decode_label`]), each image decoded and its size compared with its label's. Every
     /// label needs an image with the same stem and every image a label. Errors name the
     /// file and the problem; when several files are bad, the first (by stem) is reported
-    /// with the count of the others. Splits the stems by [`is_test_stem`]; an empty train
-    /// split is an error.
+    /// with the count of the others. Splits the stems by [`is_test_stem`] of their group
+    /// ([`SplitGroups`]; a stem without one is an error); an empty train split is an error.
     pub fn open_with(dir: &Path, classes: ClassTable, options: &DatasetOptions) -> Result<Dataset> {
         options.validate()?;
         if options.mask == MaskKind::Palette {
@@ -176,11 +229,34 @@ impl Dataset {
             }
         }
         let stems: Vec<String> = label_stems.into_iter().collect();
-        let (test, train): (Vec<String>, Vec<String>) = stems.iter().cloned().partition(|s| is_test_stem(s, options.test_fraction));
-        let mut ds = Dataset { dir: dir.to_path_buf(), stems, train, test, classes, options: *options, summary: DatasetSummary::default() };
+        let groups = options.groups()?;
+        let (mut test, mut train) = (Vec::new(), Vec::new());
+        let mut group_names = BTreeSet::new();
+        for s in &stems {
+            let Some(group) = groups.group(s) else {
+                return Err(Error::format(
+                    labels_dir.join(format!("{s}.png")).display(),
+                    format!(
+                        "the split group pattern '{}' names no group in this file's stem (no match, or an empty one); every stem needs one",
+                        options.split_group.as_deref().unwrap_or_default()
+                    ),
+                ));
+            };
+            group_names.insert(group);
+            if is_test_stem(group, options.test_fraction) { &mut test } else { &mut train }.push(s.clone());
+        }
+        let group_count = groups.grouped().then_some(group_names.len());
+        let mut ds = Dataset { dir: dir.to_path_buf(), stems, train, test, classes, options: options.clone(), summary: DatasetSummary::default() };
 
         let checks: Vec<Result<UnknownPixels>> = ds.stems.par_iter().map(|s| ds.check(s)).collect();
-        let mut summary = DatasetSummary { pairs: ds.stems.len(), train: ds.train.len(), test: ds.test.len(), test_fraction: options.test_fraction, ..DatasetSummary::default() };
+        let mut summary = DatasetSummary {
+            pairs: ds.stems.len(),
+            train: ds.train.len(),
+            test: ds.test.len(),
+            test_fraction: options.test_fraction,
+            groups: group_count,
+            ..DatasetSummary::default()
+        };
         let (mut first_error, mut bad) = (None, 0usize);
         for check in checks {
             match check {
@@ -704,6 +780,37 @@ mod tests {
         let all = Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions::default()).unwrap();
         assert_ne!(all.digest(false).unwrap(), b.digest(false).unwrap());
         assert_eq!(b.summary.to_string(), format!("70 files: {} for training, {} held out for testing (test fraction 0.3)", b.train.len(), b.test.len()));
+    }
+
+    /// With a group pattern every tile of a scene falls on one side; the share of groups
+    /// held out follows the fraction; a stem the pattern misses and a bad pattern are
+    /// errors naming them.
+    #[test]
+    fn split_by_group_keeps_a_scene_on_one_side() {
+        let d = TempDir::new("groups");
+        for scene in 0..30 {
+            for tile in 0..3 {
+                d.pair(&format!("scene{scene:02}_{tile}"), 1, 1, &[10]);
+            }
+        }
+        let o = DatasetOptions { test_fraction: 0.3, split_group: Some(r"^(.*)_\d+$".into()), ..DatasetOptions::default() };
+        let ds = Dataset::open_with(&d.0, ClassTable::ai_hub(), &o).unwrap();
+        let scene = |s: &String| s.split('_').next().unwrap().to_string();
+        let test: BTreeSet<String> = ds.test.iter().map(scene).collect();
+        let train: BTreeSet<String> = ds.train.iter().map(scene).collect();
+        assert!(test.is_disjoint(&train), "a scene on both sides: {:?}", test.intersection(&train).collect::<Vec<_>>());
+        assert_eq!(ds.test.len(), 3 * test.len());
+        assert!(!test.is_empty() && !train.is_empty());
+        assert!(test.iter().all(|g| is_test_stem(g, 0.3)) && train.iter().all(|g| !is_test_stem(g, 0.3)));
+        assert!(ds.summary.to_string().ends_with("(test fraction 0.3, split by 30 groups)"), "{}", ds.summary);
+        // Without a capture group the whole match names the group.
+        let prefix = Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions { split_group: Some("^scene[0-9]+".into()), ..o.clone() }).unwrap();
+        assert_eq!(prefix.test, ds.test);
+        d.pair("loose", 1, 1, &[10]);
+        let e = err(Dataset::open_with(&d.0, ClassTable::ai_hub(), &o));
+        assert!(e.contains("labels/loose.png") && e.contains(r"^(.*)_\d+$") && e.contains("names no group"), "{e}");
+        let e = err(Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions { split_group: Some("(".into()), ..o }));
+        assert!(e.contains("split_group") && e.contains("'(' is not a regular expression"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,17 @@ pub struct DataArgs {
     /// OUT/test_stems.txt (one a line, sorted) so a later evaluation can use exactly them.
     #[arg(long, value_name = "F", help_heading = "Dataset", default_value_t = DEFAULT_TEST_FRACTION, value_parser = parse_fraction)]
     pub test_fraction: f64,
+
+    /// Split by group (region, scene) rather than by file: a regular expression whose first
+    /// capture group (else its whole match) names each file stem's group.
+    ///
+    /// Every file of a group lands on the same side (the hash above is taken of the group),
+    /// so neighbouring tiles of one scene are never split between training and testing.
+    /// E.g. '^(.*)_\d+$' groups by the stem without its last _NUMBER, '^[^_]+' by the part
+    /// before the first _. A stem the pattern names no group in is an error naming the
+    /// file. Give the same pattern and fraction to every command that reads the set.
+    #[arg(long, value_name = "REGEX", help_heading = "Dataset", value_parser = parse_split_group)]
+    pub split_group: Option<String>,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -73,9 +84,13 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
     Ok(f)
 }
 
+fn parse_split_group(s: &str) -> Result<String, String> {
+    shared::dataset::SplitGroups::new(Some(s)).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
 impl DataArgs {
     pub fn options(&self, labels_only: bool) -> DatasetOptions {
-        DatasetOptions { mask: self.mask, unknown: self.unknown_codes, test_fraction: self.test_fraction, labels_only }
+        DatasetOptions { mask: self.mask, unknown: self.unknown_codes, test_fraction: self.test_fraction, split_group: self.split_group.clone(), labels_only }
     }
 
     /// Opens and checks `--data` (every file read once) and logs what it found.

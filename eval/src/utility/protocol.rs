@@ -154,7 +154,7 @@ struct RealSplit {
 fn open_real(opts: &UtilityOptions, classes: &ClassTable) -> anyhow::Result<RealSplit> {
     let ctx = || format!("--real {}", opts.real.display());
     let Some(file) = &opts.test_stems else {
-        let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { labels_only: false, ..opts.dataset }).with_context(ctx)?;
+        let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { labels_only: false, ..opts.dataset.clone() }).with_context(ctx)?;
         anyhow::ensure!(
             !ds.test.is_empty(),
             "--real {}: the test split is empty ({} files, --test-fraction {}): raise --test-fraction or pass --test-stems",
@@ -165,7 +165,7 @@ fn open_real(opts: &UtilityOptions, classes: &ClassTable) -> anyhow::Result<Real
         let how = format!("hash split, --test-fraction {}", opts.dataset.test_fraction);
         return Ok(RealSplit { train: ds.train.clone(), test: ds.test.clone(), ds, how });
     };
-    let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..opts.dataset }).with_context(ctx)?;
+    let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..opts.dataset.clone() }).with_context(ctx)?;
     let text = std::fs::read_to_string(file).with_context(|| format!("--test-stems {}: cannot read", file.display()))?;
     let wanted: BTreeSet<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     anyhow::ensure!(!wanted.is_empty(), "--test-stems {}: lists no stems (expected one file stem a line, like {TEST_STEMS_FILE})", file.display());

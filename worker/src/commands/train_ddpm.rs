@@ -196,7 +196,11 @@ mod tests {
         let a = ddpm_args(&["--mask", "palette", "--unknown-codes", "ignore", "--test-fraction", "0"]).unwrap();
         assert_eq!((a.dataset.mask, a.dataset.unknown_codes, a.dataset.test_fraction), (MaskKind::Palette, UnknownCodes::Ignore, 0.0));
         let o = a.dataset.options(true);
-        assert!(o.labels_only && o.mask == MaskKind::Palette && o.unknown == UnknownCodes::Ignore);
+        assert!(o.labels_only && o.mask == MaskKind::Palette && o.unknown == UnknownCodes::Ignore && o.split_group.is_none());
+        let o = ddpm_args(&["--split-group", r"^(.*)_\d+$"]).unwrap().dataset.options(true);
+        assert_eq!(o.split_group.as_deref(), Some(r"^(.*)_\d+$"));
+        let e = ddpm_args(&["--split-group", "(x"]).err().unwrap().to_string();
+        assert!(e.contains("--split-group") && e.contains("is not a regular expression"), "{e}");
         for bad in [&["--test-fraction", "1"][..], &["--test-fraction=-0.1"], &["--test-fraction", "x"], &["--mask", "rgb"], &["--unknown-codes", "skip"]] {
             let e = ddpm_args(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
             assert!(e.contains(bad[0].split('=').next().unwrap()), "{bad:?}: {e}");
