@@ -229,7 +229,8 @@ impl Dataset {
             }
         }
         let stems: Vec<String> = label_stems.into_iter().collect();
-        let groups = options.groups()?;
+        // Without a test split there is nothing to keep together.
+        let groups = if options.test_fraction > 0.0 { options.groups()? } else { SplitGroups::new(None)? };
         let (mut test, mut train) = (Vec::new(), Vec::new());
         let mut group_names = BTreeSet::new();
         for s in &stems {
@@ -237,7 +238,7 @@ impl Dataset {
                 return Err(Error::format(
                     labels_dir.join(format!("{s}.png")).display(),
                     format!(
-                        "the split group pattern '{}' names no group in this file's stem (no match, or an empty one); every stem needs one",
+                        "the split group pattern '{}' names no group in this file's stem (no match, an empty one, or its capture group took no part); every stem needs one",
                         options.split_group.as_deref().unwrap_or_default()
                     ),
                 ));
@@ -807,6 +808,8 @@ mod tests {
         let prefix = Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions { split_group: Some("^scene[0-9]+".into()), ..o.clone() }).unwrap();
         assert_eq!(prefix.test, ds.test);
         d.pair("loose", 1, 1, &[10]);
+        // Without a test split nothing is grouped, so such a stem is no error.
+        assert_eq!(Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions { test_fraction: 0.0, ..o.clone() }).unwrap().stems.len(), 91);
         let e = err(Dataset::open_with(&d.0, ClassTable::ai_hub(), &o));
         assert!(e.contains("labels/loose.png") && e.contains(r"^(.*)_\d+$") && e.contains("names no group"), "{e}");
         let e = err(Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions { split_group: Some("(".into()), ..o }));

@@ -120,8 +120,9 @@ pub struct Row {
     /// Images timed.
     pub images: usize,
     pub stages: StageSeconds,
-    /// Wall time at least one model was running.
+    /// Wall time at least one model was running, and both were.
     pub busy: Duration,
+    pub both: Duration,
     pub encode: Duration,
     pub upload: Duration,
     pub wall: Duration,
@@ -191,7 +192,6 @@ impl std::fmt::Display for PipelineReport {
             };
             let rate = |gflop: f64, d: Duration| gflop * r.images as f64 / d.as_secs_f64();
             let share = |d: Duration| 100.0 * d.as_secs_f64() / r.wall.as_secs_f64();
-            let both = (r.stages.sample + r.stages.synthesize).saturating_sub(r.busy);
             writeln!(
                 f,
                 "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.1} | {agree} | {mae} |",
@@ -208,7 +208,7 @@ impl std::fmt::Display for PipelineReport {
                 per(r.encode),
                 per(r.upload),
                 share(r.busy),
-                share(both),
+                share(r.both),
                 rate(r.gflop.0, r.stages.sample),
                 rate(r.gflop.1, r.stages.synthesize),
             )?;
@@ -307,6 +307,7 @@ impl OnBackend for PipelineBench {
                     images: 0,
                     stages: StageSeconds::default(),
                     busy: Duration::ZERO,
+                    both: Duration::ZERO,
                     encode: Duration::ZERO,
                     upload: Duration::ZERO,
                     wall: Duration::ZERO,
@@ -361,7 +362,7 @@ impl OnBackend for PipelineBench {
                     return Err(e.context("storing the bench's samples"));
                 }
                 if let Some(&(from, _)) = timed.first() {
-                    row.busy = StageSeconds::busy_within(&timed.iter().map(|(_, st)| st).collect::<Vec<_>>(), from, last);
+                    (row.busy, row.both) = StageSeconds::busy_within(&timed.iter().map(|(_, st)| st).collect::<Vec<_>>(), from, last);
                 }
                 eprintln!("  {} {precision} batch {} overlap {}: {:.2} images/s", row.what, row.batch, on_off(overlap), row.images_per_sec());
                 rows.push(row);

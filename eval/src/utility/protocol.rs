@@ -162,7 +162,10 @@ fn open_real(opts: &UtilityOptions, classes: &ClassTable) -> anyhow::Result<Real
             ds.len(),
             opts.dataset.test_fraction
         );
-        let how = format!("hash split, --test-fraction {}", opts.dataset.test_fraction);
+        let how = match &opts.dataset.split_group {
+            Some(p) => format!("hash split by group, --test-fraction {} --split-group '{p}'", opts.dataset.test_fraction),
+            None => format!("hash split, --test-fraction {}", opts.dataset.test_fraction),
+        };
         return Ok(RealSplit { train: ds.train.clone(), test: ds.test.clone(), ds, how });
     };
     let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..opts.dataset.clone() }).with_context(ctx)?;

@@ -138,8 +138,9 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     let spec = job.spec.clone();
     let indices: Vec<u64> = spec.shard_range(job.shard).collect();
     let batch = spec.pipeline.generate_batch();
-    // Three stages joined by bounded channels: model compute (one blocking thread) → PNG
-    // encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps
+    // Three stages joined by bounded channels: model compute (a blocking thread, and for
+    // `ddpm-spade` a second one sampling labels a batch ahead: `Pipeline::generate_batches`)
+    // → PNG encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps
     // encoding and upload of batch k; a slow store holds the others back.
     let (gen_tx, gen_rx) = std::sync::mpsc::sync_channel::<Result<(Vec<Sample>, f64)>>(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Encoded>, f64, f64)>>(2);
@@ -155,7 +156,8 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
             let mut t0 = Instant::now();
             pipeline.generate_batches(&indices, batch, &mut |result| {
                 let result = result.map(|s| (s, t0.elapsed().as_secs_f64()));
-                if gen_tx.send(result).is_err() || abort.state() != Abort::GO {
+                let failed = result.is_err();
+                if gen_tx.send(result).is_err() || failed || abort.state() != Abort::GO {
                     return false;
                 }
                 super::faults::batch_delay();

@@ -2,8 +2,9 @@
 //!
 //! - `LABELGEN_FAULT_FILE=PATH`: while PATH exists, a shard whose number is a line of it
 //!   (or every shard, for a line `*`) fails with a retryable "injected fault" error.
-//! - `LABELGEN_BATCH_DELAY_MS=N`: sleep N ms before each batch, so jobs stay in flight
-//!   long enough to be interrupted.
+//! - `LABELGEN_BATCH_DELAY_MS=N`: sleep N ms before a shard's first batch and after each
+//!   batch handed on (on the thread that hands batches on), so jobs stay in flight long
+//!   enough to be interrupted.
 //! - `LABELGEN_BEFORE_COMMIT_DIR=DIR` (with `LABELGEN_BEFORE_COMMIT_MS=N`): when a shard's
 //!   data is uploaded and its commit is next, create `DIR/SHARD.ready` and wait N ms, so a
 //!   test can freeze the worker exactly between generating and committing.

@@ -28,8 +28,9 @@ pub struct StageSeconds {
     pub sample: Duration,
     pub cleanup: Duration,
     pub synthesize: Duration,
-    /// When each forward pass of either model ran (start, end).
-    pub spans: Vec<(Instant, Instant)>,
+    /// When each forward pass ran (start, end): the DDPM's (sampling) and SPADE's.
+    pub sample_spans: Vec<(Instant, Instant)>,
+    pub synthesize_spans: Vec<(Instant, Instant)>,
 }
 
 /// DDPM label maps → cleanup (and upscale) → SPADE images, each model in batches of its
@@ -152,7 +153,8 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     /// The image stage of one call: SPADE in image batches, then the samples; `seeds` are
     /// the samples' seeds.
     fn paint(&self, indices: &[u64], seeds: &[u64], labelled: Labelled) -> (Vec<Sample>, StageSeconds) {
-        let Labelled { cleaned, sample, cleanup, mut spans } = labelled;
+        let Labelled { cleaned, sample, cleanup, spans: sample_spans } = labelled;
+        let mut synthesize_spans = Vec::new();
         let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
         let maps: Vec<LabelMap> = cleaned.iter().map(|(m, _)| m.clone()).collect();
         let mut synthesize = Duration::ZERO;
@@ -165,7 +167,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             let t1 = Instant::now();
             drop(spade);
             synthesize += t1 - t0;
-            spans.push((t0, t1));
+            synthesize_spans.push((t0, t1));
             out.truncate(m.len());
             images.extend(out);
         }
@@ -180,7 +182,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
                 Sample { index, seed, image, label, extra }
             })
             .collect();
-        (samples, StageSeconds { sample, cleanup, synthesize, spans })
+        (samples, StageSeconds { sample, cleanup, synthesize, sample_spans, synthesize_spans })
     }
 
     fn seeds(&self, indices: &[u64]) -> Vec<u64> {
@@ -270,20 +272,28 @@ impl StageSeconds {
         tracing::debug!(n, sample_s = self.sample.as_secs_f64(), cleanup_s = self.cleanup.as_secs_f64(), synthesize_s = self.synthesize.as_secs_f64(), "ddpm-spade batch");
     }
 
-    /// Time at least one model ran within `[from, to]`: the union of the forward passes'
-    /// spans of `stages` clipped to the window (with overlap, the two models' spans meet).
-    pub fn busy_within(stages: &[&StageSeconds], from: Instant, to: Instant) -> Duration {
-        let mut spans: Vec<(Instant, Instant)> = stages.iter().flat_map(|s| s.spans.iter()).map(|&(a, b)| (a.max(from), b.min(to))).filter(|(a, b)| a < b).collect();
-        spans.sort();
-        let (mut busy, mut end) = (Duration::ZERO, from);
-        for (a, b) in spans {
-            if b > end {
-                busy += b - a.max(end);
-                end = b;
-            }
-        }
-        busy
+    /// Within `[from, to]`, the time at least one model ran and the time both did, from the
+    /// forward passes of `stages` (with overlap, the DDPM's and SPADE's passes meet).
+    pub fn busy_within(stages: &[&StageSeconds], from: Instant, to: Instant) -> (Duration, Duration) {
+        let ddpm = union_within(stages.iter().flat_map(|s| s.sample_spans.iter().copied()), from, to);
+        let spade = union_within(stages.iter().flat_map(|s| s.synthesize_spans.iter().copied()), from, to);
+        let either = union_within(stages.iter().flat_map(|s| s.sample_spans.iter().chain(&s.synthesize_spans).copied()), from, to);
+        (either, (ddpm + spade).saturating_sub(either))
     }
+}
+
+/// The length of the union of `spans`, each clipped to `[from, to]`.
+fn union_within(spans: impl Iterator<Item = (Instant, Instant)>, from: Instant, to: Instant) -> Duration {
+    let mut spans: Vec<(Instant, Instant)> = spans.map(|(a, b)| (a.max(from), b.min(to))).filter(|(a, b)| a < b).collect();
+    spans.sort();
+    let (mut busy, mut end) = (Duration::ZERO, from);
+    for (a, b) in spans {
+        if b > end {
+            busy += b - a.max(end);
+            end = b;
+        }
+    }
+    busy
 }
 
 /// Builds a `ddpm-spade` pipeline on a given backend and device, bypassing the factory's
@@ -348,7 +358,7 @@ mod tests {
                 true
             });
             pipe.batches_timed(&indices, 2, &mut |_, t| {
-                passes += t.spans.len();
+                passes += t.sample_spans.len() + t.synthesize_spans.len();
                 true
             });
             (samples, sizes, passes)
@@ -373,16 +383,20 @@ mod tests {
         assert_eq!(calls, 1);
     }
 
-    /// Busy time is the union of both models' passes inside the window.
+    /// Busy time is the union of both models' passes inside the window; "both" the time
+    /// the DDPM's and SPADE's passes overlap there.
     #[test]
     fn busy_time_is_the_union_of_the_passes() {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
-        let a = StageSeconds { spans: vec![(ms(0), ms(10)), (ms(30), ms(40))], ..Default::default() };
-        let b = StageSeconds { spans: vec![(ms(5), ms(20)), (ms(32), ms(35)), (ms(50), ms(70))], ..Default::default() };
-        // [0,20] + [30,40] + [50,60] within [0, 60].
-        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(0), ms(60)), Duration::from_millis(40));
-        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(8), ms(33)), Duration::from_millis(15));
-        assert_eq!(StageSeconds::busy_within(&[], ms(0), ms(60)), Duration::ZERO);
+        let a = StageSeconds { sample_spans: vec![(ms(0), ms(10)), (ms(30), ms(40))], ..Default::default() };
+        let b = StageSeconds { synthesize_spans: vec![(ms(5), ms(20)), (ms(32), ms(35)), (ms(50), ms(70))], ..Default::default() };
+        let d = Duration::from_millis;
+        // Either: [0,20] + [30,40] + [50,60] within [0, 60]; both: [5,10] + [32,35].
+        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(0), ms(60)), (d(40), d(8)));
+        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(8), ms(33)), (d(15), d(3)));
+        // DDPM passes outside the window count for neither.
+        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(12), ms(25)), (d(8), d(0)));
+        assert_eq!(StageSeconds::busy_within(&[], ms(0), ms(60)), (d(0), d(0)));
     }
 }
