@@ -105,8 +105,9 @@ impl TrainData {
 /// Progress reports from [`train`].
 #[derive(Debug, Clone, Copy)]
 pub enum TrainEvent {
-    /// Training starts at `step` (0, or the resumed checkpoint's) of `total`.
-    Started { step: u64, total: u64 },
+    /// Training starts at `step` (0, or the resumed checkpoint's) of `total`, on a network
+    /// of `params` parameters.
+    Started { step: u64, total: u64, params: usize },
     /// Step `step` (1-based) finished with this loss.
     Step { step: u64, loss: f32 },
     /// A checkpoint (and preview) was written after `step` steps.
@@ -328,7 +329,7 @@ pub fn train_on<B: AutodiffBackend>(
         }
     }
 
-    observer(TrainEvent::Started { step: start, total: cfg.steps });
+    observer(TrainEvent::Started { step: start, total: cfg.steps, params: burn::module::Module::num_params(&model) });
     let save_point = |done: u64| done == cfg.steps || (cfg.checkpoint_every > 0 && done.is_multiple_of(cfg.checkpoint_every));
     for step in start..cfg.steps {
         let batch = make_batch(cfg, &encoded, channels, size, &schedule, step);

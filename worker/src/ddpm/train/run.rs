@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use shared::dataset::Dataset;
 
@@ -61,30 +60,26 @@ impl OnTrainBackend for DatasetRun<'_> {
 /// above it.
 pub fn train_with_progress<B: AutodiffBackend>(cfg: &DdpmTrainConfig, data: &TrainData, test_fraction: Option<f64>, out: &str, devices: &[B::Device]) -> anyhow::Result<Trained> {
     let bar = shared::progress::bar(cfg.steps, "steps");
-    crate::parallel::check_batch(cfg.batch, devices.len())?;
-    let device = &devices[0];
-    tracing::info!(
-        "training on {} maps of {}×{}: {} parameters, encoding {}, objective {}, {} schedule, T = {}{}",
-        data.maps.len(),
-        cfg.unet.image_size,
-        cfg.unet.image_size,
-        cfg.unet.init::<B>(device).num_params(),
-        cfg.encoding,
-        cfg.objective,
-        cfg.schedule,
-        cfg.timesteps,
-        if devices.len() > 1 {
-            format!(", data parallel over {} devices ({} maps per device per step at most)", devices.len(), cfg.batch.div_ceil(devices.len()))
-        } else {
-            String::new()
-        }
-    );
     let start = Instant::now();
     let mut recent: Vec<f32> = Vec::new();
     let mut first_step = 0;
     let mut last_log = Instant::now();
     let outcome = train_on::<B>(cfg, data, test_fraction, Some(out), devices, &mut |e| match e {
-        TrainEvent::Started { step, .. } => {
+        TrainEvent::Started { step, params, .. } => {
+            let parallel = match devices.len() {
+                1 => String::new(),
+                n => format!(", data parallel over {n} devices ({} maps per device per step at most)", cfg.batch.div_ceil(n)),
+            };
+            tracing::info!(
+                "training on {} maps of {}×{}: {params} parameters, encoding {}, objective {}, {} schedule, T = {}{parallel}",
+                data.maps.len(),
+                cfg.unet.image_size,
+                cfg.unet.image_size,
+                cfg.encoding,
+                cfg.objective,
+                cfg.schedule,
+                cfg.timesteps,
+            );
             first_step = step;
             bar.set_position(step);
             bar.reset_eta();
