@@ -2,7 +2,9 @@
 //! `B: Backend`; binaries and tests pick one of these aliases.
 //!
 //! - CPU: `burn-flex` (measured faster convolutions than `ndarray` on a 2-core x86
-//!   machine). Every test runs here.
+//!   machine), with its AVX-512 GEMM kernels turned on (the `x86-v4` feature, chosen at
+//!   run time); inference convolutions larger than 1×1 go through [`crate::cpu_conv`],
+//!   normalisations and activations through [`crate::fused`]. Every test runs here.
 //! - GPU: `burn-cuda` behind the `cuda` cargo feature.
 //!
 //! [`dispatch`] and [`dispatch_train`] resolve a `--device` and run generic work on the

@@ -88,6 +88,21 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
+/// `Σ f(x)` in f64 over eight running lanes, so that the loop vectorises (one running
+/// sum is a chain of dependent additions, which the compiler may not reorder).
+#[inline(always)]
+fn sum_f64(xs: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v as f64)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v as f64);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// Whether `B` is the CPU inference backend, whose tensors live in host memory and
 /// record no graph, so the fused pass applies.
 pub fn on_host<B: Backend>() -> bool {
@@ -162,8 +177,8 @@ impl NormAct<'_> {
             let (mean, inv) = match self.stats {
                 Stats::Groups(_) => {
                     let n = xs.len() as f64;
-                    let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / n;
-                    let var = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                    let mean = sum_f64(xs, |v| v) / n;
+                    let var = sum_f64(xs, |v| (v - mean) * (v - mean)) / n;
                     (mean, 1.0 / (var + self.eps).sqrt())
                 }
                 Stats::Running { mean, var } => (mean[group] as f64, 1.0 / (var[group] as f64 + self.eps).sqrt()),

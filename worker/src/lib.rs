@@ -30,6 +30,7 @@ pub mod bench;
 pub mod cli;
 mod commands;
 pub mod cost;
+pub mod cpu_conv;
 pub mod ddpm;
 pub mod device;
 pub mod fused;

@@ -14,8 +14,6 @@ use burn::module::{Module, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::Distribution;
 
 /// Small constant added to vector norms (PyTorch uses 1e-12; 1e-12 underflows nothing here).
@@ -78,8 +76,7 @@ impl<B: Backend> SnConv2d<B> {
     /// `x`: `[batch, in, h, w]` → `[batch, out, h', w']`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let weight = self.weight();
-        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, weight, self.conv.bias.as_ref().map(|b| b.val()), options)
+        crate::cpu_conv::conv2d(x, weight, self.conv.bias.as_ref().map(|b| b.val()), [self.stride; 2], [self.padding; 2])
     }
 
     /// The weight the convolution uses: `W / σ` (or `W` without spectral norm). In a

@@ -10,6 +10,8 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::cpu_conv;
+
 use super::group_norm;
 
 /// Config of [`ResBlock`].
@@ -63,12 +65,12 @@ pub struct ResBlock<B: Backend> {
 impl<B: Backend> ResBlock<B> {
     /// `x`: `[B, C_in, H, W]`, `temb`: `[B, T]` → `[B, C_out, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>, temb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(group_norm(&self.norm1, x.clone(), true));
+        let h = cpu_conv::forward(&self.conv1, group_norm(&self.norm1, x.clone(), true));
         let [b, c, _, _] = h.dims();
         let h = h + self.temb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
-        let h = self.conv2.forward(self.dropout.forward(group_norm(&self.norm2, h, true)));
+        let h = cpu_conv::forward(&self.conv2, self.dropout.forward(group_norm(&self.norm2, h, true)));
         let skip = match &self.shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => cpu_conv::forward(conv, x),
             None => x,
         };
         skip + h

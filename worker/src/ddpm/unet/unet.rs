@@ -13,6 +13,8 @@ use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::cpu_conv;
+
 use super::{group_norm, Attention, AttentionConfig, Downsample, DownsampleConfig, ResBlock, ResBlockConfig, TimeEmbedding, TimeEmbeddingConfig, Upsample, UpsampleConfig};
 
 /// Architecture of a [`UNet`]. The output has `in_channels` channels (ε, or class logits
@@ -209,7 +211,7 @@ impl<B: Backend> UNet<B> {
     pub fn forward(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Tensor<B, 4> {
         let dtype = crate::precision::model_dtype(&self.conv_in.weight);
         let temb = self.time.forward(t);
-        let mut h = self.conv_in.forward(x.cast(dtype));
+        let mut h = cpu_conv::forward(&self.conv_in, x.cast(dtype));
         let mut skips = vec![h.clone()];
         for level in &self.down {
             for (i, block) in level.blocks.iter().enumerate() {
@@ -239,7 +241,7 @@ impl<B: Backend> UNet<B> {
                 h = up.forward(h);
             }
         }
-        crate::precision::f32(self.conv_out.forward(group_norm(&self.norm_out, h, true)))
+        crate::precision::f32(cpu_conv::forward(&self.conv_out, group_norm(&self.norm_out, h, true)))
     }
 }
 

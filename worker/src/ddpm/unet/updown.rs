@@ -10,6 +10,8 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::Tensor;
 
+use crate::cpu_conv;
+
 /// Config of [`Downsample`].
 #[derive(Config, Debug)]
 pub struct DownsampleConfig {
@@ -32,7 +34,7 @@ pub struct Downsample<B: Backend> {
 impl<B: Backend> Downsample<B> {
     /// `x`: `[B, C, H, W]` (H, W even) → `[B, C, H/2, W/2]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.conv.forward(x)
+        cpu_conv::forward(&self.conv, x)
     }
 }
 
@@ -60,7 +62,7 @@ impl<B: Backend> Upsample<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [_, _, h, w] = x.dims();
         let up = interpolate(x, [2 * h, 2 * w], InterpolateOptions::new(InterpolateMode::Nearest));
-        self.conv.forward(up)
+        cpu_conv::forward(&self.conv, up)
     }
 }
 
