@@ -13,10 +13,11 @@
 //! the input, so a batch whose columns pass 32 MB goes through in groups of about 16 MB
 //! (fresh pages from the kernel on every call cost more than a second product).
 //!
-//! Measured on 2 cores (README, "CPU speed beside PyTorch"): the demo UNet's DDIM step
-//! and SPADE's forward at batch 8 about 20–30 % faster than `burn-flex`'s convolution
-//! with the same AVX-512 kernels. What is left outside the multiply-add is writing the
-//! columns and zeroing their buffer (about 30 % of the pipeline's time at batch 8).
+//! Measured on 2 cores (README, "CPU speed beside PyTorch"), at batch 8 against
+//! `burn-flex`'s convolution with the same AVX-512 kernels: the demo UNet's DDIM step
+//! 6–15 % faster (two sittings), SPADE's forward 17 %. What is left outside the
+//! multiply-add is writing the columns and zeroing their buffer (about 30 % of the
+//! pipeline's time at batch 8).
 //!
 //! Only [`Cpu`](crate::backend::Cpu) tensors of f32 with a kernel larger than 1×1 take
 //! this path ([`crate::fused::on_host`]); 1×1 convolutions (which `burn-flex` already
