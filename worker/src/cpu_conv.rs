@@ -1,5 +1,5 @@
 //! 2-D convolution on the CPU inference backend as im2col into channel-major columns plus
-//! one matrix product per sample, instead of `burn-flex`'s convolution.
+//! one matrix product per batch, instead of `burn-flex`'s convolution.
 //!
 //! `burn-flex` copies the input to NHWC on one thread on every call, builds im2col tiles
 //! element by element, zeroes them and scatters the product back to NCHW: about half of
