@@ -64,8 +64,10 @@ impl Default for DatasetOptions {
 }
 
 impl DatasetOptions {
-    /// Checks `test_fraction` is in `[0, 1)` and `split_group` is a valid pattern.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks `test_fraction` is in `[0, 1)` and `split_group` is a valid pattern, and
+    /// returns the split's grouping of stems (without a test split there is nothing to
+    /// keep together, so then each stem is its own group).
+    pub fn validate(&self) -> Result<SplitGroups> {
         if !(self.test_fraction >= 0.0 && self.test_fraction < 1.0) {
             return Err(Error::Invalid {
                 origin: "dataset options".into(),
@@ -73,13 +75,8 @@ impl DatasetOptions {
                 message: format!("{} is not in [0, 1): it is the share of files held out for testing (0: none)", self.test_fraction),
             });
         }
-        self.groups()?;
-        Ok(())
-    }
-
-    /// The split's grouping of stems.
-    pub fn groups(&self) -> Result<SplitGroups> {
-        SplitGroups::new(self.split_group.as_deref())
+        let groups = SplitGroups::new(self.split_group.as_deref())?;
+        Ok(if self.test_fraction > 0.0 { groups } else { SplitGroups(None) })
     }
 }
 
@@ -200,7 +197,7 @@ impl Dataset {
     /// with the count of the others. Splits the stems by [`is_test_stem`] of their group
     /// ([`SplitGroups`]; a stem without one is an error); an empty train split is an error.
     pub fn open_with(dir: &Path, classes: ClassTable, options: &DatasetOptions) -> Result<Dataset> {
-        options.validate()?;
+        let groups = options.validate()?;
         if options.mask == MaskKind::Palette {
             classes.validate_palette("class table (palette masks)")?;
         }
@@ -229,8 +226,6 @@ impl Dataset {
             }
         }
         let stems: Vec<String> = label_stems.into_iter().collect();
-        // Without a test split there is nothing to keep together.
-        let groups = if options.test_fraction > 0.0 { options.groups()? } else { SplitGroups::new(None)? };
         let (mut test, mut train) = (Vec::new(), Vec::new());
         let mut group_names = BTreeSet::new();
         for s in &stems {

@@ -200,17 +200,17 @@ impl std::fmt::Display for PipelineReport {
                 r.batch,
                 on_off(r.overlap),
                 r.images_per_sec(),
-                per_batch(r.stages.sample) / r.steps.max(1) as f64,
-                per_batch(r.stages.synthesize),
-                per(r.stages.sample),
+                per_batch(r.stages.sample()) / r.steps.max(1) as f64,
+                per_batch(r.stages.synthesize()),
+                per(r.stages.sample()),
                 per(r.stages.cleanup),
-                per(r.stages.synthesize),
+                per(r.stages.synthesize()),
                 per(r.encode),
                 per(r.upload),
                 share(r.busy),
                 share(r.both),
-                rate(r.gflop.0, r.stages.sample),
-                rate(r.gflop.1, r.stages.synthesize),
+                rate(r.gflop.0, r.stages.sample()),
+                rate(r.gflop.1, r.stages.synthesize()),
             )?;
         }
         writeln!(
@@ -319,7 +319,7 @@ impl OnBackend for PipelineBench {
                 // and stored here while (with overlap) the next one's labels are sampled.
                 // A batch's wall time runs from the previous batch stored to this one.
                 let indices: Vec<u64> = (0..((self.warmup + self.batches) * batch) as u64).collect();
-                let (mut b, mut last, mut timed) = (0, Instant::now(), Vec::new());
+                let (mut b, mut last, mut first) = (0, Instant::now(), None);
                 let mut failed = None;
                 pipe.batches_timed(&indices, batch, &mut |samples, st| {
                     let t1 = Instant::now();
@@ -347,13 +347,11 @@ impl OnBackend for PipelineBench {
                             }
                         }
                         row.images += batch;
-                        row.stages.sample += st.sample;
-                        row.stages.cleanup += st.cleanup;
-                        row.stages.synthesize += st.synthesize;
+                        row.stages.add(st);
                         row.encode += t2 - t1;
                         row.upload += t3 - t2;
                         row.wall += t3 - last;
-                        timed.push((last, st));
+                        first.get_or_insert(last);
                     }
                     (b, last) = (b + 1, t3);
                     true
@@ -361,8 +359,8 @@ impl OnBackend for PipelineBench {
                 if let Some(e) = failed {
                     return Err(e.context("storing the bench's samples"));
                 }
-                if let Some(&(from, _)) = timed.first() {
-                    (row.busy, row.both) = StageSeconds::busy_within(&timed.iter().map(|(_, st)| st).collect::<Vec<_>>(), from, last);
+                if let Some(from) = first {
+                    (row.busy, row.both) = row.stages.busy_within(from, last);
                 }
                 eprintln!("  {} {precision} batch {} overlap {}: {:.2} images/s", row.what, row.batch, on_off(overlap), row.images_per_sec());
                 rows.push(row);

@@ -22,12 +22,10 @@ use crate::device::Resolved;
 /// Seeds SPADE's noise from a sample's seed on a stream apart from the DDPM's.
 const IMAGE_NOISE_STREAM: u64 = 0x5350_4144_455f_4e5a;
 
-/// Time spent per stage on one batch.
+/// Time spent per stage on one batch (or, [`StageSeconds::add`]ed, on several).
 #[derive(Debug, Clone, Default)]
 pub struct StageSeconds {
-    pub sample: Duration,
     pub cleanup: Duration,
-    pub synthesize: Duration,
     /// When each forward pass ran (start, end): the DDPM's (sampling) and SPADE's.
     pub sample_spans: Vec<(Instant, Instant)>,
     pub synthesize_spans: Vec<(Instant, Instant)>,
@@ -132,7 +130,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
 
     /// The label stage of one call: DDPM sampling in label batches, then cleanup.
     fn labels_of(&self, seeds: &[u64]) -> Labelled {
-        let mut out = Labelled { cleaned: Vec::with_capacity(seeds.len()), sample: Duration::ZERO, cleanup: Duration::ZERO, spans: Vec::new() };
+        let mut out = Labelled { cleaned: Vec::with_capacity(seeds.len()), cleanup: Duration::ZERO, spans: Vec::new() };
         for chunk in seeds.chunks(self.label_batch) {
             // Each model's lock is held only for its own forward passes (and the wait for
             // it is not counted as the stage's time).
@@ -141,7 +139,6 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             let raw = self.labels.sample(&ddpm, chunk, self.shape(self.label_batch, chunk.len()));
             let t1 = Instant::now();
             drop(ddpm);
-            out.sample += t1 - t0;
             out.spans.push((t0, t1));
             let (c, t) = self.labels.clean(&raw);
             out.cleaned.extend(c);
@@ -153,11 +150,10 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     /// The image stage of one call: SPADE in image batches, then the samples; `seeds` are
     /// the samples' seeds.
     fn paint(&self, indices: &[u64], seeds: &[u64], labelled: Labelled) -> (Vec<Sample>, StageSeconds) {
-        let Labelled { cleaned, sample, cleanup, spans: sample_spans } = labelled;
+        let Labelled { cleaned, cleanup, spans: sample_spans } = labelled;
         let mut synthesize_spans = Vec::new();
         let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
         let maps: Vec<LabelMap> = cleaned.iter().map(|(m, _)| m.clone()).collect();
-        let mut synthesize = Duration::ZERO;
         let mut images = Vec::with_capacity(maps.len());
         for (m, s) in maps.chunks(self.image_batch).zip(image_seeds.chunks(self.image_batch)) {
             let n = self.shape(self.image_batch, m.len());
@@ -166,7 +162,6 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             let mut out = spade.synthesize(&pad(m, n), &pad(s, n));
             let t1 = Instant::now();
             drop(spade);
-            synthesize += t1 - t0;
             synthesize_spans.push((t0, t1));
             out.truncate(m.len());
             images.extend(out);
@@ -182,7 +177,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
                 Sample { index, seed, image, label, extra }
             })
             .collect();
-        (samples, StageSeconds { sample, cleanup, synthesize, sample_spans, synthesize_spans })
+        (samples, StageSeconds { cleanup, sample_spans, synthesize_spans })
     }
 
     fn seeds(&self, indices: &[u64]) -> Vec<u64> {
@@ -247,7 +242,6 @@ impl<B: Backend> DdpmSpadePipeline<B> {
 /// One call's label maps, cleaned, and the time they took.
 struct Labelled {
     cleaned: Vec<(LabelMap, CleanupReport)>,
-    sample: Duration,
     cleanup: Duration,
     spans: Vec<(Instant, Instant)>,
 }
@@ -268,16 +262,33 @@ impl<B: Backend> Pipeline for DdpmSpadePipeline<B> {
 }
 
 impl StageSeconds {
-    fn log(&self, n: usize) {
-        tracing::debug!(n, sample_s = self.sample.as_secs_f64(), cleanup_s = self.cleanup.as_secs_f64(), synthesize_s = self.synthesize.as_secs_f64(), "ddpm-spade batch");
+    /// Time in the DDPM's forward passes (sampling).
+    pub fn sample(&self) -> Duration {
+        self.sample_spans.iter().map(|(a, b)| *b - *a).sum()
     }
 
-    /// Within `[from, to]`, the time at least one model ran and the time both did, from the
-    /// forward passes of `stages` (with overlap, the DDPM's and SPADE's passes meet).
-    pub fn busy_within(stages: &[&StageSeconds], from: Instant, to: Instant) -> (Duration, Duration) {
-        let ddpm = union_within(stages.iter().flat_map(|s| s.sample_spans.iter().copied()), from, to);
-        let spade = union_within(stages.iter().flat_map(|s| s.synthesize_spans.iter().copied()), from, to);
-        let either = union_within(stages.iter().flat_map(|s| s.sample_spans.iter().chain(&s.synthesize_spans).copied()), from, to);
+    /// Time in SPADE's forward passes (painting).
+    pub fn synthesize(&self) -> Duration {
+        self.synthesize_spans.iter().map(|(a, b)| *b - *a).sum()
+    }
+
+    /// Adds another batch's times to these.
+    pub fn add(&mut self, other: StageSeconds) {
+        self.cleanup += other.cleanup;
+        self.sample_spans.extend(other.sample_spans);
+        self.synthesize_spans.extend(other.synthesize_spans);
+    }
+
+    fn log(&self, n: usize) {
+        tracing::debug!(n, sample_s = self.sample().as_secs_f64(), cleanup_s = self.cleanup.as_secs_f64(), synthesize_s = self.synthesize().as_secs_f64(), "ddpm-spade batch");
+    }
+
+    /// Within `[from, to]`, the time at least one model ran and the time both did (with
+    /// overlap, the DDPM's and SPADE's passes meet).
+    pub fn busy_within(&self, from: Instant, to: Instant) -> (Duration, Duration) {
+        let ddpm = union_within(self.sample_spans.iter().copied(), from, to);
+        let spade = union_within(self.synthesize_spans.iter().copied(), from, to);
+        let either = union_within(self.sample_spans.iter().chain(&self.synthesize_spans).copied(), from, to);
         (either, (ddpm + spade).saturating_sub(either))
     }
 }
@@ -389,14 +400,15 @@ mod tests {
     fn busy_time_is_the_union_of_the_passes() {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
-        let a = StageSeconds { sample_spans: vec![(ms(0), ms(10)), (ms(30), ms(40))], ..Default::default() };
-        let b = StageSeconds { synthesize_spans: vec![(ms(5), ms(20)), (ms(32), ms(35)), (ms(50), ms(70))], ..Default::default() };
+        let mut st = StageSeconds { sample_spans: vec![(ms(0), ms(10)), (ms(30), ms(40))], ..Default::default() };
+        st.add(StageSeconds { synthesize_spans: vec![(ms(5), ms(20)), (ms(32), ms(35)), (ms(50), ms(70))], ..Default::default() });
         let d = Duration::from_millis;
+        assert_eq!((st.sample(), st.synthesize()), (d(20), d(38)));
         // Either: [0,20] + [30,40] + [50,60] within [0, 60]; both: [5,10] + [32,35].
-        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(0), ms(60)), (d(40), d(8)));
-        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(8), ms(33)), (d(15), d(3)));
+        assert_eq!(st.busy_within(ms(0), ms(60)), (d(40), d(8)));
+        assert_eq!(st.busy_within(ms(8), ms(33)), (d(15), d(3)));
         // DDPM passes outside the window count for neither.
-        assert_eq!(StageSeconds::busy_within(&[&a, &b], ms(12), ms(25)), (d(8), d(0)));
-        assert_eq!(StageSeconds::busy_within(&[], ms(0), ms(60)), (d(0), d(0)));
+        assert_eq!(st.busy_within(ms(12), ms(25)), (d(8), d(0)));
+        assert_eq!(StageSeconds::default().busy_within(ms(0), ms(60)), (d(0), d(0)));
     }
 }

@@ -13,7 +13,7 @@
 //! - `random.rs` — [`random_ddpm_spade`]: the pipeline over randomly initialised
 //!   full-size models, for benchmarks.
 //! - `spread.rs` — [`Spread`]: one run's pipelines on every GPU (`--device cuda:all`),
-//!   each batch (or job) to the least busy.
+//!   each shard to the least busy.
 
 mod ddpm_spade;
 mod factory;
