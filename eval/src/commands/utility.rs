@@ -30,7 +30,8 @@ use crate::utility::{Budget, Mix, UtilityOptions};
 ///
 /// The run's samples used are the same for every seed (a seeded pick from the manifest);
 /// with --replace, which real samples give way differs per seed. They are fetched once,
-/// resized to --size and kept under OUT/synthetic/ (images/, labels/).
+/// resized to --size and kept under OUT/synthetic/ (images/, labels/), with the further
+/// picks --consistency-samples asks for (scored, never trained on).
 ///
 /// Writes OUT/report.json (settings, every run's confusion matrix and IoUs, the summary),
 /// OUT/report.md (a table: rows baseline and with synthetic, columns the classes and
@@ -60,6 +61,12 @@ pub struct Args {
     /// Add this many run samples per real training sample (1.0 doubles the training set).
     #[arg(long, value_name = "F")]
     pub add: Option<f64>,
+
+    /// How many run samples the image–label consistency and KID score: the ones mixed in
+    /// plus further seeded picks up to N (at most the run's size; 0: only the ones mixed
+    /// in). Only the mixed-in ones are ever trained on.
+    #[arg(long, value_name = "N", default_value_t = crate::utility::DEFAULT_CONSISTENCY_SAMPLES)]
+    pub consistency_samples: usize,
 
     /// The held-out test stems, one a line (a test_stems.txt): overrides --test-fraction.
     #[arg(long, value_name = "FILE")]
@@ -130,6 +137,7 @@ fn options(args: &Args) -> anyhow::Result<UtilityOptions> {
         dataset: args.dataset.options(false),
         synthetic: args.synthetic.clone(),
         mix,
+        consistency_samples: args.consistency_samples,
         test_stems: args.test_stems.clone(),
         seeds: args.seeds,
         seed: args.seed,

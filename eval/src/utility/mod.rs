@@ -17,8 +17,9 @@
 //!   arms (which real pairs give way), training and scoring one network.
 //! - `consistency.rs` — image–label consistency (the baseline network scored on the
 //!   run's samples against their own labels) and KID in that network's feature space.
-//! - `synthetic.rs` — fetching the run's samples from its manifest.jsonl, resized, as a
-//!   dataset directory under `OUT/synthetic/`.
+//! - `synthetic.rs` — fetching the run's samples from its manifest.jsonl (the mix's picks
+//!   first, then the further picks only the consistency scores), resized, as a dataset
+//!   directory under `OUT/synthetic/`.
 //! - `report.rs` — [`Report`]: summary statistics per arm, the verdict, `report.md`, the
 //!   bars of `iou.png` (drawn by [`crate::plot::iou_chart`]).
 //! - `tests.rs` — end-to-end runs on procedural data, including that the verdict tells
@@ -44,6 +45,9 @@ pub use report::{Arm, Consistency, Paired, Report, RunScore, Settings, Verdict, 
 
 /// Under `out`: the run's samples used, resized, as a dataset directory.
 pub const SYNTHETIC_DIR: &str = "synthetic";
+
+/// The default of [`UtilityOptions::consistency_samples`] (`--consistency-samples`).
+pub const DEFAULT_CONSISTENCY_SAMPLES: usize = 256;
 
 /// How the run's samples enter the training set.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -85,6 +89,10 @@ pub struct UtilityOptions {
     /// The run: its directory holding manifest.jsonl, as a local path, `file://` or `s3://`.
     pub synthetic: String,
     pub mix: Mix,
+    /// How many of the run's samples the image–label consistency and KID score: the mix's
+    /// picks plus further seeded picks up to this many (at most the run's size; 0: the
+    /// mix's picks only), so the score does not shrink with `--replace`/`--add`.
+    pub consistency_samples: usize,
     /// The held-out test stems, one a line: overrides `dataset.test_fraction`.
     pub test_stems: Option<PathBuf>,
     /// Training runs per arm, seeds `seed`, `seed + 1`, ….

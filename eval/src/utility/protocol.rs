@@ -42,13 +42,18 @@ impl OnTrainBackend for Protocol<'_> {
         tracing::info!("leak check: {leak_check}");
         std::fs::create_dir_all(&opts.out).with_context(|| format!("--out {}: cannot create the directory", opts.out.display()))?;
         let syn_ds = synthetic::fetch(opts, n_syn, classes, &opts.out.join(SYNTHETIC_DIR))?;
-        let syn_stems: Vec<(bool, String)> = syn_ds.stems.iter().map(|s| (true, s.clone())).collect();
+        // All fetched samples are scored for consistency; the first n_syn are mixed in.
+        let scored: Vec<(bool, String)> = syn_ds.stems.iter().map(|s| (true, s.clone())).collect();
+        let syn_stems = scored[..n_syn].to_vec();
+        if scored.len() > n_syn {
+            tracing::info!(mixed_in = n_syn, scored = scored.len(), "the consistency scores further run samples, never trained on (--consistency-samples)");
+        }
 
         let config = SegNetConfig::new(k).with_width(opts.width);
         let test = Pairs { real: &real.ds, synthetic: None, items: real.test.iter().map(|s| (false, s.clone())).collect(), size: opts.size };
         let seeds: Vec<u64> = (0..opts.seeds as u64).map(|i| opts.seed + i).collect();
         let (mut base_runs, mut syn_runs, mut on_syn_runs, mut kids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let on_synthetic = Pairs { real: &real.ds, synthetic: Some(&syn_ds), items: syn_stems.clone(), size: opts.size };
+        let on_synthetic = Pairs { real: &real.ds, synthetic: Some(&syn_ds), items: scored, size: opts.size };
         let mut feature_dim = 0;
         let mixed_len = match opts.mix {
             Mix::Replace(_) => n_train,

@@ -274,7 +274,8 @@ impl Report {
         let c = &self.consistency;
         let _ = writeln!(
             t,
-            "\n## Image–label consistency\n\nThe baseline networks (real pairs only) label the run's {} images; IoU (%) against the label maps the images were painted from, beside the same networks on the real test split:\n",
+            "\n## Image–label consistency\n\nThe baseline networks (real pairs only) label the run's {} images ({} of them were mixed in); IoU (%) against the label maps the images were painted from, beside the same networks on the real test split:\n",
+            c.on_synthetic.runs.first().map_or(0, |r| r.synthetic_pairs),
             s.synthetic_pairs
         );
         let _ = writeln!(t, "| | {} | mIoU |", self.classes.join(" | "));

@@ -1,6 +1,6 @@
 //! The run's samples: a seeded pick from its manifest.jsonl, fetched once, resized and
 //! written as a dataset directory (`images/`, `labels/` as raw codes) that every seed
-//! trains from.
+//! trains from (the first picks) and the image–label consistency scores (all of them).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,10 +16,12 @@ use super::{write, Mix, UtilityOptions};
 
 const SALT_PICK: u64 = 0x5E6_0101;
 
-/// Fetches `n` seeded picks of the run's manifest, resizes them to `--size` and writes
-/// them to `dir` (replacing what was there); returns it opened. Errors name `--synthetic`
-/// and the file at fault.
-pub(super) fn fetch(opts: &UtilityOptions, n: usize, classes: &ClassTable, dir: &Path) -> anyhow::Result<Dataset> {
+/// Fetches seeded picks of the run's manifest, resizes them to `--size` and writes them to
+/// `dir` (replacing what was there); returns it opened. Its first `n_mix` stems are the
+/// samples mixed into training (the same picks whatever `--consistency-samples` says);
+/// further picks follow, up to `--consistency-samples` in all and at most the run's size,
+/// for the consistency alone. Errors name `--synthetic` and the file at fault.
+pub(super) fn fetch(opts: &UtilityOptions, n_mix: usize, classes: &ClassTable, dir: &Path) -> anyhow::Result<Dataset> {
     if let Ok(StoreUrl::Local { dir }) = StoreUrl::parse(&opts.synthetic) {
         anyhow::ensure!(dir.is_dir(), "--synthetic {}: no such directory (expected a run directory holding {MANIFEST_JSONL})", opts.synthetic);
     }
@@ -32,20 +34,23 @@ pub(super) fn fetch(opts: &UtilityOptions, n: usize, classes: &ClassTable, dir: 
     rt.block_on(async {
         let entries = shared::manifest::read_manifest(&store).await?;
         anyhow::ensure!(
-            entries.len() >= n,
+            entries.len() >= n_mix,
             "{} lists {} samples; {} are needed ({} of the real training split)",
             store.describe(MANIFEST_JSONL),
             entries.len(),
-            n,
+            n_mix,
             match opts.mix {
                 Mix::Replace(_) => "--replace",
                 Mix::Add(_) => "--add",
             }
         );
+        let n = n_mix.max(opts.consistency_samples.min(entries.len()));
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.shuffle(&mut rng_for(sample_seed(opts.seed, SALT_PICK), 0));
         order.truncate(n);
-        order.sort_unstable();
+        // Each part in manifest order; the mix's part first.
+        order[..n_mix].sort_unstable();
+        order[n_mix..].sort_unstable();
         // Where each fetched file goes: (picked position, is it the image).
         let mut paths = Vec::with_capacity(2 * n);
         let mut slot: HashMap<String, (usize, bool)> = HashMap::new();
