@@ -4,6 +4,11 @@
 //! resolves, lets jobs in hand finish within the grace period, then releases the rest
 //! without spending an attempt.
 //!
+//! A claim whose answer is lost (the connection dropped after the queue ran it) leaves a
+//! lease the slot does not know it holds; before its next claim the slot gives back every
+//! lease held under its owner name ([`JobQueue::release_owned`]), so that job is claimed
+//! again at once instead of waiting out its lease and losing an attempt.
+//!
 //! Failures are told apart: a job's own failure spends one of its attempts (a poison job
 //! goes dead after `max_attempts`); a failure of the worker's own ([`Error::is_worker_fault`]:
 //! refused credentials, models that do not load, a full disk) gives the job back untouched,
@@ -200,11 +205,20 @@ struct SlotCtx {
     health: Arc<Health>,
 }
 
+/// What the claim made with an ack gave.
+enum Next {
+    Job(Lease),
+    /// No job claimed (none ready, none asked for, or the claim was refused).
+    Nothing,
+    /// The call failed: the claim may have run without its answer reaching us.
+    Unknown,
+}
+
 /// How one claimed job ended, as far as the worker's health is concerned.
 enum JobEnd {
     /// Committed, found committed, failed as the job's own fault, lost or released; with
     /// the next job when the ack claimed it in the same call.
-    Done(Option<Lease>),
+    Done(Next),
     /// Failed through this worker's fault; the job was given back.
     WorkerFault(String),
 }
@@ -217,7 +231,25 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
     let mut claim_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(5), usize::MAX));
     // The job the last ack claimed with it (`ack_and_claim`), if any.
     let mut next: Option<Lease> = None;
+    // A claim failed: it may have run without its answer reaching us (see the module doc).
+    let mut unknown_claim = false;
     while !stopping.load(Ordering::SeqCst) {
+        if next.is_none() && unknown_claim {
+            match queue.release_owned(&owner).await {
+                Ok(n) => {
+                    unknown_claim = false;
+                    if n > 0 {
+                        tracing::warn!(owner = %owner, released = n, "gave back jobs claimed by a call whose answer was lost");
+                    }
+                }
+                Err(e) => {
+                    let wait = claim_delays.next_delay().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "giving back jobs of a lost claim answer failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+        }
         let claimed = match next.take() {
             Some(lease) => Ok(Some(lease)),
             None => queue.claim(&owner).await,
@@ -228,6 +260,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 l
             }
             Err(e) => {
+                unknown_claim = true;
                 let wait = claim_delays.next_delay().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "claim failed; retrying");
                 tokio::time::sleep(wait).await;
@@ -251,7 +284,11 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
         metrics.jobs_in_flight.dec();
         match end {
             JobEnd::Done(claimed) => {
-                next = claimed;
+                match claimed {
+                    Next::Job(lease) => next = Some(lease),
+                    Next::Nothing => {}
+                    Next::Unknown => unknown_claim = true,
+                }
                 health.consecutive.store(0, Ordering::SeqCst);
                 if health.gave_up.lock().unwrap().is_none() {
                     metrics.ready.store(true, Ordering::Relaxed);
@@ -270,6 +307,13 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: the job was given back; unready while backing off");
                 tokio::time::sleep(wait).await;
             }
+        }
+    }
+    // A claim answer was lost just before shutdown: give back what it may have leased.
+    if unknown_claim {
+        match queue.release_owned(&owner).await {
+            Ok(n) => tracing::info!(released = n, "jobs of a lost claim answer given back: shutting down"),
+            Err(e) => tracing::warn!(error = %e, "giving back the jobs of a lost claim answer failed; their leases will expire instead"),
         }
     }
     // Shutdown came between an ack and the job it claimed: give that job back.
@@ -404,7 +448,7 @@ async fn run_leased(
             fail(queue.as_ref(), lease, &e, metrics).await;
         }
     }
-    JobEnd::Done(None)
+    JobEnd::Done(Next::Nothing)
 }
 
 /// A failure of this worker's own: the job goes back without spending an attempt.
@@ -420,18 +464,23 @@ async fn give_back(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Met
 /// Acks, and claims the next job in the same call when `claim_as` names the owner
 /// ([`JobQueue::ack_and_claim`]); returns that job. If that call fails, acks alone,
 /// retrying queue errors for a while ([`crate::retry::queue_write`]): the data is
-/// committed either way, and a later claimer that finds the record acks it.
-async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Option<Lease> {
+/// committed either way, and a later claimer that finds the record acks it. The failed
+/// call's claim may have run: [`Next::Unknown`].
+async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Next {
     use backon::Retryable;
+    let mut next = Next::Nothing;
     if let Some(owner) = claim_as {
         match queue.ack_and_claim(lease, owner).await {
-            Ok((acked, next)) => {
+            Ok((acked, claimed)) => {
                 if !acked {
                     tracing::info!("ack refused: the lease had been reclaimed (the shard is committed all the same)");
                 }
-                return next;
+                return claimed.map_or(Next::Nothing, Next::Job);
             }
-            Err(e) => tracing::warn!(error = %e, "ack and claim failed; acking alone"),
+            Err(e) => {
+                tracing::warn!(error = %e, "ack and claim failed; acking alone");
+                next = Next::Unknown;
+            }
         }
     }
     let acked =
@@ -439,9 +488,14 @@ async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Opt
     match acked {
         Ok(true) => {}
         Ok(false) => tracing::info!("ack refused: the lease had been reclaimed (the shard is committed all the same)"),
-        Err(e) => tracing::warn!(error = %e, "ack failed for good; the lease will expire and the next claimer finds the commit record"),
+        Err(e) => {
+            // Still leased to this owner: given back before the next claim, whose claimer
+            // finds the commit record and acks it.
+            tracing::warn!(error = %e, "ack failed for good; the job is given back before the next claim, and its claimer finds the commit record");
+            next = Next::Unknown;
+        }
     }
-    None
+    next
 }
 
 async fn fail(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Metrics) {

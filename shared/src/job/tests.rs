@@ -1,5 +1,5 @@
 //! The commit protocol and the worker loop under the failures that used to break them:
-//! repeated lease tokens, a lost lease, a slow pipeline build, a worker that cannot work.
+//! repeated lease tokens, a lost lease, a slow pipeline build, a worker that cannot work, claims whose answers are lost.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -387,4 +387,105 @@ async fn manifest_json_stays_the_same_size_however_many_tars() {
     let ((small, small_list), (large, large_list)) = (sizes[0], sizes[1]);
     assert!(large.abs_diff(small) < 64, "manifest.json: {small} bytes for 3 tars, {large} for 300");
     assert!(large_list > 90 * small_list, "the tars are listed in dataset/shards.jsonl instead: {small_list} and {large_list} bytes");
+}
+
+/// A queue whose every other claim runs but loses its answer, as when the connection
+/// drops after Redis ran the claim script.
+struct LosingAnswers {
+    inner: MemoryQueue,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl LosingAnswers {
+    /// The claim's answer, or (every other call) an I/O error in its place.
+    fn answer<T>(&self, got: crate::Result<T>) -> crate::Result<T> {
+        let got = got?;
+        if self.calls.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+            return Err(redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "answer lost (test)")).into());
+        }
+        Ok(got)
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for LosingAnswers {
+    async fn submit_restored(&self, run: &crate::queue::RunRecord, committed: &[u64]) -> crate::Result<crate::queue::Submitted> {
+        self.inner.submit_restored(run, committed).await
+    }
+    async fn mark_committed(&self, run_id: &str, shard: u64) -> crate::Result<bool> {
+        self.inner.mark_committed(run_id, shard).await
+    }
+    async fn run(&self, run_id: &str) -> crate::Result<Option<crate::queue::RunRecord>> {
+        self.inner.run(run_id).await
+    }
+    async fn list(&self) -> crate::Result<Vec<String>> {
+        self.inner.list().await
+    }
+    async fn active_runs(&self) -> crate::Result<Vec<String>> {
+        self.inner.active_runs().await
+    }
+    async fn claim(&self, owner: &str) -> crate::Result<Option<crate::queue::Lease>> {
+        self.answer(self.inner.claim(owner).await)
+    }
+    async fn heartbeat(&self, lease: &crate::queue::Lease) -> crate::Result<crate::queue::LeaseStatus> {
+        self.inner.heartbeat(lease).await
+    }
+    async fn ack(&self, lease: &crate::queue::Lease) -> crate::Result<bool> {
+        self.inner.ack(lease).await
+    }
+    async fn ack_and_claim(&self, lease: &crate::queue::Lease, owner: &str) -> crate::Result<(bool, Option<crate::queue::Lease>)> {
+        self.answer(self.inner.ack_and_claim(lease, owner).await)
+    }
+    async fn fail(&self, lease: &crate::queue::Lease, error: &str, retryable: bool) -> crate::Result<crate::queue::FailOutcome> {
+        self.inner.fail(lease, error, retryable).await
+    }
+    async fn release(&self, lease: &crate::queue::Lease) -> crate::Result<bool> {
+        self.inner.release(lease).await
+    }
+    async fn release_owned(&self, owner: &str) -> crate::Result<u64> {
+        self.inner.release_owned(owner).await
+    }
+    async fn cancel(&self, run_id: &str) -> crate::Result<()> {
+        self.inner.cancel(run_id).await
+    }
+    async fn retry_dead(&self, run_id: &str) -> crate::Result<u64> {
+        self.inner.retry_dead(run_id).await
+    }
+    async fn counts(&self, run_id: &str) -> crate::Result<crate::queue::Counts> {
+        self.inner.counts(run_id).await
+    }
+    async fn dead(&self, run_id: &str) -> crate::Result<Vec<crate::queue::DeadJob>> {
+        self.inner.dead(run_id).await
+    }
+    async fn mark_finalized(&self, run_id: &str) -> crate::Result<()> {
+        self.inner.mark_finalized(run_id).await
+    }
+}
+
+/// Half the claims (plain and with an ack) run but lose their answers. With hour-long
+/// leases, the run finishes only because each slot gives back what it may hold before it
+/// claims again; no attempt is spent on the way (waiting the leases out would spend one
+/// each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_whose_answers_are_lost_are_given_back_not_waited_out() {
+    let text =
+        "[run]\ncount = 8\nshard_size = 1\nseed = 1\nlease_seconds = 3600\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
+    let spec = RunSpec::parse(text, "test").unwrap();
+    let queue = Arc::new(LosingAnswers { inner: MemoryQueue::new(), calls: Default::default() });
+    submit(&queue.inner, &spec, "lossy").await;
+    let factory = Arc::new(SlowFactory { delay: Duration::ZERO, fail: false, builds: Default::default() });
+    let opts = WorkerOptions { concurrency: 2, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    tokio::time::timeout(Duration::from_secs(120), serve(queue.clone(), factory, opts, std::future::pending()))
+        .await
+        .expect("the run must finish long before its leases would expire")
+        .unwrap();
+    let c = queue.inner.counts("lossy").await.unwrap();
+    assert_eq!((c.committed, c.leased, c.delayed, c.dead), (8, 0, 0, 0), "{c:?}");
+    assert!(queue.calls.load(Ordering::SeqCst) >= 8, "claims were made and half their answers lost");
+    assert_eq!((metrics.jobs_dead.get(), metrics.leases_lost.get()), (0, 0));
+    for shard in 0..8 {
+        let lease = queue.inner.claim("check").await.unwrap();
+        assert!(lease.is_none(), "nothing left to claim, got {lease:?} (shard {shard})");
+    }
 }

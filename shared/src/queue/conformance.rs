@@ -97,6 +97,7 @@ pub async fn run_all(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
         non_retryable_failure_is_dead_at_once,
         expired_lease_at_max_attempts_is_dead,
         release_keeps_attempt_budget,
+        release_owned_gives_back_lost_claims,
         runs_are_served_by_priority_then_age,
         cancel_stops_claims,
         retry_dead_revives_jobs,
@@ -394,6 +395,30 @@ pub async fn release_keeps_attempt_budget(q: &dyn JobQueue, _time: &dyn TimeCont
     assert!(!q.ack(&a).await.unwrap());
     // One failure of two allowed: a retry, so the release did not count as an attempt.
     assert!(matches!(q.fail(&b, "e", true).await.unwrap(), FailOutcome::Retry { .. }));
+    finish(q, &[&run_id]).await;
+}
+
+/// A claim whose answer never reached its worker: `release_owned` gives that owner's
+/// leases back to the front of the line without spending an attempt, and leaves other
+/// owners' leases alone. (Owners are unique to this check: the Redis suite shares a
+/// server with other tests.)
+pub async fn release_owned_gives_back_lost_claims(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "owned");
+    let (me, other) = (format!("{prefix}-lost-replies"), format!("{prefix}-other"));
+    submit(q, &record(&run_id, 4)).await;
+    let lost = claim(q, &me).await;
+    let kept = claim(q, &other).await;
+    let lost_too = claim(q, &me).await;
+    assert_eq!((lost.shard, kept.shard, lost_too.shard), (0, 1, 2));
+    assert_eq!(q.release_owned(&me).await.unwrap(), 2);
+    assert_eq!(q.release_owned(&me).await.unwrap(), 0, "nothing left to give back");
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.pending, c.leased, c.delayed), (3, 1, 0), "{c:?}");
+    assert!(!q.ack(&lost).await.unwrap(), "a lease given back is gone");
+    assert_eq!(q.heartbeat(&kept).await.unwrap(), LeaseStatus::Held, "another owner's lease stays");
+    let again = claim(q, &other).await;
+    assert_eq!((again.shard, again.token, again.failures), (0, 2, 0), "back at the front, no attempt spent");
+    assert_eq!(claim(q, &other).await.shard, 2);
     finish(q, &[&run_id]).await;
 }
 

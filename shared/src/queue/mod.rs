@@ -93,6 +93,14 @@ pub trait JobQueue: Send + Sync {
     /// lease was no longer held.
     async fn release(&self, lease: &Lease) -> Result<bool>;
 
+    /// Gives back, without spending an attempt, every job `owner` holds a lease on in an
+    /// active run; returns how many. A worker slot calls it after a claim whose answer it
+    /// never got (the connection dropped after the queue ran the claim): that lease would
+    /// otherwise sit until it expires and then count as a failed attempt. Owners must be
+    /// unique per worker slot, or this takes another slot's job (that slot finds its lease
+    /// lost at its next heartbeat and stops the job).
+    async fn release_owned(&self, owner: &str) -> Result<u64>;
+
     /// Stops new claims of the run at once; leases in flight see it at their next heartbeat.
     async fn cancel(&self, run_id: &str) -> Result<()>;
 

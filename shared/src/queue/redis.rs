@@ -248,6 +248,15 @@ impl JobQueue for RedisQueue {
         scripts().release(&mut self.con(), &k, lease.shard, lease.token).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
+    async fn release_owned(&self, owner: &str) -> Result<u64> {
+        let mut n = 0;
+        for run_id in self.active_runs().await? {
+            // A run gone since it was listed has no leases to give back.
+            n += scripts().release_owned(&mut self.con(), &RunKeys::new(&run_id), owner).await?.unwrap_or(0);
+        }
+        Ok(n)
+    }
+
     async fn cancel(&self, run_id: &str) -> Result<()> {
         let k = RunKeys::new(run_id);
         let r = scripts().cancel(&mut self.con(), &k).await?.ok_or_else(|| unknown(run_id))?;

@@ -24,6 +24,7 @@ pub(crate) struct Scripts {
     ack_claim: Script,
     fail: Script,
     release: Script,
+    release_owned: Script,
     cancel: Script,
     finalize: Script,
     retry_dead: Script,
@@ -39,6 +40,7 @@ pub(crate) fn scripts() -> &'static Scripts {
         ack_claim: script(include_str!("lua/ack_claim.lua")),
         fail: script(include_str!("lua/fail.lua")),
         release: script(include_str!("lua/release.lua")),
+        release_owned: script(include_str!("lua/release_owned.lua")),
         cancel: script(include_str!("lua/cancel.lua")),
         finalize: script(include_str!("lua/finalize.lua")),
         retry_dead: script(include_str!("lua/retry_dead.lua")),
@@ -189,6 +191,14 @@ impl Scripts {
         let mut inv = run_keys(&self.release, k);
         inv.arg(shard).arg(token);
         Ok(tri(inv.invoke_async(con).await?))
+    }
+
+    /// `None`: no such run; else how many of `owner`'s leases were given back.
+    pub(crate) async fn release_owned(&self, con: &mut ConnectionManager, k: &RunKeys, owner: &str) -> Result<Option<u64>> {
+        let mut inv = run_keys(&self.release_owned, k);
+        inv.arg(owner);
+        let r: i64 = inv.invoke_async(con).await?;
+        Ok(u64::try_from(r).ok())
     }
 
     /// `None`: no such run.

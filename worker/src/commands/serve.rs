@@ -39,7 +39,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2.0)]
     pub local_backoff_seconds: f64,
 
-    /// Name of this worker in leases and logs [default: HOSTNAME-PID].
+    /// Name of this worker in leases and logs [default: HOSTNAME-PID]. Must be unique
+    /// among the workers of a queue: after a claim whose answer was lost, a worker gives
+    /// back every lease held under its name.
     #[arg(long)]
     pub owner: Option<String>,
 
