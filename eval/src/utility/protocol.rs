@@ -110,6 +110,7 @@ impl OnTrainBackend for Protocol<'_> {
                 real_train_pairs: n_train,
                 test_pairs: real.test.len(),
                 synthetic_pairs: n_syn,
+                consistency_samples: opts.consistency_samples,
                 mix: opts.mix,
                 seeds,
                 epochs: opts.epochs,

@@ -67,6 +67,9 @@ pub struct Settings {
     pub real_train_pairs: usize,
     pub test_pairs: usize,
     pub synthetic_pairs: usize,
+    /// `--consistency-samples`: the run samples the consistency and KID score, at most
+    /// (the count scored is each consistency run's `synthetic_pairs`).
+    pub consistency_samples: usize,
     pub mix: Mix,
     pub seeds: Vec<u64>,
     /// The mixed arm's epochs.

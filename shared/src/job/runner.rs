@@ -5,9 +5,11 @@
 //! without spending an attempt.
 //!
 //! A claim whose answer is lost (the connection dropped after the queue ran it) leaves a
-//! lease the slot does not know it holds; before its next claim the slot gives back every
-//! lease held under its owner name ([`JobQueue::release_owned`]), so that job is claimed
-//! again at once instead of waiting out its lease and losing an attempt.
+//! lease the slot does not know it holds, and so does a job it could not ack or give back;
+//! before its next claim the slot gives back every lease held under its owner name
+//! ([`JobQueue::release_owned`]), so that job is claimed again at once instead of waiting
+//! out its lease and losing an attempt. (A failure that could not be recorded is not
+//! given back: its lease expires and counts the attempt, so a poison job still dies.)
 //!
 //! Failures are told apart: a job's own failure spends one of its attempts (a poison job
 //! goes dead after `max_attempts`); a failure of the worker's own ([`Error::is_worker_fault`]:
@@ -69,10 +71,13 @@ impl Default for WorkerOptions {
     }
 }
 
-/// `HOSTNAME-PID`: unique enough to tell workers apart in leases.
+/// `HOSTNAME-PID-RANDOM`: tells workers apart in leases and logs. The random part (8 hex
+/// digits, new for every process) keeps names unique where host and PID repeat (PID 1 in
+/// containers, no `HOSTNAME` exported): a worker gives back every lease held under its
+/// name after a claim whose answer was lost ([`JobQueue::release_owned`]).
 pub fn default_owner() -> String {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
+    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
 
 /// What a run's jobs share, read from the queue's record (cheap).
@@ -205,13 +210,15 @@ struct SlotCtx {
     health: Arc<Health>,
 }
 
-/// What the claim made with an ack gave.
+/// What the slot holds after a job: the next job (claimed with the ack), nothing, or
+/// possibly a lease it does not track.
 enum Next {
     Job(Lease),
     /// No job claimed (none ready, none asked for, or the claim was refused).
     Nothing,
-    /// The call failed: the claim may have run without its answer reaching us.
-    Unknown,
+    /// A lease may be held under this slot's owner name that it does not track: a claim
+    /// whose answer was lost, or a job that could not be acked or given back.
+    Stray,
 }
 
 /// How one claimed job ended, as far as the worker's health is concerned.
@@ -219,8 +226,9 @@ enum JobEnd {
     /// Committed, found committed, failed as the job's own fault, lost or released; with
     /// the next job when the ack claimed it in the same call.
     Done(Next),
-    /// Failed through this worker's fault; the job was given back.
-    WorkerFault(String),
+    /// Failed through this worker's fault; the job was given back (or, when the queue did
+    /// not answer, may still be leased: `true`).
+    WorkerFault(String, bool),
 }
 
 async fn slot_loop(slot: usize, ctx: SlotCtx) {
@@ -231,20 +239,20 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
     let mut claim_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(5), usize::MAX));
     // The job the last ack claimed with it (`ack_and_claim`), if any.
     let mut next: Option<Lease> = None;
-    // A claim failed: it may have run without its answer reaching us (see the module doc).
-    let mut unknown_claim = false;
+    // A lease may be held under `owner` that this slot does not track (see the module doc).
+    let mut stray = false;
     while !stopping.load(Ordering::SeqCst) {
-        if next.is_none() && unknown_claim {
+        if next.is_none() && stray {
             match queue.release_owned(&owner).await {
                 Ok(n) => {
-                    unknown_claim = false;
+                    stray = false;
                     if n > 0 {
-                        tracing::warn!(owner = %owner, released = n, "gave back jobs claimed by a call whose answer was lost");
+                        tracing::warn!(owner = %owner, released = n, "gave back leases this worker no longer tracked (a claim whose answer was lost, or a job it could not ack or give back)");
                     }
                 }
                 Err(e) => {
                     let wait = claim_delays.next_delay().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "giving back jobs of a lost claim answer failed; retrying");
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "giving back untracked leases failed; retrying");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -260,7 +268,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 l
             }
             Err(e) => {
-                unknown_claim = true;
+                stray = true;
                 let wait = claim_delays.next_delay().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "claim failed; retrying");
                 tokio::time::sleep(wait).await;
@@ -287,14 +295,15 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 match claimed {
                     Next::Job(lease) => next = Some(lease),
                     Next::Nothing => {}
-                    Next::Unknown => unknown_claim = true,
+                    Next::Stray => stray = true,
                 }
                 health.consecutive.store(0, Ordering::SeqCst);
                 if health.gave_up.lock().unwrap().is_none() {
                     metrics.ready.store(true, Ordering::Relaxed);
                 }
             }
-            JobEnd::WorkerFault(why) => {
+            JobEnd::WorkerFault(why, held) => {
+                stray |= held;
                 let n = health.consecutive.fetch_add(1, Ordering::SeqCst) + 1;
                 metrics.ready.store(false, Ordering::Relaxed);
                 if n >= opts.max_local_failures.max(1) {
@@ -309,11 +318,11 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
             }
         }
     }
-    // A claim answer was lost just before shutdown: give back what it may have leased.
-    if unknown_claim {
+    // Leases this slot may hold without tracking them: give them back before exiting.
+    if stray {
         match queue.release_owned(&owner).await {
-            Ok(n) => tracing::info!(released = n, "jobs of a lost claim answer given back: shutting down"),
-            Err(e) => tracing::warn!(error = %e, "giving back the jobs of a lost claim answer failed; their leases will expire instead"),
+            Ok(n) => tracing::info!(released = n, "untracked leases given back: shutting down"),
+            Err(e) => tracing::warn!(error = %e, "giving back untracked leases failed; they will expire instead"),
         }
     }
     // Shutdown came between an ack and the job it claimed: give that job back.
@@ -439,7 +448,10 @@ async fn run_leased(
             metrics.jobs_released.inc(&lease.run_id);
             match queue.release(lease).await {
                 Ok(_) => tracing::info!("job released"),
-                Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire instead"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "release failed; the job is given back before the next claim or at exit");
+                    return JobEnd::Done(Next::Stray);
+                }
             }
         }
         Err(e) if e.is_worker_fault() => return give_back(queue.as_ref(), lease, &e, metrics).await,
@@ -454,18 +466,25 @@ async fn run_leased(
 /// A failure of this worker's own: the job goes back without spending an attempt.
 async fn give_back(queue: &dyn JobQueue, lease: &Lease, e: &Error, metrics: &Metrics) -> JobEnd {
     metrics.jobs_released.inc(&lease.run_id);
-    match queue.release(lease).await {
-        Ok(_) => tracing::warn!(error = %e, "job given back: the failure is this worker's, not the job's"),
-        Err(qe) => tracing::warn!(error = %e, release_error = %qe, "giving the job back failed; its lease will expire instead"),
-    }
-    JobEnd::WorkerFault(e.to_string())
+    let held = match queue.release(lease).await {
+        Ok(_) => {
+            tracing::warn!(error = %e, "job given back: the failure is this worker's, not the job's");
+            false
+        }
+        Err(qe) => {
+            tracing::warn!(error = %e, release_error = %qe, "giving the job back failed; tried again before the next claim");
+            true
+        }
+    };
+    JobEnd::WorkerFault(e.to_string(), held)
 }
 
 /// Acks, and claims the next job in the same call when `claim_as` names the owner
 /// ([`JobQueue::ack_and_claim`]); returns that job. If that call fails, acks alone,
 /// retrying queue errors for a while ([`crate::retry::queue_write`]): the data is
 /// committed either way, and a later claimer that finds the record acks it. The failed
-/// call's claim may have run: [`Next::Unknown`].
+/// call's claim may have run, and an ack that failed for good leaves the lease held:
+/// [`Next::Stray`].
 async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Next {
     use backon::Retryable;
     let mut next = Next::Nothing;
@@ -479,7 +498,7 @@ async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Nex
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ack and claim failed; acking alone");
-                next = Next::Unknown;
+                next = Next::Stray;
             }
         }
     }
@@ -492,7 +511,7 @@ async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Nex
             // Still leased to this owner: given back before the next claim, whose claimer
             // finds the commit record and acks it.
             tracing::warn!(error = %e, "ack failed for good; the job is given back before the next claim, and its claimer finds the commit record");
-            next = Next::Unknown;
+            next = Next::Stray;
         }
     }
     next

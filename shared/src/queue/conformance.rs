@@ -399,8 +399,8 @@ pub async fn release_keeps_attempt_budget(q: &dyn JobQueue, _time: &dyn TimeCont
 }
 
 /// A claim whose answer never reached its worker: `release_owned` gives that owner's
-/// leases back to the front of the line without spending an attempt, and leaves other
-/// owners' leases alone. (Owners are unique to this check: the Redis suite shares a
+/// leases back to the front of the line without spending an attempt (in a cancelled run
+/// too), and leaves other owners' leases alone. (Owners are unique to this check: the Redis suite shares a
 /// server with other tests.)
 pub async fn release_owned_gives_back_lost_claims(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "owned");
@@ -420,6 +420,17 @@ pub async fn release_owned_gives_back_lost_claims(q: &dyn JobQueue, _time: &dyn 
     assert_eq!((again.shard, again.token, again.failures), (0, 2, 0), "back at the front, no attempt spent");
     assert_eq!(claim(q, &other).await.shard, 2);
     finish(q, &[&run_id]).await;
+
+    // A run cancelled meanwhile: the lease goes too (nothing is queued again).
+    let gone = id(prefix, "owned-cancelled");
+    submit(q, &record(&gone, 2)).await;
+    assert_eq!(claim(q, &me).await.run_id, gone);
+    q.cancel(&gone).await.unwrap();
+    assert_eq!(counts(q, &gone).await.leased, 1);
+    assert_eq!(q.release_owned(&me).await.unwrap(), 1, "a cancelled run's lease is given back too");
+    assert_eq!(counts(q, &gone).await.leased, 0);
+    finish(q, &[&gone]).await;
+    assert_eq!(q.release_owned(&me).await.unwrap(), 0, "a finalized run holds nothing");
 }
 
 /// Claims serve the highest priority first, then the oldest run; `list` is oldest first.

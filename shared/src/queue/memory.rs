@@ -375,14 +375,16 @@ impl JobQueue for MemoryQueue {
     async fn release_owned(&self, owner: &str) -> Result<u64> {
         let mut runs = self.lock();
         let mut n = 0;
-        for run_id in active_in_order(&runs) {
-            let run = runs.get_mut(&run_id).expect("listed run exists");
+        for run in runs.values_mut() {
             let mut mine: Vec<u64> = run.leased.iter().filter(|(_, (_, o))| o == owner).map(|(&s, _)| s).collect();
             // Highest pushed first, so the lowest is claimed first (as the Redis script).
             mine.sort_unstable_by(|a, b| b.cmp(a));
             for s in mine {
                 run.leased.remove(&s);
-                run.ready.push_front(s);
+                // A cancelled run is never claimed again: its ready list is not kept.
+                if run.state == RunState::Active {
+                    run.ready.push_front(s);
+                }
                 n += 1;
             }
         }

@@ -93,12 +93,14 @@ pub trait JobQueue: Send + Sync {
     /// lease was no longer held.
     async fn release(&self, lease: &Lease) -> Result<bool>;
 
-    /// Gives back, without spending an attempt, every job `owner` holds a lease on in an
-    /// active run; returns how many. A worker slot calls it after a claim whose answer it
-    /// never got (the connection dropped after the queue ran the claim): that lease would
-    /// otherwise sit until it expires and then count as a failed attempt. Owners must be
-    /// unique per worker slot, or this takes another slot's job (that slot finds its lease
-    /// lost at its next heartbeat and stops the job).
+    /// Gives back, without spending an attempt, every lease `owner` holds (in any run not
+    /// finalized; an active run's jobs go to the front of the line, as with
+    /// [`JobQueue::release`]); returns how many. A worker slot calls it after a claim whose
+    /// answer it never got (the connection dropped after the queue ran the claim), or a
+    /// job it could not ack or give back: such a lease would otherwise sit until it
+    /// expires and then count as a failed attempt. Atomic per run. Owners must be unique
+    /// per worker slot, or this takes another slot's job (that slot finds its lease lost
+    /// at its next heartbeat and stops the job).
     async fn release_owned(&self, owner: &str) -> Result<u64>;
 
     /// Stops new claims of the run at once; leases in flight see it at their next heartbeat.

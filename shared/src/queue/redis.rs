@@ -249,9 +249,10 @@ impl JobQueue for RedisQueue {
     }
 
     async fn release_owned(&self, owner: &str) -> Result<u64> {
+        // Every run (a cancelled one may hold the lease too); a finalized run keeps no
+        // leases and answers 0, one gone since it was listed -1.
         let mut n = 0;
-        for run_id in self.active_runs().await? {
-            // A run gone since it was listed has no leases to give back.
+        for run_id in self.list().await? {
             n += scripts().release_owned(&mut self.con(), &RunKeys::new(&run_id), owner).await?.unwrap_or(0);
         }
         Ok(n)

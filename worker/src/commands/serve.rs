@@ -39,9 +39,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2.0)]
     pub local_backoff_seconds: f64,
 
-    /// Name of this worker in leases and logs [default: HOSTNAME-PID]. Must be unique
-    /// among the workers of a queue: after a claim whose answer was lost, a worker gives
-    /// back every lease held under its name.
+    /// Name of this worker in leases and logs [default: HOSTNAME-PID-RANDOM, RANDOM new
+    /// for every process]. Must be unique among the workers of a queue: after a claim
+    /// whose answer was lost, a worker gives back every lease held under its name. With
+    /// --concurrency above 1 each slot adds /SLOT.
     #[arg(long)]
     pub owner: Option<String>,
 
