@@ -2,12 +2,15 @@
 # Reproduces the demo models in models/demo/ (the ones configs/local.toml uses):
 #
 # - SPADE (ngf 16, 64×64 images, the noise input: noise → linear layer): 200 procedural
-#   64×64 (image, label) pairs, 1200 steps of batch 4. NVlabs' label input (the default of
-#   `train spade`) trained for 2400 steps on the same pairs painted images further from the
-#   real ones (KID × 1000 in the utility segmenter's features 100 ± 31 against 47 ± 22,
-#   63 images on the same label maps, 3 seeds; image–label consistency 15.3 against 15.8
-#   mIoU), so the demo keeps the noise input. The noise input trained for 2400 steps did
-#   no better either (KID 55 ± 44, consistency 15.6).
+#   64×64 (image, label) pairs, 7200 steps of batch 4 (about 80 minutes alone on 2 cores).
+#   The 7200 steps are what the contact sheet sees: roads drawn along the label's roads,
+#   tree and field texture, where the 1200-step model (the demo until 2026-12-06) painted
+#   whitish blobs; the utility segmenter's consistency and KID stay within their seed
+#   spread (README, "Demo models and benchmarks"). NVlabs' label input (the default of
+#   `train spade`) trained for 2400 steps painted images further from the real ones (KID
+#   × 1000 in the utility segmenter's features 100 ± 31 against 47 ± 22 for the noise
+#   input at 1200 steps, 63 images on the same label maps, 3 seeds; consistency 15.3
+#   against 15.8 mIoU), so the demo keeps the noise input.
 # - DDPM (282k-parameter UNet, 32×32 one-hot label maps, x0 objective, cosine schedule):
 #   200 procedural 128×128 label maps coarsened by `worker cleanup` (opening radius 1,
 #   islands under 48 pixels merged) and read at 32×32, 1000 steps of batch 16 (about 10
@@ -21,7 +24,7 @@
 #
 #   bash scripts/make-demo-models.sh [WORK_DIR]
 #
-# About half an hour on 2 CPU cores (both trainings run at once; SPADE takes longer).
+# About an hour and a half on 2 CPU cores (both trainings run at once; SPADE takes longer).
 # WORK_DIR (default target/demo-models) keeps the data, checkpoints and preview grids; the artifacts
 # (model.json + weights), the held-out stems and the last preview grid are copied into
 # models/demo/. Same seeds, same data; the weights depend on float summation order, so a
@@ -30,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-target/demo-models}
 DDPM_STEPS=${DDPM_STEPS:-1000}
-SPADE_STEPS=${SPADE_STEPS:-1200}
+SPADE_STEPS=${SPADE_STEPS:-7200}
 mkdir -p "$WORK"
 cargo build --release -p worker
 W=target/release/worker
