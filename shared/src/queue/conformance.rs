@@ -400,8 +400,7 @@ pub async fn release_keeps_attempt_budget(q: &dyn JobQueue, _time: &dyn TimeCont
 
 /// A claim whose answer never reached its worker: `release_owned` gives that owner's
 /// leases back to the front of the line without spending an attempt (in a cancelled run
-/// too), and leaves other owners' leases alone. (Owners are unique to this check: the Redis suite shares a
-/// server with other tests.)
+/// too), and leaves other owners' leases alone. The owner names are this check's own.
 pub async fn release_owned_gives_back_lost_claims(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "owned");
     let (me, other) = (format!("{prefix}-lost-replies"), format!("{prefix}-other"));

@@ -129,6 +129,16 @@ impl Bits {
 }
 
 impl Run {
+    /// Gives a leased shard back without spending an attempt (`release_one` in
+    /// `lua/lib.lua`): to the front of the ready list while the run is active.
+    fn release_one(&mut self, shard: u64) {
+        self.leased.remove(&shard);
+        // A cancelled run is never claimed again: its ready list is not kept.
+        if self.state == RunState::Active {
+            self.ready.push_front(shard);
+        }
+    }
+
     /// Whether `(shard, token)` is the current lease.
     fn holds(&self, shard: u64, token: u64) -> bool {
         self.leased.contains_key(&shard) && self.claims.get(&shard) == Some(&token)
@@ -363,11 +373,7 @@ impl JobQueue for MemoryQueue {
             if !run.holds(lease.shard, lease.token) {
                 return false;
             }
-            run.leased.remove(&lease.shard);
-            // A cancelled run is never claimed again: its ready list is not kept.
-            if run.state == RunState::Active {
-                run.ready.push_front(lease.shard);
-            }
+            run.release_one(lease.shard);
             true
         })
     }
@@ -380,11 +386,7 @@ impl JobQueue for MemoryQueue {
             // Highest pushed first, so the lowest is claimed first (as the Redis script).
             mine.sort_unstable_by(|a, b| b.cmp(a));
             for s in mine {
-                run.leased.remove(&s);
-                // A cancelled run is never claimed again: its ready list is not kept.
-                if run.state == RunState::Active {
-                    run.ready.push_front(s);
-                }
+                run.release_one(s);
                 n += 1;
             }
         }

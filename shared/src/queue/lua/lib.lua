@@ -111,6 +111,16 @@ local function claim_one(owner, limit)
   return {'leased', shard, fmt(token), failures, fmt(deadline)}
 end
 
+-- Gives a leased shard back without spending an attempt: out of the leases and, while
+-- the run is active, to the front of the ready list (a cancelled run is never claimed
+-- again, so its ready list is not kept). False if it was not leased.
+local function release_one(shard, state)
+  redis.call('HDEL', OWNERS, shard)
+  if redis.call('ZREM', LEASED, shard) == 0 then return false end
+  if state == 'active' then redis.call('LPUSH', READY, shard) end
+  return true
+end
+
 -- Acks (shard, token): -1 no such run, 0 lease not held (nothing changed), 1 committed
 -- (now, or before: an ack repeated after its commit).
 local function ack_one(shard, token)

@@ -7,8 +7,5 @@ local state = redis.call('HGET', META, 'state')
 if not state then return -1 end
 if not redis.call('ZSCORE', LEASED, ARGV[1]) then return 0 end
 if redis.call('HGET', CLAIMS, ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('ZREM', LEASED, ARGV[1])
-redis.call('HDEL', OWNERS, ARGV[1])
--- A cancelled run is never claimed again: its ready list is not kept.
-if state == 'active' then redis.call('LPUSH', READY, ARGV[1]) end
+release_one(ARGV[1], state)
 return 1

@@ -1,6 +1,6 @@
--- release_owned: gives back every job of the run that `owner` holds a lease on, without
--- spending an attempt, to the front of the ready list (a worker slot whose claim reply
--- was lost: the claim ran, and its lease would otherwise expire as a failed attempt).
+-- release_owned: gives back every job of the run that `owner` holds a lease on, as
+-- release does (a worker slot whose claim reply was lost: the claim ran, and its lease
+-- would otherwise expire as a failed attempt).
 -- Scans the owners hash: one entry per lease in flight.
 -- ARGV[1]  owner
 -- Returns -1 (no such run) or how many jobs were given back.
@@ -15,11 +15,6 @@ end
 table.sort(mine, function(a, b) return a > b end)
 local n = 0
 for _, s in ipairs(mine) do
-  local shard = fmt(s)
-  redis.call('HDEL', OWNERS, shard)
-  if redis.call('ZREM', LEASED, shard) == 1 then
-    if state == 'active' then redis.call('LPUSH', READY, shard) end
-    n = n + 1
-  end
+  if release_one(fmt(s), state) then n = n + 1 end
 end
 return n
