@@ -195,7 +195,8 @@ pub enum Command {
         /// aborted_uploads, manifest (its location).
         #[arg(long)]
         json: bool,
-        /// A static run (made by `worker run-shard`, no Redis): read the spec from this file.
+        /// A static run (made by `worker run-shard`, no Redis): the config it was made
+        /// from, read only for output.url; the spec used is the run's own run.json there.
         #[arg(long, value_name = "CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]

@@ -15,7 +15,7 @@ use crate::commands;
 ///   labelgen-eval labels --real REAL_DIR --synthetic out/local/RUN --out out/eval/labels
 ///   labelgen-eval utility --real REAL_DIR --synthetic out/local/RUN --replace 0.1 --seeds 3 --out out/eval/utility
 #[derive(Debug, Parser)]
-#[command(name = "labelgen-eval", version, about, verbatim_doc_comment)]
+#[command(name = "labelgen-eval", version, verbatim_doc_comment)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,5 +44,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Utility(args) => commands::utility::run(args),
         Command::Sampling(args) => commands::sampling::run(args),
         Command::BenchSeg(args) => commands::bench_seg::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_and_command_has_help() {
+        let cli = super::Cli::command();
+        labelgen_tests::cli::check_help(&cli, "labelgen evaluation: measures a run's label maps");
+        // A subcommand's description is its own, not a flattened flag group's.
+        let about = cli.find_subcommand("bench-seg").and_then(|c| c.get_about()).map(|a| a.to_string()).unwrap_or_default();
+        assert!(about.starts_with("The segmentation model's size and speed"), "{about}");
     }
 }

@@ -22,6 +22,7 @@ pub fn share_column(name: &str) -> String {
 
 /// One land-cover class.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClassDef {
     /// Human-readable name, e.g. `building`.
     pub name: String,
@@ -33,6 +34,7 @@ pub struct ClassDef {
 
 /// The ordered list of classes plus the raw code for "ignore".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClassTable {
     pub classes: Vec<ClassDef>,
     /// Raw code meaning "not a target"; such pixels carry [`IGNORE_INDEX`].

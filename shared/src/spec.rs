@@ -318,11 +318,11 @@ pub const MAX_SAMPLING_STEPS: usize = 100_000;
 pub const MAX_OPEN_RADIUS: u32 = 64;
 
 impl LabelModelSection {
-    /// Sampling steps: the given ones, else [`DEFAULT_DDIM_STEPS`] for DDIM and `timesteps`
-    /// for DDPM.
+    /// Sampling steps: the given ones, else [`DEFAULT_DDIM_STEPS`] (at most `timesteps`)
+    /// for DDIM and `timesteps` for DDPM.
     pub fn steps_for(&self, timesteps: usize) -> usize {
         match self.sampler {
-            SamplerKind::Ddim => self.steps.unwrap_or(DEFAULT_DDIM_STEPS),
+            SamplerKind::Ddim => self.steps.unwrap_or(DEFAULT_DDIM_STEPS.min(timesteps)),
             SamplerKind::Ddpm => self.steps.unwrap_or(timesteps),
         }
     }
@@ -516,7 +516,7 @@ impl RunSpec {
     pub fn parse(text: &str, origin: &str) -> Result<RunSpec> {
         let spec: RunSpec = toml::from_str(text).map_err(|e| Error::Invalid {
             origin: origin.to_string(),
-            key: toml_error_key(&e),
+            key: toml_error_key(text, &e),
             message: e.message().to_string() + &toml_error_location(text, &e),
         })?;
         spec.validate(origin)?;
@@ -554,11 +554,14 @@ impl RunSpec {
             return bad("output.url", msg);
         }
         // Finalize publishes each tar with one server-side copy, which S3 caps at 5 GiB.
-        // Bound a shard's tar by its raw pixels (3 bytes image + 1 label per pixel, more
-        // than PNG or JPEG ever take).
-        let tar_bound = self.run.shard_size.saturating_mul(u64::from(self.pipeline.image_size).pow(2)).saturating_mul(4);
+        // Bound a shard's tar per sample by its raw pixels (3 bytes image + 1 label per
+        // pixel), plus 1/64 of that for what incompressible PNGs add (row filters, zlib
+        // blocks, chunks), plus 4 KiB for the tar's headers and padding and KEY.json.
+        let pixels = u64::from(self.pipeline.image_size).pow(2);
+        let per_sample = pixels * 4 + pixels * 4 / 64 + 4096;
+        let tar_bound = self.run.shard_size.saturating_mul(per_sample);
         if self.output.format == OutputFormat::Webdataset && tar_bound > MAX_TAR_BYTES {
-            let most = MAX_TAR_BYTES / (u64::from(self.pipeline.image_size).pow(2) * 4);
+            let most = MAX_TAR_BYTES / per_sample;
             return bad(
                 "run.shard_size",
                 format!(
@@ -602,6 +605,9 @@ impl RunSpec {
                 }
             }
             PipelineKind::DdpmSpade => {
+                if self.pipeline.procedural.shares.is_some() {
+                    return bad("pipeline.procedural.shares", "only the procedural pipeline draws class shares; remove this table or set pipeline.kind = \"procedural\"".into());
+                }
                 let Some(labels) = &self.pipeline.labels else {
                     return bad("pipeline.labels", "ddpm-spade needs a [pipeline.labels] table with model = \"PATH or s3://…\" (the DDPM label model)".into());
                 };
@@ -678,17 +684,37 @@ impl RunSpec {
     }
 }
 
-fn toml_error_key(e: &toml::de::Error) -> String {
-    // toml reports the offending key in its message for unknown fields and types; the
-    // location comes from the span. Keep the key slot short and let the message speak.
+/// The dotted key a TOML error is about: the field toml names (unknown or missing), within
+/// the table whose header comes before the error's line; else the key assigned on that
+/// line (a value of the wrong type or out of a list); else `(syntax)`.
+fn toml_error_key(text: &str, e: &toml::de::Error) -> String {
+    // A missing top-level table has an empty span at the start; one missing from a table
+    // points at the table's header.
+    let at = e.span().filter(|s| !s.is_empty()).map(|s| s.start.min(text.len()));
+    let table = at.map(|at| table_before(text, at)).unwrap_or_default();
+    let within = |key: &str| if table.is_empty() || key.contains('.') { key.to_string() } else { format!("{table}.{key}") };
     let msg = e.message();
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        return rest.split('`').next().unwrap_or("?").to_string();
+    for prefix in ["unknown field `", "missing field `"] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            return within(rest.split('`').next().unwrap_or("?"));
+        }
     }
-    if let Some(rest) = msg.strip_prefix("missing field `") {
-        return rest.split('`').next().unwrap_or("?").to_string();
+    let Some(at) = at else { return "(syntax)".to_string() };
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() && !key.trim_start().starts_with('[') => within(key.trim().trim_matches('"')),
+        _ => "(syntax)".to_string(),
     }
-    "(syntax)".to_string()
+}
+
+/// The table (`a.b` of a `[a.b]` or `[[a.b]]` header) in force at byte `at` of `text`:
+/// the last header on a line that starts before it; empty at the top level.
+fn table_before(text: &str, at: usize) -> String {
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    // The error's own line counts when it is a header (a missing field points at it).
+    let upto = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    text[..upto].lines().rev().map(str::trim).find(|l| l.starts_with('[')).map(|h| h.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string()).unwrap_or_default()
 }
 
 fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
@@ -739,7 +765,28 @@ image_size = 64
         let e = RunSpec::parse(&GOOD.replace("\"out/x\"", "\"ftp://x\""), "c.toml").unwrap_err().to_string();
         assert!(e.contains("c.toml: output.url") && e.contains("ftp"), "{e}");
         let e = RunSpec::parse(&GOOD.replace("image_size = 64", "image_size = \"big\""), "d.toml").unwrap_err().to_string();
-        assert!(e.contains("d.toml") && e.contains("line 10"), "{e}");
+        assert!(e.starts_with("d.toml: pipeline.image_size: ") && e.contains("line 10"), "{e}");
+        // Every kind of TOML error names the dotted key (or says it is the syntax).
+        for (from, to, key) in [
+            ("count = 10", "cout = 10", "run.cout"),
+            ("shard_size = 4\n", "", "run.shard_size"),
+            ("[output]\nurl = \"out/x\"\n", "", "output"),
+            ("kind = \"procedural\"", "kind = \"gan\"", "pipeline.kind"),
+            ("seed = 7", "seed = -1", "run.seed"),
+            ("url = \"out/x\"", "url = [1]", "output.url"),
+            ("seed = 7", "seed = = 7", "run.seed"),
+            ("[pipeline]", "[pipeline", "(syntax)"),
+            ("\n[run]\ncount = 10\nshard_size = 4\nseed = 7\n", "", "run"),
+            // A top-level table missing, the file starting with another's header.
+            ("\n[run]", "[run]", "output"),
+        ] {
+            let mut text = GOOD.replace(from, to);
+            if key == "output" {
+                text = text.replace("[output]\nurl = \"out/x\"\n", "");
+            }
+            let e = RunSpec::parse(&text, "e.toml").unwrap_err().to_string();
+            assert!(e.starts_with(&format!("e.toml: {key}: ")), "{from:?} → {to:?}: {e}");
+        }
     }
 
     #[test]
@@ -762,9 +809,11 @@ image_size = 64
                 .replace("image_size = 64", &format!("image_size = {size}"))
         };
         RunSpec::parse(&wds(256, 512), "ok.toml").unwrap();
-        RunSpec::parse(&wds(5120, 512), "edge.toml").unwrap();
-        let e = RunSpec::parse(&wds(5121, 512), "big.toml").unwrap_err().to_string();
-        assert!(e.contains("big.toml: run.shard_size") && e.contains("5 GiB") && e.contains("at most 5120 samples"), "{e}");
+        // 4 B of pixels a pixel at 512², 1/64 of that for PNG overhead, 4 KiB of tar and
+        // JSON a sample: 5 GiB / 1,069,056 B.
+        RunSpec::parse(&wds(5021, 512), "edge.toml").unwrap();
+        let e = RunSpec::parse(&wds(5022, 512), "big.toml").unwrap_err().to_string();
+        assert!(e.contains("big.toml: run.shard_size") && e.contains("5 GiB") && e.contains("at most 5021 samples"), "{e}");
         // PNG runs have no tar to copy.
         RunSpec::parse(&wds(50000, 512).replace("format = \"webdataset\"", "format = \"png\""), "png.toml").unwrap();
     }
@@ -897,6 +946,13 @@ model = "s3://bucket/models/spade"
         assert!(e.contains("pipeline.images.model"), "{e}");
         let e = err(&MODELS.replace("ddpm-spade", "procedural"));
         assert!(e.contains("pipeline.labels") && e.contains("only the ddpm-spade pipeline"), "{e}");
+        let e = err(&MODELS.replace("image_size = 64", "image_size = 64\n[pipeline.procedural]\nshares = [1, 1, 1, 1, 1, 1, 1, 1]"));
+        assert!(e.contains("m.toml: pipeline.procedural.shares") && e.contains("only the procedural pipeline"), "{e}");
+        let e = err(&MODELS.replace("image_size = 64", "image_size = 64\ndevice = \"gpu\""));
+        assert!(e.contains("m.toml: pipeline.device: "), "{e}");
+        // The class table refuses keys it does not know, as every other table does.
+        let e = err(&format!("{MODELS}\n[classes]\nignore_code = 100\nignor = 1\n"));
+        assert!(e.contains("m.toml: classes.ignor: unknown field"), "{e}");
     }
 
     #[test]

@@ -236,6 +236,20 @@ fn unavailable_cuda_device_is_a_clear_error() {
     // without the driver says "no NVIDIA driver" instead (unit-tested in worker::device).
     assert!(e.contains("cuda:0") && (e.contains("without CUDA support") || e.contains("no NVIDIA driver")), "{e}");
     assert!(!out.exists(), "nothing should be written");
+    // cuda:all is taken by run and serve (one pipeline per GPU): here it fails for want
+    // of CUDA, not as a single-device command would; run-shard refuses it, saying why.
+    for args in [vec!["run", cfg.to_str().unwrap(), "--device", "cuda:all"], vec!["--device", "cuda:all", "--redis", "redis://127.0.0.1:1", "--no-metrics"]] {
+        let mut c = cmd("worker");
+        c.args(&args);
+        let e = stderr(&run(c));
+        assert!(e.contains("cuda:all") && (e.contains("without CUDA support") || e.contains("no NVIDIA driver")) && !e.contains("one device"), "{args:?}: {e}");
+    }
+    let mut c = cmd("worker");
+    c.args(["run-shard", cfg.to_str().unwrap(), "--shard", "0", "--device", "cuda:all"]);
+    let o = run(c);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("one shard at a time"), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing should be written");
     let mut c = cmd("worker");
     c.args(["--device", "cuda", "--redis", "redis://127.0.0.1:1", "--no-metrics"]);
     let o = run(c);

@@ -12,10 +12,9 @@ use shared::ClassTable;
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct DeviceArg {
     /// Where the models run: auto (CUDA when an NVIDIA driver is present in a CUDA build,
-    /// else the CPU with a warning), cpu, cuda or cuda:N; for runs (run, serve, run-shard)
-    /// also cuda:all: one pipeline per GPU in this process, give --concurrency at least
-    /// the number of GPUs; `train ddpm|spade` also take cuda:all (data parallel: every GPU
-    /// computes a share of each batch).
+    /// else the CPU with a warning), cpu, cuda or cuda:N. `worker train ddpm|spade` also
+    /// take cuda:all (data parallel: every GPU computes a share of each batch); other
+    /// model commands take one device.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE", default_value = "auto")]
     pub device: DeviceChoice,
 }
@@ -47,8 +46,8 @@ pub struct DataArgs {
 
     /// What a mask value outside the class table does.
     ///
-    /// error: stop before training, naming the file, the value, its first pixel and the
-    /// valid values.
+    /// error: stop before any training, naming the file, the value, its first pixel and
+    /// the valid values.
     ///
     /// ignore: treat such pixels as "ignore" (not trained on) and report how many there
     /// were.
@@ -59,8 +58,8 @@ pub struct DataArgs {
     ///
     /// A file is held out when the first 8 bytes of sha256(file stem), read as a fraction
     /// of 2^64, are below F: the split depends on the file name alone, so adding files never
-    /// moves others between the splits. The held-out stems are written to
-    /// OUT/test_stems.txt (one a line, sorted) so a later evaluation can use exactly them.
+    /// moves others between the splits. `worker train ddpm|spade` write the held-out stems
+    /// to OUT/test_stems.txt (one a line, sorted) so a later evaluation can use exactly them.
     #[arg(long, value_name = "F", help_heading = "Dataset", default_value_t = DEFAULT_TEST_FRACTION, value_parser = parse_fraction)]
     pub test_fraction: f64,
 

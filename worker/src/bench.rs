@@ -75,6 +75,16 @@ pub fn with_sampler(spec: &RunSpec, sampler: Sampler) -> anyhow::Result<RunSpec>
     Ok(spec)
 }
 
+/// What `spec` runs: its sampler (with its steps), precision and overlap.
+pub fn spec_settings(spec: &RunSpec) -> anyhow::Result<(Sampler, shared::spec::Precision, bool)> {
+    let labels = spec.pipeline.labels.as_ref().context("pipeline.labels")?;
+    let sampler = match labels.sampler {
+        SamplerKind::Ddpm => Sampler::Ddpm,
+        SamplerKind::Ddim => Sampler::Ddim(labels.steps.unwrap_or(shared::spec::DEFAULT_DDIM_STEPS)),
+    };
+    Ok((sampler, spec.pipeline.precision, spec.pipeline.overlap))
+}
+
 /// Which models to time.
 #[derive(Debug, Clone)]
 pub enum Models {
@@ -593,6 +603,21 @@ mod tests {
             assert!(e.contains("ddim-N") && e.contains(bad), "{e}");
         }
         assert_eq!(Sampler::Ddim(25).to_string(), "ddim-25");
+    }
+
+    /// `bench pipeline CONFIG` times what the spec runs unless told otherwise.
+    #[test]
+    fn spec_settings_are_what_the_spec_runs() {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/local.toml");
+        let mut spec = load_spec(&config).unwrap();
+        let steps = spec.pipeline.labels.as_ref().unwrap().steps_for(1000);
+        assert_eq!(spec_settings(&spec).unwrap(), (Sampler::Ddim(steps), Precision::F32, spec.pipeline.overlap));
+        let labels = spec.pipeline.labels.as_mut().unwrap();
+        (labels.sampler, labels.steps) = (SamplerKind::Ddim, None);
+        assert_eq!(spec_settings(&spec).unwrap().0, Sampler::Ddim(shared::spec::DEFAULT_DDIM_STEPS));
+        spec.pipeline.labels.as_mut().unwrap().sampler = SamplerKind::Ddpm;
+        (spec.pipeline.precision, spec.pipeline.overlap) = (Precision::Bf16, !spec.pipeline.overlap);
+        assert_eq!(spec_settings(&spec).unwrap(), (Sampler::Ddpm, Precision::Bf16, spec.pipeline.overlap));
     }
 
     #[test]

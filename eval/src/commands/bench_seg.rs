@@ -8,6 +8,11 @@ use worker::args::DeviceArg;
 
 use crate::bench::{bench_seg, BenchOptions};
 
+/// The segmentation model's size and speed: parameters and GMAC per image at each --sizes
+/// side and at --full-size, training and inference images/s on procedural pairs. Prints a
+/// table; asserts nothing.
+///
+/// Example: labelgen-eval bench-seg --sizes 64,128 --width 8 --device cpu
 #[derive(Debug, clap::Args)]
 pub struct SegArgs {
     /// Image sides to time training and inference at, comma-separated.
@@ -23,6 +28,7 @@ pub struct SegArgs {
     /// The image side of the full-size rows.
     #[arg(long, default_value_t = 512)]
     pub full_size: u32,
+    /// Images per timed training and inference batch.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Timed training steps per size (after one untimed warm-up step).

@@ -69,7 +69,7 @@ pub struct Args {
     pub out: PathBuf,
 
     /// Components with fewer pixels than this count as islands (what `worker cleanup
-    /// --min-island` removes; 0 or 1: none do). Counted after any resize.
+    /// --min-island-px` removes; 0 or 1: none do). Counted after any resize.
     #[arg(long, value_name = "PX", default_value_t = 16)]
     pub min_island: u32,
 

@@ -102,6 +102,7 @@ pub struct Args {
     #[arg(long, value_name = "W", default_value_t = 32)]
     pub width: usize,
 
+    /// Training batch size (images per step).
     #[arg(long, value_name = "B", default_value_t = 8)]
     pub batch: usize,
 

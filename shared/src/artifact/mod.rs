@@ -285,8 +285,8 @@ pub async fn prepare(spec: &mut RunSpec) -> Result<()> {
         l.sha256 = Some(labels.digest);
         // The step count too, so a run keeps the one it was submitted with when a later
         // version changes the default.
-        if l.sampler == crate::spec::SamplerKind::Ddim && l.steps.is_none() {
-            l.steps = Some(crate::spec::DEFAULT_DDIM_STEPS);
+        if let (crate::spec::SamplerKind::Ddim, None, Some(t)) = (l.sampler, l.steps, labels.info.timesteps) {
+            l.steps = Some(l.steps_for(t));
         }
     }
     if let Some(i) = spec.pipeline.images.as_mut() {

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use shared::spec::DeviceChoice;
+use clap::builder::TypedValueParser;
+use shared::spec::{DeviceChoice, Precision};
 
 use crate::bench::{self, Models, PipelineBench, Sampler};
 
@@ -101,7 +102,8 @@ pub struct UpscaleArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
-    /// A ddpm-spade run spec (its models, cleanup and image size are used).
+    /// A ddpm-spade run spec: its models, cleanup, image size and batch sizes are used,
+    /// and its sampler, precision and overlap unless the flags below name others.
     pub config: Option<PathBuf>,
     /// Instead of a spec's models: randomly initialised full-size models — the 35.7M
     /// CIFAR-config UNet on 64×64 one-hot labels and the 94.6M SPADE generator (label input) — at this
@@ -115,13 +117,14 @@ pub struct PipelineArgs {
     /// otherwise.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub batch_sizes: Vec<usize>,
-    /// Precisions to time, comma-separated: f32, bf16, f16 (overriding the spec's
-    /// pipeline.precision). Rows after f32's are compared with it: label pixel agreement
-    /// and image mean absolute difference (0-255) of the first timed batch.
-    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    /// Precisions to time, comma-separated: f32, bf16, f16. Rows after f32's are compared
+    /// with it: label pixel agreement and image mean absolute difference (0-255) of the
+    /// first timed batch. [default: the spec's pipeline.precision, else f32]
+    #[arg(long, value_delimiter = ',')]
     pub precisions: Vec<shared::spec::Precision>,
     /// Samplers to time, comma-separated: ddim-N (N steps) or ddpm (all timesteps).
-    #[arg(long, value_delimiter = ',', default_value = "ddim-20")]
+    /// [default: the spec's pipeline.labels sampler and steps, else ddim-20]
+    #[arg(long, value_delimiter = ',')]
     pub samplers: Vec<Sampler>,
     /// DDPM batch size (pipeline.labels.batch_size), overriding the spec's; default: the
     /// spec's, else each --batch-sizes value.
@@ -133,8 +136,8 @@ pub struct PipelineArgs {
     pub image_batch: Option<usize>,
     /// pipeline.overlap settings to time, comma-separated: on (the DDPM samples the next
     /// batch while SPADE paints this one), off (one after the other), or on,off for both
-    /// side by side.
-    #[arg(long, value_delimiter = ',', default_value = "on", value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+    /// side by side. [default: the spec's pipeline.overlap, else on]
+    #[arg(long, value_delimiter = ',', value_name = "on|off", value_parser = clap::builder::PossibleValuesParser::new(["on", "off"]).map(|s| s == "on"))]
     pub overlap: Vec<bool>,
     /// Timed batches per setting (after the warm-up ones, as one job's batches).
     #[arg(long, default_value_t = 2)]
@@ -259,19 +262,30 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     if args.batch_sizes.contains(&0) || args.batches == 0 || args.label_batch == Some(0) || args.image_batch == Some(0) {
         bail!("--batch-sizes, --label-batch, --image-batch and --batches must be at least 1");
     }
-    let models = match (args.config, args.random_full_size) {
-        (Some(config), _) => Models::Spec(config),
-        (None, Some(size)) => Models::RandomFullSize(size),
+    let (models, defaults) = match (args.config, args.random_full_size) {
+        (Some(config), _) => {
+            let defaults = bench::spec_settings(&bench::load_spec(&config)?)?;
+            (Models::Spec(config), defaults)
+        }
+        (None, Some(size)) => (Models::RandomFullSize(size), (Sampler::Ddim(shared::spec::DEFAULT_DDIM_STEPS), Precision::F32, true)),
         (None, None) => bail!("give a ddpm-spade run spec or --random-full-size SIZE"),
     };
+    // A flag not given times what the spec runs (the random models: the defaults).
+    fn or<T>(given: Vec<T>, default: T) -> Vec<T> {
+        if given.is_empty() {
+            vec![default]
+        } else {
+            given
+        }
+    }
     let work = PipelineBench {
         models,
-        samplers: args.samplers,
-        precisions: args.precisions,
+        samplers: or(args.samplers, defaults.0),
+        precisions: or(args.precisions, defaults.1),
         batch_sizes: args.batch_sizes,
         label_batch: args.label_batch,
         image_batch: args.image_batch,
-        overlap: args.overlap,
+        overlap: or(args.overlap, defaults.2),
         batches: args.batches,
         warmup: args.warmup,
     };
@@ -309,11 +323,14 @@ mod tests {
             Cli::try_parse_from(["worker", "bench", "pipeline", "--random-full-size", "64", "--samplers", "ddim-10,ddpm", "--device", "cpu", "--precisions", "f32,bf16"]).unwrap();
         let Some(Command::Bench(BenchCommand::Pipeline(a))) = cli.command else { panic!("not bench pipeline") };
         assert_eq!((a.samplers, a.batch_sizes, a.device.device), (vec![Sampler::Ddim(10), Sampler::Ddpm], vec![1, 8], DeviceChoice::Cpu));
-        assert_eq!((a.precisions, a.overlap), (vec![Precision::F32, Precision::Bf16], vec![true]));
+        // Flags not given stay empty: `pipeline` fills them from the spec.
+        assert_eq!((a.precisions, a.overlap), (vec![Precision::F32, Precision::Bf16], vec![]));
         let cli = Cli::try_parse_from(["worker", "bench", "pipeline", "--random-full-size", "64", "--overlap", "on,off"]).unwrap();
         let Some(Command::Bench(BenchCommand::Pipeline(a))) = cli.command else { panic!("not bench pipeline") };
         assert_eq!(a.overlap, vec![true, false]);
-        assert_eq!(pipeline_args().precisions, vec![Precision::F32]);
+        assert_eq!(pipeline_args().precisions, vec![]);
+        let e = Cli::try_parse_from(["worker", "bench", "pipeline", "--overlap", "true"]).unwrap_err().to_string();
+        assert!(e.contains("--overlap") && e.contains("on, off"), "{e}");
         let e = Cli::try_parse_from(["worker", "bench", "compare", "x.toml", "--precisions", "fp8"]).unwrap_err().to_string();
         assert!(e.contains("--precisions") && e.contains("expected f32, bf16 or f16"), "{e}");
         let e = Cli::try_parse_from(["worker", "bench", "pipeline", "--samplers", "plms"]).unwrap_err().to_string();

@@ -29,7 +29,8 @@ pub struct Args {
     #[arg(long, value_parser = shared::lifecycle::runid::parse_arg)]
     pub run_id: Option<String>,
     /// Where models run: auto (CUDA when an NVIDIA driver is present, else CPU), cpu,
-    /// cuda or cuda:N. Overrides the spec's pipeline.device.
+    /// cuda, cuda:N, or cuda:all (one pipeline per GPU; give --workers at least the
+    /// number of GPUs). Overrides the spec's pipeline.device.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
     pub device: Option<DeviceChoice>,
 }
@@ -43,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // A device this machine cannot offer is an error now, not a failing job.
             let choice = args.device.unwrap_or(spec.pipeline.device);
             if choice != DeviceChoice::Auto {
-                crate::device::resolve(choice, &crate::device::DriverProbe::detect()).with_context(|| format!("{}", args.config.display()))?;
+                crate::device::resolve_all(choice, &crate::device::DriverProbe::detect()).with_context(|| format!("{}", args.config.display()))?;
             }
         }
         let run_id = runid::pick(args.run_id, "--run-id")?;

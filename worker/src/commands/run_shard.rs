@@ -37,7 +37,8 @@ pub struct RunShardArgs {
     #[arg(long, env = "LABELGEN_RUN_ID", value_parser = shared::lifecycle::runid::parse_arg)]
     pub run_id: Option<String>,
 
-    /// Where models run: auto, cpu, cuda or cuda:N (overrides pipeline.device).
+    /// Where models run: auto, cpu, cuda or cuda:N (overrides pipeline.device). Not
+    /// cuda:all: a task makes one shard at a time, so give each task one GPU.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
     pub device: Option<shared::spec::DeviceChoice>,
 }
@@ -86,6 +87,10 @@ fn shards_to_run(args: &RunShardArgs, shards: u64) -> anyhow::Result<Vec<u64>> {
 
 pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
     let mut spec = RunSpec::load(&args.config)?;
+    if args.device.unwrap_or(spec.pipeline.device) == shared::spec::DeviceChoice::CudaAll {
+        // It would load the models on every GPU and use one: shards run one at a time.
+        bail!("{}: device cuda:all: run-shard makes one shard at a time, so it would use one GPU; give each task one GPU (cuda:N, or cuda with one GPU per task), or use `worker serve --device cuda:all`", args.config.display());
+    }
     let shards = shards_to_run(&args, spec.shards())?;
     if shards.is_empty() {
         // More tasks than shards: this one has nothing to do.

@@ -55,7 +55,9 @@ pub struct ServeArgs {
     pub no_metrics: bool,
 
     /// Where models run: auto (CUDA when an NVIDIA driver is present, else CPU with a
-    /// warning), cpu, cuda or cuda:N. Overrides the run spec's pipeline.device.
+    /// warning), cpu, cuda, cuda:N, or cuda:all (one pipeline per GPU in this process,
+    /// one model cache; give --concurrency at least the number of GPUs). Overrides the
+    /// run spec's pipeline.device.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
     pub device: Option<shared::spec::DeviceChoice>,
 }
@@ -63,7 +65,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(choice) = args.device {
         // Fail at start, not per job, when this machine cannot offer the device.
-        crate::device::resolve(choice, &crate::device::DriverProbe::detect()).context("--device")?;
+        crate::device::resolve_all(choice, &crate::device::DriverProbe::detect()).context("--device")?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
