@@ -177,3 +177,39 @@ fn bad_config_names_file_and_key_and_writes_nothing() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("missing.toml"), "{}", stderr(&o));
 }
+
+/// Ctrl-C (SIGINT) on `worker run`: the jobs in hand stop at their next batch, the exit
+/// code is 130 (interrupted, not 3: cancelled), the message says how to resume, and the
+/// same command with the run id completes the run, keeping what was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_interrupt_exits_130_and_resumes() {
+    let dir = TempDir::new("embedded-int");
+    let out = dir.path().join("out");
+    let mut spec = SpecBuilder::new(out.to_str().unwrap());
+    spec.count = 40;
+    spec.shard_size = 4;
+    let cfg = spec.write(dir.path(), "spec.toml");
+    let mut c = cmd("worker");
+    c.args(["run", cfg.to_str().unwrap(), "--workers", "2", "--run-id", "i1"]).env("LABELGEN_BATCH_DELAY_MS", "300");
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = c.spawn().expect("spawn worker run");
+    let shards = out.join("i1").join("shards");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&shards).map_or(0, |d| d.count()) == 0 {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(120), "no shard committed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    labelgen_tests::bins::signal(&child, "INT");
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{e}");
+    assert!(e.contains("interrupted") && e.contains("--run-id i1"), "{e}");
+    let committed = std::fs::read_dir(&shards).unwrap().count();
+    assert!((1..10).contains(&committed), "stopped before the end: {committed} of 10 shards");
+    assert!(!out.join("i1").join("manifest.json").exists(), "no manifest for an interrupted run");
+    let mut c = cmd("worker");
+    c.args(["run", cfg.to_str().unwrap(), "--run-id", "i1"]);
+    let o = run(c);
+    assert!(o.status.success(), "resuming failed: {}", stderr(&o));
+    check::exactly_n(&Store::open(out.to_str().unwrap()).unwrap().child("i1"), 40).await;
+}

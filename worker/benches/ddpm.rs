@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use worker::backend::{Cpu, CpuDevice, CpuTrain};
-use worker::ddpm::sampler::sample_images;
+use worker::ddpm::sampler::{go_on, sample_images};
 use worker::ddpm::train::{train, DdpmTrainConfig, TrainData};
 use worker::ddpm::{Encoding, NoiseSchedule, Objective, SamplerConfig, ScheduleKind, UNetConfig};
 
@@ -44,11 +44,11 @@ fn main() {
         let sched = NoiseSchedule::new(ScheduleKind::Linear, 1000);
         let seeds: Vec<u64> = (0..batch as u64).collect();
         // Warm-up, then time 10 steps with noise (η = 1: like DDPM) and without (η = 0).
-        let _ = sample_images(&unet, Objective::Eps, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(2, 1.0), &device, &mut |_, _| {});
+        let _ = sample_images(&unet, Objective::Eps, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(2, 1.0), &device, &mut go_on);
         let timed = |eta: f64| {
             let steps = 10;
             let t0 = Instant::now();
-            let _ = sample_images(&unet, Objective::Eps, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(steps, eta), &device, &mut |_, _| {});
+            let _ = sample_images(&unet, Objective::Eps, &sched, 8, cfg.image_size, &seeds, &SamplerConfig::ddim(steps, eta), &device, &mut go_on);
             t0.elapsed().as_secs_f64() / steps as f64
         };
         let step_noisy = timed(1.0);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -313,21 +313,43 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         samples: lines,
     };
     let body = Bytes::from(serde_json::to_vec(&record).expect("a record always serialises"));
-    match job.store.put_create(&layout::record_path(job.shard), body).await? {
-        Created::Created => Ok(ShardOutcome::Committed(Box::new(record))),
-        Created::AlreadyExists => {
-            let existing = existing_record(&job.store, &job.run_id, job.shard).await?;
-            match existing {
+    let record_path = layout::record_path(job.shard);
+    for conflict in 1.. {
+        match job.store.put_create(&record_path, body.clone()).await? {
+            Created::Created => return Ok(ShardOutcome::Committed(Box::new(record))),
+            Created::AlreadyExists => match existing_record(&job.store, &job.run_id, job.shard).await? {
                 // Our own put went through and its answer was lost; the retry found it.
-                Some(r) if r.attempt == attempt => Ok(ShardOutcome::Committed(Box::new(record))),
-                _ => {
-                    discard_attempt(&job.store, job.shard, attempt).await?;
-                    Ok(ShardOutcome::AlreadyCommitted)
+                Some(r) if r.attempt == attempt => return Ok(ShardOutcome::Committed(Box::new(record))),
+                Some(_) => {
+                    // Another attempt's record stands: the shard is committed whatever
+                    // becomes of this attempt's data (finalize removes what is left).
+                    if let Err(e) = discard_attempt(&job.store, job.shard, attempt).await {
+                        tracing::warn!(shard = job.shard, error = %e, "removing the losing attempt's data failed; finalize removes it");
+                    }
+                    return Ok(ShardOutcome::AlreadyCommitted);
                 }
-            }
+                // "Already exists" with no record to read: S3's answer (409) to two creates
+                // racing, whose other may yet fail. Only a record seen ends this attempt:
+                // try again, and never ack without one.
+                None if conflict < COMMIT_CONFLICT_TRIES => {
+                    tracing::warn!(shard = job.shard, record = %job.store.describe(&record_path), "the store answered that the commit record exists, but it cannot be read; trying the commit again");
+                    tokio::time::sleep(Duration::from_millis(200 * conflict as u64)).await;
+                }
+                None => {
+                    let _ = discard_attempt(&job.store, job.shard, attempt).await;
+                    return Err(Error::Job(format!(
+                        "{}: the store answered {COMMIT_CONFLICT_TRIES} times that the commit record exists, but none can be read; the shard is retried",
+                        job.store.describe(&record_path)
+                    )));
+                }
+            },
         }
     }
+    unreachable!("the loop returns")
 }
+
+/// Commit tries when the store says the record exists but shows none (see above).
+const COMMIT_CONFLICT_TRIES: u32 = 4;
 
 /// Removes the data one attempt wrote (aborting an upload it left recorded).
 pub async fn discard_attempt(store: &Store, shard: u64, attempt: u64) -> Result<()> {

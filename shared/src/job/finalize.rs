@@ -179,6 +179,17 @@ async fn remove_losers(store: &Store, shard: u64, winner: u64) -> Result<(u64, u
             }
         }
     }
+    // On a local disk, a writer killed mid-object leaves its temporary (`NAME#N`), which
+    // listings skip: remove each losing attempt's directory whole.
+    if let Some(dir) = store.local_path(&layout::shard_data_dir(shard)) {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let attempt = entry.file_name().to_str().and_then(|a| a.parse::<u64>().ok());
+            if path.is_dir() && attempt != Some(winner) {
+                std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
     Ok((removed, aborted))
 }
 

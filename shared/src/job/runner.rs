@@ -127,8 +127,19 @@ impl RunCache {
     }
 }
 
-/// The abort switch of every job in hand, by (run, shard).
-type InFlight = Arc<Mutex<HashMap<(String, u64), Arc<Abort>>>>;
+/// The abort switch of every job in hand, by a number of this process's own (not the
+/// shard: a queue that lost its data can lease one shard to two slots at once).
+type InFlight = Arc<Mutex<Jobs>>;
+
+#[derive(Default)]
+struct Jobs {
+    by_number: HashMap<u64, Arc<Abort>>,
+    /// The grace period is over: a job that starts now is stopped at once.
+    stopped: bool,
+}
+
+/// Numbers the jobs of this process for [`InFlight`].
+static JOB_NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Serves the queue until `shutdown` resolves (or, with `exit_when_idle`, until no active
 /// run has work left). Returns an [`Error::Worker`] when this worker gave up after
@@ -156,7 +167,12 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
     let all_done = async {
         while let Some(r) = slots.join_next().await {
             if let Err(e) = r {
-                tracing::error!("worker slot panicked: {e}");
+                // A bug, not a job's failure: stop claiming, let the other slots finish,
+                // and exit with an error so the scheduler replaces this worker. The
+                // panicked job's heartbeat ended with it; its lease expires.
+                tracing::error!("worker slot panicked: {e}; stopping this worker");
+                health.gave_up.lock().unwrap().get_or_insert_with(|| format!("a worker slot panicked: {e}"));
+                stopping.store(true, Ordering::SeqCst);
             }
         }
     };
@@ -165,7 +181,7 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
         _ = &mut all_done => return health.result(),
         _ = shutdown => {}
     }
-    let holding = in_flight.lock().unwrap().len();
+    let holding = in_flight.lock().unwrap().by_number.len();
     if holding > 0 {
         tracing::info!(grace_s = opts.grace.as_secs_f64(), jobs = holding, "shutdown asked: no new claims; finishing jobs in hand");
     } else {
@@ -173,10 +189,15 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
     }
     stopping.store(true, Ordering::SeqCst);
     if tokio::time::timeout(opts.grace, &mut all_done).await.is_err() {
-        let held: Vec<_> = in_flight.lock().unwrap().iter().map(|(k, a)| (k.clone(), a.clone())).collect();
-        tracing::warn!(jobs = held.len(), "grace period over: releasing jobs in hand");
-        for (_, abort) in held {
-            abort.stop();
+        {
+            let mut jobs = in_flight.lock().unwrap();
+            jobs.stopped = true;
+            if !jobs.by_number.is_empty() {
+                tracing::warn!(jobs = jobs.by_number.len(), "grace period over: releasing jobs in hand");
+            }
+            for abort in jobs.by_number.values() {
+                abort.stop();
+            }
         }
         all_done.await;
     }
@@ -253,7 +274,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 Err(e) => {
                     let wait = claim_delays.next_delay().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "giving back untracked leases failed; retrying");
-                    tokio::time::sleep(wait).await;
+                    pause(wait, &stopping).await;
                     continue;
                 }
             }
@@ -271,7 +292,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 stray = true;
                 let wait = claim_delays.next_delay().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "claim failed; retrying");
-                tokio::time::sleep(wait).await;
+                pause(wait, &stopping).await;
                 continue;
             }
         };
@@ -282,13 +303,26 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
             tokio::time::sleep(opts.poll).await;
             continue;
         };
+        if stopping.load(Ordering::SeqCst) {
+            // Shutdown came while the claim was on its way: give the job back (below)
+            // rather than start it after the grace period's count of jobs in hand.
+            next = Some(lease);
+            break;
+        }
         metrics.jobs_claimed.inc(&lease.run_id);
         metrics.jobs_in_flight.inc();
         let abort = Arc::new(Abort::default());
-        in_flight.lock().unwrap().insert((lease.run_id.clone(), lease.shard), abort.clone());
+        let number = JOB_NUMBER.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut jobs = in_flight.lock().unwrap();
+            if jobs.stopped {
+                abort.stop();
+            }
+            jobs.by_number.insert(number, abort.clone());
+        }
         let span = tracing::info_span!("job", run = %lease.run_id, shard = lease.shard, token = lease.token);
         let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), abort, &stopping).instrument(span).await;
-        in_flight.lock().unwrap().remove(&(lease.run_id.clone(), lease.shard));
+        in_flight.lock().unwrap().by_number.remove(&number);
         metrics.jobs_in_flight.dec();
         match end {
             JobEnd::Done(claimed) => {
@@ -314,7 +348,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 }
                 let wait = crate::retry::nth_delay(crate::retry::policy(opts.local_backoff, Duration::from_secs(60), usize::MAX), n);
                 tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: the job was given back; unready while backing off");
-                tokio::time::sleep(wait).await;
+                pause(wait, &stopping).await;
             }
         }
     }
@@ -325,12 +359,25 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
             Err(e) => tracing::warn!(error = %e, "giving back untracked leases failed; they will expire instead"),
         }
     }
-    // Shutdown came between an ack and the job it claimed: give that job back.
+    // Shutdown came between an ack (or a claim) and the job it claimed: give that job back.
     if let Some(lease) = next {
         match queue.release(&lease).await {
             Ok(_) => tracing::info!(run = %lease.run_id, shard = lease.shard, "job claimed with the last ack released: shutting down"),
             Err(e) => tracing::warn!(run = %lease.run_id, shard = lease.shard, error = %e, "release failed; the lease will expire instead"),
         }
+    }
+}
+
+/// Sleeps `d`, or less when shutdown is asked for meanwhile (a backoff of up to a minute
+/// must not hold a stopping worker past its grace period).
+async fn pause(d: Duration, stopping: &AtomicBool) {
+    let end = tokio::time::Instant::now() + d;
+    while !stopping.load(Ordering::SeqCst) {
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return;
+        }
+        tokio::time::sleep((end - now).min(Duration::from_millis(250))).await;
     }
 }
 
@@ -347,32 +394,60 @@ async fn no_work_left(queue: &dyn JobQueue) -> Result<bool> {
 
 /// Keeps a lease alive from the moment of the claim: heartbeats at a third of the lease;
 /// each confirmation moves the job's local deadline; a lost lease or a cancelled run stops
-/// the job.
-fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease_len: Duration) -> tokio::task::JoinHandle<()> {
+/// the job. A heartbeat that fails (Redis restarting, a dropped connection) or does not
+/// answer within a third of the lease is tried again within a second or two, not a third
+/// of the lease later, so an outage shorter than the lease costs no job. The task runs in
+/// the job's span (its messages name the run, shard and token) and ends when the returned
+/// guard is dropped, panics included.
+fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease_len: Duration) -> AbortOnDrop {
     let (queue, lease, abort) = (queue.clone(), lease.clone(), abort.clone());
     // The claim itself confirmed the lease just now.
     abort.held_until(std::time::Instant::now() + lease_len);
-    tokio::spawn(async move {
-        let every = (lease_len / 3).max(Duration::from_millis(50));
+    let every = (lease_len / 3).max(Duration::from_millis(50));
+    let task = async move {
+        let mut retries = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(1).min(every), usize::MAX));
+        let mut wait = every;
         loop {
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(wait).await;
             let sent = std::time::Instant::now();
-            match queue.heartbeat(&lease).await {
-                Ok(LeaseStatus::Held) => abort.held_until(sent + lease_len),
+            let answer = match tokio::time::timeout(every, queue.heartbeat(&lease)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(Error::Worker(format!("no answer within {} ms", every.as_millis()))),
+            };
+            wait = every;
+            match answer {
+                Ok(LeaseStatus::Held) => {
+                    retries.reset();
+                    abort.held_until(sent + lease_len);
+                }
                 Ok(LeaseStatus::Lost) => {
-                    tracing::warn!(run = %lease.run_id, shard = lease.shard, "lease lost; abandoning the job");
+                    tracing::warn!("lease lost; abandoning the job");
                     abort.lost();
                     return;
                 }
                 Ok(LeaseStatus::Cancelled) => {
-                    tracing::info!(run = %lease.run_id, shard = lease.shard, "run cancelled; stopping the job");
+                    tracing::info!("run cancelled; stopping the job");
                     abort.held_until(sent + lease_len);
                     abort.stop();
                 }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
+                Err(e) => {
+                    wait = retries.next_delay().unwrap_or(every).min(every);
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "heartbeat failed; retrying");
+                }
             }
         }
-    })
+    };
+    AbortOnDrop(tokio::spawn(task.in_current_span()))
+}
+
+/// Ends a spawned task when dropped (a job's heartbeat: it must not outlive the job, even
+/// one whose slot panicked, or it would keep the lease alive for nothing).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run_one(
@@ -391,10 +466,8 @@ async fn run_one(
             return give_back(queue.as_ref(), &lease, &e, metrics).await;
         }
     };
-    let hb = heartbeat(queue, &lease, &abort, info.lease);
-    let end = run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await;
-    hb.abort();
-    end
+    let _heartbeat = heartbeat(queue, &lease, &abort, info.lease);
+    run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -394,14 +394,26 @@ async fn manifest_json_stays_the_same_size_however_many_tars() {
 struct LosingAnswers {
     inner: MemoryQueue,
     calls: std::sync::atomic::AtomicU64,
+    /// Lose every other claim's answer.
+    lose_claims: bool,
+    /// Heartbeats still to fail (Redis away), before any is answered.
+    failing_heartbeats: std::sync::atomic::AtomicU64,
+}
+
+fn lost() -> crate::Error {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "answer lost (test)")).into()
 }
 
 impl LosingAnswers {
-    /// The claim's answer, or (every other call) an I/O error in its place.
+    fn new(lose_claims: bool, failing_heartbeats: u64) -> Self {
+        LosingAnswers { inner: MemoryQueue::new(), calls: Default::default(), lose_claims, failing_heartbeats: failing_heartbeats.into() }
+    }
+
+    /// The claim's answer, or (every other call, when losing claims) an I/O error in its place.
     fn answer<T>(&self, got: crate::Result<T>) -> crate::Result<T> {
         let got = got?;
-        if self.calls.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
-            return Err(redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "answer lost (test)")).into());
+        if self.lose_claims && self.calls.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+            return Err(lost());
         }
         Ok(got)
     }
@@ -428,6 +440,9 @@ impl JobQueue for LosingAnswers {
         self.answer(self.inner.claim(owner).await)
     }
     async fn heartbeat(&self, lease: &crate::queue::Lease) -> crate::Result<crate::queue::LeaseStatus> {
+        if self.failing_heartbeats.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(lost());
+        }
         self.inner.heartbeat(lease).await
     }
     async fn ack(&self, lease: &crate::queue::Lease) -> crate::Result<bool> {
@@ -471,7 +486,7 @@ async fn claims_whose_answers_are_lost_are_given_back_not_waited_out() {
     let text =
         "[run]\ncount = 8\nshard_size = 1\nseed = 1\nlease_seconds = 3600\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
     let spec = RunSpec::parse(text, "test").unwrap();
-    let queue = Arc::new(LosingAnswers { inner: MemoryQueue::new(), calls: Default::default() });
+    let queue = Arc::new(LosingAnswers::new(true, 0));
     submit(&queue.inner, &spec, "lossy").await;
     let factory = Arc::new(SlowFactory { delay: Duration::ZERO, fail: false, builds: Default::default() });
     let opts = WorkerOptions { concurrency: 2, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
@@ -488,4 +503,136 @@ async fn claims_whose_answers_are_lost_are_given_back_not_waited_out() {
         let lease = queue.inner.claim("check").await.unwrap();
         assert!(lease.is_none(), "nothing left to claim, got {lease:?} (shard {shard})");
     }
+}
+
+/// An in-memory store whose first create of a commit record answers "already exists"
+/// without writing it: S3's 409 when two creates race and the other then fails.
+#[derive(Debug)]
+struct ConflictOnce {
+    inner: object_store::memory::InMemory,
+    conflicts: std::sync::atomic::AtomicU32,
+}
+
+impl std::fmt::Display for ConflictOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConflictOnce")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for ConflictOnce {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if opts.mode == object_store::PutMode::Create && location.as_ref().contains("shards/") && self.conflicts.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(object_store::Error::AlreadyExists { path: location.to_string(), source: "409 Conflict".into() });
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(&self, location: &object_store::path::Path, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&object_store::path::Path>) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&object_store::path::Path>) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &object_store::path::Path, to: &object_store::path::Path, options: object_store::CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// "Already exists" with no record to show is not a commit by another attempt: the
+/// attempt tries again and commits its own data (it used to discard it and report the
+/// shard committed, so the queue acked a shard no record stood for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_answer_without_a_record_is_not_taken_for_a_commit() {
+    let spec = spec(4, 4, 7);
+    let raw = Arc::new(ConflictOnce { inner: object_store::memory::InMemory::new(), conflicts: Default::default() });
+    let store = Store::from_object_store(raw.clone(), "r", "conflict://r");
+    let out = execute_shard(job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w")).await.unwrap();
+    let ShardOutcome::Committed(rec) = out else { panic!("the retry commits this attempt: {out:?}") };
+    assert_eq!(raw.conflicts.load(Ordering::SeqCst), 2, "one refused create, one that wrote");
+    let stored = crate::manifest::existing_record(&store, "r", 0).await.unwrap().expect("the record is there");
+    assert_eq!(stored.attempt, rec.attempt);
+    let report = finalize(&store, "r", &spec).await.unwrap();
+    assert_eq!(report.samples, 4);
+}
+
+/// A pipeline that takes `.1` per call.
+struct Sleepy(ProceduralPipeline, Duration);
+
+impl Pipeline for Sleepy {
+    fn generate(&self, indices: &[u64]) -> crate::Result<Vec<Sample>> {
+        std::thread::sleep(self.1);
+        self.0.generate(indices)
+    }
+}
+
+struct SleepyFactory(Duration);
+
+impl PipelineFactory for SleepyFactory {
+    fn build(&self, spec: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
+        Ok(Arc::new(Sleepy(ProceduralPipeline::new(spec), self.0)))
+    }
+}
+
+/// Redis away for three heartbeats (a restart): a failed heartbeat is tried again within
+/// a second or two, not a third of the lease later, so a 7 s job on a 6 s lease keeps it
+/// and commits with no attempt spent. (Tried only every third of the lease, the fourth try
+/// came after the lease ran out and the second slot, polling, took the job over.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_lost_for_a_moment_cost_no_job() {
+    let text = "[run]\ncount = 2\nshard_size = 2\nseed = 1\nlease_seconds = 6\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
+    let spec = RunSpec::parse(text, "test").unwrap();
+    let queue = Arc::new(LosingAnswers::new(false, 3));
+    submit(&queue.inner, &spec, "blip").await;
+    let opts = WorkerOptions { concurrency: 2, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::from_secs(7))), opts, std::future::pending()))
+        .await
+        .expect("the run finishes")
+        .unwrap();
+    assert_eq!(queue.failing_heartbeats.load(Ordering::SeqCst), 0, "three heartbeats failed");
+    let c = queue.inner.counts("blip").await.unwrap();
+    assert_eq!((c.committed, c.dead), (1, 0), "{c:?}");
+    assert_eq!((metrics.leases_lost.get(), metrics.jobs_claimed.get()), (0, 1), "the job kept its lease");
+}
+
+/// On a local disk a writer killed mid-object leaves `NAME#N`, which listings skip:
+/// finalize removes the losing attempt's directory whole, and keeps the winner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_removes_a_killed_writers_temporaries_on_a_local_disk() {
+    let dir = std::env::temp_dir().join(format!("labelgen-temps-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = spec(4, 4, 7);
+    let store = Store::open(dir.to_str().unwrap()).unwrap().child("r");
+    let out = execute_shard(job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w")).await.unwrap();
+    let ShardOutcome::Committed(rec) = out else { panic!("{out:?}") };
+    let loser = store.local_path(&crate::manifest::layout::attempt_dir(0, rec.attempt + 1)).unwrap();
+    std::fs::create_dir_all(&loser).unwrap();
+    std::fs::write(loser.join("00000000.png#1"), b"half an image").unwrap();
+    assert!(objects_under(&store, "data").await.iter().all(|p| !p.contains('#')), "listings skip temporaries");
+    let report = finalize(&store, "r", &spec).await.unwrap();
+    assert_eq!(report.samples, 4);
+    assert!(!loser.exists(), "the losing attempt's directory is gone");
+    assert!(store.local_path(&crate::manifest::layout::attempt_dir(0, rec.attempt)).unwrap().is_dir(), "the winner's stays");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

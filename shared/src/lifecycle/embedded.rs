@@ -15,14 +15,19 @@ use super::ops;
 use super::watch::{self, WatchEnd};
 
 /// Submits `spec` as `run_id` to a fresh in-memory queue, runs `workers` job slots
-/// building pipelines with `factory`, follows the run to its end and finalizes it. Ctrl-C
-/// cancels the run (the shards already committed stay; the same run id resumes).
+/// building pipelines with `factory`, follows the run to its end and finalizes it. SIGINT
+/// or SIGTERM stops the jobs in hand at their next batch and returns
+/// [`WatchEnd::Interrupted`] (the shards already committed stay; the same run id resumes);
+/// a second signal exits at once.
 pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: Arc<dyn PipelineFactory>) -> Result<WatchEnd> {
     let queue: Arc<dyn JobQueue> = Arc::new(MemoryQueue::new());
     ops::submit(queue.as_ref(), &spec, run_id).await?;
     tracing::info!(run = run_id, samples = spec.run.count, shards = spec.shards(), workers, output = %spec.output.url, "embedded run started");
-    let opts = WorkerOptions { owner: "embedded".into(), concurrency: workers, exit_when_idle: true, poll: Duration::from_millis(50), ..Default::default() };
+    // No grace: a stop (the run's end or a signal) stops the jobs in hand at their next
+    // batch; nothing here outlives the process to finish them.
+    let opts = WorkerOptions { owner: "embedded".into(), concurrency: workers, exit_when_idle: true, poll: Duration::from_millis(50), grace: Duration::ZERO, ..Default::default() };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut stop_tx = Some(stop_tx);
     let mut workers = tokio::spawn(serve(queue.clone(), factory, opts, async move {
         let _ = stop_rx.await;
     }));
@@ -33,9 +38,16 @@ pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: 
     let end = tokio::select! {
         end = &mut watching => end,
         _ = super::shutdown_signal() => {
-            tracing::warn!("interrupted: stopping workers; run again with the same --run-id to resume");
-            queue.cancel(run_id).await?;
-            Ok(WatchEnd::Cancelled)
+            tracing::warn!("interrupted: stopping the jobs in hand at their next batch (a second signal exits at once)");
+            if let Some(tx) = stop_tx.take() {
+                let _ = tx.send(());
+            }
+            tokio::spawn(async {
+                super::shutdown_signal().await;
+                eprintln!("second signal: exiting without waiting for the jobs in hand");
+                std::process::exit(i32::from(super::watch::exit_code::INTERRUPTED));
+            });
+            Ok(WatchEnd::Interrupted)
         }
         done = &mut workers => {
             workers_done = true;
@@ -49,7 +61,9 @@ pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: 
             watching.await
         }
     };
-    let _ = stop_tx.send(());
+    if let Some(tx) = stop_tx.take() {
+        let _ = tx.send(());
+    }
     if !workers_done {
         joined(workers.await)?;
     }

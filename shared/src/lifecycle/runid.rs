@@ -1,5 +1,6 @@
 //! Run ids: letters, digits, `.`, `_`, `-`; at most 64 characters. Generated ids are
-//! `run-YYYYMMDD-HHMMSS-XXXX` (UTC, 4 random hex digits).
+//! `run-YYYYMMDD-HHMMSS-XXXXXXXX` (UTC, 8 random hex digits: two submits of one spec in
+//! the same second must not share a run).
 
 use crate::error::{Error, Result};
 
@@ -23,14 +24,14 @@ pub fn parse_arg(id: &str) -> std::result::Result<String, String> {
     })
 }
 
-/// A new run id, `run-YYYYMMDD-HHMMSS-XXXX`.
+/// A new run id, `run-YYYYMMDD-HHMMSS-XXXXXXXX`.
 pub fn generate() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let t = secs % 86_400;
-    let rand = crate::mix64(now.as_nanos() as u64 ^ ((std::process::id() as u64) << 32)) & 0xffff;
-    format!("run-{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{rand:04x}", t / 3600, t / 60 % 60, t % 60)
+    let rand = rand::random::<u32>();
+    format!("run-{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{rand:08x}", t / 3600, t / 60 % 60, t % 60)
 }
 
 /// The default run id of a static run (`worker run-shard`): the same for every task given
@@ -73,6 +74,8 @@ mod tests {
         assert_eq!(civil_from_days(20_454), (2026, 1, 1));
         let id = generate();
         check(&id, "--run-id").unwrap();
+        assert_eq!(id.len(), "run-YYYYMMDD-HHMMSS-XXXXXXXX".len(), "{id}");
+        assert_ne!(id, generate(), "ids of the same second differ");
         assert!(check("a{b}", "--run-id").is_err() && check("", "--run-id").is_err() && check("x:y", "--run-id").is_err());
         let e = check(".x", "--run-id").unwrap_err().to_string();
         assert!(e.contains("--run-id") && e.contains("\".x\""), "{e}");

@@ -208,7 +208,10 @@ pub fn report_end(run_id: &str, end: &WatchEnd, mode: QueueMode) -> std::process
             std::process::ExitCode::from(exit_code::CANCELLED)
         }
         WatchEnd::Interrupted => {
-            eprintln!("run {run_id}: stopped watching (signal); the run goes on: `coordinator watch {run_id}` to follow it again");
+            match mode {
+                QueueMode::Redis => eprintln!("run {run_id}: stopped watching (signal); the run goes on: `coordinator watch {run_id}` to follow it again"),
+                QueueMode::Embedded => eprintln!("run {run_id}: interrupted; run the same command again with `--run-id {run_id}` to resume (committed shards are kept)"),
+            }
             std::process::ExitCode::from(exit_code::INTERRUPTED)
         }
     }

@@ -39,7 +39,13 @@ impl StoreUrl {
             if bucket.is_empty() {
                 return Err(format!("expected s3://bucket/prefix, found {url:?} (no bucket)"));
             }
-            return Ok(StoreUrl::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
+            let prefix = prefix.trim_matches('/');
+            if !prefix.is_empty() {
+                for part in prefix.split('/') {
+                    check_key_part(part).map_err(|e| format!("{url:?}: {e}"))?;
+                }
+            }
+            return Ok(StoreUrl::S3 { bucket: bucket.to_string(), prefix: prefix.to_string() });
         }
         if url == "memory://" {
             return Ok(StoreUrl::Memory);
@@ -57,6 +63,23 @@ impl StoreUrl {
     }
 }
 
+/// Characters object_store percent-encodes in a key (those AWS and Google Cloud Storage
+/// advise against): a prefix holding one would be stored under another name than the one
+/// given, and listings would not match it.
+const ENCODED_IN_KEYS: &[char] = &['\\', '{', '^', '}', '%', '`', ']', '"', '>', '[', '~', '<', '#', '|', '*', '?'];
+
+/// Refuses a prefix segment that would not be stored as written: empty (`a//b`), `.`,
+/// `..`, or holding a character of [`ENCODED_IN_KEYS`] or a control character.
+fn check_key_part(part: &str) -> std::result::Result<(), String> {
+    if part.is_empty() || part == "." || part == ".." {
+        return Err(format!("the path has an empty, \".\" or \"..\" segment ({part:?}); expected names separated by single slashes"));
+    }
+    if let Some(c) = part.chars().find(|c| ENCODED_IN_KEYS.contains(c) || c.is_control()) {
+        return Err(format!("path segment {part:?} holds {c:?}, which object storage keys avoid (it would be stored percent-encoded); use letters, digits and - _ . instead"));
+    }
+    Ok(())
+}
+
 /// An object store plus the prefix everything lives under. Paths given to its methods are
 /// relative to that prefix, `/`-separated.
 #[derive(Clone)]
@@ -67,6 +90,8 @@ pub struct Store {
     multipart: Option<Arc<dyn MultipartStore>>,
     prefix: String,
     display: String,
+    /// A local store's root directory (the prefix is below it).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -90,7 +115,7 @@ impl Store {
         match parsed {
             StoreUrl::S3 { bucket, prefix } => {
                 let s3 = Arc::new(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build()?);
-                Ok(Store { inner: s3.clone(), multipart: Some(s3), prefix, display: url.to_string() })
+                Ok(Store { inner: s3.clone(), multipart: Some(s3), prefix, display: url.to_string(), local_root: None })
             }
             StoreUrl::Local { dir } => {
                 // Nothing is created here: a directory appears with the first object written
@@ -105,10 +130,20 @@ impl Store {
                     root = parent.to_path_buf();
                 }
                 rest.reverse();
+                // The directories still to be made are key segments of the store.
+                for part in &rest {
+                    check_key_part(part).map_err(|m| Error::Invalid {
+                        origin: "output".into(),
+                        key: "output.url".into(),
+                        message: format!("{url:?} (directories not yet made are object keys): {m}"),
+                    })?;
+                }
                 let root = std::fs::canonicalize(&root).map_err(|e| Error::io(&root, e))?;
                 let display = if rest.is_empty() { root.display().to_string() } else { root.join(rest.join("/")).display().to_string() };
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
-                Ok(Store { inner: Arc::new(fs), multipart: None, prefix: rest.join("/"), display })
+                // fsync each object and its directory: a commit record that survives a power
+                // loss must not point at files that did not.
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true).with_fsync(true);
+                Ok(Store { inner: Arc::new(fs), multipart: None, prefix: rest.join("/"), display, local_root: Some(root) })
             }
             StoreUrl::Memory => Ok(Store::memory()),
         }
@@ -117,19 +152,19 @@ impl Store {
     /// A fresh in-memory store.
     pub fn memory() -> Store {
         let mem = Arc::new(object_store::memory::InMemory::new());
-        Store { inner: mem.clone(), multipart: Some(mem), prefix: String::new(), display: "memory://".into() }
+        Store { inner: mem.clone(), multipart: Some(mem), prefix: String::new(), display: "memory://".into(), local_root: None }
     }
 
     /// Wraps any object store (tests, custom back ends); large objects go through its
     /// generic multipart upload, whose id is not recorded.
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, prefix: &str, display: &str) -> Store {
-        Store { inner, multipart: None, prefix: prefix.trim_matches('/').to_string(), display: display.to_string() }
+        Store { inner, multipart: None, prefix: prefix.trim_matches('/').to_string(), display: display.to_string(), local_root: None }
     }
 
     /// [`Store::from_object_store`] for a store with a multipart API (S3, memory): large
     /// objects' upload ids are recorded beside them (see [`Store::writer`]).
     pub fn from_multipart_store<S: ObjectStore + MultipartStore>(inner: Arc<S>, prefix: &str, display: &str) -> Store {
-        Store { inner: inner.clone(), multipart: Some(inner), prefix: prefix.trim_matches('/').to_string(), display: display.to_string() }
+        Store { inner: inner.clone(), multipart: Some(inner), prefix: prefix.trim_matches('/').to_string(), display: display.to_string(), local_root: None }
     }
 
     /// The same store, rooted one level further down (e.g. at a run's directory).
@@ -137,7 +172,17 @@ impl Store {
         let sub = sub.trim_matches('/');
         let prefix = if self.prefix.is_empty() { sub.to_string() } else { format!("{}/{}", self.prefix, sub) };
         let display = format!("{}/{}", self.display.trim_end_matches('/'), sub);
-        Store { inner: self.inner.clone(), multipart: self.multipart.clone(), prefix, display }
+        Store { inner: self.inner.clone(), multipart: self.multipart.clone(), prefix, display, local_root: self.local_root.clone() }
+    }
+
+    /// Where `rel` is on disk, for a local store (`None` for S3 and memory).
+    pub fn local_path(&self, rel: &str) -> Option<std::path::PathBuf> {
+        let root = self.local_root.as_ref()?;
+        let mut p = root.clone();
+        for part in self.prefix.split('/').chain(rel.split('/')).filter(|p| !p.is_empty()) {
+            p.push(part);
+        }
+        Some(p)
     }
 
     /// A printable location (URL or absolute directory), for messages.
@@ -260,7 +305,7 @@ impl Store {
         match self.inner.copy(&self.path(from), &self.path(to)).await {
             Ok(()) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.err(&format!("{from} -> {to}"), e)),
+            Err(e) => Err(self.err(&format!("{from} -> {}", self.describe(to)), e)),
         }
     }
 
@@ -580,5 +625,18 @@ mod tests {
         assert!(StoreUrl::parse("file://rel").unwrap_err().contains("absolute"));
         assert!(StoreUrl::parse("s3:///x").unwrap_err().contains("no bucket"));
         assert!(StoreUrl::parse("gs://x").unwrap_err().contains("gs://x"));
+        // A prefix that object_store would store under another (percent-encoded) name.
+        for (url, what) in [("s3://b/team~x/runs", "'~'"), ("s3://b/a//runs", "empty"), ("s3://b/a/../runs", "\"..\""), ("s3://b/a b#1", "'#'")] {
+            let e = StoreUrl::parse(url).unwrap_err();
+            assert!(e.contains(url) && e.contains(what), "{url}: {e}");
+        }
+        assert_eq!(StoreUrl::parse("s3://b/team-x_1.2/runs").unwrap(), StoreUrl::S3 { bucket: "b".into(), prefix: "team-x_1.2/runs".into() });
+        // Local directories not yet made are key segments too; existing ones are not.
+        let dir = std::env::temp_dir().join(format!("labelgen-url-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("has~tilde")).unwrap();
+        assert!(Store::open(dir.join("has~tilde/new").to_str().unwrap()).is_ok());
+        let e = Store::open(dir.join("new~x/more").to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("output.url") && e.contains("new~x") && e.contains("'~'"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

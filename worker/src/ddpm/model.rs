@@ -13,7 +13,7 @@ use shared::{ClassTable, LabelMap};
 
 use super::encoding::Encoding;
 use super::objective::Objective;
-use super::sampler::{sample_images, sample_tensor, SamplerConfig};
+use super::sampler::{go_on, sample_images, sample_tensor, SamplerConfig, Step};
 use super::schedule::{NoiseSchedule, ScheduleKind};
 use super::unet::{UNet, UNetConfig};
 use crate::sync_store;
@@ -240,11 +240,12 @@ impl<B: Backend> DdpmModel<B> {
     /// If `sampler` is invalid for this model (check with [`SamplerConfig::validate`]
     /// against `meta.timesteps` first).
     pub fn sample(&self, seeds: &[u64], sampler: &SamplerConfig) -> Vec<LabelMap> {
-        self.sample_with_progress(seeds, sampler, &mut |_, _| {})
+        self.sample_with_progress(seeds, sampler, &mut go_on)
     }
 
-    /// [`Self::sample`], calling `on_step(done, total)` after each network evaluation.
-    pub fn sample_with_progress(&self, seeds: &[u64], sampler: &SamplerConfig, on_step: &mut dyn FnMut(usize, usize)) -> Vec<LabelMap> {
+    /// [`Self::sample`], calling `on_step(done, total)` after each network evaluation (no
+    /// maps when it answers stop).
+    pub fn sample_with_progress(&self, seeds: &[u64], sampler: &SamplerConfig, on_step: &mut dyn FnMut(usize, usize) -> Step) -> Vec<LabelMap> {
         let k = self.meta.classes.len();
         let c = self.meta.encoding.channels(k);
         let s = self.meta.size;
@@ -264,7 +265,7 @@ impl<B: Backend> DdpmModel<B> {
     /// # Panics
     /// If the model's encoding is not `onehot` (gray values have no class probabilities;
     /// `shared::artifact::check_spec` refuses the spec first), or as [`Self::sample`].
-    pub fn sample_smooth(&self, seeds: &[u64], sampler: &SamplerConfig, out: u32, on_step: &mut dyn FnMut(usize, usize)) -> Vec<LabelMap> {
+    pub fn sample_smooth(&self, seeds: &[u64], sampler: &SamplerConfig, out: u32, on_step: &mut dyn FnMut(usize, usize) -> Step) -> Vec<LabelMap> {
         assert_eq!(self.meta.encoding, Encoding::OneHot, "smooth upscale needs a onehot label model");
         let k = self.meta.classes.len();
         let s = self.meta.size as usize;
@@ -336,7 +337,7 @@ mod tests {
         let model = DdpmModel::<Cpu>::new(meta.unet.init(&device).map(&mut crate::ddpm::sampler::tests::Jitter), meta, device);
         let (seeds, sampler) = ([1u64, 2, 3], SamplerConfig::ddim(5, 0.0));
         let nearest: Vec<LabelMap> = model.sample(&seeds, &sampler).iter().map(|m| m.resize_nearest(32, 32)).collect();
-        let smooth = model.sample_smooth(&seeds, &sampler, 32, &mut |_, _| {});
+        let smooth = model.sample_smooth(&seeds, &sampler, 32, &mut go_on);
         let mean_share = |maps: &[LabelMap]| maps.iter().filter_map(|m| m.grid_boundary_share(4)).sum::<f64>() / maps.len() as f64;
         assert_eq!(smooth.len(), 3);
         assert!(smooth.iter().all(|m| (m.width, m.height) == (32, 32) && m.data.iter().all(|&c| c < 8)));

@@ -63,7 +63,10 @@ pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, 
         let seeds: Vec<u64> = chunk.iter().map(|&i| sample_seed(seed, i)).collect();
         let base = bar.position();
         bar.set_message(format!("{done}/{count} maps"));
-        let mut on_step = |step: usize, _| bar.set_position(base + step as u64 * chunk.len() as u64);
+        let mut on_step = |step: usize, _| {
+            bar.set_position(base + step as u64 * chunk.len() as u64);
+            super::sampler::go_on(step, 0)
+        };
         let maps = match smooth {
             None => model.sample_with_progress(&seeds, sampler, &mut on_step),
             Some(s) => model.sample_smooth(&seeds, sampler, s, &mut on_step),
@@ -125,7 +128,7 @@ mod tests {
         // The smooth way: full-size maps, the same ones the pipeline's smooth stage makes.
         let done = sample_to_dir(&model, &sampler, 3, 7, 2, Some(24), &dir.join("s")).unwrap();
         assert_eq!(done.size, 24);
-        let smooth = model.sample_smooth(&[sample_seed(7, 2)], &sampler, 24, &mut |_, _| {});
+        let smooth = model.sample_smooth(&[sample_seed(7, 2)], &sampler, 24, &mut super::super::sampler::go_on);
         let name = "000002.png";
         let written = std::fs::read(dir.join("s/labels").join(name)).unwrap();
         assert_eq!(shared::LabelMap::from_png(&written, model.classes(), name).unwrap(), smooth[0]);

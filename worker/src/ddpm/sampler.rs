@@ -24,6 +24,15 @@ use serde::{Deserialize, Serialize};
 use shared::rng_for;
 use shared::spec::SamplerKind;
 
+/// What a sampling loop's `on_step(done, total)` answers after each network evaluation: go
+/// on, or stop (the batch is abandoned and the sampler returns nothing).
+pub type Step = std::ops::ControlFlow<()>;
+
+/// An `on_step` that reports nothing and never stops.
+pub fn go_on(_done: usize, _total: usize) -> Step {
+    Step::Continue(())
+}
+
 use super::objective::Objective;
 use super::schedule::NoiseSchedule;
 use super::unet::UNet;
@@ -116,7 +125,7 @@ fn normals(rng: &mut rand_chacha::ChaCha8Rng, n: usize, out: &mut Vec<f32>) {
 
 /// Runs the sampler for one batch: `seeds.len()` samples of shape `[c, s, s]`. Returns
 /// each sample's final `x̂_0` (`[c, s, s]` row-major, in `[-1, 1]`). `on_step(done, total)`
-/// is called after each network evaluation.
+/// is called after each network evaluation; when it answers stop, nothing is returned.
 ///
 /// # Panics
 /// If the sampler config is invalid for the schedule (see [`SamplerConfig::validate`]).
@@ -130,7 +139,7 @@ pub fn sample_images<B: Backend>(
     seeds: &[u64],
     sampler: &SamplerConfig,
     device: &B::Device,
-    on_step: &mut dyn FnMut(usize, usize),
+    on_step: &mut dyn FnMut(usize, usize) -> Step,
 ) -> Vec<Vec<f32>> {
     let Some(x) = sample_tensor(unet, objective, schedule, channels, size, seeds, sampler, device, on_step) else { return Vec::new() };
     let flat = x.into_data().convert::<f32>().to_vec::<f32>().expect("f32 sample data");
@@ -138,7 +147,7 @@ pub fn sample_images<B: Backend>(
 }
 
 /// [`sample_images`], leaving the batch of final `x̂_0` on the device as `[B, c, s, s]`
-/// (`None` for no seeds). The last step lands on `x̂_0` itself: its `ᾱ_prev` is 1.
+/// (`None` for no seeds, or when `on_step` answered stop). The last step lands on `x̂_0` itself: its `ᾱ_prev` is 1.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_tensor<B: Backend>(
     unet: &UNet<B>,
@@ -149,7 +158,7 @@ pub fn sample_tensor<B: Backend>(
     seeds: &[u64],
     sampler: &SamplerConfig,
     device: &B::Device,
-    on_step: &mut dyn FnMut(usize, usize),
+    on_step: &mut dyn FnMut(usize, usize) -> Step,
 ) -> Option<Tensor<B, 4>> {
     if let Err(e) = sampler.validate(schedule.len()) {
         panic!("{e}");
@@ -202,7 +211,9 @@ pub fn sample_tensor<B: Backend>(
         } else {
             mean
         };
-        on_step(total - j, total);
+        if on_step(total - j, total).is_break() {
+            return None;
+        }
     }
     Some(x)
 }
@@ -239,12 +250,12 @@ pub(crate) mod tests {
         let unet = tiny_unet(2, 8);
         let sched = NoiseSchedule::new(ScheduleKind::Linear, 50);
         let seeds = [11u64, 12];
-        let a = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddpm(), &device, &mut |_, _| {});
-        let b = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 1.0), &device, &mut |_, _| {});
+        let a = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddpm(), &device, &mut go_on);
+        let b = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 1.0), &device, &mut go_on);
         let max = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(max < 1e-4, "DDIM(η=1, all 50 steps) differs from DDPM by up to {max}");
         // And the samples are not trivial: DDIM with η = 0 lands elsewhere.
-        let c = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 0.0), &device, &mut |_, _| {});
+        let c = sample_images(&unet, Objective::Eps, &sched, 2, 8, &seeds, &SamplerConfig::ddim(50, 0.0), &device, &mut go_on);
         let diff = a.iter().flatten().zip(c.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff > 1e-2, "DDIM η=0 should differ from ancestral sampling (max diff {diff})");
     }
@@ -257,8 +268,8 @@ pub(crate) mod tests {
         let sched = NoiseSchedule::new(ScheduleKind::Cosine, 40);
         let seeds: Vec<u64> = (0..8).map(|i| shared::sample_seed(9, i)).collect();
         for sampler in [SamplerConfig::ddpm(), SamplerConfig::ddim(10, 0.5)] {
-            let batch = sample_images(&unet, Objective::Eps, &sched, k, 8, &seeds, &sampler, &device, &mut |_, _| {});
-            let alone = sample_images(&unet, Objective::Eps, &sched, k, 8, &seeds[5..6], &sampler, &device, &mut |_, _| {});
+            let batch = sample_images(&unet, Objective::Eps, &sched, k, 8, &seeds, &sampler, &device, &mut go_on);
+            let alone = sample_images(&unet, Objective::Eps, &sched, k, 8, &seeds[5..6], &sampler, &device, &mut go_on);
             let (m_batch, m_alone) = (Encoding::OneHot.decode(&batch[5], k, 8, 8), Encoding::OneHot.decode(&alone[0], k, 8, 8));
             assert_eq!(m_batch, m_alone, "{sampler:?}: sample 5 differs between a batch of 8 and alone");
             let max = batch[5].iter().zip(&alone[0]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);

@@ -2,6 +2,7 @@
 //! `pipeline.labels.upscale`) → SPADE images; across a job's batches the label stage runs
 //! one batch ahead on a thread of its own (`pipeline.overlap`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,15 +129,19 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         }
     }
 
-    /// The label stage of one call: DDPM sampling in label batches, then cleanup.
-    fn labels_of(&self, seeds: &[u64]) -> Labelled {
+    /// The label stage of one call: DDPM sampling in label batches, then cleanup. Once
+    /// `stop` is set it ends at the next denoising step, with fewer maps than seeds.
+    fn labels_of(&self, seeds: &[u64], stop: &AtomicBool) -> Labelled {
         let mut out = Labelled { cleaned: Vec::with_capacity(seeds.len()), cleanup: Duration::ZERO, spans: Vec::new() };
         for chunk in seeds.chunks(self.label_batch) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             // Each model's lock is held only for its own forward passes (and the wait for
             // it is not counted as the stage's time).
             let ddpm = self.models.ddpm.lock().unwrap_or_else(|p| p.into_inner());
             let t0 = Instant::now();
-            let raw = self.labels.sample(&ddpm, chunk, self.shape(self.label_batch, chunk.len()));
+            let raw = self.labels.sample(&ddpm, chunk, self.shape(self.label_batch, chunk.len()), stop);
             let t1 = Instant::now();
             drop(ddpm);
             out.spans.push((t0, t1));
@@ -188,7 +193,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     /// images, one after the other.
     pub fn generate_timed(&self, indices: &[u64]) -> (Vec<Sample>, StageSeconds) {
         let seeds = self.seeds(indices);
-        let labelled = self.labels_of(&seeds);
+        let labelled = self.labels_of(&seeds, &AtomicBool::new(false));
         self.paint(indices, &seeds, labelled)
     }
 
@@ -211,14 +216,18 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         // A rendezvous channel: the label thread finishes batch k+1 while this one paints
         // batch k, then waits; at most one batch of label maps is in hand besides.
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u64>, Labelled)>(0);
+        // Set when the painting ends early (a stop): the label thread abandons its batch
+        // at the next denoising step instead of finishing it for nothing.
+        let stop = AtomicBool::new(false);
+        let stop = &stop;
         std::thread::scope(|scope| {
             let labels = std::thread::Builder::new()
                 .name("ddpm-labels".into())
                 .spawn_scoped(scope, move || {
                     for chunk in indices.chunks(batch) {
                         let seeds = self.seeds(chunk);
-                        let labelled = self.labels_of(&seeds);
-                        if tx.send((seeds, labelled)).is_err() {
+                        let labelled = self.labels_of(&seeds, stop);
+                        if stop.load(Ordering::Relaxed) || tx.send((seeds, labelled)).is_err() {
                             return;
                         }
                     }
@@ -230,7 +239,9 @@ impl<B: Backend> DdpmSpadePipeline<B> {
                     break;
                 }
             }
-            // Stops the label thread at its next batch (a stop, or it panicked).
+            // Stops the label thread at its next denoising step (a stop), or lets it
+            // end (it panicked).
+            stop.store(true, Ordering::Relaxed);
             drop(rx);
             if let Err(panic) = labels.join() {
                 std::panic::resume_unwind(panic);
