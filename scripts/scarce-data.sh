@@ -37,7 +37,7 @@ $W procedural --count 200 --size 64 --seed 3 --out "$WORK/data"
 coarse_labels
 
 $W train ddpm "${DEMO_DDPM[@]}" --test-fraction "$FRACTION" --out "$WORK/ddpm" --steps "$DDPM_STEPS" \
-  --objective x0 --schedule cosine &
+  --objective x0 --schedule cosine --overwrite &
 DDPM=$!
 $W train spade --data "$WORK/data" --test-fraction "$FRACTION" --out "$WORK/spade" --size 64 \
   --ngf 16 --batch 4 --steps "$SPADE_STEPS" --checkpoint-every 200 --seed 1 --resume &

@@ -289,6 +289,16 @@ impl Dataset {
         let lp = self.label_path(stem);
         let bytes = std::fs::read(&lp).map_err(|e| Error::io(&lp, e))?;
         let (map, unk) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &lp.display().to_string())?;
+        if map.width != map.height {
+            // Tiles are resized to a square side: this one would be stretched.
+            return Err(Error::format(
+                lp.display(),
+                format!(
+                    "the label is {}×{} pixels; labelgen reads square tiles (resized to one side, which would stretch this one): crop or tile it square first",
+                    map.width, map.height
+                ),
+            ));
+        }
         if !self.options.labels_only {
             let ip = self.image_path(stem);
             let bytes = std::fs::read(&ip).map_err(|e| Error::io(&ip, e))?;
@@ -638,11 +648,22 @@ mod tests {
         assert!(Dataset::open(&d.0, ClassTable::ai_hub(), true).is_ok());
     }
 
+    /// Tiles are resized to a square side: a non-square one is refused by name, not
+    /// stretched.
+    #[test]
+    fn dataset_refuses_a_non_square_tile() {
+        let d = TempDir::new("square");
+        d.pair("a", 2, 2, &[10; 4]);
+        d.pair("wide", 4, 2, &[10; 8]);
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), true));
+        assert!(e.contains(&d.0.join("labels/wide.png").display().to_string()) && e.contains("4×2") && e.contains("square"), "{e}");
+    }
+
     #[test]
     fn dataset_unknown_code_names_file_code_pixel_and_valid_codes() {
         let d = TempDir::new("unknown");
         d.pair("a", 2, 2, &[10; 4]);
-        d.pair("b", 3, 2, &[10, 20, 30, 40, 7, 7]);
+        d.pair("b", 3, 3, &[10, 20, 30, 40, 7, 7, 10, 10, 10]);
         let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
         let file = d.0.join("labels/b.png").display().to_string();
         assert!(e.contains(&file) && e.contains("pixel (1, 1)") && e.contains("code 7") && e.contains("2 pixels of this file hold"), "{e}");
@@ -669,16 +690,16 @@ mod tests {
     #[test]
     fn dataset_palette_masks_decode_to_classes() {
         let classes = ClassTable::ai_hub();
-        let map = LabelMap { width: 3, height: 2, data: vec![0, 1, 7, IGNORE_INDEX, 4, 2] };
+        let map = LabelMap { width: 3, height: 3, data: vec![0, 1, 7, IGNORE_INDEX, 4, 2, 3, 5, 6] };
         let d = TempDir::new("palette");
-        d.write("images/a.png", &RgbImage::new(3, 2).to_png());
+        d.write("images/a.png", &RgbImage::new(3, 3).to_png());
         d.write("labels/a.png", &map.colorize(&classes).to_png());
         let ds = Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Error)).unwrap();
         assert_eq!(ds.label("a", None).unwrap(), map);
 
         // RGBA works too (alpha is not read).
         let rgba: Vec<u8> = map.colorize(&classes).data.chunks(3).flat_map(|p| [p[0], p[1], p[2], 128]).collect();
-        d.write("labels/a.png", &encode_png(3, 2, png::ColorType::Rgba, &rgba));
+        d.write("labels/a.png", &encode_png(3, 3, png::ColorType::Rgba, &rgba));
         assert_eq!(Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Error)).unwrap().label("a", None).unwrap(), map);
 
         // A colour no class has: an error naming the file, the colour and the pixel, or ignore.
@@ -688,7 +709,7 @@ mod tests {
         let e = err(Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Error)));
         assert!(e.contains("labels/a.png") && e.contains("#010203") && e.contains("pixel (2, 1)") && e.contains("#dc3c32 building"), "{e}");
         let ds = Dataset::open_with(&d.0, classes.clone(), &opts(MaskKind::Palette, UnknownCodes::Ignore)).unwrap();
-        assert_eq!(ds.label("a", None).unwrap().data, vec![0, 1, 7, IGNORE_INDEX, 4, IGNORE_INDEX]);
+        assert_eq!(ds.label("a", None).unwrap().data, vec![0, 1, 7, IGNORE_INDEX, 4, IGNORE_INDEX, 3, 5, 6]);
         assert_eq!(ds.summary.unknown_by_value, BTreeMap::from([(UnknownValue::Color([1, 2, 3]), 1)]));
 
         // The mask kinds do not read each other's files, and say which to use.

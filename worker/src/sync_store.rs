@@ -5,9 +5,15 @@
 //! future to completion from synchronous code, inside a tokio runtime or not.
 //!
 //! Model artifacts as a whole (digest, fetch, cache, checks) are `shared::artifact`.
+//! Training checkpoints are written as a [`FileSet`], so a kill mid-save never leaves a
+//! mix of two steps.
+
+use std::collections::BTreeMap;
 
 use anyhow::Context;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use shared::storage::Store;
 
 /// Runs `f` to completion: on the current tokio runtime (from a blocking section) if
@@ -38,7 +44,123 @@ pub fn write_test_stems(out: &str, ds: &shared::dataset::Dataset) -> anyhow::Res
     write_file(out.trim_end_matches('/'), shared::dataset::TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
 }
 
+/// A training checkpoint's files, written so that a kill at any moment leaves one whole
+/// set: each save writes its files under `DIR/step-N/` ([`write_set`]), then the state
+/// file that names the set with each file's sha256 (one atomic write: the commit), then
+/// removes the sets before it ([`prune_sets`]). A state file without a set (written before
+/// 2026-12-07) names the files directly under `DIR/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSet {
+    /// The set's directory under `DIR/` (`step-N`).
+    pub dir: String,
+    /// Each file's sha256 (hex), by name.
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// Writes `files` under `uri/DIR/step-STEP/` and returns the set to record in the state file.
+pub fn write_set(uri: &str, dir: &str, step: u64, files: Vec<(&str, Vec<u8>)>) -> anyhow::Result<FileSet> {
+    let set = format!("step-{step}");
+    let mut sha256 = BTreeMap::new();
+    for (name, bytes) in files {
+        sha256.insert(name.to_string(), hex::encode(Sha256::digest(&bytes)));
+        write_file(uri, &format!("{dir}/{set}/{name}"), bytes)?;
+    }
+    Ok(FileSet { dir: set, sha256 })
+}
+
+/// Removes everything under `uri/DIR/` but the state file `keep` and the set `current`:
+/// earlier sets, files of the old layout, and a set whose save was killed before its
+/// state file.
+pub fn prune_sets(uri: &str, dir: &str, keep: &str, current: &FileSet) -> anyhow::Result<()> {
+    let store = Store::open(uri).with_context(|| format!("artifact location {uri}"))?;
+    let (keep, current) = (format!("{dir}/{keep}"), format!("{dir}/{}/", current.dir));
+    for path in block_on(store.list(dir)).with_context(|| format!("listing {}", store.describe(dir)))? {
+        if path != keep && !path.starts_with(&current) {
+            block_on(store.delete(&path)).with_context(|| format!("removing {}", store.describe(&path)))?;
+        }
+    }
+    Ok(())
+}
+
+/// File `name` of a checkpoint under `uri/DIR/`: from its set, checked against the sha256
+/// the state file records, or (no set: the old layout) directly under `DIR/`.
+pub fn read_set_file(uri: &str, dir: &str, set: Option<&FileSet>, name: &str) -> anyhow::Result<Vec<u8>> {
+    let Some(set) = set else { return require_file(uri, &format!("{dir}/{name}")) };
+    let path = format!("{dir}/{}/{name}", set.dir);
+    let bytes = require_file(uri, &path)?;
+    let want = set.sha256.get(name).with_context(|| format!("{uri}/{dir}: the state file records no sha256 for {name}"))?;
+    let got = hex::encode(Sha256::digest(&bytes));
+    if &got != want {
+        anyhow::bail!(
+            "{uri}/{path}: sha256 {got}, but the checkpoint's state file records {want}: the checkpoint is damaged (resume from another copy, or start again without --resume)"
+        );
+    }
+    Ok(bytes)
+}
+
+/// Refuses to start a training run from step 0 into `uri` when `uri/DIR/state.json` holds
+/// a checkpoint, unless asked to (`--resume` continues it; `--overwrite` replaces it at the
+/// first save): a rerun that forgot `--resume` would otherwise lose it silently.
+pub fn check_fresh_start(uri: &str, dir: &str, resume: bool, overwrite: bool) -> anyhow::Result<()> {
+    let state = format!("{dir}/state.json");
+    if resume || overwrite || read_file(uri, &state)?.is_none() {
+        return Ok(());
+    }
+    anyhow::bail!("{uri}/{state}: a checkpoint is there; --resume to continue it, --overwrite to start again from step 0 (it is replaced at the first save), or use another --out")
+}
+
 /// Like [`read_file`], but a missing file is an error naming it.
 pub fn require_file(uri: &str, name: &str) -> anyhow::Result<Vec<u8>> {
     read_file(uri, name)?.ok_or_else(|| anyhow::anyhow!("{uri}/{name} does not exist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The old layout (files directly under the directory, no set) still reads; a set
+    /// reads with its digests checked; pruning keeps only the state file and the set.
+    #[test]
+    fn file_sets_read_check_and_prune() {
+        let dir = std::env::temp_dir().join(format!("labelgen-fileset-{}", rand::random::<u64>()));
+        let uri = dir.to_str().unwrap();
+        write_file(uri, "ck/a.mpk", b"old".to_vec()).unwrap();
+        assert_eq!(read_set_file(uri, "ck", None, "a.mpk").unwrap(), b"old");
+        let set = write_set(uri, "ck", 7, vec![("a.mpk", b"new a".to_vec()), ("b.mpk", b"new b".to_vec())]).unwrap();
+        assert_eq!(set.dir, "step-7");
+        write_file(uri, "ck/state.json", b"{}".to_vec()).unwrap();
+        write_file(uri, "ck/step-3/a.mpk", b"earlier".to_vec()).unwrap();
+        prune_sets(uri, "ck", "state.json", &set).unwrap();
+        let mut left: Vec<_> = walk(&dir);
+        left.sort();
+        assert_eq!(left, ["ck/state.json", "ck/step-7/a.mpk", "ck/step-7/b.mpk"]);
+        assert_eq!(read_set_file(uri, "ck", Some(&set), "b.mpk").unwrap(), b"new b");
+        std::fs::write(dir.join("ck/step-7/b.mpk"), b"bit rot").unwrap();
+        let e = read_set_file(uri, "ck", Some(&set), "b.mpk").unwrap_err().to_string();
+        assert!(e.contains("ck/step-7/b.mpk") && e.contains("damaged"), "{e}");
+        let e = read_set_file(uri, "ck", Some(&set), "c.mpk").unwrap_err().to_string();
+        assert!(e.contains("c.mpk"), "{e}");
+        // A run from step 0 into a directory holding a checkpoint needs --overwrite.
+        let e = check_fresh_start(uri, "ck", false, false).unwrap_err().to_string();
+        assert!(e.contains("ck/state.json") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+        check_fresh_start(uri, "ck", true, false).unwrap();
+        check_fresh_start(uri, "ck", false, true).unwrap();
+        check_fresh_start(uri, "other", false, false).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn walk(root: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out
+    }
 }

@@ -91,6 +91,10 @@ pub struct Args {
     /// Continue from OUT/checkpoint/ if it exists.
     #[arg(long)]
     pub resume: bool,
+    /// Start from step 0 although OUT/checkpoint/ holds a checkpoint (replaced at the first
+    /// save). Without it or --resume, such an OUT is refused.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Seed of the initial weights and of the batch, timestep and noise draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -116,6 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.lr.is_nan() || args.lr <= 0.0 {
         anyhow::bail!("--lr {}: must be positive", args.lr);
     }
+    crate::sync_store::check_fresh_start(&args.out, crate::ddpm::train::checkpoint::DIR, args.resume, args.overwrite)?;
     let ds = args.dataset.open(&args.data, ClassTable::ai_hub(), true)?;
     let data = TrainData::from_dataset(&ds, args.size).with_context(|| format!("reading --data {}", args.data.display()))?;
     let cfg = args.config(data.classes.len())?;

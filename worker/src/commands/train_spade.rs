@@ -104,6 +104,11 @@ pub struct Args {
     #[arg(long)]
     pub resume: bool,
 
+    /// Start from step 0 although --out/checkpoint holds a checkpoint (replaced at the
+    /// first save). Without it or --resume, such an --out is refused.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+
     /// Seed of the data order and the noise.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
@@ -141,6 +146,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.batch == 0 {
         anyhow::bail!("--batch 0: must be at least 1");
     }
+    for (flag, lr) in [("--lr-g", args.lr_g), ("--lr-d", args.lr_d)] {
+        if !(lr > 0.0 && lr.is_finite()) {
+            anyhow::bail!("{flag} {lr}: must be positive");
+        }
+    }
     let classes = ClassTable::ai_hub();
     let k = classes.len();
     let n_up = args.n_up.unwrap_or_else(|| default_n_up(args.size));
@@ -155,6 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let d_config = SpadeDiscriminatorConfig::new(k).with_ndf(args.ndf.unwrap_or(args.ngf));
     d_config.validate().map_err(|e| anyhow::anyhow!("--ndf: {e}"))?;
 
+    crate::sync_store::check_fresh_start(&args.out, crate::spade::CHECKPOINT_DIR, args.resume, args.overwrite)?;
     let dataset = args.dataset.open(&args.data, classes.clone(), false)?;
     let digest = dataset.digest(false).context("hashing the training data")?;
     let n = dataset.train.len() as u64;
@@ -162,6 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(s), _) => s,
         (None, e) => e.unwrap_or(10) * n.div_ceil(args.batch as u64),
     };
+    anyhow::ensure!(steps > 0, "--steps / --epochs give 0 training steps; expected at least 1");
     anyhow::ensure!(args.vgg_weight > 0.0 && args.vgg_weight.is_finite(), "--vgg-weight {}: must be positive", args.vgg_weight);
     tracing::info!(train_pairs = n, steps, size = args.size, ngf = args.ngf, n_up, batch = args.batch, "training SPADE into {}", args.out);
 

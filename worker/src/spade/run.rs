@@ -69,7 +69,13 @@ pub fn fit_with_progress<B: AutodiffBackend>(
 ) -> anyhow::Result<SpadeTrainer<B>> {
     let bar = shared::progress::bar(opts.steps, "steps");
     let mut last_log = Instant::now();
+    let mut first = true;
     let trainer = fit::<B>(g_config, d_config, settings, vgg, pairs, opts, devices, |p| {
+        if std::mem::take(&mut first) {
+            // A resumed run starts part way: the rate and ETA count from here.
+            bar.set_position(p.step.saturating_sub(1));
+            bar.reset_eta();
+        }
         let vgg = if p.losses.g_vgg > 0.0 { format!(", vgg {:.3}", p.losses.g_vgg) } else { String::new() };
         let msg = format!("G {:.3} (feat {:.3}{vgg})  D {:.3}  {:.1} img/s", p.smoothed.g_gan, p.smoothed.g_feat, p.smoothed.d, p.images_per_sec);
         if bar.is_hidden() && (last_log.elapsed().as_secs() >= 30 || p.step == p.steps) {

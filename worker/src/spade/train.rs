@@ -96,6 +96,9 @@ struct CheckpointState {
     discriminator: SpadeDiscriminatorConfig,
     settings: SpadeTrainSettings,
     losses: Losses,
+    /// Where the weight files are (`None`: directly under `checkpoint/`, the old layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    files: Option<sync_store::FileSet>,
 }
 
 impl<B: AutodiffBackend> SpadeTrainer<B> {
@@ -235,17 +238,28 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         self.generator.valid()
     }
 
-    /// Writes both networks, both optimisers and `state.json` (last) under
-    /// `URI/checkpoint/`.
+    /// Writes both networks and both optimisers as a new set under `URI/checkpoint/step-N/`,
+    /// then `state.json` naming it, then removes the previous set
+    /// ([`sync_store::FileSet`]: a kill mid-save leaves the previous checkpoint whole).
     pub fn save_checkpoint(&self, uri: &str, losses: Losses) -> anyhow::Result<()> {
         let rec = Rec::default();
-        let put = |name: &str, bytes: Vec<u8>| sync_store::write_file(uri, &format!("{CHECKPOINT_DIR}/{name}"), bytes);
-        put("generator.mpk", rec.record(self.generator.clone().into_record(), ()).context("encoding the generator")?)?;
-        put("discriminator.mpk", rec.record(self.discriminator.clone().into_record(), ()).context("encoding the discriminator")?)?;
-        put("optim_g.mpk", rec.record(self.opt_g.to_record(), ()).context("encoding the generator's optimiser")?)?;
-        put("optim_d.mpk", rec.record(self.opt_d.to_record(), ()).context("encoding the discriminator's optimiser")?)?;
-        let state = CheckpointState { step: self.step, generator: self.g_config.clone(), discriminator: self.d_config.clone(), settings: self.settings.clone(), losses };
-        put("state.json", serde_json::to_vec_pretty(&state)?)
+        let files = vec![
+            ("generator.mpk", rec.record(self.generator.clone().into_record(), ()).context("encoding the generator")?),
+            ("discriminator.mpk", rec.record(self.discriminator.clone().into_record(), ()).context("encoding the discriminator")?),
+            ("optim_g.mpk", rec.record(self.opt_g.to_record(), ()).context("encoding the generator's optimiser")?),
+            ("optim_d.mpk", rec.record(self.opt_d.to_record(), ()).context("encoding the discriminator's optimiser")?),
+        ];
+        let set = sync_store::write_set(uri, CHECKPOINT_DIR, self.step, files)?;
+        let state = CheckpointState {
+            step: self.step,
+            generator: self.g_config.clone(),
+            discriminator: self.d_config.clone(),
+            settings: self.settings.clone(),
+            losses,
+            files: Some(set.clone()),
+        };
+        sync_store::write_file(uri, &format!("{CHECKPOINT_DIR}/state.json"), serde_json::to_vec_pretty(&state)?)?;
+        sync_store::prune_sets(uri, CHECKPOINT_DIR, "state.json", &set)
     }
 
     /// Loads `URI/checkpoint/` if there is one (`None` if not). Errors name the file and
@@ -261,7 +275,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             anyhow::bail!("{}: the checkpoint's discriminator is {:?}, this run asks for {:?}", where_("state.json"), state.discriminator, d_config);
         }
         let rec = Rec::default();
-        let get = |name: &str| sync_store::require_file(uri, &format!("{CHECKPOINT_DIR}/{name}"));
+        let get = |name: &str| sync_store::read_set_file(uri, CHECKPOINT_DIR, state.files.as_ref(), name);
         let mut t = Self::new(state.generator, state.discriminator, state.settings, device);
         let g = rec.load(get("generator.mpk")?, device).with_context(|| format!("{}: decoding", where_("generator.mpk")))?;
         t.generator = t.generator.load_record(g);
@@ -346,7 +360,27 @@ pub fn fit<B: AutodiffBackend>(
     B::seed(device, sample_seed(settings.seed, 0x5ADE_0003));
     let trainer = match opts.resume {
         true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, device)? {
-            Some((t, losses)) => {
+            Some((mut t, losses)) => {
+                // The data order and the noise follow the batch and the seed: a resume
+                // with others would not continue the same run. Learning rates and loss
+                // weights follow this run's flags (lowering them after a divergence is
+                // what resuming is for), said in the log.
+                let (was, origin) = (&t.settings, format!("{}/{CHECKPOINT_DIR}/state.json", opts.out));
+                for (flag, then, now) in [("--batch", was.batch as u64, settings.batch as u64), ("--seed", was.seed, settings.seed)] {
+                    if then != now {
+                        anyhow::bail!("{origin}: the checkpoint was trained with {flag} {then}, this run asks for {now}; resume with {flag} {then} (the data order depends on it), or start again with --overwrite");
+                    }
+                }
+                if (was.lr_g, was.lr_d, was.feat_weight) != (settings.lr_g, settings.lr_d, settings.feat_weight) {
+                    tracing::warn!(
+                        lr_g = settings.lr_g,
+                        lr_d = settings.lr_d,
+                        was_lr_g = was.lr_g,
+                        was_lr_d = was.lr_d,
+                        "resuming with other learning rates or loss weights than the checkpoint's"
+                    );
+                }
+                t.settings = SpadeTrainSettings { vgg_weight: t.settings.vgg_weight, ..settings.clone() };
                 tracing::info!(step = t.step, "resumed from {}/{CHECKPOINT_DIR}", opts.out);
                 smoothed = losses;
                 t
@@ -402,6 +436,18 @@ pub fn fit<B: AutodiffBackend>(
     shared::dataset::prefetch_batches::<_, anyhow::Error>(pairs, first_step..opts.steps, PREFETCH_BATCHES, order, |_, pairs| {
         let (images, labels): (Vec<RgbImage>, Vec<LabelMap>) = pairs.into_iter().unzip();
         let losses = trainer.step(&labels, &images)?;
+        // A diverged GAN stops here, before its weights reach a checkpoint (the last one
+        // stays good for --resume with a lower learning rate).
+        if ![losses.g_gan, losses.g_feat, losses.d, losses.g_vgg].iter().all(|v| v.is_finite()) {
+            anyhow::bail!(
+                "the losses became non-finite at step {} (G {}, feature {}, D {}, VGG {}); resume from the last checkpoint with a lower --lr-g / --lr-d, or in f32",
+                trainer.step,
+                losses.g_gan,
+                losses.g_feat,
+                losses.d,
+                losses.g_vgg
+            );
+        }
         let l = Losses { g_gan: losses.g_gan as f64, g_feat: losses.g_feat as f64, d: losses.d as f64 };
         smoothed = if trainer.step == 1 { l } else { smoothed.ema(&l, 0.05) };
         let secs = start.elapsed().as_secs_f64().max(1e-9);

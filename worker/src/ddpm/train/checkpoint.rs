@@ -1,6 +1,7 @@
 //! Training checkpoints under `URI/checkpoint/`: `model.mpk` (the raw weights),
-//! `ema.mpk`, `optimizer.mpk` (Adam's moments) and `state.json` ([`CheckpointState`]),
-//! written last so that its presence means the set is complete.
+//! `ema.mpk`, `optimizer.mpk` (Adam's moments) in `step-N/`, and `state.json`
+//! ([`CheckpointState`]), written last, naming that set and each file's sha256
+//! ([`sync_store::FileSet`]): a kill mid-save leaves the previous checkpoint whole.
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ pub struct CheckpointState {
     pub data_digest: String,
     /// Every step's loss so far.
     pub losses: Vec<f32>,
+    /// Where the weight files are (`None`: directly under `checkpoint/`, the old layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<sync_store::FileSet>,
 }
 
 /// The bytes of a checkpoint.
@@ -45,13 +49,19 @@ pub struct CheckpointFiles {
     pub optimizer: Vec<u8>,
 }
 
-/// Writes the weight files, then `state.json`.
+/// Writes the weight files as a new set, then `state.json` naming it, then removes the
+/// previous set.
 pub fn save(uri: &str, state: &CheckpointState, model: Vec<u8>, ema: Vec<u8>, optimizer: Vec<u8>) -> anyhow::Result<()> {
-    sync_store::write_file(uri, MODEL, model)?;
-    sync_store::write_file(uri, EMA, ema)?;
-    sync_store::write_file(uri, OPTIMIZER, optimizer)?;
-    sync_store::write_file(uri, STATE, serde_json::to_vec_pretty(state)?)?;
-    Ok(())
+    let files = [(MODEL, model), (EMA, ema), (OPTIMIZER, optimizer)].map(|(path, bytes)| (file_name(path), bytes));
+    let set = sync_store::write_set(uri, DIR, state.step, files.into())?;
+    let state = CheckpointState { files: Some(set.clone()), ..state.clone() };
+    sync_store::write_file(uri, STATE, serde_json::to_vec_pretty(&state)?)?;
+    sync_store::prune_sets(uri, DIR, file_name(STATE), &set)
+}
+
+/// `model.mpk` of `checkpoint/model.mpk`.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// Reads the checkpoint under `uri`; `None` if there is no `state.json`.
@@ -65,9 +75,9 @@ pub fn load(uri: &str) -> anyhow::Result<Option<CheckpointFiles>> {
     }
     let state: CheckpointState = serde_json::from_value(v).with_context(|| format!("{origin}: invalid checkpoint state"))?;
     Ok(Some(CheckpointFiles {
+        model: sync_store::read_set_file(uri, DIR, state.files.as_ref(), file_name(MODEL))?,
+        ema: sync_store::read_set_file(uri, DIR, state.files.as_ref(), file_name(EMA))?,
+        optimizer: sync_store::read_set_file(uri, DIR, state.files.as_ref(), file_name(OPTIMIZER))?,
         state,
-        model: sync_store::require_file(uri, MODEL)?,
-        ema: sync_store::require_file(uri, EMA)?,
-        optimizer: sync_store::require_file(uri, OPTIMIZER)?,
     }))
 }

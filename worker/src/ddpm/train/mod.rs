@@ -183,6 +183,7 @@ impl DdpmTrainConfig {
             seed: self.seed,
             data_digest: data.digest.clone(),
             losses: losses.to_vec(),
+            files: None,
         }
     }
 }
@@ -309,9 +310,11 @@ pub fn train_on<B: AutodiffBackend>(
                 ("objective", s.objective == cfg.objective),
                 ("schedule", s.schedule == cfg.schedule),
                 ("timesteps", s.timesteps == cfg.timesteps),
+                // The batch, timestep and noise draws follow the seed.
+                ("seed", s.seed == cfg.seed),
             ];
             if let Some((key, _)) = same.iter().find(|(_, ok)| !ok) {
-                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective and schedule, or use a new --out");
+                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective, schedule and seed, or start again with --overwrite or a new --out");
             }
             if s.data_digest != data.digest {
                 tracing::warn!("{origin}: the checkpoint was trained on other data (digest {} vs {})", s.data_digest, data.digest);
@@ -338,7 +341,12 @@ pub fn train_on<B: AutodiffBackend>(
             bail!("the loss became {loss_value} at step {}; try a lower --lr or --clip", step + 1);
         }
         if let Some(max) = cfg.clip {
-            clip::clip_global_norm(&model, &mut grads, max);
+            // Non-finite gradients would reach the weights and the EMA before the loss
+            // showed it: stop before the step, the last checkpoint intact.
+            let norm = clip::clip_global_norm(&model, &mut grads, max);
+            if !norm.is_finite() {
+                bail!("the gradient norm became {norm} at step {}; try a lower --lr", step + 1);
+            }
         }
         model = optim.step(cfg.lr, model, grads);
         ema = ema::update(ema, &model.valid(), ema::decay_at(cfg.ema_decay, step));
@@ -510,10 +518,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ddpm-dp-{}", std::process::id()));
         let (a, b) = (dir.join("one").to_string_lossy().into_owned(), dir.join("two").to_string_lossy().into_owned());
         train::<CpuTrain>(&cfg, &data, Some(&a), &device, &mut |_| {}).unwrap();
-        std::fs::create_dir_all(dir.join("two/checkpoint")).unwrap();
-        for f in std::fs::read_dir(dir.join("one/checkpoint")).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, dir.join("two/checkpoint").join(f.file_name().unwrap())).unwrap();
+        // The checkpoint: state.json and its set of files (step-1/).
+        for sub in ["", "step-1"] {
+            std::fs::create_dir_all(dir.join("two/checkpoint").join(sub)).unwrap();
+            for f in std::fs::read_dir(dir.join("one/checkpoint").join(sub)).unwrap() {
+                let f = f.unwrap().path();
+                if f.is_file() {
+                    std::fs::copy(&f, dir.join("two/checkpoint").join(sub).join(f.file_name().unwrap())).unwrap();
+                }
+            }
         }
         let cfg = DdpmTrainConfig { steps: 4, resume: true, ..cfg };
         let one = train::<CpuTrain>(&cfg, &data, Some(&a), &device, &mut |_| {}).unwrap();
@@ -641,7 +654,11 @@ mod tests {
         cfg.checkpoint_every = 2;
         let a = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).unwrap();
         assert!(dir.join("previews/step-2.png").exists() && dir.join("previews/step-4.png").exists());
-        assert!(dir.join("checkpoint/optimizer.mpk").exists() && dir.join("model.json").exists());
+        assert!(dir.join("checkpoint/step-4/optimizer.mpk").exists() && dir.join("model.json").exists());
+        assert!(!dir.join("checkpoint/step-2").exists(), "the previous set is removed once the next one is committed");
+        // A save killed before its state.json: its set is never read, and is removed later.
+        std::fs::create_dir_all(dir.join("checkpoint/step-5")).unwrap();
+        std::fs::write(dir.join("checkpoint/step-5/model.mpk"), b"half a model").unwrap();
 
         cfg.steps = 6;
         cfg.resume = true;
@@ -653,6 +670,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(started_at, Some(4));
+        assert!(!dir.join("checkpoint/step-5").exists() && dir.join("checkpoint/step-6/model.mpk").exists());
         assert_eq!(b.losses.len(), 6);
         assert_eq!(&b.losses[..4], &a.losses[..]);
         let loaded = DdpmModel::<Cpu>::load(&uri, &device).unwrap();
@@ -660,9 +678,15 @@ mod tests {
         assert_eq!(loaded.sample(&[5], &SamplerConfig::ddim(5, 0.0)), b.model.sample(&[5], &SamplerConfig::ddim(5, 0.0)));
 
         // A different architecture refuses to resume, naming the key.
+        let same = cfg.unet.clone();
         cfg.unet = UNetConfig::new(1, 8, vec![1], 1, vec![], 0.0, 8).with_groups(4);
         let e = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
         assert!(e.contains("state.json: unet differs"), "{e}");
+        // A damaged weight file is an error naming it, not weights of another step.
+        cfg.unet = same;
+        std::fs::write(dir.join("checkpoint/step-6/ema.mpk"), b"not the ema").unwrap();
+        let e = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
+        assert!(e.contains("checkpoint/step-6/ema.mpk") && e.contains("damaged"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
