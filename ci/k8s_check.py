@@ -464,6 +464,11 @@ def check_egress(name, objs, policies):
         selected = [p for p in egress if all(labels.get(k) == v for k, v in p["spec"]["podSelector"].get("matchLabels", {}).items())]
         if not selected:
             error(f"{name}: {o['kind']} {o['metadata']['name']}: no NetworkPolicy limits its egress")
+        # A pod that may connect anywhere must resolve names (Services, the object store).
+        rules = [r for p in selected for r in p["spec"].get("egress", [])]
+        dns = any(port.get("port") == 53 and port.get("protocol", "TCP") == "UDP" for r in rules for port in r.get("ports", []))
+        if rules and not dns:
+            error(f"{name}: {o['kind']} {o['metadata']['name']}: its egress policies allow connections but not DNS (UDP 53), so no Service name resolves")
         pods += 1
         if o["kind"] == "Job" and o["spec"].get("completionMode") == "Indexed" and o["spec"].get("podReplacementPolicy") != "Failed":
             error(f"{name}: Indexed Job {o['metadata']['name']}: podReplacementPolicy must be Failed (a replacement must not run beside a terminating pod)")

@@ -17,6 +17,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
+# No nvcc here, so cudarc would bind the newest CUDA it knows (13.x); pin the bindings to
+# the NVRTC the runtime image below ships (12.6), so no symbol is missing at run time.
+ENV CUDARC_CUDA_VERSION=12060
 
 # ---- dependency recipe: Cargo.toml/Cargo.lock only, so source edits keep the cache ----
 FROM chef AS planner

@@ -151,7 +151,8 @@ def check_s3(url):
     cat = f"{sys.executable} {os.path.join(os.path.dirname(os.path.abspath(__file__)), 's3cat.py')}"
     manifest = json.loads(os.popen(f"{cat} {url}/manifest.json").read())
     lines = [json.loads(l) for l in os.popen(f"{cat} {url}/manifest.jsonl").read().splitlines()]
-    ds = wds.WebDataset(f"pipe:{cat} {url}/{manifest['dataset']['pattern']}", shardshuffle=False).to_tuple("__key__", "json")
+    urls = "::".join(f"pipe:{cat} {url}/{p}" for p in manifest["dataset"]["pattern"].split("::"))
+    ds = wds.WebDataset(urls, shardshuffle=False).to_tuple("__key__", "json")
     seen = [(key, json.loads(meta)["seed"]) for key, meta in ds]
     assert seen == [(l["key"], l["seed"]) for l in lines], f"{len(seen)} samples from S3"
     print(f"webdataset from S3 ({url}/{manifest['dataset']['pattern']}): {len(seen)} samples as written")

@@ -24,6 +24,7 @@ pub async fn prepare_output(spec: &RunSpec, run_id: &str) -> Result<Store> {
     let root = Store::open(&spec.output.url)?;
     root.check_reachable().await?;
     let store = root.child(run_id);
+    store.check_create_only().await?;
     let doc = serde_json::json!({
         "run_id": run_id,
         "spec_digest": spec.digest(),

@@ -506,11 +506,13 @@ async fn claims_whose_answers_are_lost_are_given_back_not_waited_out() {
 }
 
 /// An in-memory store whose first create of a commit record answers "already exists"
-/// without writing it: S3's 409 when two creates race and the other then fails.
-#[derive(Debug)]
+/// without writing it: S3's 409 when two creates race and the other then fails. With
+/// `ignore_create`, it ignores create-only instead (a server without If-None-Match).
+#[derive(Debug, Default)]
 struct ConflictOnce {
     inner: object_store::memory::InMemory,
     conflicts: std::sync::atomic::AtomicU32,
+    ignore_create: bool,
 }
 
 impl std::fmt::Display for ConflictOnce {
@@ -527,6 +529,9 @@ impl object_store::ObjectStore for ConflictOnce {
         payload: object_store::PutPayload,
         opts: object_store::PutOptions,
     ) -> object_store::Result<object_store::PutResult> {
+        if self.ignore_create {
+            return self.inner.put_opts(location, payload, object_store::PutOptions { mode: object_store::PutMode::Overwrite, ..opts }).await;
+        }
         if opts.mode == object_store::PutMode::Create && location.as_ref().contains("shards/") && self.conflicts.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(object_store::Error::AlreadyExists { path: location.to_string(), source: "409 Conflict".into() });
         }
@@ -565,7 +570,7 @@ impl object_store::ObjectStore for ConflictOnce {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_answer_without_a_record_is_not_taken_for_a_commit() {
     let spec = spec(4, 4, 7);
-    let raw = Arc::new(ConflictOnce { inner: object_store::memory::InMemory::new(), conflicts: Default::default() });
+    let raw = Arc::new(ConflictOnce::default());
     let store = Store::from_object_store(raw.clone(), "r", "conflict://r");
     let out = execute_shard(job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w")).await.unwrap();
     let ShardOutcome::Committed(rec) = out else { panic!("the retry commits this attempt: {out:?}") };
@@ -635,4 +640,17 @@ async fn finalize_removes_a_killed_writers_temporaries_on_a_local_disk() {
     assert!(!loser.exists(), "the losing attempt's directory is gone");
     assert!(store.local_path(&crate::manifest::layout::attempt_dir(0, rec.attempt)).unwrap().is_dir(), "the winner's stays");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A store that ignores create-only writes is refused before a run starts: the commit
+/// records' "first one wins" would not hold there. One that honours them leaves no trace.
+#[tokio::test]
+async fn a_store_without_create_only_writes_is_refused() {
+    let ignoring = Store::from_object_store(Arc::new(ConflictOnce { ignore_create: true, ..Default::default() }), "runs", "s3://old-server/runs");
+    let e = ignoring.check_create_only().await.unwrap_err().to_string();
+    assert!(e.contains("s3://old-server/runs/.labelgen-create-check-") && e.contains("If-None-Match"), "{e}");
+    let good = Store::memory().child("runs");
+    good.check_create_only().await.unwrap();
+    assert!(good.list("").await.unwrap().is_empty(), "the probe is removed");
+    assert!(ignoring.list("").await.unwrap().is_empty(), "the probe is removed");
 }

@@ -393,6 +393,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Checks that create-only writes are honoured (S3's `If-None-Match: *`): a scratch
+    /// object is created twice, and the second must be refused. A server that ignores the
+    /// header would let two attempts both "create" a shard's commit record, so the exactly-N
+    /// guarantee would rest on nothing; such a store is refused with an error naming it.
+    pub async fn check_create_only(&self) -> Result<()> {
+        let probe = format!(".labelgen-create-check-{:016x}", rand::random::<u64>());
+        let first = self.put_create(&probe, Bytes::from_static(b"1")).await?;
+        let second = self.put_create(&probe, Bytes::from_static(b"2")).await;
+        self.delete(&probe).await?;
+        match (first, second?) {
+            (Created::Created, Created::AlreadyExists) => Ok(()),
+            _ => Err(Error::StorageAt {
+                path: self.describe(&probe),
+                message: "the store does not honour create-only writes (a second PUT with If-None-Match: * succeeded); labelgen's commit records need them (AWS S3, MinIO since 2024, Ceph RGW 18+)".into(),
+                worker_fault: false,
+            }),
+        }
+    }
+}
+
 /// Aborts a multipart upload; one that is gone already (completed or aborted) is no error.
 async fn abort_upload(mp: &dyn MultipartStore, path: &ObjPath, id: &str) -> object_store::Result<()> {
     match mp.abort_multipart(path, &id.to_string()).await {
