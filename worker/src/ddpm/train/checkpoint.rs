@@ -33,6 +33,12 @@ pub struct CheckpointState {
     pub schedule: ScheduleKind,
     pub timesteps: usize,
     pub seed: u64,
+    /// Batch size and horizontal flips: the batch draws follow them (`None` in checkpoints
+    /// written before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip: Option<bool>,
     pub data_digest: String,
     /// Every step's loss so far.
     pub losses: Vec<f32>,

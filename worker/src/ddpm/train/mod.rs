@@ -181,6 +181,8 @@ impl DdpmTrainConfig {
             schedule: self.schedule,
             timesteps: self.timesteps,
             seed: self.seed,
+            batch: Some(self.batch),
+            flip: Some(self.flip),
             data_digest: data.digest.clone(),
             losses: losses.to_vec(),
             files: None,
@@ -310,11 +312,14 @@ pub fn train_on<B: AutodiffBackend>(
                 ("objective", s.objective == cfg.objective),
                 ("schedule", s.schedule == cfg.schedule),
                 ("timesteps", s.timesteps == cfg.timesteps),
-                // The batch, timestep and noise draws follow the seed.
+                // The batch, timestep and noise draws follow the seed, the batch size and
+                // the flips.
                 ("seed", s.seed == cfg.seed),
+                ("batch", s.batch.is_none_or(|b| b == cfg.batch)),
+                ("flip", s.flip.is_none_or(|f| f == cfg.flip)),
             ];
             if let Some((key, _)) = same.iter().find(|(_, ok)| !ok) {
-                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective, schedule and seed, or start again with --overwrite or a new --out");
+                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective, schedule, seed, batch and flips, or start again with --overwrite or a new --out");
             }
             if s.data_digest != data.digest {
                 tracing::warn!("{origin}: the checkpoint was trained on other data (digest {} vs {})", s.data_digest, data.digest);
@@ -682,8 +687,13 @@ mod tests {
         cfg.unet = UNetConfig::new(1, 8, vec![1], 1, vec![], 0.0, 8).with_groups(4);
         let e = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
         assert!(e.contains("state.json: unet differs"), "{e}");
-        // A damaged weight file is an error naming it, not weights of another step.
         cfg.unet = same;
+        // So does another seed or batch (the draws follow them).
+        for (key, change) in [("seed", DdpmTrainConfig { seed: cfg.seed + 1, ..cfg.clone() }), ("batch", DdpmTrainConfig { batch: cfg.batch + 1, ..cfg.clone() })] {
+            let e = train::<CpuTrain>(&change, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
+            assert!(e.contains(&format!("state.json: {key} differs")), "{e}");
+        }
+        // A damaged weight file is an error naming it, not weights of another step.
         std::fs::write(dir.join("checkpoint/step-6/ema.mpk"), b"not the ema").unwrap();
         let e = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
         assert!(e.contains("checkpoint/step-6/ema.mpk") && e.contains("damaged"), "{e}");
