@@ -76,8 +76,9 @@ pub struct Args {
     pub seed: u64,
 
     /// A run spec (e.g. configs/local.toml) to take the pipeline's settings from: image
-    /// size, [pipeline.cleanup], pipeline.labels.upscale and eta. The flags below override
-    /// it; without it they default to the real maps' size and the spec defaults.
+    /// size, [pipeline.cleanup], pipeline.labels.upscale and eta, and pipeline.precision
+    /// (the models sample in it; recorded in sampling.json). The flags below override it;
+    /// without it they default to the real maps' size and the spec defaults (f32).
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
 
@@ -159,6 +160,7 @@ fn options(args: &Args) -> anyhow::Result<SamplingOptions> {
         open_radius_px: args.open_radius_px.unwrap_or(cleanup.open_radius_px),
         min_island_px: args.min_island_px.unwrap_or(cleanup.min_island_px),
         connectivity: args.connectivity,
+        precision: spec.as_ref().map(|s| s.pipeline.precision).unwrap_or_default(),
         out: args.out.clone(),
     })
 }

@@ -62,6 +62,9 @@ pub struct SamplingOptions {
     /// Also the island threshold of the statistics, which are measured at the output size.
     pub min_island_px: u32,
     pub connectivity: Connectivity,
+    /// The precision the models sample in (the spec's `pipeline.precision`): what is
+    /// measured is what a run writes.
+    pub precision: worker::precision::Precision,
     pub out: PathBuf,
 }
 
@@ -129,6 +132,7 @@ pub struct SamplingReport {
     pub seed: u64,
     pub eta: f64,
     pub upscale: String,
+    pub precision: String,
     pub open_radius_px: u32,
     pub min_island_px: u32,
     pub models: Vec<ModelInfo>,
@@ -178,7 +182,7 @@ pub fn evaluate<B: Backend>(opts: &SamplingOptions, device: &B::Device, on_row: 
     // Load every model first, so a bad location fails before hours of sampling.
     let mut models = Vec::with_capacity(opts.models.len());
     for (name, uri) in &opts.models {
-        let m = DdpmModel::<B>::load(uri, device).with_context(|| format!("--model {name}={uri}"))?;
+        let m = DdpmModel::<B>::load(uri, device).with_context(|| format!("--model {name}={uri}"))?.with_precision(opts.precision);
         let codes = |t: &ClassTable| t.classes.iter().map(|c| c.code).collect::<Vec<_>>();
         anyhow::ensure!(
             codes(m.classes()) == codes(&classes),
@@ -286,6 +290,7 @@ pub fn evaluate<B: Backend>(opts: &SamplingOptions, device: &B::Device, on_row: 
         seed: opts.seed,
         eta: opts.eta,
         upscale: opts.upscale.to_string(),
+        precision: opts.precision.to_string(),
         open_radius_px: opts.open_radius_px,
         min_island_px: opts.min_island_px,
         models: infos,

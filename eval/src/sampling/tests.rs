@@ -51,6 +51,7 @@ fn options(dir: &Path, models: &[(&str, &Path)]) -> SamplingOptions {
         open_radius_px: 0,
         min_island_px: 32,
         connectivity: Connectivity::Eight,
+        precision: Default::default(),
         out: dir.join("out"),
     }
 }

@@ -61,14 +61,16 @@ impl ConfusionMatrix {
         self.counts.iter().sum()
     }
 
-    /// IoU of class `c`: TP / (TP + FP + FN); `None` when the class is in neither the truth
-    /// nor the predictions.
+    /// IoU of class `c`: TP / (TP + FP + FN); `None` when the truth has no pixel of the
+    /// class. The classes averaged are then those of the truth alone, the same for every
+    /// network scored on one test set: a class a network predicts but the truth lacks does
+    /// not enter its mean as a 0 that another network's mean does not hold (its pixels
+    /// still lower the IoU of the true classes they were taken from).
     pub fn iou(&self, c: usize) -> Option<f64> {
         let tp = self.get(c, c);
         let row: u64 = (0..self.k).map(|p| self.get(c, p)).sum();
         let col: u64 = (0..self.k).map(|t| self.get(t, c)).sum();
-        let union = row + col - tp;
-        (union > 0).then(|| tp as f64 / union as f64)
+        (row > 0).then(|| tp as f64 / (row + col - tp) as f64)
     }
 
     /// Per-class IoU.
@@ -76,7 +78,7 @@ impl ConfusionMatrix {
         (0..self.k).map(|c| self.iou(c)).collect()
     }
 
-    /// Mean IoU over the classes whose IoU is defined; `None` if none is.
+    /// Mean IoU over the classes of the truth ([`Self::iou`]); `None` if it has none.
     pub fn miou(&self) -> Option<f64> {
         let v: Vec<f64> = self.ious().into_iter().flatten().collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -154,11 +156,13 @@ mod tests {
         assert!((m.miou().unwrap() - (0.5 + 1.0 / 3.0) / 2.0).abs() < 1e-12);
         assert!((m.pixel_accuracy().unwrap() - 0.6).abs() < 1e-12);
 
-        // A class predicted but absent from the truth has IoU 0 and counts in the mean.
+        // A class predicted but absent from the truth has no IoU and stays out of the mean
+        // (so networks scored on one test set average the same classes); its pixel still
+        // costs the true class it was taken from.
         let mut m2 = ConfusionMatrix::new(3);
         m2.add(&map(vec![0, 0]), &map(vec![0, 2]));
-        assert_eq!(m2.ious(), vec![Some(0.5), None, Some(0.0)]);
-        assert!((m2.miou().unwrap() - 0.25).abs() < 1e-12);
+        assert_eq!(m2.ious(), vec![Some(0.5), None, None]);
+        assert!((m2.miou().unwrap() - 0.5).abs() < 1e-12);
 
         // Merging is adding.
         let mut sum = m.clone();

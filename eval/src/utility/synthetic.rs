@@ -92,7 +92,9 @@ pub(super) fn fetch(opts: &UtilityOptions, n_mix: usize, classes: &ClassTable, d
             );
             let s = opts.size;
             let img = if (img.width, img.height) == (s, s) { img } else { resize_rgb(&img, s, s) };
-            let lab = if (lab.width, lab.height) == (s, s) { lab } else { lab.resize_nearest(s, s) };
+            // As the real pairs are read (`Dataset::label`): the mode of each block, so a
+            // thin road stays a road in both arms.
+            let lab = if (lab.width, lab.height) == (s, s) { lab } else { lab.resize_mode(s, s) };
             let stem = format!("{pos:08}");
             write(&dir.join("images").join(format!("{stem}.png")), &img.to_png())?;
             write(&dir.join("labels").join(format!("{stem}.png")), &lab.to_png(classes))?;

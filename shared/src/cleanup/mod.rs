@@ -202,24 +202,27 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
     let mut report = CleanupReport { unknown_fixed: input.iter().filter(|&&v| v == UNKNOWN_INDEX).count() as u64, ..Default::default() };
 
     if n > 0 {
-        // Each entry: a state at the start of a full pass, its mark count, its islands.
-        let mut seen: Vec<(Vec<u8>, usize, u64)> = Vec::new();
+        // Each entry: a state at the start of a full pass, its mark count, its islands, and
+        // the islands removed on the way to it.
+        let mut seen: Vec<(Vec<u8>, usize, u64, u64)> = Vec::new();
         for _ in 0..MAX_FULL_PASSES {
             let Marks { mut marked, own_may_stay, islands } = mark(&data, w, h, k, opts, true, &mut why);
             let count = marked.iter().filter(|&&m| m).count();
             if count == 0 {
                 break;
             }
-            seen.push((data.clone(), count, islands));
+            seen.push((data.clone(), count, islands, report.islands_removed));
             majority::fill(&mut data, &mut marked, &own_may_stay, w, h, k);
             report.passes += 1;
             report.islands_removed += islands;
-            if let Some(j) = seen.iter().position(|(s, _, _)| *s == data) {
+            if let Some(j) = seen.iter().position(|(s, _, _, _)| *s == data) {
                 // A cycle (length 1: nothing changed). Settle on the member with no
                 // island, fewest marks, smallest data: a choice that does not depend on
                 // where the cycle was entered, so cleaning the result again ends there too.
+                // The report counts the islands removed on the way to it, not around the cycle.
                 let best = seen[j..].iter().min_by(|a, b| (a.2 > 0, a.1, &a.0).cmp(&(b.2 > 0, b.1, &b.0))).expect("non-empty");
                 data.clone_from(&best.0);
+                report.islands_removed = best.3;
                 break;
             }
         }

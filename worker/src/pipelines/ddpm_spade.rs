@@ -233,20 +233,31 @@ impl<B: Backend> DdpmSpadePipeline<B> {
                     }
                 })
                 .expect("spawning the label thread");
+            // Stops the label thread at its next denoising step once the painting ends, by a
+            // stop or by a panic (then the scope joins the thread while unwinding), or lets
+            // it end (it panicked).
+            let _stop = StopOnDrop(stop);
             for (chunk, (seeds, labelled)) in indices.chunks(batch).zip(rx.iter()) {
                 let (samples, t) = self.paint(chunk, &seeds, labelled);
                 if !sink(samples, t) {
                     break;
                 }
             }
-            // Stops the label thread at its next denoising step (a stop), or lets it
-            // end (it panicked).
-            stop.store(true, Ordering::Relaxed);
+            drop(_stop);
             drop(rx);
             if let Err(panic) = labels.join() {
                 std::panic::resume_unwind(panic);
             }
         });
+    }
+}
+
+/// Sets its flag when dropped (see [`DdpmSpadePipeline::batches_timed`]).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
