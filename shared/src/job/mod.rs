@@ -27,5 +27,5 @@ pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
 pub use finalize::{finalize, published_tars, FinalizeReport, ManifestSummary, PublishedShards, ShardFile};
 pub use output::{prepare_output, run_store};
 pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
-pub use runner::{default_owner, serve, RunCache, WorkerOptions};
+pub use runner::{default_owner, serve, RunCache, WorkerOptions, MAX_CACHED_PIPELINES};
 pub use verify::{verify, VerifyReport};

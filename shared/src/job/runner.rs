@@ -89,12 +89,18 @@ struct RunInfo {
 }
 
 /// Per-process cache of what each run needs: its record (spec, store, lease) and its
-/// pipeline, each built once per run.
+/// pipeline, each built once per run. Pipelines hold models (GPU memory): the cache keeps
+/// those of the [`MAX_CACHED_PIPELINES`] runs used last, so a worker that serves run after
+/// run does not keep every run's models loaded.
 #[derive(Default)]
 pub struct RunCache {
     runs: Mutex<HashMap<String, Arc<RunInfo>>>,
-    pipelines: tokio::sync::Mutex<HashMap<String, Arc<dyn Pipeline>>>,
+    /// Each run's pipeline and when it was last used (a count of uses).
+    pipelines: tokio::sync::Mutex<(HashMap<String, (Arc<dyn Pipeline>, u64)>, u64)>,
 }
+
+/// Runs whose pipelines a worker keeps built (see [`RunCache`]).
+pub const MAX_CACHED_PIPELINES: usize = 4;
 
 impl RunCache {
     async fn info(&self, queue: &dyn JobQueue, run_id: &str) -> Result<Arc<RunInfo>> {
@@ -111,10 +117,13 @@ impl RunCache {
 
     /// The run's pipeline, built on first use (models fetched and loaded) off the async
     /// threads. A failure to build belongs to this worker, not to the job.
-    async fn pipeline(&self, factory: &Arc<dyn PipelineFactory>, run_id: &str, spec: &Arc<RunSpec>) -> Result<Arc<dyn Pipeline>> {
+    pub(super) async fn pipeline(&self, factory: &Arc<dyn PipelineFactory>, run_id: &str, spec: &Arc<RunSpec>) -> Result<Arc<dyn Pipeline>> {
         // One build at a time: concurrent slots of a new run wait for the first build.
-        let mut built = self.pipelines.lock().await;
-        if let Some(p) = built.get(run_id) {
+        let mut guard = self.pipelines.lock().await;
+        let (built, uses) = &mut *guard;
+        *uses += 1;
+        if let Some((p, used)) = built.get_mut(run_id) {
+            *used = *uses;
             return Ok(p.clone());
         }
         let (factory, spec) = (factory.clone(), spec.clone());
@@ -122,7 +131,15 @@ impl RunCache {
             .await
             .map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?
             .map_err(|e| if e.is_worker_fault() { e } else { Error::Worker(format!("cannot build the run's pipeline: {e}")) })?;
-        built.insert(run_id.to_string(), pipeline.clone());
+        if built.len() >= MAX_CACHED_PIPELINES {
+            // Jobs still running on it keep their own reference; its models go once no
+            // pipeline holds them (the factory's cache does not keep them alive).
+            if let Some(oldest) = built.iter().min_by_key(|(_, (_, used))| *used).map(|(run, _)| run.clone()) {
+                tracing::info!(run = %oldest, "dropping the least recently used run's pipeline");
+                built.remove(&oldest);
+            }
+        }
+        built.insert(run_id.to_string(), (pipeline.clone(), *uses));
         Ok(pipeline)
     }
 }

@@ -654,3 +654,24 @@ async fn a_store_without_create_only_writes_is_refused() {
     assert!(good.list("").await.unwrap().is_empty(), "the probe is removed");
     assert!(ignoring.list("").await.unwrap().is_empty(), "the probe is removed");
 }
+
+/// A worker serving run after run keeps the pipelines (and so the models) of the runs it
+/// used last, not of every run it ever saw: the least recently used one is dropped and
+/// built again if its run comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_cache_keeps_the_runs_used_last() {
+    let cache = RunCache::default();
+    let slow = Arc::new(SlowFactory { delay: Duration::ZERO, fail: false, builds: Default::default() });
+    let factory: Arc<dyn PipelineFactory> = slow.clone();
+    let spec = Arc::new(spec(2, 2, 1));
+    for run in 0..=MAX_CACHED_PIPELINES {
+        cache.pipeline(&factory, &format!("r{run}"), &spec).await.unwrap();
+    }
+    let builds = || slow.builds.load(Ordering::SeqCst) as usize;
+    assert_eq!(builds(), MAX_CACHED_PIPELINES + 1);
+    cache.pipeline(&factory, &format!("r{MAX_CACHED_PIPELINES}"), &spec).await.unwrap();
+    cache.pipeline(&factory, "r1", &spec).await.unwrap();
+    assert_eq!(builds(), MAX_CACHED_PIPELINES + 1, "the runs used last are kept");
+    cache.pipeline(&factory, "r0", &spec).await.unwrap();
+    assert_eq!(builds(), MAX_CACHED_PIPELINES + 2, "the least recently used run's pipeline was dropped");
+}

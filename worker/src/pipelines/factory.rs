@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -18,12 +18,14 @@ use crate::backend::OnBackend;
 use crate::device::Resolved;
 
 /// Builds the pipeline of a run. Models are fetched, verified and loaded once per process
-/// and shared by every run that names the same artifacts on the same device.
+/// and shared by every run that names the same artifacts on the same device, for as long
+/// as a pipeline holds them (the cache keeps weak references: the worker's cache of runs'
+/// pipelines decides what stays loaded).
 pub struct Factory {
     /// The worker's `--device`, overriding `pipeline.device` when set.
     device: Option<DeviceChoice>,
     cache_dir: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    loaded: Mutex<HashMap<String, Weak<dyn Any + Send + Sync>>>,
 }
 
 impl Default for Factory {
@@ -82,7 +84,9 @@ impl Factory {
         let key = format!("{}/{}/{resolved}/{precision}", ids.label_digest, ids.image_digest);
         // Held while loading, so concurrent job slots load a model once, not once each.
         let mut loaded_models = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        let existing = loaded_models.get(&key).cloned();
+        // Drop the entries whose models are gone.
+        loaded_models.retain(|_, m| m.strong_count() > 0);
+        let existing = loaded_models.get(&key).and_then(Weak::upgrade);
         let models: Arc<Models<B>> = match existing.and_then(|a| a.downcast::<Models<B>>().ok()) {
             Some(m) => m,
             None => {
@@ -99,7 +103,8 @@ impl Factory {
                     "models loaded"
                 );
                 let m = Arc::new(loaded);
-                loaded_models.insert(key, m.clone());
+                let any: Arc<dyn Any + Send + Sync> = m.clone();
+                loaded_models.insert(key, Arc::downgrade(&any));
                 m
             }
         };
@@ -114,5 +119,33 @@ impl PipelineFactory for Factory {
             PipelineKind::Procedural => StandardFactory.build(spec),
             PipelineKind::DdpmSpade => self.build_ddpm_spade(spec).map_err(|e| shared::Error::Job(format!("ddpm-spade pipeline: {e:#}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs naming the same models on one device share one load while a pipeline holds
+    /// them; once none does, the models are freed (the cache holds weak references) and
+    /// the next build loads them again.
+    #[test]
+    fn loaded_models_are_shared_while_held_and_freed_after() {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo");
+        let text = format!(
+            "[run]\ncount = 4\nshard_size = 4\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n\
+             [pipeline.labels]\nmodel = \"{models}/ddpm\"\nsteps = 2\n[pipeline.images]\nmodel = \"{models}/spade\"\n"
+        );
+        let spec = RunSpec::parse(&text, "test spec").unwrap();
+        let factory = Factory::new(Some(DeviceChoice::Cpu));
+        let held = |f: &Factory| f.loaded.lock().unwrap().values().map(Weak::strong_count).collect::<Vec<_>>();
+        let one = factory.build(&spec).unwrap();
+        let two = factory.build(&spec).unwrap();
+        assert_eq!(held(&factory), vec![2], "one load, held by both pipelines");
+        drop((one, two));
+        assert_eq!(held(&factory), vec![0], "freed with the last pipeline");
+        let three = factory.build(&spec).unwrap();
+        assert_eq!(held(&factory), vec![1], "loaded again");
+        assert_eq!(three.generate(&[0]).unwrap().len(), 1);
     }
 }
