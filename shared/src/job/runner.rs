@@ -95,8 +95,14 @@ struct RunInfo {
 #[derive(Default)]
 pub struct RunCache {
     runs: Mutex<HashMap<String, Arc<RunInfo>>>,
-    /// Each run's pipeline and when it was last used (a count of uses).
-    pipelines: tokio::sync::Mutex<(HashMap<String, (Arc<dyn Pipeline>, u64)>, u64)>,
+    pipelines: tokio::sync::Mutex<Pipelines>,
+}
+
+/// Each run's pipeline and when it was last used (a count of uses), and the count.
+#[derive(Default)]
+struct Pipelines {
+    by_run: HashMap<String, (Arc<dyn Pipeline>, u64)>,
+    uses: u64,
 }
 
 /// Runs whose pipelines a worker keeps built (see [`RunCache`]).
@@ -120,7 +126,7 @@ impl RunCache {
     pub(super) async fn pipeline(&self, factory: &Arc<dyn PipelineFactory>, run_id: &str, spec: &Arc<RunSpec>) -> Result<Arc<dyn Pipeline>> {
         // One build at a time: concurrent slots of a new run wait for the first build.
         let mut guard = self.pipelines.lock().await;
-        let (built, uses) = &mut *guard;
+        let Pipelines { by_run: built, uses } = &mut *guard;
         *uses += 1;
         if let Some((p, used)) = built.get_mut(run_id) {
             *used = *uses;
