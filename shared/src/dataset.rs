@@ -289,16 +289,6 @@ impl Dataset {
         let lp = self.label_path(stem);
         let bytes = std::fs::read(&lp).map_err(|e| Error::io(&lp, e))?;
         let (map, unk) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &lp.display().to_string())?;
-        if map.width != map.height {
-            // Tiles are resized to a square side: this one would be stretched.
-            return Err(Error::format(
-                lp.display(),
-                format!(
-                    "the label is {}×{} pixels; labelgen reads square tiles (resized to one side, which would stretch this one): crop or tile it square first",
-                    map.width, map.height
-                ),
-            ));
-        }
         if !self.options.labels_only {
             let ip = self.image_path(stem);
             let bytes = std::fs::read(&ip).map_err(|e| Error::io(&ip, e))?;
@@ -343,6 +333,7 @@ impl Dataset {
         let p = self.label_path(stem);
         let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
         let (m, _) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &p.display().to_string())?;
+        check_square(&p, m.width, m.height, size)?;
         Ok(match size {
             Some(s) if s != m.width || s != m.height => m.resize_mode(s, s),
             _ => m,
@@ -355,6 +346,7 @@ impl Dataset {
         let p = self.image_path(stem);
         let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
         let img = RgbImage::from_png(&bytes, &p.display().to_string())?;
+        check_square(&p, img.width, img.height, size)?;
         Ok(match size {
             Some(s) if s != img.width || s != img.height => resize_rgb(&img, s, s),
             _ => img,
@@ -494,6 +486,17 @@ fn others(stems: &[String], what: &str) -> String {
 }
 
 /// Appends "(and N more files have problems)" to the first error of a scan.
+/// Refuses to resize a non-square tile to a square side (it would be stretched).
+fn check_square(path: &Path, width: u32, height: u32, size: Option<u32>) -> Result<()> {
+    if size.is_some() && width != height {
+        return Err(Error::format(
+            path.display(),
+            format!("the tile is {width}×{height} pixels; it is read resized to a square side, which would stretch it: crop or tile it square first"),
+        ));
+    }
+    Ok(())
+}
+
 fn with_others(e: Error, more: usize) -> Error {
     if more == 0 {
         return e;
@@ -648,15 +651,20 @@ mod tests {
         assert!(Dataset::open(&d.0, ClassTable::ai_hub(), true).is_ok());
     }
 
-    /// Tiles are resized to a square side: a non-square one is refused by name, not
-    /// stretched.
+    /// A non-square tile is read as it is, but refused by name where it would be resized
+    /// to a square side (training, the utility protocol), not stretched.
     #[test]
-    fn dataset_refuses_a_non_square_tile() {
+    fn dataset_refuses_to_stretch_a_non_square_tile() {
         let d = TempDir::new("square");
         d.pair("a", 2, 2, &[10; 4]);
         d.pair("wide", 4, 2, &[10; 8]);
-        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), true));
+        let ds = Dataset::open(&d.0, ClassTable::ai_hub(), false).unwrap();
+        assert_eq!(ds.label("wide", None).unwrap().width, 4);
+        let e = ds.label("wide", Some(2)).unwrap_err().to_string();
         assert!(e.contains(&d.0.join("labels/wide.png").display().to_string()) && e.contains("4×2") && e.contains("square"), "{e}");
+        let e = ds.image("wide", Some(2)).unwrap_err().to_string();
+        assert!(e.contains("images/wide.png") && e.contains("stretch"), "{e}");
+        assert_eq!(ds.label("a", Some(2)).unwrap().width, 2);
     }
 
     #[test]

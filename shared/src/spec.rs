@@ -692,12 +692,19 @@ fn toml_error_key(text: &str, e: &toml::de::Error) -> String {
     // points at the table's header.
     let at = e.span().filter(|s| !s.is_empty()).map(|s| s.start.min(text.len()));
     let table = at.map(|at| table_before(text, at)).unwrap_or_default();
-    let within = |key: &str| if table.is_empty() || key.contains('.') { key.to_string() } else { format!("{table}.{key}") };
+    let within = |key: &str| if table.is_empty() { key.to_string() } else { format!("{table}.{key}") };
     let msg = e.message();
-    for prefix in ["unknown field `", "missing field `"] {
-        if let Some(rest) = msg.strip_prefix(prefix) {
-            return within(rest.split('`').next().unwrap_or("?"));
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or("?");
+        // A misspelled table header (`[pipelin]`, `[pipeline.labelz]`): the span is on the
+        // header, which names the key in full.
+        if table == field || table.ends_with(&format!(".{field}")) {
+            return table;
         }
+        return within(field);
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        return within(rest.split('`').next().unwrap_or("?"));
     }
     let Some(at) = at else { return "(syntax)".to_string() };
     let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
@@ -776,6 +783,9 @@ image_size = 64
             ("url = \"out/x\"", "url = [1]", "output.url"),
             ("seed = 7", "seed = = 7", "run.seed"),
             ("[pipeline]", "[pipeline", "(syntax)"),
+            ("[pipeline]", "[pipelin]", "pipelin"),
+            ("image_size = 64", "image_size = 64\n[pipeline.labelz]\nmodel = \"x\"", "pipeline.labelz"),
+            ("image_size = 64", "image_size = 64\nlabels.model = 1", "pipeline.labels.model"),
             ("\n[run]\ncount = 10\nshard_size = 4\nseed = 7\n", "", "run"),
             // A top-level table missing, the file starting with another's header.
             ("\n[run]", "[run]", "output"),

@@ -57,9 +57,17 @@ pub struct FileSet {
     pub sha256: BTreeMap<String, String>,
 }
 
-/// Writes `files` under `uri/DIR/step-STEP/` and returns the set to record in the state file.
+/// Writes `files` under `uri/DIR/step-STEP/` (or `step-STEP-RANDOM/` when that directory
+/// is taken: a run restarted with `--overwrite` whose save lands on the step of the
+/// checkpoint still named, which must stay whole until the new state file is written) and
+/// returns the set to record in the state file.
 pub fn write_set(uri: &str, dir: &str, step: u64, files: Vec<(&str, Vec<u8>)>) -> anyhow::Result<FileSet> {
-    let set = format!("step-{step}");
+    let store = Store::open(uri).with_context(|| format!("artifact location {uri}"))?;
+    let mut set = format!("step-{step}");
+    let taken = |set: &str| block_on(store.list(&format!("{dir}/{set}"))).map(|l| !l.is_empty()).with_context(|| format!("listing {}", store.describe(dir)));
+    if taken(&set)? {
+        set = format!("step-{step}-{:08x}", rand::random::<u32>());
+    }
     let mut sha256 = BTreeMap::new();
     for (name, bytes) in files {
         sha256.insert(name.to_string(), hex::encode(Sha256::digest(&bytes)));
@@ -128,6 +136,10 @@ mod tests {
         assert_eq!(read_set_file(uri, "ck", None, "a.mpk").unwrap(), b"old");
         let set = write_set(uri, "ck", 7, vec![("a.mpk", b"new a".to_vec()), ("b.mpk", b"new b".to_vec())]).unwrap();
         assert_eq!(set.dir, "step-7");
+        // A directory taken (a restart over the same step) is not written into.
+        let again = write_set(uri, "ck", 7, vec![("a.mpk", b"newer a".to_vec())]).unwrap();
+        assert!(again.dir.starts_with("step-7-") && again.dir.len() == "step-7-".len() + 8, "{}", again.dir);
+        assert_eq!(read_set_file(uri, "ck", Some(&set), "a.mpk").unwrap(), b"new a");
         write_file(uri, "ck/state.json", b"{}".to_vec()).unwrap();
         write_file(uri, "ck/step-3/a.mpk", b"earlier".to_vec()).unwrap();
         prune_sets(uri, "ck", "state.json", &set).unwrap();

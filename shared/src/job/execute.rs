@@ -335,8 +335,9 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
                     tracing::warn!(shard = job.shard, record = %job.store.describe(&record_path), "the store answered that the commit record exists, but it cannot be read; trying the commit again");
                     tokio::time::sleep(Duration::from_millis(200 * conflict as u64)).await;
                 }
+                // This attempt's data stays: the record may yet land and name it (the
+                // store's own retry of our create); finalize removes it if it loses.
                 None => {
-                    let _ = discard_attempt(&job.store, job.shard, attempt).await;
                     return Err(Error::Job(format!(
                         "{}: the store answered {COMMIT_CONFLICT_TRIES} times that the commit record exists, but none can be read; the shard is retried",
                         job.store.describe(&record_path)

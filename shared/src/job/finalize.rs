@@ -186,7 +186,11 @@ async fn remove_losers(store: &Store, shard: u64, winner: u64) -> Result<(u64, u
             let path = entry.path();
             let attempt = entry.file_name().to_str().and_then(|a| a.parse::<u64>().ok());
             if path.is_dir() && attempt != Some(winner) {
-                std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                // An attempt still writing (its lease lost, its process alive) may add a
+                // file meanwhile: what is left is only litter, not a reason to fail.
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(dir = %path.display(), error = %e, "could not remove a losing attempt's directory whole");
+                }
             }
         }
     }

@@ -417,9 +417,10 @@ async fn no_work_left(queue: &dyn JobQueue) -> Result<bool> {
 
 /// Keeps a lease alive from the moment of the claim: heartbeats at a third of the lease;
 /// each confirmation moves the job's local deadline; a lost lease or a cancelled run stops
-/// the job. A heartbeat that fails (Redis restarting, a dropped connection) or does not
-/// answer within a third of the lease is tried again within a second or two, not a third
-/// of the lease later, so an outage shorter than the lease costs no job. The task runs in
+/// the job. A heartbeat that fails (Redis restarting, a dropped connection) is tried again
+/// within a second or two, and one that does not answer within 5 s (or a third of the
+/// lease, if shorter) likewise, not a third of the lease later, so an outage shorter than
+/// the lease costs no job. The task runs in
 /// the job's span (its messages name the run, shard and token) and ends when the returned
 /// guard is dropped, panics included.
 fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease_len: Duration) -> AbortOnDrop {
@@ -427,15 +428,16 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
     // The claim itself confirmed the lease just now.
     abort.held_until(std::time::Instant::now() + lease_len);
     let every = (lease_len / 3).max(Duration::from_millis(50));
+    let patience = every.min(Duration::from_secs(5));
     let task = async move {
         let mut retries = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(1).min(every), usize::MAX));
         let mut wait = every;
         loop {
             tokio::time::sleep(wait).await;
             let sent = std::time::Instant::now();
-            let answer = match tokio::time::timeout(every, queue.heartbeat(&lease)).await {
+            let answer = match tokio::time::timeout(patience, queue.heartbeat(&lease)).await {
                 Ok(answer) => answer,
-                Err(_) => Err(Error::Worker(format!("no answer within {} ms", every.as_millis()))),
+                Err(_) => Err(Error::Worker(format!("no answer within {} ms", patience.as_millis()))),
             };
             wait = every;
             match answer {

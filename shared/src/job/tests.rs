@@ -674,4 +674,9 @@ async fn the_pipeline_cache_keeps_the_runs_used_last() {
     assert_eq!(builds(), MAX_CACHED_PIPELINES + 1, "the runs used last are kept");
     cache.pipeline(&factory, "r0", &spec).await.unwrap();
     assert_eq!(builds(), MAX_CACHED_PIPELINES + 2, "the least recently used run's pipeline was dropped");
+    // r1, built before r2 but used again since, stayed; r2 went (FIFO would keep r2).
+    cache.pipeline(&factory, "r1", &spec).await.unwrap();
+    assert_eq!(builds(), MAX_CACHED_PIPELINES + 2, "r1 was used lately");
+    cache.pipeline(&factory, "r2", &spec).await.unwrap();
+    assert_eq!(builds(), MAX_CACHED_PIPELINES + 3, "r2 was the least recently used");
 }

@@ -74,8 +74,8 @@ fn check_key_part(part: &str) -> std::result::Result<(), String> {
     if part.is_empty() || part == "." || part == ".." {
         return Err(format!("the path has an empty, \".\" or \"..\" segment ({part:?}); expected names separated by single slashes"));
     }
-    if let Some(c) = part.chars().find(|c| ENCODED_IN_KEYS.contains(c) || c.is_control()) {
-        return Err(format!("path segment {part:?} holds {c:?}, which object storage keys avoid (it would be stored percent-encoded); use letters, digits and - _ . instead"));
+    if let Some(c) = part.chars().find(|c| ENCODED_IN_KEYS.contains(c) || c.is_control() || !c.is_ascii()) {
+        return Err(format!("path segment {part:?} holds {c:?}, which object_store percent-encodes in keys (the objects would be stored under another name); use ASCII letters, digits and - _ . instead"));
     }
     Ok(())
 }
@@ -111,7 +111,8 @@ impl Store {
     /// Opens the store a URL names. A missing local directory is not created until an
     /// object is written into it.
     pub fn open(url: &str) -> Result<Store> {
-        let parsed = StoreUrl::parse(url).map_err(|m| Error::Invalid { origin: "output".into(), key: "output.url".into(), message: m })?;
+        // The caller names the key (output.url, --out, a model's location).
+        let parsed = StoreUrl::parse(url).map_err(|m| Error::Invalid { origin: "storage location".into(), key: url.into(), message: m })?;
         match parsed {
             StoreUrl::S3 { bucket, prefix } => {
                 let s3 = Arc::new(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build()?);
@@ -133,9 +134,9 @@ impl Store {
                 // The directories still to be made are key segments of the store.
                 for part in &rest {
                     check_key_part(part).map_err(|m| Error::Invalid {
-                        origin: "output".into(),
-                        key: "output.url".into(),
-                        message: format!("{url:?} (directories not yet made are object keys): {m}"),
+                        origin: "storage location".into(),
+                        key: url.into(),
+                        message: format!("directories not yet made are object keys: {m}"),
                     })?;
                 }
                 let root = std::fs::canonicalize(&root).map_err(|e| Error::io(&root, e))?;
@@ -657,7 +658,9 @@ mod tests {
         std::fs::create_dir_all(dir.join("has~tilde")).unwrap();
         assert!(Store::open(dir.join("has~tilde/new").to_str().unwrap()).is_ok());
         let e = Store::open(dir.join("new~x/more").to_str().unwrap()).unwrap_err().to_string();
-        assert!(e.contains("output.url") && e.contains("new~x") && e.contains("'~'"), "{e}");
+        assert!(e.contains("storage location") && e.contains("new~x") && e.contains("'~'"), "{e}");
+        let e = StoreUrl::parse("s3://b/데이터/runs").unwrap_err();
+        assert!(e.contains("데이터") && e.contains("ASCII"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -345,13 +345,15 @@ pub fn train_on<B: AutodiffBackend>(
         if !loss_value.is_finite() {
             bail!("the loss became {loss_value} at step {}; try a lower --lr or --clip", step + 1);
         }
-        if let Some(max) = cfg.clip {
-            // Non-finite gradients would reach the weights and the EMA before the loss
-            // showed it: stop before the step, the last checkpoint intact.
-            let norm = clip::clip_global_norm(&model, &mut grads, max);
-            if !norm.is_finite() {
-                bail!("the gradient norm became {norm} at step {}; try a lower --lr", step + 1);
-            }
+        // Non-finite gradients would reach the weights and the EMA before the loss showed
+        // it: stop before the step, the last checkpoint intact (the norm is computed without
+        // clipping too).
+        let norm = match cfg.clip {
+            Some(max) => clip::clip_global_norm(&model, &mut grads, max),
+            None => clip::global_norm(&model, &grads),
+        };
+        if !norm.is_finite() {
+            bail!("the gradient norm became {norm} at step {}; try a lower --lr", step + 1);
         }
         model = optim.step(cfg.lr, model, grads);
         ema = ema::update(ema, &model.valid(), ema::decay_at(cfg.ema_decay, step));
