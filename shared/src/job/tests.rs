@@ -600,18 +600,18 @@ impl PipelineFactory for SleepyFactory {
 }
 
 /// Redis away for three heartbeats (a restart): a failed heartbeat is tried again within
-/// a second or two, not a third of the lease later, so a 7 s job on a 6 s lease keeps it
-/// and commits with no attempt spent. (Tried only every third of the lease, the fourth try
+/// a second or two, not a third of the lease later, so a 10 s job on a 9 s lease keeps it
+/// and commits with no attempt spent (the fourth try lands by 6.5 s at the latest). (Tried only every third of the lease, the fourth try
 /// came after the lease ran out and the second slot, polling, took the job over.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_lost_for_a_moment_cost_no_job() {
-    let text = "[run]\ncount = 2\nshard_size = 2\nseed = 1\nlease_seconds = 6\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
+    let text = "[run]\ncount = 2\nshard_size = 2\nseed = 1\nlease_seconds = 9\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
     let spec = RunSpec::parse(text, "test").unwrap();
     let queue = Arc::new(LosingAnswers::new(false, 3));
     submit(&queue.inner, &spec, "blip").await;
     let opts = WorkerOptions { concurrency: 2, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
     let metrics = opts.metrics.clone();
-    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::from_secs(7))), opts, std::future::pending()))
+    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::from_secs(10))), opts, std::future::pending()))
         .await
         .expect("the run finishes")
         .unwrap();
