@@ -63,18 +63,17 @@ impl StoreUrl {
     }
 }
 
-/// Characters object_store percent-encodes in a key (those AWS and Google Cloud Storage
-/// advise against): a prefix holding one would be stored under another name than the one
-/// given, and listings would not match it.
-const ENCODED_IN_KEYS: &[char] = &['\\', '{', '^', '}', '%', '`', ']', '"', '>', '[', '~', '<', '#', '|', '*', '?'];
-
-/// Refuses a prefix segment that would not be stored as written: empty (`a//b`), `.`,
-/// `..`, or holding a character of [`ENCODED_IN_KEYS`] or a control character.
+/// Refuses a prefix segment that would not be stored as written: empty (`a//b`), or one
+/// object_store's own key encoding ([`object_store::path::PathPart`]) changes (`.`, `..`,
+/// `~ % # [ ] * ?`…, controls, non-ASCII): listings would not match it.
 fn check_key_part(part: &str) -> std::result::Result<(), String> {
-    if part.is_empty() || part == "." || part == ".." {
-        return Err(format!("the path has an empty, \".\" or \"..\" segment ({part:?}); expected names separated by single slashes"));
+    if part.is_empty() {
+        return Err("the path has an empty segment (a double slash); expected names separated by single slashes".into());
     }
-    if let Some(c) = part.chars().find(|c| ENCODED_IN_KEYS.contains(c) || c.is_control() || !c.is_ascii()) {
+    if object_store::path::PathPart::from(part).as_ref() != part {
+        // The character it changes (or, for `.` and `..`, the dot).
+        let encoded = |c: &char| object_store::path::PathPart::from(c.to_string().as_str()).as_ref().len() != c.len_utf8();
+        let c = part.chars().find(encoded).unwrap_or('.');
         return Err(format!("path segment {part:?} holds {c:?}, which object_store percent-encodes in keys (the objects would be stored under another name); use ASCII letters, digits and - _ . instead"));
     }
     Ok(())
