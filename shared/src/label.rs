@@ -58,9 +58,11 @@ impl LabelMap {
     /// Resize for training data: shrinking takes the most frequent label of each source
     /// block (the mode; ties go to the lower index), so a thin road stays a thin road
     /// instead of aliasing into dashes or vanishing, as point sampling does; growing (or
-    /// keeping) a side is nearest-neighbour. Ignore pixels take part like any label.
+    /// keeping) a side is nearest-neighbour along it. Ignore pixels take part like any
+    /// label.
     pub fn resize_mode(&self, width: u32, height: u32) -> LabelMap {
-        if width > self.width || height > self.height || (width, height) == (self.width, self.height) {
+        // A block is at most one source pixel along a side that grows (or keeps its size).
+        if width >= self.width && height >= self.height {
             return self.resize_nearest(width, height);
         }
         let (w, h) = (self.width as u64, self.height as u64);
@@ -119,7 +121,11 @@ impl LabelMap {
     }
 
     /// Nearest-neighbour resize.
+    /// Nearest-neighbour resize; an empty map becomes all ignore.
     pub fn resize_nearest(&self, width: u32, height: u32) -> LabelMap {
+        if self.data.is_empty() {
+            return LabelMap::new(width, height, IGNORE_INDEX);
+        }
         let data = resize_nearest_pixels(&self.data, self.width, self.height, 1, width, height);
         LabelMap { width, height, data }
     }
@@ -257,8 +263,12 @@ impl RgbImage {
     }
 }
 
-/// Nearest-neighbour resize of row-major pixels of `channels` bytes each.
+/// Nearest-neighbour resize of row-major pixels of `channels` bytes each; an empty source
+/// gives zeros.
 fn resize_nearest_pixels(src: &[u8], w: u32, h: u32, channels: usize, nw: u32, nh: u32) -> Vec<u8> {
+    if w == 0 || h == 0 {
+        return vec![0; nw as usize * nh as usize * channels];
+    }
     let mut out = Vec::with_capacity(nw as usize * nh as usize * channels);
     for y in 0..nh {
         let sy = (y as u64 * h as u64 / nh as u64) as usize;
@@ -649,6 +659,11 @@ mod tests {
         // Majority per block, lower index on a tie; growing is nearest.
         let m = LabelMap { width: 4, height: 2, data: vec![1, 3, 3, 3, 1, 1, 0, 0] };
         assert_eq!(m.resize_mode(2, 1).data, vec![1, 0]);
+        // One side shrinks, the other grows: the mode along the first, nearest along the
+        // other (point sampling would keep the lone 3).
+        let row = LabelMap { width: 4, height: 1, data: vec![3, 1, 1, 1] };
+        assert_eq!(row.resize_mode(2, 2).data, vec![1, 1, 1, 1]);
+        assert_eq!(row.resize_nearest(2, 2).data, vec![3, 1, 3, 1]);
         assert_eq!(m.resize_mode(8, 4), m.resize_nearest(8, 4));
         // A shrink by a non-integer ratio covers every source pixel once.
         let m = LabelMap { width: 5, height: 1, data: vec![4, 4, 1, 1, 1] };

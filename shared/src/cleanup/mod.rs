@@ -95,12 +95,17 @@ pub const MAX_FULL_PASSES: u32 = 16;
 /// the resolution the cleanup runs at. A 64×64 map upscaled to 512 is cleaned with the
 /// radius divided by 8 (rounded down) and the island size by 64 (rounded up)
 /// ([`CleanupOptions::scaled`]), so the same settings keep the same roads and buildings at
-/// any model resolution.
+/// any model resolution. A radius under one map pixel (2 at 64 → 512) turns the opening
+/// off: the narrowest feature a map can hold is one map pixel (8 output pixels there),
+/// which the opening should not remove. The island guarantee holds exactly for integer
+/// scale factors; at others (64 → 100) a map pixel becomes one or two output pixels a
+/// side, so a component may come out somewhat under `min_island` output pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CleanupOptions {
     /// Radius `r`, in output pixels, of the square `(2r+1) × (2r+1)` structuring element of
     /// the per-class opening; features narrower than `2r+1` output pixels are replaced. 0
-    /// turns it off. Default 2: a 6-px road stays, 4-px slivers go.
+    /// turns it off. Default 2: without a resize, a 6-px road stays and 4-px slivers go
+    /// (with one, the radius is rounded down to whole map pixels: see above).
     #[serde(rename = "open_radius_px")]
     pub open_radius: u32,
     /// Components (8-connected) with fewer output pixels than this are merged into their
@@ -127,18 +132,20 @@ impl Default for CleanupOptions {
 }
 
 impl CleanupOptions {
-    /// The same settings in pixels of a map `width` pixels wide that is cleaned, then
-    /// resized to `out_size`: radius `⌊r · width / out⌋`, island size
-    /// `⌈m · (width / out)²⌉`; `out_size` None (no resize needed afterwards).
-    pub fn scaled(&self, width: u32) -> CleanupOptions {
+    /// The same settings in pixels of a `width × height` map that is cleaned, then resized
+    /// to `out_size × out_size`: radius `⌊r · min(width, height) / out⌋` (a map pixel's
+    /// shorter side in output pixels, so no feature narrower than the radius asks is
+    /// removed), island size `⌈m · (width / out) · (height / out)⌉` (a map pixel's area);
+    /// `out_size` None (no resize needed afterwards).
+    pub fn scaled(&self, width: u32, height: u32) -> CleanupOptions {
         let out = self.out_size.unwrap_or(width);
-        if out == width || width == 0 || out == 0 {
+        if (out == width && out == height) || width == 0 || height == 0 || out == 0 {
             return CleanupOptions { out_size: None, ..*self };
         }
-        let ratio = width as f64 / out as f64;
+        let (rx, ry) = (width as f64 / out as f64, height as f64 / out as f64);
         CleanupOptions {
-            open_radius: (self.open_radius as f64 * ratio + 1e-9).floor() as u32,
-            min_island: (self.min_island as f64 * ratio * ratio - 1e-9).ceil().max(0.0) as u32,
+            open_radius: (self.open_radius as f64 * rx.min(ry) + 1e-9).floor() as u32,
+            min_island: (self.min_island as f64 * rx * ry - 1e-9).ceil().max(0.0) as u32,
             ramps: self.ramps,
             out_size: None,
         }
@@ -191,7 +198,7 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
     assert!(k <= UNKNOWN_INDEX as usize, "cleanup: at most {UNKNOWN_INDEX} classes, got {k}");
     let out_size = opts.out_size;
     // Everything below works in pixels of `map`.
-    let opts = &opts.scaled(map.width);
+    let opts = &opts.scaled(map.width, map.height);
     let (w, h) = (map.width as usize, map.height as usize);
     assert_eq!(map.data.len(), w * h, "cleanup: {} values for a {w}×{h} map", map.data.len());
     let n = w * h;
@@ -248,7 +255,9 @@ pub fn cleanup(map: &LabelMap, k: usize, opts: &CleanupOptions) -> (LabelMap, Cl
 
     if let Some(s) = out_size {
         assert!(s > 0, "cleanup: out_size must be positive");
-        if s != out.width || s != out.height {
+        if n == 0 {
+            out = LabelMap::new(s, s, IGNORE_INDEX);
+        } else if s != out.width || s != out.height {
             out = out.resize_nearest(s, s);
         }
     }
@@ -305,9 +314,10 @@ fn mark(data: &[u8], w: usize, h: usize, k: usize, opts: &CleanupOptions, full: 
             }
         }
     }
-    // The fill needs an unmarked pixel to start from: if every pixel is marked, the
-    // largest component stays.
-    if !now.contains(&0) {
+    // The fill needs an unmarked class pixel to start from: if every class pixel is
+    // marked, the largest component stays. (Ignore pixels are never marked but give the
+    // fill nothing: one of them must not turn the whole map to ignore.)
+    if !(0..n).any(|i| now[i] == 0 && is_class(data[i])) {
         if let Some((id, _)) = largest {
             for i in 0..n {
                 if lab.ids[i] == id as u32 {

@@ -260,9 +260,19 @@ fn cleanup_keeps_a_lone_small_component_and_terminates_on_tiny_maps() {
     let (out, report) = cleanup(&m, K, &MAP_PX);
     assert_eq!(components(&out, K).len(), 1);
     assert_eq!(report.islands_left, 1);
-    // Empty and all-unknown maps.
+    // Empty and all-unknown maps; an empty map asked to come out at a size is all ignore.
     let (out, _) = cleanup(&LabelMap::new(0, 0, 0), K, &MAP_PX);
     assert!(out.data.is_empty());
+    for empty in [LabelMap::new(0, 0, 0), LabelMap::new(5, 0, 0)] {
+        let (out, _) = cleanup(&empty, K, &CleanupOptions { out_size: Some(8), ..MAP_PX });
+        assert_eq!(out, LabelMap::new(8, 8, IGNORE_INDEX));
+    }
+    // Every class pixel marked (the opening finds no 3×3 window of one class) and one
+    // ignore pixel: the largest component still stays, and the ignore pixel too (it used
+    // to turn the whole map to ignore).
+    let mut m = LabelMap::new(3, 3, 2);
+    m.set(0, 0, IGNORE_INDEX);
+    assert_eq!(cleanup(&m, K, &MAP_PX).0, m);
     let (out, report) = cleanup(&LabelMap::new(5, 5, UNKNOWN_INDEX), K, &MAP_PX);
     assert_eq!(out, LabelMap::new(5, 5, IGNORE_INDEX));
     assert_eq!(report.unknown_fixed, 25);
@@ -274,7 +284,7 @@ fn cleanup_upscale_is_exact_nearest_neighbour() {
     for size in [512u32, 100, 64, 32] {
         // Output-pixel settings become map-pixel ones before the cleanup runs.
         let opts = CleanupOptions { open_radius: 8, min_island: 16 * 64, out_size: Some(size), ..MAP_PX };
-        let (small, report) = cleanup(&noisy, K, &opts.scaled(64));
+        let (small, report) = cleanup(&noisy, K, &opts.scaled(64, 64));
         let (big, big_report) = cleanup(&noisy, K, &opts);
         assert_eq!(big_report, report, "the report is at the input resolution");
         assert_eq!((big.width, big.height), (size, size));
@@ -292,6 +302,18 @@ fn cleanup_upscale_is_exact_nearest_neighbour() {
             assert_eq!(big.get(x, y), big.get(x / 8 * 8, y / 8 * 8));
         }
     }
+}
+
+/// A map pixel of a non-square map going to a square covers a non-square block: the
+/// island size follows its area and the radius its shorter side.
+#[test]
+fn cleanup_scales_by_each_side_of_a_non_square_map() {
+    let opts = CleanupOptions { open_radius: 16, min_island: 256, out_size: Some(512), ..MAP_PX };
+    // 64×32 → 512: a map pixel is 8 × 16 output pixels (128 px).
+    assert_eq!(opts.scaled(64, 32), CleanupOptions { open_radius: 1, min_island: 2, ramps: true, out_size: None });
+    assert_eq!(opts.scaled(32, 64), opts.scaled(64, 32));
+    assert_eq!(opts.scaled(512, 512), CleanupOptions { out_size: None, ..opts });
+    assert_eq!(opts.scaled(512, 256), CleanupOptions { open_radius: 8, min_island: 128, ramps: true, out_size: None });
 }
 
 #[test]
@@ -401,7 +423,7 @@ fn cleanup_defaults_at_64_upscaled_to_512_keep_thin_roads_and_small_buildings() 
     fill(&mut m, 15, 17, 30, 36, 1);
     fill(&mut m, 17, 27, 30, 36, 3);
     let opts = CleanupOptions { out_size: Some(512), ..Default::default() };
-    assert_eq!(opts.scaled(64), CleanupOptions { open_radius: 0, min_island: 2, ramps: true, out_size: None });
+    assert_eq!(opts.scaled(64, 64), CleanupOptions { open_radius: 0, min_island: 2, ramps: true, out_size: None });
     let (out, _) = cleanup(&m, K, &opts);
     assert_eq!((out.width, out.height), (512, 512));
     assert!(all_of(&out, 0, 512, 160, 168, 2), "the road is 8 px wide at 512");

@@ -23,7 +23,8 @@ use shared::cleanup::CleanupOptions;
 /// frequent label among its unmarked 8-neighbours, fronts growing inward (ties: the lower
 /// class index; ignore only where no class is reachable). Passes repeat until the map
 /// settles and no component under --min-island-px is left (a map holding a single component
-/// keeps it). The result is deterministic, and cleaning it again changes nothing.
+/// keeps it). The result is deterministic, and cleaning it again at the map's own size
+/// with the same settings changes nothing.
 ///
 /// Writes, for each input NAME.png:
 ///   OUT/NAME.png            the cleaned map (same format: raw codes, 8-bit gray)
@@ -51,7 +52,9 @@ pub struct Args {
     /// Radius R, in output pixels (after --size), of the opening's square structuring
     /// element, (2R+1) × (2R+1): features narrower than 2R+1 output pixels are replaced. 0
     /// turns the opening off. Converted to each map's own pixels (R · map / S, rounded
-    /// down), so a 64×64 map going to 512 is opened with R / 8. The pipeline's default.
+    /// down), so a 64×64 map going to 512 is opened with R / 8: the default 2 turns the
+    /// opening off there (the narrowest feature such a map holds is 8 output pixels wide).
+    /// The pipeline's default.
     #[arg(long, value_name = "R", default_value_t = shared::cleanup::DEFAULT_OPEN_RADIUS)]
     pub open_radius_px: u32,
 
