@@ -245,6 +245,17 @@ pub async fn ack_is_fenced_and_idempotent(q: &dyn JobQueue, _time: &dyn TimeCont
     let forged = Lease { token: lease.token + 1, ..lease.clone() };
     assert!(!q.ack(&forged).await.unwrap(), "a token never handed out is not held");
     assert_eq!(counts(q, &run_id).await.leased, 1, "a refused ack changes nothing");
+    // The current token under another owner (a stale holder after the queue lost its
+    // data and counted claims from 1 again): held by neither call.
+    let stale = Lease { owner: "w0".into(), ..lease.clone() };
+    assert_eq!(q.heartbeat(&stale).await.unwrap(), LeaseStatus::Lost);
+    assert!(!q.ack(&stale).await.unwrap());
+    assert!(!q.release(&stale).await.unwrap());
+    assert_eq!(q.fail(&stale, "stale", false).await.unwrap(), FailOutcome::Lost);
+    let (acked, next) = q.ack_and_claim(&stale, "w0").await.unwrap();
+    assert!(!acked && next.is_none(), "{next:?}");
+    assert_eq!(q.heartbeat(&lease).await.unwrap(), LeaseStatus::Held, "the holder's lease is untouched");
+    assert_eq!(counts(q, &run_id).await.leased, 1);
     assert!(q.ack(&lease).await.unwrap());
     assert!(q.ack(&lease).await.unwrap(), "ack is idempotent once committed");
     assert_eq!(q.heartbeat(&lease).await.unwrap(), LeaseStatus::Lost);
@@ -465,23 +476,26 @@ pub async fn runs_are_served_by_priority_then_age(q: &dyn JobQueue, time: &dyn T
     finish(q, &[&a, &b, &c, &d]).await;
 }
 
-/// Cancel stops claims at once; heartbeats report it; leases in flight may still end.
+/// Cancel stops claims at once; heartbeats report it; leases in flight may still end (a
+/// retryable failure then schedules no retry: nothing is claimed again).
 pub async fn cancel_stops_claims(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "cancel");
-    submit(q, &record(&run_id, 4)).await;
+    submit(q, &record(&run_id, 5)).await;
     let a = claim(q, "w1").await;
     let b = claim(q, "w1").await;
+    let f = claim(q, "w1").await;
     q.cancel(&run_id).await.unwrap();
     claim_none(q, "the run is cancelled").await;
     assert_eq!(q.heartbeat(&a).await.unwrap(), LeaseStatus::Cancelled);
     let c = counts(q, &run_id).await;
-    assert_eq!((c.state, c.pending, c.leased), (RunState::Cancelled, 2, 2));
+    assert_eq!((c.state, c.pending, c.leased), (RunState::Cancelled, 2, 3));
     assert!(q.release(&a).await.unwrap(), "the holder may release");
     assert!(q.ack(&b).await.unwrap(), "finished work may still commit");
     assert_eq!(q.heartbeat(&b).await.unwrap(), LeaseStatus::Lost);
+    assert!(matches!(q.fail(&f, "e", true).await.unwrap(), FailOutcome::Retry { .. }));
     q.cancel(&run_id).await.unwrap();
     let c = counts(q, &run_id).await;
-    assert_eq!((c.state, c.pending, c.leased, c.committed), (RunState::Cancelled, 3, 0, 1));
+    assert_eq!((c.state, c.pending, c.delayed, c.leased, c.committed), (RunState::Cancelled, 4, 0, 0, 1), "{c:?}");
     claim_none(q, "still cancelled").await;
     finish(q, &[&run_id]).await;
 }
@@ -609,8 +623,11 @@ pub async fn storage_commit_overrides_queue_state(q: &dyn JobQueue, _time: &dyn 
     assert_eq!((c.committed, c.pending, c.leased, c.dead), (3, 0, 0, 0));
     assert_eq!(q.dead(&run_id).await.unwrap(), []);
     claim_none(q, "every shard is committed").await;
-    assert_ne!(q.fail(&l1, "late", true).await.unwrap(), FailOutcome::Dead);
-    assert_eq!(counts(q, &run_id).await.committed, 3);
+    assert_eq!(q.fail(&l1, "late", true).await.unwrap(), FailOutcome::Lost);
+    assert_eq!(q.heartbeat(&l1).await.unwrap(), LeaseStatus::Lost);
+    assert!(!q.release(&l1).await.unwrap());
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.committed, c.pending, c.delayed, c.leased), (3, 0, 0, 0), "{c:?}");
     finish(q, &[&run_id]).await;
 }
 

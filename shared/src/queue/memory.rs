@@ -139,9 +139,10 @@ impl Run {
         }
     }
 
-    /// Whether `(shard, token)` is the current lease.
-    fn holds(&self, shard: u64, token: u64) -> bool {
-        self.leased.contains_key(&shard) && self.claims.get(&shard) == Some(&token)
+    /// Whether `lease` is the current lease of its shard: same token and same owner (a
+    /// token alone repeats once the queue lost its data and counts claims from 1 again).
+    fn holds(&self, lease: &Lease) -> bool {
+        self.leased.get(&lease.shard).is_some_and(|(_, owner)| *owner == lease.owner) && self.claims.get(&lease.shard) == Some(&lease.token)
     }
 
     /// Storage holds `shard`'s commit record: it becomes committed and leaves every other
@@ -187,7 +188,10 @@ impl Run {
             FailOutcome::Dead
         } else {
             let at_ms = now + backoff_ms(&self.record, failures);
-            self.delayed.insert((at_ms, shard));
+            // A cancelled run is never claimed again: its retry schedule is not kept.
+            if self.state == RunState::Active {
+                self.delayed.insert((at_ms, shard));
+            }
             FailOutcome::Retry { at_ms }
         }
     }
@@ -331,7 +335,7 @@ impl JobQueue for MemoryQueue {
 
     async fn heartbeat(&self, lease: &Lease) -> Result<LeaseStatus> {
         self.with_run(&lease.run_id, |run, now| {
-            if !run.holds(lease.shard, lease.token) {
+            if !run.holds(lease) {
                 return LeaseStatus::Lost;
             }
             let lease_ms = run.record.lease_ms;
@@ -348,7 +352,7 @@ impl JobQueue for MemoryQueue {
 
     async fn ack(&self, lease: &Lease) -> Result<bool> {
         self.with_run(&lease.run_id, |run, _| {
-            if run.holds(lease.shard, lease.token) {
+            if run.holds(lease) {
                 run.leased.remove(&lease.shard);
                 run.count_committed(lease.shard);
                 return true;
@@ -360,7 +364,7 @@ impl JobQueue for MemoryQueue {
 
     async fn fail(&self, lease: &Lease, error: &str, retryable: bool) -> Result<FailOutcome> {
         self.with_run(&lease.run_id, |run, now| {
-            if !run.holds(lease.shard, lease.token) {
+            if !run.holds(lease) {
                 return FailOutcome::Lost;
             }
             run.leased.remove(&lease.shard);
@@ -370,7 +374,7 @@ impl JobQueue for MemoryQueue {
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
         self.with_run(&lease.run_id, |run, _| {
-            if !run.holds(lease.shard, lease.token) {
+            if !run.holds(lease) {
                 return false;
             }
             run.release_one(lease.shard);

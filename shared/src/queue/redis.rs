@@ -94,6 +94,30 @@ impl RedisQueue {
         let _: i64 = self.con().zrem(keys::active(), keys::active_member(created_ms, run_id)).await?;
         Ok(())
     }
+
+    /// Claims a job of the first active run (by priority, then age) that has one; with
+    /// `below`, only among runs whose score in `labelgen:active` is lower (higher priority).
+    async fn claim_ahead_of(&self, owner: &str, below: Option<f64>) -> Result<Option<Lease>> {
+        let mut con = self.con();
+        let members: Vec<String> = match below {
+            None => con.zrange(keys::active(), 0, -1).await?,
+            Some(score) => con.zrangebyscore(keys::active(), "-inf", format!("({score}")).await?,
+        };
+        for member in members {
+            let Some(run_id) = keys::run_of_active_member(&member) else { continue };
+            let k = RunKeys::new(run_id);
+            match scripts().claim(&mut con, &k, owner).await? {
+                ClaimReply::Leased { shard, token, failures, deadline_ms } => {
+                    return Ok(Some(Lease { run_id: run_id.to_string(), shard, token, failures, owner: owner.to_string(), deadline_ms }));
+                }
+                ClaimReply::Empty => {}
+                ClaimReply::Unknown | ClaimReply::Inactive => {
+                    let _: i64 = con.zrem(keys::active(), &member).await?;
+                }
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The client for `url` with the password file and CA file of the environment applied.
@@ -133,13 +157,18 @@ impl JobQueue for RedisQueue {
         let k = RunKeys::new(&run.run_id);
         let committed: Vec<u64> = committed.iter().copied().filter(|&s| s < run.shards).collect();
         // A few thousand committed shards per script call, so no call holds Redis for long
-        // however many there are; the run is indexed (visible to workers) only after the
-        // last chunk, so no committed shard is claimed in between.
+        // however many there are; the run is indexed (visible to workers) after the last
+        // chunk, so no committed shard is claimed in between.
         let (first, rest) = committed.split_at(committed.len().min(RESTORE_CHUNK));
         match scripts().submit(&mut self.con(), &k, run, first).await? {
             SubmitReply::Created { created_ms } => {
-                self.mark_restored(run, &k, rest).await?;
+                let marked = self.mark_restored(run, &k, rest).await;
+                // Indexed even when a chunk failed: the run exists now, and nothing else
+                // (a watch's counts succeed) would index it, so it would never be served.
+                // A committed shard claimed meanwhile is found committed by its worker
+                // (its record exists) and acked.
                 self.index(&run.run_id, created_ms, run.priority, RunState::Active).await?;
+                marked?;
                 Ok(Submitted::Created)
             }
             SubmitReply::Exists { created_ms, state, priority } => {
@@ -187,65 +216,58 @@ impl JobQueue for RedisQueue {
     }
 
     async fn claim(&self, owner: &str) -> Result<Option<Lease>> {
-        let mut con = self.con();
-        let members: Vec<String> = con.zrange(keys::active(), 0, -1).await?;
-        for member in members {
-            let Some(run_id) = keys::run_of_active_member(&member) else { continue };
-            let k = RunKeys::new(run_id);
-            match scripts().claim(&mut con, &k, owner).await? {
-                ClaimReply::Leased { shard, token, failures, deadline_ms } => {
-                    return Ok(Some(Lease { run_id: run_id.to_string(), shard, token, failures, owner: owner.to_string(), deadline_ms }));
-                }
-                ClaimReply::Empty => {}
-                ClaimReply::Unknown | ClaimReply::Inactive => {
-                    let _: i64 = con.zrem(keys::active(), &member).await?;
-                }
-            }
-        }
-        Ok(None)
+        self.claim_ahead_of(owner, None).await
     }
 
     /// One round trip when the run goes on: the script acks and claims the run's next job,
     /// pipelined with a read of the highest priority in `labelgen:active`. If a run of
-    /// higher priority is waiting, the job just claimed is released at once (no attempt
-    /// spent) and the claim goes through [`JobQueue::claim`], so priorities hold; between
-    /// runs of equal priority the worker stays on its run.
+    /// higher priority is listed, a job of those runs is claimed first and, only if one is
+    /// handed out, the job just claimed is given back (no attempt spent), so priorities
+    /// hold; a higher run with nothing claimable (its rest dead or leased) costs one more
+    /// call, not a give-back and a new token per ack. Between runs of equal priority the
+    /// worker stays on its run.
     async fn ack_and_claim(&self, lease: &Lease, owner: &str) -> Result<(bool, Option<Lease>)> {
         let k = RunKeys::new(&lease.run_id);
-        let reply = scripts().ack_claim(&mut self.con(), &k, lease.shard, lease.token, owner).await?;
+        let reply = scripts().ack_claim(&mut self.con(), &k, lease, owner).await?;
         let Some((AckClaimReply { acked, priority, claim }, head)) = reply else { return Err(unknown(&lease.run_id)) };
-        if let ClaimReply::Leased { shard, token, failures, deadline_ms } = claim {
-            let next = Lease { run_id: lease.run_id.clone(), shard, token, failures, owner: owner.to_string(), deadline_ms };
-            if head.is_none_or(|score| score >= keys::active_score(priority)) {
-                return Ok((acked, Some(next)));
-            }
-            if let Err(e) = self.release(&next).await {
-                // The lease still holds: run it rather than let it expire as a failure.
-                tracing::warn!(run = %next.run_id, shard = next.shard, error = %e, "could not give back a job to serve a higher priority run; running it");
-                return Ok((acked, Some(next)));
+        let ClaimReply::Leased { shard, token, failures, deadline_ms } = claim else {
+            return Ok((acked, self.claim(owner).await?));
+        };
+        let next = Lease { run_id: lease.run_id.clone(), shard, token, failures, owner: owner.to_string(), deadline_ms };
+        let score = keys::active_score(priority);
+        if head.is_none_or(|head| head >= score) {
+            return Ok((acked, Some(next)));
+        }
+        // An error from here on may leave a lease this worker does not track (the claim's
+        // answer lost, or `next` not given back): the caller gives back every lease under
+        // its owner name before it claims again.
+        match self.claim_ahead_of(owner, Some(score)).await? {
+            None => Ok((acked, Some(next))),
+            Some(higher) => {
+                self.release(&next).await?;
+                Ok((acked, Some(higher)))
             }
         }
-        Ok((acked, self.claim(owner).await?))
     }
 
     async fn heartbeat(&self, lease: &Lease) -> Result<LeaseStatus> {
         let k = RunKeys::new(&lease.run_id);
-        scripts().heartbeat(&mut self.con(), &k, lease.shard, lease.token).await?.ok_or_else(|| unknown(&lease.run_id))
+        scripts().heartbeat(&mut self.con(), &k, lease).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
     async fn ack(&self, lease: &Lease) -> Result<bool> {
         let k = RunKeys::new(&lease.run_id);
-        scripts().ack(&mut self.con(), &k, lease.shard, lease.token).await?.ok_or_else(|| unknown(&lease.run_id))
+        scripts().ack(&mut self.con(), &k, lease).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
     async fn fail(&self, lease: &Lease, error: &str, retryable: bool) -> Result<FailOutcome> {
         let k = RunKeys::new(&lease.run_id);
-        scripts().fail(&mut self.con(), &k, lease.shard, lease.token, error, retryable).await?.ok_or_else(|| unknown(&lease.run_id))
+        scripts().fail(&mut self.con(), &k, lease, error, retryable).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
         let k = RunKeys::new(&lease.run_id);
-        scripts().release(&mut self.con(), &k, lease.shard, lease.token).await?.ok_or_else(|| unknown(&lease.run_id))
+        scripts().release(&mut self.con(), &k, lease).await?.ok_or_else(|| unknown(&lease.run_id))
     }
 
     async fn release_owned(&self, owner: &str) -> Result<u64> {

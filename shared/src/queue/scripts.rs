@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::keys::RunKeys;
-use super::types::{FailOutcome, LeaseStatus, RunRecord, RunState};
+use super::types::{FailOutcome, Lease, LeaseStatus, RunRecord, RunState};
 use crate::error::{Error, Result};
 
 /// Expired leases and due retries handled per claim call, at most.
@@ -126,9 +126,9 @@ impl Scripts {
 
     /// `ack_claim.lua`, pipelined with a read of the head of `labelgen:active` (the score
     /// first in line, if any): one round trip. `None`: no such run.
-    pub(crate) async fn ack_claim(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64, owner: &str) -> Result<Option<(AckClaimReply, Option<f64>)>> {
+    pub(crate) async fn ack_claim(&self, con: &mut ConnectionManager, k: &RunKeys, lease: &Lease, owner: &str) -> Result<Option<(AckClaimReply, Option<f64>)>> {
         let mut inv = run_keys(&self.ack_claim, k);
-        inv.arg(shard).arg(token).arg(owner).arg(CLAIM_BATCH);
+        inv.arg(lease.shard).arg(lease.token).arg(owner).arg(CLAIM_BATCH).arg(&lease.owner);
         let query = |con: &mut ConnectionManager| {
             let mut pipe = redis::pipe();
             pipe.invoke_script(&inv).zrange_withscores(super::keys::active(), 0, 0);
@@ -152,9 +152,9 @@ impl Scripts {
     }
 
     /// `None`: no such run.
-    pub(crate) async fn heartbeat(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<LeaseStatus>> {
+    pub(crate) async fn heartbeat(&self, con: &mut ConnectionManager, k: &RunKeys, lease: &Lease) -> Result<Option<LeaseStatus>> {
         let mut inv = run_keys(&self.heartbeat, k);
-        inv.arg(shard).arg(token);
+        inv.arg(lease.shard).arg(lease.token).arg(&lease.owner);
         let r: String = inv.invoke_async(con).await?;
         Ok(match r.as_str() {
             "unknown" => None,
@@ -166,16 +166,16 @@ impl Scripts {
     }
 
     /// `None`: no such run; `Some(false)`: lease not held.
-    pub(crate) async fn ack(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<bool>> {
+    pub(crate) async fn ack(&self, con: &mut ConnectionManager, k: &RunKeys, lease: &Lease) -> Result<Option<bool>> {
         let mut inv = run_keys(&self.ack, k);
-        inv.arg(shard).arg(token);
+        inv.arg(lease.shard).arg(lease.token).arg(&lease.owner);
         Ok(tri(inv.invoke_async(con).await?))
     }
 
     /// `None`: no such run.
-    pub(crate) async fn fail(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64, error: &str, retryable: bool) -> Result<Option<FailOutcome>> {
+    pub(crate) async fn fail(&self, con: &mut ConnectionManager, k: &RunKeys, lease: &Lease, error: &str, retryable: bool) -> Result<Option<FailOutcome>> {
         let mut inv = run_keys(&self.fail, k);
-        inv.arg(shard).arg(token).arg(error).arg(if retryable { "1" } else { "0" });
+        inv.arg(lease.shard).arg(lease.token).arg(error).arg(if retryable { "1" } else { "0" }).arg(&lease.owner);
         let r: Vec<String> = inv.invoke_async(con).await?;
         Ok(match field(&r, 0, "fail")? {
             "unknown" => None,
@@ -187,9 +187,9 @@ impl Scripts {
     }
 
     /// `None`: no such run; `Some(false)`: lease not held.
-    pub(crate) async fn release(&self, con: &mut ConnectionManager, k: &RunKeys, shard: u64, token: u64) -> Result<Option<bool>> {
+    pub(crate) async fn release(&self, con: &mut ConnectionManager, k: &RunKeys, lease: &Lease) -> Result<Option<bool>> {
         let mut inv = run_keys(&self.release, k);
-        inv.arg(shard).arg(token);
+        inv.arg(lease.shard).arg(lease.token).arg(&lease.owner);
         Ok(tri(inv.invoke_async(con).await?))
     }
 

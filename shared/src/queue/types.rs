@@ -37,7 +37,9 @@ pub enum Submitted {
 pub struct Lease {
     pub run_id: String,
     pub shard: u64,
-    /// Unique per claim of this shard (1, 2, 3, …); data of this attempt lives under it.
+    /// Counts the claims of this shard (1, 2, 3, …). With the owner it fences the lease;
+    /// alone it is not unique (a run rebuilt after Redis lost it counts from 1 again), so
+    /// an attempt's data lives under a random attempt id, not under it.
     pub token: u64,
     /// Failed attempts so far (0 on the first try).
     pub failures: u32,

@@ -4,9 +4,10 @@
 -- ARGV[2]  token
 -- ARGV[3]  owner
 -- ARGV[4]  at most this many expired leases and due retries handled per call
+-- ARGV[5]  the acked lease's owner
 -- Returns {"unknown"} (no such run) or {acked (0|1), the run's priority, claim reply…}
 -- where the claim reply is as claim.lua's.
-local acked = ack_one(ARGV[1], ARGV[2])
+local acked = ack_one(ARGV[1], ARGV[2], ARGV[5])
 if acked == -1 then return {'unknown'} end
 local r = claim_one(ARGV[3], tonumber(ARGV[4]))
 table.insert(r, 1, redis.call('HGET', META, 'priority'))

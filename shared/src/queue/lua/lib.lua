@@ -121,13 +121,21 @@ local function release_one(shard, state)
   return true
 end
 
--- Acks (shard, token): -1 no such run, 0 lease not held (nothing changed), 1 committed
--- (now, or before: an ack repeated after its commit).
-local function ack_one(shard, token)
+-- Whether (shard, token, owner) is the shard's current lease. The owner too: tokens count
+-- claims from 1 again once Redis lost the run and it was rebuilt, so a stale holder can
+-- carry the current token; owner names are unique per worker slot.
+local function holds(shard, token, owner)
+  return redis.call('ZSCORE', LEASED, shard) ~= false and redis.call('HGET', CLAIMS, shard) == token and redis.call('HGET', OWNERS, shard) == owner
+end
+
+-- Acks (shard, token, owner): -1 no such run, 0 lease not held (nothing changed), 1
+-- committed (now, or before: an ack repeated after its commit).
+local function ack_one(shard, token, owner)
   local m = redis.call('HMGET', META, 'state', 'shards')
   if not m[1] then return -1 end
   migrate()
-  if redis.call('HGET', CLAIMS, shard) == token and redis.call('ZREM', LEASED, shard) == 1 then
+  if holds(shard, token, owner) then
+    redis.call('ZREM', LEASED, shard)
     redis.call('HDEL', OWNERS, shard)
     count_committed(shard, m[1], m[2])
     return 1
