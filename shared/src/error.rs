@@ -76,8 +76,11 @@ impl Error {
     }
 }
 
-/// Refused credentials, or a local disk that is full or read-only.
+/// Refused credentials, a store this worker cannot reach (connection refused or timed out
+/// after object_store's own retries: a wrong endpoint, a blocked network, a credential
+/// service it cannot reach), or a local disk that is full or read-only.
 pub(crate) fn storage_worker_fault(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
     if matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) {
         return true;
     }
@@ -85,6 +88,11 @@ pub(crate) fn storage_worker_fault(e: &object_store::Error) -> bool {
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if io_worker_fault(io) {
+                return true;
+            }
+        }
+        if let Some(http) = s.downcast_ref::<HttpError>() {
+            if matches!(http.kind(), HttpErrorKind::Connect | HttpErrorKind::Timeout) {
                 return true;
             }
         }
@@ -96,4 +104,25 @@ pub(crate) fn storage_worker_fault(e: &object_store::Error) -> bool {
 /// ENOSPC, EDQUOT, EROFS: the machine's disk, not the job.
 fn io_worker_fault(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(28) | Some(122) | Some(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::client::{HttpError, HttpErrorKind};
+
+    /// A store this worker cannot reach is the worker's fault (the job is given back, no
+    /// attempt spent); an answer the store gave about the object is not.
+    #[test]
+    fn unreachable_storage_is_the_workers_fault() {
+        let wrapped = |kind| object_store::Error::Generic { store: "S3", source: Box::new(HttpError::new(kind, std::io::Error::other("connection refused (test)"))) };
+        for kind in [HttpErrorKind::Connect, HttpErrorKind::Timeout] {
+            assert!(super::storage_worker_fault(&wrapped(kind)), "{kind:?}");
+        }
+        for kind in [HttpErrorKind::Decode, HttpErrorKind::Interrupted, HttpErrorKind::Unknown] {
+            assert!(!super::storage_worker_fault(&wrapped(kind)), "{kind:?}");
+        }
+        let disk_full = object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(std::io::Error::from_raw_os_error(28)) };
+        assert!(super::storage_worker_fault(&disk_full));
+        assert!(!super::storage_worker_fault(&object_store::Error::NotFound { path: "x".into(), source: "gone".into() }));
+    }
 }

@@ -275,7 +275,13 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         };
     }
     let expected = spec.shard_range(job.shard).count();
+    // As above: an attempt that cannot complete aborts its upload and removes its objects
+    // (a dropped writer would leave the upload open until a finalize).
     if lines.len() != expected {
+        if let Some((writer, _)) = tar {
+            let _ = writer.abort().await;
+        }
+        let _ = discard_attempt(&job.store, job.shard, attempt).await;
         return Err(Error::Job(format!("shard {} produced {} samples, expected {expected}", job.shard, lines.len())));
     }
     let tar_info = match tar {
@@ -284,8 +290,15 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
             let mut hasher = hasher;
             hasher.update(end);
             times.bytes += end.len() as u64;
-            writer.write(&end).await?;
-            writer.finish().await?;
+            if let Err(e) = writer.write(&end).await {
+                let _ = writer.abort().await;
+                let _ = discard_attempt(&job.store, job.shard, attempt).await;
+                return Err(e);
+            }
+            if let Err(e) = writer.finish().await {
+                let _ = discard_attempt(&job.store, job.shard, attempt).await;
+                return Err(e);
+            }
             Some((layout::tar_path(job.shard, attempt), hex::encode(hasher.finalize())))
         }
         None => None,

@@ -13,7 +13,8 @@ use crate::storage::Store;
 
 /// Plain objects fetched at once.
 const PLAIN_CONCURRENCY: usize = 16;
-/// Tars fetched at once (each is held whole in memory while its members are read).
+/// Tars read at once (each streamed, up to its last wanted member; only the wanted
+/// members are held).
 const TAR_CONCURRENCY: usize = 2;
 
 /// Every line of `STORE/manifest.jsonl`, in manifest order, read through [`JsonLines`].
@@ -154,33 +155,55 @@ pub async fn read_files<E: From<Error>>(store: &Store, paths: &[String], mut f: 
     Ok(())
 }
 
-/// The `(origin, bytes)` of one unit's files.
+/// The `(origin, bytes)` of one unit's files. A tar is streamed (a WebDataset shard may
+/// be gigabytes) and read only up to its last wanted member.
 async fn fetch(store: &Store, unit: Unit<'_>) -> Result<Vec<(String, Vec<u8>)>> {
-    let object = match &unit {
-        Unit::Plain(p) | Unit::Tar(p, _) => *p,
+    let (object, members) = match unit {
+        Unit::Plain(p) => {
+            let bytes = store.get(p).await?.ok_or_else(|| missing(store, p))?;
+            return Ok(vec![(store.describe(p), bytes.to_vec())]);
+        }
+        Unit::Tar(p, members) => (p, members),
     };
-    let bytes = store.get(object).await?.ok_or_else(|| Error::format(store.describe(object), format!("listed in {MANIFEST_JSONL} but missing")))?;
-    let Unit::Tar(_, members) = unit else {
-        return Ok(vec![(store.describe(object), bytes.to_vec())]);
-    };
-    let mut wanted: HashMap<&str, &str> = members.iter().copied().collect();
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut archive = tar::Archive::new(std::io::Cursor::new(bytes));
-    let bad = |m: String| Error::format(store.describe(object), m);
+    let stream = store.get_stream(object).await?.ok_or_else(|| missing(store, object))?;
+    let reader = tokio_util::io::StreamReader::new(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    // member name → manifest path: owned, for the blocking reader.
+    let wanted: HashMap<String, String> = members.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let origin = store.describe(object);
+    let (found, left) = tokio::task::spawn_blocking(move || read_members(bridge, wanted, &origin))
+        .await
+        .map_err(|e| Error::format(store.describe(object), format!("reading the tar panicked: {e}")))??;
+    if let Some((member, _)) = members.iter().find(|(m, _)| left.contains_key(*m)) {
+        return Err(Error::format(store.describe(object), format!("has no member {member} (listed in {MANIFEST_JSONL})")));
+    }
+    Ok(found.into_iter().map(|(path, data)| (store.describe(&path), data)).collect())
+}
+
+fn missing(store: &Store, object: &str) -> Error {
+    Error::format(store.describe(object), format!("listed in {MANIFEST_JSONL} but missing"))
+}
+
+/// Reads the `wanted` members (name → manifest path) from a tar, stopping once all are
+/// found; returns `(manifest path, bytes)` of those found and the ones not found.
+#[allow(clippy::type_complexity)] // a list of pairs and a map, named in the doc
+fn read_members(tar: impl std::io::Read, mut wanted: HashMap<String, String>, origin: &str) -> Result<(Vec<(String, Vec<u8>)>, HashMap<String, String>)> {
+    let mut found = Vec::with_capacity(wanted.len());
+    let mut archive = tar::Archive::new(tar);
+    let bad = |m: String| Error::format(origin, m);
     for entry in archive.entries().map_err(|e| bad(format!("not a tar: {e}")))? {
+        if wanted.is_empty() {
+            break;
+        }
         let mut entry = entry.map_err(|e| bad(format!("bad tar entry: {e}")))?;
         let name = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        if let Some(path) = wanted.remove(name.as_str()) {
+        if let Some(path) = wanted.remove(&name) {
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| bad(format!("reading member {name}: {e}")))?;
-            out.push((store.describe(path), data));
+            found.push((path, data));
         }
     }
-    if let Some(path) = members.iter().map(|(_, p)| *p).find(|p| wanted.values().any(|w| w == p)) {
-        let member = layout::split_member(path).map_or(path, |(_, m)| m);
-        return Err(bad(format!("has no member {member} (listed in {MANIFEST_JSONL})")));
-    }
-    Ok(out)
+    Ok((found, wanted))
 }
 
 #[cfg(test)]

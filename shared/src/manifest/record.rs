@@ -201,15 +201,16 @@ pub async fn uncommitted_shards(store: &Store, n: u64, limit: usize) -> Result<(
     Ok((missing, first))
 }
 
-/// Reads the commit records of the given shards, in order, `parallel` at a time.
-pub fn read_records<'a>(store: &'a Store, run_id: &'a str, shards: Vec<u64>) -> impl futures::Stream<Item = Result<CommitRecord>> + 'a {
+/// Reads the commit records of the given shards, in order, `parallel` at a time (each is
+/// held in memory until taken: a record lists its shard's samples).
+pub fn read_records<'a>(store: &'a Store, run_id: &'a str, shards: impl Iterator<Item = u64> + 'a, parallel: usize) -> impl futures::Stream<Item = Result<CommitRecord>> + 'a {
     futures::stream::iter(shards)
         .map(move |s| async move {
             existing_record(store, run_id, s)
                 .await?
                 .ok_or_else(|| Error::Run { run: run_id.into(), message: format!("commit record of shard {s} vanished: {}", store.describe(&layout::record_path(s))) })
         })
-        .buffered(16)
+        .buffered(parallel.max(1))
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Object storage: one [`Store`] over S3, a local directory or memory, rooted at the
 //! output URL of a run spec.
 //!
-//! S3 settings come from the standard `AWS_*` variables (object_store's `from_env`); they
-//! are never logged or written anywhere. object_store retries 5xx answers and dropped
+//! S3 settings come from the standard `AWS_*` variables (object_store's `from_env`: keys,
+//! endpoint, region, web identity; not the CLI's profiles, which are refused by name);
+//! they are never logged or written anywhere. object_store retries 5xx answers and dropped
 //! connections itself (10 tries, 3 minutes); what still fails is a job failure the queue
-//! retries. Large objects are multipart uploads whose ids are recorded beside them
+//! retries, except a store this worker cannot reach or is refused by (the worker's fault:
+//! [`crate::Error::is_worker_fault`]). Large objects are multipart uploads whose ids are recorded beside them
 //! ([`Store::writer`]), so finalize can abort the ones a killed writer left open.
 
 use std::sync::Arc;
@@ -114,7 +116,25 @@ impl Store {
         let parsed = StoreUrl::parse(url).map_err(|m| Error::Invalid { origin: "storage location".into(), key: url.into(), message: m })?;
         match parsed {
             StoreUrl::S3 { bucket, prefix } => {
-                let s3 = Arc::new(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build()?);
+                // object_store reads AWS_* variables and web identity / instance credentials,
+                // not the CLI's profiles: a profile would be ignored without a word and the
+                // writes made as whatever the machine's role is.
+                for var in ["AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"] {
+                    if std::env::var_os(var).is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                        return Err(Error::StorageAt {
+                            path: url.into(),
+                            message: format!("{var} is set, but profiles and credential files are not read here: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (e.g. from `aws configure export-credentials --format env`), or use web identity (IRSA) or instance credentials, and unset {var}"),
+                            worker_fault: true,
+                        });
+                    }
+                }
+                // A missing secret or a bad region is this machine's setting, not the job's.
+                let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build().map_err(|e| Error::StorageAt {
+                    path: url.into(),
+                    message: store_error_text(e),
+                    worker_fault: true,
+                })?;
+                let s3 = Arc::new(s3);
                 Ok(Store { inner: s3.clone(), multipart: Some(s3), prefix, display: url.to_string(), local_root: None })
             }
             StoreUrl::Local { dir } => {
@@ -145,8 +165,22 @@ impl Store {
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true).with_fsync(true);
                 Ok(Store { inner: Arc::new(fs), multipart: None, prefix: rest.join("/"), display, local_root: Some(root) })
             }
-            StoreUrl::Memory => Ok(Store::memory()),
+            StoreUrl::Memory => Ok(Store::process_memory()),
         }
+    }
+
+    /// The process's one in-memory store, behind every `memory://` URL, so the parts of a
+    /// run in one process (the embedded mode: `run.json`, the shards, finalize) see each
+    /// other's objects. Nothing outlives the process; other processes cannot see it.
+    fn process_memory() -> Store {
+        static MEMORY: std::sync::OnceLock<Arc<object_store::memory::InMemory>> = std::sync::OnceLock::new();
+        let mem = MEMORY.get_or_init(|| Arc::new(object_store::memory::InMemory::new())).clone();
+        Store { inner: mem.clone(), multipart: Some(mem), prefix: String::new(), display: "memory://".into(), local_root: None }
+    }
+
+    /// Whether this is the in-memory store (`memory://`), which only its own process sees.
+    pub fn is_memory(&self) -> bool {
+        self.display.starts_with("memory://") && self.local_root.is_none()
     }
 
     /// A fresh in-memory store.
@@ -344,9 +378,17 @@ impl Store {
     /// aborted, so an upload whose writer was killed can be aborted later
     /// ([`Store::abort_recorded_upload`], which finalize calls).
     pub async fn writer(&self, rel: &str) -> Result<StoreWriter> {
+        self.writer_sized(rel, 0).await
+    }
+
+    /// [`Store::writer`] for an object of about `expected` bytes: parts grow past 8 MiB so
+    /// that it takes at most 9,000 of them (S3 and MinIO complete at most 10,000 parts: 78
+    /// GiB at 8 MiB). Parts stay of one size within an upload, as some stores require.
+    pub async fn writer_sized(&self, rel: &str, expected: u64) -> Result<StoreWriter> {
         // Tests lower the part size to open uploads with little data; S3 completes only
         // uploads whose parts (but the last) have at least 5 MiB.
-        let part_bytes = std::env::var("LABELGEN_PART_BYTES").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(PART_BYTES);
+        let floor = std::env::var("LABELGEN_PART_BYTES").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(PART_BYTES);
+        let part_bytes = floor.max(usize::try_from(expected.div_ceil(MAX_PARTS_PLANNED).next_multiple_of(1 << 20)).unwrap_or(usize::MAX));
         if part_bytes < 5 << 20 {
             tracing::warn!(part_bytes, "LABELGEN_PART_BYTES is under S3's 5 MiB minimum part size: multipart uploads will not complete on S3");
         }
@@ -434,8 +476,12 @@ pub fn is_upload_record(rel: &str) -> bool {
     rel.ends_with(UPLOAD_SUFFIX)
 }
 
-/// Part size of multipart uploads (S3 allows 5 MiB to 5 GiB; all but the last part equal).
+/// Part size of multipart uploads (S3 allows 5 MiB to 5 GiB; all but the last part equal),
+/// unless the object is expected to need more than [`MAX_PARTS_PLANNED`] of them.
 pub const PART_BYTES: usize = 8 << 20;
+/// Parts a [`Store::writer_sized`] upload is planned to fit in (S3's limit is 10,000; the
+/// rest is margin for an estimate that falls short).
+pub const MAX_PARTS_PLANNED: u64 = 9_000;
 /// Suffix of the object that records an open multipart upload's id (see [`Store::writer`]).
 pub const UPLOAD_SUFFIX: &str = ".upload";
 /// Parts in flight at once per upload.
@@ -628,6 +674,31 @@ fn trim_error_body(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `memory://` of one process is the same store (the embedded mode writes
+    /// `run.json`, the shards and the manifest through separate opens).
+    #[tokio::test]
+    async fn memory_urls_of_one_process_share_their_objects() {
+        let key = format!("shared-{}", rand::random::<u64>());
+        let a = Store::open("memory://").unwrap().child(&key);
+        a.put("x", Bytes::from_static(b"1")).await.unwrap();
+        let b = Store::open("memory://").unwrap().child(&key);
+        assert_eq!(b.get("x").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert!(Store::open("memory://").unwrap().is_memory() && !Store::open(&std::env::temp_dir().display().to_string()).unwrap().is_memory());
+        assert_eq!(Store::memory().get(&format!("{key}/x")).await.unwrap(), None, "Store::memory is a fresh one");
+    }
+
+    /// Parts stay 8 MiB until an object would need more than 9,000 of them: a 200 GB
+    /// manifest (200 million samples planned at 1 KiB each) takes 22 MiB parts, 8,878 of them.
+    #[tokio::test]
+    async fn parts_grow_only_for_objects_past_the_part_limit() {
+        let s = Store::memory();
+        assert_eq!(s.writer("a").await.unwrap().part_bytes, PART_BYTES);
+        assert_eq!(s.writer_sized("a", 9_000 * PART_BYTES as u64).await.unwrap().part_bytes, PART_BYTES);
+        let big = s.writer_sized("a", 200_000_000 * 1024).await.unwrap().part_bytes;
+        assert_eq!(big, 22 << 20);
+        assert!((200_000_000u64 * 1024).div_ceil(big as u64) <= MAX_PARTS_PLANNED);
+    }
 
     #[test]
     fn s3_error_bodies_keep_code_and_message_only() {
