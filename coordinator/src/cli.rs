@@ -64,7 +64,8 @@ pub enum Command {
         redis: RedisArg,
     },
     /// Follow a run until it ends; finalize it when every shard is committed.
-    /// Exit 0 when the manifest lists every sample, 4 when shards are dead, 3 if cancelled,
+    /// Exit 0 when the manifest lists every sample (with --no-finalize: when every shard is
+    /// committed), 4 when shards are dead, 3 if cancelled,
     /// 130 on SIGTERM/SIGINT (the run goes on), 1 on any other error, 2 on a usage error. If Redis loses the run, watch rebuilds it
     /// from storage (as `resume` does) and carries on.
     Watch {
@@ -72,9 +73,9 @@ pub enum Command {
         #[arg(value_parser = runid::parse_arg)]
         run: String,
         /// Seconds between polls.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, value_parser = shared::lifecycle::parse_seconds)]
         interval: f64,
-        /// Do not write the manifest at the end.
+        /// Do not write the manifest at the end (`coordinator finalize RUN` does it later).
         #[arg(long)]
         no_finalize: bool,
         /// Serve the run's queue gauges (labelgen_queue_shards) at http://ADDR/metrics.
@@ -112,8 +113,8 @@ pub enum Command {
     },
     /// Check a finalized run against what finalize wrote, every byte: one manifest line
     /// per index 0..count in order (no gap, no duplicate), manifest.jsonl and
-    /// dataset/shards.jsonl as manifest.json records them, each tar's (or each image's and
-    /// label's) sha256 and size. Streams everything: memory does not grow with the run.
+    /// dataset/shards.jsonl as manifest.json records them, each tar's sha256 and size (or
+    /// each image's and label's sha256). Streams everything: memory does not grow with the run.
     /// Exit 0 when all holds, 1 listing the first problems (each naming the object) when
     /// not. Needs no Redis.
     ///
@@ -144,7 +145,7 @@ pub enum Command {
         #[arg(long, env = "LABELGEN_METRICS_ADDR", default_value = "0.0.0.0:9465")]
         addr: std::net::SocketAddr,
         /// Seconds between reads of the queue.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = shared::lifecycle::parse_seconds)]
         interval: f64,
         #[command(flatten)]
         redis: RedisArg,
@@ -216,6 +217,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Submit { config, run_id, json, redis } => {
             let spec = load_prepared(&config).await?;
+            if shared::storage::Store::open(&spec.output.url)?.is_memory() {
+                anyhow::bail!(
+                    "{}: output.url memory:// keeps objects inside one process: workers and finalize could not see them; use s3://BUCKET/PREFIX or a directory (or `worker run`, which runs the whole run in one process)",
+                    config.display()
+                );
+            }
             let run_id = runid::pick(run_id, "--run-id")?;
             let queue = ops::connect(&redis.url).await?;
             let submitted = ops::submit(queue.as_ref(), &spec, &run_id).await?;
@@ -255,7 +262,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
                     let store = shared::job::run_store(&spec, &run)?;
                     let dead = queue.dead(&run).await?;
-                    shared::lifecycle::reconcile(queue.as_ref(), &store, &run, dead.iter().map(|d| d.shard)).await?;
+                    // Storage unreachable (no credentials here, an outage): the queue's
+                    // counts are still worth showing.
+                    if let Err(e) = shared::lifecycle::reconcile(queue.as_ref(), &store, &run, dead.iter().map(|d| d.shard)).await {
+                        tracing::warn!(error = %e, "could not look for late commits of the dead shards in storage; showing the queue's counts as they are");
+                    }
                     ops::redis_status(&rec, &spec, &queue.counts(&run).await?, queue.dead(&run).await?)
                 }
             };
@@ -379,7 +390,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let queue = ops::connect(&redis.url).await?;
             ops::load_run(queue.as_ref(), &run).await?;
             queue.cancel(&run).await?;
-            eprintln!("run {run} cancelled: no new claims; jobs in flight stop at their next heartbeat");
+            if queue.counts(&run).await?.state == shared::queue::RunState::Finalized {
+                eprintln!("run {run} is already finalized (its manifest is written): nothing to cancel");
+            } else {
+                eprintln!("run {run} cancelled: no new claims; jobs in flight stop at their next heartbeat");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::RetryDead { run, redis } => {
@@ -462,5 +477,19 @@ mod tests {
     #[test]
     fn every_argument_and_command_has_help() {
         labelgen_tests::cli::check_help(&super::Cli::command(), "labelgen coordinator: shards a dataset");
+    }
+
+    /// Waits are finite seconds (a Duration of NaN or infinity panics): refused by name.
+    #[test]
+    fn intervals_are_checked_when_parsed() {
+        use clap::Parser;
+        for bad in ["inf", "NaN", "-1", "1e20"] {
+            for cmd in ["watch", "metrics"] {
+                let args: Vec<&str> = if cmd == "watch" { vec!["coordinator", "watch", "r1", "--interval", bad] } else { vec!["coordinator", "metrics", "--interval", bad] };
+                let e = super::Cli::try_parse_from(args).unwrap_err().to_string();
+                assert!(e.contains("--interval") && e.contains("expected seconds from 0 to 86400"), "{cmd} {bad}: {e}");
+            }
+        }
+        assert!(super::Cli::try_parse_from(["coordinator", "watch", "r1", "--interval", "0.5"]).is_ok());
     }
 }

@@ -69,6 +69,7 @@ async fn resume_queues_exactly_the_uncommitted_shards() {
     let mut w = vec![cl.worker(&[])];
     let o = run(cl.coordinator(&["watch", "rs1", "--no-finalize", "--interval", "0.2"]));
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("all 20 samples committed; not finalized"), "no manifest is claimed: {}", stdout(&o));
     wait_all(&mut w, Duration::from_secs(30));
     let store = cl.s3.store("data", "runs/rs1");
     // Forget two commits, then lose Redis.
@@ -269,6 +270,9 @@ async fn a_coordinator_killed_mid_command_is_finished_by_running_it_again() {
     let store = cl.s3.store("data", "runs/ck1");
     check::exactly_n(&store, 40).await;
     check::no_orphans(&store).await;
+    // Cancelling a finalized run changes nothing, and says so.
+    let o = run(cl.coordinator(&["cancel", "ck1"]));
+    assert!(o.status.success() && stderr(&o).contains("run ck1 is already finalized"), "{}", stderr(&o));
 }
 
 /// `watch` and `worker run-shard` stop on SIGTERM (as PID 1 in a container they would

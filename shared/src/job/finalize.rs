@@ -127,10 +127,18 @@ fn check_record(store: &Store, spec: &RunSpec, digest: &str, rec: &CommitRecord)
     if rec.spec_digest != digest {
         return Err(Error::format(where_, format!("record was made for spec {}, the run's spec is {digest}", rec.spec_digest)));
     }
-    let expected: Vec<u64> = spec.shard_range(rec.shard).collect();
-    let got: Vec<u64> = rec.samples.iter().map(|l| l.index).collect();
-    if got != expected {
-        return Err(Error::format(where_, format!("record lists indices {got:?}, expected {expected:?}")));
+    // Named by the first difference: a whole shard's indices would make a message of
+    // megabytes.
+    let expected = spec.shard_range(rec.shard);
+    let (want, got) = (expected.end - expected.start, rec.samples.len() as u64);
+    if let Some((pos, (e, l))) = expected.clone().zip(&rec.samples).enumerate().find(|(_, (e, l))| l.index != *e) {
+        return Err(Error::format(
+            where_,
+            format!("record lists index {} at position {pos}, expected {e} (the shard holds samples {}..{})", l.index, expected.start, expected.end),
+        ));
+    }
+    if got != want {
+        return Err(Error::format(where_, format!("record lists {got} samples, expected {want} (samples {}..{})", expected.start, expected.end)));
     }
     Ok(())
 }
@@ -278,14 +286,19 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         }
     }
     let webdataset = spec.output.format == crate::spec::OutputFormat::Webdataset;
-    let mut manifest = Listing::new(Some(store.writer(layout::MANIFEST_JSONL).await?));
+    // A manifest line is about 600 bytes (paths, two sha256s, class pixels): planned at
+    // 1 KiB, so a run of hundreds of millions of samples still fits S3's part limit.
+    let mut manifest = Listing::new(Some(store.writer_sized(layout::MANIFEST_JSONL, spec.run.count.saturating_mul(1024)).await?));
     let mut tars = Listing::new(if webdataset { Some(store.writer(layout::SHARDS_JSONL).await?) } else { None });
     // Each record is checked before its tar is published, so finalize with the wrong spec
     // moves nothing. Shard by shard: publish, then remove what lost (memory holds a few
     // shards, whatever the run's size).
     let digest_ref = &digest;
     let mut removed = 0u64;
-    let mut records = std::pin::pin!(read_records(store, run_id, (0..n).collect())
+    // Records read ahead and shards in progress: a few thousand samples' lines in memory
+    // at once (16 and 8 shards of 256; 2 and 2 of 4096 or more).
+    let ahead = (4096 / spec.run.shard_size.max(1)).clamp(2, 16) as usize;
+    let mut records = std::pin::pin!(read_records(store, run_id, 0..n, ahead)
         .map(|rec| async move {
             let rec = rec?;
             check_record(store, spec, digest_ref, &rec)?;
@@ -293,7 +306,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
             let tidied = remove_losers(store, rec.shard, rec.attempt).await?;
             Ok::<_, Error>((rec, file, tidied))
         })
-        .buffered(8));
+        .buffered(ahead.div_ceil(2)));
     let mut first_lines: Vec<ManifestLine> = Vec::new();
     while let Some(done) = records.next().await {
         let (rec, file, (lost, open)) = done?;
@@ -326,9 +339,12 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let tars_sha256 = tars.finish().await?;
 
     // A convenience, not part of the dataset: a failure is logged, not fatal.
-    match super::contact::contact_sheet(store, &first_lines, &spec.classes).await {
-        Ok(png) => store.put(layout::CONTACT_SHEET, Bytes::from(png)).await?,
-        Err(e) => tracing::warn!(run = run_id, error = %e, "could not draw the contact sheet"),
+    let sheet = match super::contact::contact_sheet(store, &first_lines, &spec.classes).await {
+        Ok(png) => store.put(layout::CONTACT_SHEET, Bytes::from(png)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sheet {
+        tracing::warn!(run = run_id, error = %e, "could not draw or write the contact sheet");
     }
 
     let total: u64 = pixels.iter().sum();

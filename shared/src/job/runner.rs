@@ -168,7 +168,7 @@ static JOB_NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// run has work left). Returns an [`Error::Worker`] when this worker gave up after
 /// `max_local_failures` failures of its own in a row.
 pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, opts: WorkerOptions, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-    let stopping = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(Stopping::default());
     let cache = Arc::new(RunCache::default());
     let in_flight: InFlight = Default::default();
     let health = Arc::new(Health { consecutive: AtomicU32::new(0), gave_up: Mutex::new(None) });
@@ -248,7 +248,7 @@ struct SlotCtx {
     queue: Arc<dyn JobQueue>,
     factory: Arc<dyn PipelineFactory>,
     opts: WorkerOptions,
-    stopping: Arc<AtomicBool>,
+    stopping: Arc<Stopping>,
     cache: Arc<RunCache>,
     in_flight: InFlight,
     health: Arc<Health>,
@@ -391,16 +391,40 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
     }
 }
 
+/// The worker is stopping (shutdown asked, or it gave up): no new claims. Setting it wakes
+/// every [`pause`].
+#[derive(Default)]
+struct Stopping {
+    flag: AtomicBool,
+    woken: tokio::sync::Notify,
+}
+
+impl Stopping {
+    fn load(&self, order: Ordering) -> bool {
+        self.flag.load(order)
+    }
+
+    fn store(&self, stop: bool, order: Ordering) {
+        self.flag.store(stop, order);
+        if stop {
+            self.woken.notify_waiters();
+        }
+    }
+}
+
 /// Sleeps `d`, or less when shutdown is asked for meanwhile (a backoff of up to a minute
 /// must not hold a stopping worker past its grace period).
-async fn pause(d: Duration, stopping: &AtomicBool) {
-    let end = tokio::time::Instant::now() + d;
-    while !stopping.load(Ordering::SeqCst) {
-        let now = tokio::time::Instant::now();
-        if now >= end {
-            return;
-        }
-        tokio::time::sleep((end - now).min(Duration::from_millis(250))).await;
+async fn pause(d: Duration, stopping: &Stopping) {
+    let woken = stopping.woken.notified();
+    tokio::pin!(woken);
+    // Registered before the flag is read: a stop set in between still wakes it.
+    woken.as_mut().enable();
+    if stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = woken => {}
     }
 }
 
@@ -482,7 +506,7 @@ async fn run_one(
     metrics: &Metrics,
     lease: Lease,
     abort: Arc<Abort>,
-    stopping: &AtomicBool,
+    stopping: &Stopping,
 ) -> JobEnd {
     let info = match cache.info(queue.as_ref(), &lease.run_id).await {
         Ok(c) => c,
@@ -504,7 +528,7 @@ async fn run_leased(
     lease: &Lease,
     abort: &Arc<Abort>,
     info: &RunInfo,
-    stopping: &AtomicBool,
+    stopping: &Stopping,
 ) -> JobEnd {
     // The next job is claimed with the ack unless the worker is shutting down.
     let claim_next = || (!stopping.load(Ordering::SeqCst)).then_some(lease.owner.as_str());

@@ -361,6 +361,37 @@ async fn finalize_of_an_incomplete_run_names_the_missing_shards() {
     assert_eq!((missing, first), (2, vec![1]));
 }
 
+/// A record whose samples are not its shard's is refused, naming the first wrong index
+/// (not printing both lists: at 100,000 samples a shard that was a message of megabytes),
+/// and so is one with samples missing at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_names_the_first_wrong_index_of_a_record() {
+    let spec = spec(6, 2, 5);
+    for (tamper, expected) in [
+        (
+            &(|s: &mut Vec<serde_json::Value>| s[1]["index"] = 9.into()) as &dyn Fn(&mut Vec<serde_json::Value>),
+            "record lists index 9 at position 1, expected 3 (the shard holds samples 2..4)",
+        ),
+        (&|s: &mut Vec<serde_json::Value>| drop(s.pop()), "record lists 1 samples, expected 2 (samples 2..4)"),
+    ] {
+        let store = Store::memory().child("r");
+        for shard in 0..3 {
+            let mut j = job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w");
+            j.shard = shard;
+            assert!(matches!(execute_shard(j).await.unwrap(), ShardOutcome::Committed(_)));
+        }
+        let path = crate::manifest::layout::record_path(1);
+        let mut rec: serde_json::Value = serde_json::from_slice(&store.get(&path).await.unwrap().unwrap()).unwrap();
+        let mut samples = rec["samples"].as_array().unwrap().clone();
+        tamper(&mut samples);
+        rec["samples"] = samples.into();
+        store.delete(&path).await.unwrap();
+        store.put(&path, serde_json::to_vec(&rec).unwrap().into()).await.unwrap();
+        let e = finalize(&store, "r", &spec).await.unwrap_err().to_string();
+        assert!(e.contains(expected) && e.contains("000001"), "{e}");
+    }
+}
+
 /// `manifest.json` does not grow with the run: the published tars are listed in
 /// `dataset/shards.jsonl`, one line each, so finalize holds none of them. 300 shards
 /// against 3: the summary is the same size but for the digits of its counts and times.
@@ -398,6 +429,8 @@ struct LosingAnswers {
     lose_claims: bool,
     /// Heartbeats still to fail (Redis away), before any is answered.
     failing_heartbeats: std::sync::atomic::AtomicU64,
+    /// Acks still to panic (a bug in a queue client), before any is answered.
+    panicking_acks: std::sync::atomic::AtomicU64,
 }
 
 fn lost() -> crate::Error {
@@ -406,7 +439,7 @@ fn lost() -> crate::Error {
 
 impl LosingAnswers {
     fn new(lose_claims: bool, failing_heartbeats: u64) -> Self {
-        LosingAnswers { inner: MemoryQueue::new(), calls: Default::default(), lose_claims, failing_heartbeats: failing_heartbeats.into() }
+        LosingAnswers { inner: MemoryQueue::new(), calls: Default::default(), lose_claims, failing_heartbeats: failing_heartbeats.into(), panicking_acks: Default::default() }
     }
 
     /// The claim's answer, or (every other call, when losing claims) an I/O error in its place.
@@ -449,6 +482,9 @@ impl JobQueue for LosingAnswers {
         self.inner.ack(lease).await
     }
     async fn ack_and_claim(&self, lease: &crate::queue::Lease, owner: &str) -> crate::Result<(bool, Option<crate::queue::Lease>)> {
+        if self.panicking_acks.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            panic!("ack panicked (test)");
+        }
         self.answer(self.inner.ack_and_claim(lease, owner).await)
     }
     async fn fail(&self, lease: &crate::queue::Lease, error: &str, retryable: bool) -> crate::Result<crate::queue::FailOutcome> {
@@ -619,6 +655,31 @@ async fn heartbeats_lost_for_a_moment_cost_no_job() {
     let c = queue.inner.counts("blip").await.unwrap();
     assert_eq!((c.committed, c.dead), (1, 0), "{c:?}");
     assert_eq!((metrics.leases_lost.get(), metrics.jobs_claimed.get()), (0, 1), "the job kept its lease");
+}
+
+/// A bug that panics a slot (here the queue client's ack) stops the worker with an error
+/// naming it, and the job's heartbeat dies with the slot: the lease runs out and another
+/// worker claims the job. (The heartbeat used to outlive the slot and renew the lease
+/// for as long as the process lived, and the worker exited 0.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_slot_stops_the_worker_and_lets_its_lease_expire() {
+    let spec = spec(4, 2, 1);
+    let queue = Arc::new(LosingAnswers::new(false, 0));
+    queue.panicking_acks.store(1, Ordering::SeqCst);
+    submit(&queue.inner, &spec, "bug").await;
+    let opts = WorkerOptions { exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let err = tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::ZERO)), opts, std::future::pending()))
+        .await
+        .expect("the worker stops")
+        .unwrap_err();
+    assert!(err.to_string().contains("a worker slot panicked") && err.to_string().contains("ack panicked (test)"), "{err}");
+    // The lease is 1 s and heartbeats come every third of it: wait out three leases.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut shards = Vec::new();
+    while let Some(lease) = queue.inner.claim("other").await.unwrap() {
+        shards.push(lease.shard);
+    }
+    assert!(shards.contains(&0), "the panicked job's lease ran out and shard 0 is claimable again: {shards:?}");
 }
 
 /// On a local disk a writer killed mid-object leaves `NAME#N`, which listings skip:

@@ -8,6 +8,7 @@
 //! - `watch.rs` — progress until the run ends, then finalize; the exit code of an end.
 //! - `embedded.rs` — [`run_embedded`]: the embedded mode, given a pipeline factory.
 //! - `signal.rs` — [`shutdown_signal`]: SIGTERM or SIGINT, for every long-running command.
+//! - here: [`parse_seconds`], the command-line parser of the long-running commands' waits.
 
 mod embedded;
 pub mod ops;
@@ -18,3 +19,25 @@ mod watch;
 pub use embedded::run_embedded;
 pub use signal::shutdown_signal;
 pub use watch::{exit_code, reconcile, report_end, watch, QueueMode, WatchEnd};
+
+/// A command-line value in seconds (`--interval`, `--grace-seconds`…): a finite number
+/// from 0 to a day. (`Duration::from_secs_f64` panics on NaN and infinity.)
+pub fn parse_seconds(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("{s}: expected seconds from 0 to 86400")),
+        Err(e) => Err(format!("{s:?}: {e}; expected seconds from 0 to 86400")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seconds_are_finite_and_at_most_a_day() {
+        assert_eq!(super::parse_seconds("0.5"), Ok(0.5));
+        for bad in ["nan", "inf", "-1", "1e20", "soon"] {
+            let err = super::parse_seconds(bad).unwrap_err();
+            assert!(err.contains(bad) && err.contains("expected seconds from 0 to 86400"), "{err}");
+        }
+    }
+}

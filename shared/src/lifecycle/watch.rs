@@ -18,6 +18,10 @@ pub enum WatchEnd {
         samples: u64,
         manifest: String,
     },
+    /// Every shard committed; not finalized (asked not to): no manifest yet.
+    Committed {
+        samples: u64,
+    },
     /// No work left but some shards are dead.
     Dead {
         shards: Vec<(u64, String)>,
@@ -76,8 +80,13 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
             m.set_queue(run_id, &c);
         }
         let done = ops::committed_samples(&spec, &c);
-        let first_seen = *first.get_or_insert((Instant::now(), done));
         bar.set_position(done);
+        if first.is_none() {
+            // Attached to a run already under way: the samples done before count toward
+            // neither the rate nor the ETA.
+            bar.reset_eta();
+        }
+        let first_seen = *first.get_or_insert((Instant::now(), done));
         let msg = format!("leased {} · retrying {} · dead {}", c.leased, c.delayed, c.dead);
         bar.set_message(msg);
         if bar.is_hidden() && last_log.elapsed() >= Duration::from_secs(5) {
@@ -111,7 +120,7 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
         if c.committed == c.total {
             bar.finish_with_message("all shards committed");
             if !finalize {
-                return Ok(WatchEnd::Complete { samples: total, manifest: store.describe(MANIFEST_JSONL) });
+                return Ok(WatchEnd::Committed { samples: total });
             }
             let (report, store) = ops::finalize_run(queue, run_id).await?;
             tracing::info!(
@@ -168,7 +177,8 @@ pub enum QueueMode {
 /// `podFailurePolicy` can fail a Job on [`DEAD_SHARDS`] and [`CANCELLED`] without
 /// catching a mistyped flag).
 pub mod exit_code {
-    /// Every sample is committed and listed in the manifest.
+    /// Every sample is committed and (unless the watch was told not to finalize) listed
+    /// in the manifest.
     pub const COMPLETE: u8 = 0;
     /// Any error that ends the command (printed on stderr): Redis or storage unreachable,
     /// a bad spec.
@@ -188,6 +198,10 @@ pub fn report_end(run_id: &str, end: &WatchEnd, mode: QueueMode) -> std::process
     match end {
         WatchEnd::Complete { samples, manifest } => {
             println!("run {run_id}: {samples} samples; manifest {manifest}");
+            std::process::ExitCode::from(exit_code::COMPLETE)
+        }
+        WatchEnd::Committed { samples } => {
+            println!("run {run_id}: all {samples} samples committed; not finalized: `coordinator finalize {run_id}` writes the manifest");
             std::process::ExitCode::from(exit_code::COMPLETE)
         }
         WatchEnd::Dead { shards } => {

@@ -25,7 +25,7 @@ pub struct ServeArgs {
 
     /// On SIGTERM, seconds the jobs in hand may take to finish before they are released
     /// (without spending an attempt). Keep it below the scheduler's own grace period.
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = 25.0, value_parser = shared::lifecycle::parse_seconds)]
     pub grace_seconds: f64,
 
     /// Failures of this worker's own in a row (storage refusing its credentials, models that
@@ -36,7 +36,7 @@ pub struct ServeArgs {
 
     /// Seconds to back off after the first failure of this worker's own; doubled each
     /// further one up to 60, each plus up to itself of jitter (so at most 120 s; `shared::retry`).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = shared::lifecycle::parse_seconds)]
     pub local_backoff_seconds: f64,
 
     /// Name of this worker in leases and logs [default: HOSTNAME-PID-RANDOM, RANDOM new
