@@ -7,7 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fail=0
-deps() { cargo tree -p "$1" -e normal --prefix none --format '{p}' 2>/dev/null | awk '{print $1}' | sort -u; }
+# Each crate's normal dependencies, read once: a failing `cargo tree` (offline, a stale
+# lockfile) fails the check instead of leaving every list empty.
+declare -A TREE
+for crate in coordinator shared worker eval; do
+  if ! TREE[$crate]=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}' 2>&1); then
+    echo "FAIL: cargo tree -p $crate failed:"; printf '%s\n' "${TREE[$crate]}" | tail -20
+    exit 1
+  fi
+done
+deps() { printf '%s\n' "${TREE[$1]}" | awk '{print $1}' | sort -u; }
 
 for crate in coordinator shared; do
   if deps "$crate" | grep -qE '^burn'; then

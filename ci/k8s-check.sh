@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment files: renders every kustomization under k8s/,
 # validates each object against the Kubernetes 1.29 schemas (the minimum version) (kubernetes-validate; KEDA's
-# CRDs against minimal schemas in ci/k8s_check.py), cross-checks run ids, shard counts
+# CRDs against minimal schemas in ci/k8s_check.py), cross-checks shard counts
 # and run-spec copies, then runs checkov on k8s/ (raw and rendered) and docker/.
 # Fails on any error or failed check (skips are annotated in the files, with reasons).
 # Tools are pip-installed, pinned, into a cache venv on first use (~1 min); afterwards

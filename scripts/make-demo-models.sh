@@ -42,7 +42,7 @@ source scripts/demo-recipe.sh
 $W procedural --count 200 --size 64 --seed 3 --out "$WORK/data"
 coarse_labels
 
-$W train ddpm "${DEMO_DDPM[@]}" --out "$WORK/ddpm" --steps "$DDPM_STEPS" --objective x0 --schedule cosine --overwrite &
+$W train ddpm "${DEMO_DDPM[@]}" --out "$WORK/ddpm" --steps "$DDPM_STEPS" --objective x0 --schedule cosine &
 DDPM=$!
 $W train spade --data "$WORK/data" --out "$WORK/spade" --size 64 --ngf 16 --batch 4 --input noise \
   --steps "$SPADE_STEPS" --checkpoint-every 200 --seed 1 --resume &

@@ -26,9 +26,9 @@ E=target/release/labelgen-eval
 
 coarse_labels
 
-$W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/ours" --encoding onehot --objective x0 --schedule cosine --overwrite &
+$W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/ours" --encoding onehot --objective x0 --schedule cosine &
 OURS=$!
-$W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/paper" --encoding gray --objective eps --schedule linear --overwrite &
+$W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/paper" --encoding gray --objective eps --schedule linear &
 PAPER=$!
 wait $OURS
 wait $PAPER

@@ -391,10 +391,23 @@ impl PipelineSection {
         self.images.as_ref().and_then(|i| i.batch_size).unwrap_or(self.batch_size)
     }
 
-    /// Samples handed to the pipeline at once: the larger model batch, so each model
-    /// sees whole batches (the last of a shard may be short).
+    /// Samples handed to the pipeline at once: a multiple of both model batches, so each
+    /// model sees whole batches (only the last call of a shard may be short): the larger
+    /// batch when the smaller divides it, else their least common multiple up to 4 times
+    /// the larger (labels 128 and images 24: 384, not 128 = 5 × 24 + 8 with the 8 padded
+    /// to 24 on every call); past that, the larger.
     pub fn generate_batch(&self) -> usize {
-        self.label_batch().max(self.image_batch())
+        let (a, b) = (self.label_batch().max(1), self.image_batch().max(1));
+        let (mut x, mut y) = (a, b);
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        let lcm = a / x * b;
+        if lcm <= 4 * a.max(b) {
+            lcm
+        } else {
+            a.max(b)
+        }
     }
 }
 
@@ -896,6 +909,8 @@ model = "s3://bucket/models/spade"
         let s = RunSpec::parse(MODELS, "m.toml").unwrap();
         let l = s.pipeline.labels.as_ref().unwrap();
         assert_eq!((l.sampler, l.steps_for(1000), l.eta, l.sha256.as_deref()), (SamplerKind::Ddim, 20, 0.0, None));
+        // A model with fewer timesteps than the default DDIM steps samples with all of them.
+        assert_eq!((l.steps_for(10), l.check_sampler(10)), (10, Ok(10)));
         assert_eq!(s.pipeline.device, DeviceChoice::Auto);
         assert_eq!(s.pipeline.cleanup.unwrap_or_default(), CleanupSection { open_radius_px: 2, min_island_px: 100 });
         let back = RunSpec::from_json(&s.canonical_json(), "json").unwrap();
@@ -926,6 +941,13 @@ model = "s3://bucket/models/spade"
         let only_images = MODELS.replace("model = \"s3://bucket/models/spade\"", "model = \"s3://bucket/models/spade\"\nbatch_size = 32");
         let s = RunSpec::parse(&only_images, "i.toml").unwrap();
         assert_eq!((s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (8, 32, 32));
+        // Batches that do not divide: a common multiple, within 4 times the larger.
+        let with = |labels: usize, images: usize| PipelineSection {
+            labels: Some(LabelModelSection { batch_size: Some(labels), ..s.pipeline.labels.clone().unwrap() }),
+            images: Some(ImageModelSection { batch_size: Some(images), ..s.pipeline.images.clone().unwrap() }),
+            ..s.pipeline.clone()
+        };
+        assert_eq!([(128, 24), (24, 128), (6, 16), (127, 128), (16, 16)].map(|(l, i)| with(l, i).generate_batch()), [384, 384, 48, 128, 16]);
         let e = RunSpec::parse(&only_images.replace("batch_size = 32", "batch_size = 0"), "z.toml").unwrap_err().to_string();
         assert!(e.contains("z.toml: pipeline.images.batch_size: expected 1 to 4096, found 0"), "{e}");
         let e = RunSpec::parse(&MODELS.replace("image_size = 64", "image_size = 64\nprecision = \"fp8\""), "p.toml").unwrap_err().to_string();

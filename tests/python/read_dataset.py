@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 
@@ -148,7 +149,7 @@ def check_s3(url):
     manifest.json expanded inside the command as webdataset does for any URL."""
     import webdataset as wds
 
-    cat = f"{sys.executable} {os.path.join(os.path.dirname(os.path.abspath(__file__)), 's3cat.py')}"
+    cat = " ".join(shlex.quote(p) for p in [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "s3cat.py")])
     manifest = json.loads(os.popen(f"{cat} {url}/manifest.json").read())
     lines = [json.loads(l) for l in os.popen(f"{cat} {url}/manifest.jsonl").read().splitlines()]
     urls = "::".join(f"pipe:{cat} {url}/{p}" for p in manifest["dataset"]["pattern"].split("::"))

@@ -307,7 +307,11 @@ impl OnBackend for PipelineBench {
                 spec_base.as_ref().map_or((None, None), |s| (s.pipeline.labels.as_ref().and_then(|l| l.batch_size), s.pipeline.images.as_ref().and_then(|i| i.batch_size)));
             for (&batch, &overlap) in self.batch_sizes.iter().flat_map(|b| self.overlap.iter().map(move |o| (b, o))) {
                 // Model batches: --label-batch / --image-batch, else the spec's, else the row's.
-                let pipe = pipe.with_batches(self.label_batch.or(spec_batches.0).unwrap_or(batch), self.image_batch.or(spec_batches.1).unwrap_or(batch)).with_overlap(overlap);
+                // Calls of the row's batch: short model batches are padded to at most that.
+                let pipe = pipe
+                    .with_batches(self.label_batch.or(spec_batches.0).unwrap_or(batch), self.image_batch.or(spec_batches.1).unwrap_or(batch))
+                    .with_overlap(overlap)
+                    .with_call_max(batch);
                 let mut row = Row {
                     what: what.clone(),
                     precision,

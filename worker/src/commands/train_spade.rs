@@ -236,4 +236,29 @@ mod tests {
         assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--input", "vae"]).is_err());
         assert!(Cli::try_parse_from(["worker", "train", "spade", "--data", "d", "--out", "o", "--vgg-weight", "5"]).is_err(), "--vgg-weight needs --vgg");
     }
+
+    /// Settings that cannot train are refused before any step, naming the flag: a
+    /// learning rate that is not positive (Adam would run and learn nothing, or diverge)
+    /// and a step count of 0 (it used to "finish" with an untrained artifact).
+    #[test]
+    fn spade_train_refuses_settings_that_cannot_train() {
+        let dir = std::env::temp_dir().join(format!("spade-flags-{}", rand::random::<u64>()));
+        let data = dir.join("data");
+        shared::procedural::write_dataset(&data, 4, 16, 1, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
+        let (data, out) = (data.display().to_string(), dir.join("out").display().to_string());
+        let base = ["--data", data.as_str(), "--out", out.as_str(), "--size", "16", "--ngf", "4"];
+        for (extra, expected) in [
+            (&["--lr-g", "0"][..], "--lr-g 0: must be positive"),
+            (&["--lr-d=-0.001"][..], "--lr-d -0.001: must be positive"),
+            (&["--lr-g", "NaN"][..], "--lr-g NaN: must be positive"),
+            (&["--steps", "0"][..], "give 0 training steps"),
+            (&["--epochs", "0"][..], "give 0 training steps"),
+        ] {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let err = super::run(spade_args(&args)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra:?}: {err}");
+        }
+        assert!(!dir.join("out").join(crate::spade::CHECKPOINT_DIR).exists(), "nothing trained, nothing written");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -8,8 +8,8 @@
 //! thread count (up to float rounding in the network).
 //!
 //! Both samplers take the network's `x̂_0` ([`Objective::x0`]: for ε-prediction
-//! `(x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t` clipped to `[-1, 1]`) and use
-//! `ε̂' = (x_t - √ᾱ_t·x̂_0)/√(1-ᾱ_t)`. DDPM then steps to the posterior mean
+//! `(x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t` clipped to `[-1, 1]`); DDIM also uses
+//! `ε̂' = (x_t - √ᾱ_t·x̂_0)/√(1-ᾱ_t)`. DDPM steps to the posterior mean
 //! `√ᾱ_{t-1}·β_t/(1-ᾱ_t)·x̂_0 + √α_t·(1-ᾱ_{t-1})/(1-ᾱ_t)·x_t` plus `σ_t z` with
 //! `σ_t² = β̃_t = β_t(1-ᾱ_{t-1})/(1-ᾱ_t)`; DDIM to
 //! `√ᾱ_prev·x̂_0 + √(1-ᾱ_prev-σ²)·ε̂' + σ z` with

@@ -2,7 +2,7 @@
 //!
 //! - `linear` (Ho et al.): `β` evenly spaced from `1e-4` to `0.02` at `T = 1000`; for other
 //!   `T` both ends are scaled by `1000/T` (as improved-DDPM does), so `ᾱ_{T-1}` stays near
-//!   0 and sampling from pure noise stays right; β is capped at 0.999 (for `T < 50`).
+//!   0 and sampling from pure noise stays right; β is capped at 0.999 (which binds for `T ≤ 20`).
 //! - `cosine` (Nichol & Dhariwal): `ᾱ(t) = f(t)/f(0)`, `f(t) = cos²((t/T + s)/(1 + s)·π/2)`,
 //!   `s = 0.008`, `β_t = min(1 - ᾱ(t+1)/ᾱ(t), 0.999)`.
 

@@ -44,8 +44,9 @@ pub struct DdpmSpadePipeline<B: Backend> {
     /// Pad short batches to the full batch shape: on by default where kernels are
     /// compiled per shape (CUDA), off on the CPU, where padding is only extra work.
     pad: bool,
-    /// The run's shard size: no call is longer, so padding never goes beyond it.
-    shard_size: usize,
+    /// The most samples one call holds (a run's shard size; a bench row's batch): padding
+    /// never goes beyond it.
+    call_max: usize,
     /// Overlap the two models across batches (`pipeline.overlap`); see [`Self::batches_timed`].
     overlap: bool,
     extra: serde_json::Map<String, serde_json::Value>,
@@ -83,7 +84,7 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             label_batch,
             image_batch,
             pad: !crate::fused::on_host::<B>(),
-            shard_size: spec.run.shard_size as usize,
+            call_max: spec.run.shard_size as usize,
             overlap: spec.pipeline.overlap,
             extra,
         })
@@ -92,6 +93,12 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     /// Pads (or not) short batches to the batch shape; see the field.
     pub fn with_padding(self, pad: bool) -> Self {
         DdpmSpadePipeline { pad, ..self }
+    }
+
+    /// Calls hold at most `n` samples (a bench row's batch), so short batches are padded
+    /// to at most `n`; see the field.
+    pub fn with_call_max(self, n: usize) -> Self {
+        DdpmSpadePipeline { call_max: n.max(1), ..self }
     }
 
     /// Overlaps the models across batches (or not); see [`Self::batches_timed`].
@@ -118,12 +125,11 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         (unet, self.models.spade.lock().unwrap_or_else(|p| p.into_inner()).generator.macs())
     }
 
-    /// The batch shape of a model: its batch, or the shard size when shards are smaller
-    /// (no call is longer than a shard, so padding past it would be work for nothing); `n`
-    /// itself when not padding.
+    /// The batch shape of a model: its batch, or the longest call when calls are shorter
+    /// (padding past it would be work for nothing); `n` itself when not padding.
     fn shape(&self, batch: usize, n: usize) -> usize {
         if self.pad {
-            batch.min(self.shard_size).max(n)
+            batch.min(self.call_max).max(n)
         } else {
             n
         }

@@ -44,20 +44,17 @@ impl Factory {
         let checked = crate::sync_store::block_on(fetch_models(spec, &self.cache_dir))?;
         let choice = self.device.unwrap_or(spec.pipeline.device);
         let devices = crate::device::resolve_all(choice, &crate::device::DriverProbe::detect())?;
-        if devices.len() == 1 {
-            return crate::backend::dispatch(choice, BuildOn { factory: self, spec, checked });
+        // Each device as a single-device choice: `dispatch` takes no cuda:all (which is
+        // one device on a one-GPU machine).
+        let one = |d: &Resolved| match d {
+            Resolved::Cuda(n) => DeviceChoice::Cuda(*n),
+            Resolved::Cpu => DeviceChoice::Cpu,
+        };
+        if let [device] = devices.as_slice() {
+            return crate::backend::dispatch(one(device), BuildOn { factory: self, spec, checked });
         }
         // cuda:all: one pipeline per GPU (models loaded on each), one process.
-        let pipes = devices
-            .iter()
-            .map(|d| {
-                let one = match d {
-                    Resolved::Cuda(n) => DeviceChoice::Cuda(*n),
-                    Resolved::Cpu => DeviceChoice::Cpu,
-                };
-                crate::backend::dispatch(one, BuildOn { factory: self, spec, checked: checked.clone() })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pipes = devices.iter().map(|d| crate::backend::dispatch(one(d), BuildOn { factory: self, spec, checked: checked.clone() })).collect::<anyhow::Result<Vec<_>>>()?;
         tracing::info!(devices = pipes.len(), "ddpm-spade pipeline on every GPU");
         Ok(Arc::new(super::Spread::new(pipes)))
     }

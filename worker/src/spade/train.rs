@@ -646,9 +646,16 @@ mod tests {
         stop_at_100.steps = 100;
         fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &stop_at_100, &[device], |_| {}).unwrap();
         let resumed = SpadeFitOptions { resume: true, ..opts.clone() };
-        let trainer = fit::<CpuTrain>(g_cfg, d_cfg, settings, None, &train, &resumed, &[device], |_| {}).unwrap();
+        let trainer = fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &resumed, &[device], |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(trainer.step, 200);
+        // A resume with another seed or batch would not continue the same run: refused,
+        // naming the flag and the checkpoint's value.
+        for (other, flag) in [(SpadeTrainSettings { seed: 2, ..settings.clone() }, "--seed 1"), (SpadeTrainSettings { batch: 2, ..settings.clone() }, "--batch 4")] {
+            let longer = SpadeFitOptions { steps: 210, ..resumed.clone() };
+            let err = fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), other, None, &train, &longer, &[device], |_| {}).err().expect("refused");
+            assert!(err.to_string().contains(&format!("the checkpoint was trained with {flag}")), "{err}");
+        }
 
         let model = SpadeModel::<crate::backend::Cpu>::load(&out, &device).unwrap();
         let after = model.synthesize(&held_labels, &seeds);
