@@ -484,8 +484,9 @@ mod tests {
     fn intervals_are_checked_when_parsed() {
         use clap::Parser;
         for bad in ["inf", "NaN", "-1", "1e20"] {
+            let flag = format!("--interval={bad}");
             for cmd in ["watch", "metrics"] {
-                let args: Vec<&str> = if cmd == "watch" { vec!["coordinator", "watch", "r1", "--interval", bad] } else { vec!["coordinator", "metrics", "--interval", bad] };
+                let args: Vec<&str> = if cmd == "watch" { vec!["coordinator", "watch", "r1", &flag] } else { vec!["coordinator", "metrics", &flag] };
                 let e = super::Cli::try_parse_from(args).unwrap_err().to_string();
                 assert!(e.contains("--interval") && e.contains("expected seconds from 0 to 86400"), "{cmd} {bad}: {e}");
             }

@@ -62,7 +62,7 @@ impl LabelMap {
     /// label.
     pub fn resize_mode(&self, width: u32, height: u32) -> LabelMap {
         // A block is at most one source pixel along a side that grows (or keeps its size).
-        if width >= self.width && height >= self.height {
+        if (width >= self.width && height >= self.height) || self.data.is_empty() {
             return self.resize_nearest(width, height);
         }
         let (w, h) = (self.width as u64, self.height as u64);
@@ -120,7 +120,6 @@ impl LabelMap {
         (all > 0).then(|| on_grid as f64 / all as f64)
     }
 
-    /// Nearest-neighbour resize.
     /// Nearest-neighbour resize; an empty map becomes all ignore.
     pub fn resize_nearest(&self, width: u32, height: u32) -> LabelMap {
         if self.data.is_empty() {
@@ -664,6 +663,7 @@ mod tests {
         let row = LabelMap { width: 4, height: 1, data: vec![3, 1, 1, 1] };
         assert_eq!(row.resize_mode(2, 2).data, vec![1, 1, 1, 1]);
         assert_eq!(row.resize_nearest(2, 2).data, vec![3, 1, 3, 1]);
+        assert_eq!(LabelMap::new(0, 5, 0).resize_mode(3, 2), LabelMap::new(3, 2, IGNORE_INDEX));
         assert_eq!(m.resize_mode(8, 4), m.resize_nearest(8, 4));
         // A shrink by a non-integer ratio covers every source pixel once.
         let m = LabelMap { width: 5, height: 1, data: vec![4, 4, 1, 1, 1] };

@@ -391,19 +391,20 @@ impl PipelineSection {
         self.images.as_ref().and_then(|i| i.batch_size).unwrap_or(self.batch_size)
     }
 
-    /// Samples handed to the pipeline at once: a multiple of both model batches, so each
-    /// model sees whole batches (only the last call of a shard may be short): the larger
-    /// batch when the smaller divides it, else their least common multiple up to 4 times
-    /// the larger (labels 128 and images 24: 384, not 128 = 5 × 24 + 8 with the 8 padded
-    /// to 24 on every call); past that, the larger.
-    pub fn generate_batch(&self) -> usize {
+    /// Samples handed to the pipeline at once, for shards of `shard_size`: the larger
+    /// model batch when the smaller divides it; else their least common multiple, so
+    /// each model sees whole batches (labels 128 and images 24: 384, not 128 = 5 × 24 + 8
+    /// with the 8 padded to 24 on every call), when it is at most 4 times the larger and
+    /// leaves at least two calls a shard (the models overlap across calls); else the
+    /// larger.
+    pub fn generate_batch(&self, shard_size: u64) -> usize {
         let (a, b) = (self.label_batch().max(1), self.image_batch().max(1));
         let (mut x, mut y) = (a, b);
         while y != 0 {
             (x, y) = (y, x % y);
         }
         let lcm = a / x * b;
-        if lcm <= 4 * a.max(b) {
+        if lcm <= 4 * a.max(b) && 2 * lcm as u64 <= shard_size {
             lcm
         } else {
             a.max(b)
@@ -921,7 +922,7 @@ model = "s3://bucket/models/spade"
         assert!(!p.canonical_json().contains("device") && !p.canonical_json().contains("labels"), "{}", p.canonical_json());
         let ddpm = MODELS.replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nsampler = \"ddpm\"");
         assert_eq!(RunSpec::parse(&ddpm, "m.toml").unwrap().pipeline.labels.unwrap().steps_for(1000), 1000);
-        assert_eq!((s.pipeline.precision, s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (Precision::F32, 8, 8, 8));
+        assert_eq!((s.pipeline.precision, s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch(s.run.shard_size)), (Precision::F32, 8, 8, 8));
         assert!(!s.canonical_json().contains("precision") && !s.canonical_json().contains("batch_size\":null"), "{}", s.canonical_json());
         assert!(s.pipeline.overlap && !s.canonical_json().contains("overlap"), "{}", s.canonical_json());
         let apart = RunSpec::parse(&MODELS.replace("image_size = 64", "image_size = 64\noverlap = false"), "o.toml").unwrap();
@@ -936,18 +937,20 @@ model = "s3://bucket/models/spade"
             .replace("model = \"models/demo/ddpm\"", "model = \"models/demo/ddpm\"\nbatch_size = 128")
             .replace("model = \"s3://bucket/models/spade\"", "model = \"s3://bucket/models/spade\"\nbatch_size = 16");
         let s = RunSpec::parse(&text, "b.toml").unwrap();
-        assert_eq!((s.pipeline.precision, s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (Precision::Bf16, 128, 16, 128));
+        assert_eq!((s.pipeline.precision, s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch(s.run.shard_size)), (Precision::Bf16, 128, 16, 128));
         assert_eq!(RunSpec::from_json(&s.canonical_json(), "json").unwrap(), s);
         let only_images = MODELS.replace("model = \"s3://bucket/models/spade\"", "model = \"s3://bucket/models/spade\"\nbatch_size = 32");
         let s = RunSpec::parse(&only_images, "i.toml").unwrap();
-        assert_eq!((s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch()), (8, 32, 32));
-        // Batches that do not divide: a common multiple, within 4 times the larger.
+        assert_eq!((s.pipeline.label_batch(), s.pipeline.image_batch(), s.pipeline.generate_batch(s.run.shard_size)), (8, 32, 32));
+        // Batches that do not divide: a common multiple, within 4 times the larger and
+        // half a shard.
         let with = |labels: usize, images: usize| PipelineSection {
             labels: Some(LabelModelSection { batch_size: Some(labels), ..s.pipeline.labels.clone().unwrap() }),
             images: Some(ImageModelSection { batch_size: Some(images), ..s.pipeline.images.clone().unwrap() }),
             ..s.pipeline.clone()
         };
-        assert_eq!([(128, 24), (24, 128), (6, 16), (127, 128), (16, 16)].map(|(l, i)| with(l, i).generate_batch()), [384, 384, 48, 128, 16]);
+        assert_eq!([(128, 24), (24, 128), (6, 16), (127, 128), (16, 16)].map(|(l, i)| with(l, i).generate_batch(1024)), [384, 384, 48, 128, 16]);
+        assert_eq!([(128, 24), (6, 16)].map(|(l, i)| with(l, i).generate_batch(256)), [128, 48], "384 would make a 256-sample shard one call");
         let e = RunSpec::parse(&only_images.replace("batch_size = 32", "batch_size = 0"), "z.toml").unwrap_err().to_string();
         assert!(e.contains("z.toml: pipeline.images.batch_size: expected 1 to 4096, found 0"), "{e}");
         let e = RunSpec::parse(&MODELS.replace("image_size = 64", "image_size = 64\nprecision = \"fp8\""), "p.toml").unwrap_err().to_string();

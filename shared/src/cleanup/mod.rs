@@ -138,7 +138,8 @@ impl CleanupOptions {
     /// removed), island size `⌈m · (width / out) · (height / out)⌉` (a map pixel's area);
     /// `out_size` None (no resize needed afterwards).
     pub fn scaled(&self, width: u32, height: u32) -> CleanupOptions {
-        let out = self.out_size.unwrap_or(width);
+        // No resize asked: the map's pixels are the output's, whatever its shape.
+        let Some(out) = self.out_size else { return *self };
         if (out == width && out == height) || width == 0 || height == 0 || out == 0 {
             return CleanupOptions { out_size: None, ..*self };
         }

@@ -314,6 +314,9 @@ fn cleanup_scales_by_each_side_of_a_non_square_map() {
     assert_eq!(opts.scaled(32, 64), opts.scaled(64, 32));
     assert_eq!(opts.scaled(512, 512), CleanupOptions { out_size: None, ..opts });
     assert_eq!(opts.scaled(512, 256), CleanupOptions { open_radius: 8, min_island: 128, ramps: true, out_size: None });
+    // Without a resize the settings stay as they are, square or not.
+    let kept = CleanupOptions { out_size: None, ..opts };
+    assert_eq!((kept.scaled(64, 32), kept.scaled(32, 64)), (kept, kept));
 }
 
 #[test]

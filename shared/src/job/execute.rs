@@ -137,7 +137,7 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     let started_ms = now_ms();
     let spec = job.spec.clone();
     let indices: Vec<u64> = spec.shard_range(job.shard).collect();
-    let batch = spec.pipeline.generate_batch();
+    let batch = spec.pipeline.generate_batch(spec.run.shard_size);
     // Three stages joined by bounded channels: model compute (a blocking thread, and for
     // `ddpm-spade` a second one sampling labels a batch ahead: `Pipeline::generate_batches`)
     // → PNG encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps

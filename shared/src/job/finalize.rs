@@ -295,8 +295,8 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     // shards, whatever the run's size).
     let digest_ref = &digest;
     let mut removed = 0u64;
-    // Records read ahead and shards in progress: a few thousand samples' lines in memory
-    // at once (16 and 8 shards of 256; 2 and 2 of 4096 or more).
+    // Records read ahead and shards in progress (publishing, tidying): a few thousand
+    // samples' lines in memory at once (16 and 8 shards of 256; 2 and 2 of 2,048 or more).
     let ahead = (4096 / spec.run.shard_size.max(1)).clamp(2, 16) as usize;
     let mut records = std::pin::pin!(read_records(store, run_id, 0..n, ahead)
         .map(|rec| async move {
@@ -306,7 +306,7 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
             let tidied = remove_losers(store, rec.shard, rec.attempt).await?;
             Ok::<_, Error>((rec, file, tidied))
         })
-        .buffered(ahead.div_ceil(2)));
+        .buffered(ahead.div_ceil(2).max(2)));
     let mut first_lines: Vec<ManifestLine> = Vec::new();
     while let Some(done) = records.next().await {
         let (rec, file, (lost, open)) = done?;

@@ -166,14 +166,28 @@ async fn fetch(store: &Store, unit: Unit<'_>) -> Result<Vec<(String, Vec<u8>)>> 
         Unit::Tar(p, members) => (p, members),
     };
     let stream = store.get_stream(object).await?.ok_or_else(|| missing(store, object))?;
-    let reader = tokio_util::io::StreamReader::new(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
-    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    // A storage error mid-stream reaches the tar reader as an I/O error; it is kept here so
+    // that it is reported as what it is (retryable), not as a damaged tar.
+    let failed: std::sync::Arc<std::sync::Mutex<Option<Error>>> = Default::default();
+    let keep = failed.clone();
+    let chunks = stream.map(move |chunk| {
+        chunk.map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            keep.lock().unwrap().get_or_insert(e);
+            io
+        })
+    });
+    let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(chunks));
     // member name → manifest path: owned, for the blocking reader.
     let wanted: HashMap<String, String> = members.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     let origin = store.describe(object);
-    let (found, left) = tokio::task::spawn_blocking(move || read_members(bridge, wanted, &origin))
+    let read = tokio::task::spawn_blocking(move || read_members(bridge, wanted, &origin))
         .await
-        .map_err(|e| Error::format(store.describe(object), format!("reading the tar panicked: {e}")))??;
+        .map_err(|e| Error::format(store.describe(object), format!("reading the tar panicked: {e}")))?;
+    if let Some(e) = failed.lock().unwrap().take() {
+        return Err(e);
+    }
+    let (found, left) = read?;
     if let Some((member, _)) = members.iter().find(|(m, _)| left.contains_key(*m)) {
         return Err(Error::format(store.describe(object), format!("has no member {member} (listed in {MANIFEST_JSONL})")));
     }

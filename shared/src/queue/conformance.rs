@@ -657,7 +657,7 @@ pub async fn given_back_jobs_go_before_new_ones(q: &dyn JobQueue, time: &dyn Tim
 /// line it serves that run instead, and nothing is lost on the way.
 pub async fn ack_and_claim_goes_on_and_keeps_priorities(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "ack-claim");
-    submit(q, &record(&run_id, 3)).await;
+    submit(q, &record(&run_id, 4)).await;
     let l0 = claim(q, "w1").await;
     let (acked, next) = q.ack_and_claim(&l0, "w1").await.unwrap();
     let l1 = next.expect("the run's next job");
@@ -671,20 +671,33 @@ pub async fn ack_and_claim_goes_on_and_keeps_priorities(q: &dyn JobQueue, _time:
     assert!(acked);
     assert_eq!((u0.run_id.as_str(), u0.shard), (urgent.as_str(), 0), "a higher priority run goes first");
     let c = counts(q, &run_id).await;
-    assert_eq!((c.pending, c.leased, c.committed), (1, 0, 2), "nothing of the first run is held: {c:?}");
+    assert_eq!((c.pending, c.leased, c.committed), (2, 0, 2), "nothing of the first run is held: {c:?}");
 
     let (acked, next) = q.ack_and_claim(&u0, "w1").await.unwrap();
     let l2 = next.expect("back to the first run");
     assert!(acked);
     assert_eq!((l2.run_id.as_str(), l2.shard), (run_id.as_str(), 2));
+
+    // A run of higher priority with nothing claimable (its one job leased elsewhere): the
+    // worker stays on its run, keeping the job it claimed (first token, never given back).
+    let busy = id(prefix, "ack-claim-busy");
+    submit(q, &RunRecord { priority: 9, ..record(&busy, 1) }).await;
+    let b0 = claim(q, "w2").await;
+    assert_eq!(b0.run_id, busy);
     let (acked, next) = q.ack_and_claim(&l2, "w1").await.unwrap();
+    let l3 = next.expect("the first run's last job");
+    assert!(acked);
+    assert_eq!((l3.run_id.as_str(), l3.shard, l3.token), (run_id.as_str(), 3, 1), "claimed once, not given back and claimed again");
+    assert_eq!(counts(q, &run_id).await.leased, 1);
+    let (acked, next) = q.ack_and_claim(&l3, "w1").await.unwrap();
     assert!(acked && next.is_none(), "nothing left: {next:?}");
-    let forged = Lease { token: 7, ..l2.clone() };
-    let stale = Lease { run_id: run_id.clone(), shard: 9, token: 1, ..l2.clone() };
+    assert!(q.ack(&b0).await.unwrap());
+    let forged = Lease { token: 7, ..l3.clone() };
+    let stale = Lease { run_id: run_id.clone(), shard: 9, token: 1, ..l3.clone() };
     assert!(!q.ack_and_claim(&stale, "w1").await.unwrap().0, "a shard never leased is not acked");
     assert!(q.ack_and_claim(&forged, "w1").await.unwrap().0, "a committed shard answers true");
-    assert_eq!(counts(q, &run_id).await.committed, 3);
-    finish(q, &[&run_id, &urgent]).await;
+    assert_eq!(counts(q, &run_id).await.committed, 4);
+    finish(q, &[&run_id, &urgent, &busy]).await;
 }
 
 /// Cancel and finalize drop what only claims need; the counts stay exact.

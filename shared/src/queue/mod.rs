@@ -9,9 +9,10 @@
 //! `max_attempts` failed attempts, keeping the last error. A shard never claimed has no
 //! state of its own: it lies behind the run's cursor, so submitting costs the same at
 //! any shard count, and jobs given back, retried or revived are claimed before the cursor
-//! moves on. A lease is fenced by its
-//! `token`, which is new for every claim: once a lease has been reclaimed, its holder can
-//! no longer heartbeat, ack, fail or release the job.
+//! moves on. A lease is fenced by its `token` (new for every claim of the shard) and its
+//! `owner` (unique per worker slot; tokens count from 1 again when a lost run is rebuilt):
+//! once a lease has been reclaimed, its holder can no longer heartbeat, ack, fail or
+//! release the job.
 
 mod keys;
 mod memory;

@@ -158,7 +158,7 @@ impl JobQueue for RedisQueue {
         let committed: Vec<u64> = committed.iter().copied().filter(|&s| s < run.shards).collect();
         // A few thousand committed shards per script call, so no call holds Redis for long
         // however many there are; the run is indexed (visible to workers) after the last
-        // chunk, so no committed shard is claimed in between.
+        // chunk, so (unless a chunk fails) no committed shard is claimed in between.
         let (first, rest) = committed.split_at(committed.len().min(RESTORE_CHUNK));
         match scripts().submit(&mut self.con(), &k, run, first).await? {
             SubmitReply::Created { created_ms } => {

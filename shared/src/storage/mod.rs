@@ -119,8 +119,11 @@ impl Store {
                 // object_store reads AWS_* variables and web identity / instance credentials,
                 // not the CLI's profiles: a profile would be ignored without a word and the
                 // writes made as whatever the machine's role is.
+                // (Credentials object_store does read — keys, web identity, a container
+                // endpoint — make such a variable harmless.)
+                let read_here = ["AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"];
                 for var in ["AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"] {
-                    if std::env::var_os(var).is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                    if std::env::var_os(var).is_some() && read_here.iter().all(|v| std::env::var_os(v).is_none()) {
                         return Err(Error::StorageAt {
                             path: url.into(),
                             message: format!("{var} is set, but profiles and credential files are not read here: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (e.g. from `aws configure export-credentials --format env`), or use web identity (IRSA) or instance credentials, and unset {var}"),
