@@ -86,4 +86,34 @@ mod tests {
     fn every_argument_and_command_has_help() {
         labelgen_tests::cli::check_help(&super::Cli::command(), "labelgen worker: generates labeled samples");
     }
+
+    /// Every `$W …` line of the demo scripts parses (a flag pair clap refuses once broke
+    /// three of them, which only an hour-long rerun would have shown).
+    #[test]
+    fn the_demo_scripts_worker_commands_parse() {
+        use clap::Parser;
+        let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+        let read = |name: &str| std::fs::read_to_string(scripts.join(name)).unwrap_or_else(|e| panic!("scripts/{name}: {e}"));
+        let recipe = read("demo-recipe.sh");
+        let demo_ddpm = recipe.split_once("DEMO_DDPM=(").and_then(|(_, rest)| rest.split_once(')')).expect("DEMO_DDPM=( … ) in demo-recipe.sh").0.to_string();
+        // Substituted in this order ($WORK last: DEMO_DDPM holds it).
+        let vars = [("\"${DEMO_DDPM[@]}\"", demo_ddpm.as_str()), ("$DDPM_STEPS", "10"), ("$SPADE_STEPS", "10"), ("$STEPS", "10"), ("$FRACTION", "0.6"), ("$WORK", "/w")];
+        let mut checked = 0;
+        for name in ["demo-recipe.sh", "make-demo-models.sh", "sampling-table.sh", "scarce-data.sh"] {
+            let text = read(name).replace("\\\n", " ");
+            for line in text.lines().map(str::trim).filter(|l| l.starts_with("$W ")) {
+                let mut command = line["$W ".len()..].trim_end_matches('&').to_string();
+                for (var, value) in vars {
+                    command = command.replace(var, value);
+                }
+                assert!(!command.contains('$'), "scripts/{name}: `{line}`: a variable this test does not set");
+                let args = std::iter::once("worker").chain(command.split_whitespace().map(|a| a.trim_matches('"')));
+                if let Err(e) = super::Cli::try_parse_from(args) {
+                    panic!("scripts/{name}: `{line}` does not parse:\n{e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} worker command lines found");
+    }
 }
