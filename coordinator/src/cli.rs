@@ -217,7 +217,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Submit { config, run_id, json, redis } => {
             let spec = load_prepared(&config).await?;
-            if shared::storage::Store::open(&spec.output.url)?.is_memory() {
+            if matches!(shared::storage::StoreUrl::parse(&spec.output.url), Ok(shared::storage::StoreUrl::Memory)) {
                 anyhow::bail!(
                     "{}: output.url memory:// keeps objects inside one process: workers and finalize could not see them; use s3://BUCKET/PREFIX or a directory (or `worker run`, which runs the whole run in one process)",
                     config.display()
@@ -389,8 +389,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Cancel { run, redis } => {
             let queue = ops::connect(&redis.url).await?;
             ops::load_run(queue.as_ref(), &run).await?;
-            queue.cancel(&run).await?;
-            if queue.counts(&run).await?.state == shared::queue::RunState::Finalized {
+            if queue.cancel(&run).await? == shared::queue::RunState::Finalized {
                 eprintln!("run {run} is already finalized (its manifest is written): nothing to cancel");
             } else {
                 eprintln!("run {run} cancelled: no new claims; jobs in flight stop at their next heartbeat");

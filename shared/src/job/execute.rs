@@ -260,13 +260,12 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         Abort::STOP => Some(ShardOutcome::Stopped),
         _ => None,
     };
+    let expected = spec.shard_range(job.shard).count();
+    if failed.is_none() && stop.is_none() && lines.len() != expected {
+        failed = Some(Error::Job(format!("shard {} produced {} samples, expected {expected}", job.shard, lines.len())));
+    }
     if stop.is_some() || failed.is_some() || threads.is_err() {
-        // Abandon this attempt's uploads (no half-written tar is left behind) and its
-        // objects: they are in this attempt's own directory, never the winner's.
-        if let Some((writer, _)) = tar {
-            let _ = writer.abort().await;
-        }
-        let _ = discard_attempt(&job.store, job.shard, attempt).await;
+        abandon(&job.store, job.shard, attempt, tar.map(|(writer, _)| writer)).await;
         threads?;
         return match (stop, failed) {
             (Some(outcome), _) => Ok(outcome),
@@ -274,29 +273,16 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
             (None, None) => unreachable!("an early end has a reason"),
         };
     }
-    let expected = spec.shard_range(job.shard).count();
-    // As above: an attempt that cannot complete aborts its upload and removes its objects
-    // (a dropped writer would leave the upload open until a finalize).
-    if lines.len() != expected {
-        if let Some((writer, _)) = tar {
-            let _ = writer.abort().await;
-        }
-        let _ = discard_attempt(&job.store, job.shard, attempt).await;
-        return Err(Error::Job(format!("shard {} produced {} samples, expected {expected}", job.shard, lines.len())));
-    }
     let tar_info = match tar {
         Some((mut writer, hasher)) => {
             let end = [0u8; 1024];
             let mut hasher = hasher;
             hasher.update(end);
             times.bytes += end.len() as u64;
-            if let Err(e) = writer.write(&end).await {
-                let _ = writer.abort().await;
-                let _ = discard_attempt(&job.store, job.shard, attempt).await;
-                return Err(e);
-            }
-            if let Err(e) = writer.finish().await {
-                let _ = discard_attempt(&job.store, job.shard, attempt).await;
+            // After a failed write, finish aborts the upload instead of completing it.
+            let wrote = writer.write(&end).await;
+            if let Err(e) = wrote.and(writer.finish().await) {
+                abandon(&job.store, job.shard, attempt, None).await;
                 return Err(e);
             }
             Some((layout::tar_path(job.shard, attempt), hex::encode(hasher.finalize())))
@@ -366,6 +352,16 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
 const COMMIT_CONFLICT_TRIES: u32 = 4;
 
 /// Removes the data one attempt wrote (aborting an upload it left recorded).
+/// Abandons an attempt that cannot commit: aborts its tar upload, if any (no half-written
+/// tar is left open), and removes its objects (in its own directory, never the winner's).
+/// Best effort: what is left, finalize removes.
+async fn abandon(store: &Store, shard: u64, attempt: u64, tar: Option<crate::storage::StoreWriter>) {
+    if let Some(writer) = tar {
+        let _ = writer.abort().await;
+    }
+    let _ = discard_attempt(store, shard, attempt).await;
+}
+
 pub async fn discard_attempt(store: &Store, shard: u64, attempt: u64) -> Result<()> {
     for path in store.list(&layout::attempt_dir(shard, attempt)).await? {
         store.discard(&path).await?;

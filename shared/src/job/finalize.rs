@@ -339,11 +339,8 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let tars_sha256 = tars.finish().await?;
 
     // A convenience, not part of the dataset: a failure is logged, not fatal.
-    let sheet = match super::contact::contact_sheet(store, &first_lines, &spec.classes).await {
-        Ok(png) => store.put(layout::CONTACT_SHEET, Bytes::from(png)).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = sheet {
+    let sheet = async { store.put(layout::CONTACT_SHEET, Bytes::from(super::contact::contact_sheet(store, &first_lines, &spec.classes).await?)).await };
+    if let Err(e) = sheet.await {
         tracing::warn!(run = run_id, error = %e, "could not draw or write the contact sheet");
     }
 

@@ -195,7 +195,7 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
                 // panicked job's heartbeat ended with it; its lease expires.
                 tracing::error!("worker slot panicked: {e}; stopping this worker");
                 health.gave_up.lock().unwrap().get_or_insert_with(|| format!("a worker slot panicked: {e}"));
-                stopping.store(true, Ordering::SeqCst);
+                stopping.set();
             }
         }
     };
@@ -210,7 +210,7 @@ pub async fn serve(queue: Arc<dyn JobQueue>, factory: Arc<dyn PipelineFactory>, 
     } else {
         tracing::debug!("shutdown asked: no job in hand");
     }
-    stopping.store(true, Ordering::SeqCst);
+    stopping.set();
     if tokio::time::timeout(opts.grace, &mut all_done).await.is_err() {
         {
             let mut jobs = in_flight.lock().unwrap();
@@ -366,7 +366,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 if n >= opts.max_local_failures.max(1) {
                     tracing::error!(failures = n, cause = %why, "giving up: this worker failed {n} times in a row through its own fault (not the jobs'); exiting so the scheduler can replace it");
                     *health.gave_up.lock().unwrap() = Some(format!("{n} failures of this worker in a row; the last: {why}"));
-                    stopping.store(true, Ordering::SeqCst);
+                    stopping.set();
                     break;
                 }
                 let wait = crate::retry::nth_delay(crate::retry::policy(opts.local_backoff, Duration::from_secs(60), usize::MAX), n);
@@ -404,11 +404,9 @@ impl Stopping {
         self.flag.load(order)
     }
 
-    fn store(&self, stop: bool, order: Ordering) {
-        self.flag.store(stop, order);
-        if stop {
-            self.woken.notify_waiters();
-        }
+    fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.woken.notify_waiters();
     }
 }
 

@@ -496,7 +496,7 @@ impl JobQueue for LosingAnswers {
     async fn release_owned(&self, owner: &str) -> crate::Result<u64> {
         self.inner.release_owned(owner).await
     }
-    async fn cancel(&self, run_id: &str) -> crate::Result<()> {
+    async fn cancel(&self, run_id: &str) -> crate::Result<crate::queue::RunState> {
         self.inner.cancel(run_id).await
     }
     async fn retry_dead(&self, run_id: &str) -> crate::Result<u64> {

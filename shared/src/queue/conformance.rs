@@ -709,7 +709,7 @@ pub async fn finished_runs_keep_their_counts(q: &dyn JobQueue, _time: &dyn TimeC
     let l2 = claim(q, "w1").await;
     assert!(q.ack(&l0).await.unwrap());
     assert_eq!(q.fail(&l1, "e", false).await.unwrap(), FailOutcome::Dead);
-    q.cancel(&run_id).await.unwrap();
+    assert_eq!(q.cancel(&run_id).await.unwrap(), RunState::Cancelled);
     let c = counts(q, &run_id).await;
     assert_eq!((c.state, c.pending, c.leased, c.committed, c.dead), (RunState::Cancelled, 3, 1, 1, 1));
     assert!(q.mark_committed(&run_id, 2).await.unwrap(), "a leased shard of a cancelled run");
@@ -721,4 +721,5 @@ pub async fn finished_runs_keep_their_counts(q: &dyn JobQueue, _time: &dyn TimeC
     q.mark_finalized(&run_id).await.unwrap();
     let c = counts(q, &run_id).await;
     assert_eq!((c.state, c.total, c.committed, c.pending), (RunState::Finalized, 6, 3, 3));
+    assert_eq!(q.cancel(&run_id).await.unwrap(), RunState::Finalized, "a finalized run stays finalized, and says so");
 }

@@ -397,7 +397,7 @@ impl JobQueue for MemoryQueue {
         Ok(n)
     }
 
-    async fn cancel(&self, run_id: &str) -> Result<()> {
+    async fn cancel(&self, run_id: &str) -> Result<RunState> {
         self.with_run(run_id, |run, _| {
             if run.state == RunState::Active {
                 run.state = RunState::Cancelled;
@@ -405,6 +405,7 @@ impl JobQueue for MemoryQueue {
                 run.delayed = BTreeSet::new();
                 run.committed = Bits::default();
             }
+            run.state
         })
     }
 

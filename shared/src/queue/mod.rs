@@ -105,7 +105,8 @@ pub trait JobQueue: Send + Sync {
     async fn release_owned(&self, owner: &str) -> Result<u64>;
 
     /// Stops new claims of the run at once; leases in flight see it at their next heartbeat.
-    async fn cancel(&self, run_id: &str) -> Result<()>;
+    /// Returns the run's state after: cancelled, or finalized (a finalized run stays so).
+    async fn cancel(&self, run_id: &str) -> Result<RunState>;
 
     /// Moves every dead job of an active run back to pending with a fresh attempt budget.
     /// Returns how many jobs were revived. A cancelled or finalized run is an error naming

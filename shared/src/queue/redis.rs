@@ -280,10 +280,11 @@ impl JobQueue for RedisQueue {
         Ok(n)
     }
 
-    async fn cancel(&self, run_id: &str) -> Result<()> {
+    async fn cancel(&self, run_id: &str) -> Result<RunState> {
         let k = RunKeys::new(run_id);
         let r = scripts().cancel(&mut self.con(), &k).await?.ok_or_else(|| unknown(run_id))?;
-        self.unindex_active(run_id, r.created_ms).await
+        self.unindex_active(run_id, r.created_ms).await?;
+        Ok(r.state)
     }
 
     /// Revives dead jobs; the run's state is left as it is (a cancelled run stays

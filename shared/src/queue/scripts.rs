@@ -78,6 +78,8 @@ pub(crate) enum ClaimReply {
 
 /// Where a run sits in the active index.
 pub(crate) struct StateReply {
+    /// The run's state after the script.
+    pub state: RunState,
     pub created_ms: u64,
 }
 
@@ -258,8 +260,7 @@ fn state_reply(r: &[String], script: &str) -> Result<Option<StateReply>> {
     if field(r, 0, script)? == "unknown" {
         return Ok(None);
     }
-    state(r, 0, script)?;
-    Ok(Some(StateReply { created_ms: num(r, 1, script)? }))
+    Ok(Some(StateReply { state: state(r, 0, script)?, created_ms: num(r, 1, script)? }))
 }
 
 fn field<'a>(r: &'a [String], i: usize, script: &str) -> Result<&'a str> {
