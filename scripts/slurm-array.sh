@@ -43,8 +43,11 @@ case "${1:-}" in
     "$bin/coordinator" finalize "$run_id" --config "$config"
     exec "$bin/coordinator" status "$run_id" --config "$config"
     ;;
-  ""|-h|--help)
-    sed -n '2,26p' "$0"; exit 2
+  -h|--help)
+    sed -n '2,/^#SBATCH/{/^#SBATCH/d;s/^# \{0,1\}//;p}' "$0"; exit 0
+    ;;
+  "")
+    sed -n '2,/^#SBATCH/{/^#SBATCH/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2
     ;;
 esac
 

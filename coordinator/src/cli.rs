@@ -53,11 +53,14 @@ pub enum Command {
     Submit {
         /// The run spec (TOML), e.g. configs/minio.toml.
         config: PathBuf,
-        /// Run id; submitting the same id and spec again is a no-op.
+        /// Run id; submitting the same id and spec again changes nothing, except that
+        /// shards whose commit record exists are counted committed (a run Redis lost is
+        /// rebuilt that way, as `resume` does).
         #[arg(long, value_parser = runid::parse_arg)]
         run_id: Option<String>,
         /// Print one JSON object instead: run_id, created (false when the same run was
-        /// already submitted), samples, shards, output.
+        /// already submitted), samples, shards, committed_shards (those with a commit
+        /// record already), output.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -225,14 +228,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             let run_id = runid::pick(run_id, "--run-id")?;
             let queue = ops::connect(&redis.url).await?;
-            let submitted = ops::submit(queue.as_ref(), &spec, &run_id).await?;
+            let (submitted, committed) = ops::submit(queue.as_ref(), &spec, &run_id).await?;
             match submitted {
+                Submitted::Created if committed > 0 => eprintln!(
+                    "run {run_id}: the queue did not know it but storage holds its commit records: {committed} of {} shards committed, {} queued",
+                    spec.shards(),
+                    spec.shards() - committed
+                ),
                 Submitted::Created => eprintln!("submitted {} samples in {} shards", spec.run.count, spec.shards()),
                 Submitted::AlreadyExists => eprintln!("run {run_id} was already submitted with this spec; nothing changed"),
             }
             if json {
                 let output = shared::job::run_store(&spec, &run_id)?.display().to_string();
-                let v = serde_json::json!({"run_id": run_id, "created": submitted == Submitted::Created, "samples": spec.run.count, "shards": spec.shards(), "output": output});
+                let v = serde_json::json!({"run_id": run_id, "created": submitted == Submitted::Created, "samples": spec.run.count, "shards": spec.shards(), "committed_shards": committed, "output": output});
                 println!("{v}");
             } else {
                 println!("{run_id}");

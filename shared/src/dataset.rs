@@ -145,6 +145,10 @@ pub struct DatasetSummary {
     pub unknown_files: usize,
     /// Pixels per unknown value over all files.
     pub unknown_by_value: BTreeMap<UnknownValue, u64>,
+    /// Label files that are not square, and the first of them (by stem) with its size:
+    /// reading them resized to a square side is refused ([`Dataset::require_square`]).
+    pub non_square_files: usize,
+    pub first_non_square: Option<(PathBuf, u32, u32)>,
 }
 
 impl fmt::Display for DatasetSummary {
@@ -244,7 +248,7 @@ impl Dataset {
         let group_count = groups.grouped().then_some(group_names.len());
         let mut ds = Dataset { dir: dir.to_path_buf(), stems, train, test, classes, options: options.clone(), summary: DatasetSummary::default() };
 
-        let checks: Vec<Result<UnknownPixels>> = ds.stems.par_iter().map(|s| ds.check(s)).collect();
+        let checks: Vec<Result<(UnknownPixels, (u32, u32))>> = ds.stems.par_iter().map(|s| ds.check(s)).collect();
         let mut summary = DatasetSummary {
             pairs: ds.stems.len(),
             train: ds.train.len(),
@@ -254,9 +258,13 @@ impl Dataset {
             ..DatasetSummary::default()
         };
         let (mut first_error, mut bad) = (None, 0usize);
-        for check in checks {
+        for (check, stem) in checks.into_iter().zip(&ds.stems) {
             match check {
-                Ok(u) => {
+                Ok((u, (w, h))) => {
+                    if w != h {
+                        summary.non_square_files += 1;
+                        summary.first_non_square.get_or_insert_with(|| (ds.label_path(stem), w, h));
+                    }
                     if u.count > 0 {
                         summary.unknown_files += 1;
                         summary.unknown_pixels += u.count;
@@ -284,8 +292,9 @@ impl Dataset {
         Ok(ds)
     }
 
-    /// Reads and checks one stem's files (see [`Dataset::open_with`]).
-    fn check(&self, stem: &str) -> Result<UnknownPixels> {
+    /// Reads and checks one stem's files (see [`Dataset::open_with`]); returns the label's
+    /// unknown pixels and its size.
+    fn check(&self, stem: &str) -> Result<(UnknownPixels, (u32, u32))> {
         let lp = self.label_path(stem);
         let bytes = std::fs::read(&lp).map_err(|e| Error::io(&lp, e))?;
         let (map, unk) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &lp.display().to_string())?;
@@ -307,7 +316,17 @@ impl Dataset {
                 ));
             }
         }
-        Ok(unk)
+        Ok((unk, (map.width, map.height)))
+    }
+
+    /// An error naming the first tile that is not square (and how many others are not),
+    /// for a reader that resizes every tile to a square side (training): found when the
+    /// dataset is opened, not when a batch first reads the tile.
+    pub fn require_square(&self) -> Result<()> {
+        match &self.summary.first_non_square {
+            Some((path, w, h)) => Err(with_others(check_square(path, *w, *h, Some(*w)).expect_err("not square"), self.summary.non_square_files - 1)),
+            None => Ok(()),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -509,10 +528,18 @@ fn with_others(e: Error, more: usize) -> Error {
     }
 }
 
-/// Resizes an RGB image: area average when shrinking by an integer factor, nearest
-/// otherwise.
+/// Resizes an RGB image: area average when shrinking by an integer factor; a triangle
+/// filter as wide as the scale (`image`'s resize) when shrinking by another factor, so
+/// the result is neither aliased nor shifted against its label's block-mode resize; nearest
+/// when growing.
 pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    if img.width.is_multiple_of(w) && img.height.is_multiple_of(h) {
+    let integer = img.width.is_multiple_of(w) && img.height.is_multiple_of(h);
+    if !integer && (w < img.width || h < img.height) {
+        let buf = image::RgbImage::from_raw(img.width, img.height, img.data.clone()).expect("an RgbImage holds width × height × 3 bytes");
+        let out = image::imageops::resize(&buf, w, h, image::imageops::FilterType::Triangle);
+        return RgbImage { width: w, height: h, data: out.into_raw() };
+    }
+    if integer {
         let mut out = RgbImage::new(w, h);
         let (fx, fy) = (img.width / w, img.height / h);
         let n = fx * fy;
@@ -665,6 +692,17 @@ mod tests {
         let e = ds.image("wide", Some(2)).unwrap_err().to_string();
         assert!(e.contains("images/wide.png") && e.contains("stretch"), "{e}");
         assert_eq!(ds.label("a", Some(2)).unwrap().width, 2);
+        // Found when the dataset is opened, for training to refuse before its first step.
+        d.pair("wider", 6, 2, &[10; 12]);
+        let ds = Dataset::open(&d.0, ClassTable::ai_hub(), false).unwrap();
+        assert_eq!(ds.summary.non_square_files, 2);
+        let e = ds.require_square().unwrap_err().to_string();
+        assert!(e.contains("labels/wide.png") && e.contains("4×2") && e.contains("1 more file"), "{e}");
+        std::fs::remove_file(d.0.join("labels/wide.png")).unwrap();
+        std::fs::remove_file(d.0.join("images/wide.png")).unwrap();
+        std::fs::remove_file(d.0.join("labels/wider.png")).unwrap();
+        std::fs::remove_file(d.0.join("images/wider.png")).unwrap();
+        Dataset::open(&d.0, ClassTable::ai_hub(), false).unwrap().require_square().unwrap();
     }
 
     #[test]
@@ -856,9 +894,16 @@ mod tests {
     }
 
     #[test]
-    fn integer_shrink_averages_and_other_sizes_use_nearest() {
+    fn integer_shrink_averages_other_shrinks_filter_and_growth_uses_nearest() {
         let img = RgbImage { width: 2, height: 2, data: vec![0, 0, 0, 10, 20, 30, 20, 40, 60, 30, 60, 90] };
         assert_eq!(resize_rgb(&img, 1, 1).data, vec![15, 30, 45]);
         assert_eq!(resize_rgb(&img, 3, 3), img.resize_nearest(3, 3));
+        // Columns black, white, black, white, black shrunk 5 → 2: nearest sampling would
+        // keep two black columns; the filter gives the grey of the area.
+        let stripes = RgbImage { width: 5, height: 1, data: [0u8, 255, 0, 255, 0].iter().flat_map(|&v| [v; 3]).collect() };
+        assert_eq!(stripes.resize_nearest(2, 1).data, [0; 6]);
+        let out = resize_rgb(&stripes, 2, 1);
+        assert_eq!((out.width, out.height), (2, 1));
+        assert!(out.data.iter().all(|&v| (80..=175).contains(&v)), "{:?}", out.data);
     }
 }

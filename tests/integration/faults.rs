@@ -1,7 +1,7 @@
 //! The exactly-N promise under the faults that used to break it (issue 14): Redis losing
-//! its data mid-run, a poison worker beside a good one, S3 applying a write and losing its
-//! answer, a zombie that reaches its commit after its lease was reclaimed, the coordinator
-//! killed mid-command. Real redis-server, moto's S3 server, the real binaries.
+//! its data mid-run (or only its index of active runs), a poison worker beside a good
+//! one, S3 applying a write and losing its answer, a zombie that reaches its commit after
+//! its lease was reclaimed, the coordinator killed mid-command. Real redis-server, moto's S3 server, the real binaries.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -57,6 +57,32 @@ async fn redis_losing_its_data_mid_run_is_rebuilt_from_storage() {
     check::no_orphans(&store).await;
 }
 
+/// A failover that lost only the index of active runs (the run's own keys survived): the
+/// worker finds nothing to claim until watch, at its next poll, lists the run again; then
+/// the run completes, exactly N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_lost_from_the_index_of_active_runs_is_listed_again_by_watch() {
+    let cl = Cluster::start("unlisted");
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 6;
+    spec.shard_size = 3;
+    cl.submit(&spec, "u1");
+    let mut con = redis::Client::open(cl.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("DEL").arg("labelgen:active").query_async(&mut con).await.unwrap();
+    let mut w = vec![cl.worker(&[])];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st: serde_json::Value = serde_json::from_str(&stdout(&run(cl.coordinator(&["status", "u1", "--json"])))).unwrap();
+    assert_eq!((st["shards"]["leased"].as_u64(), st["shards"]["committed"].as_u64()), (Some(0), Some(0)), "the worker found the run unlisted: {st}");
+    // Bounded: without the relist, the watch would wait forever on a run nobody serves.
+    let mut watch = vec![cl.coordinator(&["watch", "u1", "--interval", "0.2"]).env("RUST_LOG", "warn").stderr(Stdio::piped()).spawn().unwrap()];
+    wait_all(&mut watch, Duration::from_secs(60));
+    let o = watch.pop().unwrap().wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("listed it again"), "{}", stderr(&o));
+    wait_all(&mut w, Duration::from_secs(30));
+    check::exactly_n(&cl.s3.store("data", "runs/u1"), 6).await;
+}
+
 /// `coordinator resume RUN_URI` rebuilds a run Redis lost, queueing only the shards
 /// without a commit record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,6 +119,37 @@ async fn resume_queues_exactly_the_uncommitted_shards() {
     check::no_orphans(&store).await;
     let o = run(cl.coordinator(&["resume", "s3://data/runs/missing"]));
     assert!(!o.status.success() && stderr(&o).contains("runs/missing/run.json"), "{}", stderr(&o));
+}
+
+/// Redis lost a run and its coordinator Job, restarted, submits the same spec again: the
+/// shards with a commit record stay committed (as `resume` does) instead of being queued
+/// and generated again; then the run completes, exactly N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitting_a_run_again_after_redis_lost_it_keeps_its_commits() {
+    let mut cl = Cluster::start("resubmit");
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 20;
+    spec.shard_size = 5;
+    cl.submit(&spec, "rb1");
+    let mut w = vec![cl.worker(&[])];
+    let o = run(cl.coordinator(&["watch", "rb1", "--no-finalize", "--interval", "0.2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_all(&mut w, Duration::from_secs(30));
+    let store = cl.s3.store("data", "runs/rb1");
+    store.delete("shards/000002.json").await.unwrap();
+    cl.redis.restart_empty();
+    let cfg = cl.dir.path().join("rb1.toml");
+    let o = run(cl.coordinator(&["submit", cfg.to_str().unwrap(), "--run-id", "rb1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3 of 4 shards committed, 1 queued"), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_str(&stdout(&run(cl.coordinator(&["status", "rb1", "--json"])))).unwrap();
+    assert_eq!((st["shards"]["committed"].as_u64(), st["shards"]["pending"].as_u64()), (Some(3), Some(1)), "{st}");
+    let mut w = vec![cl.worker(&[])];
+    let o = cl.watch("rb1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_all(&mut w, Duration::from_secs(30));
+    check::exactly_n(&store, 20).await;
+    check::no_orphans(&store).await;
 }
 
 /// A worker whose storage credentials are refused, beside a good one: it gives every job

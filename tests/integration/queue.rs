@@ -1,5 +1,6 @@
 //! The queue against a real redis-server: the conformance suite, then what only Redis can
-//! get wrong (restart with AOF, several clients racing, scripts flushed from the server).
+//! get wrong (restart with AOF, several clients racing, scripts flushed from the server, an
+//! index entry lost).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -134,6 +135,47 @@ async fn scripts_reload_after_script_flush() {
     // And resubmitting the same run is still recognised.
     let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
     assert_eq!(q.submit(&conformance::record("flush", 3)).await.unwrap(), shared::queue::Submitted::AlreadyExists);
+}
+
+/// A failover that lost only the claim index's entry of a run (its own keys intact): no
+/// claim finds the run until `relist` (which watch calls every poll) lists it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_claim_index_lost_is_listed_again() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    q.submit(&conformance::record("unlisted", 2)).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("DEL").arg("labelgen:active").arg("labelgen:runs").query_async(&mut con).await.unwrap();
+    assert_eq!(q.claim("w1").await.unwrap(), None, "nothing lists the run");
+    assert!(q.relist("unlisted").await.unwrap(), "the run was missing from the index");
+    assert!(!q.relist("unlisted").await.unwrap(), "listed once");
+    assert_eq!(q.list().await.unwrap(), ["unlisted"]);
+    assert_eq!(q.claim("w1").await.unwrap().expect("served again").shard, 0);
+}
+
+/// A partial loss that kept a run's other keys but not its meta: submitting it again (a
+/// rebuild) starts from no stale state: the old committed bit does not hide its shard,
+/// and the old lease does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_resubmitted_after_losing_only_its_meta_starts_clean() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let run = RunRecord { lease_ms: 60_000, ..conformance::record("metaless", 3) };
+    q.submit(&run).await.unwrap();
+    let done = q.claim("w1").await.unwrap().unwrap();
+    assert!(q.ack(&done).await.unwrap());
+    let _held = q.claim("w1").await.unwrap().unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("DEL").arg("labelgen:{metaless}:meta").query_async(&mut con).await.unwrap();
+    assert_eq!(q.submit_restored(&run, &[2]).await.unwrap(), shared::queue::Submitted::Created);
+    assert_eq!(q.active_runs().await.unwrap(), ["metaless"], "listed once, not under its old creation time too");
+    let c = q.counts("metaless").await.unwrap();
+    assert_eq!((c.committed, c.leased, c.pending), (1, 0, 2), "only the restored commit counts: {c:?}");
+    let shards: Vec<u64> = [q.claim("w1").await.unwrap().unwrap().shard, q.claim("w1").await.unwrap().unwrap().shard].into();
+    assert_eq!(shards, [0, 1]);
+    assert_eq!(q.claim("w1").await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

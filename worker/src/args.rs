@@ -95,6 +95,8 @@ impl DataArgs {
     /// Opens and checks `--data` (every file read once) and logs what it found.
     pub fn open(&self, dir: &std::path::Path, classes: ClassTable, labels_only: bool) -> anyhow::Result<Dataset> {
         let ds = Dataset::open_with(dir, classes, &self.options(labels_only)).with_context(|| format!("--data {}", dir.display()))?;
+        // Training reads every tile resized to a square side.
+        ds.require_square().with_context(|| format!("--data {}", dir.display()))?;
         tracing::info!("--data {}: {}", dir.display(), ds.summary);
         if ds.summary.unknown_pixels > 0 {
             tracing::warn!(

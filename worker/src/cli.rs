@@ -34,20 +34,17 @@ pub struct Cli {
 pub enum Command {
     /// Serve the queue (the default when no subcommand is given).
     Serve(commands::serve::ServeArgs),
-    /// Generate a dataset on this machine: in-memory queue, in-process workers, no Redis.
+    // No doc comment on a variant whose `Args` has one: clap would let the variant's line
+    // replace the whole long help (exit codes, examples) of `worker CMD --help`.
     Run(commands::run::Args),
     /// Generate and commit one shard of a run without Redis (Indexed Jobs, Slurm arrays).
     RunShard(commands::run_shard::RunShardArgs),
-    /// Write a procedural land-cover dataset: DIR/images, DIR/labels, DIR/previews.
     Procedural(commands::procedural::ProceduralArgs),
     /// Train a model on a dataset directory (images/ + labels/).
     #[command(subcommand)]
     Train(TrainCommand),
-    /// Sample label maps from a trained DDPM.
     SampleLabels(commands::sample_labels::Args),
-    /// Remove label islands and ramp edges, then upscale (plain Rust, no model).
     Cleanup(commands::cleanup::Args),
-    /// Paint images for label maps with a trained SPADE generator.
     Synthesize(commands::synthesize::Args),
     /// Measure the ddpm-spade pipeline (per-stage times, images/s; CPU versus CUDA).
     #[command(subcommand)]
@@ -56,9 +53,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
-    /// Train the DDPM label-map generator.
+    // The help is on each `Args` (see `Command`).
     Ddpm(commands::train_ddpm::Args),
-    /// Train the SPADE image generator.
     Spade(commands::train_spade::Args),
 }
 
@@ -85,6 +81,21 @@ mod tests {
     #[test]
     fn every_argument_and_command_has_help() {
         labelgen_tests::cli::check_help(&super::Cli::command(), "labelgen worker: generates labeled samples");
+    }
+
+    /// `worker CMD --help` shows the whole text on the command's `Args` (exit codes,
+    /// what it writes, an example), not one line of it.
+    #[test]
+    fn long_help_keeps_the_examples() {
+        let mut cli = super::Cli::command();
+        for path in [&["run"][..], &["procedural"], &["sample-labels"], &["cleanup"], &["synthesize"], &["train", "ddpm"], &["train", "spade"]] {
+            let mut cmd = &mut cli;
+            for name in path {
+                cmd = cmd.find_subcommand_mut(name).unwrap_or_else(|| panic!("no subcommand {name}"));
+            }
+            let help = cmd.render_long_help().to_string();
+            assert!(help.contains("Example: worker "), "`worker {} --help` lost its long text:\n{help}", path.join(" "));
+        }
     }
 
     /// Every `$W …` line of the demo scripts parses (a flag pair clap refuses once broke

@@ -88,7 +88,7 @@ pub fn resolve(choice: DeviceChoice, probe: &DriverProbe) -> anyhow::Result<Reso
             Ok(Resolved::Cuda(n))
         }
         DeviceChoice::CudaAll => anyhow::bail!(
-            "device cuda:all runs on every GPU and is for runs (worker run, serve, run-shard) and `worker train ddpm|spade` (data parallel); this command takes one device: cuda:N"
+            "device cuda:all runs on every GPU and is for runs (worker run, serve) and `worker train ddpm|spade` (data parallel); this command takes one device: cuda:N"
         ),
         DeviceChoice::Auto => {
             if !cuda_build {

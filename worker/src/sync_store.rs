@@ -38,10 +38,43 @@ pub fn read_file(uri: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(block_on(store.get(name)).with_context(|| format!("reading {}", store.describe(name)))?.map(|b| b.to_vec()))
 }
 
+/// Where both trainers keep their checkpoint's state file under OUT.
+pub const CHECKPOINT_STATE: &str = "checkpoint/state.json";
+
+/// The split settings beside the test stems: `OUT/split.json`.
+pub const SPLIT_FILE: &str = "split.json";
+
 /// Writes the test split's stems of `ds` to `OUT/test_stems.txt`, one a line, sorted (an
-/// empty file without a test split), so a later evaluation can use exactly them.
-pub fn write_test_stems(out: &str, ds: &shared::dataset::Dataset) -> anyhow::Result<()> {
-    write_file(out.trim_end_matches('/'), shared::dataset::TEST_STEMS_FILE, ds.test_stems_text().into_bytes())
+/// empty file without a test split), so a later evaluation can use exactly them, and the
+/// settings that made the split to `OUT/split.json`.
+///
+/// A `resume` of a checkpoint must split the same way: the model has trained on the first
+/// run's train split, and an evaluation trusts the list to name only files it never saw.
+/// The same `--test-fraction` and `--split-group` put every file on the same side as
+/// before (files added since may join either side), so the settings are compared; an
+/// OUT written before `split.json` existed is checked by its list instead: every file it
+/// held out must still be held out. A refused resume changes nothing.
+pub fn write_test_stems(out: &str, ds: &shared::dataset::Dataset, resume: bool) -> anyhow::Result<()> {
+    let out = out.trim_end_matches('/');
+    let split = serde_json::json!({ "test_fraction": ds.options.test_fraction, "split_group": ds.options.split_group });
+    let stems = ds.test_stems_text();
+    if resume && read_file(out, CHECKPOINT_STATE)?.is_some() {
+        let how = "resume with the first run's --test-fraction and --split-group (or start again with --overwrite)";
+        if let Some(first) = read_file(out, SPLIT_FILE)? {
+            let first: serde_json::Value = serde_json::from_slice(&first).with_context(|| format!("{out}/{SPLIT_FILE}: not JSON"))?;
+            if first != split {
+                anyhow::bail!("{out}/{SPLIT_FILE}: the run being resumed split its data with {first}, this run with {split}: {how}");
+            }
+        } else if let Some(first) = read_file(out, shared::dataset::TEST_STEMS_FILE)? {
+            let now: std::collections::BTreeSet<&str> = stems.lines().collect();
+            let first = String::from_utf8_lossy(&first).into_owned();
+            if let Some(moved) = first.lines().find(|s| !s.is_empty() && !now.contains(s)) {
+                anyhow::bail!("{out}/{}: the run being resumed held out {moved}, which this run would train on: {how}", shared::dataset::TEST_STEMS_FILE);
+            }
+        }
+    }
+    write_file(out, shared::dataset::TEST_STEMS_FILE, stems.into_bytes())?;
+    write_file(out, SPLIT_FILE, serde_json::to_vec_pretty(&split).expect("split settings serialise"))
 }
 
 /// A training checkpoint's files, written so that a kill at any moment leaves one whole

@@ -34,9 +34,10 @@ pub async fn contact_sheet(store: &Store, lines: &[ManifestLine], classes: &Clas
         let image = RgbImage::decode(file(&line.image)?, &line.image)?;
         let label = LabelMap::from_png(file(&line.label)?, classes, &line.label)?.colorize(classes);
         let side = image.width.min(MAX_TILE);
-        let shrink = |img: &RgbImage| if img.width == side && img.height == side { img.clone() } else { crate::dataset::resize_rgb(img, side, side) };
-        tiles.push(shrink(&label));
-        tiles.push(shrink(&image));
+        let fits = |img: &RgbImage| img.width == side && img.height == side;
+        // Nearest for the label's colours (filtering would blend classes at borders).
+        tiles.push(if fits(&label) { label } else { label.resize_nearest(side, side) });
+        tiles.push(if fits(&image) { image } else { crate::dataset::resize_rgb(&image, side, side) });
     }
     Ok(crate::dataset::grid(&tiles, PAIRS_PER_ROW * 2).to_png())
 }

@@ -511,6 +511,9 @@ impl JobQueue for LosingAnswers {
     async fn mark_finalized(&self, run_id: &str) -> crate::Result<()> {
         self.inner.mark_finalized(run_id).await
     }
+    async fn relist(&self, run_id: &str) -> crate::Result<bool> {
+        self.inner.relist(run_id).await
+    }
 }
 
 /// Half the claims (plain and with an ack) run but lose their answers. With hour-long

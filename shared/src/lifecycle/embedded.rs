@@ -21,8 +21,8 @@ use super::watch::{self, WatchEnd};
 /// a second signal exits at once.
 pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: Arc<dyn PipelineFactory>) -> Result<WatchEnd> {
     let queue: Arc<dyn JobQueue> = Arc::new(MemoryQueue::new());
-    ops::submit(queue.as_ref(), &spec, run_id).await?;
-    tracing::info!(run = run_id, samples = spec.run.count, shards = spec.shards(), workers, output = %spec.output.url, "embedded run started");
+    let (_, committed) = ops::submit(queue.as_ref(), &spec, run_id).await?;
+    tracing::info!(run = run_id, samples = spec.run.count, shards = spec.shards(), committed, workers, output = %spec.output.url, "embedded run started");
     // No grace: a stop (the run's end or a signal) stops the jobs in hand at their next
     // batch; nothing here outlives the process to finish them.
     let opts = WorkerOptions { owner: "embedded".into(), concurrency: workers, exit_when_idle: true, poll: Duration::from_millis(50), grace: Duration::ZERO, ..Default::default() };

@@ -32,9 +32,15 @@ pub fn run_record(spec: &RunSpec, run_id: &str) -> RunRecord {
 }
 
 /// Submits a run: output first (so a bad bucket leaves Redis untouched), then the queue.
-pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Result<Submitted> {
-    prepare_output(spec, run_id).await?;
-    queue.submit(&run_record(spec, run_id)).await
+/// Shards whose commit record already exists (the same run submitted again after Redis
+/// lost it, say by a restarted coordinator Job, or an embedded run resumed) are marked
+/// committed, not queued, as [`resume`] does. Returns how many there were.
+pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Result<(Submitted, u64)> {
+    let store = prepare_output(spec, run_id).await?;
+    let mut committed = crate::manifest::committed_shards(&store).await?;
+    committed.retain(|&s| s < spec.shards());
+    let submitted = queue.submit_restored(&run_record(spec, run_id), &committed).await?;
+    Ok((submitted, committed.len() as u64))
 }
 
 /// What `coordinator plan` prints: a run's size and an array that covers it.
@@ -147,7 +153,10 @@ pub async fn active_counts(queue: &dyn JobQueue) -> Result<Vec<(String, Counts)>
 /// The record and spec of a known run.
 pub async fn load_run(queue: &dyn JobQueue, run_id: &str) -> Result<(RunRecord, RunSpec)> {
     let Some(rec) = queue.run(run_id).await? else {
-        return Err(Error::Run { run: run_id.into(), message: "unknown run: `coordinator list` shows the runs this Redis knows".into() });
+        return Err(Error::Run {
+            run: run_id.into(),
+            message: "unknown run: `coordinator list` shows the runs this Redis knows; a run Redis lost is rebuilt from its output by `coordinator resume OUTPUT_URL/RUN`".into(),
+        });
     };
     let spec = RunSpec::from_json(&rec.spec_json, &format!("run {run_id}"))?;
     Ok((rec, spec))
@@ -160,7 +169,15 @@ pub async fn finalize_run(queue: &dyn JobQueue, run_id: &str) -> Result<(Finaliz
     let (_, spec) = crate::retry::redis_call("reading the run", || load_run(queue, run_id)).await?;
     let store = run_store(&spec, run_id)?;
     let report = finalize(&store, run_id, &spec).await?;
-    crate::retry::redis_call("marking the run finalized", || queue.mark_finalized(run_id)).await?;
+    match crate::retry::redis_call("marking the run finalized", || queue.mark_finalized(run_id)).await {
+        Ok(()) => {}
+        // Redis lost the run while finalize wrote: the manifest is complete all the same,
+        // and nothing is left to serve.
+        Err(Error::Run { .. }) if matches!(queue.run(run_id).await, Ok(None)) => {
+            tracing::warn!(run = run_id, "the queue lost this run while its manifest was written; the manifest is complete");
+        }
+        Err(e) => return Err(e),
+    }
     Ok((report, store))
 }
 

@@ -36,7 +36,7 @@ pub enum WatchEnd {
 /// Storage is the truth and the queue follows it: dead shards whose commit record exists
 /// (a late commit after the lease was reclaimed) are marked committed; a run finalized by
 /// hand ends the watch; a run Redis lost is rebuilt from storage ([`ops::resume`]) and
-/// watched on.
+/// watched on; an active run the claim index lost is listed again ([`JobQueue::relist`]).
 pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool, metrics: Option<&crate::metrics::Metrics>) -> Result<WatchEnd> {
     let (_, spec) = ops::load_run(queue, run_id).await?;
     let store = crate::job::run_store(&spec, run_id)?;
@@ -116,6 +116,15 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 return Ok(WatchEnd::Complete { samples, manifest: store.describe(MANIFEST_JSONL) });
             }
             RunState::Active => {}
+        }
+        if c.committed < c.total {
+            // Workers find runs through an index apart from the run: a failover that lost
+            // only the index's last writes would leave this run unserved, counts intact.
+            match queue.relist(run_id).await {
+                Ok(true) => tracing::warn!(run = run_id, "the queue's index of active runs had lost this run (a Redis failover?): listed it again"),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(run = run_id, error = %e, "checking that the run is listed failed; trying again at the next poll"),
+            }
         }
         if c.committed == c.total {
             bar.finish_with_message("all shards committed");

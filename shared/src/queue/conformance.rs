@@ -186,6 +186,7 @@ pub async fn submit_registers_run(q: &dyn JobQueue, _time: &dyn TimeControl, pre
     assert_eq!(stored, RunRecord { created_ms: stored.created_ms, ..run.clone() });
     assert_eq!(counts(q, &run_id).await, Counts { total: 5, pending: 5, delayed: 0, leased: 0, committed: 0, dead: 0, state: RunState::Active, last_committed: false });
     assert!(q.list().await.unwrap().contains(&run_id));
+    assert!(!q.relist(&run_id).await.unwrap(), "a listed run is not listed again");
     assert_eq!(q.run(&id(prefix, "never-submitted")).await.unwrap(), None);
     finish(q, &[&run_id]).await;
 }
@@ -544,6 +545,8 @@ pub async fn finalize_leaves_active_set(q: &dyn JobQueue, _time: &dyn TimeContro
     q.mark_finalized(&run_id).await.unwrap();
     claim_none(q, "the run is finalized").await;
     assert!(!q.active_runs().await.unwrap().contains(&run_id));
+    assert!(!q.relist(&run_id).await.unwrap(), "a finalized run is not listed again");
+    claim_none(q, "the run is finalized, relist or not").await;
     let c = counts(q, &run_id).await;
     assert_eq!((c.state, c.pending), (RunState::Finalized, 2));
     q.cancel(&run_id).await.unwrap();
@@ -566,6 +569,7 @@ pub async fn unknown_run_is_an_error(q: &dyn JobQueue, _time: &dyn TimeControl, 
     assert_run_error(q.fail(&lease, "e", true).await, &run_id, "unknown run");
     assert_run_error(q.release(&lease).await, &run_id, "unknown run");
     assert_run_error(q.mark_committed(&run_id, 0).await, &run_id, "unknown run");
+    assert_run_error(q.relist(&run_id).await, &run_id, "unknown run");
     assert!(!q.list().await.unwrap().contains(&run_id));
 }
 

@@ -459,6 +459,10 @@ impl JobQueue for MemoryQueue {
             run.dead = BTreeMap::new();
         })
     }
+
+    async fn relist(&self, run_id: &str) -> Result<bool> {
+        self.with_run(run_id, |_, _| false)
+    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,13 @@ pub trait JobQueue: Send + Sync {
 
     /// Records that the run's manifest has been written; the run leaves the active set.
     async fn mark_finalized(&self, run_id: &str) -> Result<()>;
+
+    /// Lists an active run again where workers look for runs, if that index lost it while
+    /// the run itself survived (a Redis failover that dropped the last writes of one key);
+    /// `true` if it was missing; `false` for a listed run and a run that is not active.
+    /// Idempotent. The memory queue keeps no index apart from its runs, so it only checks
+    /// that the run exists.
+    async fn relist(&self, run_id: &str) -> Result<bool>;
 }
 
 /// The error for a run the queue does not know.

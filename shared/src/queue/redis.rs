@@ -5,7 +5,9 @@
 //! (`TIME`). The two global indexes (`labelgen:runs`, `labelgen:active`) hold run ids only
 //! and are updated by plain commands beside the scripts, which keeps each script in one
 //! Redis Cluster slot; they are self-healing: a submit that finds its run already there
-//! re-adds it, and a claim drops index entries of runs that are no longer active.
+//! re-adds it, `relist` (which `watch` calls every poll) re-adds an active run a failover
+//! dropped from `labelgen:active`, and a claim drops index entries of runs that are no
+//! longer active.
 //!
 //! Counts: `leased` counts leases until they are reclaimed (an expired lease still counts
 //! until a claim reclaims it); `delayed` counts retries until a claim moves them to ready;
@@ -87,6 +89,22 @@ impl RedisQueue {
             pipe.zadd(keys::active(), keys::active_member(created_ms, run_id), keys::active_score(priority)).ignore();
         }
         let () = pipe.query_async(&mut self.con()).await?;
+        if state == RunState::Active {
+            self.drop_stale_members(run_id, &keys::active_member(created_ms, run_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the members of `labelgen:active` that name `run_id` but are not `keep`: a
+    /// run created again after a partial loss (its meta gone, the index entry not) has a
+    /// new `created_ms`, and its old member would list it twice. One read of the index,
+    /// whose size is the number of active runs.
+    async fn drop_stale_members(&self, run_id: &str, keep: &str) -> Result<()> {
+        let members: Vec<String> = self.con().zrange(keys::active(), 0, -1).await?;
+        let stale: Vec<&String> = members.iter().filter(|m| m.as_str() != keep && keys::run_of_active_member(m) == Some(run_id)).collect();
+        if !stale.is_empty() {
+            let _: i64 = self.con().zrem(keys::active(), stale).await?;
+        }
         Ok(())
     }
 
@@ -304,6 +322,27 @@ impl JobQueue for RedisQueue {
     async fn mark_committed(&self, run_id: &str, shard: u64) -> Result<bool> {
         let k = RunKeys::new(run_id);
         Ok(scripts().mark_committed(&mut self.con(), &k, &[shard]).await?.ok_or_else(|| unknown(run_id))? == 1)
+    }
+
+    async fn relist(&self, run_id: &str) -> Result<bool> {
+        let k = RunKeys::new(run_id);
+        let (created, priority, state): (Option<u64>, Option<i32>, Option<String>) =
+            redis::cmd("HMGET").arg(k.meta()).arg("created_ms").arg("priority").arg("state").query_async(&mut self.con()).await?;
+        let (Some(created_ms), Some(priority), Some(state)) = (created, priority, state) else { return Err(unknown(run_id)) };
+        if state != RunState::Active.as_str() {
+            return Ok(false);
+        }
+        // A cancel or finalize between the read and the add leaves an entry the next
+        // claim drops (the index heals itself that way).
+        let (_, added): (i64, i64) = redis::pipe()
+            .zadd(keys::runs(), run_id, created_ms)
+            .zadd(keys::active(), keys::active_member(created_ms, run_id), keys::active_score(priority))
+            .query_async(&mut self.con())
+            .await?;
+        if added > 0 {
+            self.drop_stale_members(run_id, &keys::active_member(created_ms, run_id)).await?;
+        }
+        Ok(added > 0)
     }
 
     /// O(1) in the shard count: the committed count is a counter, the other states are

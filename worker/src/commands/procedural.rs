@@ -8,9 +8,11 @@ use anyhow::Context;
 use shared::procedural::{write_dataset, ClassShares};
 use shared::ClassTable;
 
-/// Write a procedural land-cover dataset: DIR/images (RGB PNG), DIR/labels (8-bit gray
-/// PNG of raw AI Hub codes 10…80) and DIR/previews (image | colourised label), one file
-/// each per tile, named 000000.png, 000001.png, …
+/// Write a procedural land-cover dataset: DIR/images, DIR/labels, DIR/previews.
+///
+/// DIR/images holds RGB PNGs, DIR/labels 8-bit gray PNGs of raw AI Hub codes 10…80 and
+/// DIR/previews image | colourised label, one file each per tile, named 000000.png,
+/// 000001.png, …
 ///
 /// Tiles have a road network, buildings and parking lots along the roads, street trees,
 /// forest blobs, paddies and dry fields in rows of plots, and bare land, rendered with

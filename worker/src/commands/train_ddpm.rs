@@ -11,11 +11,16 @@ use crate::ddpm::train::run::DatasetRun;
 use crate::ddpm::train::{DdpmTrainConfig, TrainData};
 use crate::ddpm::{Encoding, Objective, ScheduleKind, UNetConfig};
 
-/// Train the DDPM label-map generator (ε-prediction, MSE, Adam, EMA weights).
+/// Train the DDPM label-map generator (Adam, EMA weights).
+///
+/// With the default one-hot encoding the network predicts the clean map x0 (cross-entropy
+/// on its class logits); with --encoding gray it predicts the noise ε (MSE). --objective
+/// picks either.
 ///
 /// Reads DIR/labels/*.png (see --mask), nearest-resized to --size; every label file is
 /// checked before training starts. The train split is trained on; the test split's file
-/// stems (see --test-fraction) are written to OUT/test_stems.txt. Writes checkpoints (raw
+/// stems (see --test-fraction) are written to OUT/test_stems.txt and the split settings to
+/// OUT/split.json (a --resume must split the same way). Every tile must be square. Writes checkpoints (raw
 /// and EMA weights, optimizer state, step) to OUT/checkpoint/, a preview grid of samples
 /// to OUT/previews/step-N.png at each checkpoint, and the final artifact (EMA weights,
 /// model.json) to OUT. The defaults are a small model for a quick CPU run; Ho et al.'s

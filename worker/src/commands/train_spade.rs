@@ -16,13 +16,14 @@ use crate::spade::{default_n_up, NormKind, SpadeDiscriminatorConfig, SpadeFitOpt
 ///
 /// DIR/images/NAME.png and DIR/labels/NAME.png pair up by file stem; every pair is checked
 /// (both decode, same size, mask values in the class table: see --mask and
-/// --unknown-codes) before training starts. The train split is trained on; the test
-/// split's stems (see --test-fraction) go to --out/test_stems.txt.
+/// --unknown-codes, square) before training starts. The train split is trained on; the
+/// test split's stems (see --test-fraction) go to --out/test_stems.txt.
 ///
 /// Writes to --out: `model.json` and `generator.mpk` (the artifact `worker synthesize`
 /// and the pipeline load), `checkpoint/` (both networks and both optimisers; `--resume`
-/// continues from it), `previews/step-N.png` (rows of label | generated | real) and
-/// `test_stems.txt`.
+/// continues from it), `previews/step-N.png` (rows of label | generated | real),
+/// `test_stems.txt` and `split.json` (the split's settings, which a `--resume` must
+/// share).
 ///
 /// Example: worker train spade --data /tmp/spade-data --out /tmp/spade-model --size 64 --ngf 16 --steps 2000
 #[derive(Debug, clap::Args)]

@@ -50,7 +50,7 @@ impl OnTrainBackend for DatasetRun {
                 None
             }
         };
-        crate::sync_store::write_test_stems(&self.opts.out, &self.pairs.dataset)?;
+        crate::sync_store::write_test_stems(&self.opts.out, &self.pairs.dataset, self.opts.resume)?;
         let trainer = fit_with_progress::<B>(self.g_config, self.d_config, self.settings, vgg, &self.pairs, &self.opts, &devices)?;
         Ok(trainer.step)
     }
@@ -97,29 +97,23 @@ mod tests {
 
     use super::*;
 
-    fn open(dir: &std::path::Path) -> shared::Result<Dataset> {
-        Dataset::open_with(dir, ClassTable::ai_hub(), &DatasetOptions { test_fraction: 0.4, ..Default::default() })
+    fn open(dir: &std::path::Path, test_fraction: f64) -> shared::Result<Dataset> {
+        Dataset::open_with(dir, ClassTable::ai_hub(), &DatasetOptions { test_fraction, ..Default::default() })
     }
 
-    /// One step on a procedural dataset: the artifact records the split and lists the test
-    /// stems; a missing image stops the run before training, naming the file.
-    #[test]
-    fn dataset_run_holds_out_the_test_split() {
-        let dir = std::env::temp_dir().join(format!("labelgen-train-spade-split-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (data, out) = (dir.join("data"), dir.join("model"));
-        shared::procedural::write_dataset(&data, 16, 16, 7, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
-        let dataset = open(&data).unwrap();
+    /// Trains a tiny generator on `data` to `steps` steps into `out`.
+    fn train(data: &std::path::Path, out: &std::path::Path, test_fraction: f64, steps: u64, resume: bool) -> anyhow::Result<u64> {
+        let dataset = open(data, test_fraction).unwrap();
         let classes = ClassTable::ai_hub();
         let k = classes.len();
         let opts = SpadeFitOptions {
             out: out.to_str().unwrap().into(),
-            steps: 1,
+            steps,
             checkpoint_every: 500,
-            resume: false,
+            resume,
             classes,
             data_digest: dataset.digest(false).unwrap(),
-            test_fraction: Some(0.4),
+            test_fraction: Some(test_fraction),
             precision: crate::precision::Precision::F32,
         };
         let run = DatasetRun {
@@ -130,7 +124,19 @@ mod tests {
             pairs: DatasetPairs { dataset, size: 16 },
             opts,
         };
-        assert_eq!(crate::backend::dispatch_train(DeviceChoice::Cpu, run).unwrap(), 1);
+        crate::backend::dispatch_train(DeviceChoice::Cpu, run)
+    }
+
+    /// One step on a procedural dataset: the artifact records the split and lists the test
+    /// stems; a resume that would hold out other files is refused and leaves the list as
+    /// it was; a missing image stops the run before training, naming the file.
+    #[test]
+    fn dataset_run_holds_out_the_test_split() {
+        let dir = std::env::temp_dir().join(format!("labelgen-train-spade-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (data, out) = (dir.join("data"), dir.join("model"));
+        shared::procedural::write_dataset(&data, 16, 16, 7, &shared::procedural::ClassShares::default(), |_| {}).unwrap();
+        assert_eq!(train(&data, &out, 0.4, 1, false).unwrap(), 1);
         let stems: Vec<String> = (0..16).map(shared::procedural::tile_name).collect();
         let want: Vec<&str> = stems.iter().filter(|s| is_test_stem(s, 0.4)).map(String::as_str).collect();
         assert!(!want.is_empty() && want.len() < 16, "{} of 16 held out", want.len());
@@ -141,8 +147,22 @@ mod tests {
         let counted = shared::artifact::weights::check(&weights[..]).unwrap().parameters;
         assert!(counted > 1000 && meta["parameters"].as_u64() == Some(counted), "{} vs {counted}", meta["parameters"]);
 
+        assert_eq!(crate::sync_store::CHECKPOINT_STATE, format!("{}/state.json", crate::spade::CHECKPOINT_DIR));
+        let listed = std::fs::read(out.join(TEST_STEMS_FILE)).unwrap();
+        let e = format!("{:#}", train(&data, &out, 0.2, 2, true).unwrap_err());
+        assert!(e.contains("split.json") && e.contains("0.4") && e.contains("--test-fraction"), "{e}");
+        assert_eq!(std::fs::read(out.join(TEST_STEMS_FILE)).unwrap(), listed, "a refused resume leaves the list alone");
+        // An OUT from before split.json: the list decides; a file it held out may not be
+        // trained on now.
+        std::fs::remove_file(out.join(crate::sync_store::SPLIT_FILE)).unwrap();
+        let e = format!("{:#}", train(&data, &out, 0.2, 2, true).unwrap_err());
+        let moved = want.iter().find(|s| !is_test_stem(s, 0.2)).expect("a stem held out at 0.4 but not at 0.2");
+        assert!(e.contains(&format!("held out {moved},")), "{e}");
+        assert_eq!(train(&data, &out, 0.4, 2, true).unwrap(), 2, "the same split resumes");
+        assert!(out.join(crate::sync_store::SPLIT_FILE).exists());
+
         std::fs::remove_file(data.join("images/000005.png")).unwrap();
-        let e = format!("{:#}", open(&data).unwrap_err());
+        let e = format!("{:#}", open(&data, 0.4).unwrap_err());
         assert!(e.contains("images/000005.png") && e.contains("missing"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

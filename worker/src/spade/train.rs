@@ -233,6 +233,25 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         Ok(StepGrads { generator: crate::parallel::sum_grads(&self.generator, grads_g), discriminator: crate::parallel::sum_grads(&self.discriminator, grads_d), losses })
     }
 
+    /// Whether every weight of both networks is finite. The losses are checked each
+    /// step, but they come from the weights before the step: an overflowing gradient (f16
+    /// has no loss scaling) makes the weights non-finite while that step's losses look
+    /// fine, so a checkpoint checks the weights it would write.
+    pub fn weights_finite(&self) -> bool {
+        struct Finite(bool);
+        impl<B: Backend> burn::module::ModuleVisitor<B> for Finite {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+                // A sum of magnitudes is NaN or inf if any element is (the weights are
+                // far too small to overflow it).
+                self.0 = self.0 && param.val().abs().sum().into_scalar().elem::<f32>().is_finite();
+            }
+        }
+        let mut finite = Finite(true);
+        self.generator.visit(&mut finite);
+        self.discriminator.visit(&mut finite);
+        finite.0
+    }
+
     /// The generator for inference (no autodiff).
     pub fn inference_generator(&self) -> SpadeGenerator<B::InnerBackend> {
         self.generator.valid()
@@ -454,6 +473,12 @@ pub fn fit<B: AutodiffBackend>(
         on_progress(&Progress { step: trainer.step, steps: opts.steps, losses, smoothed, images_per_sec: (trainer.step - first_step) as f64 * batch as f64 / secs });
         let at_checkpoint = opts.checkpoint_every > 0 && trainer.step % opts.checkpoint_every == 0;
         if at_checkpoint || trainer.step == opts.steps {
+            if !trainer.weights_finite() {
+                anyhow::bail!(
+                    "the weights became non-finite by step {} (a gradient overflowed; its losses were still finite); nothing was saved, so the last checkpoint stays good: resume from it with a lower --lr-g / --lr-d, or in f32",
+                    trainer.step
+                );
+            }
             trainer.save_checkpoint(&opts.out, smoothed)?;
             let g = trainer.inference_generator();
             let png = preview(&g, &preview_pairs, &preview_seeds, &opts.classes).to_png();
@@ -520,9 +545,6 @@ mod tests {
         assert_eq!((old.test_fraction, old.train_count, old.steps), (None, None, 3));
     }
 
-    /// A tiny run on procedural pairs (32×32, ngf 8, batch 4) learns: on held-out labels
-    /// the L1 to the real images falls clearly, and the class mean colours move toward
-    /// the real ones. Also checks checkpoint → resume and the artifact round trip.
     /// Mixed precision: both networks step in bf16 with finite losses; the parameters, and
     /// spectral norm's power-iteration vector (which the bf16 steps advance), stay f32;
     /// the network a bf16 step computes with is really cast.
@@ -610,6 +632,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A weight made NaN (what an overflowing gradient leaves) is found before a
+    /// checkpoint would write it.
+    #[test]
+    fn non_finite_weights_are_found() {
+        let device = CpuDevice::default();
+        let mut t = SpadeTrainer::<CpuTrain>::new(SpadeGeneratorConfig::small(8, 16, 4), SpadeDiscriminatorConfig::new(8).with_ndf(4), SpadeTrainSettings::default(), &device);
+        assert!(t.weights_finite());
+        let w = t.discriminator.scales[0].out.conv.weight.clone();
+        t.discriminator.scales[0].out.conv.weight = w.map(|w| w.mul_scalar(f32::NAN));
+        assert!(!t.weights_finite());
+    }
+
+    /// A tiny run on procedural pairs (32×32, ngf 8, batch 4) learns: on held-out labels
+    /// the L1 to the real images falls clearly, and the class mean colours move toward
+    /// the real ones. Also checks checkpoint → resume and the artifact round trip.
     #[test]
     fn spade_tiny_training_run_learns() {
         let device = CpuDevice::default();

@@ -20,6 +20,9 @@ if stored then
   return {status, m[1], m[2], m[3], stored}
 end
 
+-- No meta: the run is new, or Redis lost its meta but kept some of its other keys (a
+-- partial loss); those would count stale commits or hide shards behind stale states.
+redis.call('UNLINK', READY, DELAYED, LEASED, OWNERS, CLAIMS, FAILURES, DEAD, COMMITTED)
 local now = fmt(now_ms())
 redis.call('HSET', META,
   'spec_digest', ARGV[1], 'spec_json', ARGV[2], 'shards', ARGV[3],

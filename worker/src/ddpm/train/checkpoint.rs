@@ -16,7 +16,7 @@ pub const DIR: &str = "checkpoint";
 pub const MODEL: &str = "checkpoint/model.mpk";
 pub const EMA: &str = "checkpoint/ema.mpk";
 pub const OPTIMIZER: &str = "checkpoint/optimizer.mpk";
-pub const STATE: &str = "checkpoint/state.json";
+pub const STATE: &str = crate::sync_store::CHECKPOINT_STATE;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// `checkpoint/state.json`.

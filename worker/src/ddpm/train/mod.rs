@@ -215,13 +215,17 @@ struct Batch {
 /// Draws step `step`'s batch. Ignored pixels carry no class: their input is pure noise
 /// (what any pixel looks like at `ᾱ = 0`, so nothing there looks like a class) and the mask
 /// keeps them out of the loss.
-fn make_batch(cfg: &DdpmTrainConfig, encoded: &[(Vec<f32>, Vec<f32>)], channels: usize, size: usize, schedule: &NoiseSchedule, step: u64) -> Batch {
+/// Maps are encoded as they are drawn: the training set stays in memory as `u8` maps (an
+/// f32 encoding of them all would take `4·(C+1)` times as much: 47 GB for 20,000 maps of 256²).
+fn make_batch(cfg: &DdpmTrainConfig, maps: &[LabelMap], k: usize, size: usize, schedule: &NoiseSchedule, step: u64) -> Batch {
+    let channels = cfg.encoding.channels(k);
     let mut rng = rng_for(mix64(cfg.seed) ^ mix64(step.wrapping_add(1)), TRAIN_STREAM);
     let (n, plane) = (channels * size * size, size * size);
     let mut out =
         Batch { xt: Vec::with_capacity(cfg.batch * n), target: Vec::with_capacity(cfg.batch * n), mask: Vec::with_capacity(cfg.batch * plane), t: Vec::with_capacity(cfg.batch) };
     for _ in 0..cfg.batch {
-        let (x0, mask) = &encoded[rng.random_range(0..encoded.len())];
+        let map = &maps[rng.random_range(0..maps.len())];
+        let (x0, mask) = (cfg.encoding.encode(map, k), Encoding::mask(map, k));
         let (fh, fv) = if cfg.flip { (rng.random::<bool>(), rng.random::<bool>()) } else { (false, false) };
         let t = rng.random_range(0..schedule.len());
         let ab = schedule.alphas_cumprod[t];
@@ -291,7 +295,6 @@ pub fn train_on<B: AutodiffBackend>(
     let k = data.classes.len();
     let channels = cfg.encoding.channels(k);
     let size = cfg.unet.image_size;
-    let encoded: Vec<(Vec<f32>, Vec<f32>)> = data.maps.iter().map(|m| (cfg.encoding.encode(m, k), Encoding::mask(m, k))).collect();
     let schedule = NoiseSchedule::new(cfg.schedule, cfg.timesteps);
 
     // The initial weights (and dropout) follow the run's seed.
@@ -340,7 +343,7 @@ pub fn train_on<B: AutodiffBackend>(
     observer(TrainEvent::Started { step: start, total: cfg.steps, params: burn::module::Module::num_params(&model) });
     let save_point = |done: u64| done == cfg.steps || (cfg.checkpoint_every > 0 && done.is_multiple_of(cfg.checkpoint_every));
     for step in start..cfg.steps {
-        let batch = make_batch(cfg, &encoded, channels, size, &schedule, step);
+        let batch = make_batch(cfg, &data.maps, k, size, &schedule, step);
         let (mut grads, loss_value) = batch_grads(cfg, &model, &batch, channels, size, devices)?;
         if !loss_value.is_finite() {
             bail!("the loss became {loss_value} at step {}; try a lower --lr or --clip", step + 1);

@@ -50,7 +50,7 @@ impl OnTrainBackend for DatasetRun<'_> {
     fn run_parallel<B: AutodiffBackend>(self, devices: Vec<B::Device>, _: Resolved) -> anyhow::Result<Trained> {
         // Refuse a bad combination (e.g. x0 with gray) before writing anything under `out`.
         self.cfg.validate(self.data)?;
-        crate::sync_store::write_test_stems(self.out, self.dataset)?;
+        crate::sync_store::write_test_stems(self.out, self.dataset, self.cfg.resume)?;
         train_with_progress::<B>(self.cfg, self.data, Some(self.dataset.options.test_fraction), self.out, &devices)
     }
 }
