@@ -39,8 +39,11 @@ pub struct WorkerOptions {
     pub owner: String,
     /// Jobs executed at once.
     pub concurrency: usize,
-    /// Exit once no active run has work left (nothing pending, delayed or leased).
+    /// Exit once no active run has work left (nothing pending, delayed or leased) and no
+    /// run this worker served has been unknown to the queue for less than `lost_run_wait`.
     pub exit_when_idle: bool,
+    /// See [`LOST_RUN_WAIT`] (the default).
+    pub lost_run_wait: Duration,
     /// Wait between claims when nothing is ready.
     pub poll: Duration,
     /// After shutdown is asked for, how long jobs in hand may run before they are released.
@@ -62,6 +65,7 @@ impl Default for WorkerOptions {
             owner: default_owner(),
             concurrency: 1,
             exit_when_idle: false,
+            lost_run_wait: LOST_RUN_WAIT,
             poll: Duration::from_millis(250),
             grace: Duration::from_secs(25),
             max_local_failures: 5,
@@ -96,7 +100,15 @@ struct RunInfo {
 pub struct RunCache {
     runs: Mutex<HashMap<String, Arc<RunInfo>>>,
     pipelines: tokio::sync::Mutex<Pipelines>,
+    /// Since when a run this worker served has been unknown to the queue (see
+    /// [`LOST_RUN_WAIT`]).
+    lost_since: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long an `exit_when_idle` worker waits, with nothing to claim, for a run it served
+/// that the queue no longer knows (Redis restarted empty: `coordinator watch` rebuilds
+/// such a run from storage within a poll or two) before it counts as idle and exits.
+pub const LOST_RUN_WAIT: Duration = Duration::from_secs(600);
 
 /// Each run's pipeline and when it was last used (a count of uses), and the count.
 #[derive(Default)]
@@ -320,7 +332,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
             }
         };
         let Some(lease) = lease else {
-            if opts.exit_when_idle && matches!(no_work_left(queue.as_ref()).await, Ok(true)) {
+            if opts.exit_when_idle && matches!(no_work_left(queue.as_ref(), &cache, opts.lost_run_wait).await, Ok(true)) {
                 break;
             }
             tokio::time::sleep(opts.poll).await;
@@ -426,15 +438,35 @@ async fn pause(d: Duration, stopping: &Stopping) {
     }
 }
 
-/// True when every active run has nothing pending, delayed or leased.
-async fn no_work_left(queue: &dyn JobQueue) -> Result<bool> {
-    for run in queue.list().await? {
-        let c = queue.counts(&run).await?;
+/// True when every active run has nothing pending, delayed or leased, and no run this
+/// worker served has been unknown to the queue for less than `lost_wait` (one that is may
+/// be rebuilt from storage at any moment, its uncommitted shards queued again).
+async fn no_work_left(queue: &dyn JobQueue, cache: &RunCache, lost_wait: Duration) -> Result<bool> {
+    let listed = queue.list().await?;
+    for run in &listed {
+        let c = queue.counts(run).await?;
         if c.state == crate::queue::RunState::Active && (c.pending > 0 || c.leased > 0) {
             return Ok(false);
         }
     }
-    Ok(true)
+    let served: Vec<String> = cache.runs.lock().unwrap().keys().cloned().collect();
+    let mut lost = None;
+    for run in served.into_iter().filter(|r| !listed.contains(r)) {
+        if queue.run(&run).await?.is_none() {
+            lost = Some(run);
+            break;
+        }
+    }
+    let mut since = cache.lost_since.lock().unwrap();
+    let Some(run) = lost else {
+        *since = None;
+        return Ok(true);
+    };
+    let first = *since.get_or_insert_with(|| {
+        tracing::warn!(run = %run, wait_s = lost_wait.as_secs(), "the queue no longer knows a run this worker served (Redis lost its data?); waiting for `coordinator watch` or `resume` to rebuild it before exiting as idle");
+        std::time::Instant::now()
+    });
+    Ok(first.elapsed() >= lost_wait)
 }
 
 /// Keeps a lease alive from the moment of the claim: heartbeats at a third of the lease;

@@ -431,6 +431,11 @@ struct LosingAnswers {
     failing_heartbeats: std::sync::atomic::AtomicU64,
     /// Acks still to panic (a bug in a queue client), before any is answered.
     panicking_acks: std::sync::atomic::AtomicU64,
+    /// The queue has lost every run (Redis restarted empty): it knows none, lists none
+    /// and hands out no job, until this is cleared (a rebuild).
+    forgotten: std::sync::atomic::AtomicBool,
+    /// Acks after which the queue forgets its runs (0: never).
+    forget_after_acks: std::sync::atomic::AtomicU64,
 }
 
 fn lost() -> crate::Error {
@@ -439,7 +444,15 @@ fn lost() -> crate::Error {
 
 impl LosingAnswers {
     fn new(lose_claims: bool, failing_heartbeats: u64) -> Self {
-        LosingAnswers { inner: MemoryQueue::new(), calls: Default::default(), lose_claims, failing_heartbeats: failing_heartbeats.into(), panicking_acks: Default::default() }
+        LosingAnswers {
+            inner: MemoryQueue::new(),
+            calls: Default::default(),
+            lose_claims,
+            failing_heartbeats: failing_heartbeats.into(),
+            panicking_acks: Default::default(),
+            forgotten: Default::default(),
+            forget_after_acks: Default::default(),
+        }
     }
 
     /// The claim's answer, or (every other call, when losing claims) an I/O error in its place.
@@ -461,15 +474,24 @@ impl JobQueue for LosingAnswers {
         self.inner.mark_committed(run_id, shard).await
     }
     async fn run(&self, run_id: &str) -> crate::Result<Option<crate::queue::RunRecord>> {
+        if self.forgotten.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         self.inner.run(run_id).await
     }
     async fn list(&self) -> crate::Result<Vec<String>> {
+        if self.forgotten.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         self.inner.list().await
     }
     async fn active_runs(&self) -> crate::Result<Vec<String>> {
         self.inner.active_runs().await
     }
     async fn claim(&self, owner: &str) -> crate::Result<Option<crate::queue::Lease>> {
+        if self.forgotten.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         self.answer(self.inner.claim(owner).await)
     }
     async fn heartbeat(&self, lease: &crate::queue::Lease) -> crate::Result<crate::queue::LeaseStatus> {
@@ -484,6 +506,12 @@ impl JobQueue for LosingAnswers {
     async fn ack_and_claim(&self, lease: &crate::queue::Lease, owner: &str) -> crate::Result<(bool, Option<crate::queue::Lease>)> {
         if self.panicking_acks.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             panic!("ack panicked (test)");
+        }
+        if self.forget_after_acks.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) == Ok(1) {
+            // The last ack before the loss lands; its claim finds nothing.
+            let acked = self.inner.ack(lease).await?;
+            self.forgotten.store(true, Ordering::SeqCst);
+            return Ok((acked, None));
         }
         self.answer(self.inner.ack_and_claim(lease, owner).await)
     }
@@ -683,6 +711,41 @@ async fn a_panicking_slot_stops_the_worker_and_lets_its_lease_expire() {
         shards.push(lease.shard);
     }
     assert!(shards.contains(&0), "the panicked job's lease ran out and shard 0 is claimable again: {shards:?}");
+}
+
+/// An `exit_when_idle` worker whose queue lost the run it served (Redis restarted empty)
+/// keeps polling instead of exiting as idle, and finishes the run once it is rebuilt;
+/// with nothing rebuilt it exits after `lost_run_wait`. (It used to exit at once: the
+/// queue listed no run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_waits_for_a_lost_run_to_be_rebuilt() {
+    let spec = spec(4, 1, 1);
+    let queue = Arc::new(LosingAnswers::new(false, 0));
+    queue.forget_after_acks.store(1, Ordering::SeqCst);
+    submit(&queue.inner, &spec, "lost").await;
+    let opts = WorkerOptions { exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let worker = tokio::spawn(serve(queue.clone(), Arc::new(SleepyFactory(Duration::ZERO)), opts.clone(), std::future::pending()));
+    let t0 = std::time::Instant::now();
+    while !queue.forgotten.load(Ordering::SeqCst) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the first shard never committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!worker.is_finished(), "the worker exited while its run was lost");
+    queue.forgotten.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(60), worker).await.expect("the worker finishes the run and exits").unwrap().unwrap();
+    assert_eq!(queue.inner.counts("lost").await.unwrap().committed, 4);
+
+    // Nothing rebuilds it: the worker exits once the wait is over.
+    let queue = Arc::new(LosingAnswers::new(false, 0));
+    queue.forget_after_acks.store(1, Ordering::SeqCst);
+    submit(&queue.inner, &spec, "gone").await;
+    let opts = WorkerOptions { lost_run_wait: Duration::from_millis(300), ..opts };
+    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::ZERO)), opts, std::future::pending()))
+        .await
+        .expect("the worker gives up waiting")
+        .unwrap();
+    assert_eq!(queue.inner.counts("gone").await.unwrap().committed, 1);
 }
 
 /// On a local disk a writer killed mid-object leaves `NAME#N`, which listings skip:

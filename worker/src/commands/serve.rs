@@ -19,7 +19,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
 
-    /// Exit once no active run has work left, instead of waiting for new runs.
+    /// Exit once no active run has work left, instead of waiting for new runs. A run this
+    /// worker served that Redis no longer knows (a restart without its data) is waited
+    /// for up to 10 minutes first: `coordinator watch` rebuilds it from storage.
     #[arg(long)]
     pub exit_when_idle: bool,
 

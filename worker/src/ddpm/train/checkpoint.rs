@@ -19,6 +19,15 @@ pub const OPTIMIZER: &str = "checkpoint/optimizer.mpk";
 pub const STATE: &str = crate::sync_store::CHECKPOINT_STATE;
 pub const FORMAT_VERSION: u32 = 1;
 
+/// `--lr`, `--ema`, `--clip` and `--precision` of a run ([`CheckpointState::optimisation`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Optimisation {
+    pub lr: f64,
+    pub ema_decay: f64,
+    pub clip: Option<f64>,
+    pub precision: crate::precision::Precision,
+}
+
 /// `checkpoint/state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointState {
@@ -42,6 +51,11 @@ pub struct CheckpointState {
     pub data_digest: String,
     /// Every step's loss so far.
     pub losses: Vec<f32>,
+    /// The optimisation settings of the steps so far (`None` in checkpoints written before
+    /// they were recorded). A resume may change them (a lower `--lr` after a divergence)
+    /// and is told when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimisation: Option<Optimisation>,
     /// Where the weight files are (`None`: directly under `checkpoint/`, the old layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<sync_store::FileSet>,

@@ -185,8 +185,13 @@ impl DdpmTrainConfig {
             flip: Some(self.flip),
             data_digest: data.digest.clone(),
             losses: losses.to_vec(),
+            optimisation: Some(self.optimisation()),
             files: None,
         }
+    }
+
+    fn optimisation(&self) -> checkpoint::Optimisation {
+        checkpoint::Optimisation { lr: self.lr, ema_decay: self.ema_decay, clip: self.clip, precision: self.precision }
     }
 }
 
@@ -323,6 +328,9 @@ pub fn train_on<B: AutodiffBackend>(
             ];
             if let Some((key, _)) = same.iter().find(|(_, ok)| !ok) {
                 bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective, schedule, seed, batch and flips, or start again with --overwrite or a new --out");
+            }
+            if let Some(was) = s.optimisation.as_ref().filter(|was| **was != cfg.optimisation()) {
+                tracing::warn!("{origin}: the checkpoint's {} steps ran with {was:?}; the rest run with {:?} (model.json records these)", s.step, cfg.optimisation());
             }
             if s.data_digest != data.digest {
                 tracing::warn!("{origin}: the checkpoint was trained on other data (digest {} vs {})", s.data_digest, data.digest);
