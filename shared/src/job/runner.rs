@@ -331,6 +331,10 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 continue;
             }
         };
+        if lease.is_some() {
+            // Work came (a lost run rebuilt, or another run): a later loss waits anew.
+            *cache.lost_since.lock().unwrap() = None;
+        }
         let Some(lease) = lease else {
             if opts.exit_when_idle && matches!(no_work_left(queue.as_ref(), &cache, opts.lost_run_wait).await, Ok(true)) {
                 break;

@@ -741,10 +741,12 @@ async fn an_idle_worker_waits_for_a_lost_run_to_be_rebuilt() {
     queue.forget_after_acks.store(1, Ordering::SeqCst);
     submit(&queue.inner, &spec, "gone").await;
     let opts = WorkerOptions { lost_run_wait: Duration::from_millis(300), ..opts };
+    let t0 = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::ZERO)), opts, std::future::pending()))
         .await
         .expect("the worker gives up waiting")
         .unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(300), "the worker exited before the wait was over");
     assert_eq!(queue.inner.counts("gone").await.unwrap().committed, 1);
 }
 

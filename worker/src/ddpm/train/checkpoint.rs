@@ -51,9 +51,9 @@ pub struct CheckpointState {
     pub data_digest: String,
     /// Every step's loss so far.
     pub losses: Vec<f32>,
-    /// The optimisation settings of the steps so far (`None` in checkpoints written before
-    /// they were recorded). A resume may change them (a lower `--lr` after a divergence)
-    /// and is told when it does.
+    /// The optimisation settings of the run that wrote the checkpoint (`None` in checkpoints
+    /// written before they were recorded). A resume may change them (a lower `--lr` after
+    /// a divergence) and logs the ones it replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optimisation: Option<Optimisation>,
     /// Where the weight files are (`None`: directly under `checkpoint/`, the old layout).

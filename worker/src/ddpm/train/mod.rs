@@ -330,7 +330,11 @@ pub fn train_on<B: AutodiffBackend>(
                 bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective, schedule, seed, batch and flips, or start again with --overwrite or a new --out");
             }
             if let Some(was) = s.optimisation.as_ref().filter(|was| **was != cfg.optimisation()) {
-                tracing::warn!("{origin}: the checkpoint's {} steps ran with {was:?}; the rest run with {:?} (model.json records these)", s.step, cfg.optimisation());
+                tracing::warn!(
+                    "{origin}: the checkpoint's last steps (of {}) ran with {was:?}; the rest run with {:?} (model.json records only the last EMA decay)",
+                    s.step,
+                    cfg.optimisation()
+                );
             }
             if s.data_digest != data.digest {
                 tracing::warn!("{origin}: the checkpoint was trained on other data (digest {} vs {})", s.data_digest, data.digest);
