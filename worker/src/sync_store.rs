@@ -38,7 +38,8 @@ pub fn read_file(uri: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(block_on(store.get(name)).with_context(|| format!("reading {}", store.describe(name)))?.map(|b| b.to_vec()))
 }
 
-/// Where both trainers keep their checkpoint's state file under OUT.
+/// Where both trainers keep their checkpoint's state file under OUT (in the checkpoint
+/// directory, `checkpoint/`, beside its file sets).
 pub const CHECKPOINT_STATE: &str = "checkpoint/state.json";
 
 /// The split settings beside the test stems: `OUT/split.json`.

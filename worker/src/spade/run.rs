@@ -147,7 +147,6 @@ mod tests {
         let counted = shared::artifact::weights::check(&weights[..]).unwrap().parameters;
         assert!(counted > 1000 && meta["parameters"].as_u64() == Some(counted), "{} vs {counted}", meta["parameters"]);
 
-        assert_eq!(crate::sync_store::CHECKPOINT_STATE, format!("{}/state.json", crate::spade::CHECKPOINT_DIR));
         let listed = std::fs::read(out.join(TEST_STEMS_FILE)).unwrap();
         let e = format!("{:#}", train(&data, &out, 0.2, 2, true).unwrap_err());
         assert!(e.contains("split.json") && e.contains("0.4") && e.contains("--test-fraction"), "{e}");

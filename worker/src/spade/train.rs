@@ -277,14 +277,14 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             losses,
             files: Some(set.clone()),
         };
-        sync_store::write_file(uri, &format!("{CHECKPOINT_DIR}/state.json"), serde_json::to_vec_pretty(&state)?)?;
+        sync_store::write_file(uri, sync_store::CHECKPOINT_STATE, serde_json::to_vec_pretty(&state)?)?;
         sync_store::prune_sets(uri, CHECKPOINT_DIR, "state.json", &set)
     }
 
     /// Loads `URI/checkpoint/` if there is one (`None` if not). Errors name the file and
     /// say what is wrong, e.g. an architecture that differs from `g_config`.
     pub fn load_checkpoint(uri: &str, g_config: &SpadeGeneratorConfig, d_config: &SpadeDiscriminatorConfig, device: &B::Device) -> anyhow::Result<Option<(Self, Losses)>> {
-        let Some(state) = sync_store::read_file(uri, &format!("{CHECKPOINT_DIR}/state.json"))? else { return Ok(None) };
+        let Some(state) = sync_store::read_file(uri, sync_store::CHECKPOINT_STATE)? else { return Ok(None) };
         let where_ = |name: &str| format!("{uri}/{CHECKPOINT_DIR}/{name}");
         let state: CheckpointState = serde_json::from_slice(&state).with_context(|| format!("{}: not a SPADE checkpoint state", where_("state.json")))?;
         if &state.generator != g_config {
@@ -384,7 +384,7 @@ pub fn fit<B: AutodiffBackend>(
                 // with others would not continue the same run. Learning rates and loss
                 // weights follow this run's flags (lowering them after a divergence is
                 // what resuming is for), said in the log.
-                let (was, origin) = (&t.settings, format!("{}/{CHECKPOINT_DIR}/state.json", opts.out));
+                let (was, origin) = (&t.settings, format!("{}/{}", opts.out, sync_store::CHECKPOINT_STATE));
                 for (flag, then, now) in [("--batch", was.batch as u64, settings.batch as u64), ("--seed", was.seed, settings.seed)] {
                     if then != now {
                         anyhow::bail!("{origin}: the checkpoint was trained with {flag} {then}, this run asks for {now}; resume with {flag} {then} (the data order depends on it), or start again with --overwrite");
