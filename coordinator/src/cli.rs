@@ -220,9 +220,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Submit { config, run_id, json, redis } => {
             let spec = load_prepared(&config).await?;
-            if matches!(shared::storage::StoreUrl::parse(&spec.output.url), Ok(shared::storage::StoreUrl::Memory)) {
-                anyhow::bail!(
-                    "{}: output.url memory:// keeps objects inside one process: workers and finalize could not see them; use s3://BUCKET/PREFIX or a directory (or `worker run`, which runs the whole run in one process)",
+            ops::require_shared_output(&spec).with_context(|| config.display().to_string())?;
+            for (key, path) in ops::relative_paths(&spec) {
+                tracing::warn!(
+                    "{}: {key} = {path:?} is a relative path: every worker reads it from its own working directory, not this one; use an absolute path or s3:// unless all workers start here",
                     config.display()
                 );
             }

@@ -5,26 +5,44 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` by way of a temporary file in the same directory, synced and
-/// then renamed over `path`: a reader sees the old file or the new one, never half of one.
-/// The temporary file is removed on failure. Errors name the file.
+/// Writes `bytes` to `path` by way of a temporary file in the same directory (its name
+/// unique to the call), synced, renamed over `path`, and the directory synced: a reader
+/// sees the old file or the new one, never half of one, and a power loss after it returns
+/// keeps the new one. The temporary file is removed on failure. Errors name `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        Ok(())
-    };
-    if let Err(e) = write() {
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}-{:016x}", std::process::id(), rand::random::<u64>()));
+    if let Err(e) = write_synced(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
+        return Err(Error::io(path, e));
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
-    })
+    })?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(|e| Error::io(path, e))
+}
+
+/// Creates (or truncates) `path`, writes `bytes` and syncs them to disk.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Syncs a directory's entries (a rename or a new file in it) to disk. A no-op where
+/// directories cannot be opened (not Unix).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

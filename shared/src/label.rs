@@ -263,16 +263,23 @@ impl RgbImage {
 }
 
 /// Nearest-neighbour resize of row-major pixels of `channels` bytes each; an empty source
-/// gives zeros.
+/// gives zeros. A side that grows samples the source pixel under each output pixel's
+/// centre, so a non-integer factor (64 → 100) neither shifts the content by half a pixel
+/// nor thins the far edge's pixels (an integer factor repeats each pixel either way); a
+/// side that shrinks takes each block's first pixel.
 fn resize_nearest_pixels(src: &[u8], w: u32, h: u32, channels: usize, nw: u32, nh: u32) -> Vec<u8> {
     if w == 0 || h == 0 {
         return vec![0; nw as usize * nh as usize * channels];
     }
+    let source = |i: u32, n: u32, s: u32| -> usize {
+        let (i, n, s) = (i as u64, n as u64, s as u64);
+        (if n > s { ((2 * i + 1) * s / (2 * n)).min(s - 1) } else { i * s / n }) as usize
+    };
     let mut out = Vec::with_capacity(nw as usize * nh as usize * channels);
     for y in 0..nh {
-        let sy = (y as u64 * h as u64 / nh as u64) as usize;
+        let sy = source(y, nh, h);
         for x in 0..nw {
-            let sx = (x as u64 * w as u64 / nw as u64) as usize;
+            let sx = source(x, nw, w);
             let i = (sy * w as usize + sx) * channels;
             out.extend_from_slice(&src[i..i + channels]);
         }
@@ -663,6 +670,11 @@ mod tests {
         let row = LabelMap { width: 4, height: 1, data: vec![3, 1, 1, 1] };
         assert_eq!(row.resize_mode(2, 2).data, vec![1, 1, 1, 1]);
         assert_eq!(row.resize_nearest(2, 2).data, vec![3, 1, 3, 1]);
+        // Growing by a non-integer factor samples under each output pixel's centre: both
+        // edges keep their share (left-edge sampling gave [0, 0, 1, 1, 2]).
+        let row = LabelMap { width: 3, height: 1, data: vec![0, 1, 2] };
+        assert_eq!(row.resize_nearest(5, 1).data, vec![0, 0, 1, 2, 2]);
+        assert_eq!(row.resize_nearest(6, 1).data, vec![0, 0, 1, 1, 2, 2], "an integer factor repeats each pixel");
         assert_eq!(LabelMap::new(0, 5, 0).resize_mode(3, 2), LabelMap::new(3, 2, IGNORE_INDEX));
         assert_eq!(m.resize_mode(8, 4), m.resize_nearest(8, 4));
         // A shrink by a non-integer ratio covers every source pixel once.

@@ -617,6 +617,18 @@ impl RunSpec {
                         return bad(key, "only the ddpm-spade pipeline uses models; remove this table or set pipeline.kind = \"ddpm-spade\"".into());
                     }
                 }
+                // Model settings would change the run's digest (and a static run's id)
+                // without changing a sample.
+                for (key, set) in
+                    [("pipeline.device", !self.pipeline.device.is_auto()), ("pipeline.precision", !self.pipeline.precision.is_f32()), ("pipeline.overlap", !self.pipeline.overlap)]
+                {
+                    if set {
+                        return bad(
+                            key,
+                            "only the ddpm-spade pipeline runs models; the procedural pipeline draws on the CPU: remove this key or set pipeline.kind = \"ddpm-spade\"".into(),
+                        );
+                    }
+                }
             }
             PipelineKind::DdpmSpade => {
                 if self.pipeline.procedural.shares.is_some() {
@@ -775,6 +787,16 @@ image_size = 64
         let back = RunSpec::from_json(&s.canonical_json(), "json").unwrap();
         assert_eq!(back, s);
         assert_eq!(back.digest(), s.digest());
+    }
+
+    /// Model settings on a procedural run would change its digest and nothing else.
+    #[test]
+    fn a_procedural_run_refuses_model_settings() {
+        for (line, key) in [("device = \"cuda\"", "pipeline.device"), ("precision = \"bf16\"", "pipeline.precision"), ("overlap = false", "pipeline.overlap")] {
+            let e = RunSpec::parse(&GOOD.replace("image_size = 64", &format!("image_size = 64\n{line}")), "p.toml").unwrap_err().to_string();
+            assert!(e.starts_with(&format!("p.toml: {key}: only the ddpm-spade pipeline runs models")), "{e}");
+        }
+        assert!(RunSpec::parse(&GOOD.replace("image_size = 64", "image_size = 64\ndevice = \"auto\"\noverlap = true"), "p.toml").is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The exactly-N promise under the faults that used to break it (issue 14): Redis losing
 //! its data mid-run (or only its index of active runs), a poison worker beside a good
 //! one, S3 applying a write and losing its answer, a zombie that reaches its commit after
-//! its lease was reclaimed, the coordinator killed mid-command. Real redis-server, moto's S3 server, the real binaries.
+//! its lease was reclaimed, the coordinator killed mid-command, a shard stranded by a
+//! partial loss. Real redis-server, moto's S3 server, the real binaries.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -81,6 +82,31 @@ async fn a_run_lost_from_the_index_of_active_runs_is_listed_again_by_watch() {
     assert!(stderr(&o).contains("listed it again"), "{}", stderr(&o));
     wait_all(&mut w, Duration::from_secs(30));
     check::exactly_n(&cl.s3.store("data", "runs/u1"), 6).await;
+}
+
+/// A failover that dropped the last write to a run's leases: the shard is in no state,
+/// no worker will ever claim it, and the run would wait forever. Once nothing else is in
+/// flight, watch finds it and queues it again; the run completes, exactly N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_a_partial_loss_stranded_is_queued_again_by_watch() {
+    let cl = Cluster::start("stranded");
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 6;
+    spec.shard_size = 3;
+    cl.submit(&spec, "st1");
+    let q = shared::queue::RedisQueue::connect(&cl.redis.url()).await.unwrap();
+    let held = shared::queue::JobQueue::claim(&q, "a-worker-that-died").await.unwrap().expect("shard 0 is claimable");
+    let mut con = redis::Client::open(cl.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("ZREM").arg("labelgen:{st1}:leased").arg(held.shard).query_async(&mut con).await.unwrap();
+    let mut w = vec![spawn(cl.worker_cmd(&[]))];
+    // Bounded: without the requeue, the watch would wait forever on the stranded shard.
+    let mut watch = vec![cl.coordinator(&["watch", "st1", "--interval", "0.2"]).env("RUST_LOG", "warn").stderr(Stdio::piped()).spawn().unwrap()];
+    wait_all(&mut watch, Duration::from_secs(90));
+    let o = watch.pop().unwrap().wait_with_output().unwrap();
+    stop_all(&mut w, Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("queued them again"), "{}", stderr(&o));
+    check::exactly_n(&cl.s3.store("data", "runs/st1"), 6).await;
 }
 
 /// `coordinator resume RUN_URI` rebuilds a run Redis lost, queueing only the shards

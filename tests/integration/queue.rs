@@ -1,13 +1,13 @@
 //! The queue against a real redis-server: the conformance suite, then what only Redis can
 //! get wrong (restart with AOF, several clients racing, scripts flushed from the server, an
-//! index entry lost).
+//! index entry lost, shards stranded by a partial loss).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use labelgen_tests::redis::RedisServer;
 use shared::queue::conformance::{self, RealTime};
-use shared::queue::{Counts, JobQueue, RedisQueue, RunRecord, RunState};
+use shared::queue::{Counts, JobQueue, RedisQueue, RunRecord, RunState, Stranded};
 
 async fn connect(server: &RedisServer) -> RedisQueue {
     RedisQueue::connect(&server.url()).await.expect("connect to the test redis-server")
@@ -176,6 +176,57 @@ async fn a_run_resubmitted_after_losing_only_its_meta_starts_clean() {
     let shards: Vec<u64> = [q.claim("w1").await.unwrap().unwrap().shard, q.claim("w1").await.unwrap().unwrap().shard].into();
     assert_eq!(shards, [0, 1]);
     assert_eq!(q.claim("w1").await.unwrap(), None);
+}
+
+/// A failover that dropped the last write to a run's ready list and to its leases strands
+/// shards in no state, which no claim would ever find. `requeue_stranded` (watch calls it
+/// while nothing is in flight) queues exactly those again once nothing else is in flight;
+/// a committed counter that lost increments is set from the bitmap; a bitmap that lost
+/// bits queues nothing (those shards may be committed) and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_a_partial_loss_stranded_are_queued_again() {
+    let server = RedisServer::start();
+    let q = connect(&server).await;
+    let run = RunRecord { lease_ms: 60_000, ..conformance::record("stranded", 4) };
+    q.submit(&run).await.unwrap();
+    let mut ls = Vec::new();
+    for _ in 0..4 {
+        ls.push(q.claim("w1").await.unwrap().unwrap());
+    }
+    assert!(q.release(&ls[1]).await.unwrap());
+    assert_eq!(q.fail(&ls[2], "bad input", false).await.unwrap(), shared::queue::FailOutcome::Dead);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    // Lost: the release's push to the ready list.
+    let () = redis::cmd("DEL").arg("labelgen:{stranded}:ready").query_async(&mut con).await.unwrap();
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 3 }, "shards 0 and 3 are still leased");
+    assert!(q.ack(&ls[0]).await.unwrap());
+    // Lost: shard 3's lease (its worker still holds it, as after a lease expiry).
+    let () = redis::cmd("ZREM").arg("labelgen:{stranded}:leased").arg(3).query_async(&mut con).await.unwrap();
+    assert_eq!(q.claim("w1").await.unwrap(), None, "nothing reaches the stranded shards");
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 2, queued: 2, missing: 2 });
+    let again: Vec<_> = [q.claim("w1").await.unwrap().unwrap(), q.claim("w1").await.unwrap().unwrap()].into();
+    assert_eq!(again.iter().map(|l| l.shard).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 2 }, "queued once");
+    for l in &again {
+        assert!(q.ack(l).await.unwrap());
+    }
+    let c = q.counts("stranded").await.unwrap();
+    assert_eq!((c.committed, c.dead, c.pending), (3, 1, 0), "{c:?}");
+    // Lost: one increment of the committed counter (its bit kept).
+    let () = redis::cmd("HINCRBY").arg("labelgen:{stranded}:meta").arg("committed").arg(-1).query_async(&mut con).await.unwrap();
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 1 });
+    assert_eq!(q.counts("stranded").await.unwrap().committed, 3, "the counter follows the bitmap");
+
+    // Lost: a committed bit, in a run that also has a stranded shard.
+    q.submit(&RunRecord { lease_ms: 60_000, ..conformance::record("bitless", 2) }).await.unwrap();
+    let a = q.claim("w1").await.unwrap().unwrap();
+    let _b = q.claim("w1").await.unwrap().unwrap();
+    assert!(q.ack(&a).await.unwrap());
+    let () = redis::cmd("ZREM").arg("labelgen:{bitless}:leased").arg(1).query_async(&mut con).await.unwrap();
+    let () = redis::cmd("SETBIT").arg("labelgen:{bitless}:committed").arg(0).arg(0).query_async(&mut con).await.unwrap();
+    assert_eq!(q.requeue_stranded("bitless").await.unwrap(), Stranded { found: 2, queued: 0, missing: 1 });
+    assert_eq!(q.claim("w1").await.unwrap(), None, "shard 0 may be committed: nothing queued");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,9 +37,9 @@ use crate::stats::Connectivity;
 /// class's component-size histogram (their mean over the classes either set has).
 ///
 /// Component sizes scale with resolution, so both sets are measured at one size: with
-/// --size S both are resized (nearest) to S × S; without it, synthetic maps whose size
-/// differs from the real maps' (their most common size) are resized to it, and
-/// labels.json says so.
+/// --size S both are resized to S × S (the most frequent label of each block when
+/// shrinking, nearest when growing); without it, synthetic maps whose size differs from
+/// the real maps' (their most common size) are resized to it, and labels.json says so.
 ///
 /// Writes OUT/labels.json (both sets' counts and figures, the distances, notes),
 /// OUT/shares.png (bar chart), OUT/adjacency.png (the two matrices as heat maps) and
@@ -73,9 +73,10 @@ pub struct Args {
     #[arg(long, value_name = "PX", default_value_t = 16)]
     pub min_island: u32,
 
-    /// Resize both sets' maps to S × S (nearest) before measuring. Default: the real maps
-    /// as they are, and the synthetic maps resized to the real maps' most common size
-    /// where they differ.
+    /// Resize both sets' maps to S × S (the most frequent label of each block when
+    /// shrinking, nearest when growing) before measuring. Default: the real maps as they
+    /// are, and the synthetic maps resized to the real maps' most common size where they
+    /// differ.
     #[arg(long, value_name = "S")]
     pub size: Option<u32>,
 

@@ -82,9 +82,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
 
-    /// Output size the maps are upscaled to and measured at (the real maps are resized,
-    /// nearest, if they differ). Default: the spec's image_size, else the real maps' most
-    /// common size.
+    /// Output size the maps are upscaled to and measured at; real maps of another size are
+    /// resized to it (the most frequent label of each block when shrinking, nearest when
+    /// growing). Default: the spec's image_size, else the real maps' most common size (then
+    /// each real map is measured at its own size).
     #[arg(long, value_name = "S")]
     pub size: Option<u32>,
 

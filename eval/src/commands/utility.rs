@@ -21,8 +21,11 @@ use crate::utility::{Budget, Mix, UtilityOptions};
 /// start from the same initialisation, and the mean of the per-seed differences comes with
 /// a 95% Student-t interval.
 ///
-/// No leaks: the run's run.json names its models; every test stem must be among the
-/// held-out stems in each model's test_stems.txt, or the command stops and names them.
+/// No leaks: the run's run.json names its models (and pins their digests: a model
+/// retrained in place since is refused); every test stem must be among the held-out stems
+/// in each model's test_stems.txt, or the command stops and names them. A run directory
+/// without run.json (samples assembled by hand) is evaluated unchecked, with a warning,
+/// and report.md says so.
 ///
 /// The real split: the stems listed in --test-stems FILE (e.g. the test_stems.txt a
 /// `worker train` wrote next to its model, so that the test images were seen by none of
@@ -94,7 +97,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Budget::Steps)]
     pub budget: Budget,
 
-    /// Side the pairs are resized to (images by area, labels nearest).
+    /// Side the pairs are resized to. Shrinking: images averaged (a triangle filter at
+    /// non-integer factors), labels by the most frequent label of each block; growing:
+    /// nearest for both.
     #[arg(long, value_name = "S", default_value_t = 512)]
     pub size: u32,
 

@@ -3,9 +3,10 @@
 //! and the plots of [`crate::plot`].
 //!
 //! Component sizes scale with resolution, so both sets are measured at one size: with
-//! [`LabelOptions::size`] both are resized (nearest) to it; without it, synthetic maps
-//! whose size differs from the real maps' most common size are resized to that, and
-//! `labels.json` says so in its notes.
+//! [`LabelOptions::size`] both are resized to it (the most frequent label of each block
+//! when shrinking, nearest when growing); without it, synthetic maps whose size differs
+//! from the real maps' most common size are resized to that, and `labels.json` says so in
+//! its notes.
 //!
 //! # Layout
 //! - `mod.rs` — [`LabelOptions`], [`evaluate`] (measure, compare, write), [`Evaluation`].
@@ -39,7 +40,7 @@ pub struct LabelOptions {
     pub out: PathBuf,
     /// Components with fewer pixels count as islands.
     pub min_island: u32,
-    /// Measure both sets resized (nearest) to `S × S`.
+    /// Measure both sets resized (block mode shrinking, nearest growing) to `S × S`.
     pub size: Option<u32>,
     pub connectivity: Connectivity,
 }

@@ -140,12 +140,14 @@ fn add_batch(
     Ok(())
 }
 
-/// `map` resized (nearest) to `target` if it differs; counts the resizes.
+/// `map` resized to `target` if it differs (the most frequent label of each block when
+/// shrinking, so thin roads and street trees keep their share; nearest when growing);
+/// counts the resizes.
 pub(crate) fn fit(map: LabelMap, target: Option<(u32, u32)>, resized: &AtomicU64) -> LabelMap {
     match target {
         Some((w, h)) if (w, h) != (map.width, map.height) => {
             resized.fetch_add(1, Ordering::Relaxed);
-            map.resize_nearest(w, h)
+            map.resize_mode(w, h)
         }
         _ => map,
     }

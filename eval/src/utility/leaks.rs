@@ -2,7 +2,9 @@
 //! model that made the run. The run's `run.json` names its models (`pipeline.labels.model`,
 //! `pipeline.images.model`); each training command wrote the stems it held out to
 //! `test_stems.txt` beside its `model.json`. A test tile a generator trained on would let
-//! the synthetic arm score on data it has, through the generator, already seen.
+//! the synthetic arm score on data it has, through the generator, already seen. Where
+//! `run.json` pins a model's digest, the model found there must still be that one: a model
+//! retrained in place since writes a new `test_stems.txt` that says nothing of the run's.
 
 use std::collections::BTreeSet;
 
@@ -28,18 +30,23 @@ pub(super) fn check(run: &Store, test: &[String]) -> anyhow::Result<String> {
         };
         let doc: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", run.describe(RUN_JSON)))?;
         let spec: RunSpec = serde_json::from_value(doc.get("spec").cloned().unwrap_or_default()).with_context(|| format!("{}: its \"spec\" is not a run spec", run.describe(RUN_JSON)))?;
-        let models: Vec<(&str, &str)> = [("pipeline.labels.model", spec.pipeline.labels.as_ref().map(|l| l.model.as_str())), ("pipeline.images.model", spec.pipeline.images.as_ref().map(|i| i.model.as_str()))]
-            .into_iter()
-            .filter_map(|(key, m)| m.map(|m| (key, m)))
-            .collect();
+        let labels = spec.pipeline.labels.as_ref().map(|l| (l.model.as_str(), l.sha256.as_deref()));
+        let images = spec.pipeline.images.as_ref().map(|i| (i.model.as_str(), i.sha256.as_deref()));
+        let models: Vec<(&str, &str, Option<&str>)> =
+            [("pipeline.labels.model", labels), ("pipeline.images.model", images)].into_iter().filter_map(|(key, m)| m.map(|(m, pin)| (key, m, pin))).collect();
         if models.is_empty() {
             return Ok(format!("no trained model made the run ({:?} pipeline)", spec.pipeline.kind));
         }
-        for &(key, uri) in &models {
+        for &(key, uri, pin) in &models {
             let store = Store::open(uri).with_context(|| format!("{}: {key} = {uri:?}", run.describe(RUN_JSON)))?;
             if store.get("model.json").await.with_context(|| format!("reading {}", store.describe("model.json")))?.is_none() {
                 let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
                 anyhow::bail!("{key} {uri}: {} does not exist (a relative path is read from the current directory, {cwd}: run from where the run was launched)", store.describe("model.json"));
+            }
+            if let Some(pin) = pin {
+                shared::artifact::inspect(uri, Some(pin)).await.with_context(|| {
+                    format!("{key} {uri} is not the model that made the run ({} pins its digest): it was retrained or replaced since, so its {TEST_STEMS_FILE} does not say what the run's model held out", run.describe(RUN_JSON))
+                })?;
             }
             let held_out = match store.get(TEST_STEMS_FILE).await.with_context(|| format!("reading {}", store.describe(TEST_STEMS_FILE)))? {
                 Some(b) => String::from_utf8_lossy(&b).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<BTreeSet<String>>(),
@@ -63,7 +70,7 @@ pub(super) fn check(run: &Store, test: &[String]) -> anyhow::Result<String> {
                 );
             }
         }
-        let names: Vec<&str> = models.iter().map(|(_, uri)| *uri).collect();
+        let names: Vec<&str> = models.iter().map(|(_, uri, _)| *uri).collect();
         Ok(format!("every test stem is held out by {}", names.join(" and ")))
     })
 }

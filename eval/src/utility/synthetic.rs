@@ -17,7 +17,8 @@ use super::{write, Mix, UtilityOptions};
 const SALT_PICK: u64 = 0x5E6_0101;
 
 /// Fetches seeded picks of the run's manifest, resizes them to `--size` and writes them to
-/// `dir` (replacing what was there); returns it opened. Its first `n_mix` stems are the
+/// `dir` (replacing what was there, once all of it is fetched: a failed fetch leaves the
+/// old `dir` as it was, and never a mix of two runs' files); returns it opened. Its first `n_mix` stems are the
 /// samples mixed into training (the same picks whatever `--consistency-samples` says);
 /// further picks follow, up to `--consistency-samples` in all and at most the run's size,
 /// for the consistency alone. Errors name `--synthetic` and the file at fault.
@@ -27,22 +28,23 @@ pub(super) fn fetch(opts: &UtilityOptions, n_mix: usize, classes: &ClassTable, d
     }
     let store = Store::open(&opts.synthetic).with_context(|| format!("--synthetic {}", opts.synthetic))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the I/O runtime")?;
-    let _ = std::fs::remove_dir_all(dir);
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = dir.with_file_name(format!(".{name}.partial"));
+    remove_dir(&partial)?;
     for sub in ["images", "labels"] {
-        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        std::fs::create_dir_all(partial.join(sub)).with_context(|| format!("creating {}", partial.join(sub).display()))?;
     }
     rt.block_on(async {
         let entries = shared::manifest::read_manifest(&store).await?;
+        let (flag, f) = match opts.mix {
+            Mix::Replace(f) => ("--replace", f),
+            Mix::Add(f) => ("--add", f),
+        };
         anyhow::ensure!(
             entries.len() >= n_mix,
-            "{} lists {} samples; {} are needed ({} of the real training split)",
+            "{} lists {} samples, fewer than the {n_mix} that {flag} {f} of the real training split needs: lower {flag} or generate a larger run",
             store.describe(MANIFEST_JSONL),
             entries.len(),
-            n_mix,
-            match opts.mix {
-                Mix::Replace(_) => "--replace",
-                Mix::Add(_) => "--add",
-            }
         );
         let n = n_mix.max(opts.consistency_samples.min(entries.len()));
         let mut order: Vec<usize> = (0..entries.len()).collect();
@@ -96,11 +98,21 @@ pub(super) fn fetch(opts: &UtilityOptions, n_mix: usize, classes: &ClassTable, d
             // thin road stays a road in both arms.
             let lab = if (lab.width, lab.height) == (s, s) { lab } else { lab.resize_mode(s, s) };
             let stem = format!("{pos:08}");
-            write(&dir.join("images").join(format!("{stem}.png")), &img.to_png())?;
-            write(&dir.join("labels").join(format!("{stem}.png")), &lab.to_png(classes))?;
+            write(&partial.join("images").join(format!("{stem}.png")), &img.to_png())?;
+            write(&partial.join("labels").join(format!("{stem}.png")), &lab.to_png(classes))?;
         }
         anyhow::Ok(())
     })
     .with_context(|| format!("--synthetic {}", opts.synthetic))?;
+    remove_dir(dir)?;
+    std::fs::rename(&partial, dir).with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))?;
     Dataset::open(dir, classes.clone(), false).with_context(|| format!("reading back {}", dir.display()))
+}
+
+/// Removes `dir` and all it holds; nothing to do if it does not exist.
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", dir.display())),
+        _ => Ok(()),
+    }
 }

@@ -210,6 +210,46 @@ fn eval_utility_refuses_test_stems_the_models_trained_on() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A model `run.json` pins must still be that model: one retrained in place since made a
+/// new `test_stems.txt` that says nothing of what the run's model held out.
+#[test]
+fn eval_utility_refuses_a_model_retrained_since_the_run() {
+    let dir = std::env::temp_dir().join(format!("labelgen-eval-pins-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (labels, images, run) = (dir.join("ddpm"), dir.join("spade"), dir.join("run"));
+    for (from, to) in [("ddpm", &labels), ("spade", &images)] {
+        std::fs::create_dir_all(to).unwrap();
+        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo").join(from);
+        for f in std::fs::read_dir(&demo).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+        std::fs::write(to.join("test_stems.txt"), "t1\n").unwrap();
+    }
+    std::fs::create_dir_all(&run).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let digest = |p: &std::path::Path| rt.block_on(shared::artifact::inspect(p.to_str().unwrap(), None)).unwrap().digest;
+    let (ld, id) = (digest(&labels), digest(&images));
+    let write_run = |label_pin: &str| {
+        let text = format!(
+            "[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"{}\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n[pipeline.labels]\nmodel = \"{}\"\nsha256 = \"{label_pin}\"\n[pipeline.images]\nmodel = \"{}\"\nsha256 = \"{id}\"\n",
+            dir.display(),
+            labels.display(),
+            images.display()
+        );
+        let spec = shared::spec::RunSpec::parse(&text, "test").unwrap();
+        std::fs::write(run.join("run.json"), serde_json::to_vec(&serde_json::json!({ "run_id": "run", "spec": spec })).unwrap()).unwrap();
+    };
+    let store = shared::storage::Store::open(run.to_str().unwrap()).unwrap();
+    let test = vec!["t1".to_string()];
+    write_run(&ld);
+    assert!(super::leaks::check(&store, &test).unwrap().contains("held out by"));
+    write_run(&"0".repeat(64));
+    let e = format!("{:#}", super::leaks::check(&store, &test).unwrap_err());
+    assert!(e.contains("pipeline.labels.model") && e.contains("not the model that made the run") && e.contains("digest mismatch"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_baseline_gets_the_mixed_arms_steps_in_whole_epochs() {
     use super::baseline_epochs;

@@ -32,6 +32,10 @@ pub mod weights;
 
 /// The metadata file of every artifact.
 pub const MODEL_JSON: &str = "model.json";
+/// `model.json`'s `kind` of a DDPM label model (`pipeline.labels.model`).
+pub const LABEL_MODEL_KIND: &str = "labelgen-ddpm-labels";
+/// `model.json`'s `kind` of a SPADE image model (`pipeline.images.model`).
+pub const IMAGE_MODEL_KIND: &str = "spade";
 
 /// The fields every `model.json` has.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -162,7 +166,9 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
 }
 
 /// `model.json` of the artifact in `store`, its bytes and common fields; the weights name
-/// is checked to be a file beside it.
+/// is checked to be a file beside it, named so that every store keeps the name as written
+/// (object_store percent-encodes `~`, `#`, non-ASCII… in S3 keys, so such a name would
+/// read from a directory but not from the same files copied to S3).
 async fn read_model_json(store: &Store) -> Result<(Vec<u8>, ArtifactInfo)> {
     let model_json: Vec<u8> =
         store.get(MODEL_JSON).await?.ok_or_else(|| Error::format(store.describe(MODEL_JSON), "does not exist (expected a model artifact: model.json and its weights)"))?.into();
@@ -170,6 +176,7 @@ async fn read_model_json(store: &Store) -> Result<(Vec<u8>, ArtifactInfo)> {
     if info.weights.is_empty() || info.weights.contains('/') || info.weights == MODEL_JSON {
         return Err(Error::format(store.describe(MODEL_JSON), format!("weights {:?} must name a file beside model.json", info.weights)));
     }
+    crate::storage::check_key_part(&info.weights).map_err(|m| Error::format(store.describe(MODEL_JSON), format!("weights: {m}")))?;
     Ok((model_json, info))
 }
 
@@ -182,6 +189,15 @@ fn missing_weights(store: &Store, info: &ArtifactInfo) -> Error {
 /// given, and returns what it found. Errors name the URI, the file and the problem.
 pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
     let uri = uri.trim_end_matches('/');
+    // A pinned remote artifact this machine's cache holds (a shared model cache, say) is
+    // checked there: the pin names the bytes, so nothing need stream from S3.
+    if let (Some(pin), Ok(StoreUrl::S3 { .. })) = (pin, StoreUrl::parse(uri)) {
+        let (u, p, dir) = (uri.to_string(), pin.to_string(), default_cache_dir().join(pin));
+        if let Ok(Some(found)) = tokio::task::spawn_blocking(move || inspect_cached(&u, &p, &dir)).await {
+            tracing::debug!(uri, "checked the pinned model in the local cache");
+            return Ok(found);
+        }
+    }
     let store = Store::open(uri)?;
     let (model_json, info) = read_model_json(&store).await?;
     // The check reads on a blocking thread from the chunks the hash streams by.
@@ -200,6 +216,35 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
         }
     }
     Ok(Inspected { uri: uri.to_string(), info, digest, weights_bytes, weights: summary })
+}
+
+/// [`inspect`] of the cache entry `dir` of `uri`: its `model.json` and its weights
+/// streamed from disk through sha256 and the record check; `None` unless all of it is
+/// there and verifies against `pin`.
+fn inspect_cached(uri: &str, pin: &str, dir: &Path) -> Option<Inspected> {
+    /// Hashes and counts what passes through.
+    struct Tee<R> {
+        inner: R,
+        hasher: Sha256,
+        bytes: u64,
+    }
+    impl<R: std::io::Read> std::io::Read for Tee<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.hasher.update(&buf[..n]);
+            self.bytes += n as u64;
+            Ok(n)
+        }
+    }
+    let model_json = std::fs::read(dir.join(MODEL_JSON)).ok()?;
+    let info = parse_info(&model_json, "cache").ok()?;
+    let file = std::fs::File::open(dir.join(&info.weights)).ok()?;
+    let mut tee = Tee { inner: std::io::BufReader::new(file), hasher: Sha256::new(), bytes: 0 };
+    // The check reads the record to its end (and one byte past, to find none).
+    let summary = weights::check(&mut tee).ok()?;
+    weights::check_parameters(&summary, info.parameters).ok()?;
+    let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, hex::encode(tee.hasher.finalize()))]);
+    (digest == pin).then(|| Inspected { uri: uri.to_string(), info, digest, weights_bytes: tee.bytes, weights: summary })
 }
 
 /// A blocking reader over the chunks an async stream sends; end of file when the sender
@@ -223,7 +268,8 @@ impl std::io::Read for ChunkReader {
     }
 }
 
-/// Checks the two models of a `ddpm-spade` spec against it: classes, the image model's
+/// Checks the two models of a `ddpm-spade` spec against it: their kinds (a label model
+/// given as the image model, or the reverse, would fail in every worker), classes, the image model's
 /// size against `pipeline.image_size`, the label model's size against
 /// `pipeline.labels.size` and as a whole divisor of the image size, the sampler against
 /// the label model's timesteps. `labels` and `images` are `(uri, model.json fields)`.
@@ -232,6 +278,14 @@ pub fn check_spec(spec: &RunSpec, labels: (&str, &ArtifactInfo), images: (&str, 
     let invalid = |key: &str, message: String| Error::Invalid { origin: "run spec".into(), key: key.into(), message };
     let Some(ls) = &spec.pipeline.labels else { return Err(invalid("pipeline.labels", "required for ddpm-spade".into())) };
     let names = |c: &ClassTable| c.classes.iter().map(|d| format!("{} ({})", d.name, d.code)).collect::<Vec<_>>().join(", ");
+    for (key, (uri, info), want, what) in [
+        ("pipeline.labels.model", labels, LABEL_MODEL_KIND, "a DDPM label model (`worker train ddpm`)"),
+        ("pipeline.images.model", images, IMAGE_MODEL_KIND, "a SPADE image model (`worker train spade`)"),
+    ] {
+        if info.kind != want {
+            return Err(invalid(key, format!("{uri}: model.json's kind is {:?}, expected {want:?}: {key} must be {what}", info.kind)));
+        }
+    }
     for (key, (uri, info)) in [("pipeline.labels.model", labels), ("pipeline.images.model", images)] {
         if info.classes != spec.classes {
             return Err(invalid(key, format!("{uri}: the model was trained with classes [{}], the run spec has [{}]", names(&info.classes), names(&spec.classes))));
@@ -295,20 +349,33 @@ pub async fn prepare(spec: &mut RunSpec) -> Result<()> {
     Ok(())
 }
 
+/// The cache entry `dir` if it verifies against `pin`. One that does not (a crash left it
+/// damaged) is removed, so the fetch that follows writes it afresh.
 fn read_cached(uri: &str, pin: &str, dir: &Path) -> Option<Artifact> {
-    let model_json = std::fs::read(dir.join(MODEL_JSON)).ok()?;
-    let info = parse_info(&model_json, "cache").ok()?;
-    let weights = std::fs::read(dir.join(&info.weights)).ok()?;
-    let digest = digest_files(&[(MODEL_JSON, &model_json), (&info.weights, &weights)]);
-    if digest != pin {
-        tracing::warn!(dir = %dir.display(), "cached model artifact does not verify; fetching it again");
-        return None;
+    let model_json = std::fs::read(dir.join(MODEL_JSON)).ok();
+    let entry = model_json.and_then(|model_json| {
+        let info = parse_info(&model_json, "cache").ok()?;
+        let weights = std::fs::read(dir.join(&info.weights)).ok()?;
+        let digest = digest_files(&[(MODEL_JSON, &model_json), (&info.weights, &weights)]);
+        Some(Artifact { uri: uri.to_string(), info, model_json, weights, digest, from_cache: true })
+    });
+    match entry {
+        Some(a) if a.digest == pin => Some(a),
+        _ if dir.exists() => {
+            tracing::warn!(dir = %dir.display(), "cached model artifact does not verify; removing it and fetching it again");
+            // Entries appear whole (a rename), so only a damaged one fails here.
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the damaged cache entry");
+            }
+            None
+        }
+        _ => None,
     }
-    Some(Artifact { uri: uri.to_string(), info, model_json, weights, digest, from_cache: true })
 }
 
-/// Writes a verified copy into `dir` via a temporary sibling and a rename, so a reader
-/// never sees half a cache entry.
+/// Writes a verified copy into `dir` via a temporary sibling (files synced), a rename and
+/// a sync of the parent, so a reader never sees half a cache entry, nor a power loss
+/// leaves one.
 fn write_cache(dir: &Path, weights_name: &str, model_json: &[u8], weights: &[u8]) -> std::io::Result<()> {
     if dir.join(MODEL_JSON).exists() {
         return Ok(());
@@ -318,9 +385,11 @@ fn write_cache(dir: &Path, weights_name: &str, model_json: &[u8], weights: &[u8]
     let tmp = parent.join(format!(".tmp-{}-{}", std::process::id(), rand::random::<u64>()));
     std::fs::create_dir_all(&tmp)?;
     let result = (|| {
-        std::fs::write(tmp.join(weights_name), weights)?;
-        std::fs::write(tmp.join(MODEL_JSON), model_json)?;
-        std::fs::rename(&tmp, dir)
+        crate::files::write_synced(&tmp.join(weights_name), weights)?;
+        crate::files::write_synced(&tmp.join(MODEL_JSON), model_json)?;
+        crate::files::sync_dir(&tmp)?;
+        std::fs::rename(&tmp, dir)?;
+        crate::files::sync_dir(parent)
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -348,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn smooth_upscale_needs_a_onehot_label_model() {
+    fn smooth_upscale_needs_a_onehot_label_model_and_kinds_must_match_their_keys() {
         let spec = |upscale: &str| {
             RunSpec::parse(
                 &format!("[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n[pipeline.labels]\nmodel = \"l\"\n{upscale}[pipeline.images]\nmodel = \"i\"\n"),
@@ -357,7 +426,7 @@ mod tests {
             .unwrap()
         };
         let info = |size: u32, encoding: Option<&str>| ArtifactInfo {
-            kind: "m".into(),
+            kind: LABEL_MODEL_KIND.into(),
             size,
             classes: ClassTable::ai_hub(),
             weights: "w".into(),
@@ -365,12 +434,17 @@ mod tests {
             parameters: None,
             encoding: encoding.map(str::to_string),
         };
-        let images = info(64, None);
+        let images = ArtifactInfo { kind: IMAGE_MODEL_KIND.into(), ..info(64, None) };
         let smooth = spec("upscale = \"smooth\"\n");
         assert!(check_spec(&smooth, ("l", &info(32, Some("onehot"))), ("i", &images)).is_ok());
         let e = check_spec(&smooth, ("l", &info(32, Some("gray"))), ("i", &images)).unwrap_err().to_string();
         assert!(e.contains("pipeline.labels.upscale") && e.contains("l is gray") && e.contains("nearest"), "{e}");
         assert!(check_spec(&spec(""), ("l", &info(32, Some("gray"))), ("i", &images)).is_ok());
+        // The label model given as the image model too (sizes and classes would pass).
+        let e = check_spec(&spec(""), ("l", &info(32, Some("gray"))), ("l", &info(64, Some("gray")))).unwrap_err().to_string();
+        assert!(e.contains("pipeline.images.model") && e.contains("\"labelgen-ddpm-labels\"") && e.contains("expected \"spade\""), "{e}");
+        let e = check_spec(&spec(""), ("i", &ArtifactInfo { size: 32, ..images.clone() }), ("i", &images)).unwrap_err().to_string();
+        assert!(e.contains("pipeline.labels.model") && !e.contains("SPADE") && e.contains("DDPM label model"), "{e}");
         // Nearest, the default, is left out of the spec's JSON (so digests of older specs hold).
         assert!(!serde_json::to_string(&spec("")).unwrap().contains("upscale"));
         assert!(serde_json::to_string(&smooth).unwrap().contains("\"upscale\":\"smooth\""));
@@ -416,6 +490,12 @@ mod tests {
         // Local artifacts are never cached.
         assert!(!cache.exists());
 
+        // A weights name S3 keys would store percent-encoded: refused here too, by name.
+        store.put(MODEL_JSON, Bytes::from(meta("w~ema.bin"))).await.unwrap();
+        store.put("w~ema.bin", Bytes::from_static(b"1234")).await.unwrap();
+        let err = fetch(&uri, None, &cache).await.unwrap_err().to_string();
+        assert!(err.contains("model.json") && err.contains("weights") && err.contains("'~'"), "{err}");
+
         store.put(MODEL_JSON, Bytes::from_static(b"{\"kind\": 3}")).await.unwrap();
         let err = fetch(&uri, None, &cache).await.unwrap_err().to_string();
         assert!(err.contains("model.json") && err.contains("not a labelgen model.json"), "{err}");
@@ -431,18 +511,24 @@ mod tests {
         let a = read_cached("s3://b/m", &digest, &dir.join(&digest)).expect("a verified cache entry");
         assert!(a.from_cache);
         assert_eq!(a.weights, b"abc");
-        // A corrupted entry is not used.
+        // A corrupted entry is not used, and is removed so it can be written afresh (the
+        // write skips an entry that exists).
         std::fs::write(dir.join(&digest).join("w.bin"), b"abd").unwrap();
         assert!(read_cached("s3://b/m", &digest, &dir.join(&digest)).is_none());
+        assert!(!dir.join(&digest).exists(), "the damaged entry is gone");
+        write_cache(&dir.join(&digest), "w.bin", &json, b"abc").unwrap();
+        assert!(read_cached("s3://b/m", &digest, &dir.join(&digest)).is_some(), "healed");
         // No temporary directories are left behind.
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".tmp")).collect();
         assert!(leftovers.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A `model.json` with the fields the checks read.
+    /// A `model.json` with the fields the checks read: a label model's with timesteps,
+    /// else an image model's.
     fn model_json(weights: &str, size: u32, timesteps: Option<usize>) -> Vec<u8> {
-        let mut v = serde_json::json!({ "kind": "test", "size": size, "weights": weights, "classes": ClassTable::ai_hub() });
+        let kind = if timesteps.is_some() { LABEL_MODEL_KIND } else { IMAGE_MODEL_KIND };
+        let mut v = serde_json::json!({ "kind": kind, "size": size, "weights": weights, "classes": ClassTable::ai_hub() });
         if let Some(t) = timesteps {
             v["timesteps"] = t.into();
         }
@@ -468,6 +554,15 @@ mod tests {
         let seen = inspect(&uri, None).await.unwrap();
         let fetched = fetch(&uri, None, &dir.join("cache")).await.unwrap();
         assert_eq!(seen.digest, fetched.digest, "inspect and fetch must agree on the digest");
+        // A cache entry of the same bytes inspects the same from disk (how a pinned s3://
+        // model is checked where a cache holds it); one that does not verify is not used.
+        let entry = dir.join("cache").join(&seen.digest);
+        write_cache(&entry, "w.bin", &model_json("w.bin", 32, Some(1000)), &weights).unwrap();
+        let cached = inspect_cached("s3://b/m", &seen.digest, &entry).expect("the cache entry verifies");
+        assert_eq!((cached.digest.as_str(), cached.weights_bytes, cached.weights), (seen.digest.as_str(), seen.weights_bytes, seen.weights));
+        assert!(inspect_cached("s3://b/m", &"0".repeat(64), &entry).is_none());
+        std::fs::write(entry.join("w.bin"), &weights[..weights.len() - 1]).unwrap();
+        assert!(inspect_cached("s3://b/m", &seen.digest, &entry).is_none(), "truncated");
         assert_eq!(seen.weights_bytes, weights.len() as u64);
         assert_eq!(seen.info.timesteps, Some(1000));
         assert_eq!(seen.weights, weights::Summary { tensors: 2, parameters: 750_004 });
@@ -526,7 +621,7 @@ mod tests {
             (spec(&l, &i, 128, ""), vec!["pipeline.images.model", "64×64", "pipeline.image_size is 128"]),
             (spec(&l, &i, 64, "sampler = \"ddpm\"\nsteps = 50"), vec!["pipeline.labels.steps is 50", "1000 timesteps"]),
             (spec(&l, &i, 64, "steps = 2000"), vec!["pipeline.labels", "between 1 and the model's 1000"]),
-            (spec(&i, &i, 64, ""), vec!["pipeline.labels.model", "no timesteps"]),
+            (spec(&i, &i, 64, ""), vec!["pipeline.labels.model", "kind is \"spade\"", "must be a DDPM label model"]),
             (spec(&format!("{l}/nope"), &i, 64, ""), vec!["pipeline.labels.model", "nope/model.json", "does not exist"]),
         ];
         for (mut s, want) in cases {

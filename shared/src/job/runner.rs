@@ -103,6 +103,9 @@ pub struct RunCache {
     /// Since when a run this worker served has been unknown to the queue (see
     /// [`LOST_RUN_WAIT`]).
     lost_since: Mutex<Option<std::time::Instant>>,
+    /// Runs this worker served and has since seen finalized or cancelled: no one rebuilds
+    /// such a run when the queue loses it, so it is not waited for.
+    finished: Mutex<std::collections::HashSet<String>>,
 }
 
 /// How long an `exit_when_idle` worker waits, with nothing to claim, for a run it served
@@ -444,18 +447,26 @@ async fn pause(d: Duration, stopping: &Stopping) {
 
 /// True when every active run has nothing pending, delayed or leased, and no run this
 /// worker served has been unknown to the queue for less than `lost_wait` (one that is may
-/// be rebuilt from storage at any moment, its uncommitted shards queued again).
+/// be rebuilt from storage at any moment, its uncommitted shards queued again), apart
+/// from runs it saw finalized or cancelled before the queue lost them.
 async fn no_work_left(queue: &dyn JobQueue, cache: &RunCache, lost_wait: Duration) -> Result<bool> {
     let listed = queue.list().await?;
+    let served: Vec<String> = cache.runs.lock().unwrap().keys().cloned().collect();
+    let mut busy = false;
     for run in &listed {
         let c = queue.counts(run).await?;
-        if c.state == crate::queue::RunState::Active && (c.pending > 0 || c.leased > 0) {
-            return Ok(false);
+        if c.state == crate::queue::RunState::Active {
+            busy |= c.pending > 0 || c.leased > 0;
+        } else if served.contains(run) {
+            cache.finished.lock().unwrap().insert(run.clone());
         }
     }
-    let served: Vec<String> = cache.runs.lock().unwrap().keys().cloned().collect();
+    if busy {
+        return Ok(false);
+    }
+    let finished = cache.finished.lock().unwrap().clone();
     let mut lost = None;
-    for run in served.into_iter().filter(|r| !listed.contains(r)) {
+    for run in served.into_iter().filter(|r| !listed.contains(r) && !finished.contains(r)) {
         if queue.run(&run).await?.is_none() {
             lost = Some(run);
             break;

@@ -542,6 +542,9 @@ impl JobQueue for LosingAnswers {
     async fn relist(&self, run_id: &str) -> crate::Result<bool> {
         self.inner.relist(run_id).await
     }
+    async fn requeue_stranded(&self, run_id: &str) -> crate::Result<crate::queue::Stranded> {
+        self.inner.requeue_stranded(run_id).await
+    }
 }
 
 /// Half the claims (plain and with an ack) run but lose their answers. With hour-long
@@ -748,6 +751,33 @@ async fn an_idle_worker_waits_for_a_lost_run_to_be_rebuilt() {
         .unwrap();
     assert!(t0.elapsed() >= Duration::from_millis(300), "the worker exited before the wait was over");
     assert_eq!(queue.inner.counts("gone").await.unwrap().committed, 1);
+}
+
+/// A run the worker saw finalized is not waited for once the queue loses it (nothing
+/// would rebuild it): with another run's job held elsewhere the worker stays up, sees
+/// its run finalized; then Redis restarts empty and the worker exits as idle at once,
+/// not after `lost_run_wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_does_not_wait_for_a_lost_run_it_saw_finalized() {
+    let spec = spec(1, 1, 1);
+    let queue = Arc::new(LosingAnswers::new(false, 0));
+    // Another worker holds the one job of "elsewhere" throughout.
+    submit(&queue.inner, &spec, "elsewhere").await;
+    let held = queue.inner.claim("another-worker").await.unwrap().expect("a job");
+    assert_eq!(held.run_id, "elsewhere");
+    submit(&queue.inner, &spec, "done").await;
+    let opts = WorkerOptions { exit_when_idle: true, poll: Duration::from_millis(10), lost_run_wait: Duration::from_secs(3600), ..Default::default() };
+    let worker = tokio::spawn(serve(queue.clone(), Arc::new(SleepyFactory(Duration::ZERO)), opts, std::future::pending()));
+    let t0 = std::time::Instant::now();
+    while queue.inner.counts("done").await.unwrap().committed < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the shard never committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queue.inner.mark_finalized("done").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!worker.is_finished(), "another run is leased: not idle");
+    queue.forgotten.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(30), worker).await.expect("the worker exits without waiting for the finalized run").unwrap().unwrap();
 }
 
 /// On a local disk a writer killed mid-object leaves `NAME#N`, which listings skip:

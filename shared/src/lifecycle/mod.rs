@@ -30,8 +30,34 @@ pub fn parse_seconds(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// A command-line backoff in seconds (`--local-backoff-seconds`): 0 to 60, the cap its
+/// doubling stops at.
+pub fn parse_backoff_seconds(s: &str) -> std::result::Result<f64, String> {
+    match parse_seconds(s)? {
+        v if v <= 60.0 => Ok(v),
+        _ => Err(format!("{s}: expected seconds from 0 to 60 (the doubling stops at 60)")),
+    }
+}
+
+/// A count of job slots (`--workers`, `--concurrency`): 1 to 1024.
+pub fn parse_slots(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if (1..=1024).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("{s}: expected 1 to 1024 job slots")),
+        Err(e) => Err(format!("{s:?}: {e}; expected 1 to 1024 job slots")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn slots_and_backoffs_are_in_range() {
+        assert_eq!(super::parse_slots("4"), Ok(4));
+        assert!(super::parse_slots("0").unwrap_err().contains("expected 1 to 1024"));
+        assert_eq!(super::parse_backoff_seconds("60"), Ok(60.0));
+        assert!(super::parse_backoff_seconds("300").unwrap_err().contains("expected seconds from 0 to 60"));
+    }
+
     #[test]
     fn seconds_are_finite_and_at_most_a_day() {
         assert_eq!(super::parse_seconds("0.5"), Ok(0.5));

@@ -15,6 +15,38 @@ pub async fn connect(redis_url: &str) -> Result<Arc<dyn JobQueue>> {
     Ok(Arc::new(q))
 }
 
+/// Refuses `output.url = "memory://"` for a run that more than one process writes or
+/// reads (submitted to Redis, or sharded statically): its objects would live and die
+/// inside one process, unseen by the workers, the other tasks and finalize.
+pub fn require_shared_output(spec: &RunSpec) -> Result<()> {
+    if matches!(crate::storage::StoreUrl::parse(&spec.output.url), Ok(crate::storage::StoreUrl::Memory)) {
+        return Err(crate::Error::Invalid {
+            origin: "run spec".into(),
+            key: "output.url".into(),
+            message: "memory:// keeps objects inside one process: other workers, tasks and finalize could not see them; use s3://BUCKET/PREFIX or a directory (or `worker run`, which runs the whole run in one process)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The spec's local paths that are relative (`output.url`, the models), by key: each
+/// process reads them from its own working directory, so a run submitted to Redis finds
+/// them only where every worker starts in the submitter's directory.
+pub fn relative_paths(spec: &RunSpec) -> Vec<(&'static str, &str)> {
+    let labels = spec.pipeline.labels.as_ref().map(|l| l.model.as_str());
+    let images = spec.pipeline.images.as_ref().map(|i| i.model.as_str());
+    [("output.url", Some(spec.output.url.as_str())), ("pipeline.labels.model", labels), ("pipeline.images.model", images)]
+        .into_iter()
+        .filter_map(|(key, v)| match (v, v.map(crate::storage::StoreUrl::parse)) {
+            (Some(v), Some(Ok(crate::storage::StoreUrl::Local { dir }))) if dir.is_relative() => Some((key, v)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the doubling retry delay stops (unless `run.retry_backoff_seconds` starts above it).
+const MAX_BACKOFF_MS: u64 = 300_000;
+
 /// The queue's record of a new run.
 pub fn run_record(spec: &RunSpec, run_id: &str) -> RunRecord {
     RunRecord {
@@ -25,7 +57,8 @@ pub fn run_record(spec: &RunSpec, run_id: &str) -> RunRecord {
         max_attempts: spec.run.max_attempts,
         lease_ms: spec.run.lease_seconds * 1000,
         backoff_ms: (spec.run.retry_backoff_seconds * 1000.0) as u64,
-        max_backoff_ms: 300_000,
+        // Doubling stops at 5 minutes, or at the first delay if that is longer.
+        max_backoff_ms: MAX_BACKOFF_MS.max((spec.run.retry_backoff_seconds * 1000.0) as u64),
         priority: spec.run.priority,
         created_ms: 0,
     }
@@ -296,5 +329,35 @@ mod tests {
         assert_eq!(committed_samples(&spec, &counts(3, false)), 768);
         assert_eq!(committed_samples(&spec, &counts(3, true)), 2 * 256 + 232);
         assert_eq!(committed_samples(&spec, &counts(4, true)), 1000);
+    }
+
+    /// A first retry delay above the 5-minute cap is kept, not cut to 5 minutes.
+    #[test]
+    fn the_backoff_cap_is_at_least_the_first_delay() {
+        let spec = |backoff: &str| {
+            RunSpec::parse(
+                &format!(
+                    "[run]\ncount = 1\nshard_size = 1\nretry_backoff_seconds = {backoff}\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\n"
+                ),
+                "t.toml",
+            )
+            .unwrap()
+        };
+        let r = run_record(&spec("2"), "r");
+        assert_eq!((r.backoff_ms, r.max_backoff_ms), (2_000, 300_000));
+        let r = run_record(&spec("1200"), "r");
+        assert_eq!((r.backoff_ms, r.max_backoff_ms), (1_200_000, 1_200_000));
+    }
+
+    /// Relative local paths are named by key (each process resolves them from its own
+    /// directory); absolute ones, s3:// and memory:// are not.
+    #[test]
+    fn relative_paths_are_found_by_key() {
+        let spec = |url: &str, model: &str| {
+            RunSpec::parse(&format!("[run]\ncount = 1\nshard_size = 1\n[output]\nurl = \"{url}\"\n[pipeline]\nkind = \"ddpm-spade\"\nimage_size = 64\n[pipeline.labels]\nmodel = \"{model}\"\n[pipeline.images]\nmodel = \"s3://b/spade\"\n"), "t.toml").unwrap()
+        };
+        assert_eq!(relative_paths(&spec("out/x", "models/ddpm")), [("output.url", "out/x"), ("pipeline.labels.model", "models/ddpm")]);
+        assert!(relative_paths(&spec("/data/out", "s3://b/ddpm")).is_empty());
+        assert!(relative_paths(&spec("memory://", "file:///m/ddpm")).is_empty());
     }
 }

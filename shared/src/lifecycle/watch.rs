@@ -36,7 +36,8 @@ pub enum WatchEnd {
 /// Storage is the truth and the queue follows it: dead shards whose commit record exists
 /// (a late commit after the lease was reclaimed) are marked committed; a run finalized by
 /// hand ends the watch; a run Redis lost is rebuilt from storage ([`ops::resume`]) and
-/// watched on; an active run the claim index lost is listed again ([`JobQueue::relist`]).
+/// watched on; an active run the claim index lost is listed again ([`JobQueue::relist`]);
+/// shards a partial loss left in no state are queued again ([`JobQueue::requeue_stranded`]).
 pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool, metrics: Option<&crate::metrics::Metrics>) -> Result<WatchEnd> {
     let (_, spec) = ops::load_run(queue, run_id).await?;
     let store = crate::job::run_store(&spec, run_id)?;
@@ -45,6 +46,7 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
     let started = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_log = Instant::now();
+    let mut bitmap_warned = false;
     // Redis unreachable: 0.5 s doubling to 5 s with jitter, 40 tries in a row (about 5 min).
     let mut queue_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(500), Duration::from_secs(5), 40));
     loop {
@@ -124,6 +126,28 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 Ok(true) => tracing::warn!(run = run_id, "the queue's index of active runs had lost this run (a Redis failover?): listed it again"),
                 Ok(false) => {}
                 Err(e) => tracing::debug!(run = run_id, error = %e, "checking that the run is listed failed; trying again at the next poll"),
+            }
+        }
+        if c.leased == 0 && c.delayed == 0 && c.committed + c.dead < c.total {
+            // Nothing in flight yet not done: either shards wait to be claimed, or a
+            // partial loss (a failover that dropped a ready list's or a lease's last
+            // write) left some in no state, which no worker would ever claim.
+            match queue.requeue_stranded(run_id).await {
+                Ok(s) if s.queued > 0 => {
+                    tracing::warn!(run = run_id, shards = s.queued, "shards were in no state in the queue (Redis lost part of the run's writes): queued them again")
+                }
+                Ok(s) if s.found > s.missing && !bitmap_warned => {
+                    bitmap_warned = true;
+                    tracing::error!(
+                        run = run_id,
+                        uncommitted_bits = s.found,
+                        missing = s.missing,
+                        meta = %format!("labelgen:{{{run_id}}}:meta"),
+                        "the queue's committed bitmap lost bits (shards it shows uncommitted may have commit records): nothing queued; delete the run's meta key (redis-cli DEL META) and this watch rebuilds the run from its commit records"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(run = run_id, error = %e, "looking for stranded shards failed; trying again at the next poll"),
             }
         }
         if c.committed == c.total {

@@ -108,6 +108,7 @@ pub async fn run_all(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
         given_back_jobs_go_before_new_ones,
         ack_and_claim_goes_on_and_keeps_priorities,
         finished_runs_keep_their_counts,
+        a_whole_run_has_no_stranded_shards,
     );
 }
 
@@ -570,6 +571,7 @@ pub async fn unknown_run_is_an_error(q: &dyn JobQueue, _time: &dyn TimeControl, 
     assert_run_error(q.release(&lease).await, &run_id, "unknown run");
     assert_run_error(q.mark_committed(&run_id, 0).await, &run_id, "unknown run");
     assert_run_error(q.relist(&run_id).await, &run_id, "unknown run");
+    assert_run_error(q.requeue_stranded(&run_id).await, &run_id, "unknown run");
     assert!(!q.list().await.unwrap().contains(&run_id));
 }
 
@@ -726,4 +728,31 @@ pub async fn finished_runs_keep_their_counts(q: &dyn JobQueue, _time: &dyn TimeC
     let c = counts(q, &run_id).await;
     assert_eq!((c.state, c.total, c.committed, c.pending), (RunState::Finalized, 6, 3, 3));
     assert_eq!(q.cancel(&run_id).await.unwrap(), RunState::Finalized, "a finalized run stays finalized, and says so");
+}
+
+/// A run the queue kept whole has no stranded shard, whatever states its shards are in
+/// (pending, leased, ready after a release, committed, dead, finalized): nothing is
+/// queued twice. `missing` counts the shards neither committed nor dead.
+pub async fn a_whole_run_has_no_stranded_shards(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "stranded");
+    submit(q, &record(&run_id, 4)).await;
+    let none = |missing| Stranded { found: 0, queued: 0, missing };
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(4), "nothing claimed yet");
+    let (a, b, c, d) = (claim(q, "w1").await, claim(q, "w1").await, claim(q, "w1").await, claim(q, "w1").await);
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(4), "all leased");
+    assert!(q.ack(&a).await.unwrap());
+    assert!(q.release(&b).await.unwrap());
+    assert_eq!(q.fail(&c, "bad input", false).await.unwrap(), FailOutcome::Dead);
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(2), "one committed, one ready, one dead, one leased");
+    let b = claim(q, "w1").await;
+    assert!(q.ack(&b).await.unwrap());
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(1), "the last one leased");
+    assert!(q.ack(&d).await.unwrap());
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(0), "committed or dead");
+    claim_none(q, "nothing was queued again").await;
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.committed, c.dead, c.pending), (3, 1, 0));
+    q.mark_finalized(&run_id).await.unwrap();
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(0), "a finalized run");
+    finish(q, &[&run_id]).await;
 }

@@ -463,6 +463,13 @@ impl JobQueue for MemoryQueue {
     async fn relist(&self, run_id: &str) -> Result<bool> {
         self.with_run(run_id, |_, _| false)
     }
+
+    async fn requeue_stranded(&self, run_id: &str) -> Result<Stranded> {
+        self.with_run(run_id, |run, _| match run.state {
+            RunState::Active => Stranded { missing: run.record.shards.saturating_sub(run.committed_count + run.dead.len() as u64), ..Stranded::default() },
+            _ => Stranded::default(),
+        })
+    }
 }
 
 #[cfg(test)]

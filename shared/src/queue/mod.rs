@@ -128,6 +128,16 @@ pub trait JobQueue: Send + Sync {
     /// Idempotent. The memory queue keeps no index apart from its runs, so it only checks
     /// that the run exists.
     async fn relist(&self, run_id: &str) -> Result<bool>;
+
+    /// Queues again the shards of an active run that are in no state at all (claimed,
+    /// not committed, ready, retrying, leased or dead): only a Redis that lost some of a
+    /// run's writes strands one, and the run would never finish. Looks only when the run
+    /// is stuck (every shard claimed once, nothing ready, retrying or leased, yet not all
+    /// committed or dead), so a healthy run answers at O(1) cost; then it costs a walk of
+    /// the committed bitmap. Finding more shards than the counters miss means the bitmap
+    /// lost bits (those shards may be committed): nothing is queued. The memory queue
+    /// loses nothing, so it only checks that the run exists.
+    async fn requeue_stranded(&self, run_id: &str) -> Result<Stranded>;
 }
 
 /// The error for a run the queue does not know.

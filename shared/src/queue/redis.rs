@@ -345,6 +345,10 @@ impl JobQueue for RedisQueue {
         Ok(added > 0)
     }
 
+    async fn requeue_stranded(&self, run_id: &str) -> Result<Stranded> {
+        scripts().requeue_stranded(&mut self.con(), &RunKeys::new(run_id)).await?.ok_or_else(|| unknown(run_id))
+    }
+
     /// O(1) in the shard count: the committed count is a counter, the other states are
     /// sizes of their keys, and pending is what is left.
     async fn counts(&self, run_id: &str) -> Result<Counts> {

@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::keys::RunKeys;
-use super::types::{FailOutcome, Lease, LeaseStatus, RunRecord, RunState};
+use super::types::{FailOutcome, Lease, LeaseStatus, RunRecord, RunState, Stranded};
 use crate::error::{Error, Result};
 
 /// Expired leases and due retries handled per claim call, at most.
@@ -29,6 +29,7 @@ pub(crate) struct Scripts {
     finalize: Script,
     retry_dead: Script,
     mark_committed: Script,
+    requeue_stranded: Script,
 }
 
 pub(crate) fn scripts() -> &'static Scripts {
@@ -45,6 +46,7 @@ pub(crate) fn scripts() -> &'static Scripts {
         finalize: script(include_str!("lua/finalize.lua")),
         retry_dead: script(include_str!("lua/retry_dead.lua")),
         mark_committed: script(include_str!("lua/mark_committed.lua")),
+        requeue_stranded: script(include_str!("lua/requeue_stranded.lua")),
     });
     &SCRIPTS
 }
@@ -235,6 +237,15 @@ impl Scripts {
         inv.arg(shards);
         let n: i64 = inv.invoke_async(con).await?;
         Ok(u64::try_from(n).ok())
+    }
+
+    /// `None`: no such run.
+    pub(crate) async fn requeue_stranded(&self, con: &mut ConnectionManager, k: &RunKeys) -> Result<Option<Stranded>> {
+        let r: Vec<String> = run_keys(&self.requeue_stranded, k).invoke_async(con).await?;
+        if field(&r, 0, "requeue_stranded")? == "unknown" {
+            return Ok(None);
+        }
+        Ok(Some(Stranded { found: num(&r, 0, "requeue_stranded")?, queued: num(&r, 1, "requeue_stranded")?, missing: num(&r, 2, "requeue_stranded")? }))
     }
 }
 

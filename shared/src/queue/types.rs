@@ -66,6 +66,16 @@ pub enum FailOutcome {
     Lost,
 }
 
+/// What [`crate::queue::JobQueue::requeue_stranded`] found: shards in no state (found,
+/// at most `missing + 1`), how many of them were queued again, and how many shards the
+/// counters said were neither committed nor dead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stranded {
+    pub found: u64,
+    pub queued: u64,
+    pub missing: u64,
+}
+
 /// Job counts of a run. `pending` includes jobs waiting out a retry backoff (`delayed`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {

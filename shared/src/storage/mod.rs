@@ -68,7 +68,7 @@ impl StoreUrl {
 /// Refuses a prefix segment that would not be stored as written: empty (`a//b`), or one
 /// object_store's own key encoding ([`object_store::path::PathPart`]) changes (`.`, `..`,
 /// `~ % # [ ] * ?`…, controls, non-ASCII): listings would not match it.
-fn check_key_part(part: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_key_part(part: &str) -> std::result::Result<(), String> {
     if part.is_empty() {
         return Err("the path has an empty segment (a double slash); expected names separated by single slashes".into());
     }
@@ -79,6 +79,16 @@ fn check_key_part(part: &str) -> std::result::Result<(), String> {
         return Err(format!("path segment {part:?} holds {c:?}, which object_store percent-encodes in keys (the objects would be stored under another name); use ASCII letters, digits and - _ . instead"));
     }
     Ok(())
+}
+
+/// `base/rel` for messages: one slash between, and `memory://` (whose slashes are the
+/// scheme's) keeps both.
+fn join_display(base: &str, rel: &str) -> String {
+    if base.ends_with("://") {
+        format!("{base}{rel}")
+    } else {
+        format!("{}/{rel}", base.trim_end_matches('/'))
+    }
 }
 
 /// An object store plus the prefix everything lives under. Paths given to its methods are
@@ -205,7 +215,7 @@ impl Store {
     pub fn child(&self, sub: &str) -> Store {
         let sub = sub.trim_matches('/');
         let prefix = if self.prefix.is_empty() { sub.to_string() } else { format!("{}/{}", self.prefix, sub) };
-        let display = format!("{}/{}", self.display.trim_end_matches('/'), sub);
+        let display = join_display(&self.display, sub);
         Store { inner: self.inner.clone(), multipart: self.multipart.clone(), prefix, display, local_root: self.local_root.clone() }
     }
 
@@ -226,7 +236,7 @@ impl Store {
 
     /// Where `rel` is, for messages.
     pub fn describe(&self, rel: &str) -> String {
-        format!("{}/{}", self.display.trim_end_matches('/'), rel)
+        join_display(&self.display, rel)
     }
 
     fn path(&self, rel: &str) -> ObjPath {
@@ -685,6 +695,9 @@ mod tests {
         let b = Store::open("memory://").unwrap().child(&key);
         assert_eq!(b.get("x").await.unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(Store::memory().get(&format!("{key}/x")).await.unwrap(), None, "Store::memory is a fresh one");
+        // Messages keep the scheme's two slashes.
+        assert_eq!(Store::open("memory://").unwrap().describe("x"), "memory://x");
+        assert_eq!(b.describe("x"), format!("memory://{key}/x"));
     }
 
     /// Parts stay 8 MiB until an object would need more than 9,000 of them: a 200 GB

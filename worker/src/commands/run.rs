@@ -22,7 +22,7 @@ pub struct Args {
     /// Run spec (TOML), e.g. configs/local.toml.
     pub config: PathBuf,
     /// Jobs generated at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = shared::lifecycle::parse_slots)]
     pub workers: usize,
     /// Run id (directory under output.url); generated when absent. Re-running with the
     /// same id and spec keeps the shards already committed.

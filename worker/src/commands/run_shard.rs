@@ -17,9 +17,10 @@ pub struct RunShardArgs {
     /// Run spec (TOML).
     pub config: PathBuf,
 
-    /// One shard to generate, 0-based [default without --tasks: $JOB_COMPLETION_INDEX or
+    /// One shard to generate, 0-based (wins over --tasks and $LABELGEN_TASKS, so a pod of
+    /// an array can rerun one shard) [default without --tasks: $JOB_COMPLETION_INDEX or
     /// $SLURM_ARRAY_TASK_ID].
-    #[arg(long, conflicts_with_all = ["task", "tasks"])]
+    #[arg(long, conflicts_with = "task")]
     pub shard: Option<u64>,
 
     /// This task's index K: generate shards K, K+TASKS, K+2·TASKS, … one after another
@@ -43,12 +44,13 @@ pub struct RunShardArgs {
     pub device: Option<shared::spec::DeviceChoice>,
 }
 
-/// The task index the scheduler gives (an Indexed Job's or a Slurm array's).
-fn index_from_env() -> anyhow::Result<Option<u64>> {
+/// The task index the scheduler gives (an Indexed Job's or a Slurm array's), and the
+/// variable it came from.
+fn index_from_env() -> anyhow::Result<Option<(u64, String)>> {
     for var in ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"] {
         if let Ok(v) = std::env::var(var) {
             let k = v.trim().parse::<u64>().with_context(|| format!("${var}: expected a task index, found {v:?}"))?;
-            return Ok(Some(k));
+            return Ok(Some((k, format!("${var}"))));
         }
     }
     Ok(None)
@@ -63,22 +65,22 @@ fn shards_to_run(args: &RunShardArgs, shards: u64) -> anyhow::Result<Vec<u64>> {
         return Ok(vec![shard]);
     }
     let index = match args.task {
-        Some(k) => Some(k),
+        Some(k) => Some((k, "--task".to_string())),
         None => index_from_env()?,
     };
-    let Some(index) = index else {
+    let Some((index, source)) = index else {
         bail!("no shard given: pass --shard K, or --task K --tasks N, or set JOB_COMPLETION_INDEX / SLURM_ARRAY_TASK_ID (with --tasks N or $LABELGEN_TASKS)");
     };
     match args.tasks {
         None => {
             if index >= shards {
-                bail!("task index {index} (from the environment) is a shard number without --tasks: the run has {shards} shards (0 to {})", shards - 1);
+                bail!("{source} {index} is a shard number without --tasks: the run has {shards} shards (0 to {})", shards - 1);
             }
             Ok(vec![index])
         }
         Some(tasks) => {
             if index >= tasks {
-                bail!("--task {index}: expected less than --tasks {tasks}");
+                bail!("{source} {index}: expected less than --tasks / $LABELGEN_TASKS {tasks}");
             }
             Ok((index..shards).step_by(tasks as usize).collect())
         }
@@ -87,6 +89,7 @@ fn shards_to_run(args: &RunShardArgs, shards: u64) -> anyhow::Result<Vec<u64>> {
 
 pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
     let mut spec = RunSpec::load(&args.config)?;
+    shared::lifecycle::ops::require_shared_output(&spec).with_context(|| args.config.display().to_string())?;
     if args.device.unwrap_or(spec.pipeline.device) == shared::spec::DeviceChoice::CudaAll {
         // It would load the models on every GPU and use one: shards run one at a time.
         bail!("{}: device cuda:all: run-shard makes one shard at a time, so it would use one GPU; give each task one GPU (cuda:N, or cuda with one GPU per task), or use `worker serve --device cuda:all`", args.config.display());
@@ -179,4 +182,31 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
         println!("{run_id}");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn args(a: &[&str]) -> clap::error::Result<super::RunShardArgs> {
+        let cli = Cli::try_parse_from(["worker", "run-shard", "run.toml"].iter().chain(a))?;
+        let Some(Command::RunShard(a)) = cli.command else { panic!("not run-shard") };
+        Ok(a)
+    }
+
+    /// `--shard K` reruns one shard even where `--tasks` is set (as `$LABELGEN_TASKS` is
+    /// in an array's pods); with `--task` it is a usage error.
+    #[test]
+    fn one_shard_wins_over_the_task_count() {
+        let a = args(&["--shard", "3", "--tasks", "10"]).unwrap();
+        assert_eq!(super::shards_to_run(&a, 50).unwrap(), [3]);
+        assert!(args(&["--shard", "3", "--task", "1", "--tasks", "10"]).is_err());
+        let a = args(&["--task", "2", "--tasks", "10"]).unwrap();
+        assert_eq!(super::shards_to_run(&a, 25).unwrap(), [2, 12, 22]);
+        let a = args(&["--task", "12", "--tasks", "10"]).unwrap();
+        let e = super::shards_to_run(&a, 25).unwrap_err().to_string();
+        assert!(e.contains("--task 12") && e.contains("less than --tasks"), "{e}");
+    }
 }

@@ -32,12 +32,12 @@ pub struct Args {
     /// ddim (fast, --steps steps) or ddpm (ancestral, all T steps).
     #[arg(long, default_value = "ddim", value_parser = ["ddim", "ddpm"])]
     pub sampler: String,
-    /// DDIM steps (the pipeline's default).
-    #[arg(long, default_value_t = shared::spec::DEFAULT_DDIM_STEPS)]
-    pub steps: usize,
-    /// DDIM η (0: deterministic; 1: as noisy as DDPM).
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
+    /// DDIM steps [default: 20, the pipeline's]. Not with --sampler ddpm, which runs all T.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// DDIM η (0: deterministic; 1: as noisy as DDPM) [default: 0]. Not with --sampler ddpm.
+    #[arg(long)]
+    pub eta: Option<f64>,
     /// Samples per network batch.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -59,6 +59,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.count == 0 || args.batch == 0 {
         anyhow::bail!("--count and --batch must be at least 1");
+    }
+    if args.sampler == "ddpm" && (args.steps.is_some() || args.eta.is_some()) {
+        // As the run spec: the ancestral sampler runs every timestep, with no η.
+        anyhow::bail!("--steps and --eta are DDIM's: --sampler ddpm runs every one of the model's timesteps (leave them out, or use --sampler ddim)");
     }
     let done = crate::backend::dispatch(args.device.device, Sample(&args))?;
     println!(
@@ -82,11 +86,12 @@ impl OnBackend for Sample<'_> {
     fn run<B: Backend>(self, device: B::Device, _: Resolved) -> anyhow::Result<Sampled> {
         let args = self.0;
         let model = DdpmModel::<B>::load(&args.model, &device)?.with_precision(args.precision.precision);
+        let (steps, eta) = (args.steps.unwrap_or(shared::spec::DEFAULT_DDIM_STEPS), args.eta.unwrap_or(0.0));
         let sampler = match args.sampler.as_str() {
             "ddpm" => SamplerConfig::ddpm(),
-            _ => SamplerConfig::ddim(args.steps, args.eta),
+            _ => SamplerConfig::ddim(steps, eta),
         };
-        sampler.validate(model.meta.timesteps).map_err(|e| anyhow::anyhow!("--sampler {} --steps {} --eta {}: {e}", args.sampler, args.steps, args.eta))?;
+        sampler.validate(model.meta.timesteps).map_err(|e| anyhow::anyhow!("--sampler {} --steps {steps} --eta {eta}: {e}", args.sampler))?;
         if let Some(s) = args.smooth_size {
             anyhow::ensure!(
                 model.meta.encoding == crate::ddpm::Encoding::OneHot,
@@ -110,7 +115,7 @@ mod tests {
     fn ddpm_sample_cli_parses() {
         let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--sampler", "ddpm"]).unwrap();
         let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
-        assert_eq!((a.count, a.sampler.as_str(), a.steps, a.batch), (4, "ddpm", shared::spec::DEFAULT_DDIM_STEPS, 16));
+        assert_eq!((a.count, a.sampler.as_str(), a.steps, a.eta, a.batch), (4, "ddpm", None, None, 16));
         let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--device", "cuda:1"]).unwrap();
         let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
         assert_eq!(a.device.device, shared::spec::DeviceChoice::Cuda(1));
@@ -118,5 +123,18 @@ mod tests {
         let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--smooth-size", "512"]).unwrap();
         let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
         assert_eq!(a.smooth_size, Some(512));
+    }
+
+    /// As in a run spec, DDIM's --steps and --eta with the ddpm sampler are refused (before
+    /// any model is read), not silently ignored.
+    #[test]
+    fn ddim_settings_with_the_ddpm_sampler_are_refused() {
+        for extra in [["--steps", "50"], ["--eta", "0.5"]] {
+            let cli =
+                Cli::try_parse_from(["worker", "sample-labels", "--model", "no-such-model", "--count", "4", "--out", "o", "--sampler", "ddpm"].into_iter().chain(extra)).unwrap();
+            let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
+            let e = super::run(a).unwrap_err().to_string();
+            assert!(e.contains("--steps and --eta are DDIM's"), "{e}");
+        }
     }
 }

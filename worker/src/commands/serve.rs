@@ -16,7 +16,7 @@ pub struct ServeArgs {
     pub redis: String,
 
     /// Jobs executed at once by this process.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = shared::lifecycle::parse_slots)]
     pub concurrency: usize,
 
     /// Exit once no active run has work left, instead of waiting for new runs. A run this
@@ -38,7 +38,7 @@ pub struct ServeArgs {
 
     /// Seconds to back off after the first failure of this worker's own; doubled each
     /// further one up to 60, each plus up to itself of jitter (so at most 120 s; `shared::retry`).
-    #[arg(long, default_value_t = 2.0, value_parser = shared::lifecycle::parse_seconds)]
+    #[arg(long, default_value_t = 2.0, value_parser = shared::lifecycle::parse_backoff_seconds)]
     pub local_backoff_seconds: f64,
 
     /// Name of this worker in leases and logs [default: HOSTNAME-PID-RANDOM, RANDOM new
@@ -79,11 +79,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let queue = Arc::new(shared::queue::RedisQueue::connect(&args.redis).await?);
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut opts = WorkerOptions {
-            concurrency: args.concurrency.max(1),
+            concurrency: args.concurrency,
             exit_when_idle: args.exit_when_idle,
             grace: Duration::from_secs_f64(args.grace_seconds.clamp(0.0, 86_400.0)),
             max_local_failures: args.max_local_failures,
-            local_backoff: Duration::from_secs_f64(args.local_backoff_seconds.clamp(0.0, 60.0)),
+            local_backoff: Duration::from_secs_f64(args.local_backoff_seconds),
             metrics: metrics.clone(),
             ..Default::default()
         };

@@ -21,7 +21,7 @@ use crate::sync_store;
 /// Version of the `model.json` layout this worker reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// The `kind` field of a DDPM label model's `model.json`.
-pub const MODEL_KIND: &str = "labelgen-ddpm-labels";
+pub const MODEL_KIND: &str = shared::artifact::LABEL_MODEL_KIND;
 pub const MODEL_JSON: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "weights.mpk";
 

@@ -22,7 +22,7 @@ pub const META_FILE: &str = "model.json";
 /// The generator weights.
 pub const WEIGHTS_FILE: &str = "generator.mpk";
 /// `model.json`'s `kind`.
-pub const KIND: &str = "spade";
+pub const KIND: &str = shared::artifact::IMAGE_MODEL_KIND;
 
 /// Smoothed training losses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
