@@ -19,6 +19,50 @@ pub struct DeviceArg {
     pub device: DeviceChoice,
 }
 
+/// `--label-batch`, `--image-batch`, `--no-overlap`: how this worker fits a run's models
+/// into its device's memory. They override the run's `pipeline.labels.batch_size`,
+/// `pipeline.images.batch_size` and `pipeline.overlap` in this process only: samples are
+/// the same at any batch size and with or without overlap (label maps exactly, images to
+/// float rounding), so a GPU short of memory can
+/// serve a run already under way (those keys are part of the run's digest: changing them
+/// in the spec makes another run).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct FitArgs {
+    /// Label maps per DDPM batch on this worker, 1 to 4096 [default: the run's].
+    #[arg(long, env = "LABELGEN_LABEL_BATCH", value_name = "N", help_heading = "Device memory", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub label_batch: Option<u64>,
+    /// Images per SPADE batch on this worker, 1 to 4096 [default: the run's].
+    #[arg(long, env = "LABELGEN_IMAGE_BATCH", value_name = "N", help_heading = "Device memory", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub image_batch: Option<u64>,
+    /// Run the two models one after the other on this worker (one model's activations in
+    /// memory at a time) whatever the run's pipeline.overlap says.
+    #[arg(long, env = "LABELGEN_NO_OVERLAP", help_heading = "Device memory")]
+    pub no_overlap: bool,
+}
+
+impl FitArgs {
+    /// Whether any is set.
+    pub fn any(&self) -> bool {
+        self.label_batch.is_some() || self.image_batch.is_some() || self.no_overlap
+    }
+
+    /// `spec` as this worker runs it: the batch sizes and overlap set here replace the
+    /// run's (the stored spec and its digest are left alone).
+    pub fn apply(&self, spec: &shared::spec::RunSpec) -> shared::spec::RunSpec {
+        let mut spec = spec.clone();
+        if let (Some(n), Some(l)) = (self.label_batch, spec.pipeline.labels.as_mut()) {
+            l.batch_size = Some(n as usize);
+        }
+        if let (Some(n), Some(i)) = (self.image_batch, spec.pipeline.images.as_mut()) {
+            i.batch_size = Some(n as usize);
+        }
+        if self.no_overlap {
+            spec.pipeline.overlap = false;
+        }
+        spec
+    }
+}
+
 /// `--precision`: the float precision of an inference command's forward passes (as
 /// `pipeline.precision` for a run; see `crate::precision`).
 #[derive(Debug, Clone, Copy, clap::Args)]

@@ -33,6 +33,9 @@ pub struct Args {
     /// number of GPUs). Overrides the spec's pipeline.device.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
     pub device: Option<DeviceChoice>,
+
+    #[command(flatten)]
+    pub fit: crate::args::FitArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -44,11 +47,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // A device this machine cannot offer is an error now, not a failing job.
             let choice = args.device.unwrap_or(spec.pipeline.device);
             if choice != DeviceChoice::Auto {
-                crate::device::resolve_all(choice, &crate::device::DriverProbe::detect()).with_context(|| format!("{}", args.config.display()))?;
+                let devices = crate::device::resolve_all(choice, &crate::device::DriverProbe::detect()).with_context(|| format!("{}", args.config.display()))?;
+                if devices.len() > args.workers {
+                    tracing::warn!(
+                        devices = devices.len(),
+                        workers = args.workers,
+                        "device {choice} loads the models on every GPU but --workers runs fewer jobs at once: some GPUs stay idle (give --workers at least the number of GPUs)"
+                    );
+                }
             }
         }
         let run_id = runid::pick(args.run_id, "--run-id")?;
-        let end = run_embedded(spec, &run_id, args.workers, Arc::new(crate::Factory::new(args.device))).await?;
+        let end = run_embedded(spec, &run_id, args.workers, Arc::new(crate::Factory::new(args.device).with_fit(args.fit))).await?;
         Ok(report_end(&run_id, &end, QueueMode::Embedded))
     })
 }

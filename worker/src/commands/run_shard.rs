@@ -42,6 +42,9 @@ pub struct RunShardArgs {
     /// cuda:all: a task makes one shard at a time, so give each task one GPU.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
     pub device: Option<shared::spec::DeviceChoice>,
+
+    #[command(flatten)]
+    pub fit: crate::args::FitArgs,
 }
 
 /// The task index the scheduler gives (an Indexed Job's or a Slurm array's), and the
@@ -114,8 +117,8 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let store = prepare_output(&spec, &run_id).await?;
         let pipeline = {
-            let (spec, device) = (spec.clone(), args.device);
-            tokio::task::spawn_blocking(move || crate::Factory::new(device).build(&spec)).await??
+            let (spec, device, fit) = (spec.clone(), args.device, args.fit);
+            tokio::task::spawn_blocking(move || crate::Factory::new(device).with_fit(fit).build(&spec)).await??
         };
         let owner = shared::job::default_owner();
         let spec = Arc::new(spec);

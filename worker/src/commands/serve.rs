@@ -62,12 +62,22 @@ pub struct ServeArgs {
     /// run spec's pipeline.device.
     #[arg(long, env = "LABELGEN_DEVICE", value_name = "DEVICE")]
     pub device: Option<shared::spec::DeviceChoice>,
+
+    #[command(flatten)]
+    pub fit: crate::args::FitArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(choice) = args.device {
         // Fail at start, not per job, when this machine cannot offer the device.
-        crate::device::resolve_all(choice, &crate::device::DriverProbe::detect()).context("--device")?;
+        let devices = crate::device::resolve_all(choice, &crate::device::DriverProbe::detect()).context("--device")?;
+        if devices.len() > args.concurrency {
+            tracing::warn!(
+                devices = devices.len(),
+                concurrency = args.concurrency,
+                "--device {choice} loads the models on every GPU but --concurrency runs fewer jobs at once: some GPUs stay idle (give --concurrency at least the number of GPUs)"
+            );
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -91,7 +101,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             opts.owner = owner;
         }
         tracing::info!(owner = %opts.owner, concurrency = opts.concurrency, "worker serving");
-        serve(queue, Arc::new(crate::Factory::new(args.device)), opts, shared::lifecycle::shutdown_signal()).await?;
+        serve(queue, Arc::new(crate::Factory::new(args.device).with_fit(args.fit)), opts, shared::lifecycle::shutdown_signal()).await?;
         tracing::info!(committed = metrics.jobs_committed.get(), samples = metrics.samples_generated.get(), "worker stopped");
         Ok(ExitCode::SUCCESS)
     })

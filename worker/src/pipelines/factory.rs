@@ -24,6 +24,8 @@ use crate::device::Resolved;
 pub struct Factory {
     /// The worker's `--device`, overriding `pipeline.device` when set.
     device: Option<DeviceChoice>,
+    /// The worker's batch sizes and overlap, overriding the run's.
+    fit: crate::args::FitArgs,
     cache_dir: PathBuf,
     loaded: Mutex<HashMap<String, Weak<dyn Any + Send + Sync>>>,
 }
@@ -37,10 +39,29 @@ impl Default for Factory {
 impl Factory {
     /// `device` overrides every run spec's `pipeline.device` when given.
     pub fn new(device: Option<DeviceChoice>) -> Self {
-        Factory { device, cache_dir: artifact::default_cache_dir(), loaded: Mutex::new(HashMap::new()) }
+        Factory { device, fit: Default::default(), loaded: Mutex::new(HashMap::new()), cache_dir: artifact::default_cache_dir() }
+    }
+
+    /// The same factory, building `ddpm-spade` pipelines with the batch sizes and overlap
+    /// of `fit` where set (the worker's `--label-batch`, `--image-batch`, `--no-overlap`).
+    pub fn with_fit(self, fit: crate::args::FitArgs) -> Self {
+        Factory { fit, ..self }
     }
 
     fn build_ddpm_spade(&self, spec: &RunSpec) -> anyhow::Result<Arc<dyn Pipeline>> {
+        let fitted;
+        let spec = if self.fit.any() {
+            fitted = self.fit.apply(spec);
+            tracing::info!(
+                label_batch = fitted.pipeline.label_batch(),
+                image_batch = fitted.pipeline.image_batch(),
+                overlap = fitted.pipeline.overlap,
+                "this worker's --label-batch / --image-batch / --no-overlap replace the run's (samples are the same)"
+            );
+            &fitted
+        } else {
+            spec
+        };
         let checked = crate::sync_store::block_on(fetch_models(spec, &self.cache_dir))?;
         let choice = self.device.unwrap_or(spec.pipeline.device);
         let devices = crate::device::resolve_all(choice, &crate::device::DriverProbe::detect())?;
@@ -144,5 +165,29 @@ mod tests {
         let three = factory.build(&spec).unwrap();
         assert_eq!(held(&factory), vec![1], "loaded again");
         assert_eq!(three.generate(&[0]).unwrap().len(), 1);
+
+        // A worker's --label-batch / --image-batch / --no-overlap change how it runs the
+        // run, not what it makes: the run's samples (labels exactly, images to rounding).
+        let fit = crate::args::FitArgs { label_batch: Some(3), image_batch: Some(1), no_overlap: true };
+        assert_eq!(fit.apply(&spec).pipeline.label_batch(), 3);
+        assert!(!fit.apply(&spec).pipeline.overlap);
+        let fitted = Factory::new(Some(DeviceChoice::Cpu)).with_fit(fit).build(&spec).unwrap();
+        let indices = [0, 1, 2, 3];
+        let c = crate::bench::diff(&three.generate(&indices).unwrap(), &fitted.generate(&indices).unwrap());
+        assert_eq!(c.mean_label_agreement(), 1.0, "{c}");
+        assert!(c.mean_image_mae() < 0.05, "{c}");
+        assert_eq!(spec.pipeline.label_batch(), 8, "the run's own spec is left alone");
+    }
+
+    /// The flags parse on the commands that build pipelines, and a batch of 0 is refused.
+    #[test]
+    fn fit_flags_parse() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["worker", "run", "c.toml", "--label-batch", "64", "--no-overlap"]).unwrap();
+        let Some(crate::cli::Command::Run(a)) = cli.command else { panic!("not run") };
+        assert_eq!((a.fit.label_batch, a.fit.image_batch, a.fit.no_overlap), (Some(64), None, true));
+        assert!(crate::cli::Cli::try_parse_from(["worker", "run-shard", "c.toml", "--image-batch", "0"]).is_err());
+        let cli = crate::cli::Cli::try_parse_from(["worker", "--image-batch", "4"]).unwrap();
+        assert_eq!(cli.serve.fit.image_batch, Some(4));
     }
 }
