@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` by way of a temporary file in the same directory (its name
-/// unique to the call), synced, renamed over `path`, and the directory synced: a reader
-/// sees the old file or the new one, never half of one, and a power loss after it returns
-/// keeps the new one. The temporary file is removed on failure. Errors name `path`.
+/// unique to the call), synced and renamed over `path`: a reader sees the old file or the
+/// new one, never half of one. The directory is not synced (a sync per file would cost the
+/// commands that write thousands): call [`sync_dir`] once the files that must survive a
+/// power loss are written. The temporary file is removed on failure. Errors name `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}-{:016x}", std::process::id(), rand::random::<u64>()));
@@ -19,8 +20,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
-    })?;
-    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(|e| Error::io(path, e))
+    })
 }
 
 /// Creates (or truncates) `path`, writes `bytes` and syncs them to disk.

@@ -66,12 +66,23 @@ impl LabelMap {
             return self.resize_nearest(width, height);
         }
         let (w, h) = (self.width as u64, self.height as u64);
+        // Source span of output pixel `i` along a side of `s` pixels made `n`: its block
+        // when shrinking; the one pixel under its centre when growing, as
+        // `resize_nearest` samples.
+        let span = |i: u64, n: u64, s: u64| -> (u64, u64) {
+            if n > s {
+                let c = ((2 * i + 1) * s / (2 * n)).min(s - 1);
+                (c, c + 1)
+            } else {
+                (i * s / n, ((i + 1) * s / n).max(i * s / n + 1))
+            }
+        };
         let mut data = Vec::with_capacity(width as usize * height as usize);
         let mut counts = [0u32; 256];
         for y in 0..height as u64 {
-            let (y0, y1) = (y * h / height as u64, ((y + 1) * h / height as u64).max(y * h / height as u64 + 1));
+            let (y0, y1) = span(y, height as u64, h);
             for x in 0..width as u64 {
-                let (x0, x1) = (x * w / width as u64, ((x + 1) * w / width as u64).max(x * w / width as u64 + 1));
+                let (x0, x1) = span(x, width as u64, w);
                 let rows = (y0..y1).map(|sy| &self.data[(sy * w) as usize..][x0 as usize..x1 as usize]);
                 // (count, label) of the most frequent label so far, the lower on a tie.
                 let mut best = (0u32, 0u8);

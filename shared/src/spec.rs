@@ -534,7 +534,24 @@ impl RunSpec {
             message: e.message().to_string() + &toml_error_location(text, &e),
         })?;
         spec.validate(origin)?;
+        for key in spec.unused_model_keys() {
+            // A warning, not an error: runs submitted with such a key must stay readable,
+            // and removing it from a static run's config would change the run's id.
+            tracing::warn!("{origin}: {key}: only the ddpm-spade pipeline runs models; the procedural pipeline ignores it (it changes the run's digest, not a sample)");
+        }
         Ok(spec)
+    }
+
+    /// Model settings a `procedural` spec sets, which it ignores: `pipeline.device`,
+    /// `pipeline.precision`, `pipeline.overlap` away from their defaults.
+    pub fn unused_model_keys(&self) -> Vec<&'static str> {
+        if self.pipeline.kind != PipelineKind::Procedural {
+            return Vec::new();
+        }
+        [("pipeline.device", !self.pipeline.device.is_auto()), ("pipeline.precision", !self.pipeline.precision.is_f32()), ("pipeline.overlap", !self.pipeline.overlap)]
+            .into_iter()
+            .filter_map(|(key, set)| set.then_some(key))
+            .collect()
     }
 
     /// Parses the canonical JSON form stored in the queue.
@@ -615,18 +632,6 @@ impl RunSpec {
                 ] {
                     if present {
                         return bad(key, "only the ddpm-spade pipeline uses models; remove this table or set pipeline.kind = \"ddpm-spade\"".into());
-                    }
-                }
-                // Model settings would change the run's digest (and a static run's id)
-                // without changing a sample.
-                for (key, set) in
-                    [("pipeline.device", !self.pipeline.device.is_auto()), ("pipeline.precision", !self.pipeline.precision.is_f32()), ("pipeline.overlap", !self.pipeline.overlap)]
-                {
-                    if set {
-                        return bad(
-                            key,
-                            "only the ddpm-spade pipeline runs models; the procedural pipeline draws on the CPU: remove this key or set pipeline.kind = \"ddpm-spade\"".into(),
-                        );
                     }
                 }
             }
@@ -789,14 +794,16 @@ image_size = 64
         assert_eq!(back.digest(), s.digest());
     }
 
-    /// Model settings on a procedural run would change its digest and nothing else.
+    /// Model settings on a procedural run change its digest and nothing else: named (parse
+    /// warns), not refused, so runs submitted with them stay readable.
     #[test]
-    fn a_procedural_run_refuses_model_settings() {
+    fn a_procedural_run_names_the_model_settings_it_ignores() {
         for (line, key) in [("device = \"cuda\"", "pipeline.device"), ("precision = \"bf16\"", "pipeline.precision"), ("overlap = false", "pipeline.overlap")] {
-            let e = RunSpec::parse(&GOOD.replace("image_size = 64", &format!("image_size = 64\n{line}")), "p.toml").unwrap_err().to_string();
-            assert!(e.starts_with(&format!("p.toml: {key}: only the ddpm-spade pipeline runs models")), "{e}");
+            let s = RunSpec::parse(&GOOD.replace("image_size = 64", &format!("image_size = 64\n{line}")), "p.toml").unwrap();
+            assert_eq!(s.unused_model_keys(), [key]);
+            assert_eq!(RunSpec::from_json(&s.canonical_json(), "stored").unwrap(), s, "a stored spec stays readable");
         }
-        assert!(RunSpec::parse(&GOOD.replace("image_size = 64", "image_size = 64\ndevice = \"auto\"\noverlap = true"), "p.toml").is_ok());
+        assert!(RunSpec::parse(&GOOD.replace("image_size = 64", "image_size = 64\ndevice = \"auto\"\noverlap = true"), "p.toml").unwrap().unused_model_keys().is_empty());
     }
 
     #[test]

@@ -84,7 +84,7 @@ async fn a_run_lost_from_the_index_of_active_runs_is_listed_again_by_watch() {
     check::exactly_n(&cl.s3.store("data", "runs/u1"), 6).await;
 }
 
-/// A failover that dropped the last write to a run's leases: the shard is in no state,
+/// A run's lease set lost an entry on its own (evicted, edited): the shard is in no state,
 /// no worker will ever claim it, and the run would wait forever. Once nothing else is in
 /// flight, watch finds it and queues it again; the run completes, exactly N.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

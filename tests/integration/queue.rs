@@ -178,7 +178,7 @@ async fn a_run_resubmitted_after_losing_only_its_meta_starts_clean() {
     assert_eq!(q.claim("w1").await.unwrap(), None);
 }
 
-/// A failover that dropped the last write to a run's ready list and to its leases strands
+/// A run's ready list and lease set losing entries on their own (evicted, edited) strands
 /// shards in no state, which no claim would ever find. `requeue_stranded` (watch calls it
 /// while nothing is in flight) queues exactly those again once nothing else is in flight;
 /// a committed counter that lost increments is set from the bitmap; a bitmap that lost
@@ -199,15 +199,15 @@ async fn shards_a_partial_loss_stranded_are_queued_again() {
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
     // Lost: the release's push to the ready list.
     let () = redis::cmd("DEL").arg("labelgen:{stranded}:ready").query_async(&mut con).await.unwrap();
-    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 3 }, "shards 0 and 3 are still leased");
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 3, recounted: false }, "shards 0 and 3 are still leased");
     assert!(q.ack(&ls[0]).await.unwrap());
     // Lost: shard 3's lease (its worker still holds it, as after a lease expiry).
     let () = redis::cmd("ZREM").arg("labelgen:{stranded}:leased").arg(3).query_async(&mut con).await.unwrap();
     assert_eq!(q.claim("w1").await.unwrap(), None, "nothing reaches the stranded shards");
-    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 2, queued: 2, missing: 2 });
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 2, queued: 2, missing: 2, recounted: false });
     let again: Vec<_> = [q.claim("w1").await.unwrap().unwrap(), q.claim("w1").await.unwrap().unwrap()].into();
     assert_eq!(again.iter().map(|l| l.shard).collect::<Vec<_>>(), [1, 3]);
-    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 2 }, "queued once");
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 2, recounted: false }, "queued once");
     for l in &again {
         assert!(q.ack(l).await.unwrap());
     }
@@ -215,7 +215,7 @@ async fn shards_a_partial_loss_stranded_are_queued_again() {
     assert_eq!((c.committed, c.dead, c.pending), (3, 1, 0), "{c:?}");
     // Lost: one increment of the committed counter (its bit kept).
     let () = redis::cmd("HINCRBY").arg("labelgen:{stranded}:meta").arg("committed").arg(-1).query_async(&mut con).await.unwrap();
-    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 1 });
+    assert_eq!(q.requeue_stranded("stranded").await.unwrap(), Stranded { found: 0, queued: 0, missing: 1, recounted: true });
     assert_eq!(q.counts("stranded").await.unwrap().committed, 3, "the counter follows the bitmap");
 
     // Lost: a committed bit, in a run that also has a stranded shard.
@@ -225,7 +225,7 @@ async fn shards_a_partial_loss_stranded_are_queued_again() {
     assert!(q.ack(&a).await.unwrap());
     let () = redis::cmd("ZREM").arg("labelgen:{bitless}:leased").arg(1).query_async(&mut con).await.unwrap();
     let () = redis::cmd("SETBIT").arg("labelgen:{bitless}:committed").arg(0).arg(0).query_async(&mut con).await.unwrap();
-    assert_eq!(q.requeue_stranded("bitless").await.unwrap(), Stranded { found: 2, queued: 0, missing: 1 });
+    assert_eq!(q.requeue_stranded("bitless").await.unwrap(), Stranded { found: 2, queued: 0, missing: 1, recounted: false });
     assert_eq!(q.claim("w1").await.unwrap(), None, "shard 0 may be committed: nothing queued");
 }
 

@@ -44,9 +44,14 @@ pub(super) fn check(run: &Store, test: &[String]) -> anyhow::Result<String> {
                 anyhow::bail!("{key} {uri}: {} does not exist (a relative path is read from the current directory, {cwd}: run from where the run was launched)", store.describe("model.json"));
             }
             if let Some(pin) = pin {
-                shared::artifact::inspect(uri, Some(pin)).await.with_context(|| {
-                    format!("{key} {uri} is not the model that made the run ({} pins its digest): it was retrained or replaced since, so its {TEST_STEMS_FILE} does not say what the run's model held out", run.describe(RUN_JSON))
-                })?;
+                // Read where it is (never a local cache's copy, which would still match).
+                let found = shared::artifact::inspect(uri, None).await.with_context(|| format!("{key} {uri}: checking it against the digest {} pins", run.describe(RUN_JSON)))?;
+                anyhow::ensure!(
+                    found.digest == pin,
+                    "{key} {uri} is not the model that made the run ({} pins digest {pin}, the model there now has {}): it was retrained or replaced since, so its {TEST_STEMS_FILE} does not say what the run's model held out",
+                    run.describe(RUN_JSON),
+                    found.digest
+                );
             }
             let held_out = match store.get(TEST_STEMS_FILE).await.with_context(|| format!("reading {}", store.describe(TEST_STEMS_FILE)))? {
                 Some(b) => String::from_utf8_lossy(&b).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<BTreeSet<String>>(),

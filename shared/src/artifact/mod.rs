@@ -106,12 +106,17 @@ pub fn digest_of_hashes(files: &[(&str, String)]) -> String {
     hex::encode(Sha256::digest(lines.concat().as_bytes()))
 }
 
+/// `$LABELGEN_MODEL_CACHE`, when set: a cache someone set up on purpose (a shared volume).
+fn configured_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("LABELGEN_MODEL_CACHE").filter(|d| !d.is_empty()).map(PathBuf::from)
+}
+
 /// The local cache directory for remote artifacts: `$LABELGEN_MODEL_CACHE`, else
 /// `$XDG_CACHE_HOME/labelgen/models`, else `$HOME/.cache/labelgen/models`, else a
 /// directory under the system temp dir.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LABELGEN_MODEL_CACHE").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
+    if let Some(d) = configured_cache_dir() {
+        return d;
     }
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("labelgen/models");
@@ -189,17 +194,21 @@ fn missing_weights(store: &Store, info: &ArtifactInfo) -> Error {
 /// given, and returns what it found. Errors name the URI, the file and the problem.
 pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
     let uri = uri.trim_end_matches('/');
-    // A pinned remote artifact this machine's cache holds (a shared model cache, say) is
-    // checked there: the pin names the bytes, so nothing need stream from S3.
-    if let (Some(pin), Ok(StoreUrl::S3 { .. })) = (pin, StoreUrl::parse(uri)) {
-        let (u, p, dir) = (uri.to_string(), pin.to_string(), default_cache_dir().join(pin));
-        if let Ok(Some(found)) = tokio::task::spawn_blocking(move || inspect_cached(&u, &p, &dir)).await {
-            tracing::debug!(uri, "checked the pinned model in the local cache");
-            return Ok(found);
-        }
-    }
     let store = Store::open(uri)?;
     let (model_json, info) = read_model_json(&store).await?;
+    // A pinned remote artifact that a configured cache ($LABELGEN_MODEL_CACHE: a shared
+    // volume) holds is checked there, weights and all, as long as the URI still holds the
+    // same model.json (a retrain or a replacement rewrites it) and a weights object of the
+    // same size: the weights do not stream from S3.
+    if let (Some(pin), Ok(StoreUrl::S3 { .. }), Some(cache)) = (pin, StoreUrl::parse(uri), configured_cache_dir()) {
+        let (u, p, dir) = (uri.to_string(), pin.to_string(), cache.join(pin));
+        if let Ok(Some((found, cached_json))) = tokio::task::spawn_blocking(move || inspect_cached(&u, &p, &dir)).await {
+            if model_json == cached_json && store.size(&found.info.weights).await? == Some(found.weights_bytes) {
+                tracing::debug!(uri, "checked the pinned model in the model cache");
+                return Ok(found);
+            }
+        }
+    }
     // The check reads on a blocking thread from the chunks the hash streams by.
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let checker = tokio::task::spawn_blocking(move || weights::check(std::io::BufReader::new(ChunkReader { rx, chunk: bytes::Bytes::new() })));
@@ -220,8 +229,8 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
 
 /// [`inspect`] of the cache entry `dir` of `uri`: its `model.json` and its weights
 /// streamed from disk through sha256 and the record check; `None` unless all of it is
-/// there and verifies against `pin`.
-fn inspect_cached(uri: &str, pin: &str, dir: &Path) -> Option<Inspected> {
+/// there and verifies against `pin`. With the entry's `model.json`.
+fn inspect_cached(uri: &str, pin: &str, dir: &Path) -> Option<(Inspected, Vec<u8>)> {
     /// Hashes and counts what passes through.
     struct Tee<R> {
         inner: R,
@@ -244,7 +253,7 @@ fn inspect_cached(uri: &str, pin: &str, dir: &Path) -> Option<Inspected> {
     let summary = weights::check(&mut tee).ok()?;
     weights::check_parameters(&summary, info.parameters).ok()?;
     let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, hex::encode(tee.hasher.finalize()))]);
-    (digest == pin).then(|| Inspected { uri: uri.to_string(), info, digest, weights_bytes: tee.bytes, weights: summary })
+    (digest == pin).then(|| (Inspected { uri: uri.to_string(), info, digest, weights_bytes: tee.bytes, weights: summary }, model_json))
 }
 
 /// A blocking reader over the chunks an async stream sends; end of file when the sender
@@ -349,27 +358,46 @@ pub async fn prepare(spec: &mut RunSpec) -> Result<()> {
     Ok(())
 }
 
-/// The cache entry `dir` if it verifies against `pin`. One that does not (a crash left it
-/// damaged) is removed, so the fetch that follows writes it afresh.
+/// The cache entry `dir` if it verifies against `pin`. One that is damaged (a file
+/// missing from it, unparsable or not matching the pin: a crash left it so) is removed, so
+/// the fetch that follows writes it afresh; one that cannot be read now (an I/O error on
+/// a shared volume) is left for the others that may be reading it.
 fn read_cached(uri: &str, pin: &str, dir: &Path) -> Option<Artifact> {
-    let model_json = std::fs::read(dir.join(MODEL_JSON)).ok();
-    let entry = model_json.and_then(|model_json| {
-        let info = parse_info(&model_json, "cache").ok()?;
-        let weights = std::fs::read(dir.join(&info.weights)).ok()?;
+    enum Fault {
+        Damaged,
+        Unreadable,
+    }
+    let read = |name: &str| match std::fs::read(dir.join(name)) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Fault::Damaged),
+        Err(_) => Err(Fault::Unreadable),
+    };
+    if !dir.exists() {
+        return None;
+    }
+    let found = (|| {
+        let model_json = read(MODEL_JSON)?;
+        let info = parse_info(&model_json, "cache").map_err(|_| Fault::Damaged)?;
+        let weights = read(&info.weights)?;
         let digest = digest_files(&[(MODEL_JSON, &model_json), (&info.weights, &weights)]);
-        Some(Artifact { uri: uri.to_string(), info, model_json, weights, digest, from_cache: true })
-    });
-    match entry {
-        Some(a) if a.digest == pin => Some(a),
-        _ if dir.exists() => {
+        if digest != pin {
+            return Err(Fault::Damaged);
+        }
+        Ok(Artifact { uri: uri.to_string(), info, model_json, weights, digest, from_cache: true })
+    })();
+    match found {
+        Ok(a) => Some(a),
+        Err(Fault::Damaged) => {
             tracing::warn!(dir = %dir.display(), "cached model artifact does not verify; removing it and fetching it again");
-            // Entries appear whole (a rename), so only a damaged one fails here.
             if let Err(e) = std::fs::remove_dir_all(dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the damaged cache entry");
             }
             None
         }
-        _ => None,
+        Err(Fault::Unreadable) => {
+            tracing::warn!(dir = %dir.display(), "cannot read the cached model artifact now; fetching it without the cache");
+            None
+        }
     }
 }
 
@@ -558,7 +586,7 @@ mod tests {
         // model is checked where a cache holds it); one that does not verify is not used.
         let entry = dir.join("cache").join(&seen.digest);
         write_cache(&entry, "w.bin", &model_json("w.bin", 32, Some(1000)), &weights).unwrap();
-        let cached = inspect_cached("s3://b/m", &seen.digest, &entry).expect("the cache entry verifies");
+        let (cached, _) = inspect_cached("s3://b/m", &seen.digest, &entry).expect("the cache entry verifies");
         assert_eq!((cached.digest.as_str(), cached.weights_bytes, cached.weights), (seen.digest.as_str(), seen.weights_bytes, seen.weights));
         assert!(inspect_cached("s3://b/m", &"0".repeat(64), &entry).is_none());
         std::fs::write(entry.join("w.bin"), &weights[..weights.len() - 1]).unwrap();

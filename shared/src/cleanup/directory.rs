@@ -105,7 +105,13 @@ pub fn clean_dir(input: &Path, out: &Path, files: &[String], opts: &CleanupOptio
     let report = DirReport { input: input.display().to_string(), options: *opts, count: maps.len(), totals, pixels, maps };
     let path = out.join(REPORT_FILE);
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::format(path.display(), format!("serialising the report: {e}")))?;
+    // The maps first, then the report that lists them: the report survives a power loss
+    // only with every map it names.
+    for dir in [out, previews.as_path()] {
+        crate::files::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
     write_atomic(&path, &json)?;
+    crate::files::sync_dir(out).map_err(|e| Error::io(out, e))?;
     Ok(report)
 }
 

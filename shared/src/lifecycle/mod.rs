@@ -8,7 +8,8 @@
 //! - `watch.rs` — progress until the run ends, then finalize; the exit code of an end.
 //! - `embedded.rs` — [`run_embedded`]: the embedded mode, given a pipeline factory.
 //! - `signal.rs` — [`shutdown_signal`]: SIGTERM or SIGINT, for every long-running command.
-//! - here: [`parse_seconds`], the command-line parser of the long-running commands' waits.
+//! - here: the command-line parsers of waits ([`parse_seconds`], [`parse_backoff_seconds`])
+//!   and of job slots ([`parse_slots`]).
 
 mod embedded;
 pub mod ops;
@@ -33,9 +34,10 @@ pub fn parse_seconds(s: &str) -> std::result::Result<f64, String> {
 /// A command-line backoff in seconds (`--local-backoff-seconds`): 0 to 60, the cap its
 /// doubling stops at.
 pub fn parse_backoff_seconds(s: &str) -> std::result::Result<f64, String> {
-    match parse_seconds(s)? {
-        v if v <= 60.0 => Ok(v),
-        _ => Err(format!("{s}: expected seconds from 0 to 60 (the doubling stops at 60)")),
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=60.0).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("{s}: expected seconds from 0 to 60 (the doubling stops at 60)")),
+        Err(e) => Err(format!("{s:?}: {e}; expected seconds from 0 to 60")),
     }
 }
 
@@ -55,7 +57,9 @@ mod tests {
         assert_eq!(super::parse_slots("4"), Ok(4));
         assert!(super::parse_slots("0").unwrap_err().contains("expected 1 to 1024"));
         assert_eq!(super::parse_backoff_seconds("60"), Ok(60.0));
-        assert!(super::parse_backoff_seconds("300").unwrap_err().contains("expected seconds from 0 to 60"));
+        for bad in ["300", "-1", "nan", "soon"] {
+            assert!(super::parse_backoff_seconds(bad).unwrap_err().contains("expected seconds from 0 to 60"), "{bad}");
+        }
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
     let started = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_log = Instant::now();
-    let mut bitmap_warned = false;
+    // The counts when requeue_stranded last found the bitmap short: not walked again (nor
+    // the error logged again) until they change.
+    let mut bitmap_short_at: Option<(u64, u64)> = None;
     // Redis unreachable: 0.5 s doubling to 5 s with jitter, 40 tries in a row (about 5 min).
     let mut queue_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(500), Duration::from_secs(5), 40));
     loop {
@@ -128,25 +130,30 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 Err(e) => tracing::debug!(run = run_id, error = %e, "checking that the run is listed failed; trying again at the next poll"),
             }
         }
-        if c.leased == 0 && c.delayed == 0 && c.committed + c.dead < c.total {
-            // Nothing in flight yet not done: either shards wait to be claimed, or a
-            // partial loss (a failover that dropped a ready list's or a lease's last
-            // write) left some in no state, which no worker would ever claim.
+        if c.leased == 0 && c.delayed == 0 && c.committed + c.dead < c.total && bitmap_short_at != Some((c.committed, c.dead)) {
+            // Nothing in flight yet not done: either shards wait to be claimed, or a run
+            // key lost on its own (evicted under a maxmemory-policy other than
+            // noeviction, or edited by hand) left some in no state, which no worker
+            // would ever claim.
             match queue.requeue_stranded(run_id).await {
-                Ok(s) if s.queued > 0 => {
-                    tracing::warn!(run = run_id, shards = s.queued, "shards were in no state in the queue (Redis lost part of the run's writes): queued them again")
-                }
-                Ok(s) if s.found > s.missing && !bitmap_warned => {
-                    bitmap_warned = true;
+                Ok(s) if s.found > s.missing => {
+                    bitmap_short_at = Some((c.committed, c.dead));
                     tracing::error!(
                         run = run_id,
-                        uncommitted_bits = s.found,
+                        uncommitted_at_least = s.found,
                         missing = s.missing,
-                        meta = %format!("labelgen:{{{run_id}}}:meta"),
+                        meta = %crate::queue::redis_meta_key(run_id),
                         "the queue's committed bitmap lost bits (shards it shows uncommitted may have commit records): nothing queued; delete the run's meta key (redis-cli DEL META) and this watch rebuilds the run from its commit records"
                     );
                 }
-                Ok(_) => {}
+                Ok(s) => {
+                    if s.queued > 0 {
+                        tracing::warn!(run = run_id, shards = s.queued, "shards were in no state in the queue (a run key lost on its own: eviction, an edit): queued them again");
+                    }
+                    if s.recounted {
+                        tracing::warn!(run = run_id, "the queue's committed counter was behind its bitmap (a run key lost on its own): set from the bitmap");
+                    }
+                }
                 Err(e) => tracing::debug!(run = run_id, error = %e, "looking for stranded shards failed; trying again at the next poll"),
             }
         }

@@ -731,23 +731,31 @@ pub async fn finished_runs_keep_their_counts(q: &dyn JobQueue, _time: &dyn TimeC
 }
 
 /// A run the queue kept whole has no stranded shard, whatever states its shards are in
-/// (pending, leased, ready after a release, committed, dead, finalized): nothing is
-/// queued twice. `missing` counts the shards neither committed nor dead.
-pub async fn a_whole_run_has_no_stranded_shards(q: &dyn JobQueue, _time: &dyn TimeControl, prefix: &str) {
+/// (pending, leased, ready after a release, retrying, committed, dead, finalized):
+/// nothing is queued twice. `missing` counts the shards neither committed nor dead.
+pub async fn a_whole_run_has_no_stranded_shards(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "stranded");
-    submit(q, &record(&run_id, 4)).await;
-    let none = |missing| Stranded { found: 0, queued: 0, missing };
+    submit(q, &RunRecord { lease_ms: 60_000, ..record(&run_id, 4) }).await;
+    let none = |missing| Stranded { found: 0, queued: 0, missing, recounted: false };
     assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(4), "nothing claimed yet");
     let (a, b, c, d) = (claim(q, "w1").await, claim(q, "w1").await, claim(q, "w1").await, claim(q, "w1").await);
     assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(4), "all leased");
     assert!(q.ack(&a).await.unwrap());
-    assert!(q.release(&b).await.unwrap());
     assert_eq!(q.fail(&c, "bad input", false).await.unwrap(), FailOutcome::Dead);
-    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(2), "one committed, one ready, one dead, one leased");
-    let b = claim(q, "w1").await;
-    assert!(q.ack(&b).await.unwrap());
-    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(1), "the last one leased");
     assert!(q.ack(&d).await.unwrap());
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(1), "one leased");
+    // Only in the ready list.
+    assert!(q.release(&b).await.unwrap());
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(1), "one ready");
+    let b = claim(q, "w1").await;
+    claim_none(q, "the given-back shard is claimed once").await;
+    // Only retrying.
+    let FailOutcome::Retry { .. } = q.fail(&b, "flaky", true).await.unwrap() else { panic!("a retry") };
+    assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(1), "one retrying");
+    time.advance(1_000).await;
+    let b = claim(q, "w1").await;
+    claim_none(q, "the retried shard is claimed once").await;
+    assert!(q.ack(&b).await.unwrap());
     assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(0), "committed or dead");
     claim_none(q, "nothing was queued again").await;
     let c = counts(q, &run_id).await;

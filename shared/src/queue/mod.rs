@@ -130,14 +130,20 @@ pub trait JobQueue: Send + Sync {
     async fn relist(&self, run_id: &str) -> Result<bool>;
 
     /// Queues again the shards of an active run that are in no state at all (claimed,
-    /// not committed, ready, retrying, leased or dead): only a Redis that lost some of a
-    /// run's writes strands one, and the run would never finish. Looks only when the run
+    /// not committed, ready, retrying, leased or dead): only a run key lost on its own
+    /// (evicted, edited) strands one, and the run would never finish. Looks only when the run
     /// is stuck (every shard claimed once, nothing ready, retrying or leased, yet not all
     /// committed or dead), so a healthy run answers at O(1) cost; then it costs a walk of
     /// the committed bitmap. Finding more shards than the counters miss means the bitmap
     /// lost bits (those shards may be committed): nothing is queued. The memory queue
     /// loses nothing, so it only checks that the run exists.
     async fn requeue_stranded(&self, run_id: &str) -> Result<Stranded>;
+}
+
+/// The Redis key of a run's record (`labelgen:{RUN}:meta`), for messages that tell an
+/// operator what to inspect or delete.
+pub fn redis_meta_key(run_id: &str) -> String {
+    keys::RunKeys::new(run_id).meta()
 }
 
 /// The error for a run the queue does not know.

@@ -245,7 +245,12 @@ impl Scripts {
         if field(&r, 0, "requeue_stranded")? == "unknown" {
             return Ok(None);
         }
-        Ok(Some(Stranded { found: num(&r, 0, "requeue_stranded")?, queued: num(&r, 1, "requeue_stranded")?, missing: num(&r, 2, "requeue_stranded")? }))
+        Ok(Some(Stranded {
+            found: num(&r, 0, "requeue_stranded")?,
+            queued: num(&r, 1, "requeue_stranded")?,
+            missing: num(&r, 2, "requeue_stranded")?,
+            recounted: field(&r, 3, "requeue_stranded")? == "1",
+        }))
     }
 }
 

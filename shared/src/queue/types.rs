@@ -67,13 +67,15 @@ pub enum FailOutcome {
 }
 
 /// What [`crate::queue::JobQueue::requeue_stranded`] found: shards in no state (found,
-/// at most `missing + 1`), how many of them were queued again, and how many shards the
-/// counters said were neither committed nor dead.
+/// at most `missing + 1`), how many of them were queued again, how many shards the
+/// counters said were neither committed nor dead, and whether the committed counter was
+/// set from the bitmap (it had lost increments).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stranded {
     pub found: u64,
     pub queued: u64,
     pub missing: u64,
+    pub recounted: bool,
 }
 
 /// Job counts of a run. `pending` includes jobs waiting out a retry backoff (`delayed`).

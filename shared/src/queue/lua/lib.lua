@@ -29,6 +29,12 @@ local function backoff_ms(backoff, max_backoff, failures)
   return math.min(backoff * 2 ^ shift, max_backoff)
 end
 
+-- Sets the committed counter (and last_committed) from the committed bitmap.
+local function count_bitmap(shards)
+  redis.call('HSET', META, 'committed', redis.call('BITCOUNT', COMMITTED))
+  if redis.call('GETBIT', COMMITTED, tonumber(shards) - 1) == 1 then redis.call('HSET', META, 'last_committed', '1') end
+end
+
 -- A run registered before the committed counter existed (its shards all in its ready
 -- list, its commits only in the bitmap): count the bitmap once, so the counter starts
 -- from the truth. Every script that counts or drops commits calls it first.
@@ -36,8 +42,7 @@ local function migrate()
   if redis.call('HEXISTS', META, 'committed') == 1 then return end
   local shards = redis.call('HGET', META, 'shards')
   if not shards then return end
-  redis.call('HSET', META, 'committed', redis.call('BITCOUNT', COMMITTED))
-  if redis.call('GETBIT', COMMITTED, tonumber(shards) - 1) == 1 then redis.call('HSET', META, 'last_committed', '1') end
+  count_bitmap(shards)
 end
 
 -- Counts `shard` committed; the caller knows it was not. While the run is active its bit
