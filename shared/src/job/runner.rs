@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
@@ -102,7 +102,7 @@ pub struct RunCache {
     pipelines: tokio::sync::Mutex<Pipelines>,
     /// Since when a run this worker served has been unknown to the queue (see
     /// [`LOST_RUN_WAIT`]).
-    lost_since: Mutex<Option<std::time::Instant>>,
+    lost_since: Mutex<Option<Instant>>,
     /// Runs this worker served and has since seen finalized or cancelled: no one rebuilds
     /// such a run when the queue loses it, so it is not waited for.
     finished: Mutex<std::collections::HashSet<String>>,
@@ -272,7 +272,8 @@ struct SlotCtx {
 /// What the slot holds after a job: the next job (claimed with the ack), nothing, or
 /// possibly a lease it does not track.
 enum Next {
-    Job(Lease),
+    /// With when its claim was sent (the lease runs from then on the queue's side).
+    Job(Lease, Instant),
     /// No job claimed (none ready, none asked for, or the claim was refused).
     Nothing,
     /// A lease may be held under this slot's owner name that it does not track: a claim
@@ -297,7 +298,8 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
     // Claims are retried for as long as the worker runs (Redis may be down for minutes).
     let mut claim_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(5), usize::MAX));
     // The job the last ack claimed with it (`ack_and_claim`), if any.
-    let mut next: Option<Lease> = None;
+    // The job claimed with the last ack, and when that claim was sent.
+    let mut next: Option<(Lease, Instant)> = None;
     // A lease may be held under `owner` that this slot does not track (see the module doc).
     let mut stray = false;
     while !stopping.load(Ordering::SeqCst) {
@@ -317,9 +319,12 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                 }
             }
         }
-        let claimed = match next.take() {
-            Some(lease) => Ok(Some(lease)),
-            None => queue.claim(&owner).await,
+        let (claimed, sent) = match next.take() {
+            Some((lease, sent)) => (Ok(Some(lease)), sent),
+            None => {
+                let sent = Instant::now();
+                (queue.claim(&owner).await, sent)
+            }
         };
         let lease = match claimed {
             Ok(l) => {
@@ -348,7 +353,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
         if stopping.load(Ordering::SeqCst) {
             // Shutdown came while the claim was on its way: give the job back (below)
             // rather than start it after the grace period's count of jobs in hand.
-            next = Some(lease);
+            next = Some((lease, sent));
             break;
         }
         metrics.jobs_claimed.inc(&lease.run_id);
@@ -363,13 +368,13 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
             jobs.by_number.insert(number, abort.clone());
         }
         let span = tracing::info_span!("job", run = %lease.run_id, shard = lease.shard, token = lease.token);
-        let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), abort, &stopping).instrument(span).await;
+        let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), sent, abort, &stopping).instrument(span).await;
         in_flight.lock().unwrap().by_number.remove(&number);
         metrics.jobs_in_flight.dec();
         match end {
             JobEnd::Done(claimed) => {
                 match claimed {
-                    Next::Job(lease) => next = Some(lease),
+                    Next::Job(lease, sent) => next = Some((lease, sent)),
                     Next::Nothing => {}
                     Next::Stray => stray = true,
                 }
@@ -402,7 +407,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
         }
     }
     // Shutdown came between an ack (or a claim) and the job it claimed: give that job back.
-    if let Some(lease) = next {
+    if let Some((lease, _)) = next {
         match queue.release(&lease).await {
             Ok(_) => tracing::info!(run = %lease.run_id, shard = lease.shard, "job claimed with the last ack released: shutting down"),
             Err(e) => tracing::warn!(run = %lease.run_id, shard = lease.shard, error = %e, "release failed; the lease will expire instead"),
@@ -479,7 +484,7 @@ async fn no_work_left(queue: &dyn JobQueue, cache: &RunCache, lost_wait: Duratio
     };
     let first = *since.get_or_insert_with(|| {
         tracing::warn!(run = %run, wait_s = lost_wait.as_secs(), "the queue no longer knows a run this worker served (Redis lost its data?); waiting for `coordinator watch` or `resume` to rebuild it before exiting as idle");
-        std::time::Instant::now()
+        Instant::now()
     });
     Ok(first.elapsed() >= lost_wait)
 }
@@ -491,11 +496,13 @@ async fn no_work_left(queue: &dyn JobQueue, cache: &RunCache, lost_wait: Duratio
 /// lease, if shorter) likewise, not a third of the lease later, so an outage shorter than
 /// the lease costs no job. The task runs in
 /// the job's span (its messages name the run, shard and token) and ends when the returned
-/// guard is dropped, panics included.
-fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease_len: Duration) -> AbortOnDrop {
+/// guard is dropped, panics included. `claim_sent`: when the claim that took the lease was
+/// sent (the queue started the lease no earlier).
+fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease_len: Duration, claim_sent: Instant) -> AbortOnDrop {
     let (queue, lease, abort) = (queue.clone(), lease.clone(), abort.clone());
-    // The claim itself confirmed the lease just now.
-    abort.held_until(std::time::Instant::now() + lease_len);
+    // The claim confirmed the lease from the moment it was sent at the latest (not from
+    // its answer, nor after the run's record was read: a slow Redis would stretch those).
+    abort.held_until(claim_sent + lease_len);
     let every = (lease_len / 3).max(Duration::from_millis(50));
     let patience = every.min(Duration::from_secs(5));
     let task = async move {
@@ -503,7 +510,7 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
         let mut wait = every;
         loop {
             tokio::time::sleep(wait).await;
-            let sent = std::time::Instant::now();
+            let sent = Instant::now();
             let answer = match tokio::time::timeout(patience, queue.heartbeat(&lease)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(Error::Worker(format!("no answer within {} ms", patience.as_millis()))),
@@ -544,12 +551,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     queue: &Arc<dyn JobQueue>,
     factory: &Arc<dyn PipelineFactory>,
     cache: &RunCache,
     metrics: &Metrics,
     lease: Lease,
+    claim_sent: Instant,
     abort: Arc<Abort>,
     stopping: &Stopping,
 ) -> JobEnd {
@@ -560,7 +569,7 @@ async fn run_one(
             return give_back(queue.as_ref(), &lease, &e, metrics).await;
         }
     };
-    let _heartbeat = heartbeat(queue, &lease, &abort, info.lease);
+    let _heartbeat = heartbeat(queue, &lease, &abort, info.lease, claim_sent);
     run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await
 }
 
@@ -584,7 +593,7 @@ async fn run_leased(
             return give_back(queue.as_ref(), lease, &e, metrics).await;
         }
     };
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     let job = ShardJob {
         run_id: lease.run_id.clone(),
         spec: info.spec.clone(),
@@ -656,12 +665,13 @@ async fn ack(queue: &dyn JobQueue, lease: &Lease, claim_as: Option<&str>) -> Nex
     use backon::Retryable;
     let mut next = Next::Nothing;
     if let Some(owner) = claim_as {
+        let sent = Instant::now();
         match queue.ack_and_claim(lease, owner).await {
             Ok((acked, claimed)) => {
                 if !acked {
                     tracing::info!("ack refused: the lease had been reclaimed (the shard is committed all the same)");
                 }
-                return claimed.map_or(Next::Nothing, Next::Job);
+                return claimed.map_or(Next::Nothing, |l| Next::Job(l, sent));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ack and claim failed; acking alone");
