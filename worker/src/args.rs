@@ -20,18 +20,22 @@ pub struct DeviceArg {
 }
 
 /// `--label-batch`, `--image-batch`, `--no-overlap`: how this worker fits a run's models
-/// into its device's memory. They override the run's `pipeline.labels.batch_size`,
-/// `pipeline.images.batch_size` and `pipeline.overlap` in this process only: samples are
-/// the same at any batch size and with or without overlap (label maps exactly, images to
-/// float rounding), so a GPU short of memory can
-/// serve a run already under way (those keys are part of the run's digest: changing them
-/// in the spec makes another run).
+/// into its device's memory. They lower the run's `pipeline.labels.batch_size` and
+/// `pipeline.images.batch_size` (never raise them: a job hands the pipeline the run's
+/// batch of samples per call, and a larger batch would be padded on every call) and turn
+/// `pipeline.overlap` off, in this process only. Samples depend on their index alone, so
+/// they are the same (on the CPU label maps bit for bit and images to float rounding; on a
+/// GPU other kernels may flip rare near-tie pixels), and a GPU short of memory can serve a
+/// run already under way (those keys are part of the run's digest: changing them in the
+/// spec makes another run).
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct FitArgs {
-    /// Label maps per DDPM batch on this worker, 1 to 4096 [default: the run's].
+    /// Label maps per DDPM batch on this worker, at most the run's: the largest divisor of
+    /// the run's batch up to N, so no batch is padded [default: the run's].
     #[arg(long, env = "LABELGEN_LABEL_BATCH", value_name = "N", help_heading = "Device memory", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub label_batch: Option<u64>,
-    /// Images per SPADE batch on this worker, 1 to 4096 [default: the run's].
+    /// Images per SPADE batch on this worker, at most the run's: the largest divisor of
+    /// the run's batch up to N [default: the run's].
     #[arg(long, env = "LABELGEN_IMAGE_BATCH", value_name = "N", help_heading = "Device memory", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub image_batch: Option<u64>,
     /// Run the two models one after the other on this worker (one model's activations in
@@ -46,15 +50,18 @@ impl FitArgs {
         self.label_batch.is_some() || self.image_batch.is_some() || self.no_overlap
     }
 
-    /// `spec` as this worker runs it: the batch sizes and overlap set here replace the
-    /// run's (the stored spec and its digest are left alone).
+    /// `spec` as this worker runs it: each model's batch the largest divisor of the run's
+    /// that is at most the one set here, overlap off if asked (the stored spec and its
+    /// digest are left alone).
     pub fn apply(&self, spec: &shared::spec::RunSpec) -> shared::spec::RunSpec {
+        let fit = |n: u64, run: usize| (1..=run.min(n as usize)).rev().find(|d| run.is_multiple_of(*d)).unwrap_or(1);
+        let (run_labels, run_images) = (spec.pipeline.label_batch(), spec.pipeline.image_batch());
         let mut spec = spec.clone();
         if let (Some(n), Some(l)) = (self.label_batch, spec.pipeline.labels.as_mut()) {
-            l.batch_size = Some(n as usize);
+            l.batch_size = Some(fit(n, run_labels));
         }
         if let (Some(n), Some(i)) = (self.image_batch, spec.pipeline.images.as_mut()) {
-            i.batch_size = Some(n as usize);
+            i.batch_size = Some(fit(n, run_images));
         }
         if self.no_overlap {
             spec.pipeline.overlap = false;

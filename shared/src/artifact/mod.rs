@@ -106,17 +106,12 @@ pub fn digest_of_hashes(files: &[(&str, String)]) -> String {
     hex::encode(Sha256::digest(lines.concat().as_bytes()))
 }
 
-/// `$LABELGEN_MODEL_CACHE`, when set: a cache someone set up on purpose (a shared volume).
-fn configured_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("LABELGEN_MODEL_CACHE").filter(|d| !d.is_empty()).map(PathBuf::from)
-}
-
 /// The local cache directory for remote artifacts: `$LABELGEN_MODEL_CACHE`, else
 /// `$XDG_CACHE_HOME/labelgen/models`, else `$HOME/.cache/labelgen/models`, else a
 /// directory under the system temp dir.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = configured_cache_dir() {
-        return d;
+    if let Some(d) = std::env::var_os("LABELGEN_MODEL_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
     }
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("labelgen/models");
@@ -196,19 +191,6 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
     let uri = uri.trim_end_matches('/');
     let store = Store::open(uri)?;
     let (model_json, info) = read_model_json(&store).await?;
-    // A pinned remote artifact that a configured cache ($LABELGEN_MODEL_CACHE: a shared
-    // volume) holds is checked there, weights and all, as long as the URI still holds the
-    // same model.json (a retrain or a replacement rewrites it) and a weights object of the
-    // same size: the weights do not stream from S3.
-    if let (Some(pin), Ok(StoreUrl::S3 { .. }), Some(cache)) = (pin, StoreUrl::parse(uri), configured_cache_dir()) {
-        let (u, p, dir) = (uri.to_string(), pin.to_string(), cache.join(pin));
-        if let Ok(Some((found, cached_json))) = tokio::task::spawn_blocking(move || inspect_cached(&u, &p, &dir)).await {
-            if model_json == cached_json && store.size(&found.info.weights).await? == Some(found.weights_bytes) {
-                tracing::debug!(uri, "checked the pinned model in the model cache");
-                return Ok(found);
-            }
-        }
-    }
     // The check reads on a blocking thread from the chunks the hash streams by.
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let checker = tokio::task::spawn_blocking(move || weights::check(std::io::BufReader::new(ChunkReader { rx, chunk: bytes::Bytes::new() })));
@@ -225,35 +207,6 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
         }
     }
     Ok(Inspected { uri: uri.to_string(), info, digest, weights_bytes, weights: summary })
-}
-
-/// [`inspect`] of the cache entry `dir` of `uri`: its `model.json` and its weights
-/// streamed from disk through sha256 and the record check; `None` unless all of it is
-/// there and verifies against `pin`. With the entry's `model.json`.
-fn inspect_cached(uri: &str, pin: &str, dir: &Path) -> Option<(Inspected, Vec<u8>)> {
-    /// Hashes and counts what passes through.
-    struct Tee<R> {
-        inner: R,
-        hasher: Sha256,
-        bytes: u64,
-    }
-    impl<R: std::io::Read> std::io::Read for Tee<R> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.inner.read(buf)?;
-            self.hasher.update(&buf[..n]);
-            self.bytes += n as u64;
-            Ok(n)
-        }
-    }
-    let model_json = std::fs::read(dir.join(MODEL_JSON)).ok()?;
-    let info = parse_info(&model_json, "cache").ok()?;
-    let file = std::fs::File::open(dir.join(&info.weights)).ok()?;
-    let mut tee = Tee { inner: std::io::BufReader::new(file), hasher: Sha256::new(), bytes: 0 };
-    // The check reads the record to its end (and one byte past, to find none).
-    let summary = weights::check(&mut tee).ok()?;
-    weights::check_parameters(&summary, info.parameters).ok()?;
-    let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, hex::encode(tee.hasher.finalize()))]);
-    (digest == pin).then(|| (Inspected { uri: uri.to_string(), info, digest, weights_bytes: tee.bytes, weights: summary }, model_json))
 }
 
 /// A blocking reader over the chunks an async stream sends; end of file when the sender
@@ -582,15 +535,6 @@ mod tests {
         let seen = inspect(&uri, None).await.unwrap();
         let fetched = fetch(&uri, None, &dir.join("cache")).await.unwrap();
         assert_eq!(seen.digest, fetched.digest, "inspect and fetch must agree on the digest");
-        // A cache entry of the same bytes inspects the same from disk (how a pinned s3://
-        // model is checked where a cache holds it); one that does not verify is not used.
-        let entry = dir.join("cache").join(&seen.digest);
-        write_cache(&entry, "w.bin", &model_json("w.bin", 32, Some(1000)), &weights).unwrap();
-        let (cached, _) = inspect_cached("s3://b/m", &seen.digest, &entry).expect("the cache entry verifies");
-        assert_eq!((cached.digest.as_str(), cached.weights_bytes, cached.weights), (seen.digest.as_str(), seen.weights_bytes, seen.weights));
-        assert!(inspect_cached("s3://b/m", &"0".repeat(64), &entry).is_none());
-        std::fs::write(entry.join("w.bin"), &weights[..weights.len() - 1]).unwrap();
-        assert!(inspect_cached("s3://b/m", &seen.digest, &entry).is_none(), "truncated");
         assert_eq!(seen.weights_bytes, weights.len() as u64);
         assert_eq!(seen.info.timesteps, Some(1000));
         assert_eq!(seen.weights, weights::Summary { tensors: 2, parameters: 750_004 });

@@ -297,8 +297,8 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
     let owner = if opts.concurrency > 1 { format!("{}/{slot}", opts.owner) } else { opts.owner.clone() };
     // Claims are retried for as long as the worker runs (Redis may be down for minutes).
     let mut claim_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(5), usize::MAX));
-    // The job the last ack claimed with it (`ack_and_claim`), if any.
-    // The job claimed with the last ack, and when that claim was sent.
+    // The job claimed with the last ack (`ack_and_claim`), if any, and when that claim
+    // was sent.
     let mut next: Option<(Lease, Instant)> = None;
     // A lease may be held under `owner` that this slot does not track (see the module doc).
     let mut stray = false;
@@ -507,7 +507,9 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
     let patience = every.min(Duration::from_secs(5));
     let task = async move {
         let mut retries = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(250), Duration::from_secs(1).min(every), usize::MAX));
-        let mut wait = every;
+        // The first renewal a third of the lease after the claim was sent, as the deadline
+        // counts from then (not after the claim's answer and the run lookup).
+        let mut wait = (claim_sent + every).saturating_duration_since(Instant::now());
         loop {
             tokio::time::sleep(wait).await;
             let sent = Instant::now();

@@ -168,15 +168,23 @@ mod tests {
 
         // A worker's --label-batch / --image-batch / --no-overlap change how it runs the
         // run, not what it makes: the run's samples (labels exactly, images to rounding).
+        // Each batch lowered to the largest divisor of the run's (8) up to N, never raised.
         let fit = crate::args::FitArgs { label_batch: Some(3), image_batch: Some(1), no_overlap: true };
-        assert_eq!(fit.apply(&spec).pipeline.label_batch(), 3);
-        assert!(!fit.apply(&spec).pipeline.overlap);
+        let fitted_spec = fit.apply(&spec);
+        assert_eq!((fitted_spec.pipeline.label_batch(), fitted_spec.pipeline.image_batch(), fitted_spec.pipeline.overlap), (2, 1, false));
+        let raised = crate::args::FitArgs { label_batch: Some(100), ..Default::default() }.apply(&spec);
+        assert_eq!((raised.pipeline.label_batch(), raised.pipeline.overlap), (8, true));
+        // Handed the run's calls, as a job does, the fitted pipeline makes the same samples.
         let fitted = Factory::new(Some(DeviceChoice::Cpu)).with_fit(fit).build(&spec).unwrap();
         let indices = [0, 1, 2, 3];
-        let c = crate::bench::diff(&three.generate(&indices).unwrap(), &fitted.generate(&indices).unwrap());
+        let mut made = Vec::new();
+        fitted.generate_batches(&indices, spec.pipeline.generate_batch(spec.run.shard_size), &mut |r| {
+            made.extend(r.unwrap());
+            true
+        });
+        let c = crate::bench::diff(&three.generate(&indices).unwrap(), &made);
         assert_eq!(c.mean_label_agreement(), 1.0, "{c}");
         assert!(c.mean_image_mae() < 0.05, "{c}");
-        assert_eq!(spec.pipeline.label_batch(), 8, "the run's own spec is left alone");
     }
 
     /// The flags parse on the commands that build pipelines, and a batch of 0 is refused.
