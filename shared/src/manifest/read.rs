@@ -214,6 +214,10 @@ fn read_members(tar: impl std::io::Read, mut wanted: HashMap<String, String>, or
         if let Some(path) = wanted.remove(&name) {
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| bad(format!("reading member {name}: {e}")))?;
+            // The tar reader ends a member quietly where the object ends.
+            if data.len() as u64 != entry.size() {
+                return Err(bad(format!("member {name} is cut short: the tar ends after {} of its {} bytes", data.len(), entry.size())));
+            }
             found.push((path, data));
         }
     }
@@ -274,6 +278,14 @@ mod tests {
             let bad = vec!["data/000001/0/000001.tar#00000009.label.png".to_string()];
             let e = read_files::<crate::Error>(&store, &bad, |_, _| Ok(())).await.unwrap_err().to_string();
             assert!(e.contains("000001.tar") && e.contains("has no member 00000009.label.png"), "{e}");
+            // A tar cut short inside a wanted member (an upload that lost its end): an
+            // error naming the tar, never a short file.
+            let whole = store.get("data/000001/0/000001.tar").await.unwrap().unwrap();
+            store.put("data/000002/0/000002.tar", whole.slice(..512 * 5 + 2)).await.unwrap();
+            let cut = vec!["data/000002/0/000002.tar#00000003.label.png".to_string()];
+            let e =
+                read_files::<crate::Error>(&store, &cut, |origin, bytes| Err(crate::Error::format(origin, format!("read {} bytes", bytes.len())))).await.unwrap_err().to_string();
+            assert!(e.contains("000002.tar") && e.contains("member 00000003.label.png is cut short") && e.contains("after 2 of its 4 bytes"), "{e}");
             let bad = vec!["data/nope.label.png".to_string()];
             let e = read_files::<crate::Error>(&store, &bad, |_, _| Ok(())).await.unwrap_err().to_string();
             assert!(e.contains("data/nope.label.png") && e.contains("missing"), "{e}");
