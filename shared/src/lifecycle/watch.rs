@@ -10,6 +10,22 @@ use crate::queue::{JobQueue, RunState};
 use super::ops;
 use crate::error::Result;
 
+/// How long a run may sit with shards waiting, none leased or retrying and nothing
+/// committed before `watch` says that no worker serves it.
+const STALL_WARN: Duration = Duration::from_secs(300);
+
+/// The warning for a run whose shards have waited `idle` with none leased or retrying and
+/// no commit; `None` before [`STALL_WARN`] or when nothing waits.
+fn stall_warning(run_id: &str, idle: Duration, c: &crate::queue::Counts) -> Option<String> {
+    (idle >= STALL_WARN && c.pending > 0 && c.leased == 0 && c.delayed == 0).then(|| {
+        format!(
+            "run {run_id}: {} shard(s) waiting and none claimed for {} min: no worker is serving this run. Are workers running, and on this Redis? A worker that fails through its own fault (a model it cannot load, refused credentials, a full disk) gives its job back and exits after --max-local-failures; its log names the cause",
+            c.pending,
+            idle.as_secs() / 60
+        )
+    })
+}
+
 /// How a watched run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WatchEnd {
@@ -49,6 +65,9 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
     // The counts when requeue_stranded last found the bitmap short: not walked again (nor
     // the error logged again) until they change.
     let mut bitmap_short_at: Option<(u64, u64)> = None;
+    // Since when nothing has been leased or committed (see `stall_warning`), and whether
+    // that was said.
+    let (mut idle_since, mut seen_committed, mut stall_said) = (Instant::now(), None, false);
     // Redis unreachable: 0.5 s doubling to 5 s with jitter, 40 tries in a row (about 5 min).
     let mut queue_delays = crate::retry::Delays::new(crate::retry::policy(Duration::from_millis(500), Duration::from_secs(5), 40));
     loop {
@@ -91,6 +110,14 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
             bar.reset_eta();
         }
         let first_seen = *first.get_or_insert((Instant::now(), done));
+        if c.leased > 0 || c.delayed > 0 || seen_committed != Some(c.committed) {
+            (idle_since, seen_committed, stall_said) = (Instant::now(), Some(c.committed), false);
+        } else if !stall_said {
+            if let Some(warning) = stall_warning(run_id, idle_since.elapsed(), &c) {
+                tracing::warn!("{warning}");
+                stall_said = true;
+            }
+        }
         let msg = format!("leased {} · retrying {} · dead {}", c.leased, c.delayed, c.dead);
         bar.set_message(msg);
         if bar.is_hidden() && last_log.elapsed() >= Duration::from_secs(5) {
@@ -267,6 +294,25 @@ pub fn report_end(run_id: &str, end: &WatchEnd, mode: QueueMode) -> std::process
                 QueueMode::Embedded => eprintln!("run {run_id}: interrupted; run the same command again with `--run-id {run_id}` to resume (committed shards are kept)"),
             }
             std::process::ExitCode::from(exit_code::INTERRUPTED)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Counts;
+
+    /// Said once shards have waited five minutes with none leased or retrying, naming the
+    /// likely causes; not before, and not while anything is in flight.
+    #[test]
+    fn a_run_nobody_serves_is_named_after_five_minutes() {
+        let waiting = Counts { total: 10, pending: 7, committed: 3, ..Counts::default() };
+        assert_eq!(stall_warning("r", Duration::from_secs(299), &waiting), None);
+        let w = stall_warning("r", Duration::from_secs(360), &waiting).expect("a warning");
+        assert!(w.contains("run r: 7 shard(s) waiting") && w.contains("for 6 min") && w.contains("--max-local-failures"), "{w}");
+        for busy in [Counts { leased: 1, ..waiting }, Counts { delayed: 1, ..waiting }, Counts { pending: 0, ..waiting }] {
+            assert_eq!(stall_warning("r", Duration::from_secs(3600), &busy), None, "{busy:?}");
         }
     }
 }
