@@ -31,11 +31,11 @@ pub struct DeviceArg {
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct FitArgs {
     /// Label maps per DDPM batch on this worker, at most the run's: the largest divisor of
-    /// the run's batch up to N, so no batch is padded [default: the run's].
+    /// the run's samples per call up to N, so no batch is padded [default: the run's].
     #[arg(long, env = "LABELGEN_LABEL_BATCH", value_name = "N", help_heading = "Device memory", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub label_batch: Option<u64>,
     /// Images per SPADE batch on this worker, at most the run's: the largest divisor of
-    /// the run's batch up to N [default: the run's].
+    /// the run's samples per call up to N [default: the run's].
     #[arg(long, env = "LABELGEN_IMAGE_BATCH", value_name = "N", help_heading = "Device memory", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub image_batch: Option<u64>,
     /// Run the two models one after the other on this worker (one model's activations in
@@ -51,10 +51,14 @@ impl FitArgs {
     }
 
     /// `spec` as this worker runs it: each model's batch the largest divisor of the run's
-    /// that is at most the one set here, overlap off if asked (the stored spec and its
-    /// digest are left alone).
+    /// call size (samples per pipeline call, [`shared::spec::PipelineSection::generate_batch`])
+    /// that is at most both the one set here and the run's own, overlap off if asked (the
+    /// stored spec and its digest are left alone).
     pub fn apply(&self, spec: &shared::spec::RunSpec) -> shared::spec::RunSpec {
-        let fit = |n: u64, run: usize| (1..=run.min(n as usize)).rev().find(|d| run.is_multiple_of(*d)).unwrap_or(1);
+        // A job hands the pipeline the run's calls: a batch that divides the call size is
+        // never padded.
+        let call = spec.pipeline.generate_batch(spec.run.shard_size);
+        let fit = |n: u64, run: usize| (1..=run.min(n as usize)).rev().find(|d| call.is_multiple_of(*d)).unwrap_or(1);
         let (run_labels, run_images) = (spec.pipeline.label_batch(), spec.pipeline.image_batch());
         let mut spec = spec.clone();
         if let (Some(n), Some(l)) = (self.label_batch, spec.pipeline.labels.as_mut()) {

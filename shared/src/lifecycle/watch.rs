@@ -112,9 +112,16 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
         let first_seen = *first.get_or_insert((Instant::now(), done));
         if c.leased > 0 || c.delayed > 0 || seen_committed != Some(c.committed) {
             (idle_since, seen_committed, stall_said) = (Instant::now(), Some(c.committed), false);
-        } else if !stall_said {
+        } else if !stall_said && bitmap_short_at.is_none() {
             if let Some(warning) = stall_warning(run_id, idle_since.elapsed(), &c) {
-                tracing::warn!("{warning}");
+                // Workers busy on other runs (of higher priority, or older) are serving,
+                // just not this run yet: said so instead.
+                let elsewhere: u64 = ops::active_counts(queue).await.map(|runs| runs.iter().filter(|(r, _)| r != run_id).map(|(_, c)| c.leased).sum()).unwrap_or(0);
+                if elsewhere > 0 {
+                    tracing::info!(run = run_id, leased_elsewhere = elsewhere, "shards waiting while workers hold jobs of other active runs (served by priority, then age)");
+                } else {
+                    tracing::warn!("{warning}");
+                }
                 stall_said = true;
             }
         }

@@ -168,12 +168,23 @@ mod tests {
 
         // A worker's --label-batch / --image-batch / --no-overlap change how it runs the
         // run, not what it makes: the run's samples (labels exactly, images to rounding).
-        // Each batch lowered to the largest divisor of the run's (8) up to N, never raised.
+        // Each batch lowered to the largest divisor of the run's call (8 samples) up to N,
+        // never raised.
         let fit = crate::args::FitArgs { label_batch: Some(3), image_batch: Some(1), no_overlap: true };
         let fitted_spec = fit.apply(&spec);
         assert_eq!((fitted_spec.pipeline.label_batch(), fitted_spec.pipeline.image_batch(), fitted_spec.pipeline.overlap), (2, 1, false));
         let raised = crate::args::FitArgs { label_batch: Some(100), ..Default::default() }.apply(&spec);
         assert_eq!((raised.pipeline.label_batch(), raised.pipeline.overlap), (8, true));
+        // Labels 128 and images 24 in shards of 256: calls of 128 samples, so 16 images a
+        // batch (not 12, which would pad each call's last 8 to 12).
+        let uneven = RunSpec::parse(
+            &text.replace("steps = 2\n", "steps = 2\nbatch_size = 128\n").replace("spade\"\n", "spade\"\nbatch_size = 24\n").replace("shard_size = 4", "shard_size = 256"),
+            "test spec",
+        )
+        .unwrap();
+        assert_eq!(uneven.pipeline.generate_batch(256), 128);
+        let fitted_uneven = crate::args::FitArgs { image_batch: Some(16), ..Default::default() }.apply(&uneven);
+        assert_eq!((fitted_uneven.pipeline.label_batch(), fitted_uneven.pipeline.image_batch()), (128, 16));
         // Handed the run's calls, as a job does, the fitted pipeline makes the same samples.
         let fitted = Factory::new(Some(DeviceChoice::Cpu)).with_fit(fit).build(&spec).unwrap();
         let indices = [0, 1, 2, 3];
