@@ -81,6 +81,11 @@ pub enum Command {
         /// Do not write the manifest at the end (`coordinator finalize RUN` does it later).
         #[arg(long)]
         no_finalize: bool,
+        /// Warn once shards have been claimable this long (never claimed, given back,
+        /// retries past their backoff, leases whose worker stopped heartbeating) with no
+        /// worker holding a lease and nothing committed: no worker serves the run. 0: never.
+        #[arg(long, default_value_t = 300.0, value_parser = shared::lifecycle::parse_seconds)]
+        stall_warning_seconds: f64,
         /// Serve the run's queue gauges (labelgen_queue_shards) at http://ADDR/metrics.
         #[arg(long, env = "LABELGEN_METRICS_ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
@@ -248,7 +253,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Watch { run, interval, no_finalize, metrics_addr, redis } => {
+        Command::Watch { run, interval, no_finalize, stall_warning_seconds, metrics_addr, redis } => {
             let queue = ops::connect(&redis.url).await?;
             let metrics = shared::metrics::Metrics::coordinator();
             if let Some(addr) = metrics_addr {
@@ -257,7 +262,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 tracing::info!("metrics on http://{bound}/metrics");
             }
             let end = tokio::select! {
-                end = watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize, Some(&metrics)) => end?,
+                end = watch(queue.as_ref(), &run, Duration::from_secs_f64(interval.max(0.05)), !no_finalize, stall_after(stall_warning_seconds), Some(&metrics)) => end?,
                 // As PID 1 in a container: stop at once on SIGTERM rather than wait for SIGKILL.
                 _ = shared::lifecycle::shutdown_signal() => WatchEnd::Interrupted,
             };
@@ -447,6 +452,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// `status` for people.
+/// `--stall-warning-seconds`: 0 turns the warning off.
+fn stall_after(seconds: f64) -> Option<Duration> {
+    (seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
 fn print_status(s: &ops::RunStatus) {
     println!("run {} ({}, {})", s.run_id, s.mode, s.state);
     println!("  samples   {}/{} committed", s.samples.committed, s.samples.total);

@@ -2,7 +2,7 @@
 //! its data mid-run (or only its index of active runs), a poison worker beside a good
 //! one, S3 applying a write and losing its answer, a zombie that reaches its commit after
 //! its lease was reclaimed, the coordinator killed mid-command, a shard stranded by a
-//! partial loss. Real redis-server, moto's S3 server, the real binaries.
+//! partial loss, every worker killed while it held a lease. Real redis-server, moto's S3 server, the real binaries.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -107,6 +107,52 @@ async fn a_shard_a_partial_loss_stranded_is_queued_again_by_watch() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("queued them again"), "{}", stderr(&o));
     check::exactly_n(&cl.s3.store("data", "runs/st1"), 6).await;
+}
+
+/// Every worker of a run was killed while it held a lease: the queue still counts the
+/// lease until some claim reclaims it, so the run looked busy. `watch` counts the lease
+/// past its deadline as claimable, says that no worker serves the run, and shows the lease
+/// as expired; a worker started then finishes the run, exactly N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_workers_all_died_is_named_unserved_by_watch() {
+    use std::io::BufRead;
+    let cl = Cluster::start("unserved");
+    let mut spec = SpecBuilder::new("s3://data/runs");
+    spec.count = 6;
+    spec.shard_size = 3;
+    spec.lease_seconds = 1;
+    cl.submit(&spec, "un1");
+    let q = shared::queue::RedisQueue::connect(&cl.redis.url()).await.unwrap();
+    shared::queue::JobQueue::claim(&q, "a-worker-that-died").await.unwrap().expect("shard 0 is claimable");
+    let mut watch =
+        cl.coordinator(&["watch", "un1", "--interval", "0.2", "--stall-warning-seconds", "2"]).env("RUST_LOG", "warn").env("NO_COLOR", "1").stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in lines.lines().map_while(|l| l.ok()) {
+            let _ = tx.send(line.clone());
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    // The lease expires after 1 s; 2 s later with nothing claimed, the warning.
+    let t0 = Instant::now();
+    let warning = loop {
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no warning from watch after {:?}", t0.elapsed()));
+        if line.contains("no worker is serving this run") {
+            break line;
+        }
+    };
+    assert!(warning.contains("2 shard(s) claimable (1 of them leased by workers that stopped heartbeating"), "{warning}");
+    let mut w = vec![spawn(cl.worker_cmd(&[]))];
+    wait_all(std::slice::from_mut(&mut watch), Duration::from_secs(90));
+    let status = watch.wait().unwrap();
+    let err = reader.join().unwrap();
+    stop_all(&mut w, Duration::from_secs(30));
+    assert!(status.success(), "{err}");
+    check::exactly_n(&cl.s3.store("data", "runs/un1"), 6).await;
 }
 
 /// `coordinator resume RUN_URI` rebuilds a run Redis lost, queueing only the shards

@@ -515,6 +515,9 @@ impl JobQueue for LosingAnswers {
         }
         self.answer(self.inner.ack_and_claim(lease, owner).await)
     }
+    async fn overdue(&self, run_id: &str) -> crate::Result<crate::queue::Overdue> {
+        self.inner.overdue(run_id).await
+    }
     async fn fail(&self, lease: &crate::queue::Lease, error: &str, retryable: bool) -> crate::Result<crate::queue::FailOutcome> {
         self.inner.fail(lease, error, retryable).await
     }

@@ -33,7 +33,7 @@ pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: 
     }));
     let joined = |r: std::result::Result<Result<()>, tokio::task::JoinError>| r.map_err(|e| crate::Error::Job(format!("embedded workers: {e}")))?;
     let mut workers_done = false;
-    let watching = watch::watch(queue.as_ref(), run_id, Duration::from_millis(200), true, None);
+    let watching = watch::watch(queue.as_ref(), run_id, Duration::from_millis(200), true, Some(watch::STALL_WARN), None);
     tokio::pin!(watching);
     let end = tokio::select! {
         end = &mut watching => end,

@@ -10,18 +10,55 @@ use crate::queue::{JobQueue, RunState};
 use super::ops;
 use crate::error::Result;
 
-/// How long a run may sit with shards waiting, none leased or retrying and nothing
-/// committed before `watch` says that no worker serves it.
-const STALL_WARN: Duration = Duration::from_secs(300);
+/// How long a run may sit with shards claimable, no live lease and nothing committed
+/// before `watch` says that no worker serves it, by default (`coordinator watch
+/// --stall-warning-seconds`).
+pub const STALL_WARN: Duration = Duration::from_secs(300);
 
-/// The warning for a run whose shards have waited `idle` with none leased or retrying and
-/// no commit; `None` before [`STALL_WARN`] or when nothing waits.
-fn stall_warning(run_id: &str, idle: Duration, c: &crate::queue::Counts) -> Option<String> {
-    (idle >= STALL_WARN && c.pending > 0 && c.leased == 0 && c.delayed == 0).then(|| {
+/// What of a run's shards the stall check counts: claimable now (never claimed, given
+/// back, retries past their backoff, leases past their deadline) and leases a worker
+/// still holds. `Counts` shows expired leases and due retries as leased and retrying until
+/// some claim moves them, so with every worker dead a run would look busy without these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Serving {
+    claimable: u64,
+    live_leases: u64,
+    expired_leases: u64,
+}
+
+impl Serving {
+    fn new(c: &crate::queue::Counts, o: crate::queue::Overdue) -> Serving {
+        let expired_leases = o.expired_leases.min(c.leased);
+        let waiting_retries = c.delayed.saturating_sub(o.due_retries);
+        Serving { claimable: c.pending.saturating_sub(waiting_retries) + expired_leases, live_leases: c.leased - expired_leases, expired_leases }
+    }
+}
+
+/// The run's [`Serving`]; asks the queue for overdue work only when something is in flight.
+async fn serving(queue: &dyn JobQueue, run_id: &str, c: &crate::queue::Counts) -> Serving {
+    let overdue = if c.leased > 0 || c.delayed > 0 {
+        queue.overdue(run_id).await.unwrap_or_else(|e| {
+            tracing::debug!(run = run_id, error = %e, "counting overdue leases failed; counted as none");
+            Default::default()
+        })
+    } else {
+        Default::default()
+    };
+    Serving::new(c, overdue)
+}
+
+/// The warning for a run whose shards have been claimable for `idle` with no live lease
+/// and no commit; `None` before `after` or when nothing is claimable.
+fn stall_warning(run_id: &str, idle: Duration, after: Duration, s: Serving) -> Option<String> {
+    (idle >= after && s.claimable > 0 && s.live_leases == 0).then(|| {
+        let expired = match s.expired_leases {
+            0 => String::new(),
+            n => format!(" ({n} of them leased by workers that stopped heartbeating: dead, or cut off from Redis)"),
+        };
         format!(
-            "run {run_id}: {} shard(s) waiting and none claimed for {} min: no worker is serving this run. Are workers running, and on this Redis? A worker that fails through its own fault (a model it cannot load, refused credentials, a full disk) gives its job back and exits after --max-local-failures; its log names the cause",
-            c.pending,
-            idle.as_secs() / 60
+            "run {run_id}: {} shard(s) claimable{expired} and none claimed for {} s: no worker is serving this run. Are workers running, and on this Redis? A worker that fails through its own fault (a model it cannot load, refused credentials, a full disk) gives its job back and exits after --max-local-failures; its log names the cause",
+            s.claimable,
+            idle.as_secs()
         )
     })
 }
@@ -54,7 +91,14 @@ pub enum WatchEnd {
 /// hand ends the watch; a run Redis lost is rebuilt from storage ([`ops::resume`]) and
 /// watched on; an active run the claim index lost is listed again ([`JobQueue::relist`]);
 /// shards a partial loss left in no state are queued again ([`JobQueue::requeue_stranded`]).
-pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, finalize: bool, metrics: Option<&crate::metrics::Metrics>) -> Result<WatchEnd> {
+pub async fn watch(
+    queue: &dyn JobQueue,
+    run_id: &str,
+    interval: Duration,
+    finalize: bool,
+    stall_warn: Option<Duration>,
+    metrics: Option<&crate::metrics::Metrics>,
+) -> Result<WatchEnd> {
     let (_, spec) = ops::load_run(queue, run_id).await?;
     let store = crate::job::run_store(&spec, run_id)?;
     let total = spec.run.count;
@@ -110,13 +154,19 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
             bar.reset_eta();
         }
         let first_seen = *first.get_or_insert((Instant::now(), done));
-        if c.leased > 0 || c.delayed > 0 || seen_committed != Some(c.committed) {
+        let serve = serving(queue, run_id, &c).await;
+        if serve.live_leases > 0 || serve.claimable == 0 || seen_committed != Some(c.committed) {
             (idle_since, seen_committed, stall_said) = (Instant::now(), Some(c.committed), false);
-        } else if !stall_said && bitmap_short_at.is_none() {
-            if let Some(warning) = stall_warning(run_id, idle_since.elapsed(), &c) {
+        } else if let (false, None, Some(after)) = (stall_said, bitmap_short_at, stall_warn) {
+            if let Some(warning) = stall_warning(run_id, idle_since.elapsed(), after, serve) {
                 // Workers busy on other runs (of higher priority, or older) are serving,
                 // just not this run yet: said so instead.
-                let elsewhere: u64 = ops::active_counts(queue).await.map(|runs| runs.iter().filter(|(r, _)| r != run_id).map(|(_, c)| c.leased).sum()).unwrap_or(0);
+                let mut elsewhere = 0;
+                for (other, oc) in ops::active_counts(queue).await.unwrap_or_default() {
+                    if other != run_id {
+                        elsewhere += serving(queue, &other, &oc).await.live_leases;
+                    }
+                }
                 if elsewhere > 0 {
                     tracing::info!(run = run_id, leased_elsewhere = elsewhere, "shards waiting while workers hold jobs of other active runs (served by priority, then age)");
                 } else {
@@ -125,7 +175,11 @@ pub async fn watch(queue: &dyn JobQueue, run_id: &str, interval: Duration, final
                 stall_said = true;
             }
         }
-        let msg = format!("leased {} · retrying {} · dead {}", c.leased, c.delayed, c.dead);
+        let expired = match serve.expired_leases {
+            0 => String::new(),
+            n => format!(" ({n} expired)"),
+        };
+        let msg = format!("leased {}{expired} · retrying {} · dead {}", c.leased, c.delayed, c.dead);
         bar.set_message(msg);
         if bar.is_hidden() && last_log.elapsed() >= Duration::from_secs(5) {
             last_log = Instant::now();
@@ -310,16 +364,32 @@ mod tests {
     use super::*;
     use crate::queue::Counts;
 
-    /// Said once shards have waited five minutes with none leased or retrying, naming the
-    /// likely causes; not before, and not while anything is in flight.
+    /// Said once shards have been claimable for five minutes with no live lease, naming
+    /// the likely causes; not before, and not while a worker holds a lease or nothing is
+    /// claimable. Expired leases and due retries count as claimable, not as in flight.
     #[test]
     fn a_run_nobody_serves_is_named_after_five_minutes() {
+        let s = |c: Counts, expired_leases, due_retries| Serving::new(&c, crate::queue::Overdue { expired_leases, due_retries });
         let waiting = Counts { total: 10, pending: 7, committed: 3, ..Counts::default() };
-        assert_eq!(stall_warning("r", Duration::from_secs(299), &waiting), None);
-        let w = stall_warning("r", Duration::from_secs(360), &waiting).expect("a warning");
-        assert!(w.contains("run r: 7 shard(s) waiting") && w.contains("for 6 min") && w.contains("--max-local-failures"), "{w}");
-        for busy in [Counts { leased: 1, ..waiting }, Counts { delayed: 1, ..waiting }, Counts { pending: 0, ..waiting }] {
-            assert_eq!(stall_warning("r", Duration::from_secs(3600), &busy), None, "{busy:?}");
+        assert_eq!(s(waiting, 0, 0), Serving { claimable: 7, live_leases: 0, expired_leases: 0 });
+        assert_eq!(stall_warning("r", Duration::from_secs(299), STALL_WARN, s(waiting, 0, 0)), None);
+        let w = stall_warning("r", Duration::from_secs(360), STALL_WARN, s(waiting, 0, 0)).expect("a warning");
+        assert!(w.contains("run r: 7 shard(s) claimable and none") && w.contains("for 360 s") && w.contains("--max-local-failures"), "{w}");
+
+        // Every worker died: their leases expired and their failed shards' backoff is over.
+        let abandoned = Counts { total: 10, pending: 2, delayed: 2, leased: 3, committed: 5, ..Counts::default() };
+        assert_eq!(s(abandoned, 3, 2), Serving { claimable: 5, live_leases: 0, expired_leases: 3 });
+        let w = stall_warning("r", Duration::from_secs(600), STALL_WARN, s(abandoned, 3, 2)).expect("a warning");
+        assert!(w.contains("5 shard(s) claimable (3 of them leased by workers that stopped heartbeating"), "{w}");
+
+        let busy = [
+            s(abandoned, 2, 2),                                    // one lease is live
+            s(Counts { leased: 1, ..waiting }, 0, 0),              // a live lease
+            s(Counts { pending: 1, delayed: 1, ..waiting }, 0, 0), // only a retry in its backoff
+            s(Counts { pending: 0, ..waiting }, 0, 0),             // nothing left to claim
+        ];
+        for b in busy {
+            assert_eq!(stall_warning("r", Duration::from_secs(3600), STALL_WARN, b), None, "{b:?}");
         }
     }
 }

@@ -109,6 +109,7 @@ pub async fn run_all(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
         ack_and_claim_goes_on_and_keeps_priorities,
         finished_runs_keep_their_counts,
         a_whole_run_has_no_stranded_shards,
+        overdue_counts_expired_leases_and_due_retries,
     );
 }
 
@@ -762,5 +763,27 @@ pub async fn a_whole_run_has_no_stranded_shards(q: &dyn JobQueue, time: &dyn Tim
     assert_eq!((c.committed, c.dead, c.pending), (3, 1, 0));
     q.mark_finalized(&run_id).await.unwrap();
     assert_eq!(q.requeue_stranded(&run_id).await.unwrap(), none(0), "a finalized run");
+    finish(q, &[&run_id]).await;
+}
+
+/// `overdue` counts, by the queue's clock, leases past their deadline and retries past
+/// their backoff, which `counts` still shows as leased and retrying until a claim moves them.
+pub async fn overdue_counts_expired_leases_and_due_retries(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
+    let run_id = id(prefix, "overdue");
+    let k = time.scale();
+    let run = RunRecord { max_attempts: 5, lease_ms: 2_000 * k, backoff_ms: 200 * k, max_backoff_ms: 200 * k, ..record(&run_id, 3) };
+    assert_eq!(q.overdue(&run_id).await.unwrap(), Overdue::default(), "an unknown run");
+    submit(q, &run).await;
+    let (a, _b) = (claim(q, "w1").await, claim(q, "w1").await);
+    assert!(matches!(q.fail(&a, "e1", true).await.unwrap(), FailOutcome::Retry { .. }));
+    assert_eq!(q.overdue(&run_id).await.unwrap(), Overdue::default(), "a fresh lease and a retry in its backoff");
+    time.advance(200 * k).await;
+    assert_eq!(q.overdue(&run_id).await.unwrap(), Overdue { expired_leases: 0, due_retries: 1 }, "the backoff is over");
+    time.advance(2_000 * k).await;
+    assert_eq!(q.overdue(&run_id).await.unwrap(), Overdue { expired_leases: 1, due_retries: 1 }, "the lease expired too");
+    let c = counts(q, &run_id).await;
+    assert_eq!((c.leased, c.delayed), (1, 1), "counts still show both until a claim moves them");
+    claim(q, "w2").await;
+    assert_eq!(q.overdue(&run_id).await.unwrap(), Overdue::default(), "the claim reclaimed the lease and took the retry");
     finish(q, &[&run_id]).await;
 }

@@ -464,6 +464,14 @@ impl JobQueue for MemoryQueue {
         self.with_run(run_id, |_, _| false)
     }
 
+    async fn overdue(&self, run_id: &str) -> Result<Overdue> {
+        let now = self.clock.now_ms();
+        Ok(self.lock().get(run_id).map_or_else(Overdue::default, |run| Overdue {
+            expired_leases: run.leased.values().filter(|(deadline, _)| *deadline <= now).count() as u64,
+            due_retries: run.delayed.iter().take_while(|(at, _)| *at <= now).count() as u64,
+        }))
+    }
+
     async fn requeue_stranded(&self, run_id: &str) -> Result<Stranded> {
         self.with_run(run_id, |run, _| match run.state {
             RunState::Active => Stranded { missing: run.record.shards.saturating_sub(run.committed_count + run.dead.len() as u64), ..Stranded::default() },

@@ -138,6 +138,10 @@ pub trait JobQueue: Send + Sync {
     /// lost bits (those shards may be committed): nothing is queued. The memory queue
     /// loses nothing, so it only checks that the run exists.
     async fn requeue_stranded(&self, run_id: &str) -> Result<Stranded>;
+
+    /// Counts the run's leases past their deadline and retries past their backoff, by the
+    /// queue's clock (O(log n)). An unknown run counts nothing.
+    async fn overdue(&self, run_id: &str) -> Result<Overdue>;
 }
 
 /// The Redis key of a run's record (`labelgen:{RUN}:meta`), for messages that tell an

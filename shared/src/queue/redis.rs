@@ -345,6 +345,15 @@ impl JobQueue for RedisQueue {
         Ok(added > 0)
     }
 
+    /// Two round trips: the server's clock (the scripts' clock), then both ZCOUNTs.
+    async fn overdue(&self, run_id: &str) -> Result<Overdue> {
+        let k = RunKeys::new(run_id);
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut self.con()).await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let (expired_leases, due_retries): (u64, u64) = redis::pipe().zcount(k.leased(), "-inf", now_ms).zcount(k.delayed(), "-inf", now_ms).query_async(&mut self.con()).await?;
+        Ok(Overdue { expired_leases, due_retries })
+    }
+
     async fn requeue_stranded(&self, run_id: &str) -> Result<Stranded> {
         scripts().requeue_stranded(&mut self.con(), &RunKeys::new(run_id)).await?.ok_or_else(|| unknown(run_id))
     }

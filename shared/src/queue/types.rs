@@ -78,6 +78,16 @@ pub struct Stranded {
     pub recounted: bool,
 }
 
+/// What of a run's in-flight work is overdue now ([`crate::queue::JobQueue::overdue`]):
+/// leases past their deadline (their worker died or stalled; the next claim reclaims
+/// them) and retries whose backoff is over (claimable). `Counts` counts both as leased and
+/// delayed until some claim moves them, so a run no worker serves looks busy without these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overdue {
+    pub expired_leases: u64,
+    pub due_retries: u64,
+}
+
 /// Job counts of a run. `pending` includes jobs waiting out a retry backoff (`delayed`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
