@@ -172,12 +172,22 @@ pub struct Outcome {
 
 /// Runs the experiment on `device` (the training on its backend) and writes
 /// `OUT/report.json`, `OUT/report.md` and `OUT/iou.png`, and the run's samples used under
-/// `OUT/synthetic/`.
+/// `OUT/synthetic/`. An earlier run's report in OUT is removed first, so a failed run
+/// leaves none.
 pub fn run(opts: &UtilityOptions, device: DeviceChoice) -> anyhow::Result<Outcome> {
     opts.check()?;
+    let (json, markdown_path, chart) = (opts.out.join("report.json"), opts.out.join("report.md"), opts.out.join("iou.png"));
+    // An earlier run's report goes first: were this run to fail, OUT would otherwise hold
+    // a report that reads as this run's.
+    for old in [&json, &markdown_path, &chart] {
+        match std::fs::remove_file(old) {
+            Ok(()) => eprintln!("removed {} (an earlier run's report)", old.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing an earlier run's {}", old.display())),
+        }
+    }
     let classes = ClassTable::ai_hub();
     let report = worker::backend::dispatch_train(device, protocol::Protocol { opts, classes: &classes })?;
-    let (json, markdown_path, chart) = (opts.out.join("report.json"), opts.out.join("report.md"), opts.out.join("iou.png"));
     write(&json, &serde_json::to_vec_pretty(&report).context("serialising report.json")?)?;
     let markdown = report.markdown();
     write(&markdown_path, markdown.as_bytes())?;

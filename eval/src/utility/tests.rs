@@ -160,6 +160,9 @@ fn eval_utility_end_to_end_with_copies() {
     let a = UtilityOptions { epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };
     let e = format!("{:#}", super::run(&a, DeviceChoice::Cpu).unwrap_err());
     assert!(e.contains("no-such-stem") && e.contains("test_stems.txt"), "{e}");
+    for f in ["report.json", "report.md", "iou.png"] {
+        assert!(!out.join(f).exists(), "the failed run left the earlier run's {f}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
