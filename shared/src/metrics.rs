@@ -135,7 +135,7 @@ impl Metrics {
                 ("jobs_retried", "Failed attempts sent back for a retry", &m.jobs_retried),
                 ("jobs_dead", "Jobs that went dead after their last attempt", &m.jobs_dead),
                 ("jobs_released", "Jobs given back unfinished (shutdown, cancel or this worker's fault)", &m.jobs_released),
-                ("leases_lost", "Jobs abandoned because their lease was reclaimed", &m.leases_lost),
+                ("leases_lost", "Jobs abandoned because their lease was reclaimed or went unconfirmed for a whole lease (Redis unreachable)", &m.leases_lost),
                 ("uploaded_bytes", "Bytes of committed shards written to the output store", &m.uploaded_bytes),
             ];
             for (name, help, c) in counters {

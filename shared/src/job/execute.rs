@@ -18,7 +18,9 @@ use crate::manifest::{existing_record, layout, CommitRecord, ManifestLine, Stage
 use crate::spec::{OutputFormat, RunSpec};
 use crate::storage::{Created, Store};
 
-/// Why a shard should stop early; checked between batches and before every write.
+/// Why a shard should stop early; checked between batches (before a batch's writes) and
+/// before the commit. A batch's writes already under way go on: they land in the
+/// attempt's own directory, which a stopped attempt removes.
 ///
 /// It also holds the lease's local deadline: a holder that has not heard the queue confirm
 /// its lease within the lease duration (a frozen process, a partition) treats the lease as
@@ -29,6 +31,9 @@ pub struct Abort {
     state: AtomicU8,
     /// Milliseconds after [`origin`] until which the lease is known held; 0: no lease.
     valid_until_ms: AtomicU64,
+    /// Woken by [`Abort::lost`] and [`Abort::stop`], so a job waiting on a long batch or a
+    /// pipeline build ends at once ([`Abort::ended`]).
+    wake: tokio::sync::Notify,
 }
 
 fn origin() -> Instant {
@@ -44,11 +49,26 @@ impl Abort {
     /// The lease is gone: stop, touch nothing more.
     pub fn lost(&self) {
         self.state.store(Self::LOST, Ordering::SeqCst);
+        self.wake.notify_one();
     }
 
-    /// Shutdown or cancel: stop at the next batch boundary; the job is released.
+    /// Shutdown or cancel: stop now, not waiting for the batch being computed (its thread
+    /// ends at the batch's end, its result unused); the job is released.
     pub fn stop(&self) {
         let _ = self.state.compare_exchange(Self::GO, Self::STOP, Ordering::SeqCst, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Resolves once [`Abort::lost`] or [`Abort::stop`] was called (at once if already).
+    /// A lease past its local deadline is noticed at the next batch instead.
+    pub async fn ended(&self) {
+        loop {
+            // A wake before this wait left a permit: `notified` takes it.
+            if self.state.load(Ordering::SeqCst) != Self::GO {
+                return;
+            }
+            self.wake.notified().await;
+        }
     }
 
     /// The lease is known held until `until` (the send time of the confirming call plus
@@ -56,6 +76,11 @@ impl Abort {
     pub fn held_until(&self, until: Instant) {
         let ms = until.saturating_duration_since(origin()).as_millis().max(1) as u64;
         self.valid_until_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// Whether [`Abort::stop`] ended the job (not a lost lease).
+    pub fn is_stopped(&self) -> bool {
+        self.state() == Self::STOP
     }
 
     /// Whether the job may go on (not lost, not stopped, lease not past its deadline).
@@ -190,7 +215,13 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         OutputFormat::Png => None,
     };
     let mut failed = None;
-    while let Some(msg) = rx.recv().await {
+    loop {
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            // Lost or stopped: not waiting for the batch under way.
+            _ = job.abort.ended() => break,
+        };
+        let Some(msg) = msg else { break };
         // Nothing more is written once the lease is gone or a stop was asked for.
         if !job.abort.go() {
             break;
@@ -254,7 +285,9 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         gen.await.map_err(|e| Error::Job(format!("model thread panicked: {e}")))?;
         enc.await.map_err(|e| Error::Job(format!("encoder thread panicked: {e}")))
     };
-    let threads = threads.await;
+    // A lost or stopped job does not wait for the batch under way (a shutdown's grace
+    // would run out first): its threads end at that batch's end, their result unused.
+    let threads = if job.abort.go() { threads.await } else { Ok(()) };
     let stop = match job.abort.state() {
         Abort::LOST => Some(ShardOutcome::LeaseLost),
         Abort::STOP => Some(ShardOutcome::Stopped),
@@ -351,7 +384,6 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
 /// Commit tries when the store says the record exists but shows none (see above).
 const COMMIT_CONFLICT_TRIES: u32 = 4;
 
-/// Removes the data one attempt wrote (aborting an upload it left recorded).
 /// Abandons an attempt that cannot commit: aborts its tar upload, if any (no half-written
 /// tar is left open), and removes its objects (in its own directory, never the winner's).
 /// Best effort: what is left, finalize removes.

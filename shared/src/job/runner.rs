@@ -1,4 +1,5 @@
-//! The worker loop: claim a job of any active run, keep its lease alive from the claim on,
+//! The worker loop: claim a job of any active run, keep its lease alive (its deadline
+//! counted from the claim's send, the heartbeat started once the run's record is read),
 //! execute the shard, then ack, fail or release it; a commit is acked together with the
 //! claim of the next job (`ack_and_claim`, one round trip on Redis). Stops claiming when `shutdown`
 //! resolves, lets jobs in hand finish within the grace period, then releases the rest
@@ -588,7 +589,13 @@ async fn run_leased(
 ) -> JobEnd {
     // The next job is claimed with the ack unless the worker is shutting down.
     let claim_next = || (!stopping.load(Ordering::SeqCst)).then_some(lease.owner.as_str());
-    let pipeline = match cache.pipeline(factory, &lease.run_id, &info.spec).await {
+    let built = tokio::select! {
+        built = cache.pipeline(factory, &lease.run_id, &info.spec) => built,
+        // Stopped (the grace period is over, the run cancelled) or lost while the models
+        // load, or while waiting for another slot's build: not waiting for it.
+        _ = abort.ended() => return stopped_early(queue.as_ref(), lease, abort, metrics).await,
+    };
+    let pipeline = match built {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot prepare the run");
@@ -619,23 +626,53 @@ async fn run_leased(
             tracing::info!("shard was already committed by another attempt");
             return JobEnd::Done(ack(queue.as_ref(), lease, claim_next()).await);
         }
-        Ok(ShardOutcome::LeaseLost) => {
-            metrics.leases_lost.inc(&lease.run_id);
-        }
-        Ok(ShardOutcome::Stopped) => {
-            metrics.jobs_released.inc(&lease.run_id);
-            match queue.release(lease).await {
-                Ok(_) => tracing::info!("job released"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "release failed; the job is given back before the next claim or at exit");
-                    return JobEnd::Done(Next::Stray);
-                }
-            }
-        }
+        Ok(ShardOutcome::LeaseLost) => return lease_lost(queue.as_ref(), lease, metrics).await,
+        Ok(ShardOutcome::Stopped) => return released(queue.as_ref(), lease, metrics).await,
         Err(e) if e.is_worker_fault() => return give_back(queue.as_ref(), lease, &e, metrics).await,
         Err(e) => {
             tracing::warn!(error = %e, "shard failed");
             fail(queue.as_ref(), lease, &e, metrics).await;
+        }
+    }
+    JobEnd::Done(Next::Nothing)
+}
+
+/// A job stopped or lost before its shard started: released, or counted lost.
+async fn stopped_early(queue: &dyn JobQueue, lease: &Lease, abort: &Abort, metrics: &Metrics) -> JobEnd {
+    if abort.is_stopped() {
+        released(queue, lease, metrics).await
+    } else {
+        lease_lost(queue, lease, metrics).await
+    }
+}
+
+/// A stopped job (shutdown, cancel) goes back to the queue without spending an attempt.
+async fn released(queue: &dyn JobQueue, lease: &Lease, metrics: &Metrics) -> JobEnd {
+    metrics.jobs_released.inc(&lease.run_id);
+    match queue.release(lease).await {
+        Ok(_) => tracing::info!("job released"),
+        Err(e) => {
+            tracing::warn!(error = %e, "release failed; the job is given back before the next claim or at exit");
+            return JobEnd::Done(Next::Stray);
+        }
+    }
+    JobEnd::Done(Next::Nothing)
+}
+
+/// A job whose lease was lost: reclaimed by the queue, or unconfirmed for a whole lease.
+async fn lease_lost(queue: &dyn JobQueue, lease: &Lease, metrics: &Metrics) -> JobEnd {
+    metrics.leases_lost.inc(&lease.run_id);
+    // Lost by this worker's clock (no heartbeat confirmed for a whole lease: Redis
+    // unreachable), the lease may still be this worker's in the queue, past its deadline
+    // or even renewed by a heartbeat that got through late. Given back, the job keeps its
+    // attempt; left, the next claim would count its expiry as a failure. Fenced by the
+    // token: once another worker holds it, nothing happens.
+    match queue.release(lease).await {
+        Ok(true) => tracing::info!("the queue still had the lease: job given back"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "giving the lost lease back failed; the job is given back before the next claim or at exit");
+            return JobEnd::Done(Next::Stray);
         }
     }
     JobEnd::Done(Next::Nothing)

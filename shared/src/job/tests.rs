@@ -694,6 +694,55 @@ async fn heartbeats_lost_for_a_moment_cost_no_job() {
     assert_eq!((metrics.leases_lost.get(), metrics.jobs_claimed.get()), (0, 1), "the job kept its lease");
 }
 
+/// Redis away for longer than a lease: the job counts its lease lost by its own clock and
+/// stops, and gives the lease back when the queue answers again, so the outage spends no
+/// attempt. With one attempt allowed the shard would otherwise go dead: the next claim
+/// counts an expired lease as a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lost_to_a_long_outage_is_given_back_without_spending_an_attempt() {
+    let text = "[run]\ncount = 3\nshard_size = 3\nseed = 1\nlease_seconds = 2\nmax_attempts = 1\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n";
+    let spec = RunSpec::parse(text, "test").unwrap();
+    // Heartbeats fail for about 3 s (retried every 0.25 to 0.67 s), past the 2 s lease.
+    let queue = Arc::new(LosingAnswers::new(false, 6));
+    submit(&queue.inner, &spec, "outage").await;
+    let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::from_millis(1200))), opts, std::future::pending()))
+        .await
+        .expect("the run finishes")
+        .unwrap();
+    let c = queue.inner.counts("outage").await.unwrap();
+    assert_eq!((c.committed, c.dead), (1, 0), "{c:?}");
+    assert!(metrics.leases_lost.get() >= 1, "the outage outlasted the lease");
+}
+
+/// Shutdown while a batch computes for longer than the grace period: once the grace is
+/// over the job is released at once, not after the batch (a scheduler's SIGKILL would
+/// otherwise come first and the lease would run out, spending an attempt).
+#[test]
+fn a_stop_does_not_wait_for_the_batch_under_way() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let text =
+        "[run]\ncount = 2\nshard_size = 2\nseed = 1\nlease_seconds = 30\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n";
+    let spec = RunSpec::parse(text, "test").unwrap();
+    let queue = Arc::new(MemoryQueue::new());
+    let opts = WorkerOptions { concurrency: 1, grace: Duration::from_millis(200), poll: Duration::from_millis(10), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    rt.block_on(async {
+        submit(&queue, &spec, "long").await;
+        let shutdown = tokio::time::sleep(Duration::from_secs(1));
+        tokio::time::timeout(Duration::from_secs(30), serve(queue.clone(), Arc::new(SleepyFactory(Duration::from_secs(120))), opts, shutdown))
+            .await
+            .expect("the worker waited for the 120 s batch")
+            .unwrap();
+        let c = queue.counts("long").await.unwrap();
+        assert_eq!((c.leased, c.pending, c.dead), (0, 1, 0), "{c:?}");
+        assert_eq!(metrics.jobs_released.get(), 1);
+    });
+    // The model thread sleeps on; nothing waits for it.
+    rt.shutdown_background();
+}
+
 /// A bug that panics a slot (here the queue client's ack) stops the worker with an error
 /// naming it, and the job's heartbeat dies with the slot: the lease runs out and another
 /// worker claims the job. (The heartbeat used to outlive the slot and renew the lease
