@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# labelgen coordinator (submit, watch, status, list, cancel, retry-dead, finalize). It links no
-# Burn (CI checks the crate graph): a small image that checks models without loading them.
+# labelgen coordinator (submit, watch, status, list, cancel, retry-dead, finalize, resume,
+# verify, plan, metrics). It links no Burn (CI checks the crate graph): a small image that
+# checks models without loading them.
 #   docker build -f docker/coordinator.Dockerfile -t labelgen-coordinator:dev .
 # Every base is a fixed version tag (no `latest`, no moving tags); pin digests per
 # deployment with the kustomize images transformer.

@@ -1,4 +1,4 @@
-# The demo models' data and DDPM recipe, sourced by make-demo-models.sh,
+# The demo models' data and DDPM recipe (and wait_trainings), sourced by make-demo-models.sh,
 # sampling-table.sh and scarce-data.sh so the three train on the same maps the same way.
 # Needs $W (the worker binary) and $WORK (the work directory).
 
@@ -13,3 +13,18 @@ coarse_labels() {
 # `worker train ddpm` flags of the demo recipe (add --steps, --out and the encoding).
 DEMO_DDPM=(--data "$WORK/coarse" --size 32 --batch 16 --lr 0.001 --base-channels 16
   --channel-mult 1,2,2 --attention 8 --ema 0.999 --checkpoint-every 250 --seed 1 --resume)
+
+# Waits for background trainings (PIDs); when one fails, stops the others and fails. Under
+# `set -e` a bare `wait A; wait B` would exit at A's failure and leave B writing into the
+# checkpoint directory that a rerun resumes from.
+wait_trainings() {
+  local p
+  for p in "$@"; do
+    if ! wait "$p"; then
+      kill "$@" 2>/dev/null || true
+      wait "$@" 2>/dev/null || true
+      echo "a training failed (see its output above); stopped the others" >&2
+      return 1
+    fi
+  done
+}

@@ -47,8 +47,7 @@ DDPM=$!
 $W train spade --data "$WORK/data" --out "$WORK/spade" --size 64 --ngf 16 --batch 4 --input noise \
   --steps "$SPADE_STEPS" --checkpoint-every 200 --seed 1 --resume &
 SPADE=$!
-wait $DDPM
-wait $SPADE
+wait_trainings "$DDPM" "$SPADE"
 
 for m in ddpm spade; do
   mkdir -p "models/demo/$m"

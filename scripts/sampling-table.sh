@@ -30,8 +30,7 @@ $W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/ours" --encoding o
 OURS=$!
 $W train ddpm "${DEMO_DDPM[@]}" --steps "$STEPS" --out "$WORK/paper" --encoding gray --objective eps --schedule linear &
 PAPER=$!
-wait $OURS
-wait $PAPER
+wait_trainings "$OURS" "$PAPER"
 
 # Nearest upscale (gray models have no class probabilities to upscale smoothly) and the
 # demo's cleanup radius before it moved to the smooth upscale.

@@ -42,6 +42,9 @@ command -v redis-server >/dev/null || { echo "scale-check: redis-server is neede
 rm -rf "$WORK"
 mkdir -p "$WORK"
 OUTPUT_URL="${OUTPUT_URL:-$WORK/out}"
+# A fresh run id each time: a rerun against the same s3:// prefix would find the last
+# run's commit records (and measure nothing) or refuse a different sample count.
+RUN_ID="scale-$(date +%s)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
   --dir "$WORK" --logfile redis.log --daemonize yes --pidfile "$WORK/redis.pid"
@@ -57,7 +60,7 @@ mem() { redis-cli -p "$PORT" info memory | tr -d '\r' | sed -n 's/^used_memory:/
 # MEMORY USAGE summed over the run's keys.
 keys_mem() {
   local total=0 k
-  for k in $(redis-cli -p "$PORT" --scan --pattern 'labelgen:{scale-run}:*'); do
+  for k in $(redis-cli -p "$PORT" --scan --pattern "labelgen:{$RUN_ID}:*"); do
     total=$((total + $(redis-cli -p "$PORT" memory usage "$k")))
   done
   echo "$total"
@@ -98,7 +101,7 @@ if [ "$BASELINE" -gt 0 ]; then
 fi
 
 mem0="$(mem)"
-/usr/bin/time -v -o "$WORK/time.submit" "$C" submit "$WORK/scale.toml" --run-id scale-run >/dev/null 2>"$WORK/submit.log"
+/usr/bin/time -v -o "$WORK/time.submit" "$C" submit "$WORK/scale.toml" --run-id "$RUN_ID" >/dev/null 2>"$WORK/submit.log"
 mem1="$(mem)"
 keys1="$(keys_mem)"
 
@@ -107,13 +110,13 @@ for i in $(seq "$WORKERS"); do
   "$W" --concurrency 1 --exit-when-idle --metrics-addr 127.0.0.1:0 >"$WORK/worker-$i.log" 2>&1 &
   pids+=("$!")
 done
-/usr/bin/time -v -o "$WORK/time.watch" "$C" watch scale-run --no-finalize --interval 0.5 2>"$WORK/watch.log"
+/usr/bin/time -v -o "$WORK/time.watch" "$C" watch "$RUN_ID" --no-finalize --interval 0.5 2>"$WORK/watch.log"
 t1="$(date +%s.%N)"
 for p in "${pids[@]}"; do wait "$p" || true; done
 pids=()
 
 keys_done="$(keys_mem)"
-/usr/bin/time -v -o "$WORK/time.finalize" "$C" finalize scale-run --json >"$WORK/finalize.json"
+/usr/bin/time -v -o "$WORK/time.finalize" "$C" finalize "$RUN_ID" --json >"$WORK/finalize.json"
 mem2="$(mem)"
 keys2="$(keys_mem)"
 shards="$(( (SAMPLES + SHARD_SIZE - 1) / SHARD_SIZE ))"
@@ -151,7 +154,7 @@ PY
 # The check: `coordinator verify` streams manifest.jsonl (indices 0..SAMPLES-1 each once,
 # in order) and dataset/shards.jsonl, and hashes every published tar against its sha256,
 # on a disk or on S3 alike.
-/usr/bin/time -v -o "$WORK/time.verify" "$C" verify "$OUTPUT_URL/scale-run" --json >"$WORK/verify.json" || true
+/usr/bin/time -v -o "$WORK/time.verify" "$C" verify "$OUTPUT_URL/$RUN_ID" --json >"$WORK/verify.json" || true
 python3 - "$SAMPLES" "$WORK/verify.json" "$(wall "$WORK/time.verify")" "$(rss "$WORK/time.verify")" <<'PY'
 import json, sys
 n, path, secs, rss = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])

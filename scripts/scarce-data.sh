@@ -42,8 +42,7 @@ DDPM=$!
 $W train spade --data "$WORK/data" --test-fraction "$FRACTION" --out "$WORK/spade" --size 64 \
   --ngf 16 --batch 4 --steps "$SPADE_STEPS" --checkpoint-every 200 --seed 1 --resume &
 SPADE=$!
-wait $DDPM
-wait $SPADE
+wait_trainings "$DDPM" "$SPADE"
 cmp "$WORK/ddpm/test_stems.txt" "$WORK/spade/test_stems.txt"
 
 TRAIN=$(( 200 - $(wc -l < "$WORK/spade/test_stems.txt") ))

@@ -3,7 +3,7 @@
 # runs shards K, K+TASKS, K+2·TASKS, …), then a finalize job.
 #
 #   scripts/slurm-array.sh CONFIG [RUN_ID]             # login node: submits both jobs
-#   scripts/slurm-array.sh resubmit CONFIG RUN_ID K…   # login node: reruns tasks K…
+#   TASKS=N scripts/slurm-array.sh resubmit CONFIG RUN_ID K…   # reruns tasks K…
 #
 # The launcher asks `coordinator plan CONFIG --shell` for the shard count and the array
 # size (no TOML parsing here), submits `sbatch --array=0-(TASKS-1)%MAX_PARALLEL` of this
@@ -11,9 +11,11 @@
 # takes K from SLURM_ARRAY_TASK_ID), then this script in `finalize` mode with
 # --dependency=afterok on the array (`coordinator finalize RUN_ID --config CONFIG`).
 # A committed shard is never redone, so rerunning a failed task is safe and quick:
-#   scripts/slurm-array.sh resubmit CONFIG RUN_ID 17 42
-# then `coordinator finalize RUN_ID --config CONFIG` (afterok never fires for an array
-# with a failed task). Every job gets the binaries' directory as an argument: inside a
+#   TASKS=N scripts/slurm-array.sh resubmit CONFIG RUN_ID 17 42
+# with N the first submission's task count (the launcher prints this line; without
+# TASKS it is worked out from MAX_TASKS again, so a different MAX_TASKS would rerun other
+# shards), then `coordinator finalize RUN_ID --config CONFIG`. The first finalize job is
+# cancelled by Slurm once a task fails (--kill-on-invalid-dep). Every job gets the binaries' directory as an argument: inside a
 # job $0 is Slurm's spooled copy of this script, so nothing is found relative to it.
 #
 # Environment: S3 settings as usual (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
@@ -58,6 +60,12 @@ if [ "$1" = resubmit ]; then
   [ $# -ge 4 ] || { echo "usage: $0 resubmit CONFIG RUN_ID TASK..." >&2; exit 2; }
   config="$(realpath "$2")"; run_id="$3"; shift 3
   eval "$("$BIN/coordinator" plan "$config" --shell --max-tasks "${MAX_TASKS:-1000}")"
+  if [ -n "${TASKS:-}" ]; then
+    [ "$TASKS" -ge 1 ] 2>/dev/null || { echo "TASKS=$TASKS: expected the first submission's task count" >&2; exit 2; }
+    tasks="$TASKS"
+  else
+    echo "TASKS not set: assuming the first submission had $tasks tasks (MAX_TASKS=${MAX_TASKS:-1000})" >&2
+  fi
   list="$(IFS=,; echo "$*")"
   array_id="$("$SBATCH" --parsable --export=ALL --array="$list" "$0" task "$BIN" "$config" "$run_id" "$tasks")"
   echo "run $run_id: tasks $list of $tasks resubmitted as array job $array_id"
@@ -72,8 +80,9 @@ eval "$("$BIN/coordinator" plan "$config" --shell --max-tasks "${MAX_TASKS:-1000
 run_id="${2:-static-$(basename "$config" .toml)-$(date +%Y%m%d-%H%M%S)}"
 array_id="$("$SBATCH" --parsable --export=ALL --array="0-$((tasks - 1))%${MAX_PARALLEL:-16}" \
   "$0" task "$BIN" "$config" "$run_id" "$tasks")"
-final_id="$("$SBATCH" --parsable --export=ALL --dependency="afterok:${array_id%%;*}" \
+final_id="$("$SBATCH" --parsable --export=ALL --dependency="afterok:${array_id%%;*}" --kill-on-invalid-dep=yes \
   --gres=none --cpus-per-task=1 --mem=2G --time=00:30:00 --job-name=labelgen-finalize \
   "$0" finalize "$BIN" "$config" "$run_id")"
 echo "run $run_id: $shards shards in $tasks tasks (up to $shards_per_task each), array job $array_id, finalize job $final_id"
 echo "progress: $BIN/coordinator status $run_id --config $config"
+echo "failed tasks: TASKS=$tasks $0 resubmit $config $run_id K..."

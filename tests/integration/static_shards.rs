@@ -140,11 +140,15 @@ async fn slurm_script_covers_a_run_with_fewer_tasks_than_shards() {
         let o = run(c);
         assert!(o.status.success(), "task {k}: {}", stderr(&o));
     }
-    // A failed task is rerun by index, without any environment but the S3 settings.
-    let o = run(script_cmd(&["resubmit", cfg.to_str().unwrap(), "slurm-run", "1"]));
+    // A failed task is rerun by index, with the task count the launcher printed (here
+    // under another MAX_TASKS, which would otherwise give 2 tasks and other shards).
+    assert!(stdout(&o).contains("TASKS=3 "), "{}", stdout(&o));
+    let mut c = script_cmd(&["resubmit", cfg.to_str().unwrap(), "slurm-run", "1"]);
+    c.env("MAX_TASKS", "2").env("TASKS", "3");
+    let o = run(c);
     assert!(o.status.success(), "resubmit: {}", stderr(&o));
     let rerun = submissions().pop().unwrap();
-    assert!(rerun.iter().any(|a| a == "--array=1"), "{rerun:?}");
+    assert!(rerun.iter().any(|a| a == "--array=1") && rerun.last().map(String::as_str) == Some("3"), "{rerun:?}");
     let mut c = script_cmd(&job(&rerun).iter().map(String::as_str).collect::<Vec<_>>());
     c.env("SLURM_ARRAY_TASK_ID", "1").env_remove("LABELGEN_BIN");
     let o = run(c);
