@@ -100,7 +100,7 @@ struct RunInfo {
 #[derive(Default)]
 pub struct RunCache {
     runs: Mutex<HashMap<String, Arc<RunInfo>>>,
-    pipelines: tokio::sync::Mutex<Pipelines>,
+    pipelines: Mutex<Pipelines>,
     /// Since when a run this worker served has been unknown to the queue (see
     /// [`LOST_RUN_WAIT`]).
     lost_since: Mutex<Option<Instant>>,
@@ -114,10 +114,14 @@ pub struct RunCache {
 /// such a run from storage within a poll or two) before it counts as idle and exits.
 pub const LOST_RUN_WAIT: Duration = Duration::from_secs(600);
 
-/// Each run's pipeline and when it was last used (a count of uses), and the count.
+/// A run's pipeline, built once (empty while the first build runs).
+type BuildOnce = tokio::sync::OnceCell<Arc<dyn Pipeline>>;
+
+/// Each run's pipeline (built once; empty while the first build runs) and when it was
+/// last used (a count of uses), and the count.
 #[derive(Default)]
 struct Pipelines {
-    by_run: HashMap<String, (Arc<dyn Pipeline>, u64)>,
+    by_run: HashMap<String, (Arc<BuildOnce>, u64)>,
     uses: u64,
 }
 
@@ -138,31 +142,51 @@ impl RunCache {
     }
 
     /// The run's pipeline, built on first use (models fetched and loaded) off the async
-    /// threads. A failure to build belongs to this worker, not to the job.
+    /// threads. A failure to build belongs to this worker, not to the job. Concurrent slots
+    /// of a new run wait for its one build; slots of runs already built do not wait for it.
     pub(super) async fn pipeline(&self, factory: &Arc<dyn PipelineFactory>, run_id: &str, spec: &Arc<RunSpec>) -> Result<Arc<dyn Pipeline>> {
-        // One build at a time: concurrent slots of a new run wait for the first build.
-        let mut guard = self.pipelines.lock().await;
-        let Pipelines { by_run: built, uses } = &mut *guard;
-        *uses += 1;
-        if let Some((p, used)) = built.get_mut(run_id) {
+        let cell = {
+            let mut guard = self.pipelines.lock().unwrap();
+            let Pipelines { by_run, uses } = &mut *guard;
+            *uses += 1;
+            let (cell, used) = by_run.entry(run_id.to_string()).or_default();
             *used = *uses;
-            return Ok(p.clone());
-        }
-        let (factory, spec) = (factory.clone(), spec.clone());
-        let pipeline = tokio::task::spawn_blocking(move || factory.build(&spec))
+            cell.clone()
+        };
+        let built = cell
+            .get_or_try_init(|| async {
+                let (factory, spec) = (factory.clone(), spec.clone());
+                tokio::task::spawn_blocking(move || factory.build(&spec)).await.map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?.map_err(|e| {
+                    if e.is_worker_fault() {
+                        e
+                    } else {
+                        Error::Worker(format!("cannot build the run's pipeline: {e}"))
+                    }
+                })
+            })
             .await
-            .map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?
-            .map_err(|e| if e.is_worker_fault() { e } else { Error::Worker(format!("cannot build the run's pipeline: {e}")) })?;
-        if built.len() >= MAX_CACHED_PIPELINES {
-            // Jobs still running on it keep their own reference; its models go once no
-            // pipeline holds them (the factory's cache does not keep them alive).
-            if let Some(oldest) = built.iter().min_by_key(|(_, (_, used))| *used).map(|(run, _)| run.clone()) {
-                tracing::info!(run = %oldest, "dropping the least recently used run's pipeline");
-                built.remove(&oldest);
+            .cloned();
+        let mut guard = self.pipelines.lock().unwrap();
+        let by_run = &mut guard.by_run;
+        if built.is_err() {
+            // Not cached: the next job of the run tries again.
+            if by_run.get(run_id).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell) && !c.initialized()) {
+                by_run.remove(run_id);
             }
+            return built;
         }
-        built.insert(run_id.to_string(), (pipeline.clone(), *uses));
-        Ok(pipeline)
+        while by_run.values().filter(|(c, _)| c.initialized()).count() > MAX_CACHED_PIPELINES {
+            // Jobs still running on it keep their own reference; its models go once no
+            // pipeline holds them (the factory's cache does not keep them alive). Builds
+            // under way are not dropped.
+            let Some(oldest) = by_run.iter().filter(|(run, (c, _))| run.as_str() != run_id && c.initialized()).min_by_key(|(_, (_, used))| *used).map(|(run, _)| run.clone())
+            else {
+                break;
+            };
+            tracing::info!(run = %oldest, "dropping the least recently used run's pipeline");
+            by_run.remove(&oldest);
+        }
+        built
     }
 }
 

@@ -891,3 +891,28 @@ async fn the_pipeline_cache_keeps_the_runs_used_last() {
     cache.pipeline(&factory, "r2", &spec).await.unwrap();
     assert_eq!(builds(), MAX_CACHED_PIPELINES + 3, "r2 was the least recently used");
 }
+
+/// A new run's slow build holds up only that run's jobs: a run already built is served
+/// while it runs (its slots used to wait for the build, leases held, producing nothing),
+/// and two slots of the new run share the one build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_build_holds_up_only_its_own_run() {
+    let cache = Arc::new(RunCache::default());
+    let fast: Arc<dyn PipelineFactory> = Arc::new(SlowFactory { delay: Duration::ZERO, fail: false, builds: Default::default() });
+    let spec = Arc::new(spec(2, 2, 1));
+    cache.pipeline(&fast, "built", &spec).await.unwrap();
+    let slow = Arc::new(SlowFactory { delay: Duration::from_secs(5), fail: false, builds: Default::default() });
+    let building: Vec<_> = (0..2)
+        .map(|_| {
+            let (cache, factory, spec): (_, Arc<dyn PipelineFactory>, _) = (cache.clone(), slow.clone(), spec.clone());
+            tokio::spawn(async move { cache.pipeline(&factory, "new", &spec).await.map(|_| ()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(3), cache.pipeline(&fast, "built", &spec)).await.expect("the built run waited for another run's build").unwrap();
+    assert!(building.iter().all(|b| !b.is_finished()), "the new run's build is still under way");
+    for b in building {
+        b.await.unwrap().unwrap();
+    }
+    assert_eq!(slow.builds.load(Ordering::SeqCst), 1, "the new run's two slots shared one build");
+}
