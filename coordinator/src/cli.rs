@@ -281,7 +281,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     if let Err(e) = shared::lifecycle::reconcile(queue.as_ref(), &store, &run, dead.iter().map(|d| d.shard)).await {
                         tracing::warn!(error = %e, "could not look for late commits of the dead shards in storage; showing the queue's counts as they are");
                     }
-                    ops::redis_status(&rec, &spec, &queue.counts(&run).await?, queue.dead(&run).await?)
+                    ops::redis_status(&rec, &spec, &queue.counts(&run).await?, queue.overdue(&run).await?, queue.dead(&run).await?)
                 }
             };
             if json {
@@ -342,7 +342,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 let c = queue.counts(&run).await?;
                 if json {
                     let (rec, spec) = ops::load_run(queue.as_ref(), &run).await?;
-                    all.push(ops::redis_status(&rec, &spec, &c, queue.dead(&run).await?));
+                    all.push(ops::redis_status(&rec, &spec, &c, queue.overdue(&run).await?, queue.dead(&run).await?));
                 } else {
                     println!("{run}\t{}\t{}/{} shards committed\t{} dead", c.state.as_str(), c.committed, c.total, c.dead);
                 }
@@ -462,7 +462,13 @@ fn print_status(s: &ops::RunStatus) {
     println!("  samples   {}/{} committed", s.samples.committed, s.samples.total);
     let sh = &s.shards;
     match (sh.pending, sh.delayed, sh.leased, sh.dead) {
-        (Some(p), Some(d), Some(l), Some(x)) => println!("  shards    {} total: {} committed, {p} pending ({d} waiting to retry), {l} leased, {x} dead", sh.total, sh.committed),
+        (Some(p), Some(d), Some(l), Some(x)) => {
+            let expired = match sh.expired {
+                Some(e) if e > 0 => format!(" ({e} past their deadline: workers that stopped heartbeating)"),
+                _ => String::new(),
+            };
+            println!("  shards    {} total: {} committed, {p} pending ({d} waiting to retry), {l} leased{expired}, {x} dead", sh.total, sh.committed)
+        }
         _ => println!("  shards    {}/{} committed", sh.committed, sh.total),
     }
     println!("  output    {}", s.output);

@@ -146,6 +146,10 @@ async fn a_run_whose_workers_all_died_is_named_unserved_by_watch() {
         }
     };
     assert!(warning.contains("2 shard(s) claimable (1 of them leased by workers that stopped heartbeating"), "{warning}");
+    let st: serde_json::Value = serde_json::from_str(&stdout(&run(cl.coordinator(&["status", "un1", "--json"])))).unwrap();
+    assert_eq!((st["shards"]["leased"].as_u64(), st["shards"]["expired"].as_u64()), (Some(1), Some(1)), "{st}");
+    let text = stdout(&run(cl.coordinator(&["status", "un1"])));
+    assert!(text.contains("1 leased (1 past their deadline"), "{text}");
     let mut w = vec![spawn(cl.worker_cmd(&[]))];
     wait_all(std::slice::from_mut(&mut watch), Duration::from_secs(90));
     let status = watch.wait().unwrap();

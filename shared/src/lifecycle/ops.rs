@@ -265,11 +265,14 @@ pub struct ShardCounts {
     /// Waiting out a retry backoff (included in `pending`).
     pub delayed: Option<u64>,
     pub leased: Option<u64>,
+    /// Leases past their deadline (included in `leased`): their workers stopped
+    /// heartbeating (killed, cut off); the next claim takes them back.
+    pub expired: Option<u64>,
     pub dead: Option<u64>,
 }
 
 /// The status of a run Redis knows.
-pub fn redis_status(rec: &RunRecord, spec: &RunSpec, counts: &Counts, dead: Vec<crate::queue::DeadJob>) -> RunStatus {
+pub fn redis_status(rec: &RunRecord, spec: &RunSpec, counts: &Counts, overdue: crate::queue::Overdue, dead: Vec<crate::queue::DeadJob>) -> RunStatus {
     RunStatus {
         run_id: rec.run_id.clone(),
         mode: "redis".into(),
@@ -281,6 +284,7 @@ pub fn redis_status(rec: &RunRecord, spec: &RunSpec, counts: &Counts, dead: Vec<
             pending: Some(counts.pending),
             delayed: Some(counts.delayed),
             leased: Some(counts.leased),
+            expired: Some(overdue.expired_leases.min(counts.leased)),
             dead: Some(counts.dead),
         },
         output: run_store(spec, &rec.run_id).map(|s| s.display().to_string()).unwrap_or_else(|_| format!("{}/{}", spec.output.url.trim_end_matches('/'), rec.run_id)),
@@ -306,7 +310,7 @@ pub async fn static_status(spec: &RunSpec, run_id: &str) -> Result<RunStatus> {
         mode: "static".into(),
         state: if finalized { "finalized" } else { "active" }.into(),
         samples: SampleCounts { total: spec.run.count, committed: samples },
-        shards: ShardCounts { total: spec.shards(), committed, pending: None, delayed: None, leased: None, dead: None },
+        shards: ShardCounts { total: spec.shards(), committed, pending: None, delayed: None, leased: None, expired: None, dead: None },
         output: store.display().to_string(),
         pipeline: spec.pipeline.kind,
         spec_digest: spec.digest(),
