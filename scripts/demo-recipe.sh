@@ -14,17 +14,20 @@ coarse_labels() {
 DEMO_DDPM=(--data "$WORK/coarse" --size 32 --batch 16 --lr 0.001 --base-channels 16
   --channel-mult 1,2,2 --attention 8 --ema 0.999 --checkpoint-every 250 --seed 1 --resume)
 
-# Waits for background trainings (PIDs); when one fails, stops the others and fails. Under
-# `set -e` a bare `wait A; wait B` would exit at A's failure and leave B writing into the
-# checkpoint directory that a rerun resumes from.
+# Waits for background trainings (PIDs) in the order they end; when one fails, stops the
+# others and fails. Under `set -e` a bare `wait A; wait B` would exit at A's failure and
+# leave B writing into the checkpoint directory that a rerun resumes from. (bash >= 5.1)
 wait_trainings() {
-  local p
-  for p in "$@"; do
-    if ! wait "$p"; then
-      kill "$@" 2>/dev/null || true
-      wait "$@" 2>/dev/null || true
+  local left=("$@") ended p rest
+  while [ ${#left[@]} -gt 0 ]; do
+    if ! wait -n -p ended "${left[@]}"; then
+      kill "${left[@]}" 2>/dev/null || true
+      wait "${left[@]}" 2>/dev/null || true
       echo "a training failed (see its output above); stopped the others" >&2
       return 1
     fi
+    rest=()
+    for p in "${left[@]}"; do [ "$p" = "$ended" ] || rest+=("$p"); done
+    left=("${rest[@]}")
   done
 }

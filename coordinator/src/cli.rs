@@ -451,12 +451,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `status` for people.
 /// `--stall-warning-seconds`: 0 turns the warning off.
 fn stall_after(seconds: f64) -> Option<Duration> {
     (seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
+/// `status` for people.
 fn print_status(s: &ops::RunStatus) {
     println!("run {} ({}, {})", s.run_id, s.mode, s.state);
     println!("  samples   {}/{} committed", s.samples.committed, s.samples.total);

@@ -40,7 +40,8 @@ use crate::utility::{Budget, Mix, UtilityOptions};
 /// OUT/report.md (a table: rows baseline and with synthetic, columns the classes and
 /// mIoU, cells "mean ± sd" in %), OUT/iou.png (per class and mIoU: baseline solid,
 /// synthetic light, whiskers ± sd; 0-100 %) and prints the table. An earlier run's report
-/// files in OUT are removed when the run starts, so a failed run leaves none.
+/// files in OUT are removed once the options pass their check, so a run that fails after
+/// that leaves none.
 ///
 /// Example: labelgen-eval utility --real data/aihub --test-stems models/spade/test_stems.txt --synthetic s3://bucket/runs/ddpm-7 --replace 0.1 --seeds 3 --epochs 30 --size 512 --out out/eval/utility-ddpm-7
 #[derive(Debug, Clone, clap::Args)]

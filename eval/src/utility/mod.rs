@@ -172,8 +172,8 @@ pub struct Outcome {
 
 /// Runs the experiment on `device` (the training on its backend) and writes
 /// `OUT/report.json`, `OUT/report.md` and `OUT/iou.png`, and the run's samples used under
-/// `OUT/synthetic/`. An earlier run's report in OUT is removed first, so a failed run
-/// leaves none.
+/// `OUT/synthetic/`. An earlier run's report in OUT is removed once the options pass
+/// their check, so a run that fails after that leaves none.
 pub fn run(opts: &UtilityOptions, device: DeviceChoice) -> anyhow::Result<Outcome> {
     opts.check()?;
     let (json, markdown_path, chart) = (opts.out.join("report.json"), opts.out.join("report.md"), opts.out.join("iou.png"));

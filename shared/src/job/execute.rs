@@ -3,7 +3,7 @@
 //! verifies the record and discards its own data.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,12 @@ pub struct Abort {
     /// Woken by [`Abort::lost`] and [`Abort::stop`], so a job waiting on a long batch or a
     /// pipeline build ends at once ([`Abort::ended`]).
     wake: tokio::sync::Notify,
+    /// Whether the last heartbeat failed to reach the queue (no answer, an error): a lease
+    /// then lost by the local deadline was cut off, not frozen ([`Abort::cut_off`]).
+    unreachable: AtomicBool,
+    /// The model and encoder threads of a job that ended without waiting for them
+    /// ([`Abort::leftover`]).
+    leftover: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<()>>>>,
 }
 
 fn origin() -> Instant {
@@ -60,7 +66,8 @@ impl Abort {
     }
 
     /// Resolves once [`Abort::lost`] or [`Abort::stop`] was called (at once if already).
-    /// A lease past its local deadline is noticed at the next batch instead.
+    /// A lease past its local deadline is noticed at the next batch, or at the next failed
+    /// heartbeat (which calls [`Abort::go`]).
     pub async fn ended(&self) {
         loop {
             // A wake before this wait left a permit: `notified` takes it.
@@ -76,6 +83,32 @@ impl Abort {
     pub fn held_until(&self, until: Instant) {
         let ms = until.saturating_duration_since(origin()).as_millis().max(1) as u64;
         self.valid_until_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// Records whether the last heartbeat reached the queue.
+    pub fn set_reachable(&self, reached: bool) {
+        self.unreachable.store(!reached, Ordering::SeqCst);
+    }
+
+    /// Whether the queue was unreachable at the last heartbeat: a lease lost by the local
+    /// deadline then went unconfirmed through an outage (the lease may well be in the queue
+    /// still), not through this process freezing (a shard that freezes its worker must go
+    /// on spending attempts, or it would be retried forever).
+    pub fn cut_off(&self) -> bool {
+        self.unreachable.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the threads a stopped or lost job left computing its last batch, so the
+    /// next job does not share the device with them. Their failure is only logged.
+    pub async fn leftover(&self) {
+        let handle = self.leftover.lock().unwrap().take();
+        if let Some(handle) = handle {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the abandoned batch's threads failed"),
+                Err(e) => tracing::warn!(error = %e, "the abandoned batch's threads panicked"),
+            }
+        }
     }
 
     /// Whether [`Abort::stop`] ended the job (not a lost lease).
@@ -281,13 +314,28 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     }
     // Unblocks the model and encoder threads if the loop ended early.
     drop(rx);
-    let threads = async {
+    let mut threads = tokio::spawn(async {
         gen.await.map_err(|e| Error::Job(format!("model thread panicked: {e}")))?;
         enc.await.map_err(|e| Error::Job(format!("encoder thread panicked: {e}")))
-    };
+    });
     // A lost or stopped job does not wait for the batch under way (a shutdown's grace
-    // would run out first): its threads end at that batch's end, their result unused.
-    let threads = if job.abort.go() { threads.await } else { Ok(()) };
+    // would run out first): its threads end at that batch's end, their result unused, and
+    // are left in the abort switch for the slot to wait for before its next job.
+    let finished = if job.abort.go() {
+        tokio::select! {
+            r = &mut threads => Some(r.unwrap_or_else(|e| Err(Error::Job(format!("the model and encoder threads' task failed: {e}"))))),
+            _ = job.abort.ended() => None,
+        }
+    } else {
+        None
+    };
+    let threads = match finished {
+        Some(r) => r,
+        None => {
+            *job.abort.leftover.lock().unwrap() = Some(threads);
+            Ok(())
+        }
+    };
     let stop = match job.abort.state() {
         Abort::LOST => Some(ShardOutcome::LeaseLost),
         Abort::STOP => Some(ShardOutcome::Stopped),

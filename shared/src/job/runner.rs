@@ -153,28 +153,31 @@ impl RunCache {
             *used = *uses;
             cell.clone()
         };
-        let built = cell
-            .get_or_try_init(|| async {
-                let (factory, spec) = (factory.clone(), spec.clone());
-                tokio::task::spawn_blocking(move || factory.build(&spec)).await.map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?.map_err(|e| {
-                    if e.is_worker_fault() {
-                        e
-                    } else {
-                        Error::Worker(format!("cannot build the run's pipeline: {e}"))
-                    }
+        // In a task of its own: a waiter that stops (its job lost or stopped) does not
+        // cancel the build the run's other slots wait for, nor make them start another.
+        let build = {
+            let (factory, spec) = (factory.clone(), spec.clone());
+            tokio::spawn(async move {
+                cell.get_or_try_init(|| async {
+                    tokio::task::spawn_blocking(move || factory.build(&spec)).await.map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?.map_err(|e| {
+                        if e.is_worker_fault() {
+                            e
+                        } else {
+                            Error::Worker(format!("cannot build the run's pipeline: {e}"))
+                        }
+                    })
                 })
+                .await
+                .cloned()
             })
-            .await
-            .cloned();
-        let mut guard = self.pipelines.lock().unwrap();
-        let by_run = &mut guard.by_run;
+        };
+        let built = build.await.map_err(|e| Error::Worker(format!("building the pipeline failed: {e}")))?;
         if built.is_err() {
-            // Not cached: the next job of the run tries again.
-            if by_run.get(run_id).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell) && !c.initialized()) {
-                by_run.remove(run_id);
-            }
+            // The cell stays empty: the run's next job tries again.
             return built;
         }
+        let mut guard = self.pipelines.lock().unwrap();
+        let by_run = &mut guard.by_run;
         while by_run.values().filter(|(c, _)| c.initialized()).count() > MAX_CACHED_PIPELINES {
             // Jobs still running on it keep their own reference; its models go once no
             // pipeline holds them (the factory's cache does not keep them alive). Builds
@@ -546,6 +549,7 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
             match answer {
                 Ok(LeaseStatus::Held) => {
                     retries.reset();
+                    abort.set_reachable(true);
                     abort.held_until(sent + lease_len);
                 }
                 Ok(LeaseStatus::Lost) => {
@@ -559,6 +563,13 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
                     abort.stop();
                 }
                 Err(e) => {
+                    abort.set_reachable(false);
+                    // Past the local deadline the job is lost (this check also wakes a job
+                    // waiting on a long batch or a model load): no more renewals.
+                    if !abort.go() {
+                        tracing::warn!(error = %e, "heartbeat failed and the lease is past its deadline; abandoning the job");
+                        return;
+                    }
                     wait = retries.next_delay().unwrap_or(every).min(every);
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "heartbeat failed; retrying");
                 }
@@ -596,8 +607,16 @@ async fn run_one(
             return give_back(queue.as_ref(), &lease, &e, metrics).await;
         }
     };
-    let _heartbeat = heartbeat(queue, &lease, &abort, info.lease, claim_sent);
-    run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await
+    let heartbeat = heartbeat(queue, &lease, &abort, info.lease, claim_sent);
+    let end = run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await;
+    drop(heartbeat);
+    // A job that ended without waiting for its last batch (lost, stopped by a cancel, a
+    // failed upload) waits for it now, so the next job does not share the device with it;
+    // a worker shutting down does not.
+    if !stopping.load(Ordering::SeqCst) {
+        abort.leftover().await;
+    }
+    end
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -650,7 +669,7 @@ async fn run_leased(
             tracing::info!("shard was already committed by another attempt");
             return JobEnd::Done(ack(queue.as_ref(), lease, claim_next()).await);
         }
-        Ok(ShardOutcome::LeaseLost) => return lease_lost(queue.as_ref(), lease, metrics).await,
+        Ok(ShardOutcome::LeaseLost) => return lease_lost(queue.as_ref(), lease, abort, metrics).await,
         Ok(ShardOutcome::Stopped) => return released(queue.as_ref(), lease, metrics).await,
         Err(e) if e.is_worker_fault() => return give_back(queue.as_ref(), lease, &e, metrics).await,
         Err(e) => {
@@ -666,7 +685,7 @@ async fn stopped_early(queue: &dyn JobQueue, lease: &Lease, abort: &Abort, metri
     if abort.is_stopped() {
         released(queue, lease, metrics).await
     } else {
-        lease_lost(queue, lease, metrics).await
+        lease_lost(queue, lease, abort, metrics).await
     }
 }
 
@@ -684,13 +703,17 @@ async fn released(queue: &dyn JobQueue, lease: &Lease, metrics: &Metrics) -> Job
 }
 
 /// A job whose lease was lost: reclaimed by the queue, or unconfirmed for a whole lease.
-async fn lease_lost(queue: &dyn JobQueue, lease: &Lease, metrics: &Metrics) -> JobEnd {
+async fn lease_lost(queue: &dyn JobQueue, lease: &Lease, abort: &Abort, metrics: &Metrics) -> JobEnd {
     metrics.leases_lost.inc(&lease.run_id);
-    // Lost by this worker's clock (no heartbeat confirmed for a whole lease: Redis
-    // unreachable), the lease may still be this worker's in the queue, past its deadline
-    // or even renewed by a heartbeat that got through late. Given back, the job keeps its
-    // attempt; left, the next claim would count its expiry as a failure. Fenced by the
-    // token: once another worker holds it, nothing happens.
+    // Lost by this worker's clock while the queue was unreachable, the lease may still be
+    // this worker's in the queue, past its deadline or even renewed by a heartbeat that
+    // got through late. Given back, the job keeps its attempt, unless another worker's
+    // claim reclaimed it first (that counts a failure). Fenced by the token: once another
+    // worker holds it, nothing happens. Lost while the queue answered (this process froze),
+    // it is left to expire: a shard that freezes its worker goes on spending attempts.
+    if !abort.cut_off() {
+        return JobEnd::Done(Next::Nothing);
+    }
     match queue.release(lease).await {
         Ok(true) => tracing::info!("the queue still had the lease: job given back"),
         Ok(false) => {}

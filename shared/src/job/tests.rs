@@ -916,3 +916,51 @@ async fn a_slow_build_holds_up_only_its_own_run() {
     }
     assert_eq!(slow.builds.load(Ordering::SeqCst), 1, "the new run's two slots shared one build");
 }
+
+/// A pipeline that logs when each call ran.
+struct Logged(ProceduralPipeline, Duration, Arc<Mutex<Vec<(Instant, Instant)>>>);
+
+impl Pipeline for Logged {
+    fn generate(&self, indices: &[u64]) -> crate::Result<Vec<Sample>> {
+        let t0 = Instant::now();
+        std::thread::sleep(self.1);
+        let out = self.0.generate(indices);
+        self.2.lock().unwrap().push((t0, Instant::now()));
+        out
+    }
+}
+
+struct LoggedFactory(Duration, Arc<Mutex<Vec<(Instant, Instant)>>>);
+
+impl PipelineFactory for LoggedFactory {
+    fn build(&self, spec: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
+        Ok(Arc::new(Logged(ProceduralPipeline::new(spec), self.0, self.1.clone())))
+    }
+}
+
+/// A run cancelled mid-batch: its job is released at once, and the slot waits for the
+/// batch it left computing before it starts the next run's job, so two jobs never share
+/// the device (on a GPU, both batches' activations at once could run out of memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_waits_for_the_batch_a_cancelled_one_left() {
+    let text = |seed: u64| {
+        format!("[run]\ncount = 2\nshard_size = 2\nseed = {seed}\nlease_seconds = 3\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n")
+    };
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &RunSpec::parse(&text(1), "test").unwrap(), "first").await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let worker = tokio::spawn(serve(queue.clone(), Arc::new(LoggedFactory(Duration::from_secs(3), log.clone())), opts, std::future::pending()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The second run waits behind the first (older); the first is cancelled mid-batch.
+    submit(&queue, &RunSpec::parse(&text(2), "test").unwrap(), "second").await;
+    queue.cancel("first").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), worker).await.expect("the worker ends").unwrap().unwrap();
+    assert_eq!(queue.counts("second").await.unwrap().committed, 1);
+    let mut calls = log.lock().unwrap().clone();
+    calls.sort();
+    assert_eq!(calls.len(), 3, "the cancelled batch, then the second run's two: {calls:?}");
+    for pair in calls.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two batches ran at once: {calls:?}");
+    }
+}

@@ -16,7 +16,7 @@ use super::watch::{self, WatchEnd};
 
 /// Submits `spec` as `run_id` to a fresh in-memory queue, runs `workers` job slots
 /// building pipelines with `factory`, follows the run to its end and finalizes it. SIGINT
-/// or SIGTERM stops the jobs in hand at their next batch and returns
+/// or SIGTERM stops the jobs in hand at once (the batch under way is dropped) and returns
 /// [`WatchEnd::Interrupted`] (the shards already committed stay; the same run id resumes);
 /// a second signal exits at once.
 pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: Arc<dyn PipelineFactory>) -> Result<WatchEnd> {
@@ -38,7 +38,7 @@ pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: 
     let end = tokio::select! {
         end = &mut watching => end,
         _ = super::shutdown_signal() => {
-            tracing::warn!("interrupted: stopping the jobs in hand at their next batch (a second signal exits at once)");
+            tracing::warn!("interrupted: stopping the jobs in hand (a second signal exits at once)");
             if let Some(tx) = stop_tx.take() {
                 let _ = tx.send(());
             }
