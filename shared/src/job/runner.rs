@@ -171,11 +171,8 @@ impl RunCache {
                 .cloned()
             })
         };
-        let built = build.await.map_err(|e| Error::Worker(format!("building the pipeline failed: {e}")))?;
-        if built.is_err() {
-            // The cell stays empty: the run's next job tries again.
-            return built;
-        }
+        // On failure the cell stays empty: the run's next job tries again.
+        let built = build.await.map_err(|e| Error::Worker(format!("building the pipeline failed: {e}")))??;
         let mut guard = self.pipelines.lock().unwrap();
         let by_run = &mut guard.by_run;
         while by_run.values().filter(|(c, _)| c.initialized()).count() > MAX_CACHED_PIPELINES {
@@ -189,7 +186,7 @@ impl RunCache {
             tracing::info!(run = %oldest, "dropping the least recently used run's pipeline");
             by_run.remove(&oldest);
         }
-        built
+        Ok(built)
     }
 }
 
