@@ -25,13 +25,14 @@ pub struct DeviceArg {
 /// batch of samples per call, and a larger batch would be padded on every call) and turn
 /// `pipeline.overlap` off, in this process only. Samples depend on their index alone, so
 /// they are the same (on the CPU label maps bit for bit and images to float rounding; on a
-/// GPU other kernels may flip rare near-tie pixels), and a GPU short of memory can serve a
+/// GPU another batch shape may pick other kernels, and over the DDPM's many steps that may
+/// change more than near-tie pixels: unmeasured), and a GPU short of memory can serve a
 /// run already under way (those keys are part of the run's digest: changing them in the
 /// spec makes another run).
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct FitArgs {
     /// Label maps per DDPM batch on this worker, at most the run's: the largest divisor of
-    /// the run's samples per call up to N, so no batch is padded [default: the run's].
+    /// the run's samples per call up to N, so full calls are not padded [default: the run's].
     #[arg(long, env = "LABELGEN_LABEL_BATCH", value_name = "N", help_heading = "Device memory", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub label_batch: Option<u64>,
     /// Images per SPADE batch on this worker, at most the run's: the largest divisor of

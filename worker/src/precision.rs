@@ -4,9 +4,12 @@
 //! cleanup and encoders see f32 whatever the precision.
 //!
 //! Inside, what loses most in half precision stays in f32: GroupNorm's and SPADE's
-//! normalisation statistics (`ddpm::unet::norm`, `spade::norm`, [`crate::fused`]),
-//! attention's softmax (`ddpm::unet::attention`) and the sinusoidal timestep embedding.
-//! Classes are decided by argmax of f32 values.
+//! normalisation statistics computed from the input (`ddpm::unet::norm`, `spade::norm`,
+//! [`crate::fused`]), attention's softmax (`ddpm::unet::attention`) and the sinusoidal
+//! timestep embedding. Classes are decided by argmax of f32 values. Stored statistics are
+//! cast with the weights: a `--norm batch` SPADE's running mean and variance are read back
+//! in f32 but keep the half precision's rounding (about 1% relative; the shipped models
+//! use instance norm, which stores none).
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;

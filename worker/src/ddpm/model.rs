@@ -270,12 +270,32 @@ impl<B: Backend> DdpmModel<B> {
         let k = self.meta.classes.len();
         let s = self.meta.size as usize;
         let Some(x) = sample_tensor(&self.unet, self.meta.objective, &self.schedule, k, s, seeds, sampler, &self.device, on_step) else { return Vec::new() };
-        let up = interpolate(x, [out as usize, out as usize], InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false));
-        let classes: Tensor<B, 4, Int> = up.argmax(1);
-        let n = out as usize * out as usize;
-        let flat = classes.into_data().convert::<i32>().to_vec::<i32>().expect("i32 class indices");
-        flat.chunks(n).map(|c| LabelMap { width: out, height: out, data: c.iter().map(|&v| v as u8).collect() }).collect()
+        upscale_argmax(x, out, SMOOTH_UPSCALE_ELEMENTS)
     }
+}
+
+/// Most f32 elements of upscaled class probabilities on the device at once (1 GiB): the
+/// smooth upscale works through a batch in groups of samples under it, so a large image
+/// size with a large label batch (8192² × 8 classes is 2 GiB a sample) does not need the
+/// whole batch's probabilities at full size at once.
+const SMOOTH_UPSCALE_ELEMENTS: usize = 1 << 28;
+
+/// Class probabilities `[B, K, s, s]` upscaled bilinearly to `out × out` and decided by
+/// argmax, in groups of samples holding at most `budget` elements upscaled (at least one
+/// sample a group). Every sample's map is computed on its own, so grouping changes nothing.
+fn upscale_argmax<B: Backend>(x: Tensor<B, 4>, out: u32, budget: usize) -> Vec<LabelMap> {
+    let [b, k, _, _] = x.dims();
+    let n = out as usize * out as usize;
+    let group = (budget / (k * n).max(1)).max(1);
+    let mut maps = Vec::with_capacity(b);
+    for start in (0..b).step_by(group) {
+        let part = x.clone().narrow(0, start, group.min(b - start));
+        let up = interpolate(part, [out as usize, out as usize], InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false));
+        let classes: Tensor<B, 4, Int> = up.argmax(1);
+        let flat = classes.into_data().convert::<i32>().to_vec::<i32>().expect("i32 class indices");
+        maps.extend(flat.chunks(n).map(|c| LabelMap { width: out, height: out, data: c.iter().map(|&v| v as u8).collect() }));
+    }
+    maps
 }
 
 #[cfg(test)]
@@ -349,6 +369,20 @@ mod tests {
         // untrained model's speckle is where the two differ most (0.38 measured).
         let agree = nearest.iter().zip(&smooth).map(|(a, b)| a.data.iter().zip(&b.data).filter(|(x, y)| x == y).count()).sum::<usize>() as f64 / (3.0 * 1024.0);
         assert!(agree > 0.3, "nearest and smooth agree on only {agree:.2} of the pixels");
+    }
+
+    /// The smooth upscale in groups of samples (a budget of one sample's probabilities, or
+    /// of two) gives the maps the whole batch at once gives.
+    #[test]
+    fn smooth_upscale_in_groups_gives_the_same_maps() {
+        use burn::tensor::Distribution;
+        let device = CpuDevice::default();
+        let x = Tensor::<Cpu, 4>::random([5, 8, 6, 6], Distribution::Uniform(0.0, 1.0), &device);
+        let whole = super::upscale_argmax(x.clone(), 24, usize::MAX);
+        assert_eq!(whole.len(), 5);
+        for budget in [1, 8 * 24 * 24, 2 * 8 * 24 * 24 + 1] {
+            assert_eq!(super::upscale_argmax(x.clone(), 24, budget), whole, "budget {budget}");
+        }
     }
 
     #[test]

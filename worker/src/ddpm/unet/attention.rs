@@ -49,9 +49,10 @@ impl<B: Backend> Attention<B> {
         let q = qkv.clone().narrow(1, 0, c).swap_dims(1, 2); // [B, N, C]
         let k = qkv.clone().narrow(1, c, c); // [B, C, N]
         let v = qkv.narrow(1, 2 * c, c).swap_dims(1, 2); // [B, N, C]
-                                                         // The softmax in f32 whatever the precision ([`crate::precision`]).
+                                                         // q scaled before the product (an unscaled f16 dot product of C channels can
+                                                         // overflow), the softmax in f32 whatever the precision ([`crate::precision`]).
         let dtype = q.dtype();
-        let weights = softmax(crate::precision::f32(q.matmul(k) * (1.0 / (c as f64).sqrt())), 2).cast(dtype); // [B, N, N]
+        let weights = softmax(crate::precision::f32((q * (1.0 / (c as f64).sqrt())).matmul(k)), 2).cast(dtype); // [B, N, N]
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, c, h, w]);
         x + self.proj.forward(out)
     }
