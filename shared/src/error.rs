@@ -44,6 +44,14 @@ pub enum Error {
     /// is full): the job is given back without spending an attempt.
     #[error("{0}")]
     Worker(String),
+
+    /// A job's model or encoder thread panicked. A bug that one sample triggers and a
+    /// failing device (the CUDA backend panics rather than erring) look the same: the
+    /// attempt is spent, so a poison shard still dies, and the worker counts it toward
+    /// `--max-local-failures`, so a broken device does not burn the attempts of every shard
+    /// it claims.
+    #[error("{0}")]
+    Panicked(String),
 }
 
 impl Error {

@@ -315,15 +315,15 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     // Unblocks the model and encoder threads if the loop ended early.
     drop(rx);
     let mut threads = tokio::spawn(async {
-        gen.await.map_err(|e| Error::Job(format!("model thread panicked: {e}")))?;
-        enc.await.map_err(|e| Error::Job(format!("encoder thread panicked: {e}")))
+        gen.await.map_err(|e| Error::Panicked(format!("model thread panicked: {e}")))?;
+        enc.await.map_err(|e| Error::Panicked(format!("encoder thread panicked: {e}")))
     });
     // A lost or stopped job does not wait for the batch under way (a shutdown's grace
     // would run out first): its threads end at that batch's end, their result unused, and
     // are left in the abort switch for the slot to wait for before its next job.
     let finished = if job.abort.go() {
         tokio::select! {
-            r = &mut threads => Some(r.unwrap_or_else(|e| Err(Error::Job(format!("the model and encoder threads' task failed: {e}"))))),
+            r = &mut threads => Some(r.unwrap_or_else(|e| Err(Error::Panicked(format!("the model and encoder threads' task failed: {e}"))))),
             _ = job.abort.ended() => None,
         }
     } else {

@@ -314,6 +314,9 @@ enum JobEnd {
     /// Failed through this worker's fault; the job was given back (or, when the queue did
     /// not answer, may still be leased: `true`).
     WorkerFault(String, bool),
+    /// The job's model or encoder thread panicked ([`Error::Panicked`]): the job failed
+    /// (its attempt spent) and the panic counts as a failure of this worker's too.
+    Panicked(String),
 }
 
 async fn slot_loop(slot: usize, ctx: SlotCtx) {
@@ -408,18 +411,25 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                     metrics.ready.store(true, Ordering::Relaxed);
                 }
             }
-            JobEnd::WorkerFault(why, held) => {
-                stray |= held;
+            end @ (JobEnd::WorkerFault(..) | JobEnd::Panicked(_)) => {
+                let (why, given_back) = match end {
+                    JobEnd::WorkerFault(why, held) => {
+                        stray |= held;
+                        (why, "the job was given back")
+                    }
+                    JobEnd::Panicked(why) => (why, "the job's attempt was spent (a sample that panics every time still dies)"),
+                    JobEnd::Done(_) => unreachable!(),
+                };
                 let n = health.consecutive.fetch_add(1, Ordering::SeqCst) + 1;
                 metrics.ready.store(false, Ordering::Relaxed);
                 if n >= opts.max_local_failures.max(1) {
-                    tracing::error!(failures = n, cause = %why, "giving up: this worker failed {n} times in a row through its own fault (not the jobs'); exiting so the scheduler can replace it");
+                    tracing::error!(failures = n, cause = %why, "giving up: this worker failed {n} times in a row through its own fault (not the jobs'), or its model threads panicked; exiting so the scheduler can replace it");
                     *health.gave_up.lock().unwrap() = Some(format!("{n} failures of this worker in a row; the last: {why}"));
                     stopping.set();
                     break;
                 }
                 let wait = crate::retry::nth_delay(crate::retry::policy(opts.local_backoff, Duration::from_secs(60), usize::MAX), n);
-                tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: the job was given back; unready while backing off");
+                tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: {given_back}; unready while backing off");
                 pause(wait, &stopping).await;
             }
         }
@@ -672,6 +682,9 @@ async fn run_leased(
         Err(e) => {
             tracing::warn!(error = %e, "shard failed");
             fail(queue.as_ref(), lease, &e, metrics).await;
+            if let Error::Panicked(why) = e {
+                return JobEnd::Panicked(why);
+            }
         }
     }
     JobEnd::Done(Next::Nothing)

@@ -964,3 +964,39 @@ async fn the_next_job_waits_for_the_batch_a_cancelled_one_left() {
         assert!(pair[0].1 <= pair[1].0, "two batches ran at once: {calls:?}");
     }
 }
+
+/// A pipeline whose every call panics, as the CUDA backend does on a failing device.
+struct Panicky;
+
+impl Pipeline for Panicky {
+    fn generate(&self, _: &[u64]) -> crate::Result<Vec<Sample>> {
+        panic!("device lost (test)")
+    }
+}
+
+struct PanickyFactory;
+
+impl PipelineFactory for PanickyFactory {
+    fn build(&self, _: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
+        Ok(Arc::new(Panicky))
+    }
+}
+
+/// A worker whose model panics on every job spends each job's attempt (a sample that
+/// panics every time still dies) but counts the panics as its own failures too, and exits
+/// after --max-local-failures of them in a row: a broken device costs a few attempts, not
+/// the attempts of every shard it would go on claiming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_model_panics_spends_attempts_and_exits() {
+    let text = "[run]\ncount = 8\nshard_size = 2\nseed = 1\nmax_attempts = 10\nlease_seconds = 5\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &RunSpec::parse(text, "test").unwrap(), "panics").await;
+    let opts = WorkerOptions { max_local_failures: 3, local_backoff: Duration::from_millis(10), poll: Duration::from_millis(10), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    let err =
+        tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(PanickyFactory), opts, std::future::pending())).await.expect("the worker exits").unwrap_err();
+    assert!(err.to_string().contains("3 failures of this worker in a row") && err.to_string().contains("panicked"), "{err}");
+    assert_eq!(metrics.jobs_retried.get(), 3, "each panic spent its job's attempt");
+    let c = queue.counts("panics").await.unwrap();
+    assert_eq!((c.dead, c.leased), (0, 0), "{c:?}");
+}
