@@ -18,16 +18,25 @@ DEMO_DDPM=(--data "$WORK/coarse" --size 32 --batch 16 --lr 0.001 --base-channels
 # others and fails. Under `set -e` a bare `wait A; wait B` would exit at A's failure and
 # leave B writing into the checkpoint directory that a rerun resumes from. (bash >= 5.1)
 wait_trainings() {
-  local left=("$@") ended p rest
+  if (( BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1) )); then
+    echo "wait_trainings needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2
+    kill "$@" 2>/dev/null || true
+    return 2
+  fi
+  local left=("$@") ended p rest status
   while [ ${#left[@]} -gt 0 ]; do
-    if ! wait -n -p ended "${left[@]}"; then
-      kill "${left[@]}" 2>/dev/null || true
-      wait "${left[@]}" 2>/dev/null || true
-      echo "a training failed (see its output above); stopped the others" >&2
-      return 1
-    fi
+    status=0
+    wait -n -p ended "${left[@]}" || status=$?
     rest=()
     for p in "${left[@]}"; do [ "$p" = "$ended" ] || rest+=("$p"); done
     left=("${rest[@]}")
+    if [ "$status" -ne 0 ]; then
+      if [ ${#left[@]} -gt 0 ]; then
+        kill "${left[@]}" 2>/dev/null || true
+        wait "${left[@]}" 2>/dev/null || true
+      fi
+      echo "a training failed (exit $status; see its output above); stopped the others" >&2
+      return 1
+    fi
   done
 }

@@ -37,6 +37,8 @@ pub struct Abort {
     /// Whether the last heartbeat failed to reach the queue (no answer, an error): a lease
     /// then lost by the local deadline was cut off, not frozen ([`Abort::cut_off`]).
     unreachable: AtomicBool,
+    /// Whether the heartbeat ever woke far past its time: the process stalled.
+    stalled: AtomicBool,
     /// The model and encoder threads of a job that ended without waiting for them
     /// ([`Abort::leftover`]).
     leftover: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<()>>>>,
@@ -90,12 +92,19 @@ impl Abort {
         self.unreachable.store(!reached, Ordering::SeqCst);
     }
 
-    /// Whether the queue was unreachable at the last heartbeat: a lease lost by the local
-    /// deadline then went unconfirmed through an outage (the lease may well be in the queue
+    /// Whether the queue was unreachable at the last heartbeat and the process did not
+    /// stall during the job: a lease lost by the local deadline then went unconfirmed
+    /// through an outage (the lease may well be in the queue
     /// still), not through this process freezing (a shard that freezes its worker must go
     /// on spending attempts, or it would be retried forever).
     pub fn cut_off(&self) -> bool {
-        self.unreachable.load(Ordering::SeqCst)
+        self.unreachable.load(Ordering::SeqCst) && !self.stalled.load(Ordering::SeqCst)
+    }
+
+    /// The heartbeat woke far past its time: the process itself stalled, so a lease lost
+    /// during this job does not count as cut off.
+    pub fn set_stalled(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
     }
 
     /// Waits for the threads a stopped or lost job left computing its last batch, so the
@@ -200,6 +209,12 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     // `ddpm-spade` a second one sampling labels a batch ahead: `Pipeline::generate_batches`)
     // → PNG encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps
     // encoding and upload of batch k; a slow store holds the others back.
+    // Opened before the threads start: an early return after them would leave them
+    // computing with no one to wait for them (see `Abort::leftover`).
+    let mut tar = match spec.output.format {
+        OutputFormat::Webdataset => Some((job.store.writer(&layout::tar_path(job.shard, attempt)).await?, Sha256::new())),
+        OutputFormat::Png => None,
+    };
     let (gen_tx, gen_rx) = std::sync::mpsc::sync_channel::<Result<(Vec<Sample>, f64)>>(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Encoded>, f64, f64)>>(2);
     let gen = {
@@ -243,10 +258,6 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
 
     let mut times = StageTimes::default();
     let mut lines = Vec::new();
-    let mut tar = match spec.output.format {
-        OutputFormat::Webdataset => Some((job.store.writer(&layout::tar_path(job.shard, attempt)).await?, Sha256::new())),
-        OutputFormat::Png => None,
-    };
     let mut failed = None;
     loop {
         let msg = tokio::select! {

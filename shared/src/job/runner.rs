@@ -156,7 +156,7 @@ impl RunCache {
         // In a task of its own: a waiter that stops (its job lost or stopped) does not
         // cancel the build the run's other slots wait for, nor make them start another.
         let build = {
-            let (factory, spec) = (factory.clone(), spec.clone());
+            let (cell, factory, spec) = (cell.clone(), factory.clone(), spec.clone());
             tokio::spawn(async move {
                 cell.get_or_try_init(|| async {
                     tokio::task::spawn_blocking(move || factory.build(&spec)).await.map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?.map_err(|e| {
@@ -171,8 +171,18 @@ impl RunCache {
                 .cloned()
             })
         };
-        // On failure the cell stays empty: the run's next job tries again.
-        let built = build.await.map_err(|e| Error::Worker(format!("building the pipeline failed: {e}")))??;
+        let built = match build.await.map_err(|e| Error::Worker(format!("building the pipeline failed: {e}")))? {
+            Ok(p) => p,
+            Err(e) => {
+                // Not cached: the run's next job tries again (each slot waiting on this
+                // build tries once more in turn, as a OnceCell does).
+                let mut guard = self.pipelines.lock().unwrap();
+                if guard.by_run.get(run_id).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell) && !c.initialized()) {
+                    guard.by_run.remove(run_id);
+                }
+                return Err(e);
+            }
+        };
         let mut guard = self.pipelines.lock().unwrap();
         let by_run = &mut guard.by_run;
         while by_run.values().filter(|(c, _)| c.initialized()).count() > MAX_CACHED_PIPELINES {
@@ -396,9 +406,13 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
             jobs.by_number.insert(number, abort.clone());
         }
         let span = tracing::info_span!("job", run = %lease.run_id, shard = lease.shard, token = lease.token);
-        let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), sent, abort, &stopping).instrument(span).await;
+        let end = run_one(&queue, &factory, &cache, &metrics, lease.clone(), sent, abort.clone(), &stopping).instrument(span).await;
         in_flight.lock().unwrap().by_number.remove(&number);
         metrics.jobs_in_flight.dec();
+        // A job that ended without waiting for its last batch (lost, stopped by a cancel, a
+        // failed upload) waits for it now, so the next job does not share the device with
+        // it; a worker shutting down does not.
+        unless_stopping(abort.leftover(), &stopping).await;
         match end {
             JobEnd::Done(claimed) => {
                 match claimed {
@@ -472,6 +486,11 @@ impl Stopping {
 /// Sleeps `d`, or less when shutdown is asked for meanwhile (a backoff of up to a minute
 /// must not hold a stopping worker past its grace period).
 async fn pause(d: Duration, stopping: &Stopping) {
+    unless_stopping(tokio::time::sleep(d), stopping).await
+}
+
+/// Runs `work` to its end, or less when shutdown is asked for meanwhile.
+async fn unless_stopping(work: impl Future<Output = ()>, stopping: &Stopping) {
     let woken = stopping.woken.notified();
     tokio::pin!(woken);
     // Registered before the flag is read: a stop set in between still wakes it.
@@ -480,7 +499,7 @@ async fn pause(d: Duration, stopping: &Stopping) {
         return;
     }
     tokio::select! {
-        _ = tokio::time::sleep(d) => {}
+        _ = work => {}
         _ = woken => {}
     }
 }
@@ -546,8 +565,14 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
         // counts from then (not after the claim's answer and the run lookup).
         let mut wait = (claim_sent + every).saturating_duration_since(Instant::now());
         loop {
+            let due = Instant::now() + wait;
             tokio::time::sleep(wait).await;
             let sent = Instant::now();
+            if sent.saturating_duration_since(due) > patience {
+                // This task woke far too late: the process itself stalled (swapping, CPU
+                // starved, stopped), so a lease lost now was not lost to an outage.
+                abort.set_stalled();
+            }
             let answer = match tokio::time::timeout(patience, queue.heartbeat(&lease)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(Error::Worker(format!("no answer within {} ms", patience.as_millis()))),
@@ -573,7 +598,7 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
                     abort.set_reachable(false);
                     // Past the local deadline the job is lost (this check also wakes a job
                     // waiting on a long batch or a model load): no more renewals.
-                    if !abort.go() {
+                    if !abort.go() && !abort.is_stopped() {
                         tracing::warn!(error = %e, "heartbeat failed and the lease is past its deadline; abandoning the job");
                         return;
                     }
@@ -614,16 +639,8 @@ async fn run_one(
             return give_back(queue.as_ref(), &lease, &e, metrics).await;
         }
     };
-    let heartbeat = heartbeat(queue, &lease, &abort, info.lease, claim_sent);
-    let end = run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await;
-    drop(heartbeat);
-    // A job that ended without waiting for its last batch (lost, stopped by a cancel, a
-    // failed upload) waits for it now, so the next job does not share the device with it;
-    // a worker shutting down does not.
-    if !stopping.load(Ordering::SeqCst) {
-        abort.leftover().await;
-    }
-    end
+    let _heartbeat = heartbeat(queue, &lease, &abort, info.lease, claim_sent);
+    run_leased(queue, factory, cache, metrics, &lease, &abort, &info, stopping).await
 }
 
 #[allow(clippy::too_many_arguments)]

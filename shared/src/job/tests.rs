@@ -917,24 +917,32 @@ async fn a_slow_build_holds_up_only_its_own_run() {
     assert_eq!(slow.builds.load(Ordering::SeqCst), 1, "the new run's two slots shared one build");
 }
 
-/// A pipeline that logs when each call ran.
-struct Logged(ProceduralPipeline, Duration, Arc<Mutex<Vec<(Instant, Instant)>>>);
+/// A pipeline that logs when each call ran, tagged with its run's seed; `started` counts
+/// the calls begun.
+struct Logged(ProceduralPipeline, u64, Duration, Arc<LogBook>);
+
+#[derive(Default)]
+struct LogBook {
+    started: std::sync::atomic::AtomicUsize,
+    calls: Mutex<Vec<(Instant, Instant, u64)>>,
+}
 
 impl Pipeline for Logged {
     fn generate(&self, indices: &[u64]) -> crate::Result<Vec<Sample>> {
+        self.3.started.fetch_add(1, Ordering::SeqCst);
         let t0 = Instant::now();
-        std::thread::sleep(self.1);
+        std::thread::sleep(self.2);
         let out = self.0.generate(indices);
-        self.2.lock().unwrap().push((t0, Instant::now()));
+        self.3.calls.lock().unwrap().push((t0, Instant::now(), self.1));
         out
     }
 }
 
-struct LoggedFactory(Duration, Arc<Mutex<Vec<(Instant, Instant)>>>);
+struct LoggedFactory(Duration, Arc<LogBook>);
 
 impl PipelineFactory for LoggedFactory {
     fn build(&self, spec: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
-        Ok(Arc::new(Logged(ProceduralPipeline::new(spec), self.0, self.1.clone())))
+        Ok(Arc::new(Logged(ProceduralPipeline::new(spec), spec.run.seed, self.0, self.1.clone())))
     }
 }
 
@@ -948,18 +956,23 @@ async fn the_next_job_waits_for_the_batch_a_cancelled_one_left() {
     };
     let queue = Arc::new(MemoryQueue::new());
     submit(&queue, &RunSpec::parse(&text(1), "test").unwrap(), "first").await;
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let book = Arc::new(LogBook::default());
     let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
-    let worker = tokio::spawn(serve(queue.clone(), Arc::new(LoggedFactory(Duration::from_secs(3), log.clone())), opts, std::future::pending()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let worker = tokio::spawn(serve(queue.clone(), Arc::new(LoggedFactory(Duration::from_secs(3), book.clone())), opts, std::future::pending()));
+    let t0 = Instant::now();
+    while book.started.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the first run's job never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // The second run waits behind the first (older); the first is cancelled mid-batch.
     submit(&queue, &RunSpec::parse(&text(2), "test").unwrap(), "second").await;
     queue.cancel("first").await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), worker).await.expect("the worker ends").unwrap().unwrap();
     assert_eq!(queue.counts("second").await.unwrap().committed, 1);
-    let mut calls = log.lock().unwrap().clone();
+    let mut calls = book.calls.lock().unwrap().clone();
     calls.sort();
-    assert_eq!(calls.len(), 3, "the cancelled batch, then the second run's two: {calls:?}");
+    let of = |seed| calls.iter().filter(|c| c.2 == seed).count();
+    assert!(of(1) >= 1 && of(2) == 2, "the cancelled run's batch(es), then the second run's two: {calls:?}");
     for pair in calls.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "two batches ran at once: {calls:?}");
     }
