@@ -358,11 +358,14 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     }
     if stop.is_some() || failed.is_some() || threads.is_err() {
         abandon(&job.store, job.shard, attempt, tar.map(|(writer, _)| writer)).await;
-        threads?;
-        return match (stop, failed) {
-            (Some(outcome), _) => Ok(outcome),
-            (None, Some(e)) => Err(e),
-            (None, None) => unreachable!("an early end has a reason"),
+        // A stop (released) and a fault of this worker's (given back) go before a panic
+        // (an attempt spent).
+        return match (stop, failed, threads) {
+            (Some(outcome), _, _) => Ok(outcome),
+            (None, Some(e), _) if e.is_worker_fault() => Err(e),
+            (None, _, Err(panic)) => Err(panic),
+            (None, Some(e), Ok(())) => Err(e),
+            (None, None, Ok(())) => unreachable!("an early end has a reason"),
         };
     }
     let tar_info = match tar {

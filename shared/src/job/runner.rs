@@ -176,8 +176,10 @@ impl RunCache {
             Err(e) => {
                 // Not cached: the run's next job tries again (each slot waiting on this
                 // build tries once more in turn, as a OnceCell does).
+                // Removed only when no other slot holds the cell: one may be building
+                // again on it (a OnceCell lets the next waiter try).
                 let mut guard = self.pipelines.lock().unwrap();
-                if guard.by_run.get(run_id).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell) && !c.initialized()) {
+                if guard.by_run.get(run_id).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell) && !c.initialized() && Arc::strong_count(c) == 2) {
                     guard.by_run.remove(run_id);
                 }
                 return Err(e);
@@ -197,6 +199,11 @@ impl RunCache {
             by_run.remove(&oldest);
         }
         Ok(built)
+    }
+
+    /// Drops the run's pipeline: its next job builds it again (jobs running on it keep it).
+    fn forget_pipeline(&self, run_id: &str) {
+        self.pipelines.lock().unwrap().by_run.remove(run_id);
     }
 }
 
@@ -324,9 +331,6 @@ enum JobEnd {
     /// Failed through this worker's fault; the job was given back (or, when the queue did
     /// not answer, may still be leased: `true`).
     WorkerFault(String, bool),
-    /// The job's model or encoder thread panicked ([`Error::Panicked`]): the job failed
-    /// (its attempt spent) and the panic counts as a failure of this worker's too.
-    Panicked(String),
 }
 
 async fn slot_loop(slot: usize, ctx: SlotCtx) {
@@ -425,25 +429,18 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                     metrics.ready.store(true, Ordering::Relaxed);
                 }
             }
-            end @ (JobEnd::WorkerFault(..) | JobEnd::Panicked(_)) => {
-                let (why, given_back) = match end {
-                    JobEnd::WorkerFault(why, held) => {
-                        stray |= held;
-                        (why, "the job was given back")
-                    }
-                    JobEnd::Panicked(why) => (why, "the job's attempt was spent (a sample that panics every time still dies)"),
-                    JobEnd::Done(_) => unreachable!(),
-                };
+            JobEnd::WorkerFault(why, held) => {
+                stray |= held;
                 let n = health.consecutive.fetch_add(1, Ordering::SeqCst) + 1;
                 metrics.ready.store(false, Ordering::Relaxed);
                 if n >= opts.max_local_failures.max(1) {
-                    tracing::error!(failures = n, cause = %why, "giving up: this worker failed {n} times in a row through its own fault (not the jobs'), or its model threads panicked; exiting so the scheduler can replace it");
+                    tracing::error!(failures = n, cause = %why, "giving up: this worker failed {n} times in a row through its own fault (not the jobs'); exiting so the scheduler can replace it");
                     *health.gave_up.lock().unwrap() = Some(format!("{n} failures of this worker in a row; the last: {why}"));
                     stopping.set();
                     break;
                 }
                 let wait = crate::retry::nth_delay(crate::retry::policy(opts.local_backoff, Duration::from_secs(60), usize::MAX), n);
-                tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: {given_back}; unready while backing off");
+                tracing::warn!(failures = n, of = opts.max_local_failures, cause = %why, wait_ms = wait.as_millis() as u64, "this worker's own failure: the job was given back; unready while backing off");
                 pause(wait, &stopping).await;
             }
         }
@@ -577,6 +574,10 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
                 Ok(answer) => answer,
                 Err(_) => Err(Error::Worker(format!("no answer within {} ms", patience.as_millis()))),
             };
+            if sent.elapsed() > patience + Duration::from_secs(1) {
+                // The call's own timeout fired far too late: the process stalled during it.
+                abort.set_stalled();
+            }
             wait = every;
             match answer {
                 Ok(LeaseStatus::Held) => {
@@ -699,8 +700,12 @@ async fn run_leased(
         Err(e) => {
             tracing::warn!(error = %e, "shard failed");
             fail(queue.as_ref(), lease, &e, metrics).await;
-            if let Error::Panicked(why) = e {
-                return JobEnd::Panicked(why);
+            if let Error::Panicked(_) = e {
+                // A failing device panics too (the CUDA backend does not err): the next
+                // job builds the pipeline again, which fails on such a device, and a
+                // failed build is this worker's own fault (given back, no attempt spent).
+                tracing::warn!("dropping the run's pipeline after the panic: the next job of the run loads it again");
+                cache.forget_pipeline(&lease.run_id);
             }
         }
     }

@@ -987,29 +987,53 @@ impl Pipeline for Panicky {
     }
 }
 
-struct PanickyFactory;
+/// Builds [`Panicky`] pipelines; with `broken_after: Some(n)`, builds after the n-th fail
+/// (the device is gone).
+struct PanickyFactory {
+    builds: std::sync::atomic::AtomicU32,
+    broken_after: Option<u32>,
+}
 
 impl PipelineFactory for PanickyFactory {
     fn build(&self, _: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
+        let n = self.builds.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.broken_after.is_some_and(|k| n > k) {
+            return Err(crate::Error::Worker("device lost (test)".into()));
+        }
         Ok(Arc::new(Panicky))
     }
 }
 
-/// A worker whose model panics on every job spends each job's attempt (a sample that
-/// panics every time still dies) but counts the panics as its own failures too, and exits
-/// after --max-local-failures of them in a row: a broken device costs a few attempts, not
-/// the attempts of every shard it would go on claiming.
+/// A model that panics on every call (a sample that triggers a bug): each attempt is
+/// spent, so the shards die after max_attempts and the worker, healthy, goes on; the run's
+/// pipeline is built again after each panic (the check that catches a broken device).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_whose_model_panics_spends_attempts_and_exits() {
-    let text = "[run]\ncount = 8\nshard_size = 2\nseed = 1\nmax_attempts = 10\nlease_seconds = 5\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
+async fn poison_panics_spend_attempts_and_rebuild_the_pipeline() {
+    let text = "[run]\ncount = 4\nshard_size = 2\nseed = 1\nmax_attempts = 3\nlease_seconds = 5\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
     let queue = Arc::new(MemoryQueue::new());
     submit(&queue, &RunSpec::parse(text, "test").unwrap(), "panics").await;
+    let factory = Arc::new(PanickyFactory { builds: Default::default(), broken_after: None });
+    let opts = WorkerOptions { exit_when_idle: true, max_local_failures: 2, local_backoff: Duration::from_millis(10), poll: Duration::from_millis(10), ..Default::default() };
+    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), factory.clone(), opts, std::future::pending())).await.expect("the worker ends").unwrap();
+    let c = queue.counts("panics").await.unwrap();
+    assert_eq!((c.dead, c.committed), (2, 0), "{c:?}");
+    assert_eq!(factory.builds.load(Ordering::SeqCst), 6, "one build per attempt");
+}
+
+/// A device that fails for good after a panic: the rebuild after the panic fails, which is
+/// this worker's own fault, so it gives jobs back and exits; one attempt is spent, not the
+/// attempts of every shard it would go on claiming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_broken_after_a_panic_costs_one_attempt_and_the_worker_exits() {
+    let text = "[run]\ncount = 8\nshard_size = 2\nseed = 1\nmax_attempts = 3\nlease_seconds = 5\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &RunSpec::parse(text, "test").unwrap(), "broken").await;
+    let factory = Arc::new(PanickyFactory { builds: Default::default(), broken_after: Some(1) });
     let opts = WorkerOptions { max_local_failures: 3, local_backoff: Duration::from_millis(10), poll: Duration::from_millis(10), ..Default::default() };
     let metrics = opts.metrics.clone();
-    let err =
-        tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(PanickyFactory), opts, std::future::pending())).await.expect("the worker exits").unwrap_err();
-    assert!(err.to_string().contains("3 failures of this worker in a row") && err.to_string().contains("panicked"), "{err}");
-    assert_eq!(metrics.jobs_retried.get(), 3, "each panic spent its job's attempt");
-    let c = queue.counts("panics").await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), factory, opts, std::future::pending())).await.expect("the worker exits").unwrap_err();
+    assert!(err.is_worker_fault() && err.to_string().contains("device lost"), "{err}");
+    assert_eq!(metrics.jobs_retried.get(), 1, "only the panic spent an attempt");
+    let c = queue.counts("broken").await.unwrap();
     assert_eq!((c.dead, c.leased), (0, 0), "{c:?}");
 }
