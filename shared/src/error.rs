@@ -48,8 +48,10 @@ pub enum Error {
     /// A job's model or encoder thread panicked. A bug that one sample triggers and a
     /// failing device (the CUDA backend panics rather than erring) look the same: the
     /// attempt is spent, so a poison shard still dies, and the worker drops the run's
-    /// pipeline, so the next job loads the models again, which a broken device fails (a
-    /// failed build is the worker's own fault: it gives jobs back and, after a few, exits).
+    /// pipeline, so the next job builds it again, checking the device (loading the models,
+    /// or a read-back when they are still loaded for another pipeline), which a broken
+    /// device fails (a failed build is the worker's own fault: it gives jobs back and,
+    /// after a few, exits).
     #[error("{0}")]
     Panicked(String),
 }

@@ -201,9 +201,13 @@ impl RunCache {
         Ok(built)
     }
 
-    /// Drops the run's pipeline: its next job builds it again (jobs running on it keep it).
-    fn forget_pipeline(&self, run_id: &str) {
-        self.pipelines.lock().unwrap().by_run.remove(run_id);
+    /// Drops the run's pipeline if it is still `pipeline` (not one another slot built since):
+    /// its next job builds it again (jobs running on it keep it).
+    fn forget_pipeline(&self, run_id: &str, pipeline: &Arc<dyn Pipeline>) {
+        let mut guard = self.pipelines.lock().unwrap();
+        if guard.by_run.get(run_id).is_some_and(|(c, _)| c.get().is_some_and(|p| Arc::ptr_eq(p, pipeline))) {
+            guard.by_run.remove(run_id);
+        }
     }
 }
 
@@ -331,6 +335,11 @@ enum JobEnd {
     /// Failed through this worker's fault; the job was given back (or, when the queue did
     /// not answer, may still be leased: `true`).
     WorkerFault(String, bool),
+    /// The job's model or encoder thread panicked: the job failed (its attempt spent) and
+    /// its run's pipeline was dropped. Says nothing of this worker's health: a poison
+    /// sample must not make a healthy worker give up, and a broken device must not look
+    /// healthy (its next build fails instead).
+    Panicked,
 }
 
 async fn slot_loop(slot: usize, ctx: SlotCtx) {
@@ -429,6 +438,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                     metrics.ready.store(true, Ordering::Relaxed);
                 }
             }
+            JobEnd::Panicked => {}
             JobEnd::WorkerFault(why, held) => {
                 stray |= held;
                 let n = health.consecutive.fetch_add(1, Ordering::SeqCst) + 1;
@@ -676,7 +686,7 @@ async fn run_leased(
         spec: info.spec.clone(),
         spec_digest: info.digest.clone(),
         store: info.store.clone(),
-        pipeline,
+        pipeline: pipeline.clone(),
         shard: lease.shard,
         token: lease.token,
         owner: lease.owner.clone(),
@@ -702,10 +712,13 @@ async fn run_leased(
             fail(queue.as_ref(), lease, &e, metrics).await;
             if let Error::Panicked(_) = e {
                 // A failing device panics too (the CUDA backend does not err): the next
-                // job builds the pipeline again, which fails on such a device, and a
+                // job builds the pipeline again, which checks the device (loading the
+                // models, or reading back from it when they are still loaded), and a
                 // failed build is this worker's own fault (given back, no attempt spent).
-                tracing::warn!("dropping the run's pipeline after the panic: the next job of the run loads it again");
-                cache.forget_pipeline(&lease.run_id);
+                // The panic itself neither counts as nor clears a failure of the worker's.
+                tracing::warn!("dropping the run's pipeline after the panic: the next job of the run builds it again");
+                cache.forget_pipeline(&lease.run_id, &pipeline);
+                return JobEnd::Panicked;
             }
         }
     }

@@ -106,7 +106,13 @@ impl Factory {
         loaded_models.retain(|_, m| m.strong_count() > 0);
         let existing = loaded_models.get(&key).and_then(Weak::upgrade);
         let models: Arc<Models<B>> = match existing.and_then(|a| a.downcast::<Models<B>>().ok()) {
-            Some(m) => m,
+            Some(m) => {
+                // Still loaded for another pipeline: a device that failed since (a panic
+                // dropped the run's pipeline) is found by this small read-back, not by the
+                // next job's attempt. The CUDA backend panics rather than erring.
+                crate::backend::guard(resolved, || Ok(burn::tensor::Tensor::<B, 1>::zeros([1], &dev).into_data())).context("checking the device the loaded models are on")?;
+                m
+            }
             None => {
                 let start = Instant::now();
                 let (label_uri, image_uri) = (checked.labels.uri.clone(), checked.images.uri.clone());
