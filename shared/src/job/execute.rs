@@ -94,9 +94,9 @@ impl Abort {
 
     /// Whether the queue was unreachable at the last heartbeat and the process did not
     /// stall during the job: a lease lost by the local deadline then went unconfirmed
-    /// through an outage (the lease may well be in the queue
-    /// still), not through this process freezing (a shard that freezes its worker must go
-    /// on spending attempts, or it would be retried forever).
+    /// through an outage (the lease may well be in the queue still), not through this
+    /// process freezing (a shard that freezes its worker must go on spending attempts, or
+    /// it would be retried forever).
     pub fn cut_off(&self) -> bool {
         self.unreachable.load(Ordering::SeqCst) && !self.stalled.load(Ordering::SeqCst)
     }
@@ -205,16 +205,16 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     let spec = job.spec.clone();
     let indices: Vec<u64> = spec.shard_range(job.shard).collect();
     let batch = spec.pipeline.generate_batch(spec.run.shard_size);
-    // Three stages joined by bounded channels: model compute (a blocking thread, and for
-    // `ddpm-spade` a second one sampling labels a batch ahead: `Pipeline::generate_batches`)
-    // → PNG encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps
-    // encoding and upload of batch k; a slow store holds the others back.
-    // Opened before the threads start: an early return after them would leave them
-    // computing with no one to wait for them (see `Abort::leftover`).
+    // Opened before the threads start: no early return may leave them computing with no
+    // one to wait for them (see `Abort::leftover`).
     let mut tar = match spec.output.format {
         OutputFormat::Webdataset => Some((job.store.writer(&layout::tar_path(job.shard, attempt)).await?, Sha256::new())),
         OutputFormat::Png => None,
     };
+    // Three stages joined by bounded channels: model compute (a blocking thread, and for
+    // `ddpm-spade` a second one sampling labels a batch ahead: `Pipeline::generate_batches`)
+    // → PNG encoding and hashing (another) → uploads (async). Compute of batch k+1 overlaps
+    // encoding and upload of batch k; a slow store holds the others back.
     let (gen_tx, gen_rx) = std::sync::mpsc::sync_channel::<Result<(Vec<Sample>, f64)>>(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Encoded>, f64, f64)>>(2);
     let gen = {

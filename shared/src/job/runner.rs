@@ -174,10 +174,8 @@ impl RunCache {
         let built = match build.await.map_err(|e| Error::Worker(format!("building the pipeline failed: {e}")))? {
             Ok(p) => p,
             Err(e) => {
-                // Not cached: the run's next job tries again (each slot waiting on this
-                // build tries once more in turn, as a OnceCell does).
-                // Removed only when no other slot holds the cell: one may be building
-                // again on it (a OnceCell lets the next waiter try).
+                // Not cached: the run's next job tries again. The entry goes only when no
+                // other slot holds the cell (a OnceCell lets each waiter try in turn).
                 let mut guard = self.pipelines.lock().unwrap();
                 if guard.by_run.get(run_id).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell) && !c.initialized() && Arc::strong_count(c) == 2) {
                     guard.by_run.remove(run_id);
@@ -575,17 +573,14 @@ fn heartbeat(queue: &Arc<dyn JobQueue>, lease: &Lease, abort: &Arc<Abort>, lease
             let due = Instant::now() + wait;
             tokio::time::sleep(wait).await;
             let sent = Instant::now();
-            if sent.saturating_duration_since(due) > patience {
-                // This task woke far too late: the process itself stalled (swapping, CPU
-                // starved, stopped), so a lease lost now was not lost to an outage.
-                abort.set_stalled();
-            }
             let answer = match tokio::time::timeout(patience, queue.heartbeat(&lease)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(Error::Worker(format!("no answer within {} ms", patience.as_millis()))),
             };
-            if sent.elapsed() > patience + Duration::from_secs(1) {
-                // The call's own timeout fired far too late: the process stalled during it.
+            // This task woke, or its call's timeout fired, far too late: the process itself
+            // stalled (swapping, CPU starved, stopped), so a lease lost now was not lost to
+            // an outage.
+            if sent.saturating_duration_since(due) > patience || sent.elapsed() > patience + Duration::from_secs(1) {
                 abort.set_stalled();
             }
             wait = every;
@@ -737,10 +732,18 @@ async fn stopped_early(queue: &dyn JobQueue, lease: &Lease, abort: &Abort, metri
 /// A stopped job (shutdown, cancel) goes back to the queue without spending an attempt.
 async fn released(queue: &dyn JobQueue, lease: &Lease, metrics: &Metrics) -> JobEnd {
     metrics.jobs_released.inc(&lease.run_id);
+    release_or_stray(queue, lease, "job released").await
+}
+
+/// Releases the lease (fenced by its token: a no-op once another worker holds it), saying
+/// `done` when it was still held; a release that fails leaves the lease untracked, given
+/// back before the slot's next claim or at exit ([`Next::Stray`]).
+async fn release_or_stray(queue: &dyn JobQueue, lease: &Lease, done: &str) -> JobEnd {
     match queue.release(lease).await {
-        Ok(_) => tracing::info!("job released"),
+        Ok(true) => tracing::info!("{done}"),
+        Ok(false) => {}
         Err(e) => {
-            tracing::warn!(error = %e, "release failed; the job is given back before the next claim or at exit");
+            tracing::warn!(error = %e, "giving the job back failed; it is given back before the next claim or at exit");
             return JobEnd::Done(Next::Stray);
         }
     }
@@ -759,15 +762,7 @@ async fn lease_lost(queue: &dyn JobQueue, lease: &Lease, abort: &Abort, metrics:
     if !abort.cut_off() {
         return JobEnd::Done(Next::Nothing);
     }
-    match queue.release(lease).await {
-        Ok(true) => tracing::info!("the queue still had the lease: job given back"),
-        Ok(false) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "giving the lost lease back failed; the job is given back before the next claim or at exit");
-            return JobEnd::Done(Next::Stray);
-        }
-    }
-    JobEnd::Done(Next::Nothing)
+    release_or_stray(queue, lease, "the queue still had the lease: job given back").await
 }
 
 /// A failure of this worker's own: the job goes back without spending an attempt.

@@ -154,8 +154,11 @@ pub async fn watch(
             bar.reset_eta();
         }
         let first_seen = *first.get_or_insert((Instant::now(), done));
-        let serve = serving(queue, run_id, &c).await;
-        if serve.live_leases > 0 || serve.claimable == 0 || seen_committed != Some(c.committed) {
+        // Overdue work is asked for only when no shard committed since the last poll: a run
+        // making progress is served, and needs no extra round trips per poll.
+        let progressed = seen_committed != Some(c.committed);
+        let serve = if progressed { Serving::new(&c, Default::default()) } else { serving(queue, run_id, &c).await };
+        if progressed || serve.live_leases > 0 || serve.claimable == 0 {
             (idle_since, seen_committed, stall_said) = (Instant::now(), Some(c.committed), false);
         } else if let (false, None, Some(after)) = (stall_said, bitmap_short_at, stall_warn) {
             if let Some(warning) = stall_warning(run_id, idle_since.elapsed(), after, serve) {
