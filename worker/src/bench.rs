@@ -335,7 +335,7 @@ impl OnBackend for PipelineBench {
                 let indices: Vec<u64> = (0..((self.warmup + self.batches) * batch) as u64).collect();
                 let (mut b, mut last, mut first) = (0, Instant::now(), None);
                 let mut failed = None;
-                pipe.batches_timed(&indices, batch, &mut |samples, st| {
+                pipe.batches_timed(&indices, batch, &shared::job::never_halted, &mut |samples, st| {
                     let t1 = Instant::now();
                     let encoded: Vec<(Vec<u8>, Vec<u8>)> = samples.iter().map(|s| (s.image.to_png(), s.label.to_png(&classes))).collect();
                     let t2 = Instant::now();

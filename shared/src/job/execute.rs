@@ -217,20 +217,25 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
     // encoding and upload of batch k; a slow store holds the others back.
     let (gen_tx, gen_rx) = std::sync::mpsc::sync_channel::<Result<(Vec<Sample>, f64)>>(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Encoded>, f64, f64)>>(2);
+    // Set once this job takes no more batches (a failed upload, a stop, the end): with a
+    // stopped or lost job it halts the pipeline between its steps.
+    let unwanted = Arc::new(AtomicBool::new(false));
     let gen = {
         let pipeline = job.pipeline.clone();
         let abort = job.abort.clone();
+        let unwanted = unwanted.clone();
         tokio::task::spawn_blocking(move || {
-            if abort.state() != Abort::GO {
+            if !abort.go() {
                 return;
             }
             super::faults::batch_delay();
             // A batch's time: from the previous batch handed on (or the start) to this one.
             let mut t0 = Instant::now();
-            pipeline.generate_batches(&indices, batch, &mut |result| {
+            let halted = || unwanted.load(Ordering::SeqCst) || !abort.go();
+            pipeline.generate_batches(&indices, batch, &halted, &mut |result| {
                 let result = result.map(|s| (s, t0.elapsed().as_secs_f64()));
                 let failed = result.is_err();
-                if gen_tx.send(result).is_err() || failed || abort.state() != Abort::GO {
+                if gen_tx.send(result).is_err() || failed || halted() {
                     return false;
                 }
                 super::faults::batch_delay();
@@ -323,15 +328,18 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         times.upload += t0.elapsed().as_secs_f64();
         lines.extend(batch.into_iter().map(|e| e.line));
     }
-    // Unblocks the model and encoder threads if the loop ended early.
+    // Unblocks the model and encoder threads if the loop ended early, and halts the
+    // pipeline's batch under way.
+    unwanted.store(true, Ordering::SeqCst);
     drop(rx);
     let mut threads = tokio::spawn(async {
         gen.await.map_err(|e| Error::Panicked(format!("model thread panicked: {e}")))?;
         enc.await.map_err(|e| Error::Panicked(format!("encoder thread panicked: {e}")))
     });
     // A lost or stopped job does not wait for the batch under way (a shutdown's grace
-    // would run out first): its threads end at that batch's end, their result unused, and
-    // are left in the abort switch for the slot to wait for before its next job.
+    // would run out first): its threads end at the pipeline's next step (it asks `halted`
+    // between steps), their result unused, and are left in the abort switch for the slot
+    // to wait for before its next job.
     let finished = if job.abort.go() {
         tokio::select! {
             r = &mut threads => Some(r.unwrap_or_else(|e| Err(Error::Panicked(format!("the model and encoder threads' task failed: {e}"))))),

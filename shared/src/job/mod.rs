@@ -26,6 +26,6 @@ mod verify;
 pub use execute::{execute_shard, Abort, ShardJob, ShardOutcome};
 pub use finalize::{finalize, published_tars, FinalizeReport, ManifestSummary, PublishedShards, ShardFile};
 pub use output::{prepare_output, run_store};
-pub use pipeline::{Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
+pub use pipeline::{never_halted, Halted, Pipeline, PipelineFactory, ProceduralPipeline, Sample, StandardFactory};
 pub use runner::{default_owner, serve, RunCache, WorkerOptions, MAX_CACHED_PIPELINES};
 pub use verify::{verify, VerifyReport};

@@ -31,8 +31,16 @@ pub trait Pipeline: Send + Sync {
     /// batch is the last one handed on. This calls [`Pipeline::generate`] once per batch; a
     /// pipeline of several stages overrides it to overlap them, starting the next batch's
     /// first stage while this one's last runs. Samples are the ones `generate` gives.
-    fn generate_batches(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(Result<Vec<Sample>>) -> bool) {
+    ///
+    /// `halted` turns true, from any thread, once nobody wants more (the job was stopped or
+    /// lost): a pipeline whose batches are long asks it between steps (a DDPM's denoising
+    /// steps, SPADE's image batches) and returns at once, handing nothing more on, so the
+    /// device is free for the next job within a step rather than a whole batch.
+    fn generate_batches(&self, indices: &[u64], batch: usize, halted: Halted<'_>, sink: &mut dyn FnMut(Result<Vec<Sample>>) -> bool) {
         for chunk in indices.chunks(batch.max(1)) {
+            if halted() {
+                return;
+            }
             let result = self.generate(chunk);
             let failed = result.is_err();
             if !sink(result) || failed {
@@ -40,6 +48,15 @@ pub trait Pipeline: Send + Sync {
             }
         }
     }
+}
+
+/// Asked by a pipeline between the steps of a batch: true once its output is no longer
+/// wanted (see [`Pipeline::generate_batches`]).
+pub type Halted<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// Never halted: for callers that want every batch.
+pub fn never_halted() -> bool {
+    false
 }
 
 /// Builds the pipeline a run spec asks for (once per run and process).

@@ -114,15 +114,40 @@ pub struct RunCache {
 /// such a run from storage within a poll or two) before it counts as idle and exits.
 pub const LOST_RUN_WAIT: Duration = Duration::from_secs(600);
 
-/// A run's pipeline, built once (empty while the first build runs).
-type BuildOnce = tokio::sync::OnceCell<Arc<dyn Pipeline>>;
+/// A run's pipeline build, shared by every slot that waits for it: its outcome (the
+/// pipeline, or the error each waiter gets) is kept once it is done.
+type Build = futures::future::Shared<futures::future::BoxFuture<'static, std::result::Result<Arc<dyn Pipeline>, String>>>;
 
-/// Each run's pipeline (built once; empty while the first build runs) and when it was
-/// last used (a count of uses), and the count.
+/// Each run's pipeline build (done or under way) and when it was last used (a count of
+/// uses), and the count.
 #[derive(Default)]
 struct Pipelines {
-    by_run: HashMap<String, (Arc<BuildOnce>, u64)>,
+    by_run: HashMap<String, (Build, u64)>,
     uses: u64,
+}
+
+/// Whether `build` is done and gave a pipeline.
+fn built(build: &Build) -> bool {
+    build.peek().is_some_and(|r| r.is_ok())
+}
+
+/// Starts building the run's pipeline off the async threads, at once and whether or not
+/// anyone waits: a waiter that stops (its job lost or stopped) does not cancel the build
+/// the run's other slots wait for. Every failure to build is the worker's, not the job's.
+fn start_build(factory: &Arc<dyn PipelineFactory>, spec: &Arc<RunSpec>) -> Build {
+    use futures::FutureExt;
+    let (factory, spec) = (factory.clone(), spec.clone());
+    let task = tokio::task::spawn_blocking(move || factory.build(&spec));
+    async move {
+        match task.await {
+            Ok(Ok(pipeline)) => Ok(pipeline),
+            Ok(Err(e)) if e.is_worker_fault() => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("cannot build the run's pipeline: {e}")),
+            Err(e) => Err(format!("building the pipeline panicked: {e}")),
+        }
+    }
+    .boxed()
+    .shared()
 }
 
 /// Runs whose pipelines a worker keeps built (see [`RunCache`]).
@@ -143,67 +168,52 @@ impl RunCache {
 
     /// The run's pipeline, built on first use (models fetched and loaded) off the async
     /// threads. A failure to build belongs to this worker, not to the job. Concurrent slots
-    /// of a new run wait for its one build; slots of runs already built do not wait for it.
+    /// of a new run wait for its one build, and share its failure (the run's next job
+    /// tries again); slots of runs already built do not wait for it.
     pub(super) async fn pipeline(&self, factory: &Arc<dyn PipelineFactory>, run_id: &str, spec: &Arc<RunSpec>) -> Result<Arc<dyn Pipeline>> {
-        let cell = {
+        let build = {
             let mut guard = self.pipelines.lock().unwrap();
             let Pipelines { by_run, uses } = &mut *guard;
             *uses += 1;
-            let (cell, used) = by_run.entry(run_id.to_string()).or_default();
+            let (build, used) = by_run.entry(run_id.to_string()).or_insert_with(|| (start_build(factory, spec), 0));
+            // A failure whose waiters all stopped before it came is not handed to a new job.
+            if build.peek().is_some_and(|r| r.is_err()) {
+                *build = start_build(factory, spec);
+            }
             *used = *uses;
-            cell.clone()
+            build.clone()
         };
-        // In a task of its own: a waiter that stops (its job lost or stopped) does not
-        // cancel the build the run's other slots wait for, nor make them start another.
-        let build = {
-            let (cell, factory, spec) = (cell.clone(), factory.clone(), spec.clone());
-            tokio::spawn(async move {
-                cell.get_or_try_init(|| async {
-                    tokio::task::spawn_blocking(move || factory.build(&spec)).await.map_err(|e| Error::Worker(format!("building the pipeline panicked: {e}")))?.map_err(|e| {
-                        if e.is_worker_fault() {
-                            e
-                        } else {
-                            Error::Worker(format!("cannot build the run's pipeline: {e}"))
-                        }
-                    })
-                })
-                .await
-                .cloned()
-            })
-        };
-        let built = match build.await.map_err(|e| Error::Worker(format!("building the pipeline failed: {e}")))? {
+        let pipeline = match build.clone().await {
             Ok(p) => p,
-            Err(e) => {
-                // Not cached: the run's next job tries again. The entry goes only when no
-                // other slot holds the cell (a OnceCell lets each waiter try in turn).
+            Err(message) => {
+                // Not kept: the run's next job tries again (unless another slot's already has).
                 let mut guard = self.pipelines.lock().unwrap();
-                if guard.by_run.get(run_id).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell) && !c.initialized() && Arc::strong_count(c) == 2) {
+                if guard.by_run.get(run_id).is_some_and(|(b, _)| b.ptr_eq(&build)) {
                     guard.by_run.remove(run_id);
                 }
-                return Err(e);
+                return Err(Error::Worker(message));
             }
         };
         let mut guard = self.pipelines.lock().unwrap();
         let by_run = &mut guard.by_run;
-        while by_run.values().filter(|(c, _)| c.initialized()).count() > MAX_CACHED_PIPELINES {
+        while by_run.values().filter(|(b, _)| built(b)).count() > MAX_CACHED_PIPELINES {
             // Jobs still running on it keep their own reference; its models go once no
             // pipeline holds them (the factory's cache does not keep them alive). Builds
             // under way are not dropped.
-            let Some(oldest) = by_run.iter().filter(|(run, (c, _))| run.as_str() != run_id && c.initialized()).min_by_key(|(_, (_, used))| *used).map(|(run, _)| run.clone())
-            else {
+            let Some(oldest) = by_run.iter().filter(|(run, (b, _))| run.as_str() != run_id && built(b)).min_by_key(|(_, (_, used))| *used).map(|(run, _)| run.clone()) else {
                 break;
             };
             tracing::info!(run = %oldest, "dropping the least recently used run's pipeline");
             by_run.remove(&oldest);
         }
-        Ok(built)
+        Ok(pipeline)
     }
 
     /// Drops the run's pipeline if it is still `pipeline` (not one another slot built since):
     /// its next job builds it again (jobs running on it keep it).
     fn forget_pipeline(&self, run_id: &str, pipeline: &Arc<dyn Pipeline>) {
         let mut guard = self.pipelines.lock().unwrap();
-        if guard.by_run.get(run_id).is_some_and(|(c, _)| c.get().is_some_and(|p| Arc::ptr_eq(p, pipeline))) {
+        if guard.by_run.get(run_id).is_some_and(|(b, _)| b.peek().is_some_and(|r| r.as_ref().is_ok_and(|p| Arc::ptr_eq(p, pipeline)))) {
             guard.by_run.remove(run_id);
         }
     }

@@ -892,6 +892,29 @@ async fn the_pipeline_cache_keeps_the_runs_used_last() {
     assert_eq!(builds(), MAX_CACHED_PIPELINES + 3, "r2 was the least recently used");
 }
 
+/// Slots waiting for one build share its failure: three slots of a run whose models do
+/// not load cost one build, not one each in turn; the run's next job tries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_waiting_for_a_failing_build_share_its_failure() {
+    let cache = Arc::new(RunCache::default());
+    let slow = Arc::new(SlowFactory { delay: Duration::from_millis(300), fail: true, builds: Default::default() });
+    let factory: Arc<dyn PipelineFactory> = slow.clone();
+    let spec = Arc::new(spec(2, 2, 1));
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let (cache, factory, spec) = (cache.clone(), factory.clone(), spec.clone());
+            tokio::spawn(async move { cache.pipeline(&factory, "failing", &spec).await.err().expect("the build fails").to_string() })
+        })
+        .collect();
+    for w in waiters {
+        let e = w.await.unwrap();
+        assert!(e.contains("do not decode"), "{e}");
+    }
+    assert_eq!(slow.builds.load(Ordering::SeqCst), 1, "one build for the three slots waiting for it");
+    assert!(cache.pipeline(&factory, "failing", &spec).await.is_err());
+    assert_eq!(slow.builds.load(Ordering::SeqCst), 2, "the next job builds again");
+}
+
 /// A new run's slow build holds up only that run's jobs: a run already built is served
 /// while it runs (its slots used to wait for the build, leases held, producing nothing),
 /// and two slots of the new run share the one build.
@@ -976,6 +999,68 @@ async fn the_next_job_waits_for_the_batch_a_cancelled_one_left() {
     for pair in calls.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "two batches ran at once: {calls:?}");
     }
+}
+
+/// A pipeline whose batches run for a minute of short steps unless halted in between
+/// (a DDPM batch asking between denoising steps); `started` counts batches begun.
+struct UntilHalted(ProceduralPipeline, Arc<std::sync::atomic::AtomicUsize>);
+
+impl Pipeline for UntilHalted {
+    fn generate(&self, indices: &[u64]) -> crate::Result<Vec<Sample>> {
+        self.0.generate(indices)
+    }
+
+    fn generate_batches(&self, indices: &[u64], batch: usize, halted: Halted<'_>, sink: &mut dyn FnMut(crate::Result<Vec<Sample>>) -> bool) {
+        for chunk in indices.chunks(batch.max(1)) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            for _ in 0..6000 {
+                if halted() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !sink(self.0.generate(chunk)) {
+                return;
+            }
+        }
+    }
+}
+
+/// Run seed 1 gets [`UntilHalted`]; any other the plain procedural pipeline.
+struct UntilHaltedFactory(Arc<std::sync::atomic::AtomicUsize>);
+
+impl PipelineFactory for UntilHaltedFactory {
+    fn build(&self, spec: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
+        Ok(match spec.run.seed {
+            1 => Arc::new(UntilHalted(ProceduralPipeline::new(spec), self.0.clone())),
+            _ => Arc::new(ProceduralPipeline::new(spec)),
+        })
+    }
+}
+
+/// A cancelled run's batch is halted between its steps, so the slot's next job (which
+/// waits for the batch left behind) starts within a step, not after the batch's minute.
+/// (Run ids of its own: `memory://` stores are shared by the process's tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_batch_is_halted_between_its_steps() {
+    let text = |seed: u64| {
+        format!("[run]\ncount = 2\nshard_size = 2\nseed = {seed}\nlease_seconds = 3\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n")
+    };
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &RunSpec::parse(&text(1), "test").unwrap(), "halted-first").await;
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let worker = tokio::spawn(serve(queue.clone(), Arc::new(UntilHaltedFactory(started.clone())), opts, std::future::pending()));
+    let t0 = Instant::now();
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the first run's batch never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    submit(&queue, &RunSpec::parse(&text(2), "test").unwrap(), "halted-second").await;
+    queue.cancel("halted-first").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), worker).await.expect("the worker ends well within the halted batch's minute").unwrap().unwrap();
+    assert_eq!(queue.counts("halted-second").await.unwrap().committed, 1);
+    assert_eq!(started.load(Ordering::SeqCst), 1, "the cancelled run's second batch never started");
 }
 
 /// A pipeline whose every call panics, as the CUDA backend does on a failing device.

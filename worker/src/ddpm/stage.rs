@@ -5,12 +5,12 @@
 //! sampling` both go through [`LabelStage`], so what the evaluation measures is what a
 //! run writes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
 use rayon::prelude::*;
 use shared::cleanup::{cleanup, CleanupOptions, CleanupReport};
+use shared::job::{never_halted, Halted};
 use shared::spec::LabelUpscale;
 use shared::LabelMap;
 
@@ -64,7 +64,7 @@ impl LabelStage {
     /// Samples one map per seed as one batch, then cleans (in parallel) and upscales them.
     pub fn run<B: Backend>(&self, model: &DdpmModel<B>, seeds: &[u64]) -> StageMaps {
         let t0 = Instant::now();
-        let raw = self.sample(model, seeds, seeds.len(), &AtomicBool::new(false));
+        let raw = self.sample(model, seeds, seeds.len(), &never_halted);
         let sample = t0.elapsed();
         let (cleaned, cleanup) = self.clean(&raw);
         StageMaps { raw, cleaned, sample, cleanup }
@@ -73,11 +73,11 @@ impl LabelStage {
     /// The sampler's maps for `seeds`, as one batch of `shape` (≥ `seeds.len()`): a short
     /// batch is padded with copies of its last seed, whose maps are dropped, so a backend
     /// that compiles kernels per shape sees one shape all run long. A map depends only on
-    /// its seed, so padding changes nothing else. Once `stop` is set the batch is abandoned
+    /// its seed, so padding changes nothing else. Once `stop` says so the batch is abandoned
     /// at its next denoising step: no maps.
-    pub fn sample<B: Backend>(&self, model: &DdpmModel<B>, seeds: &[u64], shape: usize, stop: &AtomicBool) -> Vec<LabelMap> {
+    pub fn sample<B: Backend>(&self, model: &DdpmModel<B>, seeds: &[u64], shape: usize, stop: Halted<'_>) -> Vec<LabelMap> {
         let padded = pad(seeds, shape);
-        let mut on_step = |_, _| if stop.load(Ordering::Relaxed) { Step::Break(()) } else { Step::Continue(()) };
+        let mut on_step = |_, _| if stop() { Step::Break(()) } else { Step::Continue(()) };
         let mut raw = match self.upscale {
             LabelUpscale::Nearest => model.sample_with_progress(&padded, &self.sampler, &mut on_step),
             LabelUpscale::Smooth => model.sample_smooth(&padded, &self.sampler, self.out_size, &mut on_step),
@@ -134,10 +134,10 @@ mod tests {
         let out = smooth.run(&m, &[1]);
         assert_eq!((out.raw[0].width, out.cleaned[0].0.width), (32, 32));
         // A short batch padded to 4 gives the same maps.
-        assert_eq!(smooth.sample(&m, &[1], 4, &AtomicBool::new(false)), out.raw);
+        assert_eq!(smooth.sample(&m, &[1], 4, &never_halted), out.raw);
         // A stop abandons the batch at its next step, either way of upscaling.
-        assert!(smooth.sample(&m, &[1], 4, &AtomicBool::new(true)).is_empty());
-        assert!(near.sample(&m, &[1, 2], 2, &AtomicBool::new(true)).is_empty());
+        assert!(smooth.sample(&m, &[1], 4, &|| true).is_empty());
+        assert!(near.sample(&m, &[1, 2], 2, &|| true).is_empty());
         assert_eq!(pad(&[1, 2], 4), vec![1, 2, 2, 2]);
         assert_eq!(pad(&[1, 2, 3], 2), vec![1, 2, 3]);
         assert!(pad::<u8>(&[], 3).is_empty());

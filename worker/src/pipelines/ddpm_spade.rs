@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use serde_json::json;
 use shared::artifact;
 use shared::cleanup::CleanupReport;
-use shared::job::{Pipeline, Sample};
+use shared::job::{never_halted, Halted, Pipeline, Sample};
 use shared::spec::RunSpec;
 use shared::{mix64, sample_seed, LabelMap};
 
@@ -136,11 +136,11 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     }
 
     /// The label stage of one call: DDPM sampling in label batches, then cleanup. Once
-    /// `stop` is set it ends at the next denoising step, with fewer maps than seeds.
-    fn labels_of(&self, seeds: &[u64], stop: &AtomicBool) -> Labelled {
+    /// `stop` says so it ends at the next denoising step, with fewer maps than seeds.
+    fn labels_of(&self, seeds: &[u64], stop: Halted<'_>) -> Labelled {
         let mut out = Labelled { cleaned: Vec::with_capacity(seeds.len()), cleanup: Duration::ZERO, spans: Vec::new() };
         for chunk in seeds.chunks(self.label_batch) {
-            if stop.load(Ordering::Relaxed) {
+            if stop() {
                 break;
             }
             // Each model's lock is held only for its own forward passes (and the wait for
@@ -159,14 +159,18 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     }
 
     /// The image stage of one call: SPADE in image batches, then the samples; `seeds` are
-    /// the samples' seeds.
-    fn paint(&self, indices: &[u64], seeds: &[u64], labelled: Labelled) -> (Vec<Sample>, StageSeconds) {
+    /// the samples' seeds. Once `halted` says so it ends before its next image batch, with
+    /// fewer samples than indices.
+    fn paint(&self, indices: &[u64], seeds: &[u64], labelled: Labelled, halted: Halted<'_>) -> (Vec<Sample>, StageSeconds) {
         let Labelled { cleaned, cleanup, spans: sample_spans } = labelled;
         let mut synthesize_spans = Vec::new();
         let image_seeds: Vec<u64> = seeds.iter().map(|&s| mix64(s ^ IMAGE_NOISE_STREAM)).collect();
         let maps: Vec<LabelMap> = cleaned.iter().map(|(m, _)| m.clone()).collect();
         let mut images = Vec::with_capacity(maps.len());
         for (m, s) in maps.chunks(self.image_batch).zip(image_seeds.chunks(self.image_batch)) {
+            if halted() {
+                break;
+            }
             let n = self.shape(self.image_batch, m.len());
             let spade = self.models.spade.lock().unwrap_or_else(|p| p.into_inner());
             let t0 = Instant::now();
@@ -198,22 +202,28 @@ impl<B: Backend> DdpmSpadePipeline<B> {
     /// [`Pipeline::generate`], also returning the time each stage took: labels, then
     /// images, one after the other.
     pub fn generate_timed(&self, indices: &[u64]) -> (Vec<Sample>, StageSeconds) {
+        self.generate_until(indices, &never_halted)
+    }
+
+    /// [`Self::generate_timed`], ending early once `halted` says so (fewer samples).
+    fn generate_until(&self, indices: &[u64], halted: Halted<'_>) -> (Vec<Sample>, StageSeconds) {
         let seeds = self.seeds(indices);
-        let labelled = self.labels_of(&seeds, &AtomicBool::new(false));
-        self.paint(indices, &seeds, labelled)
+        let labelled = self.labels_of(&seeds, halted);
+        self.paint(indices, &seeds, labelled, halted)
     }
 
     /// [`Pipeline::generate_batches`] with each batch's stage times. With `overlap` (the
     /// default, `pipeline.overlap`) the label stage runs on a thread of its own one batch
     /// ahead: while SPADE paints batch k on this thread, the DDPM samples (and the CPU
     /// cleans) batch k+1. Each batch is made exactly as [`Self::generate_timed`] makes it,
-    /// so the samples are the same either way.
-    pub fn batches_timed(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(Vec<Sample>, StageSeconds) -> bool) {
+    /// so the samples are the same either way. Once `halted` says so both stages end at
+    /// their next step (a denoising step, an image batch) and nothing more reaches `sink`.
+    pub fn batches_timed(&self, indices: &[u64], batch: usize, halted: Halted<'_>, sink: &mut dyn FnMut(Vec<Sample>, StageSeconds) -> bool) {
         let batch = batch.max(1);
         if !self.overlap {
             for chunk in indices.chunks(batch) {
-                let (samples, t) = self.generate_timed(chunk);
-                if !sink(samples, t) {
+                let (samples, t) = self.generate_until(chunk, halted);
+                if halted() || !sink(samples, t) {
                     return;
                 }
             }
@@ -226,14 +236,15 @@ impl<B: Backend> DdpmSpadePipeline<B> {
         // at the next denoising step instead of finishing it for nothing.
         let stop = AtomicBool::new(false);
         let stop = &stop;
+        let label_stop = move || stop.load(Ordering::Relaxed) || halted();
         std::thread::scope(|scope| {
             let labels = std::thread::Builder::new()
                 .name("ddpm-labels".into())
                 .spawn_scoped(scope, move || {
                     for chunk in indices.chunks(batch) {
                         let seeds = self.seeds(chunk);
-                        let labelled = self.labels_of(&seeds, stop);
-                        if stop.load(Ordering::Relaxed) || tx.send((seeds, labelled)).is_err() {
+                        let labelled = self.labels_of(&seeds, &label_stop);
+                        if label_stop() || tx.send((seeds, labelled)).is_err() {
                             return;
                         }
                     }
@@ -244,8 +255,8 @@ impl<B: Backend> DdpmSpadePipeline<B> {
             // it end (it panicked).
             let _stop = StopOnDrop(stop);
             for (chunk, (seeds, labelled)) in indices.chunks(batch).zip(rx.iter()) {
-                let (samples, t) = self.paint(chunk, &seeds, labelled);
-                if !sink(samples, t) {
+                let (samples, t) = self.paint(chunk, &seeds, labelled, halted);
+                if halted() || !sink(samples, t) {
                     break;
                 }
             }
@@ -281,8 +292,8 @@ impl<B: Backend> Pipeline for DdpmSpadePipeline<B> {
         Ok(samples)
     }
 
-    fn generate_batches(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(shared::Result<Vec<Sample>>) -> bool) {
-        self.batches_timed(indices, batch, &mut |samples, t| {
+    fn generate_batches(&self, indices: &[u64], batch: usize, halted: Halted<'_>, sink: &mut dyn FnMut(shared::Result<Vec<Sample>>) -> bool) {
+        self.batches_timed(indices, batch, halted, &mut |samples, t| {
             t.log(samples.len());
             sink(Ok(samples))
         })
@@ -390,13 +401,13 @@ mod tests {
         assert!(pipe.overlap, "pipeline.overlap defaults to on");
         let run = |pipe: &DdpmSpadePipeline<Cpu>| {
             let (mut samples, mut sizes, mut passes) = (Vec::new(), Vec::new(), 0);
-            pipe.generate_batches(&indices, 2, &mut |r| {
+            pipe.generate_batches(&indices, 2, &never_halted, &mut |r| {
                 let batch = r.unwrap();
                 sizes.push(batch.len());
                 samples.extend(batch);
                 true
             });
-            pipe.batches_timed(&indices, 2, &mut |_, t| {
+            pipe.batches_timed(&indices, 2, &never_halted, &mut |_, t| {
                 passes += t.sample_spans.len() + t.synthesize_spans.len();
                 true
             });
@@ -415,11 +426,34 @@ mod tests {
         }
         assert_eq!(overlapped.iter().map(|s| s.index).collect::<Vec<_>>(), indices);
         let mut calls = 0;
-        pipe.with_overlap(true).batches_timed(&indices, 1, &mut |_, _| {
+        pipe.with_overlap(true).batches_timed(&indices, 1, &never_halted, &mut |_, _| {
             calls += 1;
             false
         });
         assert_eq!(calls, 1);
+    }
+
+    /// A halt (the job stopped or lost) ends a batch at its next denoising step, with or
+    /// without the overlap: nothing reaches the sink and the call returns after a few
+    /// checks, not after the 4 batches × 5 steps it was asked for.
+    #[test]
+    fn a_halt_ends_the_batch_at_the_next_denoising_step() {
+        let indices: Vec<u64> = (0..8).collect();
+        for overlap in [true, false] {
+            let pipe = ddpm_spade_on::<Cpu>(&spec("batch_size = 2", "", ""), CpuDevice::default(), Resolved::Cpu).unwrap().with_overlap(overlap);
+            // Halted from its third question on: inside the first batch's 5 steps.
+            let asked = std::sync::atomic::AtomicUsize::new(0);
+            let halted = || asked.fetch_add(1, Ordering::SeqCst) >= 2;
+            let mut handed = 0;
+            pipe.generate_batches(&indices, 2, &halted, &mut |r| {
+                r.unwrap();
+                handed += 1;
+                true
+            });
+            let asked = asked.load(Ordering::SeqCst);
+            assert_eq!(handed, 0, "overlap {overlap}: a halted batch reached the sink");
+            assert!((3..=6).contains(&asked), "overlap {overlap}: asked {asked} times, expected to stop at the third");
+        }
     }
 
     /// Busy time is the union of both models' passes inside the window; "both" the time

@@ -195,7 +195,7 @@ mod tests {
         let fitted = Factory::new(Some(DeviceChoice::Cpu)).with_fit(fit).build(&spec).unwrap();
         let indices = [0, 1, 2, 3];
         let mut made = Vec::new();
-        fitted.generate_batches(&indices, spec.pipeline.generate_batch(spec.run.shard_size), &mut |r| {
+        fitted.generate_batches(&indices, spec.pipeline.generate_batch(spec.run.shard_size), &shared::job::never_halted, &mut |r| {
             made.extend(r.unwrap());
             true
         });

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use shared::job::{Pipeline, Sample};
+use shared::job::{Halted, Pipeline, Sample};
 
 /// Pipelines of one run, one per device, used least-busy first.
 pub struct Spread {
@@ -51,10 +51,10 @@ impl Pipeline for Spread {
 
     /// A shard's batches all go to one device (the least busy when it starts), so its
     /// stages overlap there.
-    fn generate_batches(&self, indices: &[u64], batch: usize, sink: &mut dyn FnMut(shared::Result<Vec<Sample>>) -> bool) {
+    fn generate_batches(&self, indices: &[u64], batch: usize, halted: Halted<'_>, sink: &mut dyn FnMut(shared::Result<Vec<Sample>>) -> bool) {
         let i = self.take();
         let _release = Release(self, i);
-        self.pipes[i].generate_batches(indices, batch, sink)
+        self.pipes[i].generate_batches(indices, batch, halted, sink)
     }
 }
 
@@ -109,7 +109,7 @@ mod tests {
                 let spread = spread.clone();
                 std::thread::spawn(move || {
                     let mut devices = Vec::new();
-                    spread.generate_batches(&[s * 10, s * 10 + 1, s * 10 + 2], 1, &mut |r| {
+                    spread.generate_batches(&[s * 10, s * 10 + 1, s * 10 + 2], 1, &shared::job::never_halted, &mut |r| {
                         devices.extend(r.unwrap().iter().map(|x| x.seed));
                         true
                     });
