@@ -156,7 +156,7 @@ impl DataArgs {
         tracing::info!("--data {}: {}", dir.display(), ds.summary);
         if ds.summary.unknown_pixels > 0 {
             tracing::warn!(
-                "{} pixels in {} label files hold values outside the class table; they are ignored in training (--unknown-codes ignore)",
+                "{} pixels in {} label files hold values outside the class table (--unknown-codes ignore): the DDPM's loss leaves them out; SPADE sees them as no class (an all-zero one-hot) and still learns to paint the image pixels under them",
                 ds.summary.unknown_pixels,
                 ds.summary.unknown_files
             );

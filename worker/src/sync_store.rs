@@ -104,10 +104,15 @@ pub fn write_set(uri: &str, dir: &str, step: u64, files: Vec<(&str, Vec<u8>)>) -
     }
     let mut sha256 = BTreeMap::new();
     for (name, bytes) in files {
-        sha256.insert(name.to_string(), hex::encode(Sha256::digest(&bytes)));
+        sha256.insert(name.to_string(), sha256_hex(&bytes));
         write_file(uri, &format!("{dir}/{set}/{name}"), bytes)?;
     }
     Ok(FileSet { dir: set, sha256 })
+}
+
+/// sha256 of `bytes`, in hex (checkpoint files in their state file, weights in `model.json`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Removes everything under `uri/DIR/` but the state file `keep` and the set `current`:
@@ -131,7 +136,7 @@ pub fn read_set_file(uri: &str, dir: &str, set: Option<&FileSet>, name: &str) ->
     let path = format!("{dir}/{}/{name}", set.dir);
     let bytes = require_file(uri, &path)?;
     let want = set.sha256.get(name).with_context(|| format!("{uri}/{dir}: the state file records no sha256 for {name}"))?;
-    let got = hex::encode(Sha256::digest(&bytes));
+    let got = sha256_hex(&bytes);
     if &got != want {
         anyhow::bail!(
             "{uri}/{path}: sha256 {got}, but the checkpoint's state file records {want}: the checkpoint is damaged (resume from another copy, or start again without --resume)"

@@ -54,6 +54,11 @@ pub struct ArtifactInfo {
     /// labelgen's training commands; artifacts from before it lack it).
     #[serde(default)]
     pub parameters: Option<u64>,
+    /// sha256 (hex) of the weights file, written by labelgen's training commands with the
+    /// weights: a save that stopped between its two files, or weights replaced after, do
+    /// not pass for the model `model.json` describes. Artifacts from before it lack it.
+    #[serde(default)]
+    pub weights_sha256: Option<String>,
     /// How a label model encodes maps (`onehot`, `gray`; label models only).
     #[serde(default)]
     pub encoding: Option<String>,
@@ -91,6 +96,16 @@ pub struct Artifact {
 /// True for 64 lowercase hex digits.
 pub fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Checks a weights file's sha256 (hex) against the one `model.json` declares, if any.
+pub fn check_weights_sha256(declared: Option<&str>, sha: &str) -> std::result::Result<(), String> {
+    match declared {
+        Some(d) if d != sha => Err(format!(
+            "its sha256 is {sha}, model.json declares {d} (the weights were replaced after model.json was written, or a save stopped between its two files: train or copy the model again)"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The digest of named files (see the module docs); order of `files` does not matter.
@@ -151,7 +166,9 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
     let (model_json, info) = read_model_json(&store).await?;
     // `Vec::from(Bytes)` takes the buffer over when it is not shared: no second copy.
     let weights: Vec<u8> = store.get(&info.weights).await?.ok_or_else(|| missing_weights(&store, &info))?.into();
-    let digest = digest_files(&[(MODEL_JSON, &model_json), (&info.weights, &weights)]);
+    let weights_sha = hex::encode(Sha256::digest(&weights));
+    check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
+    let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, weights_sha)]);
     if let Some(pin) = pin {
         if pin != digest {
             return Err(mismatch(uri, pin, &digest));
@@ -197,6 +214,7 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
     let hashed = store.sha256_tee(&info.weights, Some(tx)).await;
     let checked = checker.await.map_err(|e| Error::format(store.describe(&info.weights), format!("the weights check stopped: {e}")))?;
     let (weights_sha, weights_bytes) = hashed?.ok_or_else(|| missing_weights(&store, &info))?;
+    check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
     let summary = checked
         .and_then(|s| weights::check_parameters(&s, info.parameters).map(|_| s))
         .map_err(|m| Error::format(store.describe(&info.weights), format!("not usable weights for {} ({m})", info.kind)))?;
@@ -413,6 +431,7 @@ mod tests {
             weights: "w".into(),
             timesteps: Some(100),
             parameters: None,
+            weights_sha256: None,
             encoding: encoding.map(str::to_string),
         };
         let images = ArtifactInfo { kind: IMAGE_MODEL_KIND.into(), ..info(64, None) };
@@ -555,6 +574,16 @@ mod tests {
         declared["parameters"] = 750_004.into();
         store.put(MODEL_JSON, Bytes::from(serde_json::to_vec(&declared).unwrap())).await.unwrap();
         assert!(inspect(&uri, None).await.is_ok());
+        // Weights that are not the ones model.json was written with (a save that stopped
+        // between its two files): refused by both, naming the file.
+        declared["weights_sha256"] = sha(&weights).into();
+        store.put(MODEL_JSON, Bytes::from(serde_json::to_vec(&declared).unwrap())).await.unwrap();
+        assert!(inspect(&uri, None).await.is_ok() && fetch(&uri, None, &dir.join("cache")).await.is_ok());
+        declared["weights_sha256"] = sha(b"older weights").into();
+        store.put(MODEL_JSON, Bytes::from(serde_json::to_vec(&declared).unwrap())).await.unwrap();
+        for err in [inspect(&uri, None).await.unwrap_err().to_string(), fetch(&uri, None, &dir.join("cache")).await.unwrap_err().to_string()] {
+            assert!(err.contains("w.bin") && err.contains("model.json declares") && err.contains("save stopped"), "{err}");
+        }
         store.delete("w.bin").await.unwrap();
         let err = inspect(&uri, None).await.unwrap_err().to_string();
         assert!(err.contains("w.bin") && err.contains("does not exist"), "{err}");

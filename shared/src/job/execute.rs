@@ -61,7 +61,7 @@ impl Abort {
     }
 
     /// Shutdown or cancel: stop now, not waiting for the batch being computed (its thread
-    /// ends at the batch's end, its result unused); the job is released.
+    /// ends at the pipeline's next step, its result unused); the job is released.
     pub fn stop(&self) {
         let _ = self.state.compare_exchange(Self::GO, Self::STOP, Ordering::SeqCst, Ordering::SeqCst);
         self.wake.notify_one();

@@ -33,9 +33,10 @@ pub trait Pipeline: Send + Sync {
     /// first stage while this one's last runs. Samples are the ones `generate` gives.
     ///
     /// `halted` turns true, from any thread, once nobody wants more (the job was stopped or
-    /// lost): a pipeline whose batches are long asks it between steps (a DDPM's denoising
-    /// steps, SPADE's image batches) and returns at once, handing nothing more on, so the
-    /// device is free for the next job within a step rather than a whole batch.
+    /// lost, or took no more batches), and stays true: a pipeline whose batches are long
+    /// asks it between steps (a DDPM's denoising steps, SPADE's image batches) and returns
+    /// at once, handing nothing more on, so the device is free for the next job within a
+    /// step rather than a whole batch.
     fn generate_batches(&self, indices: &[u64], batch: usize, halted: Halted<'_>, sink: &mut dyn FnMut(Result<Vec<Sample>>) -> bool) {
         for chunk in indices.chunks(batch.max(1)) {
             if halted() {

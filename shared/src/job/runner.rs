@@ -133,21 +133,27 @@ fn built(build: &Build) -> bool {
 
 /// Starts building the run's pipeline off the async threads, at once and whether or not
 /// anyone waits: a waiter that stops (its job lost or stopped) does not cancel the build
-/// the run's other slots wait for. Every failure to build is the worker's, not the job's.
+/// the run's other slots wait for, and the outcome is kept even when every waiter went
+/// (so a pipeline built for nobody is counted and dropped like any other). Every failure
+/// to build is the worker's, not the job's.
 fn start_build(factory: &Arc<dyn PipelineFactory>, spec: &Arc<RunSpec>) -> Build {
     use futures::FutureExt;
     let (factory, spec) = (factory.clone(), spec.clone());
     let task = tokio::task::spawn_blocking(move || factory.build(&spec));
-    async move {
+    let build = async move {
         match task.await {
             Ok(Ok(pipeline)) => Ok(pipeline),
             Ok(Err(e)) if e.is_worker_fault() => Err(e.to_string()),
             Ok(Err(e)) => Err(format!("cannot build the run's pipeline: {e}")),
-            Err(e) => Err(format!("building the pipeline panicked: {e}")),
+            Err(e) if e.is_panic() => Err(format!("building the pipeline panicked: {e}")),
+            Err(e) => Err(format!("building the pipeline was cut short: {e}")),
         }
     }
     .boxed()
-    .shared()
+    .shared();
+    // Drives the build to its end, so `peek` sees its outcome.
+    tokio::spawn(build.clone().map(drop));
+    build
 }
 
 /// Runs whose pipelines a worker keeps built (see [`RunCache`]).

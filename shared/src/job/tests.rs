@@ -897,7 +897,7 @@ async fn the_pipeline_cache_keeps_the_runs_used_last() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_waiting_for_a_failing_build_share_its_failure() {
     let cache = Arc::new(RunCache::default());
-    let slow = Arc::new(SlowFactory { delay: Duration::from_millis(300), fail: true, builds: Default::default() });
+    let slow = Arc::new(SlowFactory { delay: Duration::from_secs(2), fail: true, builds: Default::default() });
     let factory: Arc<dyn PipelineFactory> = slow.clone();
     let spec = Arc::new(spec(2, 2, 1));
     let waiters: Vec<_> = (0..3)
@@ -913,6 +913,28 @@ async fn slots_waiting_for_a_failing_build_share_its_failure() {
     assert_eq!(slow.builds.load(Ordering::SeqCst), 1, "one build for the three slots waiting for it");
     assert!(cache.pipeline(&factory, "failing", &spec).await.is_err());
     assert_eq!(slow.builds.load(Ordering::SeqCst), 2, "the next job builds again");
+}
+
+/// A build whose only waiter stopped (its job cancelled while the models load) still
+/// counts toward the cache's limit once done, and is dropped as the least recently used:
+/// a pipeline built for nobody does not hold its models for the life of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_nobody_waits_for_is_counted_and_dropped() {
+    let cache = Arc::new(RunCache::default());
+    let slow = Arc::new(SlowFactory { delay: Duration::from_millis(300), fail: false, builds: Default::default() });
+    let factory: Arc<dyn PipelineFactory> = slow.clone();
+    let spec = Arc::new(spec(2, 2, 1));
+    // The waiter goes before the build ends.
+    let waited = tokio::time::timeout(Duration::from_millis(50), cache.pipeline(&factory, "orphan", &spec)).await;
+    assert!(waited.is_err(), "the build takes 300 ms");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for run in 0..MAX_CACHED_PIPELINES {
+        cache.pipeline(&factory, &format!("r{run}"), &spec).await.unwrap();
+    }
+    let builds = || slow.builds.load(Ordering::SeqCst) as usize;
+    assert_eq!(builds(), MAX_CACHED_PIPELINES + 1);
+    cache.pipeline(&factory, "orphan", &spec).await.unwrap();
+    assert_eq!(builds(), MAX_CACHED_PIPELINES + 2, "the orphan build was the least recently used and was dropped");
 }
 
 /// A new run's slow build holds up only that run's jobs: a run already built is served

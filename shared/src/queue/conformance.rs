@@ -446,7 +446,8 @@ pub async fn release_owned_gives_back_lost_claims(q: &dyn JobQueue, _time: &dyn 
     assert_eq!(q.release_owned(&me).await.unwrap(), 0, "a finalized run holds nothing");
 }
 
-/// Claims serve the highest priority first, then the oldest run; `list` is oldest first.
+/// Claims serve the highest priority first (over the whole i32 range), then the oldest
+/// run; `list` is oldest first.
 pub async fn runs_are_served_by_priority_then_age(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
     let a = id(prefix, "prio-a");
     let b = id(prefix, "prio-b");
@@ -456,9 +457,10 @@ pub async fn runs_are_served_by_priority_then_age(q: &dyn JobQueue, time: &dyn T
     time.advance(5).await;
     submit(q, &record(&b, 1)).await;
     time.advance(5).await;
-    submit(q, &RunRecord { priority: 5, ..record(&c, 1) }).await;
+    // The extremes of the range (negating i32::MIN overflows).
+    submit(q, &RunRecord { priority: i32::MAX, ..record(&c, 1) }).await;
     time.advance(5).await;
-    submit(q, &RunRecord { priority: -1, ..record(&d, 1) }).await;
+    submit(q, &RunRecord { priority: i32::MIN, ..record(&d, 1) }).await;
 
     let active = q.active_runs().await.unwrap();
     let ours: Vec<&String> = active.iter().filter(|r| [&a, &b, &c, &d].contains(r)).collect();
@@ -622,6 +624,9 @@ pub async fn storage_commit_overrides_queue_state(q: &dyn JobQueue, _time: &dyn 
     let l0 = claim(q, "w1").await;
     let l1 = claim(q, "w1").await;
     assert_eq!(q.fail(&l0, "e", false).await.unwrap(), FailOutcome::Dead);
+    // A shard past the run's end is no shard: counting it could finish the run early.
+    assert!(!q.mark_committed(&run_id, 3).await.unwrap(), "shard 3 of 3");
+    assert_eq!(counts(q, &run_id).await.committed, 0);
     assert!(q.mark_committed(&run_id, 0).await.unwrap(), "dead → committed");
     assert!(q.mark_committed(&run_id, 1).await.unwrap(), "leased → committed");
     assert!(q.mark_committed(&run_id, 2).await.unwrap(), "pending → committed");

@@ -148,6 +148,9 @@ impl Run {
     /// Storage holds `shard`'s commit record: it becomes committed and leaves every other
     /// state (as `mark_committed.lua`). Whether anything changed.
     fn mark_committed(&mut self, shard: u64) -> bool {
+        if shard >= self.record.shards {
+            return false;
+        }
         if self.state == RunState::Active {
             if self.committed.get(shard) {
                 return false;
@@ -249,7 +252,9 @@ impl MemoryQueue {
 
 /// Active runs, highest priority first, then oldest, then by id.
 fn active_in_order(runs: &HashMap<String, Run>) -> Vec<String> {
-    let mut active: Vec<(i32, u64, &String)> = runs.values().filter(|r| r.state == RunState::Active).map(|r| (-r.record.priority, r.record.created_ms, &r.record.run_id)).collect();
+    // Reverse, not negation: -i32::MIN overflows.
+    let mut active: Vec<(std::cmp::Reverse<i32>, u64, &String)> =
+        runs.values().filter(|r| r.state == RunState::Active).map(|r| (std::cmp::Reverse(r.record.priority), r.record.created_ms, &r.record.run_id)).collect();
     active.sort();
     active.into_iter().map(|(_, _, id)| id.clone()).collect()
 }

@@ -17,7 +17,8 @@ use crate::ddpm::{Encoding, Objective, ScheduleKind, UNetConfig};
 /// on its class logits); with --encoding gray it predicts the noise ε (MSE). --objective
 /// picks either.
 ///
-/// Reads DIR/labels/*.png (see --mask), nearest-resized to --size; every label file is
+/// Reads DIR/labels/*.png (see --mask), resized to --size (by the mode of each block when
+/// shrinking, nearest when growing); every label file is
 /// checked before training starts. The train split is trained on; the test split's file
 /// stems (see --test-fraction) are written to OUT/test_stems.txt and the split settings to
 /// OUT/split.json (a --resume must split the same way). Every tile must be square. Writes checkpoints (raw

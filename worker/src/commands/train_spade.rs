@@ -39,7 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "URI")]
     pub out: String,
 
-    /// Image side; pairs are resized to it (images by area, labels nearest).
+    /// Image side; pairs are resized to it (images by area, or a triangle filter for a
+    /// non-integer factor; labels by the mode of each block; nearest when growing).
     #[arg(long, value_name = "S", default_value_t = 64)]
     pub size: usize,
 

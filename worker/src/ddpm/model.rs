@@ -62,6 +62,11 @@ pub struct DdpmMeta {
     /// checks a weights file against it at submit without loading it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<u64>,
+    /// sha256 (hex) of the weights file, set by the save that writes it: loading refuses
+    /// weights that are not the ones this `model.json` was written with
+    /// ([`shared::artifact::check_weights_sha256`]). `None` in older artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 impl DdpmMeta {
@@ -87,6 +92,7 @@ impl DdpmMeta {
             test_fraction: None,
             train_count: None,
             parameters: None,
+            weights_sha256: None,
         }
     }
 
@@ -128,6 +134,11 @@ impl DdpmMeta {
 /// A module's weights as bytes (named MessagePack, full precision).
 pub fn module_to_bytes<B: Backend, M: Module<B>>(module: M) -> anyhow::Result<Vec<u8>> {
     NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(module.into_record(), ()).context("serialising weights")
+}
+
+/// Checks weights read from `origin` against the sha256 their `model.json` declares.
+pub fn check_weights(declared: Option<&str>, weights: &[u8], origin: &str) -> anyhow::Result<()> {
+    shared::artifact::check_weights_sha256(declared, &sync_store::sha256_hex(weights)).map_err(|m| anyhow::anyhow!("{origin}: {m}"))
 }
 
 /// The element count of weights saved by [`module_to_bytes`], as the coordinator's check
@@ -198,6 +209,7 @@ impl<B: Backend> DdpmModel<B> {
         let json = sync_store::require_file(uri, MODEL_JSON)?;
         let meta = DdpmMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
+        check_weights(meta.weights_sha256.as_deref(), &weights, &format!("{uri}/{}", meta.weights))?;
         Self::from_parts(meta, weights, uri, device)
     }
 
@@ -218,7 +230,7 @@ impl<B: Backend> DdpmModel<B> {
     pub fn save(&self, uri: &str) -> anyhow::Result<()> {
         let uri = uri.trim_end_matches('/');
         let weights = module_to_bytes(self.unet.clone())?;
-        let meta = DdpmMeta { parameters: Some(parameters_of(&weights)?), ..self.meta.clone() };
+        let meta = DdpmMeta { parameters: Some(parameters_of(&weights)?), weights_sha256: Some(sync_store::sha256_hex(&weights)), ..self.meta.clone() };
         sync_store::write_file(uri, &meta.weights, weights)?;
         sync_store::write_file(uri, MODEL_JSON, serde_json::to_vec_pretty(&meta)?)?;
         Ok(())
@@ -322,6 +334,7 @@ mod tests {
             test_fraction: None,
             train_count: None,
             parameters: None,
+            weights_sha256: None,
         }
     }
 
@@ -343,9 +356,15 @@ mod tests {
         let loaded = DdpmModel::<Cpu>::load(uri, &device).unwrap();
         // Saving adds the weights' element count, for the coordinator's check at submit.
         assert!(loaded.meta.parameters.is_some_and(|n| n > 100), "{:?}", loaded.meta.parameters);
-        assert_eq!(DdpmMeta { parameters: None, ..loaded.meta.clone() }, meta);
+        assert_eq!(DdpmMeta { parameters: None, weights_sha256: None, ..loaded.meta.clone() }, meta);
         let sampler = SamplerConfig::ddim(5, 0.0);
         assert_eq!(model.sample(&[1, 2], &sampler), loaded.sample(&[1, 2], &sampler));
+        // A save stopped between its two files (new weights, the old model.json): the
+        // weights, same architecture and size, are refused, naming the file.
+        let other = DdpmModel::<Cpu>::new(meta.unet.init(&device), meta.clone(), device);
+        std::fs::write(dir.join(&meta.weights), module_to_bytes(other.unet).unwrap()).unwrap();
+        let e = DdpmModel::<Cpu>::load(uri, &device).err().unwrap().to_string();
+        assert!(e.contains(&meta.weights) && e.contains("model.json declares") && e.contains("save stopped"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,8 +1,9 @@
 //! What the network predicts and the loss it is trained with.
 //!
-//! - `eps` (default): the noise `ε`, MSE loss — the DDPM paper's parameterisation, any
-//!   encoding.
-//! - `x0` (`onehot` only): per-pixel class logits of the clean map, cross-entropy loss
+//! - `eps`: the noise `ε`, MSE loss — the DDPM paper's parameterisation, any encoding;
+//!   `worker train ddpm`'s default for `gray` (and what a `model.json` that names no
+//!   objective was trained with).
+//! - `x0` (`onehot` only; `worker train ddpm`'s default there): per-pixel class logits of the clean map, cross-entropy loss
 //!   against the true class. The sampler's `x̂_0` is `2·softmax(logits) − 1`, always inside
 //!   the one-hot hull, and the loss carries as much signal at high noise as at low — where
 //!   ε-prediction learns little about the layout (`ε ≈ x_t` there). For label maps this

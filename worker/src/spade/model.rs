@@ -96,6 +96,11 @@ pub struct SpadeMeta {
     /// weights file against it at submit without loading it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<u64>,
+    /// sha256 (hex) of the weights file, set by the save that writes it: loading refuses
+    /// weights that are not the ones this `model.json` was written with
+    /// ([`shared::artifact::check_weights_sha256`]). `None` in older artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 impl SpadeMeta {
@@ -124,6 +129,7 @@ impl SpadeMeta {
             test_fraction: None,
             train_count: None,
             parameters: None,
+            weights_sha256: None,
         }
     }
 }
@@ -131,7 +137,7 @@ impl SpadeMeta {
 /// Writes the generator's weights and `model.json` (last) under `uri`.
 pub fn save<B: Backend>(generator: &SpadeGenerator<B>, meta: &SpadeMeta, uri: &str) -> anyhow::Result<()> {
     let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(generator.clone().into_record(), ()).context("encoding the generator weights")?;
-    let meta = SpadeMeta { parameters: Some(crate::ddpm::model::parameters_of(&bytes)?), ..meta.clone() };
+    let meta = SpadeMeta { parameters: Some(crate::ddpm::model::parameters_of(&bytes)?), weights_sha256: Some(sync_store::sha256_hex(&bytes)), ..meta.clone() };
     sync_store::write_file(uri, &meta.weights, bytes)?;
     sync_store::write_file(uri, META_FILE, serde_json::to_vec_pretty(&meta)?)
 }
@@ -151,6 +157,7 @@ impl<B: Backend> SpadeModel<B> {
         let bytes = sync_store::require_file(uri, META_FILE)?;
         let meta = SpadeMeta::from_json(&bytes, uri)?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
+        crate::ddpm::model::check_weights(meta.weights_sha256.as_deref(), &weights, &format!("{uri}/{}", meta.weights))?;
         Self::from_parts(meta, weights, uri, device)
     }
 

@@ -96,6 +96,11 @@ struct CheckpointState {
     discriminator: SpadeDiscriminatorConfig,
     settings: SpadeTrainSettings,
     losses: Losses,
+    /// Training pairs of the run (`None` in checkpoints from before it was recorded): the
+    /// data order is a permutation of them, so a resume with another count sees other
+    /// batches than an uninterrupted run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pairs: Option<u64>,
     /// Where the weight files are (`None`: directly under `checkpoint/`, the old layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     files: Option<sync_store::FileSet>,
@@ -260,7 +265,8 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
     /// Writes both networks and both optimisers as a new set under `URI/checkpoint/step-N/`,
     /// then `state.json` naming it, then removes the previous set
     /// ([`sync_store::FileSet`]: a kill mid-save leaves the previous checkpoint whole).
-    pub fn save_checkpoint(&self, uri: &str, losses: Losses) -> anyhow::Result<()> {
+    /// `pairs`: how many training pairs the run has.
+    pub fn save_checkpoint(&self, uri: &str, losses: Losses, pairs: usize) -> anyhow::Result<()> {
         let rec = Rec::default();
         let files = vec![
             ("generator.mpk", rec.record(self.generator.clone().into_record(), ()).context("encoding the generator")?),
@@ -275,15 +281,22 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             discriminator: self.d_config.clone(),
             settings: self.settings.clone(),
             losses,
+            pairs: Some(pairs as u64),
             files: Some(set.clone()),
         };
         sync_store::write_file(uri, sync_store::CHECKPOINT_STATE, serde_json::to_vec_pretty(&state)?)?;
         sync_store::prune_sets(uri, CHECKPOINT_DIR, "state.json", &set)
     }
 
-    /// Loads `URI/checkpoint/` if there is one (`None` if not). Errors name the file and
-    /// say what is wrong, e.g. an architecture that differs from `g_config`.
-    pub fn load_checkpoint(uri: &str, g_config: &SpadeGeneratorConfig, d_config: &SpadeDiscriminatorConfig, device: &B::Device) -> anyhow::Result<Option<(Self, Losses)>> {
+    /// Loads `URI/checkpoint/` if there is one (`None` if not), with its smoothed losses and
+    /// its run's count of training pairs (if recorded). Errors name the file and say what
+    /// is wrong, e.g. an architecture that differs from `g_config`.
+    pub fn load_checkpoint(
+        uri: &str,
+        g_config: &SpadeGeneratorConfig,
+        d_config: &SpadeDiscriminatorConfig,
+        device: &B::Device,
+    ) -> anyhow::Result<Option<(Self, Losses, Option<u64>)>> {
         let Some(state) = sync_store::read_file(uri, sync_store::CHECKPOINT_STATE)? else { return Ok(None) };
         let where_ = |name: &str| format!("{uri}/{CHECKPOINT_DIR}/{name}");
         let state: CheckpointState = serde_json::from_slice(&state).with_context(|| format!("{}: not a SPADE checkpoint state", where_("state.json")))?;
@@ -305,7 +318,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         let od = rec.load(get("optim_d.mpk")?, device).with_context(|| format!("{}: decoding", where_("optim_d.mpk")))?;
         t.opt_d = t.opt_d.load_record(od);
         t.step = state.step;
-        Ok(Some((t, state.losses)))
+        Ok(Some((t, state.losses, state.pairs)))
     }
 }
 
@@ -379,7 +392,7 @@ pub fn fit<B: AutodiffBackend>(
     B::seed(device, sample_seed(settings.seed, 0x5ADE_0003));
     let trainer = match opts.resume {
         true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, device)? {
-            Some((mut t, losses)) => {
+            Some((mut t, losses, then_pairs)) => {
                 // The data order and the noise follow the batch and the seed: a resume
                 // with others would not continue the same run. Learning rates and loss
                 // weights follow this run's flags (lowering them after a divergence is
@@ -389,6 +402,11 @@ pub fn fit<B: AutodiffBackend>(
                     if then != now {
                         anyhow::bail!("{origin}: the checkpoint was trained with {flag} {then}, this run asks for {now}; resume with {flag} {then} (the data order depends on it), or start again with --overwrite");
                     }
+                }
+                if let Some(then) = then_pairs.filter(|&then| then != n as u64) {
+                    tracing::warn!(
+                        "{origin}: the checkpoint's run had {then} training pairs, this one has {n}: the data order is a permutation of them, so the batches from here on are not those of an uninterrupted run"
+                    );
                 }
                 if (was.lr_g, was.lr_d, was.feat_weight) != (settings.lr_g, settings.lr_d, settings.feat_weight) {
                     tracing::warn!(
@@ -426,7 +444,8 @@ pub fn fit<B: AutodiffBackend>(
     // Sample order: epoch e is a permutation seeded by (seed, e); position p of the whole
     // run is sample p % n of epoch p / n, so a resumed run sees the same order. Batches
     // are decoded in parallel ahead of the step (`prefetch_batches`).
-    // The last two epochs' permutations are kept (a batch spans at most two).
+    // The last two epochs' permutations are kept (a batch spans at most two while the
+    // batch is at most the pairs; a larger one recomputes them, same result).
     let perms: std::sync::Mutex<Vec<(u64, std::sync::Arc<Vec<usize>>)>> = Default::default();
     let perm_of = |epoch: u64| -> std::sync::Arc<Vec<usize>> {
         let mut cache = perms.lock().unwrap_or_else(|p| p.into_inner());
@@ -479,7 +498,7 @@ pub fn fit<B: AutodiffBackend>(
                     trainer.step
                 );
             }
-            trainer.save_checkpoint(&opts.out, smoothed)?;
+            trainer.save_checkpoint(&opts.out, smoothed, n)?;
             let g = trainer.inference_generator();
             let png = preview(&g, &preview_pairs, &preview_seeds, &opts.classes).to_png();
             sync_store::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
@@ -610,7 +629,7 @@ mod tests {
         let (g, d) = (SpadeGeneratorConfig::small(8, 16, 4), SpadeDiscriminatorConfig::new(8).with_ndf(4).with_n_layers(2));
         let dir = std::env::temp_dir().join(format!("spade-dp-{}", std::process::id()));
         let uri = dir.to_string_lossy().into_owned();
-        SpadeTrainer::<CpuTrain>::new(g.clone(), d.clone(), SpadeTrainSettings { batch: 5, ..Default::default() }, &device).save_checkpoint(&uri, Losses::default()).unwrap();
+        SpadeTrainer::<CpuTrain>::new(g.clone(), d.clone(), SpadeTrainSettings { batch: 5, ..Default::default() }, &device).save_checkpoint(&uri, Losses::default(), 5).unwrap();
         let load = |devices: Vec<CpuDevice>| SpadeTrainer::<CpuTrain>::load_checkpoint(&uri, &g, &d, &device).unwrap().unwrap().0.with_devices(devices);
         let (one, mut two) = (load(vec![device]), load(vec![device, device]));
         let (a, b) = (one.grads(&labels, &images).unwrap(), two.grads(&labels, &images).unwrap());
@@ -686,6 +705,9 @@ mod tests {
         let trainer = fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &resumed, &[device], |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(trainer.step, 200);
+        // The checkpoint records the count of pairs the data order is a permutation of.
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("checkpoint/state.json")).unwrap()).unwrap();
+        assert_eq!(state["pairs"], 48);
         // A resume with another seed or batch would not continue the same run: refused,
         // naming the flag and the checkpoint's value.
         for (other, flag) in [(SpadeTrainSettings { seed: 2, ..settings.clone() }, "--seed 1"), (SpadeTrainSettings { batch: 2, ..settings.clone() }, "--batch 4")] {

@@ -5,7 +5,7 @@
 -- there only a leased or dead shard can be told apart from a committed one.
 -- ARGV[1…] shards (one, or a chunk of a run rebuilt from storage)
 -- Returns -1 (no such run), else how many of them became committed (0: already
--- committed, or unknown on a finished run: nothing changed).
+-- committed, past the run's last shard, or unknown on a finished run: nothing changed).
 local m = redis.call('HMGET', META, 'state', 'shards')
 if not m[1] then return -1 end
 migrate()
@@ -13,7 +13,9 @@ local changed = 0
 for i = 1, #ARGV do
   local s = ARGV[i]
   local mark = true
-  if m[1] == 'active' then
+  if tonumber(s) >= tonumber(m[2]) then
+    mark = false
+  elseif m[1] == 'active' then
     if redis.call('GETBIT', COMMITTED, s) == 1 then
       mark = false
     else

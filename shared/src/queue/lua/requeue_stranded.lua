@@ -5,15 +5,16 @@
 -- strands one (evicted under a maxmemory-policy other than noeviction, or edited by
 -- hand: a ready list, a lease set), and such a run would never finish. Runs only when the run looks stuck:
 -- the cursor at the end, nothing ready, retrying or leased, yet fewer shards committed
--- or dead than it has. Then it walks the committed bitmap's clear bits (BITPOS: the cost
--- is the bitmap's bytes plus one step per uncommitted shard) and queues each clear one
--- that is not dead. If that finds more shards than the counters miss, the bitmap itself
--- lost bits (those shards may be committed): nothing is queued, the caller reports it.
+-- or dead than it has. If the bitmap has more clear bits (not dead) than the counters
+-- miss, the bitmap itself lost bits (those shards may be committed): nothing is queued,
+-- the caller reports it. Else it walks the committed bitmap's clear bits (BITPOS: the
+-- cost is the bitmap's bytes plus one step per uncommitted shard) and queues each clear
+-- one that is not dead.
 -- Fewer: the committed counter lost increments its bits kept (a bit is set only by a
 -- commit, and never on a dead shard), so it is set to the bitmap's count.
 -- Returns {"unknown"} (no such run) or {found, queued, missing, repaired}: shards found
--- stranded (at most missing + 1), queued again, missing by the counters before, and 1
--- if the counter was set from the bitmap.
+-- stranded (by the bitmap's count when it lost bits), queued again, missing by the
+-- counters before, and 1 if the counter was set from the bitmap.
 local m = redis.call('HMGET', META, 'state', 'shards', 'cursor')
 if not m[1] then return {'unknown'} end
 if m[1] ~= 'active' then return {'0', '0', '0', '0'} end
@@ -25,6 +26,12 @@ if missing <= 0 or cursor < shards or redis.call('LLEN', READY) > 0
   or redis.call('ZCARD', DELAYED) > 0 or redis.call('ZCARD', LEASED) > 0 then
   return {'0', '0', fmt(math.max(missing, 0)), '0'}
 end
+-- The shards in no state number shards - BITCOUNT - dead here (a bit is set only by a
+-- commit, never on a dead shard): more than the counters miss means the bitmap lost bits,
+-- told without walking it (a walk costs a step per shard it finds, and a bitmap lost
+-- whole on a large run has millions).
+local stranded = shards - redis.call('BITCOUNT', COMMITTED) - redis.call('HLEN', DEAD)
+if stranded > missing then return {fmt(stranded), '0', fmt(missing), '0'} end
 local found = {}
 local from = 0
 while from < shards do

@@ -1,11 +1,11 @@
-//! Training: ε-prediction with the MSE loss (or `x0` class logits with cross-entropy, see
-//! [`Objective`]), both masked so ignored pixels teach no class, Adam, global-norm gradient clipping, an EMA
+//! Training: ε-prediction with the MSE loss or `x0` class logits with cross-entropy (the
+//! command's default for one-hot maps; see [`Objective`]), both masked so ignored pixels teach no class, Adam, global-norm gradient clipping, an EMA
 //! of the weights, periodic checkpoints and preview grids.
 //!
 //! Each step's randomness (which maps, flips, timesteps, noise) comes from
-//! [`shared::rng_for`] seeded by `(seed, step)`, so a resumed run draws exactly what an
-//! uninterrupted run would have (dropout aside, which uses the backend's RNG, seeded with
-//! the initial weights from `seed`).
+//! [`shared::rng_for`] seeded by `(seed, step)`, and dropout's masks from the backend's RNG
+//! seeded by `(seed, step)` at the step's start, so a resumed run draws exactly what an
+//! uninterrupted run would have (on one device: see [`train_on`]).
 //!
 //! [`train_on`] trains data parallel over several devices (`worker train ddpm --device
 //! cuda:all`, [`crate::parallel`]): each computes the gradients of its share of every batch.
@@ -40,6 +40,8 @@ use checkpoint::CheckpointState;
 pub const TRAIN_STREAM: u64 = 0x7A41;
 /// Sample index of the backend seed the initial weights are drawn with.
 const INIT_STREAM: u64 = 0xDD9_1417;
+/// Mixed into the run seed for the backend seed each step's dropout masks are drawn with.
+const DROPOUT_STREAM: u64 = 0xD409_0117;
 /// Run seed of the preview samples (the same seeds at every checkpoint).
 pub const PREVIEW_SEED: u64 = 0x5052_4556;
 /// `final_loss` in `model.json` is the mean loss of this many last steps.
@@ -88,13 +90,13 @@ pub struct TrainData {
 }
 
 impl TrainData {
-    /// Reads `DIR/labels/*.png` (AI Hub codes, all of them: no test split),
-    /// nearest-resized to `size`.
+    /// Reads `DIR/labels/*.png` (AI Hub codes, all of them: no test split), resized to
+    /// `size` ([`shared::dataset::Dataset::label`]: block mode down, nearest up).
     pub fn from_dir(dir: &Path, size: u32) -> anyhow::Result<TrainData> {
         Self::from_dataset(&Dataset::open(dir, ClassTable::ai_hub(), true)?, size)
     }
 
-    /// The train split of an opened dataset, nearest-resized to `size`.
+    /// The train split of an opened dataset, resized to `size` (block mode down, nearest up).
     pub fn from_dataset(ds: &Dataset, size: u32) -> anyhow::Result<TrainData> {
         let maps = ds.train.iter().map(|s| ds.label(s, Some(size))).collect::<Result<Vec<_>, _>>()?;
         let digest = ds.digest(true)?;
@@ -168,6 +170,7 @@ impl DdpmTrainConfig {
             test_fraction,
             train_count: Some(data.maps.len() as u64),
             parameters: None,
+            weights_sha256: None,
         }
     }
 
@@ -302,7 +305,7 @@ pub fn train_on<B: AutodiffBackend>(
     let size = cfg.unet.image_size;
     let schedule = NoiseSchedule::new(cfg.schedule, cfg.timesteps);
 
-    // The initial weights (and dropout) follow the run's seed.
+    // The initial weights follow the run's seed.
     B::seed(device, sample_seed(cfg.seed, INIT_STREAM));
     let mut model: UNet<B> = cfg.unet.init(device);
     let mut ema: UNet<B::InnerBackend> = model.valid();
@@ -355,6 +358,9 @@ pub fn train_on<B: AutodiffBackend>(
     observer(TrainEvent::Started { step: start, total: cfg.steps, params: burn::module::Module::num_params(&model) });
     let save_point = |done: u64| done == cfg.steps || (cfg.checkpoint_every > 0 && done.is_multiple_of(cfg.checkpoint_every));
     for step in start..cfg.steps {
+        // Dropout's masks follow (seed, step), so a resumed run draws the ones an
+        // uninterrupted run would have (the backend's RNG is one stream per process).
+        B::seed(device, sample_seed(cfg.seed ^ DROPOUT_STREAM, step));
         let batch = make_batch(cfg, &data.maps, k, size, &schedule, step);
         let (mut grads, loss_value) = batch_grads(cfg, &model, &batch, channels, size, devices)?;
         if !loss_value.is_finite() {
@@ -661,6 +667,37 @@ mod tests {
         let old: DdpmMeta = serde_json::from_value(v).unwrap();
         assert_eq!((old.test_fraction, old.train_count, old.objective), (None, None, Objective::Eps));
         assert_eq!(old.data_digest, meta.data_digest);
+    }
+
+    /// With dropout, a run resumed from a checkpoint takes the steps an uninterrupted run
+    /// takes: dropout's masks follow (seed, step). The backend's RNG is one per process,
+    /// drawn by every test running beside this one, so the check runs in a child process
+    /// of this test binary running only it.
+    #[test]
+    fn ddpm_resume_with_dropout_takes_the_uninterrupted_steps() {
+        if std::env::var_os("LABELGEN_ALONE").is_none() {
+            let name = "ddpm::train::tests::ddpm_resume_with_dropout_takes_the_uninterrupted_steps";
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([name, "--exact", "--test-threads", "1", "--nocapture"])
+                .env("LABELGEN_ALONE", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("1 passed"), "the child process failed:\n{text}");
+            return;
+        }
+        let device = CpuDevice::default();
+        let data = data(8, 8);
+        let unet = UNetConfig::new(1, 8, vec![1, 2], 1, vec![], 0.5, 8).with_groups(4);
+        let dir = std::env::temp_dir().join(format!("labelgen-ddpm-dropout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (dir.join("a").to_string_lossy().into_owned(), dir.join("b").to_string_lossy().into_owned());
+        let cfg = DdpmTrainConfig { checkpoint_every: 2, preview_count: 0, ..config(unet, Encoding::Gray, 4) };
+        let whole = train::<CpuTrain>(&cfg, &data, Some(&a), &device, &mut |_| {}).unwrap();
+        train::<CpuTrain>(&DdpmTrainConfig { steps: 2, ..cfg.clone() }, &data, Some(&b), &device, &mut |_| {}).unwrap();
+        let resumed = train::<CpuTrain>(&DdpmTrainConfig { resume: true, ..cfg }, &data, Some(&b), &device, &mut |_| {}).unwrap();
+        assert_eq!(resumed.losses, whole.losses);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
