@@ -289,11 +289,23 @@ impl JobQueue for RedisQueue {
     }
 
     async fn release_owned(&self, owner: &str) -> Result<u64> {
-        // Every run (a cancelled one may hold the lease too); a finalized run keeps no
-        // leases and answers 0, one gone since it was listed -1.
+        // Every run not finalized (a cancelled one may hold the lease too; a finalized run
+        // keeps no leases): the runs' states in one round trip per 1000 runs, then one
+        // script call per run that may hold leases, so the cost follows the live runs, not
+        // every run the queue ever had. One gone since it was listed answers -1.
+        let runs = self.list().await?;
         let mut n = 0;
-        for run_id in self.list().await? {
-            n += scripts().release_owned(&mut self.con(), &RunKeys::new(&run_id), owner).await?.unwrap_or(0);
+        for chunk in runs.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for run_id in chunk {
+                pipe.hget(RunKeys::new(run_id).meta(), "state");
+            }
+            let states: Vec<Option<String>> = pipe.query_async(&mut self.con()).await?;
+            for (run_id, state) in chunk.iter().zip(states) {
+                if state.is_some_and(|s| s != RunState::Finalized.as_str()) {
+                    n += scripts().release_owned(&mut self.con(), &RunKeys::new(run_id), owner).await?.unwrap_or(0);
+                }
+            }
         }
         Ok(n)
     }
