@@ -422,8 +422,8 @@ pub enum DeviceChoice {
     Cpu,
     /// CUDA device N.
     Cuda(usize),
-    /// Every GPU of the machine, one pipeline each, in one worker process (runs only:
-    /// `worker run`, `serve`, `run-shard`; a standalone model command takes one device).
+    /// Every GPU of the machine, one pipeline each, in one worker process (`worker run` and
+    /// the queue worker; `run-shard` and the standalone model commands take one device).
     CudaAll,
 }
 

@@ -7,13 +7,14 @@ use clap::{Parser, Subcommand};
 use crate::commands;
 
 /// labelgen worker: generates labeled samples for every active run in Redis, runs a whole
-/// dataset on this machine with no services (`run`), and the model tools (train, sample,
-/// cleanup, synthesize, bench).
+/// dataset on this machine with no services (`run`) or a run's shards without Redis
+/// (`run-shard`), and the model tools (train, sample, cleanup, synthesize, procedural
+/// tiles, bench).
 ///
 /// With no subcommand the worker serves the queue: it claims jobs of every active run,
 /// generates their samples, commits each shard to object storage and acks it.
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, args_conflicts_with_subcommands = true)]
+#[command(name = "worker", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,6 +31,34 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+impl Cli {
+    /// Parses the command line. The queue worker's flags (no subcommand) given with a
+    /// subcommand are refused, naming the flag; the global flags (`-v`, `--log-json`) go
+    /// anywhere, before the subcommand too (clap's `args_conflicts_with_subcommands` would
+    /// refuse `worker -v run …`). Flags set from the environment (`LABELGEN_*` in a pod)
+    /// never conflict.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Cli::command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        if let Some(sub) = matches.subcommand_name() {
+            let given = cmd.get_arguments().filter(|a| !a.is_global_set()).find(|a| matches.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine));
+            if let Some(arg) = given {
+                let flag = arg.get_long().map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+                return Err(cmd.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag} is a flag of the queue worker (`worker` with no subcommand), not of `worker {sub}`; give it after `worker {sub}` if that command has it"),
+                ));
+            }
+        }
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the queue (the default when no subcommand is given).
@@ -37,7 +66,8 @@ pub enum Command {
     // No doc comment on a variant whose `Args` has one: clap would let the variant's line
     // replace the whole long help (exit codes, examples) of `worker CMD --help`.
     Run(commands::run::Args),
-    /// Generate and commit one shard of a run without Redis (Indexed Jobs, Slurm arrays).
+    /// Generate and commit a shard of a run without Redis, or a task's share of them
+    /// (Indexed Jobs, Slurm arrays).
     RunShard(commands::run_shard::RunShardArgs),
     Procedural(commands::procedural::ProceduralArgs),
     /// Train a model on a dataset directory (images/ + labels/).
@@ -46,7 +76,8 @@ pub enum Command {
     SampleLabels(commands::sample_labels::Args),
     Cleanup(commands::cleanup::Args),
     Synthesize(commands::synthesize::Args),
-    /// Measure the ddpm-spade pipeline (per-stage times, images/s; CPU versus CUDA).
+    /// Benchmarks: the ddpm-spade pipeline (per-stage times, images/s, CPU versus CUDA),
+    /// upscaling, the training loader, encoding.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
 }
@@ -78,6 +109,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 mod tests {
     use clap::CommandFactory;
 
+    /// Global flags go before the subcommand too; the queue worker's own flags do not go
+    /// with a subcommand (refused, naming the flag, exit 2); environment values never clash.
+    #[test]
+    fn global_flags_go_anywhere_and_serve_flags_only_without_a_subcommand() {
+        use super::{Cli, Command};
+        let cli = Cli::parse_args(["worker", "-v", "--log-json", "run", "c.toml"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Run(_))) && cli.verbose == 1 && cli.log_json);
+        let cli = Cli::parse_args(["worker", "run", "c.toml", "-vv"]).unwrap();
+        assert_eq!(cli.verbose, 2);
+        let e = Cli::parse_args(["worker", "--concurrency", "2", "run", "c.toml"]).err().unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(e.to_string().contains("--concurrency is a flag of the queue worker") && e.to_string().contains("worker run"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        assert!(Cli::parse_args(["worker", "--concurrency", "2"]).unwrap().command.is_none());
+    }
+
     #[test]
     fn every_argument_and_command_has_help() {
         labelgen_tests::cli::check_help(&super::Cli::command(), "labelgen worker: generates labeled samples");
@@ -102,7 +149,6 @@ mod tests {
     /// three of them, which only an hour-long rerun would have shown).
     #[test]
     fn the_demo_scripts_worker_commands_parse() {
-        use clap::Parser;
         let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
         let read = |name: &str| std::fs::read_to_string(scripts.join(name)).unwrap_or_else(|e| panic!("scripts/{name}: {e}"));
         let recipe = read("demo-recipe.sh");
@@ -119,7 +165,7 @@ mod tests {
                 }
                 assert!(!command.contains('$'), "scripts/{name}: `{line}`: a variable this test does not set");
                 let args = std::iter::once("worker").chain(command.split_whitespace().map(|a| a.trim_matches('"')));
-                if let Err(e) = super::Cli::try_parse_from(args) {
+                if let Err(e) = super::Cli::parse_args(args) {
                     panic!("scripts/{name}: `{line}` does not parse:\n{e}");
                 }
                 checked += 1;

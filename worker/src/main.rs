@@ -1,10 +1,8 @@
 //! The `worker` binary: parses the command line, sets up logging, runs, maps the result to
 //! an exit code.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = worker::cli::Cli::parse();
+    let cli = worker::cli::Cli::parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     shared::logging::init_tracing(cli.log_json, cli.verbose);
     match worker::cli::run(cli) {
         Ok(code) => code,

@@ -360,9 +360,11 @@ pub async fn execute_shard(job: ShardJob) -> Result<ShardOutcome> {
         Abort::STOP => Some(ShardOutcome::Stopped),
         _ => None,
     };
-    let expected = spec.shard_range(job.shard).count();
-    if failed.is_none() && stop.is_none() && lines.len() != expected {
-        failed = Some(Error::Job(format!("shard {} produced {} samples, expected {expected}", job.shard, lines.len())));
+    // Checked as finalize checks the record, which cannot change once written.
+    if failed.is_none() && stop.is_none() {
+        if let Some(m) = super::finalize::index_mismatch(spec.shard_range(job.shard), &lines) {
+            failed = Some(Error::Job(format!("shard {} produced {m}", job.shard)));
+        }
     }
     if stop.is_some() || failed.is_some() || threads.is_err() {
         abandon(&job.store, job.shard, attempt, tar.map(|(writer, _)| writer)).await;

@@ -121,24 +121,24 @@ pub struct Timings {
     pub stage_seconds: StageTimes,
 }
 
+/// How `lines` differ from the shard's indices `expected`, in words, if they do: named by
+/// the first difference (a whole shard's indices would make a message of megabytes).
+pub(crate) fn index_mismatch(expected: std::ops::Range<u64>, lines: &[ManifestLine]) -> Option<String> {
+    let (want, got) = (expected.end - expected.start, lines.len() as u64);
+    if let Some((pos, (e, l))) = expected.clone().zip(lines).enumerate().find(|(_, (e, l))| l.index != *e) {
+        return Some(format!("index {} at position {pos}, expected {e} (the shard holds samples {}..{})", l.index, expected.start, expected.end));
+    }
+    (got != want).then(|| format!("{got} samples, expected {want} (samples {}..{})", expected.start, expected.end))
+}
+
 /// A record belongs to this run's spec and lists exactly its shard's indices.
 fn check_record(store: &Store, spec: &RunSpec, digest: &str, rec: &CommitRecord) -> Result<()> {
     let where_ = store.describe(&layout::record_path(rec.shard));
     if rec.spec_digest != digest {
         return Err(Error::format(where_, format!("record was made for spec {}, the run's spec is {digest}", rec.spec_digest)));
     }
-    // Named by the first difference: a whole shard's indices would make a message of
-    // megabytes.
-    let expected = spec.shard_range(rec.shard);
-    let (want, got) = (expected.end - expected.start, rec.samples.len() as u64);
-    if let Some((pos, (e, l))) = expected.clone().zip(&rec.samples).enumerate().find(|(_, (e, l))| l.index != *e) {
-        return Err(Error::format(
-            where_,
-            format!("record lists index {} at position {pos}, expected {e} (the shard holds samples {}..{})", l.index, expected.start, expected.end),
-        ));
-    }
-    if got != want {
-        return Err(Error::format(where_, format!("record lists {got} samples, expected {want} (samples {}..{})", expected.start, expected.end)));
+    if let Some(m) = index_mismatch(spec.shard_range(rec.shard), &rec.samples) {
+        return Err(Error::format(where_, format!("record lists {m}")));
     }
     Ok(())
 }
@@ -150,7 +150,17 @@ fn check_record(store: &Store, spec: &RunSpec, digest: &str, rec: &CommitRecord)
 async fn publish(store: &Store, classes: &crate::ClassTable, mut rec: CommitRecord) -> Result<(CommitRecord, Option<ShardFile>)> {
     let Some((src, sha256)) = rec.tar.clone() else { return Ok((rec, None)) };
     let dst = layout::published_tar(rec.shard);
+    let src_bytes = store.size(&src).await?;
     if store.copy(&src, &dst).await? {
+        // The original goes only once the copy is seen whole: a store that answered the
+        // copy without making it must not cost the run its only tar.
+        let copied = store.size(&dst).await?;
+        if copied.is_none() || copied != src_bytes {
+            return Err(Error::format(
+                store.describe(&dst),
+                format!("the copy of {} reads {copied:?} bytes, the original {src_bytes:?}: the original is kept; run finalize again", store.describe(&src)),
+            ));
+        }
         store.delete(&src).await?;
     }
     let Some(bytes) = store.size(&dst).await? else {
@@ -250,6 +260,29 @@ impl Listing {
     }
 }
 
+/// How old a local temporary (`NAME#N`) must be before finalize removes it: a writer still
+/// writing it (a finalize beside this one) is younger.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// On a local disk, removes the temporaries (`NAME#N`, which listings skip) that killed
+/// writers left in `dirs` of the run directory (a finalize's partial manifest, a commit
+/// record's), once older than [`STALE_TEMPORARY`]. Litter only: failures are logged.
+fn remove_stale_temporaries(store: &Store, dirs: &[&str]) {
+    for dir in dirs {
+        let Some(path) = store.local_path(dir) else { return };
+        for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let temporary = name.to_str().and_then(|n| n.rsplit_once('#')).is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let stale = entry.metadata().ok().filter(|m| m.is_file()).and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TEMPORARY);
+            if temporary && stale {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "could not remove a killed writer's temporary");
+                }
+            }
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -276,7 +309,8 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     let mut samples = 0u64;
 
     // A finalize killed while writing the manifest or the tar list may have left its
-    // upload open.
+    // upload open (or, on a local disk, its temporaries).
+    remove_stale_temporaries(store, &["", layout::SHARDS_DIR, layout::DATASET_DIR]);
     let mut aborted = 0u64;
     for listing in [layout::MANIFEST_JSONL, layout::SHARDS_JSONL] {
         let record = crate::storage::upload_record(listing);
@@ -286,9 +320,11 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         }
     }
     let webdataset = spec.output.format == crate::spec::OutputFormat::Webdataset;
-    // A manifest line is about 600 bytes (paths, two sha256s, class pixels): planned at
-    // 1 KiB, so a run of hundreds of millions of samples still fits S3's part limit.
-    let mut manifest = Listing::new(Some(store.writer_sized(layout::MANIFEST_JSONL, spec.run.count.saturating_mul(1024)).await?));
+    // A manifest line is about 600 bytes with 8 classes (paths, two sha256s, class
+    // pixels): planned at 1 KiB plus 32 bytes a class, so a run of hundreds of millions
+    // of samples still fits S3's part limit whatever its class table.
+    let line_bytes = 1024 + 32 * k as u64;
+    let mut manifest = Listing::new(Some(store.writer_sized(layout::MANIFEST_JSONL, spec.run.count.saturating_mul(line_bytes)).await?));
     let mut tars = Listing::new(if webdataset { Some(store.writer(layout::SHARDS_JSONL).await?) } else { None });
     // Each record is checked before its tar is published, so finalize with the wrong spec
     // moves nothing. Shard by shard: publish, then remove what lost (memory holds a few

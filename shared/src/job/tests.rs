@@ -833,7 +833,8 @@ async fn an_idle_worker_does_not_wait_for_a_lost_run_it_saw_finalized() {
 }
 
 /// On a local disk a writer killed mid-object leaves `NAME#N`, which listings skip:
-/// finalize removes the losing attempt's directory whole, and keeps the winner's.
+/// finalize removes the losing attempt's directory whole, and keeps the winner's, and the
+/// stale temporaries of killed finalizes and commits in the run directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_removes_a_killed_writers_temporaries_on_a_local_disk() {
     let dir = std::env::temp_dir().join(format!("labelgen-temps-{}", rand::random::<u64>()));
@@ -846,11 +847,46 @@ async fn finalize_removes_a_killed_writers_temporaries_on_a_local_disk() {
     std::fs::create_dir_all(&loser).unwrap();
     std::fs::write(loser.join("00000000.png#1"), b"half an image").unwrap();
     assert!(objects_under(&store, "data").await.iter().all(|p| !p.contains('#')), "listings skip temporaries");
+    // A killed finalize's partial manifest and a killed commit's record, an hour old, go;
+    // one being written now (a finalize beside this one) stays.
+    let root = store.local_path("").unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for old in [root.join("manifest.jsonl#12"), root.join("shards/000001.json#3")] {
+        std::fs::write(&old, b"half").unwrap();
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(hour_ago).unwrap();
+    }
+    std::fs::write(root.join("dataset#5"), b"fresh").unwrap();
     let report = finalize(&store, "r", &spec).await.unwrap();
     assert_eq!(report.samples, 4);
+    assert!(!root.join("manifest.jsonl#12").exists() && !root.join("shards/000001.json#3").exists(), "stale temporaries are removed");
+    assert!(root.join("dataset#5").exists(), "a fresh temporary stays");
     assert!(!loser.exists(), "the losing attempt's directory is gone");
     assert!(store.local_path(&crate::manifest::layout::attempt_dir(0, rec.attempt)).unwrap().is_dir(), "the winner's stays");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A pipeline that hands back the last sample twice in place of the first (a bug).
+struct Repeating(ProceduralPipeline);
+
+impl Pipeline for Repeating {
+    fn generate(&self, indices: &[u64]) -> crate::Result<Vec<Sample>> {
+        let mut out = self.0.generate(indices)?;
+        if let Some(last) = out.last().cloned() {
+            out[0] = last;
+        }
+        Ok(out)
+    }
+}
+
+/// Wrong indices fail the attempt before its record is written (a record cannot change,
+/// and finalize would refuse it for good), naming the first difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_indices_are_refused_before_the_commit() {
+    let spec = spec(4, 4, 11);
+    let store = Store::memory().child("wrong-indices");
+    let e = execute_shard(job(&spec, &store, Arc::new(Repeating(ProceduralPipeline::new(&spec))), 1, "w")).await.unwrap_err().to_string();
+    assert!(e.contains("shard 0 produced index 1 at position 0, expected 0"), "{e}");
+    assert!(crate::manifest::existing_record(&store, "r", 0).await.unwrap().is_none(), "no record");
 }
 
 /// A store that ignores create-only writes is refused before a run starts: the commit

@@ -13,7 +13,7 @@ use shared::spec::{DeviceChoice, Precision};
 
 use crate::bench::{self, Models, PipelineBench, Sampler};
 
-/// Measure the ddpm-spade pipeline.
+/// Benchmarks: the ddpm-spade pipeline, upscaling, the training loader, encoding.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Per-stage time per image (sample, cleanup, synthesize, encode, upload) and
