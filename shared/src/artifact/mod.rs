@@ -102,7 +102,7 @@ pub fn is_digest(s: &str) -> bool {
 pub fn check_weights_sha256(declared: Option<&str>, sha: &str) -> std::result::Result<(), String> {
     match declared {
         Some(d) if d != sha => Err(format!(
-            "its sha256 is {sha}, model.json declares {d} (the weights were replaced after model.json was written, or a save stopped between its two files: train or copy the model again)"
+            "its sha256 is {sha}, model.json declares {d}: the weights are damaged, or not the ones model.json was written with (a save stopped between its two files, weights copied over by hand); train or copy the model again"
         )),
         _ => Ok(()),
     }
@@ -214,10 +214,11 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
     let hashed = store.sha256_tee(&info.weights, Some(tx)).await;
     let checked = checker.await.map_err(|e| Error::format(store.describe(&info.weights), format!("the weights check stopped: {e}")))?;
     let (weights_sha, weights_bytes) = hashed?.ok_or_else(|| missing_weights(&store, &info))?;
-    check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
+    // The record check first: it says what is wrong (truncated, another architecture).
     let summary = checked
         .and_then(|s| weights::check_parameters(&s, info.parameters).map(|_| s))
         .map_err(|m| Error::format(store.describe(&info.weights), format!("not usable weights for {} ({m})", info.kind)))?;
+    check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
     let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, weights_sha)]);
     if let Some(pin) = pin {
         if pin != digest {
@@ -584,6 +585,12 @@ mod tests {
         for err in [inspect(&uri, None).await.unwrap_err().to_string(), fetch(&uri, None, &dir.join("cache")).await.unwrap_err().to_string()] {
             assert!(err.contains("w.bin") && err.contains("model.json declares") && err.contains("save stopped"), "{err}");
         }
+        // Truncated weights are still named as truncated by inspect (the record check goes
+        // first), whatever the sha256.
+        store.put("w.bin", Bytes::from(weights[..weights.len() - 100].to_vec())).await.unwrap();
+        let err = inspect(&uri, None).await.unwrap_err().to_string();
+        assert!(err.contains("w.bin") && err.contains("truncated"), "{err}");
+        store.put("w.bin", Bytes::from(weights.clone())).await.unwrap();
         store.delete("w.bin").await.unwrap();
         let err = inspect(&uri, None).await.unwrap_err().to_string();
         assert!(err.contains("w.bin") && err.contains("does not exist"), "{err}");

@@ -271,10 +271,14 @@ fn remove_stale_temporaries(store: &Store, dirs: &[&str]) {
     for dir in dirs {
         let Some(path) = store.local_path(dir) else { return };
         for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+            // No object's file name holds '#' (object_store encodes it): only temporaries do.
             let name = entry.file_name();
             let temporary = name.to_str().and_then(|n| n.rsplit_once('#')).is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !temporary {
+                continue;
+            }
             let stale = entry.metadata().ok().filter(|m| m.is_file()).and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TEMPORARY);
-            if temporary && stale {
+            if stale {
                 if let Err(e) = std::fs::remove_file(entry.path()) {
                     tracing::warn!(file = %entry.path().display(), error = %e, "could not remove a killed writer's temporary");
                 }
@@ -310,7 +314,11 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
 
     // A finalize killed while writing the manifest or the tar list may have left its
     // upload open (or, on a local disk, its temporaries).
-    remove_stale_temporaries(store, &["", layout::SHARDS_DIR, layout::DATASET_DIR]);
+    if store.local_path("").is_some() {
+        // A directory read per shard record: off the async threads.
+        let local = store.clone();
+        let _ = tokio::task::spawn_blocking(move || remove_stale_temporaries(&local, &["", layout::SHARDS_DIR, layout::DATASET_DIR])).await;
+    }
     let mut aborted = 0u64;
     for listing in [layout::MANIFEST_JSONL, layout::SHARDS_JSONL] {
         let record = crate::storage::upload_record(listing);

@@ -136,11 +136,6 @@ pub fn module_to_bytes<B: Backend, M: Module<B>>(module: M) -> anyhow::Result<Ve
     NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(module.into_record(), ()).context("serialising weights")
 }
 
-/// Checks weights read from `origin` against the sha256 their `model.json` declares.
-pub fn check_weights(declared: Option<&str>, weights: &[u8], origin: &str) -> anyhow::Result<()> {
-    shared::artifact::check_weights_sha256(declared, &sync_store::sha256_hex(weights)).map_err(|m| anyhow::anyhow!("{origin}: {m}"))
-}
-
 /// The element count of weights saved by [`module_to_bytes`], as the coordinator's check
 /// at submit counts it ([`shared::artifact::weights`]).
 pub fn parameters_of(weights: &[u8]) -> anyhow::Result<u64> {
@@ -209,8 +204,11 @@ impl<B: Backend> DdpmModel<B> {
         let json = sync_store::require_file(uri, MODEL_JSON)?;
         let meta = DdpmMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
-        check_weights(meta.weights_sha256.as_deref(), &weights, &format!("{uri}/{}", meta.weights))?;
-        Self::from_parts(meta, weights, uri, device)
+        let (declared, sha, origin) = (meta.weights_sha256.clone(), sync_store::sha256_hex(&weights), format!("{uri}/{}", meta.weights));
+        // Decoded first: a decode error says what is wrong (truncated, another architecture).
+        let model = Self::from_parts(meta, weights, uri, device)?;
+        shared::artifact::check_weights_sha256(declared.as_deref(), &sha).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
+        Ok(model)
     }
 
     /// Builds the model from a parsed `model.json` and the weights' bytes (already fetched
@@ -365,6 +363,11 @@ mod tests {
         std::fs::write(dir.join(&meta.weights), module_to_bytes(other.unet).unwrap()).unwrap();
         let e = DdpmModel::<Cpu>::load(uri, &device).err().unwrap().to_string();
         assert!(e.contains(&meta.weights) && e.contains("model.json declares") && e.contains("save stopped"), "{e}");
+        // Truncated weights are named as such, not only by their sha256.
+        let bytes = std::fs::read(dir.join(&meta.weights)).unwrap();
+        std::fs::write(dir.join(&meta.weights), &bytes[..bytes.len() / 2]).unwrap();
+        let e = format!("{:#}", DdpmModel::<Cpu>::load(uri, &device).err().unwrap());
+        assert!(!e.contains("model.json declares"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

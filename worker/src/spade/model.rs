@@ -157,8 +157,11 @@ impl<B: Backend> SpadeModel<B> {
         let bytes = sync_store::require_file(uri, META_FILE)?;
         let meta = SpadeMeta::from_json(&bytes, uri)?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
-        crate::ddpm::model::check_weights(meta.weights_sha256.as_deref(), &weights, &format!("{uri}/{}", meta.weights))?;
-        Self::from_parts(meta, weights, uri, device)
+        let (declared, sha, origin) = (meta.weights_sha256.clone(), sync_store::sha256_hex(&weights), format!("{uri}/{}", meta.weights));
+        // Decoded first: a decode error says what is wrong (truncated, another architecture).
+        let model = Self::from_parts(meta, weights, uri, device)?;
+        shared::artifact::check_weights_sha256(declared.as_deref(), &sha).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
+        Ok(model)
     }
 
     /// Builds the model from a checked `model.json` and the weights' bytes (already fetched
