@@ -580,12 +580,15 @@ async fn claims_whose_answers_are_lost_are_given_back_not_waited_out() {
 
 /// An in-memory store whose first create of a commit record answers "already exists"
 /// without writing it: S3's 409 when two creates race and the other then fails. With
-/// `ignore_create`, it ignores create-only instead (a server without If-None-Match).
+/// `ignore_create`, it ignores create-only instead (a server without If-None-Match); with
+/// `lose_first_answer`, its first create of anything writes and then answers "already
+/// exists" (the answer lost, the client's retry finding its own write).
 #[derive(Debug, Default)]
 struct ConflictOnce {
     inner: object_store::memory::InMemory,
     conflicts: std::sync::atomic::AtomicU32,
     ignore_create: bool,
+    lose_first_answer: bool,
 }
 
 impl std::fmt::Display for ConflictOnce {
@@ -604,6 +607,10 @@ impl object_store::ObjectStore for ConflictOnce {
     ) -> object_store::Result<object_store::PutResult> {
         if self.ignore_create {
             return self.inner.put_opts(location, payload, object_store::PutOptions { mode: object_store::PutMode::Overwrite, ..opts }).await;
+        }
+        if self.lose_first_answer && opts.mode == object_store::PutMode::Create && self.conflicts.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.inner.put_opts(location, payload, opts).await?;
+            return Err(object_store::Error::AlreadyExists { path: location.to_string(), source: "412 Precondition Failed (a retry)".into() });
         }
         if opts.mode == object_store::PutMode::Create && location.as_ref().contains("shards/") && self.conflicts.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(object_store::Error::AlreadyExists { path: location.to_string(), source: "409 Conflict".into() });
@@ -890,7 +897,8 @@ async fn wrong_indices_are_refused_before_the_commit() {
 }
 
 /// A store that ignores create-only writes is refused before a run starts: the commit
-/// records' "first one wins" would not hold there. One that honours them leaves no trace.
+/// records' "first one wins" would not hold there. One that honours them leaves no trace,
+/// also when the answer to its first write was lost.
 #[tokio::test]
 async fn a_store_without_create_only_writes_is_refused() {
     let ignoring = Store::from_object_store(Arc::new(ConflictOnce { ignore_create: true, ..Default::default() }), "runs", "s3://old-server/runs");
@@ -899,6 +907,9 @@ async fn a_store_without_create_only_writes_is_refused() {
     let good = Store::memory().child("runs");
     good.check_create_only().await.unwrap();
     assert!(good.list("").await.unwrap().is_empty(), "the probe is removed");
+    // A good store whose first answer was lost (the retry found the probe written) passes.
+    let lossy = Store::from_object_store(Arc::new(ConflictOnce { lose_first_answer: true, ..Default::default() }), "runs", "s3://lossy/runs");
+    lossy.check_create_only().await.unwrap();
     assert!(ignoring.list("").await.unwrap().is_empty(), "the probe is removed");
 }
 
