@@ -56,10 +56,13 @@ impl LabelMap {
     }
 
     /// Resize for training data: shrinking takes the most frequent label of each source
-    /// block (the mode; ties go to the lower index), so a thin road stays a thin road
-    /// instead of aliasing into dashes or vanishing, as point sampling does; growing (or
-    /// keeping) a side is nearest-neighbour along it. Ignore pixels take part like any
-    /// label.
+    /// block (the mode), so a thin road stays a thin road instead of aliasing into dashes
+    /// or vanishing, as point sampling does; growing (or keeping) a side is
+    /// nearest-neighbour along it. A tie goes to the label under the block's centre (the
+    /// pixel [`LabelMap::resize_nearest`] takes) when it is one of the tied, else to the
+    /// lowest index: a border through the middle of the blocks stays where it is whichever
+    /// classes meet there (the lowest index alone grew the lower-numbered classes by half a
+    /// block along every such border). Ignore pixels take part like any label.
     pub fn resize_mode(&self, width: u32, height: u32) -> LabelMap {
         // A block is at most one source pixel along a side that grows (or keeps its size).
         if (width >= self.width && height >= self.height) || self.data.is_empty() {
@@ -92,6 +95,12 @@ impl LabelMap {
                     if c > best.0 || (c == best.0 && v < best.1) {
                         best = (c, v);
                     }
+                }
+                // The label under the block's centre, if it ties.
+                let centre = |i: u64, n: u64, s: u64| ((2 * i + 1) * s / (2 * n)).min(s - 1);
+                let c = self.data[(centre(y, height as u64, h) * w + centre(x, width as u64, w)) as usize];
+                if counts[c as usize] == best.0 {
+                    best.1 = c;
                 }
                 for &v in rows.flatten() {
                     counts[v as usize] = 0;
@@ -673,9 +682,23 @@ mod tests {
         assert!(m.resize_nearest(16, 16).data.iter().all(|&v| v == 5), "point sampling loses the road");
         let small = m.resize_mode(16, 16);
         assert!((0..16).all(|x| small.get(x, 1) == 2) && small.class_counts(8)[2] == 16, "{:?}", small.class_counts(8));
-        // Majority per block, lower index on a tie; growing is nearest.
+        // Majority per block, the label under the centre on a tie; growing is nearest.
         let m = LabelMap { width: 4, height: 2, data: vec![1, 3, 3, 3, 1, 1, 0, 0] };
         assert_eq!(m.resize_mode(2, 1).data, vec![1, 0]);
+        let flipped = LabelMap { width: 4, height: 2, data: vec![1, 1, 0, 0, 1, 3, 3, 3] };
+        assert_eq!(flipped.resize_mode(2, 1).data, vec![1, 3], "a tie follows the centre, not the lower index");
+        // A border through the middle of every 2×2 block: each class keeps its share
+        // whichever side it is on (the lower index used to take every tied block).
+        for (top, bottom) in [(0u8, 5u8), (5, 0)] {
+            let mut m = LabelMap::new(8, 6, bottom);
+            for y in 0..3 {
+                for x in 0..8 {
+                    m.set(x, y, top);
+                }
+            }
+            let counts = m.resize_mode(4, 3).class_counts(8);
+            assert_eq!((counts[top as usize], counts[bottom as usize]), (4, 8), "top {top}: the tied middle row goes to the class under its centre");
+        }
         // One side shrinks, the other grows: the mode along the first, nearest along the
         // other (point sampling would keep the lone 3).
         let row = LabelMap { width: 4, height: 1, data: vec![3, 1, 1, 1] };
