@@ -58,9 +58,8 @@ impl LabelMap {
     /// Resize for training data: shrinking takes the most frequent label of each source
     /// block (the mode), so a thin road stays a thin road instead of aliasing into dashes
     /// or vanishing, as point sampling does; growing (or keeping) a side is
-    /// nearest-neighbour along it. A tie goes to the label under the block's centre (the
-    /// pixel [`LabelMap::resize_nearest`] takes) when it is one of the tied, else to the
-    /// lowest index: a border through the middle of the blocks stays where it is whichever
+    /// nearest-neighbour along it. A tie goes to the label of the pixel under the block's
+    /// centre (kept inside the block) when it is one of the tied, else to the lowest index: a border through the middle of the blocks stays where it is whichever
     /// classes meet there (the lowest index alone grew the lower-numbered classes by half a
     /// block along every such border). Ignore pixels take part like any label.
     pub fn resize_mode(&self, width: u32, height: u32) -> LabelMap {
@@ -96,9 +95,10 @@ impl LabelMap {
                         best = (c, v);
                     }
                 }
-                // The label under the block's centre, if it ties.
-                let centre = |i: u64, n: u64, s: u64| ((2 * i + 1) * s / (2 * n)).min(s - 1);
-                let c = self.data[(centre(y, height as u64, h) * w + centre(x, width as u64, w)) as usize];
+                // The label under the block's centre, if it ties (a non-integer ratio can put
+                // the centre past the block's last pixel: kept inside).
+                let centre = |i: u64, n: u64, s: u64, end: u64| ((2 * i + 1) * s / (2 * n)).min(end - 1);
+                let c = self.data[(centre(y, height as u64, h, y1) * w + centre(x, width as u64, w, x1)) as usize];
                 if counts[c as usize] == best.0 {
                     best.1 = c;
                 }
