@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use shared::artifact::sha256_hex;
 use shared::storage::Store;
 
 /// Runs `f` to completion: on the current tokio runtime (from a blocking section) if
@@ -108,11 +108,6 @@ pub fn write_set(uri: &str, dir: &str, step: u64, files: Vec<(&str, Vec<u8>)>) -
         write_file(uri, &format!("{dir}/{set}/{name}"), bytes)?;
     }
     Ok(FileSet { dir: set, sha256 })
-}
-
-/// sha256 of `bytes`, in hex (checkpoint files in their state file, weights in `model.json`).
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Removes everything under `uri/DIR/` but the state file `keep` and the set `current`:

@@ -98,6 +98,11 @@ pub fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// sha256 of `data`, in hex: a file's hash as `sha256sum` prints it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
 /// Checks a weights file's sha256 (hex) against the one `model.json` declares, if any.
 pub fn check_weights_sha256(declared: Option<&str>, sha: &str) -> std::result::Result<(), String> {
     match declared {
@@ -110,7 +115,7 @@ pub fn check_weights_sha256(declared: Option<&str>, sha: &str) -> std::result::R
 
 /// The digest of named files (see the module docs); order of `files` does not matter.
 pub fn digest_files(files: &[(&str, &[u8])]) -> String {
-    let hashed: Vec<(&str, String)> = files.iter().map(|(name, data)| (*name, hex::encode(Sha256::digest(data)))).collect();
+    let hashed: Vec<(&str, String)> = files.iter().map(|(name, data)| (*name, sha256_hex(data))).collect();
     digest_of_hashes(&hashed)
 }
 
@@ -166,9 +171,9 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
     let (model_json, info) = read_model_json(&store).await?;
     // `Vec::from(Bytes)` takes the buffer over when it is not shared: no second copy.
     let weights: Vec<u8> = store.get(&info.weights).await?.ok_or_else(|| missing_weights(&store, &info))?.into();
-    let weights_sha = hex::encode(Sha256::digest(&weights));
+    let weights_sha = sha256_hex(&weights);
     check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
-    let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, weights_sha)]);
+    let digest = digest_of_hashes(&[(MODEL_JSON, sha256_hex(&model_json)), (&info.weights, weights_sha)]);
     if let Some(pin) = pin {
         if pin != digest {
             return Err(mismatch(uri, pin, &digest));
@@ -219,7 +224,7 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
         .and_then(|s| weights::check_parameters(&s, info.parameters).map(|_| s))
         .map_err(|m| Error::format(store.describe(&info.weights), format!("not usable weights for {} ({m})", info.kind)))?;
     check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
-    let digest = digest_of_hashes(&[(MODEL_JSON, hex::encode(Sha256::digest(&model_json))), (&info.weights, weights_sha)]);
+    let digest = digest_of_hashes(&[(MODEL_JSON, sha256_hex(&model_json)), (&info.weights, weights_sha)]);
     if let Some(pin) = pin {
         if pin != digest {
             return Err(mismatch(uri, pin, &digest));
@@ -413,7 +418,7 @@ mod tests {
     }
 
     fn sha(b: &[u8]) -> String {
-        hex::encode(Sha256::digest(b))
+        sha256_hex(b)
     }
 
     #[test]

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::pipeline::{Pipeline, Sample};
+use crate::artifact::sha256_hex;
 use crate::error::{Error, Result};
 use crate::manifest::{existing_record, layout, CommitRecord, ManifestLine, StageTimes};
 use crate::spec::{OutputFormat, RunSpec};
@@ -181,10 +182,6 @@ struct Encoded {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// A fresh attempt id: 63 random bits, so attempts stay apart even when lease tokens repeat

@@ -67,9 +67,10 @@ pub enum FailOutcome {
 }
 
 /// What [`crate::queue::JobQueue::requeue_stranded`] found: shards in no state (found;
-/// more than `missing` when the committed bitmap lost bits, then none queued), how many of them were queued again, how many shards the
-/// counters said were neither committed nor dead, and whether the committed counter was
-/// set from the bitmap (it had lost increments).
+/// more than `missing` when the committed bitmap lost bits, then none queued), how many
+/// of them were queued again, how many shards the counters said were neither committed
+/// nor dead, and whether the committed counter was set from the bitmap (it had lost
+/// increments).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stranded {
     pub found: u64,

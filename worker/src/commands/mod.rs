@@ -10,3 +10,12 @@ pub mod serve;
 pub mod synthesize;
 pub mod train_ddpm;
 pub mod train_spade;
+
+/// Runs a command's async body to its end, then drops the runtime without waiting for its
+/// blocking threads: a job stopped by a signal does not wait for the batch its model
+/// thread is computing (the result is unused), and neither does the exit.
+pub(crate) fn block_on_then_leave<T>(rt: tokio::runtime::Runtime, body: impl std::future::Future<Output = T>) -> T {
+    let result = rt.block_on(body);
+    rt.shutdown_background();
+    result
+}

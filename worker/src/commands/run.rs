@@ -40,7 +40,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = rt.block_on(async move {
+    super::block_on_then_leave(rt, async move {
         let mut spec = RunSpec::load(&args.config)?;
         shared::artifact::prepare(&mut spec).await.with_context(|| format!("{}", args.config.display()))?;
         if spec.pipeline.kind == PipelineKind::DdpmSpade {
@@ -60,9 +60,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let run_id = runid::pick(args.run_id, "--run-id")?;
         let end = run_embedded(spec, &run_id, args.workers, Arc::new(crate::Factory::new(args.device).with_fit(args.fit))).await?;
         Ok(report_end(&run_id, &end, QueueMode::Embedded))
-    });
-    // A job stopped by a signal does not wait for the batch its model thread is computing
-    // (the result is unused): neither does the exit.
-    rt.shutdown_background();
-    result
+    })
 }

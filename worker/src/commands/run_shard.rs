@@ -114,7 +114,7 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
         }
         None => shared::lifecycle::runid::static_run_id(&spec.digest()),
     };
-    let result = rt.block_on(async move {
+    super::block_on_then_leave(rt, async move {
         let store = prepare_output(&spec, &run_id).await?;
         let pipeline = {
             let (spec, device, fit) = (spec.clone(), args.device, args.fit);
@@ -184,11 +184,7 @@ pub fn run(args: RunShardArgs) -> anyhow::Result<ExitCode> {
         }
         println!("{run_id}");
         Ok(ExitCode::SUCCESS)
-    });
-    // A job stopped by a signal does not wait for the batch its model thread is computing
-    // (the result is unused): neither does the exit.
-    rt.shutdown_background();
-    result
+    })
 }
 
 #[cfg(test)]

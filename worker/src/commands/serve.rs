@@ -80,7 +80,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = rt.block_on(async move {
+    super::block_on_then_leave(rt, async move {
         let metrics = shared::metrics::Metrics::worker();
         if !args.no_metrics {
             let addr = shared::metrics::serve_http(args.metrics_addr, metrics.clone()).await?;
@@ -104,9 +104,5 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         serve(queue, Arc::new(crate::Factory::new(args.device).with_fit(args.fit)), opts, shared::lifecycle::shutdown_signal()).await?;
         tracing::info!(committed = metrics.jobs_committed.get(), samples = metrics.samples_generated.get(), "worker stopped");
         Ok(ExitCode::SUCCESS)
-    });
-    // A job stopped by a signal does not wait for the batch its model thread is computing
-    // (the result is unused): neither does the exit.
-    rt.shutdown_background();
-    result
+    })
 }

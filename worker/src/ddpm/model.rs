@@ -131,6 +131,16 @@ impl DdpmMeta {
     }
 }
 
+/// Decodes weights read from `origin`, then checks them against the sha256 their
+/// `model.json` declares ([`shared::artifact::check_weights_sha256`]): decoded first, so a
+/// decode error says what is wrong (truncated, another architecture).
+pub fn decode_checked<M>(weights: Vec<u8>, declared: Option<&str>, origin: &str, decode: impl FnOnce(Vec<u8>) -> anyhow::Result<M>) -> anyhow::Result<M> {
+    let sha = shared::artifact::sha256_hex(&weights);
+    let decoded = decode(weights)?;
+    shared::artifact::check_weights_sha256(declared, &sha).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
+    Ok(decoded)
+}
+
 /// A module's weights as bytes (named MessagePack, full precision).
 pub fn module_to_bytes<B: Backend, M: Module<B>>(module: M) -> anyhow::Result<Vec<u8>> {
     NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(module.into_record(), ()).context("serialising weights")
@@ -204,11 +214,8 @@ impl<B: Backend> DdpmModel<B> {
         let json = sync_store::require_file(uri, MODEL_JSON)?;
         let meta = DdpmMeta::from_json(&json, &format!("{uri}/{MODEL_JSON}"))?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
-        let (declared, sha, origin) = (meta.weights_sha256.clone(), sync_store::sha256_hex(&weights), format!("{uri}/{}", meta.weights));
-        // Decoded first: a decode error says what is wrong (truncated, another architecture).
-        let model = Self::from_parts(meta, weights, uri, device)?;
-        shared::artifact::check_weights_sha256(declared.as_deref(), &sha).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
-        Ok(model)
+        let (declared, origin) = (meta.weights_sha256.clone(), format!("{uri}/{}", meta.weights));
+        decode_checked(weights, declared.as_deref(), &origin, |w| Self::from_parts(meta, w, uri, device))
     }
 
     /// Builds the model from a parsed `model.json` and the weights' bytes (already fetched
@@ -228,7 +235,7 @@ impl<B: Backend> DdpmModel<B> {
     pub fn save(&self, uri: &str) -> anyhow::Result<()> {
         let uri = uri.trim_end_matches('/');
         let weights = module_to_bytes(self.unet.clone())?;
-        let meta = DdpmMeta { parameters: Some(parameters_of(&weights)?), weights_sha256: Some(sync_store::sha256_hex(&weights)), ..self.meta.clone() };
+        let meta = DdpmMeta { parameters: Some(parameters_of(&weights)?), weights_sha256: Some(shared::artifact::sha256_hex(&weights)), ..self.meta.clone() };
         sync_store::write_file(uri, &meta.weights, weights)?;
         sync_store::write_file(uri, MODEL_JSON, serde_json::to_vec_pretty(&meta)?)?;
         Ok(())

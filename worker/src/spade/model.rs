@@ -137,7 +137,7 @@ impl SpadeMeta {
 /// Writes the generator's weights and `model.json` (last) under `uri`.
 pub fn save<B: Backend>(generator: &SpadeGenerator<B>, meta: &SpadeMeta, uri: &str) -> anyhow::Result<()> {
     let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(generator.clone().into_record(), ()).context("encoding the generator weights")?;
-    let meta = SpadeMeta { parameters: Some(crate::ddpm::model::parameters_of(&bytes)?), weights_sha256: Some(sync_store::sha256_hex(&bytes)), ..meta.clone() };
+    let meta = SpadeMeta { parameters: Some(crate::ddpm::model::parameters_of(&bytes)?), weights_sha256: Some(shared::artifact::sha256_hex(&bytes)), ..meta.clone() };
     sync_store::write_file(uri, &meta.weights, bytes)?;
     sync_store::write_file(uri, META_FILE, serde_json::to_vec_pretty(&meta)?)
 }
@@ -157,11 +157,8 @@ impl<B: Backend> SpadeModel<B> {
         let bytes = sync_store::require_file(uri, META_FILE)?;
         let meta = SpadeMeta::from_json(&bytes, uri)?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
-        let (declared, sha, origin) = (meta.weights_sha256.clone(), sync_store::sha256_hex(&weights), format!("{uri}/{}", meta.weights));
-        // Decoded first: a decode error says what is wrong (truncated, another architecture).
-        let model = Self::from_parts(meta, weights, uri, device)?;
-        shared::artifact::check_weights_sha256(declared.as_deref(), &sha).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
-        Ok(model)
+        let (declared, origin) = (meta.weights_sha256.clone(), format!("{uri}/{}", meta.weights));
+        crate::ddpm::model::decode_checked(weights, declared.as_deref(), &origin, |w| Self::from_parts(meta, w, uri, device))
     }
 
     /// Builds the model from a checked `model.json` and the weights' bytes (already fetched
