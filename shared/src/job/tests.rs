@@ -124,6 +124,12 @@ impl PipelineFactory for SlowFactory {
     }
 }
 
+/// A fresh pipeline cache, a [`SlowFactory`] (also as a factory) and a spec of 2 samples.
+fn cache_with_slow_builds(delay: Duration, fail: bool) -> (Arc<RunCache>, Arc<SlowFactory>, Arc<dyn PipelineFactory>, Arc<RunSpec>) {
+    let slow = Arc::new(SlowFactory { delay, fail, builds: Default::default() });
+    (Arc::new(RunCache::default()), slow.clone(), slow, Arc::new(spec(2, 2, 1)))
+}
+
 async fn submit(queue: &MemoryQueue, spec: &RunSpec, run_id: &str) {
     crate::lifecycle::ops::submit(queue, spec, run_id).await.unwrap();
 }
@@ -679,6 +685,18 @@ impl PipelineFactory for SleepyFactory {
     }
 }
 
+/// Serves run `run_id` of spec `text` to its end (at most a minute) with `slots` job slots
+/// whose batches take `batch`, through a queue whose next `failing` heartbeats fail.
+async fn serve_with_failing_heartbeats(text: &str, run_id: &str, failing: u64, slots: usize, batch: Duration) -> (Arc<LosingAnswers>, Arc<crate::metrics::Metrics>) {
+    let spec = RunSpec::parse(text, "test").unwrap();
+    let queue = Arc::new(LosingAnswers::new(false, failing));
+    submit(&queue.inner, &spec, run_id).await;
+    let opts = WorkerOptions { concurrency: slots, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let metrics = opts.metrics.clone();
+    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(batch)), opts, std::future::pending())).await.expect("the run finishes").unwrap();
+    (queue, metrics)
+}
+
 /// Redis away for three heartbeats (a restart): a failed heartbeat is tried again within
 /// a second or two, not a third of the lease later, so a 10 s job on a 9 s lease keeps it
 /// and commits with no attempt spent (the fourth try lands by 6.5 s at the latest). (Tried only every third of the lease, the fourth try
@@ -686,15 +704,7 @@ impl PipelineFactory for SleepyFactory {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_lost_for_a_moment_cost_no_job() {
     let text = "[run]\ncount = 2\nshard_size = 2\nseed = 1\nlease_seconds = 9\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 2\n";
-    let spec = RunSpec::parse(text, "test").unwrap();
-    let queue = Arc::new(LosingAnswers::new(false, 3));
-    submit(&queue.inner, &spec, "blip").await;
-    let opts = WorkerOptions { concurrency: 2, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
-    let metrics = opts.metrics.clone();
-    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::from_secs(10))), opts, std::future::pending()))
-        .await
-        .expect("the run finishes")
-        .unwrap();
+    let (queue, metrics) = serve_with_failing_heartbeats(text, "blip", 3, 2, Duration::from_secs(10)).await;
     assert_eq!(queue.failing_heartbeats.load(Ordering::SeqCst), 0, "three heartbeats failed");
     let c = queue.inner.counts("blip").await.unwrap();
     assert_eq!((c.committed, c.dead), (1, 0), "{c:?}");
@@ -708,16 +718,8 @@ async fn heartbeats_lost_for_a_moment_cost_no_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_lost_to_a_long_outage_is_given_back_without_spending_an_attempt() {
     let text = "[run]\ncount = 3\nshard_size = 3\nseed = 1\nlease_seconds = 2\nmax_attempts = 1\nretry_backoff_seconds = 0\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n";
-    let spec = RunSpec::parse(text, "test").unwrap();
     // Heartbeats fail for about 3 s (retried every 0.25 to 0.67 s), past the 2 s lease.
-    let queue = Arc::new(LosingAnswers::new(false, 6));
-    submit(&queue.inner, &spec, "outage").await;
-    let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
-    let metrics = opts.metrics.clone();
-    tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), Arc::new(SleepyFactory(Duration::from_millis(1200))), opts, std::future::pending()))
-        .await
-        .expect("the run finishes")
-        .unwrap();
+    let (queue, metrics) = serve_with_failing_heartbeats(text, "outage", 6, 1, Duration::from_millis(1200)).await;
     let c = queue.inner.counts("outage").await.unwrap();
     assert_eq!((c.committed, c.dead), (1, 0), "{c:?}");
     assert!(metrics.leases_lost.get() >= 1, "the outage outlasted the lease");
@@ -918,10 +920,7 @@ async fn a_store_without_create_only_writes_is_refused() {
 /// built again if its run comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_cache_keeps_the_runs_used_last() {
-    let cache = RunCache::default();
-    let slow = Arc::new(SlowFactory { delay: Duration::ZERO, fail: false, builds: Default::default() });
-    let factory: Arc<dyn PipelineFactory> = slow.clone();
-    let spec = Arc::new(spec(2, 2, 1));
+    let (cache, slow, factory, spec) = cache_with_slow_builds(Duration::ZERO, false);
     for run in 0..=MAX_CACHED_PIPELINES {
         cache.pipeline(&factory, &format!("r{run}"), &spec).await.unwrap();
     }
@@ -943,10 +942,7 @@ async fn the_pipeline_cache_keeps_the_runs_used_last() {
 /// not load cost one build, not one each in turn; the run's next job tries again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_waiting_for_a_failing_build_share_its_failure() {
-    let cache = Arc::new(RunCache::default());
-    let slow = Arc::new(SlowFactory { delay: Duration::from_secs(2), fail: true, builds: Default::default() });
-    let factory: Arc<dyn PipelineFactory> = slow.clone();
-    let spec = Arc::new(spec(2, 2, 1));
+    let (cache, slow, factory, spec) = cache_with_slow_builds(Duration::from_secs(2), true);
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let (cache, factory, spec) = (cache.clone(), factory.clone(), spec.clone());
@@ -967,10 +963,7 @@ async fn slots_waiting_for_a_failing_build_share_its_failure() {
 /// a pipeline built for nobody does not hold its models for the life of the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_nobody_waits_for_is_counted_and_dropped() {
-    let cache = Arc::new(RunCache::default());
-    let slow = Arc::new(SlowFactory { delay: Duration::from_millis(300), fail: false, builds: Default::default() });
-    let factory: Arc<dyn PipelineFactory> = slow.clone();
-    let spec = Arc::new(spec(2, 2, 1));
+    let (cache, slow, factory, spec) = cache_with_slow_builds(Duration::from_millis(300), false);
     // The waiter goes before the build ends.
     let waited = tokio::time::timeout(Duration::from_millis(50), cache.pipeline(&factory, "orphan", &spec)).await;
     assert!(waited.is_err(), "the build takes 300 ms");
@@ -1038,28 +1031,36 @@ impl PipelineFactory for LoggedFactory {
     }
 }
 
+/// Serves run `first` (seed 1) with one job slot until its first batch started
+/// (`started`), then submits `second` (seed 2), which waits behind it, and cancels
+/// `first`; the worker must end within `within`. Two shards of 2 samples, batches of 1.
+async fn cancel_mid_batch(factory: Arc<dyn PipelineFactory>, started: &std::sync::atomic::AtomicUsize, (first, second): (&str, &str), within: Duration) -> Arc<MemoryQueue> {
+    let text = |seed: u64| {
+        format!("[run]\ncount = 2\nshard_size = 2\nseed = {seed}\nlease_seconds = 3\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n")
+    };
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &RunSpec::parse(&text(1), "test").unwrap(), first).await;
+    let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
+    let worker = tokio::spawn(serve(queue.clone(), factory, opts, std::future::pending()));
+    let t0 = Instant::now();
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the first run's batch never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    submit(&queue, &RunSpec::parse(&text(2), "test").unwrap(), second).await;
+    queue.cancel(first).await.unwrap();
+    tokio::time::timeout(within, worker).await.expect("the worker ends in time").unwrap().unwrap();
+    queue
+}
+
 /// A run cancelled mid-batch: its job is released at once, and the slot waits for the
 /// batch it left computing before it starts the next run's job, so two jobs never share
 /// the device (on a GPU, both batches' activations at once could run out of memory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_job_waits_for_the_batch_a_cancelled_one_left() {
-    let text = |seed: u64| {
-        format!("[run]\ncount = 2\nshard_size = 2\nseed = {seed}\nlease_seconds = 3\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n")
-    };
-    let queue = Arc::new(MemoryQueue::new());
-    submit(&queue, &RunSpec::parse(&text(1), "test").unwrap(), "first").await;
     let book = Arc::new(LogBook::default());
-    let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
-    let worker = tokio::spawn(serve(queue.clone(), Arc::new(LoggedFactory(Duration::from_secs(3), book.clone())), opts, std::future::pending()));
-    let t0 = Instant::now();
-    while book.started.load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the first run's job never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // The second run waits behind the first (older); the first is cancelled mid-batch.
-    submit(&queue, &RunSpec::parse(&text(2), "test").unwrap(), "second").await;
-    queue.cancel("first").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), worker).await.expect("the worker ends").unwrap().unwrap();
+    let factory = Arc::new(LoggedFactory(Duration::from_secs(3), book.clone()));
+    let queue = cancel_mid_batch(factory, &book.started, ("first", "second"), Duration::from_secs(60)).await;
     assert_eq!(queue.counts("second").await.unwrap().committed, 1);
     let mut calls = book.calls.lock().unwrap().clone();
     calls.sort();
@@ -1112,22 +1113,9 @@ impl PipelineFactory for UntilHaltedFactory {
 /// (Run ids of its own: `memory://` stores are shared by the process's tests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_batch_is_halted_between_its_steps() {
-    let text = |seed: u64| {
-        format!("[run]\ncount = 2\nshard_size = 2\nseed = {seed}\nlease_seconds = 3\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\nbatch_size = 1\n")
-    };
-    let queue = Arc::new(MemoryQueue::new());
-    submit(&queue, &RunSpec::parse(&text(1), "test").unwrap(), "halted-first").await;
     let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let opts = WorkerOptions { concurrency: 1, exit_when_idle: true, poll: Duration::from_millis(10), ..Default::default() };
-    let worker = tokio::spawn(serve(queue.clone(), Arc::new(UntilHaltedFactory(started.clone())), opts, std::future::pending()));
-    let t0 = Instant::now();
-    while started.load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the first run's batch never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    submit(&queue, &RunSpec::parse(&text(2), "test").unwrap(), "halted-second").await;
-    queue.cancel("halted-first").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), worker).await.expect("the worker ends well within the halted batch's minute").unwrap().unwrap();
+    // The worker ends well within the halted batch's minute.
+    let queue = cancel_mid_batch(Arc::new(UntilHaltedFactory(started.clone())), &started, ("halted-first", "halted-second"), Duration::from_secs(30)).await;
     assert_eq!(queue.counts("halted-second").await.unwrap().committed, 1);
     assert_eq!(started.load(Ordering::SeqCst), 1, "the cancelled run's second batch never started");
 }
