@@ -54,6 +54,16 @@ pub enum Error {
     /// after a few, exits).
     #[error("{0}")]
     Panicked(String),
+
+    /// A run's model on shared storage (`s3://`) no longer holds the bytes pinned at
+    /// submit (replaced, damaged or removed since): every worker without a verified copy
+    /// in its cache fails alike, so it is not this worker's fault. The job spends an
+    /// attempt, as a poison job does (a worker that cached the pinned model before may
+    /// still do it), the shard goes dead after `run.max_attempts` naming the model, the
+    /// worker keeps serving other runs, and once the model is restored `coordinator
+    /// retry-dead RUN` queues the shards again.
+    #[error("{0}")]
+    ModelChanged(String),
 }
 
 impl Error {

@@ -1,6 +1,6 @@
 //! The `ddpm-spade` pipeline with the committed demo models: embedded and Redis modes,
-//! artifacts fetched from S3 and checked, bad artifacts refused before any job, a worker
-//! killed mid-job.
+//! artifacts fetched from S3 and checked, bad artifacts refused before any job, a model
+//! replaced after submit, a worker killed mid-job.
 
 use std::process::Child;
 use std::time::Duration;
@@ -219,6 +219,56 @@ async fn sigkill_mid_ddpm_spade_job_still_gives_exactly_n() {
     check_ddpm_spade_run(&store, 8, 64).await;
     let summary: serde_json::Value = serde_json::from_slice(&store.get("manifest.json").await.unwrap().unwrap()).unwrap();
     assert!(summary["retried_shards"].as_u64().unwrap() >= 1, "the killed worker's shard should have been retried: {summary}");
+}
+
+/// A model replaced on S3 after submit fails its run, not the fleet: the run's shards go
+/// dead at once naming the model (watch exits 4), the worker stays healthy, serves the
+/// other run and exits idle (it used to count each job as its own fault and give up,
+/// as every worker would, leaving the run unserved); once the model is restored,
+/// retry-dead completes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_replaced_after_submit_fails_its_run_not_the_fleet() {
+    let cl = Cluster::start("modelchanged");
+    let models = cl.s3.store("data", "models");
+    let (l_uri, i_uri) = (upload_model(&models, "ddpm").await, upload_model(&models, "spade").await);
+    let mut spec = SpecBuilder::ddpm_spade("s3://data/runs");
+    spec.count = 6;
+    spec.shard_size = 2;
+    spec.pipeline_extra = model_tables(&l_uri, &i_uri);
+    cl.submit(&spec, "mc");
+    let mut other = SpecBuilder::new("s3://data/runs");
+    other.count = 4;
+    other.shard_size = 2;
+    cl.submit(&other, "ok");
+    let ddpm = models.child("ddpm");
+    let weights = ddpm.get("weights.mpk").await.unwrap().unwrap();
+    let mut changed = weights.to_vec();
+    *changed.last_mut().unwrap() ^= 1;
+    ddpm.put("weights.mpk", Bytes::from(changed)).await.unwrap();
+
+    let cache = cl.dir.path().join("cache");
+    let env = [("LABELGEN_MODEL_CACHE", cache.to_str().unwrap())];
+    let mut w = vec![cl.worker(&env)];
+    let o = cl.watch("mc");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "watch should exit 4 (dead shards): {e}");
+    assert!(e.contains("digest mismatch") && e.contains(&l_uri) && e.contains("retry-dead"), "{e}");
+    let o = cl.watch("ok");
+    assert!(o.status.success(), "the other run is served: {}", stderr(&o));
+    wait_all(&mut w, Duration::from_secs(60));
+    assert!(w[0].try_wait().unwrap().is_some_and(|s| s.success()), "the worker exits idle, not giving up");
+    let o = run(cl.coordinator(&["status", "mc", "--json"]));
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["shards"]["dead"], 3, "{st}");
+
+    ddpm.put("weights.mpk", weights).await.unwrap();
+    let o = run(cl.coordinator(&["retry-dead", "mc"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut w = vec![cl.worker(&env)];
+    let o = cl.watch("mc");
+    assert!(o.status.success(), "watch failed after the model was restored: {}", stderr(&o));
+    wait_all(&mut w, Duration::from_secs(120));
+    check_ddpm_spade_run(&cl.s3.store("data", "runs/mc"), 6, 64).await;
 }
 
 /// Asking for CUDA where it cannot be had is an error that says why, before any job.

@@ -158,7 +158,10 @@ fn mismatch(uri: &str, pin: &str, found: &str) -> Error {
 /// Reads the artifact at `uri`, checks it against `pin` when given, and returns it. For
 /// `s3://` artifacts a verified copy is kept under `cache_dir/DIGEST/` and used next time
 /// the same pin is asked for (a cached copy that no longer verifies is fetched again).
-/// Errors name the URI, the file and the problem.
+/// Errors name the URI, the file and the problem. A pinned `s3://` artifact whose files
+/// are gone or differ from the pin is [`Error::ModelChanged`]: one object for every
+/// worker, so the run's, not this worker's (a local path may differ from machine to
+/// machine: there it stays a [`Error::Format`], this worker's copy).
 pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Artifact> {
     let uri = uri.trim_end_matches('/');
     let remote = matches!(StoreUrl::parse(uri), Ok(StoreUrl::S3 { .. }));
@@ -167,6 +170,16 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
             return Ok(a);
         }
     }
+    let fetched = fetch_uncached(uri, remote, pin, cache_dir).await;
+    match (fetched, remote, pin) {
+        (Err(e @ Error::Format { .. }), true, Some(pin)) => Err(Error::ModelChanged(format!(
+            "{e}; the model pinned at submit (sha256 {pin}) is no longer at {uri}: restore it and run `coordinator retry-dead RUN`, or submit the run again to pin the new one"
+        ))),
+        (fetched, ..) => fetched,
+    }
+}
+
+async fn fetch_uncached(uri: &str, remote: bool, pin: Option<&str>, cache_dir: &Path) -> Result<Artifact> {
     let store = Store::open(uri)?;
     let (model_json, info) = read_model_json(&store).await?;
     // `Vec::from(Bytes)` takes the buffer over when it is not shared: no second copy.

@@ -16,7 +16,10 @@
 //! goes dead after `max_attempts`); a failure of the worker's own ([`Error::is_worker_fault`]:
 //! refused credentials, models that do not load, a full disk) gives the job back untouched,
 //! makes the worker unready and back off with jitter, and after `max_local_failures` in a
-//! row makes it exit with an error naming the cause.
+//! row makes it exit with an error naming the cause. A model on shared storage that no
+//! longer holds the bytes pinned at submit is the job's ([`Error::ModelChanged`]): every
+//! worker without it cached fails alike, so the job spends an attempt and the worker
+//! serves other runs.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -97,10 +100,12 @@ struct RunInfo {
 /// pipeline, each built once per run. Pipelines hold models (GPU memory): the cache keeps
 /// those of the [`MAX_CACHED_PIPELINES`] runs used last, so a worker that serves run after
 /// run does not keep every run's models loaded.
-#[derive(Default)]
 pub struct RunCache {
     runs: Mutex<HashMap<String, Arc<RunInfo>>>,
     pipelines: Mutex<Pipelines>,
+    /// How long a run whose model changed since submit fails its jobs without fetching
+    /// the model again ([`MODEL_RECHECK`]).
+    model_recheck: Duration,
     /// Since when a run this worker served has been unknown to the queue (see
     /// [`LOST_RUN_WAIT`]).
     lost_since: Mutex<Option<Instant>>,
@@ -109,14 +114,46 @@ pub struct RunCache {
     finished: Mutex<std::collections::HashSet<String>>,
 }
 
+impl Default for RunCache {
+    fn default() -> Self {
+        RunCache { runs: Default::default(), pipelines: Default::default(), model_recheck: MODEL_RECHECK, lost_since: Default::default(), finished: Default::default() }
+    }
+}
+
+/// How long a worker keeps a run's "model changed since submit" failure
+/// ([`Error::ModelChanged`]) before fetching the model again: the run's jobs in between
+/// fail at once (their shards dead, naming the model) instead of each downloading the
+/// weights to find them changed; a model restored since is found within this.
+pub const MODEL_RECHECK: Duration = Duration::from_secs(60);
+
 /// How long an `exit_when_idle` worker waits, with nothing to claim, for a run it served
 /// that the queue no longer knows (Redis restarted empty: `coordinator watch` rebuilds
 /// such a run from storage within a poll or two) before it counts as idle and exits.
 pub const LOST_RUN_WAIT: Duration = Duration::from_secs(600);
 
 /// A run's pipeline build, shared by every slot that waits for it: its outcome (the
-/// pipeline, or the error each waiter gets) is kept once it is done.
-type Build = futures::future::Shared<futures::future::BoxFuture<'static, std::result::Result<Arc<dyn Pipeline>, String>>>;
+/// pipeline, or the failure each waiter gets) is kept once it is done.
+type Build = futures::future::Shared<futures::future::BoxFuture<'static, std::result::Result<Arc<dyn Pipeline>, BuildFailure>>>;
+
+/// Why a run's pipeline could not be built.
+#[derive(Clone)]
+struct BuildFailure {
+    message: String,
+    /// The run's model changed since submit ([`Error::ModelChanged`]), not this worker.
+    model_changed: bool,
+    /// When the build failed.
+    at: Instant,
+}
+
+impl BuildFailure {
+    fn error(&self) -> Error {
+        if self.model_changed {
+            Error::ModelChanged(self.message.clone())
+        } else {
+            Error::Worker(self.message.clone())
+        }
+    }
+}
 
 /// Each run's pipeline build (done or under way) and when it was last used (a count of
 /// uses), and the count.
@@ -135,18 +172,20 @@ fn built(build: &Build) -> bool {
 /// anyone waits: a waiter that stops (its job lost or stopped) does not cancel the build
 /// the run's other slots wait for, and the outcome is kept even when every waiter went
 /// (so a pipeline built for nobody is counted and dropped like any other). Every failure
-/// to build is the worker's, not the job's.
+/// to build is the worker's, not the job's, but a model changed since submit.
 fn start_build(factory: &Arc<dyn PipelineFactory>, spec: &Arc<RunSpec>) -> Build {
     use futures::FutureExt;
     let (factory, spec) = (factory.clone(), spec.clone());
     let task = tokio::task::spawn_blocking(move || factory.build(&spec));
     let build = async move {
+        let failed = |message: String, model_changed: bool| Err(BuildFailure { message, model_changed, at: Instant::now() });
         match task.await {
             Ok(Ok(pipeline)) => Ok(pipeline),
-            Ok(Err(e)) if e.is_worker_fault() => Err(e.to_string()),
-            Ok(Err(e)) => Err(format!("cannot build the run's pipeline: {e}")),
-            Err(e) if e.is_panic() => Err(format!("building the pipeline panicked: {e}")),
-            Err(e) => Err(format!("building the pipeline was cut short: {e}")),
+            Ok(Err(e @ Error::ModelChanged(_))) => failed(e.to_string(), true),
+            Ok(Err(e)) if e.is_worker_fault() => failed(e.to_string(), false),
+            Ok(Err(e)) => failed(format!("cannot build the run's pipeline: {e}"), false),
+            Err(e) if e.is_panic() => failed(format!("building the pipeline panicked: {e}"), false),
+            Err(e) => failed(format!("building the pipeline was cut short: {e}"), false),
         }
     }
     .boxed()
@@ -160,6 +199,11 @@ fn start_build(factory: &Arc<dyn PipelineFactory>, spec: &Arc<RunSpec>) -> Build
 pub const MAX_CACHED_PIPELINES: usize = 4;
 
 impl RunCache {
+    #[cfg(test)]
+    pub(super) fn with_model_recheck(model_recheck: Duration) -> Self {
+        RunCache { model_recheck, ..Default::default() }
+    }
+
     async fn info(&self, queue: &dyn JobQueue, run_id: &str) -> Result<Arc<RunInfo>> {
         if let Some(info) = self.runs.lock().unwrap().get(run_id) {
             return Ok(info.clone());
@@ -175,15 +219,18 @@ impl RunCache {
     /// The run's pipeline, built on first use (models fetched and loaded) off the async
     /// threads. A failure to build belongs to this worker, not to the job. Concurrent slots
     /// of a new run wait for its one build, and share its failure (the run's next job
-    /// tries again); slots of runs already built do not wait for it.
+    /// tries again); slots of runs already built do not wait for it. A model changed since
+    /// submit is the run's failure ([`Error::ModelChanged`]), given to the run's jobs
+    /// without building again for `model_recheck` ([`MODEL_RECHECK`]).
     pub(super) async fn pipeline(&self, factory: &Arc<dyn PipelineFactory>, run_id: &str, spec: &Arc<RunSpec>) -> Result<Arc<dyn Pipeline>> {
         let build = {
             let mut guard = self.pipelines.lock().unwrap();
             let Pipelines { by_run, uses } = &mut *guard;
             *uses += 1;
             let (build, used) = by_run.entry(run_id.to_string()).or_insert_with(|| (start_build(factory, spec), 0));
-            // A failure whose waiters all stopped before it came is not handed to a new job.
-            if build.peek().is_some_and(|r| r.is_err()) {
+            // A failure whose waiters all stopped before it came is not handed to a new job;
+            // a changed model's is, until it is `model_recheck` old (restored since?).
+            if build.peek().is_some_and(|r| r.as_ref().is_err_and(|f| !f.model_changed || f.at.elapsed() >= self.model_recheck)) {
                 *build = start_build(factory, spec);
             }
             *used = *uses;
@@ -191,13 +238,13 @@ impl RunCache {
         };
         let pipeline = match build.clone().await {
             Ok(p) => p,
-            Err(message) => {
+            Err(failure) => {
                 // Not kept: the run's next job tries again (unless another slot's already has).
                 let mut guard = self.pipelines.lock().unwrap();
-                if guard.by_run.get(run_id).is_some_and(|(b, _)| b.ptr_eq(&build)) {
+                if !failure.model_changed && guard.by_run.get(run_id).is_some_and(|(b, _)| b.ptr_eq(&build)) {
                     guard.by_run.remove(run_id);
                 }
-                return Err(Error::Worker(message));
+                return Err(failure.error());
             }
         };
         let mut guard = self.pipelines.lock().unwrap();
@@ -354,6 +401,9 @@ enum JobEnd {
     /// sample must not make a healthy worker give up, and a broken device must not look
     /// healthy (its next build fails instead).
     Panicked,
+    /// The run's model changed since submit: the job failed (an attempt spent). Says
+    /// nothing of this worker's health either.
+    ModelChanged,
 }
 
 async fn slot_loop(slot: usize, ctx: SlotCtx) {
@@ -452,7 +502,7 @@ async fn slot_loop(slot: usize, ctx: SlotCtx) {
                     metrics.ready.store(true, Ordering::Relaxed);
                 }
             }
-            JobEnd::Panicked => {}
+            JobEnd::Panicked | JobEnd::ModelChanged => {}
             JobEnd::WorkerFault(why, held) => {
                 stray |= held;
                 let n = health.consecutive.fetch_add(1, Ordering::SeqCst) + 1;
@@ -686,6 +736,11 @@ async fn run_leased(
     };
     let pipeline = match built {
         Ok(p) => p,
+        Err(e @ Error::ModelChanged(_)) => {
+            // Every worker without the pinned model cached fails alike: an attempt spent.
+            fail(queue.as_ref(), lease, &e, metrics).await;
+            return JobEnd::ModelChanged;
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot prepare the run");
             return give_back(queue.as_ref(), lease, &e, metrics).await;

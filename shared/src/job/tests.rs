@@ -977,6 +977,71 @@ async fn a_build_nobody_waits_for_is_counted_and_dropped() {
     assert_eq!(builds(), MAX_CACHED_PIPELINES + 2, "the orphan build was the least recently used and was dropped");
 }
 
+/// Builds procedural pipelines, but for runs of seed 7 while `changed`: their model
+/// changed since submit.
+#[derive(Default)]
+struct ChangedModelFactory {
+    changed: std::sync::atomic::AtomicBool,
+    builds: std::sync::atomic::AtomicU32,
+}
+
+impl PipelineFactory for ChangedModelFactory {
+    fn build(&self, spec: &RunSpec) -> crate::Result<Arc<dyn Pipeline>> {
+        if spec.run.seed == 7 {
+            self.builds.fetch_add(1, Ordering::SeqCst);
+            if self.changed.load(Ordering::SeqCst) {
+                return Err(crate::Error::ModelChanged("s3://m/ddpm: model changed since submit (test)".into()));
+            }
+        }
+        Ok(Arc::new(ProceduralPipeline::new(spec)))
+    }
+}
+
+/// A model replaced on shared storage after submit fails its run, not the fleet: each of
+/// the run's jobs spends an attempt and its shard goes dead after `max_attempts` naming
+/// the model (no job given back), the worker stays healthy and serves the other run, and
+/// the run's jobs share one fetch of the changed model instead of one each. Once
+/// `model_recheck` has passed, a restored model builds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_changed_since_submit_fails_its_run_not_the_worker() {
+    let queue = Arc::new(MemoryQueue::new());
+    submit(&queue, &spec(12, 2, 7), "model-changed").await;
+    submit(&queue, &spec(4, 2, 8), "model-fine").await;
+    let factory = Arc::new(ChangedModelFactory::default());
+    factory.changed.store(true, Ordering::SeqCst);
+    let opts = WorkerOptions {
+        concurrency: 2,
+        exit_when_idle: true,
+        max_local_failures: 2,
+        poll: Duration::from_millis(10),
+        local_backoff: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let metrics = opts.metrics.clone();
+    let served = tokio::time::timeout(Duration::from_secs(60), serve(queue.clone(), factory.clone(), opts, std::future::pending())).await.expect("the worker ends");
+    served.expect("a changed model is not this worker's fault: it does not give up");
+    let (changed, fine) = (queue.counts("model-changed").await.unwrap(), queue.counts("model-fine").await.unwrap());
+    assert_eq!((changed.dead, changed.committed, fine.committed), (6, 0, 2), "{changed:?} {fine:?}");
+    let dead = queue.dead("model-changed").await.unwrap();
+    assert!(dead.iter().all(|d| d.failures == 3 && d.error.contains("s3://m/ddpm") && d.error.contains("changed since submit")), "{dead:?}");
+    assert_eq!((metrics.jobs_retried.get(), metrics.jobs_released.get()), (12, 0), "two retries a shard, no job given back");
+    assert_eq!(factory.builds.load(Ordering::SeqCst), 1, "the run's 18 jobs share one look at the changed model");
+
+    // Within the recheck the failure is handed on without a build; after it, a restored
+    // model builds.
+    let cache = RunCache::with_model_recheck(Duration::from_millis(300));
+    let (any, spec): (Arc<dyn PipelineFactory>, _) = (factory.clone(), Arc::new(spec(2, 2, 7)));
+    for _ in 0..3 {
+        let e = cache.pipeline(&any, "model-changed", &spec).await.err().expect("changed");
+        assert!(matches!(e, crate::Error::ModelChanged(_)) && !e.is_worker_fault() && e.is_retryable(), "{e}");
+    }
+    assert_eq!(factory.builds.load(Ordering::SeqCst), 2);
+    factory.changed.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cache.pipeline(&any, "model-changed", &spec).await.expect("the restored model builds");
+    assert_eq!(factory.builds.load(Ordering::SeqCst), 3);
+}
+
 /// A new run's slow build holds up only that run's jobs: a run already built is served
 /// while it runs (its slots used to wait for the build, leases held, producing nothing),
 /// and two slots of the new run share the one build.

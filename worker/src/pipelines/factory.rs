@@ -141,7 +141,15 @@ impl PipelineFactory for Factory {
     fn build(&self, spec: &RunSpec) -> shared::Result<Arc<dyn Pipeline>> {
         match spec.pipeline.kind {
             PipelineKind::Procedural => StandardFactory.build(spec),
-            PipelineKind::DdpmSpade => self.build_ddpm_spade(spec).map_err(|e| shared::Error::Job(format!("ddpm-spade pipeline: {e:#}"))),
+            PipelineKind::DdpmSpade => self.build_ddpm_spade(spec).map_err(|e| {
+                let message = format!("ddpm-spade pipeline: {e:#}");
+                // A model changed since submit stays the run's (see `Error::ModelChanged`).
+                if e.chain().any(|c| matches!(c.downcast_ref::<shared::Error>(), Some(shared::Error::ModelChanged(_)))) {
+                    shared::Error::ModelChanged(message)
+                } else {
+                    shared::Error::Job(message)
+                }
+            }),
         }
     }
 }
