@@ -151,6 +151,35 @@ impl ClassTable {
         self.classes.iter().position(|c| c.color == rgb).map(|i| i as u8)
     }
 
+    /// The `[classes]` table of a TOML file: a run spec, or a file holding only that table
+    /// (`ignore_code`, then one `[[classes.classes]]` with `name`, `code` and `color` per
+    /// class), checked ([`Self::validate`]). Errors name the file and the key.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<ClassTable> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// [`Self::from_toml_file`] of TOML text; `origin` names where it came from.
+    pub fn from_toml(text: &str, origin: &str) -> Result<ClassTable> {
+        /// Any TOML with a `[classes]` table; its other tables (a run spec's) are not read.
+        #[derive(Deserialize)]
+        struct WithClasses {
+            classes: Option<ClassTable>,
+        }
+        let file: WithClasses = toml::from_str(text).map_err(|e| Error::Invalid {
+            origin: origin.to_string(),
+            key: crate::spec::toml_error_key(text, &e),
+            message: e.message().to_string() + &crate::spec::toml_error_location(text, &e),
+        })?;
+        let table = file.classes.ok_or_else(|| Error::Invalid {
+            origin: origin.to_string(),
+            key: "classes".into(),
+            message: "missing: expected a [classes] table (ignore_code = N, then one [[classes.classes]] with name, code and color per class), as in a run spec".into(),
+        })?;
+        table.validate(origin)?;
+        Ok(table)
+    }
+
     /// Checks the colours can serve as a palette for masks: every class colour distinct
     /// and none equal to [`Self::IGNORE_COLOR`]. `origin` names where the table came from.
     pub fn validate_palette(&self, origin: &str) -> Result<()> {
@@ -170,6 +199,27 @@ impl ClassTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `[classes]` table read from a run spec or a file of its own; errors name the file
+    /// and the key.
+    #[test]
+    fn class_tables_read_from_toml_name_the_file_and_key() {
+        let table = "[classes]\nignore_code = 255\n\
+            [[classes.classes]]\nname = \"water\"\ncode = 1\ncolor = [0, 0, 255]\n\
+            [[classes.classes]]\nname = \"land\"\ncode = 2\ncolor = [0, 255, 0]\n";
+        let read = ClassTable::from_toml(table, "t.toml").unwrap();
+        assert_eq!((read.len(), read.ignore_code, read.classes[1].code, read.classes[1].name.as_str()), (2, 255, 2, "land"));
+        let spec = format!("[run]\ncount = 4\n[output]\nurl = \"memory://\"\n{table}");
+        assert_eq!(ClassTable::from_toml(&spec, "spec.toml").unwrap(), read, "a run spec's own table");
+        let e = ClassTable::from_toml("[run]\ncount = 4\n", "spec.toml").unwrap_err().to_string();
+        assert!(e.starts_with("spec.toml: classes: missing"), "{e}");
+        let e = ClassTable::from_toml(&table.replacen("code = 2\n", "code = \"two\"\n", 1), "t.toml").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml: classes.classes") && e.contains("line 9"), "{e}");
+        let e = ClassTable::from_toml(&table.replacen("code = 2\n", "code = 1\n", 1), "t.toml").unwrap_err().to_string();
+        assert!(e.contains("share code 1"), "{e}");
+        let e = ClassTable::from_toml_file(std::path::Path::new("/no/such/classes.toml")).unwrap_err().to_string();
+        assert!(e.contains("/no/such/classes.toml"), "{e}");
+    }
 
     #[test]
     fn ai_hub_table_round_trips_codes() {

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::classes::ClassTable;
+use crate::classes::{ClassTable, IGNORE_INDEX};
 use crate::error::{Error, Result};
 use crate::label::{list_counts, plural, LabelMap, RgbImage};
 
@@ -143,6 +143,9 @@ pub struct DatasetSummary {
     pub unknown_pixels: u64,
     /// Label files with at least one such pixel.
     pub unknown_files: usize,
+    /// Label pixels that hold a class of the table (neither the ignore code nor an unknown
+    /// value): 0 means a dataset that trains nothing (another class table's codes?).
+    pub class_pixels: u64,
     /// Pixels per unknown value over all files.
     pub unknown_by_value: BTreeMap<UnknownValue, u64>,
     /// Label files that are not square, and the first of them (by stem) with its size:
@@ -169,6 +172,15 @@ impl fmt::Display for DatasetSummary {
         }
         Ok(())
     }
+}
+
+/// What reading one stem's label found.
+struct LabelCheck {
+    unknown: UnknownPixels,
+    /// Width and height.
+    size: (u32, u32),
+    /// Pixels of some class ([`DatasetSummary::class_pixels`]).
+    class_pixels: u64,
 }
 
 /// The pairs of a dataset directory, by stem, checked and split.
@@ -248,7 +260,7 @@ impl Dataset {
         let group_count = groups.grouped().then_some(group_names.len());
         let mut ds = Dataset { dir: dir.to_path_buf(), stems, train, test, classes, options: options.clone(), summary: DatasetSummary::default() };
 
-        let checks: Vec<Result<(UnknownPixels, (u32, u32))>> = ds.stems.par_iter().map(|s| ds.check(s)).collect();
+        let checks: Vec<Result<LabelCheck>> = ds.stems.par_iter().map(|s| ds.check(s)).collect();
         let mut summary = DatasetSummary {
             pairs: ds.stems.len(),
             train: ds.train.len(),
@@ -260,7 +272,8 @@ impl Dataset {
         let (mut first_error, mut bad) = (None, 0usize);
         for (check, stem) in checks.into_iter().zip(&ds.stems) {
             match check {
-                Ok((u, (w, h))) => {
+                Ok(LabelCheck { unknown: u, size: (w, h), class_pixels }) => {
+                    summary.class_pixels += class_pixels;
                     if w != h {
                         summary.non_square_files += 1;
                         summary.first_non_square.get_or_insert_with(|| (ds.label_path(stem), w, h));
@@ -292,9 +305,8 @@ impl Dataset {
         Ok(ds)
     }
 
-    /// Reads and checks one stem's files (see [`Dataset::open_with`]); returns the label's
-    /// unknown pixels and its size.
-    fn check(&self, stem: &str) -> Result<(UnknownPixels, (u32, u32))> {
+    /// Reads and checks one stem's files (see [`Dataset::open_with`]).
+    fn check(&self, stem: &str) -> Result<LabelCheck> {
         let lp = self.label_path(stem);
         let bytes = std::fs::read(&lp).map_err(|e| Error::io(&lp, e))?;
         let (map, unk) = decode_label(&bytes, &self.classes, self.options.mask, self.options.unknown, &lp.display().to_string())?;
@@ -316,7 +328,8 @@ impl Dataset {
                 ));
             }
         }
-        Ok((unk, (map.width, map.height)))
+        let class_pixels = map.data.iter().filter(|&&v| v != IGNORE_INDEX).count() as u64;
+        Ok(LabelCheck { unknown: unk, size: (map.width, map.height), class_pixels })
     }
 
     /// An error naming the first tile that is not square (and how many others are not),
@@ -476,21 +489,32 @@ impl PairSource for DatasetPairs {
     }
 }
 
-/// Stems of the `*.png` files in `dir` (hidden files skipped).
+/// Stems of the `*.png` files in `dir` (hidden files skipped). A PNG named with another
+/// case (`NAME.PNG`) is an error naming it, not a file left out; other files are left out
+/// with a warning that counts them.
 fn png_stems(dir: &Path) -> Result<BTreeSet<String>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::format(dir.display(), format!("cannot list the directory: {e} (expected DIR/labels/NAME.png and DIR/images/NAME.png)")))?;
     let mut stems = BTreeSet::new();
+    let mut skipped: Vec<String> = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if name.starts_with('.') || !entry.path().is_file() {
             continue;
         }
-        if let Some(stem) = name.strip_suffix(".png") {
-            if entry.path().is_file() {
+        match name.strip_suffix(".png") {
+            Some(stem) => {
                 stems.insert(stem.to_string());
             }
+            None if name.to_ascii_lowercase().ends_with(".png") => {
+                return Err(Error::format(dir.join(&name).display(), "a PNG whose extension is not lower-case: rename it to .png (labelgen pairs NAME.png files; a file it read under another name would be missed by the other folder)"));
+            }
+            None => skipped.push(name),
         }
+    }
+    if !skipped.is_empty() {
+        skipped.sort();
+        tracing::warn!(dir = %dir.display(), files = skipped.len(), first = %skipped[0], "left out: files that are not .png");
     }
     Ok(stems)
 }
@@ -663,7 +687,15 @@ mod tests {
         let ds = Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions::default()).unwrap();
         assert_eq!((ds.stems.clone(), ds.train.clone(), ds.test.len()), (vec!["a".to_string(), "b".into()], vec!["a".to_string(), "b".into()], 0));
         assert_eq!(ds.label("a", None).unwrap().data, vec![0, 1, IGNORE_INDEX, 7]);
-        assert_eq!((ds.summary.pairs, ds.summary.train, ds.summary.unknown_pixels), (2, 2, 0));
+        assert_eq!((ds.summary.pairs, ds.summary.train, ds.summary.unknown_pixels, ds.summary.class_pixels), (2, 2, 0, 7));
+        // Other files are left out; a PNG named in upper case is named, not left out.
+        d.write("labels/notes.txt", b"x");
+        d.write("images/Thumbs.db", b"x");
+        assert_eq!(Dataset::open_with(&d.0, ClassTable::ai_hub(), &DatasetOptions::default()).unwrap().stems.len(), 2);
+        d.pair("c", 2, 2, &[30; 4]);
+        std::fs::rename(d.0.join("images/c.png"), d.0.join("images/c.PNG")).unwrap();
+        let e = err(Dataset::open(&d.0, ClassTable::ai_hub(), false));
+        assert!(e.contains(&d.0.join("images/c.PNG").display().to_string()) && e.contains("rename it to .png"), "{e}");
     }
 
     #[test]

@@ -609,7 +609,7 @@ pub(crate) fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, 
         }
     };
     let fix = match hints {
-        Hints::Flags => ". Fix the mask, or map unknown values to ignore (--unknown-codes ignore)",
+        Hints::Flags => ". Fix the mask, give the dataset's own class table (--classes FILE), or map unknown values to ignore (--unknown-codes ignore)",
         Hints::None => "",
     };
     Error::format(

@@ -718,7 +718,7 @@ impl RunSpec {
 /// The dotted key a TOML error is about: the field toml names (unknown or missing), within
 /// the table whose header comes before the error's line; else the key assigned on that
 /// line (a value of the wrong type or out of a list); else `(syntax)`.
-fn toml_error_key(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn toml_error_key(text: &str, e: &toml::de::Error) -> String {
     // A missing top-level table has an empty span at the start; one missing from a table
     // points at the table's header.
     let at = e.span().filter(|s| !s.is_empty()).map(|s| s.start.min(text.len()));
@@ -755,7 +755,7 @@ fn table_before(text: &str, at: usize) -> String {
     text[..upto].lines().rev().map(str::trim).find(|l| l.starts_with('[')).map(|h| h.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string()).unwrap_or_default()
 }
 
-fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;

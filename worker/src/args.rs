@@ -85,10 +85,20 @@ pub struct PrecisionArg {
     pub precision: shared::spec::Precision,
 }
 
-/// How the training commands read a dataset directory: the mask format, unknown mask
-/// values and the held-out test split (`worker train ddpm` and `worker train spade`).
+/// How the training commands read a dataset directory: the class table, the mask format,
+/// unknown mask values and the held-out test split (`worker train ddpm`, `worker train
+/// spade`, `labelgen-eval utility`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
+    /// The dataset's class table: a TOML file with a `[classes]` table, as in a run spec
+    /// (a run spec itself will do). Default: the AI Hub land-cover table (codes 10 … 80,
+    /// ignore 100).
+    ///
+    /// The models record it in model.json, and a run's spec must have the same table
+    /// (`[classes]`) to use them.
+    #[arg(long, value_name = "FILE", help_heading = "Dataset")]
+    pub classes: Option<std::path::PathBuf>,
+
     /// How label PNGs encode classes.
     ///
     /// codes: 8-bit grayscale, one raw class code a pixel: the AI Hub codes 10 building,
@@ -148,9 +158,28 @@ impl DataArgs {
         DatasetOptions { mask: self.mask, unknown: self.unknown_codes, test_fraction: self.test_fraction, split_group: self.split_group.clone(), labels_only }
     }
 
-    /// Opens and checks `--data` (every file read once) and logs what it found.
+    /// The class table of `--classes`, else the AI Hub table.
+    pub fn classes(&self) -> anyhow::Result<ClassTable> {
+        match &self.classes {
+            Some(path) => Ok(ClassTable::from_toml_file(path).context("--classes")?),
+            None => Ok(ClassTable::ai_hub()),
+        }
+    }
+
+    /// Opens and checks `--data` (every file read once) with `classes` and logs what it
+    /// found. A dataset without a pixel of any class is refused.
     pub fn open(&self, dir: &std::path::Path, classes: ClassTable, labels_only: bool) -> anyhow::Result<Dataset> {
         let ds = Dataset::open_with(dir, classes, &self.options(labels_only)).with_context(|| format!("--data {}", dir.display()))?;
+        if ds.summary.class_pixels == 0 {
+            let codes: Vec<String> = ds.classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
+            anyhow::bail!(
+                "--data {}: no label pixel holds a class of the table ({}; ignore {}): every pixel is \"ignore\"{}. Give the dataset's own class table with --classes FILE",
+                dir.display(),
+                codes.join(", "),
+                ds.classes.ignore_code,
+                if ds.summary.unknown_pixels > 0 { " or a value outside the table (--unknown-codes ignore)" } else { "" }
+            );
+        }
         // Training reads every tile resized to a square side.
         ds.require_square().with_context(|| format!("--data {}", dir.display()))?;
         tracing::info!("--data {}: {}", dir.display(), ds.summary);

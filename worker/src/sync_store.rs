@@ -57,12 +57,18 @@ pub const SPLIT_FILE: &str = "split.json";
 /// held out must still be held out. A refused resume changes nothing.
 pub fn write_test_stems(out: &str, ds: &shared::dataset::Dataset, resume: bool) -> anyhow::Result<()> {
     let out = out.trim_end_matches('/');
-    let split = serde_json::json!({ "test_fraction": ds.options.test_fraction, "split_group": ds.options.split_group });
+    // Nothing held out: the group pattern splits nothing, so it is not part of the split.
+    let group = ds.options.split_group.as_ref().filter(|_| ds.options.test_fraction > 0.0);
+    let split = serde_json::json!({ "test_fraction": ds.options.test_fraction, "split_group": group });
     let stems = ds.test_stems_text();
     if resume && read_file(out, CHECKPOINT_STATE)?.is_some() {
         let how = "resume with the first run's --test-fraction and --split-group (or start again with --overwrite)";
         if let Some(first) = read_file(out, SPLIT_FILE)? {
-            let first: serde_json::Value = serde_json::from_slice(&first).with_context(|| format!("{out}/{SPLIT_FILE}: not JSON"))?;
+            let mut first: serde_json::Value = serde_json::from_slice(&first).with_context(|| format!("{out}/{SPLIT_FILE}: not JSON"))?;
+            // Written before a pattern that held nothing out was left out of it.
+            if first["test_fraction"].as_f64() == Some(0.0) && first.get("split_group").is_some() {
+                first["split_group"] = serde_json::Value::Null;
+            }
             if first != split {
                 anyhow::bail!("{out}/{SPLIT_FILE}: the run being resumed split its data with {first}, this run with {split}: {how}");
             }
@@ -159,6 +165,35 @@ pub fn require_file(uri: &str, name: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resume must split as the first run did: another fraction is refused; a group
+    /// pattern that held nothing out (fraction 0) is no part of the split, also in a
+    /// split.json written before it was left out.
+    #[test]
+    fn a_resume_splits_as_the_first_run() {
+        use shared::dataset::{Dataset, DatasetOptions};
+        let dir = std::env::temp_dir().join(format!("labelgen-split-{}", rand::random::<u64>()));
+        let data = dir.join("data");
+        shared::procedural::write_dataset(&data, 12, 8, 1, &Default::default(), |_| {}).unwrap();
+        let out = dir.join("out");
+        let out = out.to_str().unwrap();
+        let open = |test_fraction: f64, group: Option<&str>| {
+            Dataset::open_with(
+                &data,
+                shared::ClassTable::ai_hub(),
+                &DatasetOptions { test_fraction, split_group: group.map(str::to_string), labels_only: true, ..Default::default() },
+            )
+            .unwrap()
+        };
+        write_test_stems(out, &open(0.0, Some("^[^_]+")), false).unwrap();
+        write_file(out, CHECKPOINT_STATE, b"{}".to_vec()).unwrap();
+        write_test_stems(out, &open(0.0, None), true).expect("a pattern that held nothing out is no part of the split");
+        write_file(out, SPLIT_FILE, br#"{"test_fraction": 0.0, "split_group": "^[^_]+"}"#.to_vec()).unwrap();
+        write_test_stems(out, &open(0.0, None), true).expect("nor in an older split.json");
+        let e = write_test_stems(out, &open(0.5, None), true).unwrap_err().to_string();
+        assert!(e.contains("split.json") && e.contains("--test-fraction"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The old layout (files directly under the directory, no set) still reads; a set
     /// reads with its digests checked; pruning keeps only the state file and the set.

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use crate::labels::{evaluate, LabelOptions};
 use crate::stats::Connectivity;
 
@@ -84,10 +86,19 @@ pub struct Args {
     /// cleanup`) or 4 (sides only). The adjacency always uses the 4 side neighbours.
     #[arg(long, value_name = "4|8", default_value_t = Connectivity::Eight)]
     pub connectivity: Connectivity,
+
+    /// The class table of both sets: a TOML file with a `[classes]` table, as in a run
+    /// spec (the run's spec itself will do). Default: the AI Hub land-cover table.
+    #[arg(long, value_name = "FILE")]
+    pub classes: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opts = LabelOptions { real: args.real, synthetic: args.synthetic, out: args.out, min_island: args.min_island, size: args.size, connectivity: args.connectivity };
+    let classes = match &args.classes {
+        Some(path) => shared::ClassTable::from_toml_file(path).context("--classes")?,
+        None => shared::ClassTable::ai_hub(),
+    };
+    let opts = LabelOptions { real: args.real, synthetic: args.synthetic, out: args.out, min_island: args.min_island, size: args.size, connectivity: args.connectivity, classes };
     let e = evaluate(&opts)?;
     print!("{}", e.table);
     println!("wrote {} and {}", e.json.display(), e.plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));

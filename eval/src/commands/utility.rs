@@ -143,6 +143,7 @@ fn options(args: &Args) -> anyhow::Result<UtilityOptions> {
     let opts = UtilityOptions {
         real: args.real.clone(),
         dataset: args.dataset.options(false),
+        classes: args.dataset.classes()?,
         synthetic: args.synthetic.clone(),
         mix,
         consistency_samples: args.consistency_samples,

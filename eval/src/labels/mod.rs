@@ -31,7 +31,7 @@ use crate::stats::{compare, Connectivity, LabelComparison, StatsOptions};
 /// What to compare and how (the flags of `labelgen-eval labels`).
 #[derive(Debug, Clone)]
 pub struct LabelOptions {
-    /// The real dataset directory (`DIR/labels/*.png`, raw AI Hub codes).
+    /// The real dataset directory (`DIR/labels/*.png`, raw codes of `classes`).
     pub real: PathBuf,
     /// The run: a directory holding manifest.jsonl as a local path, `file://` or `s3://`
     /// URI; or a local directory of `labels/*.png` or `*.png` without a manifest.
@@ -43,6 +43,8 @@ pub struct LabelOptions {
     /// Measure both sets resized (block mode shrinking, nearest growing) to `S × S`.
     pub size: Option<u32>,
     pub connectivity: Connectivity,
+    /// The class table of both sets.
+    pub classes: ClassTable,
 }
 
 /// What [`evaluate`] measured and wrote.
@@ -67,7 +69,7 @@ pub fn evaluate(opts: &LabelOptions) -> anyhow::Result<Evaluation> {
             anyhow::bail!("--size {s}: must be between 1 and 8192 pixels");
         }
     }
-    let classes = ClassTable::ai_hub();
+    let classes = opts.classes.clone();
     let m = read::measure(opts, &classes, StatsOptions { min_island: opts.min_island, connectivity: opts.connectivity })?;
     let distances = compare(&m.real, &m.synthetic);
     let notes = report::notes(opts, &m);

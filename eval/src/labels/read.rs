@@ -80,7 +80,7 @@ pub(super) fn measure(options: &LabelOptions, classes: &ClassTable, opts: StatsO
 }
 
 /// Measures a real dataset's label maps (`DIR/labels/*.png`) in parallel, one map per
-/// task at a time, each resized (nearest) to `fixed` if given; also returns how many were
+/// task at a time, each resized (block mode shrinking, nearest growing) to `fixed` if given; also returns how many were
 /// resized.
 pub(crate) fn measure_real(dir: &Path, fixed: Option<(u32, u32)>, classes: &ClassTable, opts: StatsOptions) -> anyhow::Result<(LabelStats, u64)> {
     let k = classes.len();

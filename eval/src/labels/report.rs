@@ -58,7 +58,7 @@ pub(super) fn notes(options: &LabelOptions, m: &Measured) -> Vec<String> {
     let sizes = |s: &LabelStats| s.sizes.keys().map(|(w, h)| format!("{w}×{h}")).collect::<Vec<_>>().join(", ");
     match (options.size, m.target) {
         (Some(s), _) => notes.push(format!(
-            "both sets were measured at {s}×{s} (--size): {} of {} real and {} of {} synthetic maps were resized (nearest)",
+            "both sets were measured at {s}×{s} (--size): {} of {} real and {} of {} synthetic maps were resized (block mode shrinking, nearest growing)",
             m.real_resized, m.real.maps, m.synthetic_resized, m.synthetic.maps
         )),
         (None, Some((w, h))) => {
@@ -71,7 +71,7 @@ pub(super) fn notes(options: &LabelOptions, m: &Measured) -> Vec<String> {
             }
             if m.synthetic_resized > 0 {
                 notes.push(format!(
-                    "{} of {} synthetic maps were not {w}×{h} like the real maps and were resized (nearest) to it, because component sizes scale with resolution",
+                    "{} of {} synthetic maps were not {w}×{h} like the real maps and were resized (block mode shrinking, nearest growing) to it, because component sizes scale with resolution",
                     m.synthetic_resized, m.synthetic.maps
                 ));
             }

@@ -38,7 +38,15 @@ fn write_run(dir: &Path, maps: &[LabelMap]) {
 }
 
 fn args(real: &Path, run: &Path, out: &Path) -> LabelOptions {
-    LabelOptions { real: real.to_path_buf(), synthetic: run.display().to_string(), out: out.to_path_buf(), min_island: 16, size: None, connectivity: Connectivity::Eight }
+    LabelOptions {
+        real: real.to_path_buf(),
+        synthetic: run.display().to_string(),
+        out: out.to_path_buf(),
+        min_island: 16,
+        size: None,
+        connectivity: Connectivity::Eight,
+        classes: shared::ClassTable::ai_hub(),
+    }
 }
 
 fn read_json(out: &Path) -> serde_json::Value {

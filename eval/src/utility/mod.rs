@@ -86,6 +86,8 @@ pub struct UtilityOptions {
     pub real: PathBuf,
     /// How `real` is read and, without `test_stems`, split.
     pub dataset: DatasetOptions,
+    /// The class table of `real` and of the run's labels (`--classes`).
+    pub classes: ClassTable,
     /// The run: its directory holding manifest.jsonl, as a local path, `file://` or `s3://`.
     pub synthetic: String,
     pub mix: Mix,
@@ -124,7 +126,7 @@ impl UtilityOptions {
         anyhow::ensure!(self.batch >= 1, "--batch 0: at least 1 needed");
         anyhow::ensure!((8..=8192).contains(&self.size), "--size {}: must be between 8 and 8192", self.size);
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr {}: must be positive", self.lr);
-        SegNetConfig::new(ClassTable::ai_hub().len()).with_width(self.width).validate().map_err(|e| anyhow::anyhow!("--width: {e}"))?;
+        SegNetConfig::new(self.classes.len()).with_width(self.width).validate().map_err(|e| anyhow::anyhow!("--width: {e}"))?;
         Ok(())
     }
 }
@@ -186,7 +188,7 @@ pub fn run(opts: &UtilityOptions, device: DeviceChoice) -> anyhow::Result<Outcom
             Err(e) => return Err(e).with_context(|| format!("removing an earlier run's {}", old.display())),
         }
     }
-    let classes = ClassTable::ai_hub();
+    let classes = opts.classes.clone();
     let report = worker::backend::dispatch_train(device, protocol::Protocol { opts, classes: &classes })?;
     write(&json, &serde_json::to_vec_pretty(&report).context("serialising report.json")?)?;
     let markdown = report.markdown();

@@ -10,6 +10,7 @@ use super::*;
 /// --test-stems STEMS`).
 fn options(real: &Path, run: &Path, out: &Path, test_stems: &Path) -> UtilityOptions {
     UtilityOptions {
+        classes: ClassTable::ai_hub(),
         real: real.to_path_buf(),
         dataset: DatasetOptions { test_fraction: DEFAULT_TEST_FRACTION, ..DatasetOptions::default() },
         synthetic: run.display().to_string(),

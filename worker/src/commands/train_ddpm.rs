@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use shared::ClassTable;
 
 use crate::args::{DeviceArg, List};
 use crate::ddpm::train::run::DatasetRun;
@@ -127,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--lr {}: must be positive", args.lr);
     }
     crate::sync_store::check_fresh_start(&args.out, crate::ddpm::train::checkpoint::DIR, args.resume, args.overwrite)?;
-    let ds = args.dataset.open(&args.data, ClassTable::ai_hub(), true)?;
+    let ds = args.dataset.open(&args.data, args.dataset.classes()?, true)?;
     let data = TrainData::from_dataset(&ds, args.size).with_context(|| format!("reading --data {}", args.data.display()))?;
     let cfg = args.config(data.classes.len())?;
     let out = &args.out;
@@ -218,6 +217,51 @@ mod tests {
         }
         let e = ddpm_args(&["--mask", "rgb"]).err().unwrap().to_string();
         assert!(e.contains("codes") && e.contains("palette"), "the error lists the choices: {e}");
+    }
+
+    /// A dataset with its own class table (`--classes`): trained with it, and model.json
+    /// records it (a run spec with the same `[classes]` can then use the model). Without
+    /// it the codes are refused by name; ignored, a set without one class pixel is refused
+    /// with the hint; a file without a `[classes]` table is named.
+    #[test]
+    fn ddpm_trains_on_a_dataset_with_its_own_class_table() {
+        let dir = std::env::temp_dir().join(format!("labelgen-train-classes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data/labels")).unwrap();
+        let table_text = "[run]\ncount = 1\n[classes]\nignore_code = 255\n\
+            [[classes.classes]]\nname = \"water\"\ncode = 1\ncolor = [0, 0, 255]\n\
+            [[classes.classes]]\nname = \"land\"\ncode = 2\ncolor = [0, 255, 0]\n\
+            [[classes.classes]]\nname = \"urban\"\ncode = 7\ncolor = [255, 0, 0]\n";
+        let table = shared::ClassTable::from_toml(table_text, "test").unwrap();
+        assert_eq!(table.len(), 3);
+        let classes_file = dir.join("classes.toml");
+        std::fs::write(&classes_file, table_text).unwrap();
+        for i in 0..4u8 {
+            let mut map = shared::LabelMap::new(8, 8, i % 3);
+            map.set(0, 0, shared::IGNORE_INDEX);
+            std::fs::write(dir.join(format!("data/labels/t{i}.png")), map.to_png(&table)).unwrap();
+        }
+        let out = dir.join("model");
+        let args = |extra: &[&str]| {
+            let flags = ["--steps", "1", "--batch", "2", "--size", "8", "--base-channels", "8", "--channel-mult", "1,2", "--res-blocks", "1", "--attention", "none"];
+            let more = ["--groups", "4", "--preview-count", "0", "--test-fraction", "0", "--device", "cpu", "--overwrite"];
+            let mut a = ddpm_args(&flags.iter().chain(&more).chain(extra).copied().collect::<Vec<_>>()).unwrap();
+            a.data = dir.join("data");
+            a.out = out.display().to_string();
+            a
+        };
+        super::run(args(&["--classes", classes_file.to_str().unwrap()])).unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+        assert_eq!(meta["classes"], serde_json::to_value(&table).unwrap());
+
+        let e = format!("{:#}", super::run(args(&[])).unwrap_err());
+        assert!(e.contains("t0.png") && e.contains("code 1: 63") && e.contains("valid codes: 10 building") && e.contains("--classes FILE"), "{e}");
+        let e = format!("{:#}", super::run(args(&["--unknown-codes", "ignore"])).unwrap_err());
+        assert!(e.contains("no label pixel holds a class") && e.contains("--classes FILE"), "{e}");
+        std::fs::write(&classes_file, "[run]\ncount = 1\n").unwrap();
+        let e = format!("{:#}", super::run(args(&["--classes", classes_file.to_str().unwrap()])).unwrap_err());
+        assert!(e.contains("--classes") && e.contains("classes.toml") && e.contains("expected a [classes] table"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use shared::dataset::DatasetPairs;
-use shared::ClassTable;
 
 use crate::args::{DataArgs, DeviceArg};
 use crate::spade::run::DatasetRun;
@@ -153,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("{flag} {lr}: must be positive");
         }
     }
-    let classes = ClassTable::ai_hub();
+    let classes = args.dataset.classes()?;
     let k = classes.len();
     let n_up = args.n_up.unwrap_or_else(|| default_n_up(args.size));
     let g_config = SpadeGeneratorConfig::new(k, args.size)
