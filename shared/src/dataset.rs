@@ -2,7 +2,8 @@
 //! (the class mask) sharing file stems — the layout `worker procedural` writes and the AI
 //! Hub land-cover set uses.
 //!
-//! A mask holds either raw class codes (8-bit grayscale, [`MaskKind::Codes`], the default)
+//! A mask holds either raw class codes (8-bit grayscale, or indexed with the codes as its
+//! palette indices: [`MaskKind::Codes`], the default)
 //! or the class table's preview colours (RGB, [`MaskKind::Palette`]). [`Dataset::open_with`]
 //! reads every file once up front — labels decoded, images decoded and their sizes compared
 //! — so bad data is an error naming the file before training starts, not halfway through.

@@ -336,6 +336,30 @@ pub fn decode_png(bytes: &[u8], origin: &str) -> Result<(u32, u32, png::ColorTyp
     Ok((info.width, info.height, info.color_type, buf))
 }
 
+/// The palette indices of an indexed PNG (1, 2, 4 or 8 bits a pixel), one byte a pixel:
+/// `(width, height, indices)`; `None` for a PNG of another colour type.
+pub fn decode_png_indices(bytes: &[u8], origin: &str) -> Result<Option<(u32, u32, Vec<u8>)>> {
+    let unreadable = |e: png::DecodingError| Error::format(origin, format!("not a readable PNG: {e}"));
+    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
+    if dec.read_header_info().map_err(unreadable)?.color_type != png::ColorType::Indexed {
+        return Ok(None);
+    }
+    dec.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = dec.read_info().map_err(unreadable)?;
+    let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    let info = reader.next_frame(&mut buf).map_err(unreadable)?;
+    let bits = info.bit_depth as usize;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut out = Vec::with_capacity(w * h);
+    for row in buf.chunks(info.line_size).take(h) {
+        out.extend((0..w).map(|x| {
+            let bit = x * bits;
+            (row[bit / 8] >> (8 - bits - bit % 8)) & ((1u16 << bits) - 1) as u8
+        }));
+    }
+    Ok(Some((info.width, info.height, out)))
+}
+
 // Label masks: their kinds, unknown values, the decoder.
 
 /// How a label PNG encodes classes.
@@ -343,7 +367,8 @@ pub fn decode_png(bytes: &[u8], origin: &str) -> Result<(u32, u32, png::ColorTyp
 #[serde(rename_all = "lowercase")]
 pub enum MaskKind {
     /// 8-bit grayscale, one raw class code a pixel ([`ClassTable`] `code`s; its
-    /// `ignore_code` is ignore).
+    /// `ignore_code` is ignore); or an indexed PNG whose palette indices are the codes
+    /// (Pascal VOC style: the palette only colours them).
     #[default]
     Codes,
     /// RGB (or RGBA, or an indexed PNG): each pixel is a class's `color`;
@@ -479,7 +504,7 @@ pub(crate) fn list_counts(by_value: &BTreeMap<UnknownValue, u64>) -> String {
 }
 
 /// Decodes a label PNG into class indices: the label decoder of the dataset commands.
-/// `Codes` masks must be 8-bit grayscale, `Palette` masks RGB or RGBA (alpha not read;
+/// `Codes` masks must be 8-bit grayscale or indexed (the indices are the codes), `Palette` masks RGB or RGBA (alpha not read;
 /// indexed PNGs are expanded). Values outside the class table are an error naming
 /// `origin`, the value, its first pixel and the valid values — or, with
 /// [`UnknownCodes::Ignore`], become [`IGNORE_INDEX`] and are counted in the returned
@@ -496,7 +521,16 @@ pub fn decode_label(bytes: &[u8], classes: &ClassTable, mask: MaskKind, unknown:
 /// The one label-PNG decoder, behind [`decode_label`], [`LabelMap::from_png`] and
 /// `cleanup::decode_raw_png`.
 pub(crate) fn decode_label_with(bytes: &[u8], classes: &ClassTable, mask: MaskKind, on_unknown: OnUnknown, hints: Hints, origin: &str) -> Result<(LabelMap, UnknownPixels)> {
-    let (width, height, color, pixels) = decode_png(bytes, origin)?;
+    // A code mask may be indexed: its palette indices are the codes.
+    let indexed = match mask {
+        MaskKind::Codes => decode_png_indices(bytes, origin)?,
+        MaskKind::Palette => None,
+    };
+    let is_indexed = indexed.is_some();
+    let (width, height, color, pixels) = match indexed {
+        Some((w, h, indices)) => (w, h, png::ColorType::Grayscale, indices),
+        None => decode_png(bytes, origin)?,
+    };
     let flags = hints == Hints::Flags;
     let replace = match on_unknown {
         OnUnknown::Error => IGNORE_INDEX,
@@ -506,11 +540,11 @@ pub(crate) fn decode_label_with(bytes: &[u8], classes: &ClassTable, mask: MaskKi
         MaskKind::Codes => {
             if color != png::ColorType::Grayscale {
                 let hint = match color {
-                    png::ColorType::Rgb | png::ColorType::Rgba | png::ColorType::Indexed if flags => " (a colour mask? read it as a palette mask: --mask palette)",
-                    png::ColorType::Rgb | png::ColorType::Rgba | png::ColorType::Indexed => " (a colour mask? this reader takes raw class codes only)",
+                    png::ColorType::Rgb | png::ColorType::Rgba if flags => " (a colour mask? read it as a palette mask: --mask palette)",
+                    png::ColorType::Rgb | png::ColorType::Rgba => " (a colour mask? this reader takes raw class codes only)",
                     _ => "",
                 };
-                return Err(Error::format(origin, format!("a raw-code label mask must be 8-bit grayscale, found {color:?}{hint}")));
+                return Err(Error::format(origin, format!("a raw-code label mask must be 8-bit grayscale (or indexed), found {color:?}{hint}")));
             }
             map_codes(&pixels, width, classes, replace)
         }
@@ -527,7 +561,17 @@ pub(crate) fn decode_label_with(bytes: &[u8], classes: &ClassTable, mask: MaskKi
         }
     };
     if unk.count > 0 && on_unknown == OnUnknown::Error {
-        return Err(unknown_error(origin, classes, mask, &unk, hints));
+        let e = unknown_error(origin, classes, mask, &unk, hints);
+        return Err(match e {
+            Error::Format { path, message } if is_indexed => Error::Format {
+                path,
+                message: format!(
+                    "{message} (an indexed PNG: its palette indices were read as the codes{})",
+                    if flags { "; if its colours are the classes, read it with --mask palette" } else { "" }
+                ),
+            },
+            e => e,
+        });
     }
     Ok((LabelMap { width, height, data }, unk))
 }
@@ -667,6 +711,42 @@ mod tests {
         let png = encode_png(2, 2, png::ColorType::Grayscale, &[10, 20, 30, 33]);
         let err = LabelMap::from_png(&png, &classes, "labels/a.png").unwrap_err().to_string();
         assert!(err.contains("labels/a.png") && err.contains("(1, 1)") && err.contains("33"), "{err}");
+    }
+
+    /// An indexed PNG: 8 or 4 bits a pixel.
+    fn indexed_png(width: u32, height: u32, depth: png::BitDepth, packed: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, width, height);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_depth(depth);
+        enc.set_palette((0..=255u8).flat_map(|i| [i, 255 - i, i / 2]).collect::<Vec<u8>>());
+        enc.write_header().unwrap().write_image_data(packed).unwrap();
+        out
+    }
+
+    /// A code mask stored as an indexed PNG (Pascal VOC style): its palette indices are the
+    /// codes, at 8 and at 4 bits a pixel; an index outside the table says the file was
+    /// indexed and points at --mask palette.
+    #[test]
+    fn indexed_pngs_read_as_codes_by_their_indices() {
+        let classes = ClassTable::ai_hub();
+        let eight = indexed_png(3, 2, png::BitDepth::Eight, &[10, 20, 100, 80, 10, 30]);
+        let (map, unk) = decode_label(&eight, &classes, MaskKind::Codes, UnknownCodes::Error, "m.png").unwrap();
+        assert_eq!((map.width, map.height, map.data, unk.count), (3, 2, vec![0, 1, IGNORE_INDEX, 7, 0, 2], 0));
+        // 4 bits: two pixels a byte, each row padded to a whole byte (3 pixels: 2 bytes).
+        let mut table = classes.clone();
+        for (i, c) in table.classes.iter_mut().enumerate() {
+            c.code = i as u8 + 1;
+        }
+        table.ignore_code = 15;
+        let four = indexed_png(3, 2, png::BitDepth::Four, &[0x12, 0xF0, 0x83, 0x40]);
+        let (map, _) = decode_label(&four, &table, MaskKind::Codes, UnknownCodes::Error, "m.png").unwrap();
+        assert_eq!(map.data, vec![0, 1, IGNORE_INDEX, 7, 2, 3]);
+        let e = decode_label(&four, &classes, MaskKind::Codes, UnknownCodes::Error, "m.png").unwrap_err().to_string();
+        assert!(e.contains("holds code 1,") && e.contains("an indexed PNG") && e.contains("--mask palette"), "{e}");
+        // Read as a palette mask, the same file is its colours.
+        let e = decode_label(&eight, &classes, MaskKind::Palette, UnknownCodes::Error, "m.png").unwrap_err().to_string();
+        assert!(e.contains("no class's colour"), "{e}");
     }
 
     #[test]

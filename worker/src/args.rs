@@ -103,7 +103,8 @@ pub struct DataArgs {
     ///
     /// codes: 8-bit grayscale, one raw class code a pixel: the AI Hub codes 10 building,
     /// 20 parking lot, 30 road, 40 street trees, 50 paddy, 60 dry field, 70 forest,
-    /// 80 bare land, and 100 for "ignore" (what `worker procedural` writes).
+    /// 80 bare land, and 100 for "ignore" (what `worker procedural` writes); or an indexed
+    /// PNG whose palette indices are the codes (Pascal VOC style). Other tables: --classes.
     ///
     /// palette: RGB (or RGBA, or indexed), each pixel its class's preview colour (the
     /// colours of the previews `worker procedural` writes), black for "ignore".
