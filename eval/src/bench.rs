@@ -95,7 +95,7 @@ impl OnTrainBackend for Bench<'_> {
     }
 }
 
-/// MACs as GMAC with three significant digits.
+/// MACs as GMAC: two decimals from 1 GMAC up, three significant digits below.
 fn gmac(macs: u64) -> String {
     let g = macs as f64 / 1e9;
     let decimals = if g >= 1.0 { 2 } else { (2 - g.log10().floor() as i32).max(0) as usize };

@@ -174,7 +174,7 @@ impl ClassTable {
         let table = file.classes.ok_or_else(|| Error::Invalid {
             origin: origin.to_string(),
             key: "classes".into(),
-            message: "missing: expected a [classes] table (ignore_code = N, then one [[classes.classes]] with name, code and color per class), as in a run spec".into(),
+            message: "missing: expected a [classes] table (ignore_code = N, then one [[classes.classes]] with name, code and color per class), as in a run spec (a run spec without one uses the AI Hub table, the default)".into(),
         })?;
         table.validate(origin)?;
         Ok(table)

@@ -144,8 +144,9 @@ pub struct DatasetSummary {
     pub unknown_pixels: u64,
     /// Label files with at least one such pixel.
     pub unknown_files: usize,
-    /// Label pixels that hold a class of the table (neither the ignore code nor an unknown
-    /// value): 0 means a dataset that trains nothing (another class table's codes?).
+    /// Label pixels of the train split that hold a class of the table (neither the ignore
+    /// code nor an unknown value): 0 means a dataset that trains nothing (another class
+    /// table's codes?).
     pub class_pixels: u64,
     /// Pixels per unknown value over all files.
     pub unknown_by_value: BTreeMap<UnknownValue, u64>,
@@ -271,10 +272,13 @@ impl Dataset {
             ..DatasetSummary::default()
         };
         let (mut first_error, mut bad) = (None, 0usize);
+        let held_out: BTreeSet<&String> = ds.test.iter().collect();
         for (check, stem) in checks.into_iter().zip(&ds.stems) {
             match check {
                 Ok(LabelCheck { unknown: u, size: (w, h), class_pixels }) => {
-                    summary.class_pixels += class_pixels;
+                    if !held_out.contains(stem) {
+                        summary.class_pixels += class_pixels;
+                    }
                     if w != h {
                         summary.non_square_files += 1;
                         summary.first_non_square.get_or_insert_with(|| (ds.label_path(stem), w, h));
@@ -392,7 +396,8 @@ impl Dataset {
     }
 
     /// sha256 over every train-split file's name and bytes (labels, and images unless
-    /// `labels_only`): the "digest of the training data" in a model's `model.json`.
+    /// `labels_only`), and the class table when it is not the AI Hub one: the "digest of
+    /// the training data" in a model's `model.json`.
     pub fn digest(&self, labels_only: bool) -> Result<String> {
         let mut h = Sha256::new();
         for stem in &self.train {
@@ -406,6 +411,12 @@ impl Dataset {
                 h.update((bytes.len() as u64).to_le_bytes());
                 h.update(&bytes);
             }
+        }
+        // What the codes mean too, when not the default table (so digests of AI Hub sets
+        // stay as they were): a resume with another table reads other classes.
+        if self.classes != ClassTable::ai_hub() {
+            h.update(b"classes");
+            h.update(serde_json::to_vec(&self.classes).expect("a class table serialises"));
         }
         Ok(hex::encode(h.finalize()))
     }

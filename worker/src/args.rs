@@ -91,8 +91,8 @@ pub struct PrecisionArg {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
     /// The dataset's class table: a TOML file with a `[classes]` table, as in a run spec
-    /// (a run spec itself will do). Default: the AI Hub land-cover table (codes 10 … 80,
-    /// ignore 100).
+    /// (a run spec that has one will do). Default: the AI Hub land-cover table (codes
+    /// 10 … 80, ignore 100).
     ///
     /// The models record it in model.json, and a run's spec must have the same table
     /// (`[classes]`) to use them.
@@ -174,7 +174,7 @@ impl DataArgs {
         if ds.summary.class_pixels == 0 {
             let codes: Vec<String> = ds.classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
             anyhow::bail!(
-                "--data {}: no label pixel holds a class of the table ({}; ignore {}): every pixel is \"ignore\"{}. Give the dataset's own class table with --classes FILE",
+                "--data {}: no label pixel of the training split holds a class of the table ({}; ignore {}): every pixel is \"ignore\"{}. Give the dataset's own class table with --classes FILE",
                 dir.display(),
                 codes.join(", "),
                 ds.classes.ignore_code,

@@ -88,7 +88,7 @@ pub struct Args {
     pub connectivity: Connectivity,
 
     /// The class table of both sets: a TOML file with a `[classes]` table, as in a run
-    /// spec (the run's spec itself will do). Default: the AI Hub land-cover table.
+    /// spec (a run spec that has one will do). Default: the AI Hub land-cover table.
     #[arg(long, value_name = "FILE")]
     pub classes: Option<PathBuf>,
 }

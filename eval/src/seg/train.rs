@@ -87,7 +87,7 @@ pub fn flip_pair(img: &mut RgbImage, lab: &mut LabelMap, horizontal: bool, verti
 /// Trains a fresh [`SegNet`] on `pairs` (all the same size; a batch's pairs are read in
 /// parallel, one batch ahead of the step, by [`prefetch_batches`]) and returns it. The initial weights come from the seed
 /// ([`super::init::seeded_init`], not the backend's RNG); epoch `e`'s order is a
-/// permutation seeded by `(seed, e)`; sample `i` of epoch `e` is flipped by its own stream
+/// permutation seeded by `(seed, e)`; the `i`-th sample drawn in epoch `e` is flipped by its own stream
 /// of the same seed. So a run repeats for a seed as far as the backend's kernels are
 /// deterministic.
 pub fn train<B: AutodiffBackend>(

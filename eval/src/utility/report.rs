@@ -208,16 +208,20 @@ impl Report {
         let _ = writeln!(t, "# Utility of synthetic data\n");
         let _ = writeln!(t, "- Real: `{}`: {} training pairs, {} test pairs ({}).", s.real, s.real_train_pairs, s.test_pairs, s.test_split);
         let _ = writeln!(t, "- Leak check: {}.", s.leak_check);
-        let _ = writeln!(
-            t,
-            "- Synthetic: `{}`: {} samples ({} of the real training split).",
-            s.synthetic,
-            s.synthetic_pairs,
-            match s.mix {
-                Mix::Replace(f) => format!("replacing {}%", super::pct(f)),
-                Mix::Add(f) => format!("adding {}%", super::pct(f)),
+        let _ = writeln!(t, "- Synthetic: `{}`: {} samples ({}).", s.synthetic, s.synthetic_pairs, {
+            let (verb, asked) = match s.mix {
+                Mix::Replace(f) => ("replacing", f),
+                Mix::Add(f) => ("adding", f),
+            };
+            // Whole pairs (at least one): on a small set the share taken can be far
+            // from the one asked for.
+            let taken = s.synthetic_pairs as f64 / s.real_train_pairs.max(1) as f64;
+            if (taken - asked).abs() > 0.1 * asked {
+                format!("{verb} {}% of the real training split; {}% asked for, rounded to whole pairs", super::pct(taken), super::pct(asked))
+            } else {
+                format!("{verb} {}% of the real training split", super::pct(asked))
             }
-        );
+        });
         let _ = writeln!(
             t,
             "- Model: BiSeNet V2-style, width {}, {}×{} px, {}, batch {}, Adam lr {} (poly decay), random flips; seeds {}.\n",

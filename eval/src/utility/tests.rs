@@ -155,7 +155,13 @@ fn eval_utility_end_to_end_with_copies() {
     assert_eq!((report["settings"]["budget"].as_str(), report["settings"]["baseline_epochs"].as_u64()), (Some("steps"), Some(3)));
     assert_eq!(report["with_synthetic"]["runs"][0]["train_pairs"].as_u64(), Some(26));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("2 epoch(s) with synthetic and 3 for the baseline"), "{md}");
+    assert!(md.contains("2 epoch(s) with synthetic and 3 for the baseline") && md.contains("(adding 30% of the real"), "{md}");
+
+    // A share below one pair takes one: the report says what was taken.
+    let a = UtilityOptions { mix: Mix::Replace(0.01), consistency_samples: 0, seeds: 2, epochs: 1, size: 32, width: 2, batch: 4, ..options(&real, &run, &out, &stems_file) };
+    super::run(&a, DeviceChoice::Cpu).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("1 samples (replacing 5% of the real training split; 1% asked for, rounded to whole pairs)"), "{md}");
 
     std::fs::write(&stems_file, "no-such-stem\n").unwrap();
     let a = UtilityOptions { epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };

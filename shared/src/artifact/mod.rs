@@ -159,9 +159,10 @@ fn mismatch(uri: &str, pin: &str, found: &str) -> Error {
 /// `s3://` artifacts a verified copy is kept under `cache_dir/DIGEST/` and used next time
 /// the same pin is asked for (a cached copy that no longer verifies is fetched again).
 /// Errors name the URI, the file and the problem. A pinned `s3://` artifact whose files
-/// are gone or differ from the pin is [`Error::ModelChanged`]: one object for every
-/// worker, so the run's, not this worker's (a local path may differ from machine to
-/// machine: there it stays a [`Error::Format`], this worker's copy).
+/// are gone or whose bytes differ from the pin is [`Error::ModelChanged`]: one object for
+/// every worker, so the run's, not this worker's (a local path may differ from machine to
+/// machine: there it stays a [`Error::Format`], this worker's copy; and a `model.json`
+/// this worker cannot parse, whatever its bytes, may be a newer version's: this worker's).
 pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Artifact> {
     let uri = uri.trim_end_matches('/');
     let remote = matches!(StoreUrl::parse(uri), Ok(StoreUrl::S3 { .. }));
@@ -170,26 +171,26 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
             return Ok(a);
         }
     }
-    let fetched = fetch_uncached(uri, remote, pin, cache_dir).await;
-    match (fetched, remote, pin) {
-        (Err(e @ Error::Format { .. }), true, Some(pin)) => Err(Error::ModelChanged(format!(
-            "{e}; the model pinned at submit (sha256 {pin}) is no longer at {uri}: restore it and run `coordinator retry-dead RUN`, or submit the run again to pin the new one"
-        ))),
-        (fetched, ..) => fetched,
+    // A file gone, or bytes that are not the pinned ones.
+    let changed = |e: Error| {
+        match (remote, pin) {
+        (true, Some(pin)) => Error::ModelChanged(format!(
+            "{e}; the model pinned at submit (sha256 {pin}) is no longer at {uri}: restore it, wait a minute (a worker looks at a changed model again once a minute), then run `coordinator retry-dead RUN`; or submit the run again to pin the new one"
+        )),
+        _ => e,
     }
-}
-
-async fn fetch_uncached(uri: &str, remote: bool, pin: Option<&str>, cache_dir: &Path) -> Result<Artifact> {
+    };
     let store = Store::open(uri)?;
-    let (model_json, info) = read_model_json(&store).await?;
+    let model_json: Vec<u8> = store.get(MODEL_JSON).await?.ok_or_else(|| changed(missing_model_json(&store)))?.into();
+    let info = parse_model_json(&store, &model_json)?;
     // `Vec::from(Bytes)` takes the buffer over when it is not shared: no second copy.
-    let weights: Vec<u8> = store.get(&info.weights).await?.ok_or_else(|| missing_weights(&store, &info))?.into();
+    let weights: Vec<u8> = store.get(&info.weights).await?.ok_or_else(|| changed(missing_weights(&store, &info)))?.into();
     let weights_sha = sha256_hex(&weights);
-    check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
+    check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| changed(Error::format(store.describe(&info.weights), m)))?;
     let digest = digest_of_hashes(&[(MODEL_JSON, sha256_hex(&model_json)), (&info.weights, weights_sha)]);
     if let Some(pin) = pin {
         if pin != digest {
-            return Err(mismatch(uri, pin, &digest));
+            return Err(changed(mismatch(uri, pin, &digest)));
         }
     }
     if remote {
@@ -205,14 +206,23 @@ async fn fetch_uncached(uri: &str, remote: bool, pin: Option<&str>, cache_dir: &
 /// (object_store percent-encodes `~`, `#`, non-ASCII… in S3 keys, so such a name would
 /// read from a directory but not from the same files copied to S3).
 async fn read_model_json(store: &Store) -> Result<(Vec<u8>, ArtifactInfo)> {
-    let model_json: Vec<u8> =
-        store.get(MODEL_JSON).await?.ok_or_else(|| Error::format(store.describe(MODEL_JSON), "does not exist (expected a model artifact: model.json and its weights)"))?.into();
-    let info = parse_info(&model_json, &store.describe(MODEL_JSON))?;
+    let model_json: Vec<u8> = store.get(MODEL_JSON).await?.ok_or_else(|| missing_model_json(store))?.into();
+    let info = parse_model_json(store, &model_json)?;
+    Ok((model_json, info))
+}
+
+fn missing_model_json(store: &Store) -> Error {
+    Error::format(store.describe(MODEL_JSON), "does not exist (expected a model artifact: model.json and its weights)")
+}
+
+/// The common fields of `model.json`'s bytes, checked (see [`read_model_json`]).
+fn parse_model_json(store: &Store, model_json: &[u8]) -> Result<ArtifactInfo> {
+    let info = parse_info(model_json, &store.describe(MODEL_JSON))?;
     if info.weights.is_empty() || info.weights.contains('/') || info.weights == MODEL_JSON {
         return Err(Error::format(store.describe(MODEL_JSON), format!("weights {:?} must name a file beside model.json", info.weights)));
     }
     crate::storage::check_key_part(&info.weights).map_err(|m| Error::format(store.describe(MODEL_JSON), format!("weights: {m}")))?;
-    Ok((model_json, info))
+    Ok(info)
 }
 
 fn missing_weights(store: &Store, info: &ArtifactInfo) -> Error {

@@ -738,6 +738,7 @@ async fn run_leased(
         Ok(p) => p,
         Err(e @ Error::ModelChanged(_)) => {
             // Every worker without the pinned model cached fails alike: an attempt spent.
+            tracing::warn!(error = %e, "shard failed: the run's model changed since submit");
             fail(queue.as_ref(), lease, &e, metrics).await;
             return JobEnd::ModelChanged;
         }

@@ -257,7 +257,7 @@ mod tests {
         let e = format!("{:#}", super::run(args(&[])).unwrap_err());
         assert!(e.contains("t0.png") && e.contains("code 1: 63") && e.contains("valid codes: 10 building") && e.contains("--classes FILE"), "{e}");
         let e = format!("{:#}", super::run(args(&["--unknown-codes", "ignore"])).unwrap_err());
-        assert!(e.contains("no label pixel holds a class") && e.contains("--classes FILE"), "{e}");
+        assert!(e.contains("no label pixel of the training split holds a class") && e.contains("--classes FILE"), "{e}");
         std::fs::write(&classes_file, "[run]\ncount = 1\n").unwrap();
         let e = format!("{:#}", super::run(args(&["--classes", classes_file.to_str().unwrap()])).unwrap_err());
         assert!(e.contains("--classes") && e.contains("classes.toml") && e.contains("expected a [classes] table"), "{e}");
