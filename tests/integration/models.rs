@@ -22,6 +22,18 @@ async fn upload_model(store: &Store, name: &str) -> String {
     format!("s3://data/models/{name}")
 }
 
+/// Both demo models uploaded to the S3 server, and a ddpm-spade spec of `count` samples in
+/// shards of `shard_size` that names them; with the models' store and the label model's URI.
+async fn spec_with_s3_models(cl: &Cluster, count: u64, shard_size: u64) -> (SpecBuilder, Store, String) {
+    let models = cl.s3.store("data", "models");
+    let (l_uri, i_uri) = (upload_model(&models, "ddpm").await, upload_model(&models, "spade").await);
+    let mut spec = SpecBuilder::ddpm_spade("s3://data/runs");
+    spec.count = count;
+    spec.shard_size = shard_size;
+    spec.pipeline_extra = model_tables(&l_uri, &i_uri);
+    (spec, models, l_uri)
+}
+
 /// Labels hold only class codes, sizes match the spec, the manifest carries the model
 /// fields, and the contact sheet is there.
 async fn check_ddpm_spade_run(store: &Store, count: u64, size: u32) -> Vec<shared::manifest::ManifestLine> {
@@ -100,12 +112,7 @@ async fn ddpm_spade_embedded_and_redis_give_the_same_valid_samples() {
     assert_eq!(nearest, 1.0, "nearest upscale puts every border on the model's grid");
     assert!(smooth < 0.8, "smooth upscale left {smooth:.2} of the borders on the grid");
 
-    let models = cl.s3.store("data", "models");
-    let (l_uri, i_uri) = (upload_model(&models, "ddpm").await, upload_model(&models, "spade").await);
-    let mut rspec = SpecBuilder::ddpm_spade("s3://data/runs");
-    rspec.count = 6;
-    rspec.shard_size = 4;
-    rspec.pipeline_extra = model_tables(&l_uri, &i_uri);
+    let (rspec, _, _) = spec_with_s3_models(&cl, 6, 4).await;
     let rcfg = rspec.write(cl.dir.path(), "redis.toml");
     let mut c = cl.coordinator(&["submit", rcfg.to_str().unwrap(), "--run-id", "m1"]);
     c.env("LABELGEN_MODEL_CACHE", &cache);
@@ -229,12 +236,7 @@ async fn sigkill_mid_ddpm_spade_job_still_gives_exactly_n() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_replaced_after_submit_fails_its_run_not_the_fleet() {
     let cl = Cluster::start("modelchanged");
-    let models = cl.s3.store("data", "models");
-    let (l_uri, i_uri) = (upload_model(&models, "ddpm").await, upload_model(&models, "spade").await);
-    let mut spec = SpecBuilder::ddpm_spade("s3://data/runs");
-    spec.count = 6;
-    spec.shard_size = 2;
-    spec.pipeline_extra = model_tables(&l_uri, &i_uri);
+    let (spec, models, l_uri) = spec_with_s3_models(&cl, 6, 2).await;
     cl.submit(&spec, "mc");
     let mut other = SpecBuilder::new("s3://data/runs");
     other.count = 4;
