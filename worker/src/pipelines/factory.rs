@@ -74,9 +74,14 @@ impl Factory {
         if let [device] = devices.as_slice() {
             return crate::backend::dispatch(one(device), BuildOn { factory: self, spec, checked });
         }
-        // cuda:all: one pipeline per GPU (models loaded on each), one process.
-        let pipes = devices.iter().map(|d| crate::backend::dispatch(one(d), BuildOn { factory: self, spec, checked: checked.clone() })).collect::<anyhow::Result<Vec<_>>>()?;
-        tracing::info!(devices = pipes.len(), "ddpm-spade pipeline on every GPU");
+        // cuda:all: one pipeline per GPU (models loaded on each), one process; a GPU it
+        // does not build on is left out while another builds.
+        let (pipes, failed) =
+            super::spread::build_each(&devices, |d| d.to_string(), |d| crate::backend::dispatch(one(d), BuildOn { factory: self, spec, checked: checked.clone() }))?;
+        for why in &failed {
+            tracing::error!(cause = %why, "left out of cuda:all: the run's pipeline does not build on this GPU; the others carry on without it");
+        }
+        tracing::info!(devices = pipes.len(), left_out = failed.len(), "ddpm-spade pipeline on every GPU");
         Ok(Arc::new(super::Spread::new(pipes)))
     }
 }

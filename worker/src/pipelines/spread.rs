@@ -33,6 +33,24 @@ impl Spread {
     }
 }
 
+/// Builds a pipeline on each device (`name` says which, for the log): those that build,
+/// and why each other did not. A GPU whose models do not load (a dead or busy card) is
+/// left out while another builds, so one bad card of eight does not stop the other seven;
+/// when none builds, the error names each device and its cause.
+pub fn build_each<D, P>(devices: &[D], name: impl Fn(&D) -> String, mut build: impl FnMut(&D) -> anyhow::Result<P>) -> anyhow::Result<(Vec<P>, Vec<String>)> {
+    let (mut built, mut failed) = (Vec::new(), Vec::new());
+    for d in devices {
+        match build(d) {
+            Ok(p) => built.push(p),
+            Err(e) => failed.push(format!("{}: {e:#}", name(d))),
+        }
+    }
+    if built.is_empty() {
+        anyhow::bail!("the pipeline builds on none of the {} devices ({})", devices.len(), failed.join("; "));
+    }
+    Ok((built, failed))
+}
+
 /// Counts a device free again when its batch ends, panics included.
 struct Release<'a>(&'a Spread, usize);
 
@@ -62,6 +80,17 @@ impl Pipeline for Spread {
 mod tests {
     use super::*;
     use std::sync::Barrier;
+
+    /// A device whose build fails is left out and named; none building is an error naming
+    /// each.
+    #[test]
+    fn a_device_that_does_not_build_is_left_out() {
+        let name = |d: &u32| format!("cuda:{d}");
+        let (built, failed) = build_each(&[0u32, 1, 2], name, |&d| if d == 1 { anyhow::bail!("device lost") } else { Ok(d) }).unwrap();
+        assert_eq!((built, failed), (vec![0, 2], vec!["cuda:1: device lost".to_string()]));
+        let e = build_each(&[0u32, 1], name, |&d| -> anyhow::Result<u32> { anyhow::bail!("no memory on {d}") }).unwrap_err().to_string();
+        assert!(e.contains("none of the 2 devices") && e.contains("cuda:0: no memory on 0; cuda:1: no memory on 1"), "{e}");
+    }
 
     /// Records which device ran (and gives it as each sample's seed), and holds each batch
     /// until every slot has one in hand.
