@@ -700,6 +700,11 @@ mod tests {
         assert_eq!((ds.stems.clone(), ds.train.clone(), ds.test.len()), (vec!["a".to_string(), "b".into()], vec!["a".to_string(), "b".into()], 0));
         assert_eq!(ds.label("a", None).unwrap().data, vec![0, 1, IGNORE_INDEX, 7]);
         assert_eq!((ds.summary.pairs, ds.summary.train, ds.summary.unknown_pixels, ds.summary.class_pixels), (2, 2, 0, 7));
+        // Another table for the same files is other training data.
+        let mut swapped = ClassTable::ai_hub();
+        swapped.classes.swap(0, 1);
+        let other = Dataset::open_with(&d.0, swapped, &DatasetOptions::default()).unwrap();
+        assert_ne!(ds.digest(false).unwrap(), other.digest(false).unwrap());
         // Other files are left out; a PNG named in upper case is named, not left out.
         d.write("labels/notes.txt", b"x");
         d.write("images/Thumbs.db", b"x");
