@@ -396,8 +396,8 @@ impl Dataset {
     }
 
     /// sha256 over every train-split file's name and bytes (labels, and images unless
-    /// `labels_only`), and the class table when it is not the AI Hub one: the "digest of
-    /// the training data" in a model's `model.json`.
+    /// `labels_only`), the class table when it is not the AI Hub one and the mask kind when
+    /// not codes: the "digest of the training data" in a model's `model.json`.
     pub fn digest(&self, labels_only: bool) -> Result<String> {
         let mut h = Sha256::new();
         for stem in &self.train {
@@ -412,11 +412,15 @@ impl Dataset {
                 h.update(&bytes);
             }
         }
-        // What the codes mean too, when not the default table (so digests of AI Hub sets
-        // stay as they were): a resume with another table reads other classes.
+        // What the masks mean too, when not the default table or codes (so digests of AI
+        // Hub code sets stay as they were): a resume with another table, or reading the
+        // same indexed masks by colour, reads other classes.
         if self.classes != ClassTable::ai_hub() {
             h.update(b"classes");
             h.update(serde_json::to_vec(&self.classes).expect("a class table serialises"));
+        }
+        if self.options.mask != MaskKind::Codes {
+            h.update(b"palette masks");
         }
         Ok(hex::encode(h.finalize()))
     }

@@ -2,8 +2,9 @@
 //! also as JPEG or lossless WebP ([`ImageEncoding`], [`RgbImage::decode`] reads all three).
 //!
 //! A label PNG is 8-bit grayscale holding the *raw codes* of the class table, the same
-//! format as the AI Hub masks, so real and generated data share one layout. A dataset's
-//! masks may instead hold the class table's preview colours ([`MaskKind::Palette`]).
+//! format as the AI Hub masks, so real and generated data share one layout (an indexed
+//! PNG whose palette indices are the codes reads the same). A dataset's masks may instead
+//! hold the class table's preview colours ([`MaskKind::Palette`]).
 //!
 //! There is one label-PNG decoder, `decode_label_with`: [`decode_label`] (mask kind and
 //! unknown-value handling as the dataset flags say), [`LabelMap::from_png`] (raw codes,
@@ -174,8 +175,9 @@ impl LabelMap {
         encode_png(self.width, self.height, png::ColorType::Grayscale, &self.to_codes(classes))
     }
 
-    /// Decodes an 8-bit grayscale label PNG of raw codes; an unknown code is an error
-    /// naming `origin`, the pixel and the code (see [`decode_label`] for the options).
+    /// Decodes a label PNG of raw codes (8-bit grayscale, or indexed by the codes); an
+    /// unknown code is an error naming `origin`, the pixel and the code (see
+    /// [`decode_label`] for the options).
     pub fn from_png(bytes: &[u8], classes: &ClassTable, origin: &str) -> Result<LabelMap> {
         decode_label_with(bytes, classes, MaskKind::Codes, OnUnknown::Error, Hints::None, origin).map(|(m, _)| m)
     }
@@ -336,9 +338,19 @@ pub fn decode_png(bytes: &[u8], origin: &str) -> Result<(u32, u32, png::ColorTyp
     Ok((info.width, info.height, info.color_type, buf))
 }
 
-/// The palette indices of an indexed PNG (1, 2, 4 or 8 bits a pixel), one byte a pixel:
-/// `(width, height, indices)`; `None` for a PNG of another colour type.
-pub fn decode_png_indices(bytes: &[u8], origin: &str) -> Result<Option<(u32, u32, Vec<u8>)>> {
+/// An indexed PNG's pixels as palette indices.
+pub struct Indexed {
+    pub width: u32,
+    pub height: u32,
+    /// One palette index a pixel, rows of `width`.
+    pub indices: Vec<u8>,
+    /// The palette's colours, RGB, by index.
+    pub palette: Vec<[u8; 3]>,
+}
+
+/// The palette indices of an indexed PNG (1, 2, 4 or 8 bits a pixel), one byte a pixel,
+/// and its palette; `None` for a PNG of another colour type.
+pub fn decode_png_indices(bytes: &[u8], origin: &str) -> Result<Option<Indexed>> {
     let unreadable = |e: png::DecodingError| Error::format(origin, format!("not a readable PNG: {e}"));
     let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
     if dec.read_header_info().map_err(unreadable)?.color_type != png::ColorType::Indexed {
@@ -346,6 +358,7 @@ pub fn decode_png_indices(bytes: &[u8], origin: &str) -> Result<Option<(u32, u32
     }
     dec.set_transformations(png::Transformations::IDENTITY);
     let mut reader = dec.read_info().map_err(unreadable)?;
+    let palette = reader.info().palette.as_deref().unwrap_or_default().chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
     let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
     let info = reader.next_frame(&mut buf).map_err(unreadable)?;
     let bits = info.bit_depth as usize;
@@ -357,7 +370,21 @@ pub fn decode_png_indices(bytes: &[u8], origin: &str) -> Result<Option<(u32, u32
             (row[bit / 8] >> (8 - bits - bit % 8)) & ((1u16 << bits) - 1) as u8
         }));
     }
-    Ok(Some((info.width, info.height, out)))
+    Ok(Some(Indexed { width: info.width, height: info.height, indices: out, palette }))
+}
+
+/// A code mask stored as an indexed PNG whose palette gives an index used the colour of
+/// another code's class is a colour mask saved indexed (its indices are arbitrary):
+/// the index and that class, if so.
+fn colour_mask_saved_indexed(indexed: &Indexed, classes: &ClassTable) -> Option<(u8, u8)> {
+    let mut used = [false; 256];
+    for &i in &indexed.indices {
+        used[i as usize] = true;
+    }
+    (0..=255u8).filter(|&i| used[i as usize]).find_map(|i| {
+        let class = classes.index_of_color(*indexed.palette.get(i as usize)?)?;
+        (classes.code_of_index(class) != i).then_some((i, class))
+    })
 }
 
 // Label masks: their kinds, unknown values, the decoder.
@@ -527,8 +554,19 @@ pub(crate) fn decode_label_with(bytes: &[u8], classes: &ClassTable, mask: MaskKi
         MaskKind::Palette => None,
     };
     let is_indexed = indexed.is_some();
+    if let Some((i, class)) = indexed.as_ref().and_then(|x| colour_mask_saved_indexed(x, classes)) {
+        let hint = if hints == Hints::Flags { ": read it with --mask palette" } else { "" };
+        return Err(Error::format(
+            origin,
+            format!(
+                "an indexed PNG whose palette gives index {i} the colour of class {:?} (code {}): a colour mask saved indexed, not codes{hint}",
+                classes.classes[class as usize].name,
+                classes.code_of_index(class)
+            ),
+        ));
+    }
     let (width, height, color, pixels) = match indexed {
-        Some((w, h, indices)) => (w, h, png::ColorType::Grayscale, indices),
+        Some(x) => (x.width, x.height, png::ColorType::Grayscale, x.indices),
         None => decode_png(bytes, origin)?,
     };
     let flags = hints == Hints::Flags;
@@ -713,13 +751,18 @@ mod tests {
         assert!(err.contains("labels/a.png") && err.contains("(1, 1)") && err.contains("33"), "{err}");
     }
 
-    /// An indexed PNG: 8 or 4 bits a pixel.
-    fn indexed_png(width: u32, height: u32, depth: png::BitDepth, packed: &[u8]) -> Vec<u8> {
+    /// An indexed PNG: 8 or 4 bits a pixel, with a palette of colours no class has, but
+    /// for `coloured` (an index and its colour).
+    fn indexed_png(width: u32, height: u32, depth: png::BitDepth, packed: &[u8], coloured: Option<(u8, [u8; 3])>) -> Vec<u8> {
+        let mut palette: Vec<[u8; 3]> = (0..=255u8).map(|i| [i, 255 - i, i / 2]).collect();
+        if let Some((i, rgb)) = coloured {
+            palette[i as usize] = rgb;
+        }
         let mut out = Vec::new();
         let mut enc = png::Encoder::new(&mut out, width, height);
         enc.set_color(png::ColorType::Indexed);
         enc.set_depth(depth);
-        enc.set_palette((0..=255u8).flat_map(|i| [i, 255 - i, i / 2]).collect::<Vec<u8>>());
+        enc.set_palette(palette.concat());
         enc.write_header().unwrap().write_image_data(packed).unwrap();
         out
     }
@@ -730,7 +773,7 @@ mod tests {
     #[test]
     fn indexed_pngs_read_as_codes_by_their_indices() {
         let classes = ClassTable::ai_hub();
-        let eight = indexed_png(3, 2, png::BitDepth::Eight, &[10, 20, 100, 80, 10, 30]);
+        let eight = indexed_png(3, 2, png::BitDepth::Eight, &[10, 20, 100, 80, 10, 30], None);
         let (map, unk) = decode_label(&eight, &classes, MaskKind::Codes, UnknownCodes::Error, "m.png").unwrap();
         assert_eq!((map.width, map.height, map.data, unk.count), (3, 2, vec![0, 1, IGNORE_INDEX, 7, 0, 2], 0));
         // 4 bits: two pixels a byte, each row padded to a whole byte (3 pixels: 2 bytes).
@@ -739,7 +782,7 @@ mod tests {
             c.code = i as u8 + 1;
         }
         table.ignore_code = 15;
-        let four = indexed_png(3, 2, png::BitDepth::Four, &[0x12, 0xF0, 0x83, 0x40]);
+        let four = indexed_png(3, 2, png::BitDepth::Four, &[0x12, 0xF0, 0x83, 0x40], None);
         let (map, _) = decode_label(&four, &table, MaskKind::Codes, UnknownCodes::Error, "m.png").unwrap();
         assert_eq!(map.data, vec![0, 1, IGNORE_INDEX, 7, 2, 3]);
         let e = decode_label(&four, &classes, MaskKind::Codes, UnknownCodes::Error, "m.png").unwrap_err().to_string();
@@ -747,6 +790,16 @@ mod tests {
         // Read as a palette mask, the same file is its colours.
         let e = decode_label(&eight, &classes, MaskKind::Palette, UnknownCodes::Error, "m.png").unwrap_err().to_string();
         assert!(e.contains("no class's colour"), "{e}");
+        // A colour mask saved indexed: a used index has another code's class colour.
+        let road = classes.color_of_index(2);
+        let saved = indexed_png(3, 2, png::BitDepth::Eight, &[10, 20, 100, 80, 10, 20], Some((20, road)));
+        let e = decode_label(&saved, &classes, MaskKind::Codes, UnknownCodes::Ignore, "m.png").unwrap_err().to_string();
+        assert!(e.contains("index 20 the colour of class \"road\" (code 30)") && e.contains("--mask palette"), "{e}");
+        let (map, _) = decode_label(&saved, &classes, MaskKind::Palette, UnknownCodes::Ignore, "m.png").unwrap();
+        assert_eq!(map.data[1], 2, "read as colours, index 20 is road");
+        // An index coloured as its own code's class is a code mask with a matching palette.
+        let matching = indexed_png(3, 2, png::BitDepth::Eight, &[10, 20, 100, 80, 10, 30], Some((30, road)));
+        assert_eq!(decode_label(&matching, &classes, MaskKind::Codes, UnknownCodes::Error, "m.png").unwrap().0.data[5], 2);
     }
 
     #[test]

@@ -162,7 +162,7 @@ fn mismatch(uri: &str, pin: &str, found: &str) -> Error {
 /// are gone or whose bytes differ from the pin is [`Error::ModelChanged`]: one object for
 /// every worker, so the run's, not this worker's (a local path may differ from machine to
 /// machine: there it stays a [`Error::Format`], this worker's copy; and a `model.json`
-/// this worker cannot parse, whatever its bytes, may be a newer version's: this worker's).
+/// that is JSON this worker cannot read may be a newer version's: this worker's).
 pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Artifact> {
     let uri = uri.trim_end_matches('/');
     let remote = matches!(StoreUrl::parse(uri), Ok(StoreUrl::S3 { .. }));
@@ -182,7 +182,9 @@ pub async fn fetch(uri: &str, pin: Option<&str>, cache_dir: &Path) -> Result<Art
     };
     let store = Store::open(uri)?;
     let model_json: Vec<u8> = store.get(MODEL_JSON).await?.ok_or_else(|| changed(missing_model_json(&store)))?.into();
-    let info = parse_model_json(&store, &model_json)?;
+    // Not JSON at all (truncated, an error page) is damage; JSON this worker does not
+    // understand may be a newer version's model.json.
+    let info = parse_model_json(&store, &model_json).map_err(|e| if serde_json::from_slice::<serde::de::IgnoredAny>(&model_json).is_err() { changed(e) } else { e })?;
     // `Vec::from(Bytes)` takes the buffer over when it is not shared: no second copy.
     let weights: Vec<u8> = store.get(&info.weights).await?.ok_or_else(|| changed(missing_weights(&store, &info)))?.into();
     let weights_sha = sha256_hex(&weights);

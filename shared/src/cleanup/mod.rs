@@ -164,9 +164,9 @@ pub fn decode_raw(codes: &[u8], w: u32, h: u32, classes: &ClassTable) -> LabelMa
     LabelMap { width: w, height: h, data: label::map_codes(codes, w, classes, UNKNOWN_INDEX).0 }
 }
 
-/// Decodes an 8-bit grayscale label PNG of raw codes like [`decode_raw`] (the shared label
-/// decoder, unknown codes kept as [`UNKNOWN_INDEX`]). Errors name `origin` and say what is
-/// wrong with the file.
+/// Decodes a label PNG of raw codes (8-bit grayscale, or indexed by the codes) like
+/// [`decode_raw`] (the shared label decoder, unknown codes kept as [`UNKNOWN_INDEX`]).
+/// Errors name `origin` and say what is wrong with the file.
 pub fn decode_raw_png(bytes: &[u8], classes: &ClassTable, origin: &str) -> Result<LabelMap> {
     let on_unknown = label::OnUnknown::Replace(UNKNOWN_INDEX);
     label::decode_label_with(bytes, classes, MaskKind::Codes, on_unknown, label::Hints::None, origin).map(|(m, _)| m)

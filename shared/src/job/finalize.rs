@@ -292,8 +292,16 @@ fn now_ms() -> u64 {
 }
 
 /// Writes the manifest of a run whose every shard is committed. `store` is rooted at the
-/// run directory.
+/// run directory. One finalize of a run at a time: a second waits for the first's
+/// `finalize.lock` ([`super::finalize_lock`]), then runs.
 pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
+    let lock = super::finalize_lock::acquire(store).await?;
+    let done = finalize_locked(store, run_id, spec).await;
+    lock.release().await;
+    done
+}
+
+async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
     let n = spec.shards();
     // One streamed listing counts the records; only an incomplete run lists again to name
     // what is missing. Nothing here holds per-shard state.

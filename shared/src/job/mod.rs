@@ -8,6 +8,7 @@
 //! - `contact.rs` — `contact_sheet.png`, the first samples as (label | image) pairs.
 //! - `finalize.rs` — manifest.jsonl and manifest.json from the commit records; WebDataset
 //!   tars published as `dataset/SHARD.tar`; cleanup of losing attempts.
+//! - `finalize_lock.rs` — `finalize.lock`: one finalize of a run at a time.
 //! - `verify.rs` — checks a finalized run against its manifest, streamed (`coordinator verify`).
 //! - `runner.rs` — the worker loop: claim, heartbeat, execute, ack/fail/release; graceful stop.
 //! - `faults.rs` — test hooks that inject failures and delays.
@@ -16,6 +17,7 @@ mod contact;
 mod execute;
 mod faults;
 mod finalize;
+mod finalize_lock;
 mod output;
 mod pipeline;
 mod runner;

@@ -208,6 +208,13 @@ async fn finalize_publishes_webdataset_tars_under_flat_names() {
     let report = finalize(&store, "r", &spec).await.unwrap();
     assert_eq!((report.samples, report.shards), (5, 3));
     assert_eq!(objects_under(&store, "data").await, Vec::<String>::new(), "the originals are moved, not copied");
+    // Two finalizes at once take turns (finalize.lock): both end well, with the same
+    // manifest, and leave no lock.
+    let manifest = store.get("manifest.jsonl").await.unwrap().unwrap();
+    let (a, b) = tokio::join!(finalize(&store, "r", &spec), finalize(&store, "r", &spec));
+    assert_eq!((a.unwrap().samples, b.unwrap().samples), (5, 5));
+    assert_eq!(store.get("manifest.jsonl").await.unwrap().unwrap(), manifest);
+    assert!(!store.exists("finalize.lock").await.unwrap());
     let published =
         ["dataset/000000.parquet", "dataset/000000.tar", "dataset/000001.parquet", "dataset/000001.tar", "dataset/000002.parquet", "dataset/000002.tar", "dataset/shards.jsonl"];
     assert_eq!(objects_under(&store, "dataset").await, published);

@@ -15,6 +15,7 @@
 //! manifest.jsonl                one line per sample, written by finalize
 //! contact_sheet.png             the first samples as (label | image) pairs, by finalize
 //! manifest.json                 summary, written last
+//! finalize.lock                 while a finalize runs: the one finalize of the run at a time
 //! ```
 
 pub const RUN_JSON: &str = "run.json";
