@@ -295,16 +295,10 @@ fn now_ms() -> u64 {
 /// run directory. One finalize of a run at a time: a second waits for the first's
 /// `finalize.lock` ([`super::finalize_lock`]), then runs.
 pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
-    let lock = super::finalize_lock::acquire(store).await?;
-    let done = finalize_locked(store, run_id, spec).await;
-    lock.release().await;
-    done
-}
-
-async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
     let n = spec.shards();
     // One streamed listing counts the records; only an incomplete run lists again to name
-    // what is missing. Nothing here holds per-shard state.
+    // what is missing. Nothing here holds per-shard state. Before the lock: a run that
+    // cannot be finalized (a mistyped id) gets nothing written, not even the lock.
     if crate::manifest::count_committed(store, spec).await?.shards < n {
         let (missing, first) = uncommitted_shards(store, n, 20).await?;
         let shown: Vec<String> = first.iter().map(|s| s.to_string()).collect();
@@ -313,6 +307,14 @@ async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec) -> Result<
             message: format!("cannot finalize: {missing} of {n} shards are not committed (shards {}{})", shown.join(", "), if missing > first.len() as u64 { ", …" } else { "" }),
         });
     }
+    let lock = super::finalize_lock::acquire(store).await?;
+    let done = finalize_locked(store, run_id, spec).await;
+    lock.release().await;
+    done
+}
+
+async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
+    let n = spec.shards();
     let digest = spec.digest();
     let k = spec.classes.len();
     let mut pixels = vec![0u64; k];
