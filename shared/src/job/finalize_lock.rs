@@ -1,15 +1,20 @@
 //! One finalize of a run at a time: `finalize.lock` in the run directory, created
-//! create-only and rewritten every [`REFRESH`] while its finalize runs, removed at its end.
+//! create-only and rewritten every 15 s while its finalize runs, removed at its end.
 //!
 //! Two finalizes at once (`coordinator finalize` by hand while `watch` finalizes, two
 //! `watch`es) would write the same outputs, but on S3 they share the record of the
 //! manifest's multipart upload: the later one aborted the earlier one's upload, and a
-//! killed one could leave an upload nothing names. A second finalize now waits for the
+//! killed one could leave an upload nothing names.
+//!
+//! Limits: two waiters that judge one lock stale within a round trip of each other can
+//! both proceed; a clock over 10 minutes ahead of the store's takes a live lock over. A second finalize now waits for the
 //! first, then runs (rewriting the same outputs, from the records). A lock whose finalize
-//! was killed is taken over once nobody has rewritten it for [`STALE`] of the waiter's own
+//! was killed is taken over once nobody has rewritten it for a minute of the waiter's own
 //! time (no clocks of two machines are compared), or at once when the store dates it more
-//! than [`STALE_BY_DATE`] ago.
+//! than [`STALE_BY_DATE`] ago. A holder rewrites and removes the lock only while it is
+//! still its own.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,48 +24,77 @@ use crate::storage::{Created, Store};
 
 /// The lock object, in the run directory.
 pub const FINALIZE_LOCK: &str = "finalize.lock";
-/// How often the holder rewrites the lock.
-const REFRESH: Duration = Duration::from_secs(15);
-/// A lock not rewritten for this long, as a waiter sees it, belongs to a finalize that
-/// stopped: taken over.
-const STALE: Duration = Duration::from_secs(60);
+
+/// How a lock is kept and waited for.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// How often the holder rewrites the lock.
+    refresh: Duration,
+    /// A lock not rewritten for this long, as a waiter sees it, belongs to a finalize
+    /// that stopped: taken over.
+    stale: Duration,
+    /// How often a waiter looks at the lock.
+    poll: Duration,
+}
+
+const TIMING: Timing = Timing { refresh: Duration::from_secs(15), stale: Duration::from_secs(60), poll: Duration::from_secs(2) };
 /// A lock the store dates this much before the waiter's clock is taken over at once (a
 /// finalize killed long ago; clocks may differ by far less).
 const STALE_BY_DATE: Duration = Duration::from_secs(600);
-/// How often a waiter looks at the lock.
-const POLL: Duration = Duration::from_secs(2);
 
-/// A held lock: rewritten in the background until [`Held::release`] (or drop).
+/// A held lock, rewritten in the background until [`Held::release`]. Dropped without a
+/// release (the finalize cancelled), it stops being rewritten and stays: the next
+/// finalize takes it over after [`Timing::stale`].
 pub(super) struct Held {
     store: Store,
-    refresher: tokio::task::JoinHandle<()>,
+    /// The start of every body this holder writes.
+    mine: String,
+    stop: Arc<tokio::sync::Notify>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Held {
-    /// Stops rewriting the lock and removes it.
-    pub(super) async fn release(self) {
-        self.refresher.abort();
-        if let Err(e) = self.store.delete(FINALIZE_LOCK).await {
-            tracing::warn!(error = %e, "could not remove {FINALIZE_LOCK}; the next finalize takes it over after a minute");
+    /// Stops rewriting the lock (waiting for a rewrite under way) and removes it, if it
+    /// is still this holder's.
+    pub(super) async fn release(mut self) {
+        self.stop.notify_one();
+        if let Some(task) = self.refresher.take() {
+            let _ = task.await;
+        }
+        match self.store.get(FINALIZE_LOCK).await {
+            Ok(Some(body)) if body.starts_with(self.mine.as_bytes()) => {
+                if let Err(e) = self.store.delete(FINALIZE_LOCK).await {
+                    tracing::warn!(error = %e, "could not remove {FINALIZE_LOCK}; the next finalize takes it over after a minute");
+                }
+            }
+            Ok(Some(_)) => tracing::warn!("{FINALIZE_LOCK} was taken over while this finalize ran (it stalled past a minute?): left to its new holder"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read {FINALIZE_LOCK} to remove it; the next finalize takes it over after a minute"),
         }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.refresher.abort();
+        if let Some(task) = &self.refresher {
+            task.abort();
+        }
     }
 }
 
 /// Takes the run's finalize lock in `store` (rooted at the run directory), waiting while
 /// another finalize holds it.
 pub(super) async fn acquire(store: &Store) -> Result<Held> {
-    acquire_with(store, STALE).await
+    acquire_with(store, TIMING).await
 }
 
-async fn acquire_with(store: &Store, stale: Duration) -> Result<Held> {
-    let holder = format!("{} pid {}", std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "a host".into()), std::process::id());
-    let body = move |n: u64| Bytes::from(format!("{holder}, rewrite {n}\n"));
+async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "a host".into());
+    let mine = format!("{host} pid {} token {:016x}", std::process::id(), rand::random::<u64>());
+    let body = {
+        let mine = mine.clone();
+        move |n: u64| Bytes::from(format!("{mine}, rewrite {n}\n"))
+    };
     // What the other holder's lock said, and since when (by this process's clock).
     let mut seen: Option<(Bytes, Instant)> = None;
     loop {
@@ -77,55 +111,77 @@ async fn acquire_with(store: &Store, stale: Duration) -> Result<Held> {
                         lock = %store.describe(FINALIZE_LOCK),
                         held_by = %String::from_utf8_lossy(&now).trim(),
                         "another finalize of this run is running: waiting for it (its lock is taken over if it is not rewritten for {} s)",
-                        stale.as_secs()
+                        timing.stale.as_secs()
                     );
                 }
                 seen = Some((now.clone(), Instant::now()));
                 Duration::ZERO
             }
         };
-        if dated_stale || unchanged_for >= stale {
-            tracing::warn!(
-                lock = %store.describe(FINALIZE_LOCK),
-                held_by = %String::from_utf8_lossy(&now).trim(),
-                "taking over the finalize lock: its finalize stopped rewriting it (killed?)"
-            );
-            store.delete(FINALIZE_LOCK).await?;
+        if dated_stale || unchanged_for >= timing.stale {
+            // Only the lock judged stale: one another waiter took over since is left.
+            if store.get(FINALIZE_LOCK).await?.as_ref() == Some(&now) {
+                tracing::warn!(
+                    lock = %store.describe(FINALIZE_LOCK),
+                    held_by = %String::from_utf8_lossy(&now).trim(),
+                    "taking over the finalize lock: its finalize stopped rewriting it (killed?)"
+                );
+                store.delete(FINALIZE_LOCK).await?;
+            }
             seen = None;
             continue;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(timing.poll).await;
     }
+    let stop = Arc::new(tokio::sync::Notify::new());
     let refresher = {
-        let store = store.clone();
+        let (store, stop, mine) = (store.clone(), stop.clone(), mine.clone());
         tokio::spawn(async move {
             for n in 1.. {
-                tokio::time::sleep(REFRESH).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(timing.refresh) => {}
+                    _ = stop.notified() => return,
+                }
+                // Rewritten only while it is still this holder's.
+                match store.get(FINALIZE_LOCK).await {
+                    Ok(Some(b)) if b.starts_with(mine.as_bytes()) => {}
+                    Ok(_) => {
+                        tracing::warn!("{FINALIZE_LOCK} was taken over by another finalize (this one stalled past a minute?); no longer rewriting it");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read {FINALIZE_LOCK}; trying again");
+                        continue;
+                    }
+                }
                 if let Err(e) = store.put(FINALIZE_LOCK, body(n)).await {
                     tracing::warn!(error = %e, "could not rewrite {FINALIZE_LOCK}; a second finalize may take it over after a minute");
                 }
             }
         })
     };
-    Ok(Held { store: store.clone(), refresher })
+    Ok(Held { store: store.clone(), mine, stop, refresher: Some(refresher) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A second finalize waits for the first's lock and takes it once released; a lock
-    /// nobody rewrites is taken over; the holder's lock goes with its release.
-    #[tokio::test]
+    const FAST: Timing = Timing { refresh: Duration::from_millis(100), stale: Duration::from_millis(600), poll: Duration::from_millis(50) };
+
+    /// A second finalize waits while the first's lock is rewritten (longer than `stale`),
+    /// takes it once released; a lock nobody rewrites is taken over; a release removes
+    /// only the holder's own lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn finalizes_take_the_lock_in_turn() {
         let store = Store::memory().child(&format!("lock-{}", rand::random::<u64>()));
-        let first = acquire(&store).await.unwrap();
+        let first = acquire_with(&store, FAST).await.unwrap();
         let waiter = {
             let store = store.clone();
-            tokio::spawn(async move { acquire(&store).await.unwrap() })
+            tokio::spawn(async move { acquire_with(&store, FAST).await.unwrap() })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!waiter.is_finished(), "the second waits while the first holds the lock");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!waiter.is_finished(), "the second waits while the first's lock is rewritten, well past `stale`");
         first.release().await;
         let second = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("taken once released").unwrap();
         assert!(store.exists(FINALIZE_LOCK).await.unwrap());
@@ -133,11 +189,15 @@ mod tests {
         assert!(!store.exists(FINALIZE_LOCK).await.unwrap());
 
         // A killed holder's lock (nobody rewrites it) is taken over.
-        store.put(FINALIZE_LOCK, Bytes::from_static(b"a host pid 1, rewrite 3\n")).await.unwrap();
+        let killed = Bytes::from_static(b"a host pid 1 token 0, rewrite 3\n");
+        store.put(FINALIZE_LOCK, killed.clone()).await.unwrap();
         let t0 = Instant::now();
-        let taken = tokio::time::timeout(Duration::from_secs(20), acquire_with(&store, Duration::from_millis(500))).await.expect("taken over").unwrap();
-        assert!(t0.elapsed() >= Duration::from_millis(500));
-        assert_ne!(store.get(FINALIZE_LOCK).await.unwrap().unwrap(), Bytes::from_static(b"a host pid 1, rewrite 3\n"));
+        let taken = tokio::time::timeout(Duration::from_secs(20), acquire_with(&store, FAST)).await.expect("taken over").unwrap();
+        assert!(t0.elapsed() >= FAST.stale);
+        assert_ne!(store.get(FINALIZE_LOCK).await.unwrap().unwrap(), killed);
+        // Taken over from this holder in turn (it stalled): its release leaves the lock.
+        store.put(FINALIZE_LOCK, killed.clone()).await.unwrap();
         taken.release().await;
+        assert_eq!(store.get(FINALIZE_LOCK).await.unwrap().unwrap(), killed, "another's lock is not removed");
     }
 }
