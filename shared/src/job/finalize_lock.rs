@@ -102,6 +102,11 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
             break;
         }
         let Some(now) = store.get(FINALIZE_LOCK).await? else { continue };
+        // This holder's own: the create landed and its answer was lost (the client's retry
+        // then found the lock there).
+        if now.starts_with(mine.as_bytes()) {
+            break;
+        }
         let dated_stale = store.age(FINALIZE_LOCK).await?.is_some_and(|age| age > STALE_BY_DATE);
         let unchanged_for = match &seen {
             Some((was, since)) if *was == now => since.elapsed(),
