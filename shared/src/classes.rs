@@ -166,11 +166,7 @@ impl ClassTable {
         struct WithClasses {
             classes: Option<ClassTable>,
         }
-        let file: WithClasses = toml::from_str(text).map_err(|e| Error::Invalid {
-            origin: origin.to_string(),
-            key: crate::spec::toml_error_key(text, &e),
-            message: e.message().to_string() + &crate::spec::toml_error_location(text, &e),
-        })?;
+        let file: WithClasses = toml::from_str(text).map_err(|e| crate::spec::toml_invalid(text, &e, origin))?;
         let table = file.classes.ok_or_else(|| Error::Invalid {
             origin: origin.to_string(),
             key: "classes".into(),

@@ -60,9 +60,10 @@ impl LabelMap {
     /// block (the mode), so a thin road stays a thin road instead of aliasing into dashes
     /// or vanishing, as point sampling does; growing (or keeping) a side is
     /// nearest-neighbour along it. A tie goes to the label of the pixel under the block's
-    /// centre (kept inside the block) when it is one of the tied, else to the lowest index: a border through the middle of the blocks stays where it is whichever
-    /// classes meet there (the lowest index alone grew the lower-numbered classes by half a
-    /// block along every such border). Ignore pixels take part like any label.
+    /// centre (kept inside the block) when it is one of the tied, else to the lowest
+    /// index: a border through the middle of the blocks stays where it is whichever
+    /// classes meet there (the lowest index alone grew the lower-numbered classes by half
+    /// a block along every such border). Ignore pixels take part like any label.
     pub fn resize_mode(&self, width: u32, height: u32) -> LabelMap {
         // A block is at most one source pixel along a side that grows (or keeps its size).
         if (width >= self.width && height >= self.height) || self.data.is_empty() {
@@ -165,7 +166,7 @@ impl LabelMap {
         assert_eq!(codes.len(), width as usize * height as usize, "from_codes: {} codes for a {width}×{height} map", codes.len());
         let (data, unk) = map_codes(codes, width, classes, IGNORE_INDEX);
         if unk.count > 0 {
-            return Err(unknown_error(origin, classes, MaskKind::Codes, &unk, Hints::None));
+            return Err(unknown_error(origin, classes, MaskKind::Codes, &unk, Hints::None, false));
         }
         Ok(LabelMap { width, height, data })
     }
@@ -531,12 +532,12 @@ pub(crate) fn list_counts(by_value: &BTreeMap<UnknownValue, u64>) -> String {
 }
 
 /// Decodes a label PNG into class indices: the label decoder of the dataset commands.
-/// `Codes` masks must be 8-bit grayscale or indexed (the indices are the codes), `Palette` masks RGB or RGBA (alpha not read;
-/// indexed PNGs are expanded). Values outside the class table are an error naming
-/// `origin`, the value, its first pixel and the valid values — or, with
-/// [`UnknownCodes::Ignore`], become [`IGNORE_INDEX`] and are counted in the returned
-/// [`UnknownPixels`]. Errors end with the flag that would fix them (`--mask`,
-/// `--unknown-codes`).
+/// `Codes` masks must be 8-bit grayscale or indexed (the indices are the codes),
+/// `Palette` masks RGB or RGBA (alpha not read; indexed PNGs are expanded). Values
+/// outside the class table are an error naming `origin`, the value, its first pixel and
+/// the valid values — or, with [`UnknownCodes::Ignore`], become [`IGNORE_INDEX`] and are
+/// counted in the returned [`UnknownPixels`]. Errors end with the flags that would fix
+/// them (`--mask`, `--classes`, `--unknown-codes`).
 pub fn decode_label(bytes: &[u8], classes: &ClassTable, mask: MaskKind, unknown: UnknownCodes, origin: &str) -> Result<(LabelMap, UnknownPixels)> {
     let on_unknown = match unknown {
         UnknownCodes::Error => OnUnknown::Error,
@@ -599,17 +600,7 @@ pub(crate) fn decode_label_with(bytes: &[u8], classes: &ClassTable, mask: MaskKi
         }
     };
     if unk.count > 0 && on_unknown == OnUnknown::Error {
-        let e = unknown_error(origin, classes, mask, &unk, hints);
-        return Err(match e {
-            Error::Format { path, message } if is_indexed => Error::Format {
-                path,
-                message: format!(
-                    "{message} (an indexed PNG: its palette indices were read as the codes{})",
-                    if flags { "; if its colours are the classes, read it with --mask palette" } else { "" }
-                ),
-            },
-            e => e,
-        });
+        return Err(unknown_error(origin, classes, mask, &unk, hints, is_indexed));
     }
     Ok((LabelMap { width, height, data }, unk))
 }
@@ -675,7 +666,9 @@ fn first_at(i: usize, width: u32, v: UnknownValue) -> Option<(u32, u32, UnknownV
     Some((i as u32 % width, i as u32 / width, v))
 }
 
-pub(crate) fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, unk: &UnknownPixels, hints: Hints) -> Error {
+/// The error for a mask's unknown values; `indexed`: the codes were an indexed PNG's
+/// palette indices (said, with the flag that reads its colours instead).
+pub(crate) fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, unk: &UnknownPixels, hints: Hints, indexed: bool) -> Error {
     let (x, y, v) = unk.first.expect("an unknown pixel was seen");
     let (what, valid) = match mask {
         MaskKind::Codes => {
@@ -694,10 +687,15 @@ pub(crate) fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, 
         Hints::Flags => ". Fix the mask, give the dataset's own class table (--classes FILE), or map unknown values to ignore (--unknown-codes ignore)",
         Hints::None => "",
     };
+    let indexed = match (indexed, hints) {
+        (false, _) => "",
+        (true, Hints::Flags) => " (an indexed PNG: its palette indices were read as the codes; if its colours are the classes, read it with --mask palette)",
+        (true, Hints::None) => " (an indexed PNG: its palette indices were read as the codes)",
+    };
     Error::format(
         origin,
         format!(
-            "pixel ({x}, {y}) {what}; {} of this file {} unknown values ({}); {valid}{fix}",
+            "pixel ({x}, {y}) {what}; {} of this file {} unknown values ({}); {valid}{fix}{indexed}",
             plural(unk.count, "pixel"),
             if unk.count == 1 { "holds" } else { "hold" },
             list_counts(&unk.by_value)

@@ -528,11 +528,7 @@ impl RunSpec {
 
     /// Parses and validates spec text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<RunSpec> {
-        let spec: RunSpec = toml::from_str(text).map_err(|e| Error::Invalid {
-            origin: origin.to_string(),
-            key: toml_error_key(text, &e),
-            message: e.message().to_string() + &toml_error_location(text, &e),
-        })?;
+        let spec: RunSpec = toml::from_str(text).map_err(|e| toml_invalid(text, &e, origin))?;
         spec.validate(origin)?;
         for key in spec.unused_model_keys() {
             // A warning, not an error: runs submitted with such a key must stay readable,
@@ -718,7 +714,12 @@ impl RunSpec {
 /// The dotted key a TOML error is about: the field toml names (unknown or missing), within
 /// the table whose header comes before the error's line; else the key assigned on that
 /// line (a value of the wrong type or out of a list); else `(syntax)`.
-pub(crate) fn toml_error_key(text: &str, e: &toml::de::Error) -> String {
+/// A TOML error of `text` (from `origin`) as [`Error::Invalid`], naming the key and the line.
+pub(crate) fn toml_invalid(text: &str, e: &toml::de::Error, origin: &str) -> Error {
+    Error::Invalid { origin: origin.to_string(), key: toml_error_key(text, e), message: e.message().to_string() + &toml_error_location(text, e) }
+}
+
+fn toml_error_key(text: &str, e: &toml::de::Error) -> String {
     // A missing top-level table has an empty span at the start; one missing from a table
     // points at the table's header.
     let at = e.span().filter(|s| !s.is_empty()).map(|s| s.start.min(text.len()));
@@ -755,7 +756,7 @@ fn table_before(text: &str, at: usize) -> String {
     text[..upto].lines().rev().map(str::trim).find(|l| l.starts_with('[')).map(|h| h.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string()).unwrap_or_default()
 }
 
-pub(crate) fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
+fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;

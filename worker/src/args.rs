@@ -161,10 +161,7 @@ impl DataArgs {
 
     /// The class table of `--classes`, else the AI Hub table.
     pub fn classes(&self) -> anyhow::Result<ClassTable> {
-        match &self.classes {
-            Some(path) => Ok(ClassTable::from_toml_file(path).context("--classes")?),
-            None => Ok(ClassTable::ai_hub()),
-        }
+        classes_flag(self.classes.as_deref())
     }
 
     /// Opens and checks `--data` (every file read once) with `classes` and logs what it
@@ -192,6 +189,14 @@ impl DataArgs {
             );
         }
         Ok(ds)
+    }
+}
+
+/// The class table a `--classes FILE` flag names, else the AI Hub table.
+pub fn classes_flag(path: Option<&std::path::Path>) -> anyhow::Result<ClassTable> {
+    match path {
+        Some(path) => Ok(ClassTable::from_toml_file(path).context("--classes")?),
+        None => Ok(ClassTable::ai_hub()),
     }
 }
 

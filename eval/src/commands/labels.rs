@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::labels::{evaluate, LabelOptions};
 use crate::stats::Connectivity;
 
@@ -94,10 +92,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let classes = match &args.classes {
-        Some(path) => shared::ClassTable::from_toml_file(path).context("--classes")?,
-        None => shared::ClassTable::ai_hub(),
-    };
+    let classes = worker::args::classes_flag(args.classes.as_deref())?;
     let opts = LabelOptions { real: args.real, synthetic: args.synthetic, out: args.out, min_island: args.min_island, size: args.size, connectivity: args.connectivity, classes };
     let e = evaluate(&opts)?;
     print!("{}", e.table);

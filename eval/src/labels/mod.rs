@@ -69,24 +69,24 @@ pub fn evaluate(opts: &LabelOptions) -> anyhow::Result<Evaluation> {
             anyhow::bail!("--size {s}: must be between 1 and 8192 pixels");
         }
     }
-    let classes = opts.classes.clone();
-    let m = read::measure(opts, &classes, StatsOptions { min_island: opts.min_island, connectivity: opts.connectivity })?;
+    let classes = &opts.classes;
+    let m = read::measure(opts, classes, StatsOptions { min_island: opts.min_island, connectivity: opts.connectivity })?;
     let distances = compare(&m.real, &m.synthetic);
     let notes = report::notes(opts, &m);
-    let json = report::labels_json(opts, &m, &distances, &classes, &notes)?;
+    let json = report::labels_json(opts, &m, &distances, classes, &notes)?;
 
     std::fs::create_dir_all(&opts.out).with_context(|| format!("--out {}: cannot create the directory", opts.out.display()))?;
     let json_path = opts.out.join("labels.json");
     write(&json_path, &json)?;
     let (r, s) = (PlotSet { name: "REAL", stats: &m.real }, PlotSet { name: "SYNTHETIC", stats: &m.synthetic });
-    let plots = [("shares.png", share_plot(r, s, &classes)), ("adjacency.png", adjacency_plot(r, s, &classes)), ("components.png", component_plot(r, s, &classes))];
+    let plots = [("shares.png", share_plot(r, s, classes)), ("adjacency.png", adjacency_plot(r, s, classes)), ("components.png", component_plot(r, s, classes))];
     let mut plot_paths = Vec::with_capacity(plots.len());
     for (name, img) in &plots {
         let path = opts.out.join(name);
         write(&path, &img.to_png())?;
         plot_paths.push(path);
     }
-    let table = report::table(opts, &m, &distances, &classes, &notes);
+    let table = report::table(opts, &m, &distances, classes, &notes);
     Ok(Evaluation { distances, notes, table, json: json_path, plots: plot_paths })
 }
 

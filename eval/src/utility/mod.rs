@@ -188,12 +188,12 @@ pub fn run(opts: &UtilityOptions, device: DeviceChoice) -> anyhow::Result<Outcom
             Err(e) => return Err(e).with_context(|| format!("removing an earlier run's {}", old.display())),
         }
     }
-    let classes = opts.classes.clone();
-    let report = worker::backend::dispatch_train(device, protocol::Protocol { opts, classes: &classes })?;
+    let classes = &opts.classes;
+    let report = worker::backend::dispatch_train(device, protocol::Protocol { opts, classes })?;
     write(&json, &serde_json::to_vec_pretty(&report).context("serialising report.json")?)?;
     let markdown = report.markdown();
     write(&markdown_path, markdown.as_bytes())?;
-    write(&chart, &report.chart(&classes).to_png())?;
+    write(&chart, &report.chart(classes).to_png())?;
     Ok(Outcome { report, markdown, json, markdown_path, chart })
 }
 

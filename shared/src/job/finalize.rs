@@ -151,7 +151,7 @@ async fn publish(store: &Store, classes: &crate::ClassTable, mut rec: CommitReco
     let Some((src, sha256)) = rec.tar.clone() else { return Ok((rec, None)) };
     let dst = layout::published_tar(rec.shard);
     let src_bytes = store.size(&src).await?;
-    if store.copy(&src, &dst).await? {
+    let published = if store.copy(&src, &dst).await? {
         // The original goes only once the copy is seen whole: a store that answered the
         // copy without making it must not cost the run its only tar.
         let copied = store.size(&dst).await?;
@@ -162,8 +162,12 @@ async fn publish(store: &Store, classes: &crate::ClassTable, mut rec: CommitReco
             ));
         }
         store.delete(&src).await?;
-    }
-    let Some(bytes) = store.size(&dst).await? else {
+        copied
+    } else {
+        // Published by an earlier finalize.
+        store.size(&dst).await?
+    };
+    let Some(bytes) = published else {
         return Err(Error::format(
             store.describe(&layout::record_path(rec.shard)),
             format!("the winning attempt's tar {} is gone and was never published as {}", store.describe(&src), store.describe(&dst)),

@@ -228,25 +228,16 @@ impl RunCache {
             let Pipelines { by_run, uses } = &mut *guard;
             *uses += 1;
             let (build, used) = by_run.entry(run_id.to_string()).or_insert_with(|| (start_build(factory, spec), 0));
-            // A failure whose waiters all stopped before it came is not handed to a new job;
-            // a changed model's is, until it is `model_recheck` old (restored since?).
+            // A failed build is not handed to a new job: it builds again; but a changed
+            // model's failure is, until it is `model_recheck` old (restored since?).
             if build.peek().is_some_and(|r| r.as_ref().is_err_and(|f| !f.model_changed || f.at.elapsed() >= self.model_recheck)) {
                 *build = start_build(factory, spec);
             }
             *used = *uses;
             build.clone()
         };
-        let pipeline = match build.clone().await {
-            Ok(p) => p,
-            Err(failure) => {
-                // Not kept: the run's next job tries again (unless another slot's already has).
-                let mut guard = self.pipelines.lock().unwrap();
-                if !failure.model_changed && guard.by_run.get(run_id).is_some_and(|(b, _)| b.ptr_eq(&build)) {
-                    guard.by_run.remove(run_id);
-                }
-                return Err(failure.error());
-            }
-        };
+        // A failure stays in `by_run` until the run's next job replaces it (above).
+        let pipeline = build.await.map_err(|failure| failure.error())?;
         let mut guard = self.pipelines.lock().unwrap();
         let by_run = &mut guard.by_run;
         while by_run.values().filter(|(b, _)| built(b)).count() > MAX_CACHED_PIPELINES {

@@ -324,35 +324,30 @@ impl Store {
         Ok(Some((hex::encode(hasher.finalize()), size)))
     }
 
-    /// Whether an object exists.
-    pub async fn exists(&self, rel: &str) -> Result<bool> {
+    /// An object's metadata; `None` if it does not exist.
+    async fn head(&self, rel: &str) -> Result<Option<object_store::ObjectMeta>> {
         match self.inner.head(&self.path(rel)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(rel, e)),
         }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, rel: &str) -> Result<bool> {
+        Ok(self.head(rel).await?.is_some())
     }
 
     /// How long ago the store says an object was last written, by this machine's clock
     /// (zero if the store's clock is ahead); `None` if it does not exist.
     pub async fn age(&self, rel: &str) -> Result<Option<std::time::Duration>> {
-        match self.inner.head(&self.path(rel)).await {
-            Ok(meta) => {
-                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-                Ok(Some(std::time::Duration::from_millis(now_ms.saturating_sub(meta.last_modified.timestamp_millis()).max(0) as u64)))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err(rel, e)),
-        }
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        Ok(self.head(rel).await?.map(|meta| std::time::Duration::from_millis(now_ms.saturating_sub(meta.last_modified.timestamp_millis()).max(0) as u64)))
     }
 
     /// The size of an object in bytes; `None` if it does not exist.
     pub async fn size(&self, rel: &str) -> Result<Option<u64>> {
-        match self.inner.head(&self.path(rel)).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err(rel, e)),
-        }
+        Ok(self.head(rel).await?.map(|meta| meta.size))
     }
 
     /// Copies an object within the store, overwriting `to` (S3 CopyObject: the bytes do not

@@ -135,9 +135,12 @@ impl DdpmMeta {
 /// `model.json` declares ([`shared::artifact::check_weights_sha256`]): decoded first, so a
 /// decode error says what is wrong (truncated, another architecture).
 pub fn decode_checked<M>(weights: Vec<u8>, declared: Option<&str>, origin: &str, decode: impl FnOnce(Vec<u8>) -> anyhow::Result<M>) -> anyhow::Result<M> {
-    let sha = shared::artifact::sha256_hex(&weights);
+    // Hashed only when there is a sha256 to compare (older artifacts have none).
+    let sha = declared.map(|_| shared::artifact::sha256_hex(&weights));
     let decoded = decode(weights)?;
-    shared::artifact::check_weights_sha256(declared, &sha).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
+    if let Some(sha) = sha {
+        shared::artifact::check_weights_sha256(declared, &sha).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
+    }
     Ok(decoded)
 }
 

@@ -96,13 +96,9 @@ struct CheckpointState {
     discriminator: SpadeDiscriminatorConfig,
     settings: SpadeTrainSettings,
     losses: Losses,
-    /// Training pairs of the run (`None` in checkpoints from before it was recorded): the
-    /// data order is a permutation of them, so a resume with another count sees other
-    /// batches than an uninterrupted run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pairs: Option<u64>,
-    /// The training data's digest (`None` in checkpoints from before it was recorded): a
-    /// resume on other data (files replaced, the same count) sees other batches too.
+    /// The training data's digest (`None` in checkpoints from before it was recorded):
+    /// the data order is a permutation of the pairs, so a resume on other data (files
+    /// added, removed or replaced) sees other batches than an uninterrupted run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_digest: Option<String>,
     /// Where the weight files are (`None`: directly under `checkpoint/`, the old layout).
@@ -269,8 +265,8 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
     /// Writes both networks and both optimisers as a new set under `URI/checkpoint/step-N/`,
     /// then `state.json` naming it, then removes the previous set
     /// ([`sync_store::FileSet`]: a kill mid-save leaves the previous checkpoint whole).
-    /// `data`: what the run trains on.
-    pub fn save_checkpoint(&self, uri: &str, losses: Losses, data: &TrainedOn) -> anyhow::Result<()> {
+    /// `data_digest`: the digest of the data the run trains on.
+    pub fn save_checkpoint(&self, uri: &str, losses: Losses, data_digest: &str) -> anyhow::Result<()> {
         let rec = Rec::default();
         let files = vec![
             ("generator.mpk", rec.record(self.generator.clone().into_record(), ()).context("encoding the generator")?),
@@ -285,8 +281,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             discriminator: self.d_config.clone(),
             settings: self.settings.clone(),
             losses,
-            pairs: data.pairs,
-            data_digest: data.data_digest.clone(),
+            data_digest: Some(data_digest.to_string()),
             files: Some(set.clone()),
         };
         sync_store::write_file(uri, sync_store::CHECKPOINT_STATE, serde_json::to_vec_pretty(&state)?)?;
@@ -294,14 +289,14 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
     }
 
     /// Loads `URI/checkpoint/` if there is one (`None` if not), with its smoothed losses and
-    /// what its run trained on (as far as recorded). Errors name the file and say what is
+    /// the digest of the data its run trained on (if recorded). Errors name the file and say what is
     /// wrong, e.g. an architecture that differs from `g_config`.
     pub fn load_checkpoint(
         uri: &str,
         g_config: &SpadeGeneratorConfig,
         d_config: &SpadeDiscriminatorConfig,
         device: &B::Device,
-    ) -> anyhow::Result<Option<(Self, Losses, TrainedOn)>> {
+    ) -> anyhow::Result<Option<(Self, Losses, Option<String>)>> {
         let Some(state) = sync_store::read_file(uri, sync_store::CHECKPOINT_STATE)? else { return Ok(None) };
         let where_ = |name: &str| format!("{uri}/{CHECKPOINT_DIR}/{name}");
         let state: CheckpointState = serde_json::from_slice(&state).with_context(|| format!("{}: not a SPADE checkpoint state", where_("state.json")))?;
@@ -323,32 +318,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         let od = rec.load(get("optim_d.mpk")?, device).with_context(|| format!("{}: decoding", where_("optim_d.mpk")))?;
         t.opt_d = t.opt_d.load_record(od);
         t.step = state.step;
-        Ok(Some((t, state.losses, TrainedOn { pairs: state.pairs, data_digest: state.data_digest })))
-    }
-}
-
-/// What a SPADE run trains on, as its checkpoints record it: the data order is a
-/// permutation of the pairs, so a resume on other data does not continue the same run.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TrainedOn {
-    /// Training pairs.
-    pub pairs: Option<u64>,
-    /// The data's digest (`model.json`'s).
-    pub data_digest: Option<String>,
-}
-
-impl TrainedOn {
-    /// How the checkpoint's data (`self`) differs from this run's (`now`), if it does as far
-    /// as both recorded it: other data (by digest), else another count of pairs.
-    pub fn differs_from(&self, now: &TrainedOn) -> Option<String> {
-        let pairs = |p: Option<u64>| p.map_or("an unrecorded number of".to_string(), |p| p.to_string());
-        match (&self.data_digest, &now.data_digest, self.pairs, now.pairs) {
-            (Some(then), Some(this), ..) if then != this => {
-                Some(format!("other data: {} training pairs with digest {then}, this run has {} with digest {this}", pairs(self.pairs), pairs(now.pairs)))
-            }
-            (_, _, Some(then), Some(this)) if then != this => Some(format!("{then} training pairs, this run has {this}")),
-            _ => None,
-        }
+        Ok(Some((t, state.losses, state.data_digest)))
     }
 }
 
@@ -415,7 +385,6 @@ pub fn fit<B: AutodiffBackend>(
 ) -> anyhow::Result<SpadeTrainer<B>> {
     let n = pairs.len();
     anyhow::ensure!(n > 0, "no training pairs");
-    let trained_on = TrainedOn { pairs: Some(n as u64), data_digest: Some(opts.data_digest.clone()) };
     let Some(device) = devices.first() else { anyhow::bail!("training needs at least one device") };
     let mut smoothed = Losses::default();
     // Initial weights come from the backend's random ops: seed them (reproducible on one
@@ -423,7 +392,7 @@ pub fn fit<B: AutodiffBackend>(
     B::seed(device, sample_seed(settings.seed, 0x5ADE_0003));
     let trainer = match opts.resume {
         true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, device)? {
-            Some((mut t, losses, then_data)) => {
+            Some((mut t, losses, then_digest)) => {
                 // The data order and the noise follow the batch and the seed: a resume
                 // with others would not continue the same run. Learning rates and loss
                 // weights follow this run's flags (lowering them after a divergence is
@@ -434,8 +403,8 @@ pub fn fit<B: AutodiffBackend>(
                         anyhow::bail!("{origin}: the checkpoint was trained with {flag} {then}, this run asks for {now}; resume with {flag} {then} (the data order depends on it), or start again with --overwrite");
                     }
                 }
-                if let Some(how) = then_data.differs_from(&trained_on) {
-                    tracing::warn!("{origin}: the checkpoint's run was trained on {how}: the data order is a permutation of the pairs, so the batches from here on are not those of an uninterrupted run");
+                if let Some(then) = then_digest.filter(|then| *then != opts.data_digest) {
+                    tracing::warn!("{origin}: the checkpoint was trained on other data (digest {then} vs {}): the data order is a permutation of the pairs, so the batches from here on are not those of an uninterrupted run", opts.data_digest);
                 }
                 if (was.lr_g, was.lr_d, was.feat_weight) != (settings.lr_g, settings.lr_d, settings.feat_weight) {
                     tracing::warn!(
@@ -527,7 +496,7 @@ pub fn fit<B: AutodiffBackend>(
                     trainer.step
                 );
             }
-            trainer.save_checkpoint(&opts.out, smoothed, &trained_on)?;
+            trainer.save_checkpoint(&opts.out, smoothed, &opts.data_digest)?;
             let g = trainer.inference_generator();
             let png = preview(&g, &preview_pairs, &preview_seeds, &opts.classes).to_png();
             sync_store::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
@@ -659,7 +628,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spade-dp-{}", std::process::id()));
         let uri = dir.to_string_lossy().into_owned();
         SpadeTrainer::<CpuTrain>::new(g.clone(), d.clone(), SpadeTrainSettings { batch: 5, ..Default::default() }, &device)
-            .save_checkpoint(&uri, Losses::default(), &TrainedOn::default())
+            .save_checkpoint(&uri, Losses::default(), "test")
             .unwrap();
         let load = |devices: Vec<CpuDevice>| SpadeTrainer::<CpuTrain>::load_checkpoint(&uri, &g, &d, &device).unwrap().unwrap().0.with_devices(devices);
         let (one, mut two) = (load(vec![device]), load(vec![device, device]));
@@ -680,20 +649,6 @@ mod tests {
             assert!(l.g_gan.is_finite() && l.d.is_finite(), "{l:?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A resume on other data is told apart: another digest (files replaced, the count
-    /// the same), else another count; nothing when both match or were not recorded.
-    #[test]
-    fn a_resume_on_other_data_is_named() {
-        let on = |pairs: Option<u64>, digest: Option<&str>| TrainedOn { pairs, data_digest: digest.map(str::to_string) };
-        let now = on(Some(10), Some("bbb"));
-        let e = on(Some(10), Some("aaa")).differs_from(&now).unwrap();
-        assert!(e.contains("other data") && e.contains("digest aaa") && e.contains("10 with digest bbb"), "{e}");
-        assert_eq!(on(Some(9), None).differs_from(&now).unwrap(), "9 training pairs, this run has 10");
-        assert_eq!(on(Some(10), Some("bbb")).differs_from(&now), None);
-        assert_eq!(on(None, None).differs_from(&now), None, "a checkpoint from before either was recorded");
-        assert_eq!(on(Some(10), None).differs_from(&now), None);
     }
 
     /// A weight made NaN (what an overflowing gradient leaves) is found before a
@@ -750,10 +705,9 @@ mod tests {
         let trainer = fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &resumed, &[device], |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(trainer.step, 200);
-        // The checkpoint records the pairs the data order is a permutation of: their count
-        // and the data's digest.
+        // The checkpoint records the digest of the data the order is a permutation of.
         let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("checkpoint/state.json")).unwrap()).unwrap();
-        assert_eq!((&state["pairs"], &state["data_digest"]), (&serde_json::json!(48), &serde_json::json!(opts.data_digest)));
+        assert_eq!(state["data_digest"], serde_json::json!(opts.data_digest));
         // A resume with another seed or batch would not continue the same run: refused,
         // naming the flag and the checkpoint's value.
         for (other, flag) in [(SpadeTrainSettings { seed: 2, ..settings.clone() }, "--seed 1"), (SpadeTrainSettings { batch: 2, ..settings.clone() }, "--batch 4")] {
