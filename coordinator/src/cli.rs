@@ -121,8 +121,11 @@ pub enum Command {
     },
     /// Check a finalized run against what finalize wrote, every byte: one manifest line
     /// per index 0..count in order (no gap, no duplicate), manifest.jsonl and
-    /// dataset/shards.jsonl as manifest.json records them, each tar's sha256 and size (or
-    /// each image's and label's sha256). Streams everything: memory does not grow with the run.
+    /// dataset/shards.jsonl as manifest.json records them, each tar's sha256 and size, each
+    /// tar member's sha256 against its manifest line (every line's image, label and
+    /// KEY.json present, nothing else) and each side table's rows against the same lines
+    /// (or, for PNG runs, each image's and label's sha256). Streams everything: memory does
+    /// not grow with the run.
     /// Exit 0 when all holds, 1 listing the first problems (each naming the object) when
     /// not. Needs no Redis.
     ///
@@ -130,8 +133,8 @@ pub enum Command {
     Verify {
         /// The run's directory, as `watch` and `finalize` print it: OUTPUT_URL/RUN.
         run_uri: String,
-        /// Print one JSON object instead: samples, tars, objects, bytes, problem_count,
-        /// problems.
+        /// Print one JSON object instead: samples, tars, objects, bytes, members, tables,
+        /// problem_count, problems.
         #[arg(long)]
         json: bool,
     },
@@ -316,14 +319,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else if report.ok() {
-                let what = if report.tars > 0 { format!("{} tars", report.tars) } else { format!("{} images and labels", report.objects) };
-                println!(
-                    "{}: OK: {} samples, indices 0..{} each once and in order; {what} ({} bytes) match their sha256",
-                    store.display(),
-                    report.samples,
-                    report.samples,
-                    report.bytes
-                );
+                let what = if report.tars > 0 {
+                    format!(
+                        "{} tars ({} bytes) match their sha256, their {} members the manifest's, and {} side tables its lines",
+                        report.tars, report.bytes, report.members, report.tables
+                    )
+                } else {
+                    format!("{} images and labels ({} bytes) match their sha256", report.objects, report.bytes)
+                };
+                println!("{}: OK: {} samples, indices 0..{} each once and in order; {what}", store.display(), report.samples, report.samples);
             } else {
                 eprintln!("{}: {} problem(s):", store.display(), report.problem_count);
                 for p in &report.problems {

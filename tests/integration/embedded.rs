@@ -104,7 +104,9 @@ async fn embedded_webdataset_holds_every_sample() {
     c.args(["verify", run_dir.to_str().unwrap()]);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("1 problem") && stderr(&o).contains("dataset/000001.tar: sha256"), "{}", stderr(&o));
+    // The tar's own sha256, and the member the byte is in against its manifest line.
+    assert!(stderr(&o).contains("2 problem") && stderr(&o).contains("dataset/000001.tar: sha256"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dataset/000001.tar#00000004.png: sha256") && stderr(&o).contains("manifest.jsonl line 5 lists"), "{}", stderr(&o));
     // Each sample's JSON is in the tar too: the manifest line without the paths, the seed
     // a string.
     let meta = check::read_member(&store, &lines[5].image.replace(".png", ".json")).await;

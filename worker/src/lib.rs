@@ -11,6 +11,8 @@
 //!   on the CPU inference backend (GroupNorm + SiLU, SPADE + leaky ReLU).
 //! - `ddpm/` — the DDPM label-map generator (UNet, schedules, samplers, training).
 //! - `spade/` — the SPADE image generator (generator, discriminator, training).
+//! - `weights.rs` — a network's weights as bytes (save, shape-checked load, sha256
+//!   check), for both models and their checkpoints.
 //! - `parallel.rs` — data-parallel training over several devices (batch shares, replicas,
 //!   summed gradients).
 //! - `sync_store.rs` — synchronous reads and writes of single files at a storage location
@@ -40,5 +42,6 @@ pub mod precision;
 pub mod spade;
 pub mod sync_store;
 pub mod tensors;
+pub mod weights;
 
 pub use pipelines::Factory;

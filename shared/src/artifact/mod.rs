@@ -238,14 +238,10 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
     let uri = uri.trim_end_matches('/');
     let store = Store::open(uri)?;
     let (model_json, info) = read_model_json(&store).await?;
-    // The check reads on a blocking thread from the chunks the hash streams by.
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-    let checker = tokio::task::spawn_blocking(move || weights::check(std::io::BufReader::new(ChunkReader { rx, chunk: bytes::Bytes::new() })));
-    let hashed = store.sha256_tee(&info.weights, Some(tx)).await;
-    let checked = checker.await.map_err(|e| Error::format(store.describe(&info.weights), format!("the weights check stopped: {e}")))?;
-    let (weights_sha, weights_bytes) = hashed?.ok_or_else(|| missing_weights(&store, &info))?;
+    // The check reads the chunks the hash streams by.
+    let ((weights_sha, weights_bytes), checked) = store.sha256_read(&info.weights, |r| weights::check(r)).await?.ok_or_else(|| missing_weights(&store, &info))?;
     // The record check first: it says what is wrong (truncated, another architecture).
-    let summary = checked
+    let summary = checked?
         .and_then(|s| weights::check_parameters(&s, info.parameters).map(|_| s))
         .map_err(|m| Error::format(store.describe(&info.weights), format!("not usable weights for {} ({m})", info.kind)))?;
     check_weights_sha256(info.weights_sha256.as_deref(), &weights_sha).map_err(|m| Error::format(store.describe(&info.weights), m))?;
@@ -256,27 +252,6 @@ pub async fn inspect(uri: &str, pin: Option<&str>) -> Result<Inspected> {
         }
     }
     Ok(Inspected { uri: uri.to_string(), info, digest, weights_bytes, weights: summary })
-}
-
-/// A blocking reader over the chunks an async stream sends; end of file when the sender
-/// is gone.
-struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-    chunk: bytes::Bytes,
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(c) => self.chunk = c,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
-        Ok(n)
-    }
 }
 
 /// Checks the two models of a `ddpm-spade` spec against it: their kinds (a label model

@@ -306,11 +306,26 @@ async fn finds_every_kind_of_damage_and_passes_a_clean_run() {
         let victim = crate::manifest::layout::split_member(&lines[2].image).map(|(t, _)| t.to_string()).unwrap_or(lines[2].image.clone());
         let original = store.get(&victim).await.unwrap().unwrap();
         let mut bad = original.to_vec();
-        bad[0] ^= 1;
+        // The image's first byte: in a tar, the first byte of its member's data.
+        let at = match crate::manifest::layout::split_member(&lines[2].image) {
+            None => 0,
+            Some((_, member)) => {
+                let mut archive = tar::Archive::new(original.as_ref());
+                let entry = archive.entries().unwrap().map(|e| e.unwrap()).find(|e| e.path().unwrap().to_string_lossy() == member).unwrap();
+                entry.raw_file_position() as usize
+            }
+        };
+        bad[at] ^= 1;
         store.put(&victim, bytes::Bytes::from(bad)).await.unwrap();
         let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
-        assert_eq!(r.problem_count, 1, "{format:?}: {:?}", r.problems);
         assert!(r.problems[0].contains(&victim) && r.problems[0].contains("listed as"), "{:?}", r.problems);
+        if format == crate::spec::OutputFormat::Webdataset {
+            // The member is named, against its manifest line.
+            assert_eq!(r.problem_count, 2, "{:?}", r.problems);
+            assert!(r.problems[1].contains(&lines[2].image) && r.problems[1].contains("manifest.jsonl line 3 lists"), "{:?}", r.problems);
+        } else {
+            assert_eq!(r.problem_count, 1, "{format:?}: {:?}", r.problems);
+        }
         store.delete(&victim).await.unwrap();
         let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
         assert!(r.problems[0].contains(&victim) && r.problems[0].contains("missing"), "{:?}", r.problems);
@@ -346,6 +361,69 @@ async fn finds_every_kind_of_damage_and_passes_a_clean_run() {
             let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
             assert!(r.problems.iter().any(|p| p.contains("shards.jsonl line 1") && p.contains("lists no samples")), "{:?}", r.problems);
             store.put("dataset/shards.jsonl", listing).await.unwrap();
+
+            // A manifest line whose label hash is not its member's: the member and the side
+            // table row are named (and the manifest's own sha256 no longer holds).
+            let manifest = store.get("manifest.jsonl").await.unwrap().unwrap();
+            let mut text: Vec<String> = lines.iter().map(|l| l.to_jsonl().trim_end().to_string()).collect();
+            let mut changed = lines[1].clone();
+            changed.label_sha256 = "0".repeat(64);
+            text[1] = changed.to_jsonl().trim_end().to_string();
+            store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
+            let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
+            assert!(r.problems.iter().any(|p| p.contains(&lines[1].label) && p.contains("manifest.jsonl line 2 lists 0000")), "{:?}", r.problems);
+            assert!(r.problems.iter().any(|p| p.contains("000000.parquet: row 1 differs from manifest.jsonl line 2: label_sha256")), "{:?}", r.problems);
+            assert_eq!(r.members, 15, "3 members a sample");
+
+            // Two lines of neighbouring tars swapped: named where they are, and the tars
+            // after them are still checked against their own lines (no cascade).
+            let mut text: Vec<String> = lines.iter().map(|l| l.to_jsonl().trim_end().to_string()).collect();
+            text.swap(1, 2);
+            store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
+            let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
+            assert!(r.problems.iter().any(|p| p.contains("manifest.jsonl line 2") && p.contains("expected index 1")), "{:?}", r.problems);
+            assert!(r.problems.iter().any(|p| p.contains("000000.tar#00000001.png: no line of manifest.jsonl names it")), "{:?}", r.problems);
+            assert!(!r.problems.iter().any(|p| p.contains("r/dataset/000001.tar#") || p.contains("r/dataset/000002.tar#") || p.contains("000001.parquet")), "{:?}", r.problems);
+            // A line that does not parse: later tars are still hashed (their members unchecked).
+            text[1] = "{not json".into();
+            store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
+            let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
+            assert_eq!((r.objects, r.members, r.tables), (3, 0, 0), "{:?}", r.problems);
+            store.put("manifest.jsonl", manifest).await.unwrap();
+
+            // A tar with a member no line names, or without one a line names.
+            let tar0 = store.get("dataset/000000.tar").await.unwrap().unwrap();
+            let mut extra = tar::Builder::new(Vec::new());
+            let mut archive = tar::Archive::new(tar0.as_ref());
+            for entry in archive.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let (mut header, name) = (entry.header().clone(), entry.path().unwrap().into_owned());
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+                if !name.to_string_lossy().ends_with("00000001.json") {
+                    extra.append_data(&mut header, &name, data.as_slice()).unwrap();
+                }
+            }
+            let mut header = tar::Header::new_ustar();
+            header.set_size(3);
+            header.set_cksum();
+            extra.append_data(&mut header, "stray.txt", b"abc".as_slice()).unwrap();
+            store.put("dataset/000000.tar", bytes::Bytes::from(extra.into_inner().unwrap())).await.unwrap();
+            let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
+            assert!(r.problems.iter().any(|p| p.contains("dataset/000000.tar#stray.txt") && p.contains("no line of manifest.jsonl names it")), "{:?}", r.problems);
+            assert!(r.problems.iter().any(|p| p.contains("dataset/000000.tar: has no member 00000001.json (manifest.jsonl line 2)")), "{:?}", r.problems);
+            store.put("dataset/000000.tar", tar0).await.unwrap();
+
+            // A side table gone, or another shard's.
+            let table = store.get("dataset/000001.parquet").await.unwrap().unwrap();
+            store.delete("dataset/000001.parquet").await.unwrap();
+            let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
+            assert_eq!(r.problem_count, 1, "{:?}", r.problems);
+            assert!(r.problems[0].contains("dataset/000001.parquet: missing"), "{:?}", r.problems);
+            store.put("dataset/000001.parquet", store.get("dataset/000000.parquet").await.unwrap().unwrap()).await.unwrap();
+            let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
+            assert!(r.problems.iter().any(|p| p.contains("dataset/000001.parquet: row 0") && p.contains("\"00000000\"")), "{:?}", r.problems);
+            store.put("dataset/000001.parquet", table).await.unwrap();
         }
         assert!(super::verify::verify(&store, &|_, _| {}).await.unwrap().ok());
     }

@@ -4,7 +4,9 @@
 //! its sha256 as `manifest.json` records it) beside `dataset/shards.jsonl` (each tar's
 //! samples are the manifest's lines that point into it, in order), then every published
 //! tar hashed (WebDataset) or every image and label hashed (PNG runs) against the sha256
-//! listed for it. What a user runs before handing a dataset on: exactly `count` samples,
+//! listed for it. A tar is read as it is hashed: each member hashed against the sha256
+//! its manifest line lists (every line's image, label and `KEY.json` there, nothing
+//! else), and its side table `dataset/SHARD.parquet` read against the same lines. What a user runs before handing a dataset on: exactly `count` samples,
 //! no gaps, no duplicates, every byte as written.
 
 use futures::StreamExt;
@@ -29,6 +31,12 @@ pub struct VerifyReport {
     pub tars: u64,
     /// Objects hashed: tars, or images and labels.
     pub objects: u64,
+    /// Tar members hashed (WebDataset runs), each against its manifest line.
+    #[serde(default)]
+    pub members: u64,
+    /// Side tables (`dataset/SHARD.parquet`) read and matched against the manifest.
+    #[serde(default)]
+    pub tables: u64,
     /// Their bytes.
     pub bytes: u64,
     /// Every problem found, counted.
@@ -170,29 +178,99 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<Verify
     Ok(report)
 }
 
-/// Hashes every tar (from `dataset/shards.jsonl`) or every image and label (from
-/// `manifest.jsonl`) a few at a time, streamed, against its listed sha256 and size.
+/// One object to check: a published tar with what the manifest says of its members (none
+/// when the manifest could not be read that far), or a PNG run's image or label with its
+/// listed sha256.
+enum Item {
+    Tar(ShardFile, Option<Vec<Expected>>),
+    Plain(String, String),
+}
+
+/// What a manifest line says of a tar's members and side-table row.
+struct Expected {
+    /// Its line number in `manifest.jsonl`.
+    no: u64,
+    row: crate::manifest::TableRow,
+    image_member: String,
+    label_member: String,
+}
+
+impl Expected {
+    fn of(no: u64, l: ManifestLine) -> Expected {
+        let member = |p: &str| layout::split_member(p).map_or_else(|| p.to_string(), |(_, m)| m.to_string());
+        Expected {
+            no,
+            image_member: member(&l.image),
+            label_member: member(&l.label),
+            row: crate::manifest::TableRow { key: l.key, index: l.index, image_sha256: l.image_sha256, label_sha256: l.label_sha256 },
+        }
+    }
+}
+
+/// What checking one [`Item`] found, merged into the report in order.
+#[derive(Default)]
+struct Checked {
+    objects: u64,
+    bytes: u64,
+    members: u64,
+    tables: u64,
+    problems: Vec<String>,
+}
+
+/// Checks every tar (from `dataset/shards.jsonl`, with its members and side table) or
+/// every image and label (from `manifest.jsonl`) a few at a time, streamed. What this
+/// holds grows with the samples of a shard (a tar's expected members, its side table),
+/// never with the run.
 async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyReport, progress: &dyn Fn(u64, u64)) -> Result<()> {
     let total = summary.dataset.as_ref().map_or(2 * summary.count, |d| d.count);
-    // (object, sha256, size if listed)
-    let (tx, rx) = tokio::sync::mpsc::channel::<(String, String, Option<u64>)>(4 * HASH_CONCURRENCY);
+    // A tar's item holds its shard's lines: one waits beside those being checked.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Item>(if summary.dataset.is_some() { 1 } else { 4 * HASH_CONCURRENCY });
     let lister = {
         let store = store.clone();
         let listing = summary.dataset.as_ref().map(|d| d.shards_jsonl.clone());
         tokio::spawn(async move {
+            let mut lines = JsonLines::open(&store, layout::MANIFEST_JSONL).await?;
             match listing {
                 Some(rel) => {
+                    // The k-th tar (shard k) takes the lines that name it. A line of an
+                    // earlier shard is dropped, a later one's waits for its tar: a line out of
+                    // place (which the first pass names) costs its own checks, not the rest.
+                    // Once the manifest or the listing stops parsing (also named by the
+                    // first pass), tars are still hashed, without their lines.
                     let mut tars = JsonLines::open(&store, &rel).await?;
-                    while let Some((_, f)) = tars.next::<ShardFile>("a published tar").await? {
-                        if tx.send((f.path, f.sha256, Some(f.bytes))).await.is_err() {
+                    let mut pending: Option<(u64, ManifestLine)> = None;
+                    let mut lines_ok = true;
+                    let mut k = 0u64;
+                    while let Ok(Some((_, file))) = tars.next::<ShardFile>("a published tar").await {
+                        let mut own = Vec::new();
+                        while lines_ok {
+                            let next = match pending.take() {
+                                Some(l) => l,
+                                None => match lines.next::<ManifestLine>(MANIFEST_LINE).await {
+                                    Ok(Some(l)) => l,
+                                    Ok(None) => break,
+                                    Err(_) => {
+                                        lines_ok = false;
+                                        break;
+                                    }
+                                },
+                            };
+                            if layout::split_member(&next.1.image).is_some_and(|(t, _)| t == file.path) {
+                                own.push(Expected::of(next.0, next.1));
+                            } else if next.1.shard > k {
+                                pending = Some(next);
+                                break;
+                            }
+                        }
+                        k += 1;
+                        if tx.send(Item::Tar(file, lines_ok.then_some(own))).await.is_err() {
                             break;
                         }
                     }
                 }
                 None => {
-                    let mut lines = JsonLines::open(&store, layout::MANIFEST_JSONL).await?;
                     while let Some((_, l)) = lines.next::<ManifestLine>(MANIFEST_LINE).await? {
-                        if tx.send((l.image, l.image_sha256, None)).await.is_err() || tx.send((l.label, l.label_sha256, None)).await.is_err() {
+                        if tx.send(Item::Plain(l.image, l.image_sha256)).await.is_err() || tx.send(Item::Plain(l.label, l.label_sha256)).await.is_err() {
                             break;
                         }
                     }
@@ -201,30 +279,17 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
             Ok::<_, Error>(())
         })
     };
-    let mut hashed = tokio_stream_of(rx)
-        .map(|(path, sha, size)| async move {
-            let got = store.sha256(&path).await;
-            (path, sha, size, got)
-        })
-        .buffered(HASH_CONCURRENCY);
+    let mut checked = tokio_stream_of(rx).map(|item| check(store, item)).buffered(HASH_CONCURRENCY);
     let mut done = 0u64;
-    while let Some((path, sha, size, got)) = hashed.next().await {
+    while let Some(c) = checked.next().await {
         done += 1;
         progress(done, total);
-        match got {
-            Err(e) => report.problem(e.to_string()),
-            Ok(None) => report.problem(format!("{}: missing", store.describe(&path))),
-            Ok(Some((got_sha, got_size))) => {
-                report.objects += 1;
-                report.bytes += got_size;
-                if got_sha != sha || size.is_some_and(|s| s != got_size) {
-                    report.problem(format!(
-                        "{}: sha256 {got_sha} ({got_size} bytes), listed as {sha}{}",
-                        store.describe(&path),
-                        size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
-                    ));
-                }
-            }
+        report.objects += c.objects;
+        report.bytes += c.bytes;
+        report.members += c.members;
+        report.tables += c.tables;
+        for p in c.problems {
+            report.problem(p);
         }
     }
     match lister.await {
@@ -233,6 +298,145 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
         Err(e) => report.problem(format!("listing the objects to hash failed: {e}")),
     }
     Ok(())
+}
+
+/// Checks one object: its sha256 (and size, when listed); a tar's members against the
+/// manifest lines that point into it, and its side table. A tar no line points into (the
+/// manifest ended before it: the first pass names it) is hashed only.
+async fn check(store: &Store, item: Item) -> Checked {
+    let mut c = Checked::default();
+    let (path, sha, size, tar) = match item {
+        Item::Plain(path, sha) => (path, sha, None, None),
+        Item::Tar(file, lines) => (file.path.clone(), file.sha256.clone(), Some(file.bytes), Some((file, lines.filter(|l| !l.is_empty())))),
+    };
+    let hashed = match &tar {
+        Some((_, Some(_))) => store.sha256_read(&path, tar_members).await.map(|h| h.map(|(h, members)| (h, Some(members)))),
+        _ => store.sha256(&path).await.map(|h| h.map(|h| (h, None))),
+    };
+    let members = match hashed {
+        Err(e) => {
+            c.problems.push(e.to_string());
+            None
+        }
+        Ok(None) => {
+            c.problems.push(format!("{}: missing", store.describe(&path)));
+            None
+        }
+        Ok(Some(((got_sha, got_size), members))) => {
+            c.objects += 1;
+            c.bytes += got_size;
+            if got_sha != sha || size.is_some_and(|s| s != got_size) {
+                c.problems.push(format!(
+                    "{}: sha256 {got_sha} ({got_size} bytes), listed as {sha}{}",
+                    store.describe(&path),
+                    size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+                ));
+            }
+            members
+        }
+    };
+    if let Some((file, Some(lines))) = tar {
+        match members {
+            Some(Ok(Ok(found))) => {
+                c.members += found.len() as u64;
+                check_members(store, &file, &lines, &found, &mut c.problems);
+            }
+            Some(Ok(Err(e))) => c.problems.push(format!("{}: {e}", store.describe(&path))),
+            Some(Err(e)) => c.problems.push(e.to_string()),
+            None => {}
+        }
+        check_table(store, &file, &lines, &mut c).await;
+    }
+    c
+}
+
+/// A tar's members as `(name, sha256, bytes)`, in order, each hashed as it is read.
+fn tar_members(r: &mut dyn std::io::Read) -> std::result::Result<Vec<(String, String, u64)>, String> {
+    use sha2::{Digest, Sha256};
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut archive = tar::Archive::new(r);
+    for entry in archive.entries().map_err(|e| format!("not a tar: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("bad tar entry after {} members: {e}", found.len()))?;
+        let name = entry.path().map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("a member's name after {} members: {e}", found.len()))?;
+        let (mut hasher, mut got) = (Sha256::new(), 0u64);
+        loop {
+            let n = std::io::Read::read(&mut entry, &mut buf).map_err(|e| format!("reading member {name}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            got += n as u64;
+        }
+        // The tar reader ends a member quietly where the object ends.
+        if got != entry.size() {
+            return Err(format!("member {name} is cut short: the tar ends after {got} of its {} bytes", entry.size()));
+        }
+        found.push((name, hex::encode(hasher.finalize()), got));
+    }
+    Ok(found)
+}
+
+/// Each line's image and label are members of the tar with the sha256 the line lists, and
+/// its `KEY.json` is there too; each member once, and none that no line names.
+fn check_members(store: &Store, file: &ShardFile, lines: &[Expected], found: &[(String, String, u64)], problems: &mut Vec<String>) {
+    use std::collections::{HashMap, HashSet};
+    let manifest = layout::MANIFEST_JSONL;
+    // member name → (manifest line number, sha256 listed; none for KEY.json)
+    let mut wanted: HashMap<String, (u64, Option<&str>)> = HashMap::new();
+    for e in lines {
+        wanted.insert(e.image_member.clone(), (e.no, Some(e.row.image_sha256.as_str())));
+        wanted.insert(e.label_member.clone(), (e.no, Some(e.row.label_sha256.as_str())));
+        wanted.insert(format!("{}.json", e.row.key), (e.no, None));
+    }
+    let mut seen = HashSet::new();
+    for (name, sha, _) in found {
+        let at = store.describe(&layout::member_path(&file.path, name));
+        if !seen.insert(name.as_str()) {
+            problems.push(format!("{at}: a second member of that name"));
+            continue;
+        }
+        match wanted.get(name) {
+            None => problems.push(format!("{at}: no line of {manifest} names it")),
+            Some((no, Some(listed))) if listed != sha => problems.push(format!("{at}: sha256 {sha}, {manifest} line {no} lists {listed}")),
+            Some(_) => {}
+        }
+    }
+    let mut absent: Vec<(u64, &String)> = wanted.iter().filter(|(name, _)| !seen.contains(name.as_str())).map(|(name, (no, _))| (*no, name)).collect();
+    absent.sort();
+    for (no, name) in absent {
+        problems.push(format!("{}: has no member {name} ({manifest} line {no})", store.describe(&file.path)));
+    }
+}
+
+/// The tar's side table holds one row per line, in order, with the line's key, index and
+/// sha256s.
+async fn check_table(store: &Store, file: &ShardFile, lines: &[Expected], c: &mut Checked) {
+    let at = store.describe(&file.parquet);
+    let rows = match store.get(&file.parquet).await {
+        Err(e) => return c.problems.push(e.to_string()),
+        Ok(None) => return c.problems.push(format!("{at}: missing (the side table of {})", file.path)),
+        Ok(Some(data)) => match crate::manifest::table_rows(data, &at) {
+            Ok(rows) => rows,
+            Err(e) => return c.problems.push(e.to_string()),
+        },
+    };
+    c.tables += 1;
+    if rows.len() != lines.len() {
+        c.problems.push(format!("{at}: {} rows, {} names {} samples in {}", rows.len(), layout::MANIFEST_JSONL, lines.len(), file.path));
+    }
+    for (n, (row, e)) in rows.iter().zip(lines).enumerate() {
+        let want = &e.row;
+        let differ: Vec<String> = [("key", &row.key, &want.key), ("image_sha256", &row.image_sha256, &want.image_sha256), ("label_sha256", &row.label_sha256, &want.label_sha256)]
+            .into_iter()
+            .filter(|(_, got, want)| got != want)
+            .map(|(name, got, want)| format!("{name} {got:?} (line: {want:?})"))
+            .chain((row.index != want.index).then(|| format!("index {} (line: {})", row.index, want.index)))
+            .collect();
+        if !differ.is_empty() {
+            c.problems.push(format!("{at}: row {n} differs from {} line {}: {}", layout::MANIFEST_JSONL, e.no, differ.join(", ")));
+        }
+    }
 }
 
 /// A receiver as a stream.

@@ -7,7 +7,8 @@
 //! - `layout.rs` — the path of every object of a run (one place builds every path).
 //! - `record.rs` — [`CommitRecord`] (`shards/SHARD.json`), [`ManifestLine`] (a line of
 //!   `manifest.jsonl`), reading, listing and counting commit records (streamed).
-//! - `parquet.rs` — `dataset/SHARD.parquet`, a WebDataset shard's samples as a table.
+//! - `parquet.rs` — `dataset/SHARD.parquet`, a WebDataset shard's samples as a table
+//!   (written, and read back by verify).
 //! - `read.rs` — reading `manifest.jsonl` and the files it names (plain objects and
 //!   `SHARD.tar#MEMBER` members, each tar fetched once).
 
@@ -16,6 +17,6 @@ mod parquet;
 mod read;
 mod record;
 
-pub use parquet::shard_table;
+pub use parquet::{shard_table, table_rows, TableRow};
 pub use read::{read_files, read_manifest, JsonLines, MANIFEST_LINE};
 pub use record::{committed_shards, committed_stream, count_committed, existing_record, read_records, uncommitted_shards, CommitRecord, CommittedCount, ManifestLine, StageTimes};

@@ -95,6 +95,53 @@ pub fn shard_table(lines: &[ManifestLine], classes: &ClassTable, origin: &str) -
     write(&cols).map_err(|e| Error::format(origin, format!("cannot write the shard's Parquet table: {e}")))
 }
 
+/// What [`table_rows`] reads back from a shard's table: the columns that tie a row to its
+/// manifest line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRow {
+    pub key: String,
+    pub index: u64,
+    pub image_sha256: String,
+    pub label_sha256: String,
+}
+
+/// The rows of a shard's table (`key`, `index`, `image_sha256`, `label_sha256`), for
+/// `coordinator verify`. Errors name `origin`: not a Parquet file, a column missing or of
+/// another type.
+pub fn table_rows(data: bytes::Bytes, origin: &str) -> Result<Vec<TableRow>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let bad = |m: String| Error::format(origin, m);
+    let reader = SerializedFileReader::new(data).map_err(|e| bad(format!("not a Parquet file: {e}")))?;
+    let rows = reader.get_row_iter(None).map_err(|e| bad(format!("cannot read its rows: {e}")))?;
+    let mut out = Vec::new();
+    for (n, row) in rows.enumerate() {
+        let row = row.map_err(|e| bad(format!("row {n}: {e}")))?;
+        let (mut key, mut index, mut image, mut label) = (None, None, None, None);
+        for (name, field) in row.get_column_iter() {
+            match (name.as_str(), field) {
+                ("key", Field::Str(v)) => key = Some(v.clone()),
+                ("index", Field::Long(v)) => index = u64::try_from(*v).ok(),
+                ("image_sha256", Field::Str(v)) => image = Some(v.clone()),
+                ("label_sha256", Field::Str(v)) => label = Some(v.clone()),
+                _ => {}
+            }
+        }
+        match (key, index, image, label) {
+            (Some(key), Some(index), Some(image_sha256), Some(label_sha256)) => out.push(TableRow { key, index, image_sha256, label_sha256 }),
+            (key, index, image, label) => {
+                let absent: Vec<&str> = [("key", key.is_none()), ("index", index.is_none()), ("image_sha256", image.is_none()), ("label_sha256", label.is_none())]
+                    .into_iter()
+                    .filter(|(_, a)| *a)
+                    .map(|(c, _)| c)
+                    .collect();
+                return Err(bad(format!("row {n}: no usable {} (expected key, image_sha256 and label_sha256 as text, index as a non-negative integer)", absent.join(", "))));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn write(cols: &[Column]) -> parquet::errors::Result<Vec<u8>> {
     let mut fields = Vec::with_capacity(cols.len());
     for c in cols {
@@ -175,5 +222,9 @@ mod tests {
         assert_eq!(field(&rows[2], "islands_removed"), Field::Long(2));
         assert_eq!(field(&rows[1], "label_model"), Field::Null);
         assert_eq!(field(&rows[0], "label_model"), Field::Str("abc".into()));
+        let back = table_rows(bytes::Bytes::from(shard_table(&lines, &classes, "shard 2").unwrap()), "t").unwrap();
+        assert_eq!(back.iter().map(|r| (r.key.as_str(), r.index)).collect::<Vec<_>>(), [("00000008", 8), ("00000009", 9), ("00000010", 10)]);
+        let e = table_rows(bytes::Bytes::from_static(b"PAR1 not a table"), "dataset/000002.parquet").unwrap_err().to_string();
+        assert!(e.contains("dataset/000002.parquet") && e.contains("not a Parquet file"), "{e}");
     }
 }

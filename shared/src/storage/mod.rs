@@ -305,9 +305,23 @@ impl Store {
         self.sha256_tee(rel, None).await
     }
 
-    /// [`Store::sha256`], also handing each chunk to `tee` as it streams by (a reader that
-    /// checks the content on another thread; one that hung up is no longer fed).
-    pub async fn sha256_tee(&self, rel: &str, mut tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>) -> Result<Option<(String, u64)>> {
+    /// [`Store::sha256`], with `read` given the object's bytes as a blocking reader, on
+    /// another thread, as they stream by: what checks a file's content in the same pass as
+    /// its hash. Its result comes back beside the hash (an error naming the object if it
+    /// panicked); a reader that stops early is no longer fed (the hash goes on to the end).
+    /// `None` if the object does not exist.
+    #[allow(clippy::type_complexity)] // the hash, beside what the reader made of the bytes
+    pub async fn sha256_read<T: Send + 'static>(&self, rel: &str, read: impl FnOnce(&mut dyn std::io::Read) -> T + Send + 'static) -> Result<Option<((String, u64), Result<T>)>> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let reader = tokio::task::spawn_blocking(move || read(&mut std::io::BufReader::new(ChunkReader { rx, chunk: Bytes::new() })));
+        let hashed = self.sha256_tee(rel, Some(tx)).await;
+        let read = reader.await.map_err(|e| Error::format(self.describe(rel), format!("reading it stopped: {e}")));
+        Ok(hashed?.map(|h| (h, read)))
+    }
+
+    /// [`Store::sha256`], also handing each chunk to `tee` as it streams by; one that hung
+    /// up is no longer fed.
+    async fn sha256_tee(&self, rel: &str, mut tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>) -> Result<Option<(String, u64)>> {
         use sha2::{Digest, Sha256};
         let Some(mut stream) = self.get_stream(rel).await? else { return Ok(None) };
         let mut hasher = Sha256::new();
@@ -483,6 +497,27 @@ async fn abort_upload(mp: &dyn MultipartStore, path: &ObjPath, id: &str) -> obje
         // S3 answers NoSuchUpload (404); the memory store "MultipartUpload not found".
         Err(e) if e.to_string().contains("NoSuchUpload") || e.to_string().to_lowercase().contains("not found") => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// A blocking reader over the chunks an async stream sends; end of file when the sender
+/// is gone.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
 

@@ -4,9 +4,7 @@
 //! here; `train.rs` builds on it (and not the other way round).
 
 use anyhow::Context;
-use burn::module::Module;
 use burn::prelude::*;
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use serde::{Deserialize, Serialize};
 use shared::{ClassTable, LabelMap, RgbImage};
 
@@ -136,8 +134,8 @@ impl SpadeMeta {
 
 /// Writes the generator's weights and `model.json` (last) under `uri`.
 pub fn save<B: Backend>(generator: &SpadeGenerator<B>, meta: &SpadeMeta, uri: &str) -> anyhow::Result<()> {
-    let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default().record(generator.clone().into_record(), ()).context("encoding the generator weights")?;
-    let meta = SpadeMeta { parameters: Some(crate::ddpm::model::parameters_of(&bytes)?), weights_sha256: Some(shared::artifact::sha256_hex(&bytes)), ..meta.clone() };
+    let bytes = crate::weights::module_to_bytes(generator.clone()).context("encoding the generator weights")?;
+    let meta = SpadeMeta { parameters: Some(crate::weights::parameters_of(&bytes)?), weights_sha256: Some(shared::artifact::sha256_hex(&bytes)), ..meta.clone() };
     sync_store::write_file(uri, &meta.weights, bytes)?;
     sync_store::write_file(uri, META_FILE, serde_json::to_vec_pretty(&meta)?)
 }
@@ -158,14 +156,14 @@ impl<B: Backend> SpadeModel<B> {
         let meta = SpadeMeta::from_json(&bytes, uri)?;
         let weights = sync_store::require_file(uri, &meta.weights)?;
         let (declared, origin) = (meta.weights_sha256.clone(), format!("{uri}/{}", meta.weights));
-        crate::ddpm::model::decode_checked(weights, declared.as_deref(), &origin, |w| Self::from_parts(meta, w, uri, device))
+        crate::weights::decode_checked(weights, declared.as_deref(), &origin, |w| Self::from_parts(meta, w, uri, device))
     }
 
     /// Builds the model from a checked `model.json` and the weights' bytes (already fetched
     /// and verified, e.g. by [`shared::artifact::fetch`]); `uri` names them in errors.
     pub fn from_parts(meta: SpadeMeta, weights: Vec<u8>, uri: &str, device: &B::Device) -> anyhow::Result<Self> {
         // Shape-checked: weights of another architecture are an error naming the file.
-        let generator = crate::ddpm::model::module_from_bytes(meta.architecture.init::<B>(device), weights, device, &format!("{uri}/{}", meta.weights))?;
+        let generator = crate::weights::module_from_bytes(meta.architecture.init::<B>(device), weights, device, &format!("{uri}/{}", meta.weights))?;
         Ok(SpadeModel { generator, meta })
     }
 }

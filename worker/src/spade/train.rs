@@ -11,6 +11,7 @@
 //! With several devices (`--device cuda:all`) a step is data parallel
 //! ([`SpadeTrainer::grads`], [`crate::parallel`]).
 
+use crate::weights::{module_from_bytes, module_to_bytes};
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -269,8 +270,8 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
     pub fn save_checkpoint(&self, uri: &str, losses: Losses, data_digest: &str) -> anyhow::Result<()> {
         let rec = Rec::default();
         let files = vec![
-            ("generator.mpk", rec.record(self.generator.clone().into_record(), ()).context("encoding the generator")?),
-            ("discriminator.mpk", rec.record(self.discriminator.clone().into_record(), ()).context("encoding the discriminator")?),
+            ("generator.mpk", module_to_bytes(self.generator.clone()).context("encoding the generator")?),
+            ("discriminator.mpk", module_to_bytes(self.discriminator.clone()).context("encoding the discriminator")?),
             ("optim_g.mpk", rec.record(self.opt_g.to_record(), ()).context("encoding the generator's optimiser")?),
             ("optim_d.mpk", rec.record(self.opt_d.to_record(), ()).context("encoding the discriminator's optimiser")?),
         ];
@@ -309,10 +310,9 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         let rec = Rec::default();
         let get = |name: &str| sync_store::read_set_file(uri, CHECKPOINT_DIR, state.files.as_ref(), name);
         let mut t = Self::new(state.generator, state.discriminator, state.settings, device);
-        let g = rec.load(get("generator.mpk")?, device).with_context(|| format!("{}: decoding", where_("generator.mpk")))?;
-        t.generator = t.generator.load_record(g);
-        let d = rec.load(get("discriminator.mpk")?, device).with_context(|| format!("{}: decoding", where_("discriminator.mpk")))?;
-        t.discriminator = t.discriminator.load_record(d);
+        // Shape-checked: a damaged or foreign file is an error naming it, not a panic.
+        t.generator = module_from_bytes(t.generator, get("generator.mpk")?, device, &where_("generator.mpk"))?;
+        t.discriminator = module_from_bytes(t.discriminator, get("discriminator.mpk")?, device, &where_("discriminator.mpk"))?;
         let og = rec.load(get("optim_g.mpk")?, device).with_context(|| format!("{}: decoding", where_("optim_g.mpk")))?;
         t.opt_g = t.opt_g.load_record(og);
         let od = rec.load(get("optim_d.mpk")?, device).with_context(|| format!("{}: decoding", where_("optim_d.mpk")))?;

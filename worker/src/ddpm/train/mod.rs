@@ -29,11 +29,12 @@ use shared::dataset::{grid, Dataset};
 use shared::{mix64, rng_for, sample_seed, ClassTable, LabelMap};
 
 use super::encoding::Encoding;
-use super::model::{module_from_bytes, module_to_bytes, DdpmMeta, DdpmModel, FORMAT_VERSION, MODEL_KIND, WEIGHTS_FILE};
+use super::model::{DdpmMeta, DdpmModel, FORMAT_VERSION, MODEL_KIND, WEIGHTS_FILE};
 use super::objective::Objective;
 use super::sampler::SamplerConfig;
 use super::schedule::{NoiseSchedule, ScheduleKind};
 use super::unet::{UNet, UNetConfig};
+use crate::weights::{module_from_bytes, module_to_bytes};
 use checkpoint::CheckpointState;
 
 /// RNG stream of the per-step training draws.
