@@ -673,13 +673,15 @@ async fn claims_whose_answers_are_lost_are_given_back_not_waited_out() {
 /// without writing it: S3's 409 when two creates race and the other then fails. With
 /// `ignore_create`, it ignores create-only instead (a server without If-None-Match); with
 /// `lose_first_answer`, its first create of anything writes and then answers "already
-/// exists" (the answer lost, the client's retry finding its own write).
+/// exists" (the answer lost, the client's retry finding its own write). With `cut_tars`
+/// set, a tar's read ends with a dropped connection after its first 700 bytes.
 #[derive(Debug, Default)]
 struct ConflictOnce {
     inner: object_store::memory::InMemory,
     conflicts: std::sync::atomic::AtomicU32,
     ignore_create: bool,
     lose_first_answer: bool,
+    cut_tars: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Display for ConflictOnce {
@@ -716,7 +718,17 @@ impl object_store::ObjectStore for ConflictOnce {
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(&self, location: &object_store::path::Path, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
-        self.inner.get_opts(location, options).await
+        use futures::{StreamExt, TryStreamExt};
+        let got = self.inner.get_opts(location, options).await?;
+        if !(self.cut_tars.load(Ordering::SeqCst) && location.as_ref().ends_with(".tar")) {
+            return Ok(got);
+        }
+        let (meta, range, attributes) = (got.meta.clone(), got.range.clone(), got.attributes.clone());
+        let whole = got.into_stream().try_collect::<Vec<bytes::Bytes>>().await?.concat();
+        let head = bytes::Bytes::from(whole[..700.min(whole.len())].to_vec());
+        let dropped = object_store::Error::Generic { store: "S3", source: "connection reset by peer".into() };
+        let stream = futures::stream::iter([Ok(head), Err(dropped)]).boxed();
+        Ok(object_store::GetResult { payload: object_store::GetResultPayload::Stream(stream), meta, range, attributes, extensions: Default::default() })
     }
     fn delete_stream(
         &self,
@@ -1328,4 +1340,35 @@ async fn a_device_broken_after_a_panic_costs_one_attempt_and_the_worker_exits() 
     assert_eq!(metrics.jobs_retried.get(), 1, "only the panic spent an attempt");
     let c = queue.counts("broken").await.unwrap();
     assert_eq!((c.dead, c.leased), (0, 0), "{c:?}");
+}
+
+/// A connection dropped in the middle of a tar is reported as the storage error it is
+/// (retryable, naming the tar), not as a damaged tar: by the reader of a run's files and
+/// by verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tar_read_cut_by_the_network_is_a_storage_error_not_damage() {
+    let mut spec = spec(5, 2, 3);
+    spec.output.format = crate::spec::OutputFormat::Webdataset;
+    let inner = Arc::new(ConflictOnce::default());
+    let store = Store::from_object_store(inner.clone(), "runs/cut", "s3://flaky/runs/cut");
+    for shard in 0..spec.shards() {
+        let mut j = job(&spec, &store, Arc::new(ProceduralPipeline::new(&spec)), 1, "w");
+        j.shard = shard;
+        assert!(matches!(execute_shard(j).await.unwrap(), ShardOutcome::Committed(_)));
+    }
+    finalize(&store, "r", &spec).await.unwrap();
+    let lines = crate::manifest::read_manifest(&store).await.unwrap();
+    assert!(super::verify::verify(&store, &|_, _| {}).await.unwrap().ok());
+    inner.cut_tars.store(true, Ordering::SeqCst);
+
+    // The last member of the first tar lies past the cut.
+    let e = crate::manifest::read_files(&store, &[lines[1].label.clone()], |_, _| Ok::<_, crate::Error>(())).await.unwrap_err();
+    let text = e.to_string();
+    assert!(e.is_retryable() && text.contains("connection reset") && text.contains("dataset/000000.tar"), "{text}");
+    assert!(!text.contains("cut short") && !text.contains("bad tar"), "{text}");
+
+    let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
+    assert_eq!(r.problem_count, 3, "one per tar: {:?}", r.problems);
+    assert!(r.problems.iter().all(|p| p.contains("connection reset") && p.contains(".tar")), "{:?}", r.problems);
+    assert!(!r.problems.iter().any(|p| p.contains("cut short") || p.contains("no member")), "{:?}", r.problems);
 }
