@@ -42,8 +42,9 @@ use crate::stats::Connectivity;
 #[derive(Debug, Clone, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The real dataset directory (DIR/labels/NAME.png, raw AI Hub codes): the models'
-    /// training data.
+    /// The real dataset directory (DIR/labels/NAME.png, raw class codes): the models'
+    /// training data, read with the class table their model.json records (the AI Hub
+    /// land-cover table, or the one `worker train ddpm --classes FILE` was given).
     #[arg(long, value_name = "DIR")]
     pub real: PathBuf,
 

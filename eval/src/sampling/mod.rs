@@ -165,11 +165,29 @@ pub fn check(opts: &SamplingOptions) -> anyhow::Result<()> {
 /// each row.
 pub fn evaluate<B: Backend>(opts: &SamplingOptions, device: &B::Device, on_row: &mut dyn FnMut(usize, usize)) -> anyhow::Result<SamplingReport> {
     check(opts)?;
-    let classes = ClassTable::ai_hub();
+    // Load every model first, so a bad location fails before hours of sampling. The real
+    // maps are read with the models' class table (model.json records it), so they must
+    // share one.
+    let mut models = Vec::with_capacity(opts.models.len());
+    for (name, uri) in &opts.models {
+        let m = DdpmModel::<B>::load(uri, device).with_context(|| format!("--model {name}={uri}"))?.with_precision(opts.precision);
+        let codes = |t: &ClassTable| t.classes.iter().map(|c| c.code).collect::<Vec<_>>();
+        if let Some((first, first_uri, f)) = models.first() {
+            let f: &DdpmModel<B> = f;
+            anyhow::ensure!(
+                codes(m.classes()) == codes(f.classes()),
+                "--model {name}={uri}: its class codes {:?} are not those of --model {first}={first_uri} {:?} (the models are compared on one real set, read with their class table)",
+                codes(m.classes()),
+                codes(f.classes())
+            );
+        }
+        models.push((name.clone(), uri.clone(), m));
+    }
+    let classes = models.first().map(|(_, _, m)| m.classes().clone()).context("no --model given")?;
     let k = classes.len();
     let stats_opts = StatsOptions { min_island: opts.min_island_px, connectivity: opts.connectivity };
     let fixed = opts.size.map(|s| (s, s));
-    let (real, _) = measure_real(&opts.real, fixed, &classes, stats_opts).with_context(|| format!("--real {}", opts.real.display()))?;
+    let (real, _) = measure_real(&opts.real, fixed, &classes, stats_opts).with_context(|| format!("--real {} (read with the models' class table)", opts.real.display()))?;
     let size = match opts.size {
         Some(s) => s,
         None => match real.most_common_size() {
@@ -178,20 +196,6 @@ pub fn evaluate<B: Backend>(opts: &SamplingOptions, device: &B::Device, on_row: 
             None => anyhow::bail!("--real {}: no label maps", opts.real.display()),
         },
     };
-
-    // Load every model first, so a bad location fails before hours of sampling.
-    let mut models = Vec::with_capacity(opts.models.len());
-    for (name, uri) in &opts.models {
-        let m = DdpmModel::<B>::load(uri, device).with_context(|| format!("--model {name}={uri}"))?.with_precision(opts.precision);
-        let codes = |t: &ClassTable| t.classes.iter().map(|c| c.code).collect::<Vec<_>>();
-        anyhow::ensure!(
-            codes(m.classes()) == codes(&classes),
-            "--model {name}={uri}: its class codes {:?} are not the AI Hub codes {:?} the real set is read with",
-            codes(m.classes()),
-            codes(&classes)
-        );
-        models.push((name.clone(), uri.clone(), m));
-    }
     let mut plan = Vec::new();
     for (mi, (name, uri, m)) in models.iter().enumerate() {
         for &s in &opts.samplers {

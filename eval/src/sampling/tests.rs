@@ -134,3 +134,43 @@ fn bad_settings_are_refused_before_sampling_and_name_the_model() {
     assert!(e.contains("--model gone="), "{e}");
     assert!(!o.out.join("sampling.json").exists(), "nothing written on failure");
 }
+
+/// Models trained on a set with its own classes are measured against that set read with
+/// their table; a model of another table beside them is refused, naming both.
+#[test]
+fn the_real_set_is_read_with_the_models_class_table() {
+    let dir = temp_dir("own-classes");
+    let table = "[classes]\nignore_code = 255\n\
+        [[classes.classes]]\nname = \"water\"\ncode = 1\ncolor = [0, 0, 255]\n\
+        [[classes.classes]]\nname = \"land\"\ncode = 2\ncolor = [0, 255, 0]\n\
+        [[classes.classes]]\nname = \"town\"\ncode = 3\ncolor = [255, 0, 0]\n";
+    let classes = ClassTable::from_toml(table, "t.toml").unwrap();
+    let device = CpuDevice::default();
+    let unet = UNetConfig::new(Encoding::OneHot.channels(classes.len()), 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
+    let meta = DdpmMeta { classes: classes.clone(), ..DdpmMeta::untrained(unet, Encoding::OneHot, 20, 8) };
+    let own = dir.join("own");
+    DdpmModel::<Cpu>::new(meta.unet.init(&device), meta, device).save(&own.display().to_string()).unwrap();
+    let hub = dir.join("hub");
+    save_model(&hub, Encoding::OneHot);
+
+    let mut o = options(&dir, &[("own", &own)]);
+    o.samplers = vec![Sampler::Ddim(2)];
+    // Real maps in the table's codes 1..3: read with the AI Hub table, they would be refused.
+    let _ = std::fs::remove_dir_all(o.real.join("labels"));
+    std::fs::create_dir_all(o.real.join("labels")).unwrap();
+    for i in 0..4u32 {
+        let mut m = LabelMap::new(32, 32, 0);
+        for y in 0..32 {
+            for x in 0..32 {
+                m.set(x, y, ((x / 8 + y / 8 + i) % 3) as u8);
+            }
+        }
+        std::fs::write(o.real.join(format!("labels/{i:06}.png")), m.to_png(&classes)).unwrap();
+    }
+    let rep = evaluate::<Cpu>(&o, &CpuDevice::default(), &mut |_, _| {}).unwrap();
+    assert_eq!((rep.real_maps, rep.rows.len()), (4, 1));
+
+    o.models.push(("hub".into(), hub.display().to_string()));
+    let e = format!("{:#}", evaluate::<Cpu>(&o, &CpuDevice::default(), &mut |_, _| {}).unwrap_err());
+    assert!(e.contains("--model hub=") && e.contains("[1, 2, 3]") && e.contains("--model own="), "{e}");
+}
