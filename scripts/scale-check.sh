@@ -19,7 +19,8 @@
 # one process, in-memory queue), which isolates what Redis and separate processes cost;
 # finalize time and peak RSS, watch's peak RSS. Then checks the result with `coordinator
 # verify` (exactly SAMPLES samples, indices each once and in order, every published tar
-# present with its sha256), on local or S3 output.
+# present with its sha256, every member and side-table row as its manifest line says), on
+# local or S3 output.
 set -euo pipefail
 
 SAMPLES="${1:-1000000}"
