@@ -134,7 +134,8 @@ pub enum Command {
         /// The run's directory, as `watch` and `finalize` print it: OUTPUT_URL/RUN.
         run_uri: String,
         /// Print one JSON object instead: samples, tars, objects, bytes, members, tables,
-        /// problem_count, problems.
+        /// problem_count, problems; or {"error": …} (exit 1) when the run cannot be read at
+        /// all.
         #[arg(long)]
         json: bool,
     },
@@ -314,8 +315,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 bar.set_length(total);
                 bar.set_position(done);
             })
-            .await?;
+            .await;
             bar.finish_and_clear();
+            let report = match report {
+                Ok(r) => r,
+                // What reads the JSON gets JSON even when the run cannot be read at all.
+                Err(e) if json => {
+                    println!("{}", serde_json::json!({ "error": e.to_string() }));
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
+            };
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else if report.ok() {

@@ -107,6 +107,17 @@ async fn embedded_webdataset_holds_every_sample() {
     // The tar's own sha256, and the member the byte is in against its manifest line.
     assert!(stderr(&o).contains("2 problem") && stderr(&o).contains("dataset/000001.tar: sha256"), "{}", stderr(&o));
     assert!(stderr(&o).contains("dataset/000001.tar#00000004.png: sha256") && stderr(&o).contains("manifest.jsonl line 5 lists"), "{}", stderr(&o));
+    // A mistyped run directory is named as such, in JSON too; a mistyped URL is refused.
+    let mut c = cmd("coordinator");
+    c.args(["verify", out.join("w1-typo").to_str().unwrap(), "--json"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("w1-typo") && e.contains("no run directory here")), "{answer}");
+    let mut c = cmd("coordinator");
+    c.args(["verify", "s3:/bucket/runs/w1"]);
+    let o = run(c);
+    assert!(o.status.code() == Some(1) && stderr(&o).contains("two slashes"), "{}", stderr(&o));
     // Each sample's JSON is in the tar too: the manifest line without the paths, the seed
     // a string.
     let meta = check::read_member(&store, &lines[5].image.replace(".png", ".json")).await;

@@ -192,6 +192,14 @@ impl DataArgs {
     }
 }
 
+/// Refuses a count flag given as 0, naming the first such: `--steps 0: must be at least 1`.
+pub fn at_least_one(flags: &[(&str, u64)]) -> anyhow::Result<()> {
+    match flags.iter().find(|(_, v)| *v == 0) {
+        Some((flag, _)) => anyhow::bail!("{flag} 0: must be at least 1"),
+        None => Ok(()),
+    }
+}
+
 /// The class table a `--classes FILE` flag names, else the AI Hub table.
 pub fn classes_flag(path: Option<&std::path::Path>) -> anyhow::Result<ClassTable> {
     match path {

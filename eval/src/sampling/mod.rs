@@ -147,7 +147,7 @@ pub struct SamplingReport {
 pub fn check(opts: &SamplingOptions) -> anyhow::Result<()> {
     anyhow::ensure!(!opts.models.is_empty(), "--model: give at least one label model");
     anyhow::ensure!(!opts.samplers.is_empty(), "--samplers: give at least one (e.g. ddim-10,ddim-20,ddim-50,ddpm)");
-    anyhow::ensure!(opts.count > 0 && opts.batch > 0, "--count and --batch must be at least 1");
+    worker::args::at_least_one(&[("--count", opts.count), ("--batch", opts.batch as u64)])?;
     anyhow::ensure!((0.0..=1.0).contains(&opts.eta), "--eta {}: must be between 0 and 1", opts.eta);
     if let Some(s) = opts.size {
         anyhow::ensure!((1..=8192).contains(&s), "--size {s}: must be between 1 and 8192 pixels");

@@ -127,6 +127,11 @@ impl UtilityOptions {
         anyhow::ensure!((8..=8192).contains(&self.size), "--size {}: must be between 8 and 8192", self.size);
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr {}: must be positive", self.lr);
         SegNetConfig::new(self.classes.len()).with_width(self.width).validate().map_err(|e| anyhow::anyhow!("--width: {e}"))?;
+        // Paths that are not there fail here, before an earlier run's report is removed.
+        anyhow::ensure!(self.real.is_dir(), "--real {}: no such directory (expected a dataset directory with images/ and labels/)", self.real.display());
+        if let Ok(shared::storage::StoreUrl::Local { dir }) = shared::storage::StoreUrl::parse(&self.synthetic) {
+            anyhow::ensure!(dir.is_dir(), "--synthetic {}: no such directory (expected a run directory holding manifest.jsonl)", self.synthetic);
+        }
         Ok(())
     }
 }

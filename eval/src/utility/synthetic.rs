@@ -9,7 +9,7 @@ use anyhow::Context;
 use rand::seq::SliceRandom;
 use shared::dataset::{resize_rgb, Dataset};
 use shared::manifest::layout::MANIFEST_JSONL;
-use shared::storage::{Store, StoreUrl};
+use shared::storage::Store;
 use shared::{rng_for, sample_seed, ClassTable, LabelMap, RgbImage};
 
 use super::{write, Mix, UtilityOptions};
@@ -23,9 +23,6 @@ const SALT_PICK: u64 = 0x5E6_0101;
 /// further picks follow, up to `--consistency-samples` in all and at most the run's size,
 /// for the consistency alone. Errors name `--synthetic` and the file at fault.
 pub(super) fn fetch(opts: &UtilityOptions, n_mix: usize, classes: &ClassTable, dir: &Path) -> anyhow::Result<Dataset> {
-    if let Ok(StoreUrl::Local { dir }) = StoreUrl::parse(&opts.synthetic) {
-        anyhow::ensure!(dir.is_dir(), "--synthetic {}: no such directory (expected a run directory holding {MANIFEST_JSONL})", opts.synthetic);
-    }
     let store = Store::open(&opts.synthetic).with_context(|| format!("--synthetic {}", opts.synthetic))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the I/O runtime")?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -34,7 +31,7 @@ pub(super) fn fetch(opts: &UtilityOptions, n_mix: usize, classes: &ClassTable, d
     for sub in ["images", "labels"] {
         std::fs::create_dir_all(partial.join(sub)).with_context(|| format!("creating {}", partial.join(sub).display()))?;
     }
-    rt.block_on(async {
+    let fetched = rt.block_on(async {
         let entries = shared::manifest::read_manifest(&store).await?;
         let (flag, f) = match opts.mix {
             Mix::Replace(f) => ("--replace", f),
@@ -102,8 +99,12 @@ pub(super) fn fetch(opts: &UtilityOptions, n_mix: usize, classes: &ClassTable, d
             write(&partial.join("labels").join(format!("{stem}.png")), &lab.to_png(classes))?;
         }
         anyhow::Ok(())
-    })
-    .with_context(|| format!("--synthetic {}", opts.synthetic))?;
+    });
+    if let Err(e) = fetched {
+        // Nothing half-fetched stays behind; the error is the fetch's.
+        let _ = remove_dir(&partial);
+        return Err(e.context(format!("--synthetic {}", opts.synthetic)));
+    }
     remove_dir(dir)?;
     std::fs::rename(&partial, dir).with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))?;
     Dataset::open(dir, classes.clone(), false).with_context(|| format!("reading back {}", dir.display()))

@@ -163,6 +163,19 @@ fn eval_utility_end_to_end_with_copies() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("1 samples (replacing 5% of the real training split; 1% asked for, rounded to whole pairs)"), "{md}");
 
+    // A mistyped path fails before the earlier report is touched.
+    for (real, run) in [(dir.join("no-real"), run.clone()), (real.clone(), dir.join("no-run"))] {
+        let a = UtilityOptions { epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };
+        let e = format!("{:#}", super::run(&a, DeviceChoice::Cpu).unwrap_err());
+        assert!(e.contains("no such directory") && (e.contains("no-real") || e.contains("no-run")), "{e}");
+        assert!(out.join("report.json").exists(), "{e}: the earlier report was removed");
+    }
+    // A run too small for the share asked fails and leaves no half-fetched samples.
+    let a = UtilityOptions { mix: Mix::Add(50.0), epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };
+    let e = format!("{:#}", super::run(&a, DeviceChoice::Cpu).unwrap_err());
+    assert!(e.contains("fewer than"), "{e}");
+    assert!(!out.join(".synthetic.partial").exists(), "{e}");
+
     std::fs::write(&stems_file, "no-such-stem\n").unwrap();
     let a = UtilityOptions { epochs: 1, size: 32, width: 2, ..options(&real, &run, &out, &stems_file) };
     let e = format!("{:#}", super::run(&a, DeviceChoice::Cpu).unwrap_err());

@@ -65,7 +65,15 @@ impl VerifyReport {
 /// each object hashed (one per tar, or two per sample of a PNG run).
 pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<VerifyReport> {
     let where_ = store.describe(layout::MANIFEST_JSON);
-    let body = store.get(layout::MANIFEST_JSON).await?.ok_or_else(|| Error::format(&where_, "missing: the run is not finalized (`coordinator finalize` writes it last)"))?;
+    let Some(body) = store.get(layout::MANIFEST_JSON).await? else {
+        // A mistyped path holds nothing at all; a run not finalized holds its run.json.
+        let nothing = Box::pin(store.list_stream("")).next().await.transpose()?.is_none();
+        return Err(if nothing {
+            Error::format(store.display(), "holds nothing: no run directory here (check the path: `coordinator watch` and `finalize` print it as OUTPUT_URL/RUN)")
+        } else {
+            Error::format(&where_, "missing: the run is not finalized (`coordinator finalize` writes it last)")
+        });
+    };
     let summary: ManifestSummary = serde_json::from_slice(&body).map_err(|e| Error::format(&where_, format!("not a run summary: {e}")))?;
     let mut report = VerifyReport::default();
     let mut lines = JsonLines::open(store, layout::MANIFEST_JSONL).await?;

@@ -61,6 +61,10 @@ impl StoreUrl {
         if url.contains("://") {
             return Err(format!("expected s3://, file:// or a local path, found {url:?}"));
         }
+        // `s3:/bucket` or `file:/path` is a mistyped URL, not a directory named `s3:`.
+        if let Some(scheme) = ["s3:", "file:", "memory:"].iter().find(|s| url.starts_with(**s)) {
+            return Err(format!("{url:?}: expected {scheme}// (two slashes), e.g. s3://bucket/prefix or file:///absolute/path"));
+        }
         Ok(StoreUrl::Local { dir: url.into() })
     }
 }
@@ -774,6 +778,10 @@ mod tests {
         assert!(StoreUrl::parse("file://rel").unwrap_err().contains("absolute"));
         assert!(StoreUrl::parse("s3:///x").unwrap_err().contains("no bucket"));
         assert!(StoreUrl::parse("gs://x").unwrap_err().contains("gs://x"));
+        for typo in ["s3:/b/p", "s3:b", "file:/x"] {
+            let e = StoreUrl::parse(typo).unwrap_err();
+            assert!(e.contains(typo) && e.contains("two slashes"), "{e}");
+        }
         // A prefix that object_store would store under another (percent-encoded) name.
         for (url, what) in [("s3://b/team~x/runs", "'~'"), ("s3://b/a//runs", "empty"), ("s3://b/a/../runs", "\"..\""), ("s3://b/a b#1", "'#'")] {
             let e = StoreUrl::parse(url).unwrap_err();

@@ -218,9 +218,7 @@ fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
 
 fn loader(args: LoaderArgs) -> anyhow::Result<ExitCode> {
     use shared::dataset::{prefetch_batches, Dataset, DatasetOptions, PairSource};
-    if args.batch == 0 || args.batches == 0 {
-        bail!("--batch and --batches must be at least 1");
-    }
+    crate::args::at_least_one(&[("--batch", args.batch as u64), ("--batches", args.batches)])?;
     let dataset = Dataset::open_with(&args.data, shared::ClassTable::ai_hub(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..DatasetOptions::default() })?;
     let pairs = shared::dataset::DatasetPairs { dataset, size: args.size };
     let n = pairs.len();
@@ -294,9 +292,20 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
-    let spec = bench::load_spec(&args.config)?;
-    let DeviceChoice::Cuda(n) = args.device else { bail!("--device: expected cuda or cuda:N, found {}", args.device) };
+    // What measures the CPU alone is `bench pipeline`: say so rather than suggest a
+    // --device this command refuses.
+    let DeviceChoice::Cuda(n) = args.device else {
+        bail!(
+            "--device {}: bench compare measures a CUDA device against the CPU; expected cuda or cuda:N (`worker bench pipeline --device cpu` measures the CPU alone)",
+            args.device
+        )
+    };
+    anyhow::ensure!(
+        cfg!(feature = "cuda"),
+        "bench compare measures a CUDA device against the CPU, and this worker was built without CUDA support (rebuild with `--features cuda`); `worker bench pipeline --device cpu` measures the CPU alone"
+    );
     crate::device::resolve(args.device, &crate::device::DriverProbe::detect())?;
+    let spec = bench::load_spec(&args.config)?;
     let mut failed = Vec::new();
     for (p, c) in bench::compare(&spec, args.count, n, &args.precisions)? {
         println!("### {p} on {} against f32 on the CPU\n{c}", args.device);
@@ -339,6 +348,17 @@ mod tests {
         assert!(e.contains("--batch-sizes"), "{e}");
         let e = pipeline(pipeline_args()).unwrap_err().to_string();
         assert!(e.contains("--random-full-size"), "{e}");
+        // compare on the CPU, or without CUDA: the error points at what measures the CPU.
+        let compare_args = |device: &str| {
+            let cli = Cli::try_parse_from(["worker", "bench", "compare", "no-such.toml", "--device", device]).unwrap();
+            let Some(Command::Bench(BenchCommand::Compare(a))) = cli.command else { panic!("not bench compare") };
+            a
+        };
+        let cases: &[&str] = if cfg!(feature = "cuda") { &["cpu"] } else { &["cpu", "cuda:0"] };
+        for device in cases {
+            let e = compare(compare_args(device)).unwrap_err().to_string();
+            assert!(e.contains("bench pipeline --device cpu") && !e.contains("or use --device cpu"), "{device}: {e}");
+        }
     }
 
     fn pipeline_args() -> PipelineArgs {

@@ -57,9 +57,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.count == 0 || args.batch == 0 {
-        anyhow::bail!("--count and --batch must be at least 1");
-    }
+    crate::args::at_least_one(&[("--count", args.count), ("--batch", args.batch as u64)])?;
     if args.sampler == "ddpm" && (args.steps.is_some() || args.eta.is_some()) {
         // As the run spec: the ancestral sampler runs every timestep, with no η.
         anyhow::bail!("--steps and --eta are DDIM's: --sampler ddpm runs every one of the model's timesteps (leave them out, or use --sampler ddim)");

@@ -119,8 +119,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.steps == 0 || args.batch == 0 {
-        anyhow::bail!("--steps and --batch must be at least 1");
+    crate::args::at_least_one(&[("--steps", args.steps), ("--batch", args.batch as u64), ("--timesteps", args.timesteps as u64)])?;
+    if !(args.clip >= 0.0 && args.clip.is_finite()) {
+        anyhow::bail!("--clip {}: must be 0 (no clipping) or a positive gradient-norm limit", args.clip);
     }
     if args.lr.is_nan() || args.lr <= 0.0 {
         anyhow::bail!("--lr {}: must be positive", args.lr);
@@ -191,6 +192,15 @@ mod tests {
         assert!(Cli::try_parse_from(["worker", "train", "ddpm", "--data", "d", "--out", "o", "--schedule", "quadratic"]).is_err());
         assert_eq!(ddpm_args(&[]).unwrap().config(8).unwrap().precision, shared::spec::Precision::F32);
         assert_eq!(ddpm_args(&["--precision", "bf16"]).unwrap().config(8).unwrap().precision, shared::spec::Precision::Bf16);
+        // Values that cannot train are refused naming the one flag, before the data is read.
+        for (flags, want) in [
+            (&["--batch", "0"][..], "--batch 0: must be at least 1"),
+            (&["--timesteps", "0"][..], "--timesteps 0: must be at least 1"),
+            (&["--clip=-1"][..], "--clip -1: must be 0 (no clipping) or a positive"),
+        ] {
+            let e = super::run(ddpm_args(flags).unwrap()).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{flags:?}: {e}");
+        }
     }
 
     fn ddpm_args(extra: &[&str]) -> Result<super::Args, clap::Error> {

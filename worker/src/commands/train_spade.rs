@@ -144,9 +144,7 @@ fn parse_norm(s: &str) -> Result<NormKind, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.batch == 0 {
-        anyhow::bail!("--batch 0: must be at least 1");
-    }
+    crate::args::at_least_one(&[("--batch", args.batch as u64)])?;
     for (flag, lr) in [("--lr-g", args.lr_g), ("--lr-d", args.lr_d)] {
         if !(lr > 0.0 && lr.is_finite()) {
             anyhow::bail!("{flag} {lr}: must be positive");

@@ -119,6 +119,10 @@ impl DdpmMeta {
     /// Parses `model.json`, checking the format version before anything else.
     pub fn from_json(bytes: &[u8], origin: &str) -> anyhow::Result<DdpmMeta> {
         let v: serde_json::Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not valid JSON"))?;
+        // Another model's file says so by its kind, before any field it lacks.
+        if let Some(kind) = v.get("kind").and_then(serde_json::Value::as_str).filter(|k| *k != MODEL_KIND) {
+            bail!("{origin}: kind {kind:?} is not a DDPM label model (expected {MODEL_KIND:?}; is this the image model?)");
+        }
         match v.get("format_version").and_then(serde_json::Value::as_u64) {
             Some(n) if n == FORMAT_VERSION as u64 => {}
             Some(n) => bail!("{origin}: format_version {n}; this worker reads format_version {FORMAT_VERSION} (retrain or use a matching worker)"),
@@ -379,5 +383,18 @@ mod tests {
         let e = format!("{:#}", DdpmModel::<Cpu>::load(uri, &device).unwrap_err());
         assert!(e.contains("weights.mpk"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Each model's model.json given to the other's loader says which it is, not which
+    /// field it lacks.
+    #[test]
+    fn a_model_of_the_other_kind_is_named_by_its_kind() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo");
+        let spade = std::fs::read(root.join("spade/model.json")).unwrap();
+        let e = DdpmMeta::from_json(&spade, "models/demo/spade/model.json").unwrap_err().to_string();
+        assert!(e.contains("models/demo/spade/model.json") && e.contains("is not a DDPM label model") && e.contains("image model"), "{e}");
+        let ddpm = std::fs::read(root.join("ddpm/model.json")).unwrap();
+        let e = crate::spade::SpadeMeta::from_json(&ddpm, "models/demo/ddpm").unwrap_err().to_string();
+        assert!(e.contains("models/demo/ddpm/model.json") && e.contains("kind is") && e.contains("label model"), "{e}");
     }
 }

@@ -173,7 +173,12 @@ impl SpadeMeta {
     /// size); `uri` is the artifact location, named in errors.
     pub fn from_json(bytes: &[u8], uri: &str) -> anyhow::Result<SpadeMeta> {
         let file = |name: &str| format!("{uri}/{name}");
-        let meta: SpadeMeta = serde_json::from_slice(bytes).with_context(|| format!("{}: not a SPADE model.json", file(META_FILE)))?;
+        // Another model's file says so by its kind, before any field it lacks.
+        let v: serde_json::Value = serde_json::from_slice(bytes).with_context(|| format!("{}: not valid JSON", file(META_FILE)))?;
+        if let Some(kind) = v.get("kind").and_then(serde_json::Value::as_str).filter(|k| *k != KIND) {
+            anyhow::bail!("{}: kind is {kind:?}, expected {KIND:?} (is this the label model?)", file(META_FILE));
+        }
+        let meta: SpadeMeta = serde_json::from_value(v).with_context(|| format!("{}: not a SPADE model.json", file(META_FILE)))?;
         if meta.kind != KIND {
             anyhow::bail!("{}: kind is {:?}, expected {KIND:?}", file(META_FILE), meta.kind);
         }

@@ -318,20 +318,22 @@ pub fn train_on<B: AutodiffBackend>(
         if let Some(ck) = checkpoint::load(uri)? {
             let origin = format!("{uri}/{}", checkpoint::STATE);
             let s = &ck.state;
+            // (key, same, the checkpoint's, this run's)
+            let pair = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| (format!("{a:?}"), format!("{b:?}"));
             let same = [
-                ("unet", s.unet == cfg.unet),
-                ("encoding", s.encoding == cfg.encoding),
-                ("objective", s.objective == cfg.objective),
-                ("schedule", s.schedule == cfg.schedule),
-                ("timesteps", s.timesteps == cfg.timesteps),
+                ("unet", s.unet == cfg.unet, pair(&s.unet, &cfg.unet)),
+                ("encoding", s.encoding == cfg.encoding, pair(&s.encoding, &cfg.encoding)),
+                ("objective", s.objective == cfg.objective, pair(&s.objective, &cfg.objective)),
+                ("schedule", s.schedule == cfg.schedule, pair(&s.schedule, &cfg.schedule)),
+                ("timesteps", s.timesteps == cfg.timesteps, pair(&s.timesteps, &cfg.timesteps)),
                 // The batch, timestep and noise draws follow the seed, the batch size and
                 // the flips.
-                ("seed", s.seed == cfg.seed),
-                ("batch", s.batch.is_none_or(|b| b == cfg.batch)),
-                ("flip", s.flip.is_none_or(|f| f == cfg.flip)),
+                ("seed", s.seed == cfg.seed, pair(&s.seed, &cfg.seed)),
+                ("batch", s.batch.is_none_or(|b| b == cfg.batch), pair(&s.batch.unwrap_or(cfg.batch), &cfg.batch)),
+                ("flip", s.flip.is_none_or(|f| f == cfg.flip), pair(&s.flip.unwrap_or(cfg.flip), &cfg.flip)),
             ];
-            if let Some((key, _)) = same.iter().find(|(_, ok)| !ok) {
-                bail!("{origin}: {key} differs from this run's arguments; resume with the same architecture, encoding, objective, schedule, seed, batch and flips, or start again with --overwrite or a new --out");
+            if let Some((key, _, (was, now))) = same.iter().find(|(_, ok, _)| !ok) {
+                bail!("{origin}: {key} differs from this run's arguments: the checkpoint has {was}, this run {now}; resume with the same architecture, encoding, objective, schedule, seed, batch and flips, or start again with --overwrite or a new --out");
             }
             if let Some(was) = s.optimisation.as_ref().filter(|was| **was != cfg.optimisation()) {
                 tracing::warn!(
@@ -746,7 +748,8 @@ mod tests {
         // So does another seed or batch (the draws follow them).
         for (key, change) in [("seed", DdpmTrainConfig { seed: cfg.seed + 1, ..cfg.clone() }), ("batch", DdpmTrainConfig { batch: cfg.batch + 1, ..cfg.clone() })] {
             let e = train::<CpuTrain>(&change, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
-            assert!(e.contains(&format!("state.json: {key} differs")), "{e}");
+            let (was, now) = if key == "seed" { (cfg.seed, change.seed) } else { (cfg.batch as u64, change.batch as u64) };
+            assert!(e.contains(&format!("state.json: {key} differs")) && e.contains(&format!("the checkpoint has {was}, this run {now}")), "{e}");
         }
         // A damaged weight file is an error naming it, not weights of another step.
         std::fs::write(dir.join("checkpoint/step-6/ema.mpk"), b"not the ema").unwrap();
