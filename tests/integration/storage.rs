@@ -9,6 +9,8 @@ async fn s3_store_conforms() {
     s3.create_bucket("conformance");
     let store = s3.store("conformance", "p");
     shared::storage::conformance::run_all(&store, "suite").await;
+    // If-Match: the finalize lock's takeover and rewrites rely on it.
+    assert!(shared::storage::conformance::conditional_replace(&store.child("cas")).await, "the S3 server replaces conditionally (If-Match)");
     // The suite's dropped writer left an upload open; aborting its record closed it, so
     // none remains in the bucket.
     assert_eq!(s3.open_uploads("conformance"), Vec::<String>::new());

@@ -127,7 +127,12 @@ impl UtilityOptions {
         anyhow::ensure!((8..=8192).contains(&self.size), "--size {}: must be between 8 and 8192", self.size);
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr {}: must be positive", self.lr);
         SegNetConfig::new(self.classes.len()).with_width(self.width).validate().map_err(|e| anyhow::anyhow!("--width: {e}"))?;
-        // Paths that are not there fail here, before an earlier run's report is removed.
+        Ok(())
+    }
+
+    /// `--real` and a local `--synthetic` exist: checked before an earlier run's report is
+    /// removed, so a mistyped path leaves it.
+    pub fn check_paths(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.real.is_dir(), "--real {}: no such directory (expected a dataset directory with images/ and labels/)", self.real.display());
         if let Ok(shared::storage::StoreUrl::Local { dir }) = shared::storage::StoreUrl::parse(&self.synthetic) {
             anyhow::ensure!(dir.is_dir(), "--synthetic {}: no such directory (expected a run directory holding manifest.jsonl)", self.synthetic);
@@ -180,9 +185,10 @@ pub struct Outcome {
 /// Runs the experiment on `device` (the training on its backend) and writes
 /// `OUT/report.json`, `OUT/report.md` and `OUT/iou.png`, and the run's samples used under
 /// `OUT/synthetic/`. An earlier run's report in OUT is removed once the options pass
-/// their check, so a run that fails after that leaves none.
+/// their checks (settings and paths), so a run that fails after that leaves none.
 pub fn run(opts: &UtilityOptions, device: DeviceChoice) -> anyhow::Result<Outcome> {
     opts.check()?;
+    opts.check_paths()?;
     let (json, markdown_path, chart) = (opts.out.join("report.json"), opts.out.join("report.md"), opts.out.join("iou.png"));
     // An earlier run's report goes first: were this run to fail, OUT would otherwise hold
     // a report that reads as this run's.

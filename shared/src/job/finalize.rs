@@ -312,12 +312,24 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
         });
     }
     let lock = super::finalize_lock::acquire(store).await?;
-    let done = finalize_locked(store, run_id, spec).await;
+    let done = finalize_locked(store, run_id, spec, &|| lock.lost()).await;
     lock.release().await;
     done
 }
 
-async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec) -> Result<FinalizeReport> {
+/// A finalize whose lock another took over stops before its last writes: the manifest's
+/// upload completed and `manifest.json` are the new holder's to write.
+fn check_still_held(store: &Store, lost: &dyn Fn() -> bool) -> Result<()> {
+    if lost() {
+        return Err(Error::format(
+            store.describe(super::finalize_lock::FINALIZE_LOCK),
+            "taken over by another finalize while this one stalled past a minute: that one writes this run's manifest, nothing more is written here (run `coordinator finalize` again if it did not finish)",
+        ));
+    }
+    Ok(())
+}
+
+async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec, lost: &dyn Fn() -> bool) -> Result<FinalizeReport> {
     let n = spec.shards();
     let digest = spec.digest();
     let k = spec.classes.len();
@@ -393,6 +405,7 @@ async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec) -> Result<
             retried += 1;
         }
     }
+    check_still_held(store, lost)?;
     let manifest_sha256 = manifest.finish().await?.expect("manifest.jsonl has a writer");
     let tars_sha256 = tars.finish().await?;
 
@@ -426,6 +439,7 @@ async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec) -> Result<
             shards_jsonl_sha256: sha256,
         }),
     };
+    check_still_held(store, lost)?;
     store.put(layout::MANIFEST_JSON, Bytes::from(serde_json::to_vec_pretty(&summary).expect("summary serialises"))).await?;
     Ok(FinalizeReport { samples, shards: n, removed_objects: removed, aborted_uploads: aborted })
 }

@@ -6,21 +6,26 @@
 //! manifest's multipart upload: the later one aborted the earlier one's upload, and a
 //! killed one could leave an upload nothing names.
 //!
-//! Limits: two waiters that judge one lock stale within a round trip of each other can
-//! both proceed; a clock over 10 minutes ahead of the store's takes a live lock over. A second finalize now waits for the
-//! first, then runs (rewriting the same outputs, from the records). A lock whose finalize
-//! was killed is taken over once nobody has rewritten it for a minute of the waiter's own
-//! time (no clocks of two machines are compared), or at once when the store dates it more
-//! than [`STALE_BY_DATE`] ago. A holder rewrites and removes the lock only while it is
-//! still its own.
+//! A second finalize waits for the first, then runs (rewriting the same outputs, from the
+//! records). A lock whose finalize was killed is taken over once nobody has rewritten it
+//! for a minute of the waiter's own time (no clocks of two machines are compared), or at
+//! once when the store dates it more than [`STALE_BY_DATE`] ago. Where the store replaces
+//! conditionally (S3 `If-Match`, memory), a takeover and each rewrite replace only the
+//! version read or last written: of two waiters that judge one lock stale, one takes it;
+//! a holder that stalled past a minute finds its lock taken at its next rewrite and its
+//! finalize stops before completing the manifest or writing `manifest.json`
+//! ([`Held::lost`]). Where it does not (a local directory), a takeover removes the lock
+//! and creates its own: two waiters within a round trip of each other can both proceed.
+//! A clock over 10 minutes ahead of the store's takes a live lock over.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::storage::{Created, Store};
+use crate::storage::{Created, Store, Swapped};
 
 /// The lock object, in the run directory.
 pub const FINALIZE_LOCK: &str = "finalize.lock";
@@ -51,9 +56,17 @@ pub(super) struct Held {
     mine: String,
     stop: Arc<tokio::sync::Notify>,
     refresher: Option<tokio::task::JoinHandle<()>>,
+    /// Set once a rewrite found the lock taken over.
+    lost: Arc<AtomicBool>,
 }
 
 impl Held {
+    /// Whether another finalize took the lock over (this one stalled past a minute): what
+    /// is left of this finalize is that one's to write.
+    pub(super) fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
     /// Stops rewriting the lock (waiting for a rewrite under way) and removes it, if it
     /// is still this holder's.
     pub(super) async fn release(mut self) {
@@ -101,9 +114,9 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
         if store.put_create(FINALIZE_LOCK, body(0)).await? == Created::Created {
             break;
         }
-        let Some(now) = store.get(FINALIZE_LOCK).await? else { continue };
-        // This holder's own: the create landed and its answer was lost (the client's retry
-        // then found the lock there).
+        let Some((now, tag)) = store.get_versioned(FINALIZE_LOCK).await? else { continue };
+        // This holder's own: the create (or a takeover) landed and its answer was lost
+        // (the client's retry then found the lock there).
         if now.starts_with(mine.as_bytes()) {
             break;
         }
@@ -124,36 +137,88 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
             }
         };
         if dated_stale || unchanged_for >= timing.stale {
-            // Only the lock judged stale: one another waiter took over since is left.
-            if store.get(FINALIZE_LOCK).await?.as_ref() == Some(&now) {
+            seen = None;
+            let warn = || {
                 tracing::warn!(
                     lock = %store.describe(FINALIZE_LOCK),
                     held_by = %String::from_utf8_lossy(&now).trim(),
                     "taking over the finalize lock: its finalize stopped rewriting it (killed?)"
-                );
-                store.delete(FINALIZE_LOCK).await?;
+                )
+            };
+            // Replace exactly the version judged stale: of two waiters, one does.
+            let swapped = match &tag {
+                Some(tag) => store.put_if_version(FINALIZE_LOCK, body(0), tag).await?,
+                None => Swapped::Unsupported,
+            };
+            match swapped {
+                Swapped::Done(_) => {
+                    warn();
+                    break;
+                }
+                Swapped::Changed => continue,
+                Swapped::Unsupported => {
+                    // Only the lock judged stale: one another waiter took over since is left.
+                    if store.get(FINALIZE_LOCK).await?.as_ref() == Some(&now) {
+                        warn();
+                        store.delete(FINALIZE_LOCK).await?;
+                    }
+                    continue;
+                }
             }
-            seen = None;
-            continue;
         }
         tokio::time::sleep(timing.poll).await;
     }
+    // The version this holder wrote, for its conditional rewrites (none: rewritten after
+    // a read, where the store has no conditional replace).
+    let version = match store.get_versioned(FINALIZE_LOCK).await? {
+        Some((b, tag)) if b.starts_with(mine.as_bytes()) => tag,
+        _ => None,
+    };
     let stop = Arc::new(tokio::sync::Notify::new());
+    let lost = Arc::new(AtomicBool::new(false));
     let refresher = {
-        let (store, stop, mine) = (store.clone(), stop.clone(), mine.clone());
+        let (store, stop, mine, lost) = (store.clone(), stop.clone(), mine.clone(), lost.clone());
         tokio::spawn(async move {
+            let mut version = version;
+            let taken = || {
+                tracing::warn!("{FINALIZE_LOCK} was taken over by another finalize (this one stalled past a minute?): this finalize stops before its last writes");
+                lost.store(true, Ordering::SeqCst);
+            };
             for n in 1.. {
                 tokio::select! {
                     _ = tokio::time::sleep(timing.refresh) => {}
                     _ = stop.notified() => return,
                 }
-                // Rewritten only while it is still this holder's.
+                if let Some(tag) = &version {
+                    match store.put_if_version(FINALIZE_LOCK, body(n), tag).await {
+                        Ok(Swapped::Done(next)) => {
+                            version = next;
+                            continue;
+                        }
+                        // Another's now, or this holder's own rewrite whose answer was lost.
+                        Ok(Swapped::Changed) => match store.get_versioned(FINALIZE_LOCK).await {
+                            Ok(Some((b, tag))) if b.starts_with(mine.as_bytes()) => {
+                                version = tag;
+                                continue;
+                            }
+                            Ok(_) => return taken(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not read {FINALIZE_LOCK}; trying again");
+                                continue;
+                            }
+                        },
+                        Ok(Swapped::Unsupported) => version = None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not rewrite {FINALIZE_LOCK}; a second finalize may take it over after a minute");
+                            continue;
+                        }
+                    }
+                }
+                // No conditional replace here: rewritten only while a read finds it this
+                // holder's.
                 match store.get(FINALIZE_LOCK).await {
                     Ok(Some(b)) if b.starts_with(mine.as_bytes()) => {}
-                    Ok(_) => {
-                        tracing::warn!("{FINALIZE_LOCK} was taken over by another finalize (this one stalled past a minute?); no longer rewriting it");
-                        return;
-                    }
+                    Ok(_) => return taken(),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not read {FINALIZE_LOCK}; trying again");
                         continue;
@@ -165,7 +230,7 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
             }
         })
     };
-    Ok(Held { store: store.clone(), mine, stop, refresher: Some(refresher) })
+    Ok(Held { store: store.clone(), mine, stop, refresher: Some(refresher), lost })
 }
 
 #[cfg(test)]
@@ -204,5 +269,51 @@ mod tests {
         store.put(FINALIZE_LOCK, killed.clone()).await.unwrap();
         taken.release().await;
         assert_eq!(store.get(FINALIZE_LOCK).await.unwrap().unwrap(), killed, "another's lock is not removed");
+    }
+
+    /// Two waiters that judge one stale lock at the same moment: one takes it, the other
+    /// waits for it (the store replaces only the version both read).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_two_waiters_on_a_stale_lock_one_takes_it() {
+        for round in 0..5 {
+            let store = Store::memory().child(&format!("race-{round}-{}", rand::random::<u64>()));
+            store.put(FINALIZE_LOCK, Bytes::from_static(b"a host pid 1 token 0, rewrite 3\n")).await.unwrap();
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { acquire_with(&store, FAST).await.unwrap() })
+                })
+                .collect();
+            let t0 = Instant::now();
+            while !waiters.iter().any(|w| w.is_finished()) {
+                assert!(t0.elapsed() < Duration::from_secs(20), "nobody took the stale lock over");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // The holder rewrites its lock: the other keeps waiting, well past `stale`.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let finished = waiters.iter().filter(|w| w.is_finished()).count();
+            assert_eq!(finished, 1, "round {round}: both waiters took the lock");
+            let (done, waiting): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|w| w.is_finished());
+            let first = done.into_iter().next().unwrap().await.unwrap();
+            assert!(!first.lost());
+            first.release().await;
+            let second = tokio::time::timeout(Duration::from_secs(10), waiting.into_iter().next().unwrap()).await.expect("taken once released").unwrap();
+            second.release().await;
+        }
+    }
+
+    /// A holder whose lock another took over finds out at its next rewrite.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holder_finds_its_lock_taken_over() {
+        let store = Store::memory().child(&format!("lost-{}", rand::random::<u64>()));
+        let held = acquire_with(&store, FAST).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(!held.lost(), "its own rewrites do not count as a takeover");
+        let other = Bytes::from_static(b"b host pid 2 token 1, rewrite 0\n");
+        store.put(FINALIZE_LOCK, other.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(held.lost());
+        held.release().await;
+        assert_eq!(store.get(FINALIZE_LOCK).await.unwrap().unwrap(), other, "the new holder's lock stays");
     }
 }

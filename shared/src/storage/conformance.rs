@@ -17,6 +17,38 @@ pub async fn run_all(store: &Store, prefix: &str) {
     copy_and_size(&s).await;
 }
 
+/// Two writers that read one version and each replace it conditionally: one does, the
+/// other is told it changed (the finalize lock's takeover). A store without a
+/// conditional replace says so and changes nothing. Returns whether this store has one
+/// (S3 and memory must; a local directory has not).
+pub async fn conditional_replace(s: &Store) -> bool {
+    use super::Swapped;
+    s.put("cas/lock", Bytes::from_static(b"v1")).await.unwrap();
+    let (body, tag) = s.get_versioned("cas/lock").await.unwrap().unwrap();
+    assert_eq!(body, Bytes::from_static(b"v1"));
+    let Some(tag) = tag else { return false };
+    let (a, b) = tokio::join!(s.put_if_version("cas/lock", Bytes::from_static(b"a"), &tag), s.put_if_version("cas/lock", Bytes::from_static(b"b"), &tag));
+    match (a.unwrap(), b.unwrap()) {
+        (Swapped::Unsupported, Swapped::Unsupported) => {
+            assert_eq!(s.get("cas/lock").await.unwrap().unwrap(), Bytes::from_static(b"v1"), "nothing replaced");
+            return false;
+        }
+        (Swapped::Done(_), Swapped::Changed) => assert_eq!(s.get("cas/lock").await.unwrap().unwrap(), Bytes::from_static(b"a")),
+        (Swapped::Changed, Swapped::Done(_)) => assert_eq!(s.get("cas/lock").await.unwrap().unwrap(), Bytes::from_static(b"b")),
+        other => panic!("two conditional replaces of one version: expected one to win, got {other:?}"),
+    }
+    // The winner's version replaces on; a gone object is a change too.
+    if let (_, Some(tag)) = s.get_versioned("cas/lock").await.unwrap().unwrap() {
+        if s.put_if_version("cas/lock", Bytes::from_static(b"c"), &tag).await.unwrap() != Swapped::Unsupported {
+            assert_eq!(s.get("cas/lock").await.unwrap().unwrap(), Bytes::from_static(b"c"));
+            s.delete("cas/lock").await.unwrap();
+            assert_eq!(s.put_if_version("cas/lock", Bytes::from_static(b"d"), &tag).await.unwrap(), Swapped::Changed);
+            assert_eq!(s.get("cas/lock").await.unwrap(), None, "a conditional replace creates nothing");
+        }
+    }
+    true
+}
+
 /// A server-side copy gives the same bytes under the new name (overwriting), leaves the
 /// source, and reports a missing source; `size` is the stored length.
 pub async fn copy_and_size(s: &Store) {
@@ -128,6 +160,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_store_conforms() {
         run_all(&Store::memory(), "suite").await;
+        assert!(conditional_replace(&Store::memory().child("cas")).await, "memory replaces conditionally");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,6 +169,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(dir.to_str().unwrap()).unwrap();
         run_all(&store, "suite").await;
+        assert!(!conditional_replace(&store).await, "a local directory has no conditional replace: the lock falls back");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

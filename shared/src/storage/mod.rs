@@ -21,6 +21,17 @@ use crate::error::{Error, Result};
 
 pub mod conformance;
 
+/// What [`Store::put_if_version`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swapped {
+    /// Replaced; the new version's tag, if the store gave one.
+    Done(Option<String>),
+    /// Not replaced: the object is at another version now, or gone.
+    Changed,
+    /// Not replaced: this store has no conditional replace.
+    Unsupported,
+}
+
 /// Where a run's output goes, as parsed from `output.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -287,6 +298,33 @@ impl Store {
         match self.inner.get(&self.path(rel)).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(rel, e))?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Reads an object with its version tag (S3's ETag; `None` where the store gives
+    /// none), for [`Store::put_if_version`]; `None` if it does not exist.
+    pub async fn get_versioned(&self, rel: &str) -> Result<Option<(Bytes, Option<String>)>> {
+        match self.inner.get(&self.path(rel)).await {
+            Ok(r) => {
+                let tag = r.meta.e_tag.clone();
+                Ok(Some((r.bytes().await.map_err(|e| self.err(rel, e))?, tag)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Replaces `rel` only while it is still at version `tag` (S3 `If-Match`): of two
+    /// writers that read one version, one replaces it. [`Swapped::Unsupported`] where the
+    /// store cannot (a local directory; a server that refuses `If-Match`).
+    pub async fn put_if_version(&self, rel: &str, data: Bytes, tag: &str) -> Result<Swapped> {
+        let opts = PutOptions { mode: PutMode::Update(object_store::UpdateVersion { e_tag: Some(tag.to_string()), version: None }), ..Default::default() };
+        match self.inner.put_opts(&self.path(rel), PutPayload::from(data), opts).await {
+            Ok(r) => Ok(Swapped::Done(r.e_tag)),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(Swapped::Changed),
+            Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => Ok(Swapped::Unsupported),
+            Err(e) if e.to_string().contains("501") || e.to_string().contains("NotImplemented") => Ok(Swapped::Unsupported),
             Err(e) => Err(self.err(rel, e)),
         }
     }
