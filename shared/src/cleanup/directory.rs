@@ -78,19 +78,18 @@ pub fn list_pngs(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Cleans `files` (names in `input`, e.g. from [`list_pngs`]) into `out` (created if
-/// missing; files of the same names are replaced): writes `out/NAME` (raw codes, 8-bit
+/// Cleans `files` (names in `input`, e.g. from [`list_pngs`]; raw codes of `classes`)
+/// into `out` (created if missing; files of the same names are replaced): writes `out/NAME` (raw codes, 8-bit
 /// gray), `out/previews/NAME` (before | after, colourised, unknown pixels in
 /// [`UNKNOWN_COLOR`]) and `out/cleanup.json`, and returns the report. `tick` is called
 /// once per map done (from the worker threads). Errors name the file.
-pub fn clean_dir(input: &Path, out: &Path, files: &[String], opts: &CleanupOptions, tick: impl Fn() + Sync) -> Result<DirReport> {
+pub fn clean_dir(input: &Path, out: &Path, files: &[String], classes: &ClassTable, opts: &CleanupOptions, tick: impl Fn() + Sync) -> Result<DirReport> {
     let previews = out.join(PREVIEWS_DIR);
     std::fs::create_dir_all(&previews).map_err(|e| Error::io(&previews, e))?;
-    let classes = ClassTable::ai_hub();
     let maps = files
         .par_iter()
         .map(|name| {
-            let r = clean_file(&input.join(name), out, &previews, name, &classes, opts);
+            let r = clean_file(&input.join(name), out, &previews, name, classes, opts);
             tick();
             r
         })
@@ -163,7 +162,7 @@ mod tests {
     }
 
     fn clean(input: &Path, out: &Path, size: Option<u32>) -> Result<DirReport> {
-        clean_dir(input, out, &list_pngs(input)?, &opts(size), || {})
+        clean_dir(input, out, &list_pngs(input)?, &ClassTable::ai_hub(), &opts(size), || {})
     }
 
     #[test]
@@ -235,6 +234,32 @@ mod tests {
         clean(&out, &again, None).unwrap();
         assert_eq!(read(again.join("a.png")), ca);
         assert_eq!(read(again.join("b.png")), cb);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Maps of another class table are read with it: its codes are classes, not unknown.
+    #[test]
+    fn cleans_maps_of_its_own_class_table() {
+        let dir = temp_dir("own");
+        let (input, out) = (dir.join("raw"), dir.join("clean"));
+        std::fs::create_dir_all(&input).unwrap();
+        let table = "[classes]\nignore_code = 255\n\
+            [[classes.classes]]\nname = \"water\"\ncode = 1\ncolor = [0, 0, 255]\n\
+            [[classes.classes]]\nname = \"land\"\ncode = 2\ncolor = [0, 255, 0]\n";
+        let classes = ClassTable::from_toml(table, "t.toml").unwrap();
+        // Water with a 2×2 speck of land.
+        let mut raw = vec![1u8; 32 * 32];
+        for (x, y) in [(5, 5), (6, 5), (5, 6), (6, 6)] {
+            raw[y * 32 + x] = 2;
+        }
+        std::fs::write(input.join("m.png"), encode_raw_png(&raw, 32, 32)).unwrap();
+        let report = clean_dir(&input, &out, &list_pngs(&input).unwrap(), &classes, &opts(None), || {}).unwrap();
+        assert_eq!((report.totals.unknown_fixed, report.totals.pixels_changed), (0, 4), "{report:?}");
+        let clean = LabelMap::from_png(&std::fs::read(out.join("m.png")).unwrap(), &classes, "m.png").unwrap();
+        assert!(clean.data.iter().all(|&v| v == 0), "all water");
+        // Read with the AI Hub table, every pixel is unknown.
+        let report = clean_dir(&input, &dir.join("hub"), &list_pngs(&input).unwrap(), &ClassTable::ai_hub(), &opts(None), || {}).unwrap();
+        assert_eq!(report.totals.unknown_fixed, 32 * 32);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -11,10 +11,11 @@ use shared::cleanup::CleanupOptions;
 /// Clean up generated label maps: replace unknown codes, thin strips, "ramp" seams and
 /// small islands, then optionally upscale.
 ///
-/// Reads every `*.png` in --in: 8-bit grayscale PNGs of raw AI Hub codes (10 building,
-/// 20 parking lot, 30 road, 40 street trees, 50 paddy, 60 dry field, 70 forest, 80 bare
-/// land, 100 ignore). Any other value — what a model with the gray encoding produces
-/// between two class levels — is "unknown" and gets replaced.
+/// Reads every `*.png` in --in: 8-bit grayscale PNGs of raw class codes, by default the
+/// AI Hub table's (10 building, 20 parking lot, 30 road, 40 street trees, 50 paddy, 60 dry
+/// field, 70 forest, 80 bare land, 100 ignore), else those of --classes FILE. Any other
+/// value — what a model with the gray encoding produces between two class levels — is
+/// "unknown" and gets replaced.
 ///
 /// Each map goes through passes of: mark (unknown pixels; pixels the per-class opening
 /// removes; ramp strips of at most 2 pixels of one class between two others whose gray
@@ -68,15 +69,28 @@ pub struct Args {
     /// meet and its gray level lies between theirs) unless another rule removes them.
     #[arg(long)]
     pub no_ramps: bool,
+
+    /// The maps' class table: a TOML file with a `[classes]` table, as in a run spec (a
+    /// run spec that has one will do). Default: the AI Hub land-cover table.
+    #[arg(long, value_name = "FILE")]
+    pub classes: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = options(&args)?;
+    let classes = crate::args::classes_flag(args.classes.as_deref())?;
     let files = list_pngs(&args.input).context("--in")?;
     let bar = shared::progress::bar(files.len() as u64, "maps");
     let start = Instant::now();
-    let report = clean_dir(&args.input, &args.out, &files, &opts, || bar.inc(1))?;
+    let report = clean_dir(&args.input, &args.out, &files, &classes, &opts, || bar.inc(1))?;
     bar.finish_and_clear();
+    if report.totals.unknown_fixed * 2 > report.pixels {
+        tracing::warn!(
+            "{} of {} pixels were codes outside the class table and were replaced: are these maps of another table (--classes FILE)?",
+            report.totals.unknown_fixed,
+            report.pixels
+        );
+    }
 
     let t = &report.totals;
     println!(
