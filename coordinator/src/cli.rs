@@ -309,15 +309,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { run_uri, json } => {
-            let store = shared::storage::Store::open(&run_uri).with_context(|| format!("run directory {run_uri}"))?;
             let bar = shared::progress::bar(0, "objects hashed");
-            let report = shared::job::verify(&store, &|done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })
-            .await;
+            let report = match shared::storage::Store::open(&run_uri) {
+                Ok(store) => shared::job::verify(&store, &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await
+                .map(|r| (store, r)),
+                Err(e) => Err(e),
+            };
             bar.finish_and_clear();
-            let report = match report {
+            let (store, report) = match report {
                 Ok(r) => r,
                 // What reads the JSON gets JSON even when the run cannot be read at all.
                 Err(e) if json => {

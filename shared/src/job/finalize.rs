@@ -317,13 +317,14 @@ pub async fn finalize(store: &Store, run_id: &str, spec: &RunSpec) -> Result<Fin
     done
 }
 
-/// A finalize whose lock another took over stops before its last writes: the manifest's
-/// upload completed and `manifest.json` are the new holder's to write.
+/// A finalize that may have lost its lock ([`super::finalize_lock::Held::lost`]) stops
+/// before its last writes: the manifest's upload completed and `manifest.json` are the new
+/// holder's to write.
 fn check_still_held(store: &Store, lost: &dyn Fn() -> bool) -> Result<()> {
     if lost() {
         return Err(Error::format(
             store.describe(super::finalize_lock::FINALIZE_LOCK),
-            "taken over by another finalize while this one stalled past a minute: that one writes this run's manifest, nothing more is written here (run `coordinator finalize` again if it did not finish)",
+            "no longer this finalize's: taken over by another finalize, or not rewritten for 45 s (this one stalled, or storage did not answer), so another may have taken it; nothing more is written here (run `coordinator finalize` again if no other finalize finishes the run)",
         ));
     }
     Ok(())

@@ -58,13 +58,19 @@ pub(super) struct Held {
     refresher: Option<tokio::task::JoinHandle<()>>,
     /// Set once a rewrite found the lock taken over.
     lost: Arc<AtomicBool>,
+    /// When the last rewrite was confirmed (by the store's answer), and how long one may
+    /// stay unconfirmed before a waiter could judge the lock stale.
+    confirmed: Arc<std::sync::Mutex<Instant>>,
+    margin: Duration,
 }
 
 impl Held {
-    /// Whether another finalize took the lock over (this one stalled past a minute): what
-    /// is left of this finalize is that one's to write.
+    /// Whether this finalize may have lost its lock: another took it over (this one
+    /// stalled past a minute), or no rewrite has been confirmed for long enough that a
+    /// waiter could take it over (storage unreachable). What is left of this finalize is
+    /// then another's to write.
     pub(super) fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.lost.load(Ordering::SeqCst) || self.confirmed.lock().unwrap().elapsed() > self.margin
     }
 
     /// Stops rewriting the lock (waiting for a rewrite under way) and removes it, if it
@@ -155,8 +161,15 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
                     warn();
                     break;
                 }
-                Swapped::Changed => continue,
-                Swapped::Unsupported => {
+                // Another waiter took it, its holder rewrote it, or it is gone: look again
+                // after a poll.
+                Swapped::Changed if store.get(FINALIZE_LOCK).await?.as_ref() != Some(&now) => {
+                    tokio::time::sleep(timing.poll).await;
+                    continue;
+                }
+                // Refused although the lock is as read (a proxy that weakens ETags): as if
+                // the store had no conditional replace.
+                Swapped::Changed | Swapped::Unsupported => {
                     // Only the lock judged stale: one another waiter took over since is left.
                     if store.get(FINALIZE_LOCK).await?.as_ref() == Some(&now) {
                         warn();
@@ -170,16 +183,18 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
     }
     // The version this holder wrote, for its conditional rewrites (none: rewritten after
     // a read, where the store has no conditional replace).
-    let version = match store.get_versioned(FINALIZE_LOCK).await? {
-        Some((b, tag)) if b.starts_with(mine.as_bytes()) => tag,
+    let version = match store.get_versioned(FINALIZE_LOCK).await {
+        Ok(Some((b, tag))) if b.starts_with(mine.as_bytes()) => tag,
         _ => None,
     };
     let stop = Arc::new(tokio::sync::Notify::new());
     let lost = Arc::new(AtomicBool::new(false));
+    let confirmed = Arc::new(std::sync::Mutex::new(Instant::now()));
     let refresher = {
-        let (store, stop, mine, lost) = (store.clone(), stop.clone(), mine.clone(), lost.clone());
+        let (store, stop, mine, lost, confirmed) = (store.clone(), stop.clone(), mine.clone(), lost.clone(), confirmed.clone());
         tokio::spawn(async move {
             let mut version = version;
+            let confirm = |since: Instant| *confirmed.lock().unwrap() = since;
             let taken = || {
                 tracing::warn!("{FINALIZE_LOCK} was taken over by another finalize (this one stalled past a minute?): this finalize stops before its last writes");
                 lost.store(true, Ordering::SeqCst);
@@ -189,18 +204,26 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
                     _ = tokio::time::sleep(timing.refresh) => {}
                     _ = stop.notified() => return,
                 }
+                // A waiter times staleness from when it last saw the lock change: at the
+                // latest, when this rewrite was sent.
+                let sent = Instant::now();
                 if let Some(tag) = &version {
                     match store.put_if_version(FINALIZE_LOCK, body(n), tag).await {
                         Ok(Swapped::Done(next)) => {
                             version = next;
+                            confirm(sent);
                             continue;
                         }
-                        // Another's now, or this holder's own rewrite whose answer was lost.
+                        // Another's now, or this holder's own rewrite whose answer was lost
+                        // (or, still its previous body, a store whose conditional replace
+                        // refuses what it should take: rewritten unconditionally from here).
                         Ok(Swapped::Changed) => match store.get_versioned(FINALIZE_LOCK).await {
-                            Ok(Some((b, tag))) if b.starts_with(mine.as_bytes()) => {
+                            Ok(Some((b, tag))) if b == body(n) => {
                                 version = tag;
+                                confirm(sent);
                                 continue;
                             }
+                            Ok(Some((b, _))) if b.starts_with(mine.as_bytes()) => version = None,
                             Ok(_) => return taken(),
                             Err(e) => {
                                 tracing::warn!(error = %e, "could not read {FINALIZE_LOCK}; trying again");
@@ -224,13 +247,16 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
                         continue;
                     }
                 }
-                if let Err(e) = store.put(FINALIZE_LOCK, body(n)).await {
-                    tracing::warn!(error = %e, "could not rewrite {FINALIZE_LOCK}; a second finalize may take it over after a minute");
+                match store.put(FINALIZE_LOCK, body(n)).await {
+                    Ok(()) => confirm(sent),
+                    Err(e) => tracing::warn!(error = %e, "could not rewrite {FINALIZE_LOCK}; a second finalize may take it over after a minute"),
                 }
             }
         })
     };
-    Ok(Held { store: store.clone(), mine, stop, refresher: Some(refresher), lost })
+    // Unconfirmed for longer than this, a waiter may have judged the lock stale.
+    let margin = timing.stale.saturating_sub(timing.refresh);
+    Ok(Held { store: store.clone(), mine, stop, refresher: Some(refresher), lost, confirmed, margin })
 }
 
 #[cfg(test)]
@@ -300,6 +326,20 @@ mod tests {
             let second = tokio::time::timeout(Duration::from_secs(10), waiting.into_iter().next().unwrap()).await.expect("taken once released").unwrap();
             second.release().await;
         }
+    }
+
+    /// A holder whose rewrites go unconfirmed past `stale - refresh` counts its lock as
+    /// lost: a waiter may have taken it over by then.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unconfirmed_lock_counts_as_lost() {
+        let store = Store::memory().child(&format!("quiet-{}", rand::random::<u64>()));
+        let held = acquire_with(&store, FAST).await.unwrap();
+        // The rewrites stop (as when storage does not answer): confirmation ages.
+        held.refresher.as_ref().unwrap().abort();
+        assert!(!held.lost());
+        tokio::time::sleep(FAST.stale).await;
+        assert!(held.lost());
+        held.release().await;
     }
 
     /// A holder whose lock another took over finds out at its next rewrite.

@@ -1,13 +1,14 @@
 //! Verify: check a finalized run against what finalize wrote, reading everything as
-//! streams (memory does not grow with the run): `manifest.json`, then `manifest.jsonl`
-//! line by line (one line per index `0..count` in order, keys as the index makes them,
-//! its sha256 as `manifest.json` records it) beside `dataset/shards.jsonl` (each tar's
-//! samples are the manifest's lines that point into it, in order), then every published
-//! tar hashed (WebDataset) or every image and label hashed (PNG runs) against the sha256
-//! listed for it. A tar is read as it is hashed: each member hashed against the sha256
-//! its manifest line lists (every line's image, label and `KEY.json` there, nothing
-//! else), and its side table `dataset/SHARD.parquet` read against the same lines. What a user runs before handing a dataset on: exactly `count` samples,
-//! no gaps, no duplicates, every byte as written.
+//! streams (memory grows with a shard's samples, never with the run): `manifest.json`,
+//! then `manifest.jsonl` line by line (one line per index `0..count` in order, keys as the
+//! index makes them, its sha256 as `manifest.json` records it) beside
+//! `dataset/shards.jsonl` (each tar's samples are the manifest's lines that point into it,
+//! in order), then every published tar hashed (WebDataset) or every image and label hashed
+//! (PNG runs) against the sha256 listed for it. A tar is read as it is hashed: each member
+//! hashed against the sha256 its manifest line lists (every line's image, label and
+//! `KEY.json` there, nothing else), and its side table `dataset/SHARD.parquet` read
+//! against the same lines. What a user runs before handing a dataset on: exactly `count`
+//! samples, no gaps, no duplicates, every byte as written.
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -66,10 +67,14 @@ impl VerifyReport {
 pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<VerifyReport> {
     let where_ = store.describe(layout::MANIFEST_JSON);
     let Some(body) = store.get(layout::MANIFEST_JSON).await? else {
-        // A mistyped path holds nothing at all; a run not finalized holds its run.json.
-        let nothing = Box::pin(store.list_stream("")).next().await.transpose()?.is_none();
-        return Err(if nothing {
-            Error::format(store.display(), "holds nothing: no run directory here (check the path: `coordinator watch` and `finalize` print it as OUTPUT_URL/RUN)")
+        // A mistyped path (or OUTPUT_URL without the run) has no run.json; a run not
+        // finalized has one.
+        let no_run = !store.exists(layout::RUN_JSON).await.unwrap_or(true);
+        return Err(if no_run {
+            Error::format(
+                store.display(),
+                format!("no run directory here: no {} (check the path: `coordinator watch` and `finalize` print it as OUTPUT_URL/RUN)", layout::RUN_JSON),
+            )
         } else {
             Error::format(&where_, "missing: the run is not finalized (`coordinator finalize` writes it last)")
         });
@@ -240,16 +245,19 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
             let mut lines = JsonLines::open(&store, layout::MANIFEST_JSONL).await?;
             match listing {
                 Some(rel) => {
-                    // The k-th tar (shard k) takes the lines that name it. A line of an
-                    // earlier shard is dropped, a later one's waits for its tar: a line out of
-                    // place (which the first pass names) costs its own checks, not the rest.
+                    // Tar k (shard k, by its name; else its place in the listing) takes the
+                    // lines that name it. A line of an earlier shard is dropped, a later
+                    // one's waits for its tar: a line out of place (which the first pass
+                    // names) costs its own checks and at most its tar's.
                     // Once the manifest or the listing stops parsing (also named by the
                     // first pass), tars are still hashed, without their lines.
                     let mut tars = JsonLines::open(&store, &rel).await?;
                     let mut pending: Option<(u64, ManifestLine)> = None;
                     let mut lines_ok = true;
-                    let mut k = 0u64;
+                    let mut place = 0u64;
                     while let Ok(Some((_, file))) = tars.next::<ShardFile>("a published tar").await {
+                        let k = layout::shard_of_published_tar(&file.path).unwrap_or(place);
+                        place += 1;
                         let mut own = Vec::new();
                         while lines_ok {
                             let next = match pending.take() {
@@ -270,7 +278,6 @@ async fn hash_all(store: &Store, summary: &ManifestSummary, report: &mut VerifyR
                                 break;
                             }
                         }
-                        k += 1;
                         if tx.send(Item::Tar(file, lines_ok.then_some(own))).await.is_err() {
                             break;
                         }

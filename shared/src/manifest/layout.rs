@@ -95,6 +95,11 @@ pub fn published_tar(shard: u64) -> String {
     format!("{DATASET_DIR}/{}.tar", shard_name(shard))
 }
 
+/// Parses `dataset/000012.tar` back to 12.
+pub fn shard_of_published_tar(path: &str) -> Option<u64> {
+    path.strip_prefix(DATASET_DIR)?.strip_prefix('/')?.strip_suffix(".tar")?.parse().ok()
+}
+
 /// The side table of a published WebDataset shard: `dataset/SHARD.parquet`.
 pub fn published_parquet(shard: u64) -> String {
     format!("{DATASET_DIR}/{}.parquet", shard_name(shard))
@@ -126,6 +131,8 @@ mod tests {
     fn paths_round_trip() {
         assert_eq!(record_path(12), "shards/000012.json");
         assert_eq!(shard_of_record_path(&record_path(12)), Some(12));
+        assert_eq!(shard_of_published_tar(&published_tar(1_000_012)), Some(1_000_012));
+        assert_eq!(shard_of_published_tar("dataset/x.tar"), None);
         assert_eq!(image_path(3, 2, 42, "png"), "data/000003/2/00000042.png");
         assert_eq!(image_path(3, 2, 42, "jpg"), "data/000003/2/00000042.jpg");
         assert_eq!(label_path(3, 2, 42), "data/000003/2/00000042.label.png");

@@ -324,7 +324,8 @@ impl Store {
             Ok(r) => Ok(Swapped::Done(r.e_tag)),
             Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(Swapped::Changed),
             Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => Ok(Swapped::Unsupported),
-            Err(e) if e.to_string().contains("501") || e.to_string().contains("NotImplemented") => Ok(Swapped::Unsupported),
+            // A server that does not implement If-Match on PUT answers 501.
+            Err(e) if e.to_string().contains("status code: 501") => Ok(Swapped::Unsupported),
             Err(e) => Err(self.err(rel, e)),
         }
     }
