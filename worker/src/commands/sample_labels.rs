@@ -32,7 +32,8 @@ pub struct Args {
     /// ddim (fast, --steps steps) or ddpm (ancestral, all T steps).
     #[arg(long, default_value = "ddim", value_parser = ["ddim", "ddpm"])]
     pub sampler: String,
-    /// DDIM steps [default: 20, the pipeline's]. Not with --sampler ddpm, which runs all T.
+    /// DDIM steps [default: 20, the pipeline's, or T for a model of fewer timesteps]. Not
+    /// with --sampler ddpm, which runs all T.
     #[arg(long)]
     pub steps: Option<usize>,
     /// DDIM η (0: deterministic; 1: as noisy as DDPM) [default: 0]. Not with --sampler ddpm.
@@ -84,7 +85,8 @@ impl OnBackend for Sample<'_> {
     fn run<B: Backend>(self, device: B::Device, _: Resolved) -> anyhow::Result<Sampled> {
         let args = self.0;
         let model = DdpmModel::<B>::load(&args.model, &device)?.with_precision(args.precision.precision);
-        let (steps, eta) = (args.steps.unwrap_or(shared::spec::DEFAULT_DDIM_STEPS), args.eta.unwrap_or(0.0));
+        // The default, for a model of fewer timesteps, is all of them.
+        let (steps, eta) = (args.steps.unwrap_or(shared::spec::DEFAULT_DDIM_STEPS.min(model.meta.timesteps)), args.eta.unwrap_or(0.0));
         let sampler = match args.sampler.as_str() {
             "ddpm" => SamplerConfig::ddpm(),
             _ => SamplerConfig::ddim(steps, eta),
@@ -134,5 +136,30 @@ mod tests {
             let e = super::run(a).unwrap_err().to_string();
             assert!(e.contains("--steps and --eta are DDIM's"), "{e}");
         }
+    }
+
+    /// A model of fewer timesteps than the default DDIM steps samples with all of them by
+    /// default; asking for more is refused naming --steps.
+    #[test]
+    fn the_default_steps_fit_a_model_of_few_timesteps() {
+        use crate::backend::{Cpu, CpuDevice};
+        use crate::ddpm::{DdpmMeta, DdpmModel, Encoding, UNetConfig};
+        let dir = std::env::temp_dir().join(format!("labelgen-sample-few-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let unet = UNetConfig::new(Encoding::OneHot.channels(8), 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4);
+        let meta = DdpmMeta::untrained(unet, Encoding::OneHot, 5, 8);
+        DdpmModel::<Cpu>::new(meta.unet.init(&CpuDevice::default()), meta, CpuDevice::default()).save(dir.join("m").to_str().unwrap()).unwrap();
+        let args = |extra: &[&str]| {
+            let (m, o) = (dir.join("m"), dir.join("o"));
+            let base = ["worker", "sample-labels", "--model", m.to_str().unwrap(), "--count", "2", "--out", o.to_str().unwrap(), "--device", "cpu"];
+            let cli = Cli::try_parse_from(base.iter().copied().chain(extra.iter().copied())).unwrap();
+            let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
+            a
+        };
+        super::run(args(&[])).unwrap();
+        assert!(dir.join("o/labels/000001.png").is_file());
+        let e = super::run(args(&["--steps", "20"])).unwrap_err().to_string();
+        assert!(e.contains("--steps 20"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
