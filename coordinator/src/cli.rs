@@ -310,15 +310,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Verify { run_uri, json } => {
             let bar = shared::progress::bar(0, "objects hashed");
-            let report = match shared::storage::Store::open(&run_uri) {
-                Ok(store) => shared::job::verify(&store, &|done, total| {
+            let report = async {
+                let store = shared::storage::Store::open(&run_uri)?;
+                let report = shared::job::verify(&store, &|done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
                 })
-                .await
-                .map(|r| (store, r)),
-                Err(e) => Err(e),
-            };
+                .await?;
+                Ok::<_, shared::Error>((store, report))
+            }
+            .await;
             bar.finish_and_clear();
             let (store, report) = match report {
                 Ok(r) => r,

@@ -317,12 +317,18 @@ pub const MAX_LEASE_SECONDS: u64 = 86_400;
 pub const MAX_SAMPLING_STEPS: usize = 100_000;
 pub const MAX_OPEN_RADIUS: u32 = 64;
 
+/// DDIM's default steps for a label model of `timesteps` diffusion steps:
+/// [`DEFAULT_DDIM_STEPS`], or all of them when it has fewer.
+pub fn default_ddim_steps(timesteps: usize) -> usize {
+    DEFAULT_DDIM_STEPS.min(timesteps)
+}
+
 impl LabelModelSection {
-    /// Sampling steps: the given ones, else [`DEFAULT_DDIM_STEPS`] (at most `timesteps`)
-    /// for DDIM and `timesteps` for DDPM.
+    /// Sampling steps: the given ones, else [`default_ddim_steps`] for DDIM and
+    /// `timesteps` for DDPM.
     pub fn steps_for(&self, timesteps: usize) -> usize {
         match self.sampler {
-            SamplerKind::Ddim => self.steps.unwrap_or(DEFAULT_DDIM_STEPS.min(timesteps)),
+            SamplerKind::Ddim => self.steps.unwrap_or(default_ddim_steps(timesteps)),
             SamplerKind::Ddpm => self.steps.unwrap_or(timesteps),
         }
     }

@@ -122,8 +122,7 @@ impl UtilityOptions {
             Mix::Add(f) => anyhow::ensure!(f > 0.0 && f.is_finite(), "--add {f}: must be above 0 (run samples per real training sample)"),
         }
         anyhow::ensure!(self.seeds >= 1, "--seeds 0: at least 1 needed (2 or more for a spread)");
-        anyhow::ensure!(self.epochs >= 1, "--epochs 0: at least 1 needed");
-        anyhow::ensure!(self.batch >= 1, "--batch 0: at least 1 needed");
+        worker::args::at_least_one(&[("--epochs", self.epochs as u64), ("--batch", self.batch as u64)])?;
         anyhow::ensure!((8..=8192).contains(&self.size), "--size {}: must be between 8 and 8192", self.size);
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr {}: must be positive", self.lr);
         SegNetConfig::new(self.classes.len()).with_width(self.width).validate().map_err(|e| anyhow::anyhow!("--width: {e}"))?;

@@ -18,7 +18,6 @@
 //! and creates its own: two waiters within a round trip of each other can both proceed.
 //! A clock over 10 minutes ahead of the store's takes a live lock over.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,11 +55,10 @@ pub(super) struct Held {
     mine: String,
     stop: Arc<tokio::sync::Notify>,
     refresher: Option<tokio::task::JoinHandle<()>>,
-    /// Set once a rewrite found the lock taken over.
-    lost: Arc<AtomicBool>,
-    /// When the last rewrite was confirmed (by the store's answer), and how long one may
-    /// stay unconfirmed before a waiter could judge the lock stale.
-    confirmed: Arc<std::sync::Mutex<Instant>>,
+    /// When the last rewrite was confirmed by the store's answer; `None` once a rewrite
+    /// found the lock taken over.
+    confirmed: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// How long the lock may go unconfirmed before a waiter could judge it stale.
     margin: Duration,
 }
 
@@ -70,7 +68,7 @@ impl Held {
     /// waiter could take it over (storage unreachable). What is left of this finalize is
     /// then another's to write.
     pub(super) fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst) || self.confirmed.lock().unwrap().elapsed() > self.margin
+        self.confirmed.lock().unwrap().is_none_or(|at| at.elapsed() > self.margin)
     }
 
     /// Stops rewriting the lock (waiting for a rewrite under way) and removes it, if it
@@ -188,16 +186,15 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
         _ => None,
     };
     let stop = Arc::new(tokio::sync::Notify::new());
-    let lost = Arc::new(AtomicBool::new(false));
-    let confirmed = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let confirmed = Arc::new(std::sync::Mutex::new(Some(Instant::now())));
     let refresher = {
-        let (store, stop, mine, lost, confirmed) = (store.clone(), stop.clone(), mine.clone(), lost.clone(), confirmed.clone());
+        let (store, stop, mine, confirmed) = (store.clone(), stop.clone(), mine.clone(), confirmed.clone());
         tokio::spawn(async move {
             let mut version = version;
-            let confirm = |since: Instant| *confirmed.lock().unwrap() = since;
+            let confirm = |since: Instant| *confirmed.lock().unwrap() = Some(since);
             let taken = || {
                 tracing::warn!("{FINALIZE_LOCK} was taken over by another finalize (this one stalled past a minute?): this finalize stops before its last writes");
-                lost.store(true, Ordering::SeqCst);
+                *confirmed.lock().unwrap() = None;
             };
             for n in 1.. {
                 tokio::select! {
@@ -256,7 +253,7 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
     };
     // Unconfirmed for longer than this, a waiter may have judged the lock stale.
     let margin = timing.stale.saturating_sub(timing.refresh);
-    Ok(Held { store: store.clone(), mine, stop, refresher: Some(refresher), lost, confirmed, margin })
+    Ok(Held { store: store.clone(), mine, stop, refresher: Some(refresher), confirmed, margin })
 }
 
 #[cfg(test)]

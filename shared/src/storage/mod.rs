@@ -295,11 +295,7 @@ impl Store {
 
     /// Reads an object; `None` if it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
-        match self.inner.get(&self.path(rel)).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(rel, e))?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err(rel, e)),
-        }
+        Ok(self.get_versioned(rel).await?.map(|(bytes, _)| bytes))
     }
 
     /// Reads an object with its version tag (S3's ETag; `None` where the store gives

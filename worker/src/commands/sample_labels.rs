@@ -85,8 +85,7 @@ impl OnBackend for Sample<'_> {
     fn run<B: Backend>(self, device: B::Device, _: Resolved) -> anyhow::Result<Sampled> {
         let args = self.0;
         let model = DdpmModel::<B>::load(&args.model, &device)?.with_precision(args.precision.precision);
-        // The default, for a model of fewer timesteps, is all of them.
-        let (steps, eta) = (args.steps.unwrap_or(shared::spec::DEFAULT_DDIM_STEPS.min(model.meta.timesteps)), args.eta.unwrap_or(0.0));
+        let (steps, eta) = (args.steps.unwrap_or(shared::spec::default_ddim_steps(model.meta.timesteps)), args.eta.unwrap_or(0.0));
         let sampler = match args.sampler.as_str() {
             "ddpm" => SamplerConfig::ddpm(),
             _ => SamplerConfig::ddim(steps, eta),

@@ -179,9 +179,6 @@ impl SpadeMeta {
             anyhow::bail!("{}: kind is {kind:?}, expected {KIND:?} (is this the label model?)", file(META_FILE));
         }
         let meta: SpadeMeta = serde_json::from_value(v).with_context(|| format!("{}: not a SPADE model.json", file(META_FILE)))?;
-        if meta.kind != KIND {
-            anyhow::bail!("{}: kind is {:?}, expected {KIND:?}", file(META_FILE), meta.kind);
-        }
         if meta.format_version != FORMAT_VERSION {
             anyhow::bail!("{}: format_version {} is not supported (this build reads {FORMAT_VERSION})", file(META_FILE), meta.format_version);
         }
