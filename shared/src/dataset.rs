@@ -347,6 +347,25 @@ impl Dataset {
         }
     }
 
+    /// An error when no label pixel of the training split holds a class of the table
+    /// (every pixel "ignore", or a value outside the table read as ignore): a model
+    /// trained on it would learn nothing. Found when the dataset is opened.
+    pub fn require_class_pixels(&self) -> Result<()> {
+        if self.summary.class_pixels > 0 {
+            return Ok(());
+        }
+        let codes: Vec<String> = self.classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
+        Err(Error::Format {
+            path: self.dir.join("labels").display().to_string(),
+            message: format!(
+                "no label pixel of the training split holds a class of the table ({}; ignore {}): every pixel is \"ignore\"{}. Give the dataset's own class table with --classes FILE",
+                codes.join(", "),
+                self.classes.ignore_code,
+                if self.summary.unknown_pixels > 0 { " or a value outside the table (--unknown-codes ignore)" } else { "" }
+            ),
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.stems.len()
     }
@@ -756,6 +775,22 @@ mod tests {
         std::fs::remove_file(d.0.join("labels/wider.png")).unwrap();
         std::fs::remove_file(d.0.join("images/wider.png")).unwrap();
         Dataset::open(&d.0, ClassTable::ai_hub(), false).unwrap().require_square().unwrap();
+    }
+
+    #[test]
+    fn a_dataset_of_ignore_pixels_only_is_refused_for_training() {
+        let d = TempDir::new("noclass");
+        d.pair("a", 2, 2, &[100; 4]);
+        let ds = Dataset::open(&d.0, ClassTable::ai_hub(), false).unwrap();
+        let e = ds.require_class_pixels().unwrap_err().to_string();
+        assert!(e.contains(&d.0.join("labels").display().to_string()) && e.contains("ignore 100") && e.contains("--classes FILE"), "{e}");
+        assert!(!e.contains("--unknown-codes"), "{e}");
+        // Values outside the table read as ignore: the hint names that too.
+        d.pair("b", 2, 2, &[7; 4]);
+        let ds = Dataset::open_with(&d.0, ClassTable::ai_hub(), &opts(MaskKind::Codes, UnknownCodes::Ignore)).unwrap();
+        assert!(ds.require_class_pixels().unwrap_err().to_string().contains("--unknown-codes ignore"));
+        d.pair("c", 2, 2, &[100, 100, 100, 10]);
+        Dataset::open_with(&d.0, ClassTable::ai_hub(), &opts(MaskKind::Codes, UnknownCodes::Ignore)).unwrap().require_class_pixels().unwrap();
     }
 
     #[test]

@@ -24,7 +24,9 @@ async fn sigkill_one_of_three_workers_still_gives_exactly_n() {
     assert_eq!(run_id, "k1");
     let slow = [("LABELGEN_BATCH_DELAY_MS", "150")];
     let mut workers: Vec<Child> = (0..3).map(|_| cl.worker(&slow)).collect();
-    std::thread::sleep(Duration::from_millis(1200));
+    // One job slot each: three leases at once means worker 0 holds one (a fixed sleep
+    // lost the race on a busy machine).
+    cl.wait_leased("k1", 3, Duration::from_secs(60));
     signal(&workers[0], "KILL");
     let o = cl.watch("k1");
     assert!(o.status.success(), "watch failed: {}", stderr(&o));
@@ -190,7 +192,8 @@ async fn frozen_worker_late_writes_stay_out_of_the_manifest() {
     spec.lease_seconds = 1;
     cl.submit(&spec, "f1");
     let mut frozen = cl.worker(&[("LABELGEN_BATCH_DELAY_MS", "100")]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Frozen while it holds a shard (after a fixed sleep it could still be starting).
+    cl.wait_leased("f1", 1, Duration::from_secs(30));
     signal(&frozen, "STOP");
     let mut other = vec![cl.worker(&[])];
     let o = cl.watch("f1");

@@ -7,7 +7,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use labelgen_tests::bins::{cmd, run, signal, spawn, stderr, stdout};
+use labelgen_tests::bins::{cmd, run, signal, spawn, stderr, stdout, wait_catches_sigterm};
 use labelgen_tests::check;
 use labelgen_tests::cluster::{stop_all, wait_all, Cluster};
 use labelgen_tests::proxy::{Faults, FaultyProxy};
@@ -419,7 +419,7 @@ async fn watch_and_run_shard_stop_on_sigterm() {
     spec.batch = 1;
     cl.submit(&spec, "st1");
     let watch = cl.coordinator(&["watch", "st1", "--interval", "0.2"]).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_catches_sigterm(&watch);
     signal(&watch, "TERM");
     let o = watch.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "watch after SIGTERM: {}", stderr(&o));

@@ -60,3 +60,20 @@ pub fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().expect("run kill");
     assert!(status.success(), "kill -{sig} {} failed", child.id());
 }
+
+/// Waits (up to 60 s) until `child` catches SIGTERM, as its `SigCgt` mask in
+/// /proc/PID/status says: a SIGTERM sent before the handler is installed kills the
+/// process instead of testing the handler.
+pub fn wait_catches_sigterm(child: &Child) {
+    let path = format!("/proc/{}/status", child.id());
+    let t0 = std::time::Instant::now();
+    loop {
+        let status = std::fs::read_to_string(&path).unwrap_or_default();
+        let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok()).unwrap_or(0);
+        if caught & (1 << (15 - 1)) != 0 {
+            return;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "process {} never installed a SIGTERM handler: {status}", child.id());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

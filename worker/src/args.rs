@@ -1,6 +1,6 @@
 //! Flag groups shared by several commands (of `worker` and `labelgen-eval`): how a
-//! dataset directory is read ([`DataArgs`]), where models run ([`DeviceArg`]), and
-//! comma-separated number lists ([`List`]).
+//! dataset directory is read ([`DataArgs`]) and its class table ([`ClassesArg`]), where
+//! models run ([`DeviceArg`]), and comma-separated number lists ([`List`]).
 
 use anyhow::Context;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -90,14 +90,8 @@ pub struct PrecisionArg {
 /// spade`, `labelgen-eval utility`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
-    /// The dataset's class table: a TOML file with a `[classes]` table, as in a run spec
-    /// (a run spec that has one will do). Default: the AI Hub land-cover table (codes
-    /// 10 … 80, ignore 100).
-    ///
-    /// The models record it in model.json, and a run's spec must have the same table
-    /// (`[classes]`) to use them.
-    #[arg(long, value_name = "FILE", help_heading = "Dataset")]
-    pub classes: Option<std::path::PathBuf>,
+    #[command(flatten, next_help_heading = "Dataset")]
+    pub classes: ClassesArg,
 
     /// How label PNGs encode classes.
     ///
@@ -161,23 +155,14 @@ impl DataArgs {
 
     /// The class table of `--classes`, else the AI Hub table.
     pub fn classes(&self) -> anyhow::Result<ClassTable> {
-        classes_flag(self.classes.as_deref())
+        self.classes.table()
     }
 
     /// Opens and checks `--data` (every file read once) with `classes` and logs what it
     /// found. A dataset without a pixel of any class is refused.
     pub fn open(&self, dir: &std::path::Path, classes: ClassTable, labels_only: bool) -> anyhow::Result<Dataset> {
         let ds = Dataset::open_with(dir, classes, &self.options(labels_only)).with_context(|| format!("--data {}", dir.display()))?;
-        if ds.summary.class_pixels == 0 {
-            let codes: Vec<String> = ds.classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
-            anyhow::bail!(
-                "--data {}: no label pixel of the training split holds a class of the table ({}; ignore {}): every pixel is \"ignore\"{}. Give the dataset's own class table with --classes FILE",
-                dir.display(),
-                codes.join(", "),
-                ds.classes.ignore_code,
-                if ds.summary.unknown_pixels > 0 { " or a value outside the table (--unknown-codes ignore)" } else { "" }
-            );
-        }
+        ds.require_class_pixels().with_context(|| format!("--data {}", dir.display()))?;
         // Training reads every tile resized to a square side.
         ds.require_square().with_context(|| format!("--data {}", dir.display()))?;
         tracing::info!("--data {}: {}", dir.display(), ds.summary);
@@ -200,11 +185,27 @@ pub fn at_least_one(flags: &[(&str, u64)]) -> anyhow::Result<()> {
     }
 }
 
-/// The class table a `--classes FILE` flag names, else the AI Hub table.
-pub fn classes_flag(path: Option<&std::path::Path>) -> anyhow::Result<ClassTable> {
-    match path {
-        Some(path) => Ok(ClassTable::from_toml_file(path).context("--classes")?),
-        None => Ok(ClassTable::ai_hub()),
+/// `--classes FILE`: the class table of a dataset's label maps (`worker train ddpm|spade`,
+/// `worker cleanup`, `labelgen-eval utility|labels`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClassesArg {
+    /// The labels' class table: a TOML file with a `[classes]` table, as in a run spec (a
+    /// run spec that has one will do). Default: the AI Hub land-cover table (codes 10 …
+    /// 80, ignore 100).
+    ///
+    /// Trained models record it in model.json, and a run's spec must have the same table
+    /// (`[classes]`) to use them.
+    #[arg(long, value_name = "FILE")]
+    pub classes: Option<std::path::PathBuf>,
+}
+
+impl ClassesArg {
+    /// The table `--classes` names, else the AI Hub table.
+    pub fn table(&self) -> anyhow::Result<ClassTable> {
+        match &self.classes {
+            Some(path) => Ok(ClassTable::from_toml_file(path).context("--classes")?),
+            None => Ok(ClassTable::ai_hub()),
+        }
     }
 }
 

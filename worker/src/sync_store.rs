@@ -45,6 +45,12 @@ pub const CHECKPOINT_STATE: &str = "checkpoint/state.json";
 /// The split settings beside the test stems: `OUT/split.json`.
 pub const SPLIT_FILE: &str = "split.json";
 
+/// The settings that decide a split, as `split.json` holds them. Nothing held out: the
+/// group pattern splits nothing, so it is no part of the split.
+fn split_settings(test_fraction: f64, split_group: Option<&str>) -> serde_json::Value {
+    serde_json::json!({ "test_fraction": test_fraction, "split_group": split_group.filter(|_| test_fraction > 0.0) })
+}
+
 /// Writes the test split's stems of `ds` to `OUT/test_stems.txt`, one a line, sorted (an
 /// empty file without a test split), so a later evaluation can use exactly them, and the
 /// settings that made the split to `OUT/split.json`.
@@ -57,18 +63,18 @@ pub const SPLIT_FILE: &str = "split.json";
 /// held out must still be held out. A refused resume changes nothing.
 pub fn write_test_stems(out: &str, ds: &shared::dataset::Dataset, resume: bool) -> anyhow::Result<()> {
     let out = out.trim_end_matches('/');
-    // Nothing held out: the group pattern splits nothing, so it is not part of the split.
-    let group = ds.options.split_group.as_ref().filter(|_| ds.options.test_fraction > 0.0);
-    let split = serde_json::json!({ "test_fraction": ds.options.test_fraction, "split_group": group });
+    let split = split_settings(ds.options.test_fraction, ds.options.split_group.as_deref());
     let stems = ds.test_stems_text();
     if resume && read_file(out, CHECKPOINT_STATE)?.is_some() {
         let how = "resume with the first run's --test-fraction and --split-group (or start again with --overwrite)";
         if let Some(first) = read_file(out, SPLIT_FILE)? {
-            let mut first: serde_json::Value = serde_json::from_slice(&first).with_context(|| format!("{out}/{SPLIT_FILE}: not JSON"))?;
-            // Written before a pattern that held nothing out was left out of it.
-            if first["test_fraction"].as_f64() == Some(0.0) && first.get("split_group").is_some() {
-                first["split_group"] = serde_json::Value::Null;
-            }
+            let first: serde_json::Value = serde_json::from_slice(&first).with_context(|| format!("{out}/{SPLIT_FILE}: not JSON"))?;
+            // Read through the same rule: one written before a pattern that held nothing
+            // out was left out of it still has the pattern.
+            let first = match first["test_fraction"].as_f64() {
+                Some(f) => split_settings(f, first["split_group"].as_str()),
+                None => first,
+            };
             if first != split {
                 anyhow::bail!("{out}/{SPLIT_FILE}: the run being resumed split its data with {first}, this run with {split}: {how}");
             }

@@ -85,14 +85,12 @@ pub struct Args {
     #[arg(long, value_name = "4|8", default_value_t = Connectivity::Eight)]
     pub connectivity: Connectivity,
 
-    /// The class table of both sets: a TOML file with a `[classes]` table, as in a run
-    /// spec (a run spec that has one will do). Default: the AI Hub land-cover table.
-    #[arg(long, value_name = "FILE")]
-    pub classes: Option<PathBuf>,
+    #[command(flatten)]
+    pub classes: worker::args::ClassesArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let classes = worker::args::classes_flag(args.classes.as_deref())?;
+    let classes = args.classes.table()?;
     let opts = LabelOptions { real: args.real, synthetic: args.synthetic, out: args.out, min_island: args.min_island, size: args.size, connectivity: args.connectivity, classes };
     let e = evaluate(&opts)?;
     print!("{}", e.table);

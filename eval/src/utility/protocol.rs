@@ -163,6 +163,7 @@ fn open_real(opts: &UtilityOptions, classes: &ClassTable) -> anyhow::Result<Real
         let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { labels_only: false, ..opts.dataset.clone() }).with_context(ctx)?;
         // Found now, not when the first odd tile is read after hours of training.
         ds.require_square().with_context(ctx)?;
+        ds.require_class_pixels().with_context(ctx)?;
         anyhow::ensure!(
             !ds.test.is_empty(),
             "--real {}: the test split is empty ({} files, --test-fraction {}): raise --test-fraction or pass --test-stems",
@@ -178,6 +179,7 @@ fn open_real(opts: &UtilityOptions, classes: &ClassTable) -> anyhow::Result<Real
     };
     let ds = Dataset::open_with(&opts.real, classes.clone(), &DatasetOptions { test_fraction: 0.0, labels_only: false, ..opts.dataset.clone() }).with_context(ctx)?;
     ds.require_square().with_context(ctx)?;
+    ds.require_class_pixels().with_context(ctx)?;
     let text = std::fs::read_to_string(file).with_context(|| format!("--test-stems {}: cannot read", file.display()))?;
     let wanted: BTreeSet<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     anyhow::ensure!(!wanted.is_empty(), "--test-stems {}: lists no stems (expected one file stem a line, like {TEST_STEMS_FILE})", file.display());

@@ -260,7 +260,11 @@ async fn acquire_with(store: &Store, timing: Timing) -> Result<Held> {
 mod tests {
     use super::*;
 
-    const FAST: Timing = Timing { refresh: Duration::from_millis(100), stale: Duration::from_millis(600), poll: Duration::from_millis(50) };
+    /// Short enough for tests, long enough that a loaded machine's pauses (a few hundred
+    /// milliseconds) do not make a live holder's lock look stale.
+    const FAST: Timing = Timing { refresh: Duration::from_millis(150), stale: Duration::from_millis(1200), poll: Duration::from_millis(50) };
+    /// Well past `stale`: a lock still held then is being rewritten.
+    const PAST_STALE: Duration = Duration::from_millis(2500);
 
     /// A second finalize waits while the first's lock is rewritten (longer than `stale`),
     /// takes it once released; a lock nobody rewrites is taken over; a release removes
@@ -273,7 +277,7 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move { acquire_with(&store, FAST).await.unwrap() })
         };
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(PAST_STALE).await;
         assert!(!waiter.is_finished(), "the second waits while the first's lock is rewritten, well past `stale`");
         first.release().await;
         let second = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("taken once released").unwrap();
@@ -313,7 +317,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             // The holder rewrites its lock: the other keeps waiting, well past `stale`.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(PAST_STALE).await;
             let finished = waiters.iter().filter(|w| w.is_finished()).count();
             assert_eq!(finished, 1, "round {round}: both waiters took the lock");
             let (done, waiting): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|w| w.is_finished());
@@ -348,8 +352,12 @@ mod tests {
         assert!(!held.lost(), "its own rewrites do not count as a takeover");
         let other = Bytes::from_static(b"b host pid 2 token 1, rewrite 0\n");
         store.put(FINALIZE_LOCK, other.clone()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(held.lost());
+        let t0 = Instant::now();
+        // Found by its next rewrite (every 150 ms), not by its confirmation ageing (1050 ms).
+        while !held.lost() {
+            assert!(t0.elapsed() < Duration::from_millis(800), "the holder did not find its lock taken over at its next rewrites");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         held.release().await;
         assert_eq!(store.get(FINALIZE_LOCK).await.unwrap().unwrap(), other, "the new holder's lock stays");
     }

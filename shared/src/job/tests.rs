@@ -141,9 +141,12 @@ async fn a_slow_pipeline_build_keeps_the_lease() {
     let dir = std::env::temp_dir().join(format!("labelgen-slow-build-{}", rand::random::<u64>()));
     let mut spec = spec(2, 2, 1);
     spec.output.url = dir.display().to_string();
+    // Two-second leases (heartbeats every 2/3 s): a pause of a loaded machine stays
+    // well inside one.
+    spec.run.lease_seconds = 2;
     let queue = Arc::new(MemoryQueue::new());
     submit(&queue, &spec, "slow").await;
-    let factory = Arc::new(SlowFactory { delay: Duration::from_millis(3000), fail: false, builds: Default::default() });
+    let factory = Arc::new(SlowFactory { delay: Duration::from_millis(6000), fail: false, builds: Default::default() });
     let opts = WorkerOptions { concurrency: 2, exit_when_idle: true, poll: Duration::from_millis(20), ..Default::default() };
     let metrics = opts.metrics.clone();
     serve(queue.clone(), factory, opts, std::future::pending()).await.unwrap();
@@ -1130,7 +1133,7 @@ async fn a_model_changed_since_submit_fails_its_run_not_the_worker() {
 
     // Within the recheck the failure is handed on without a build; after it, a restored
     // model builds.
-    let cache = RunCache::with_model_recheck(Duration::from_millis(300));
+    let cache = RunCache::with_model_recheck(Duration::from_secs(2));
     let (any, spec): (Arc<dyn PipelineFactory>, _) = (factory.clone(), Arc::new(spec(2, 2, 7)));
     for _ in 0..3 {
         let e = cache.pipeline(&any, "model-changed", &spec).await.err().expect("changed");
@@ -1138,7 +1141,7 @@ async fn a_model_changed_since_submit_fails_its_run_not_the_worker() {
     }
     assert_eq!(factory.builds.load(Ordering::SeqCst), 2);
     factory.changed.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     cache.pipeline(&any, "model-changed", &spec).await.expect("the restored model builds");
     assert_eq!(factory.builds.load(Ordering::SeqCst), 3);
 }

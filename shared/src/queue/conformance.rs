@@ -647,7 +647,9 @@ pub async fn storage_commit_overrides_queue_state(q: &dyn JobQueue, _time: &dyn 
 /// goes on where it was.
 pub async fn given_back_jobs_go_before_new_ones(q: &dyn JobQueue, time: &dyn TimeControl, prefix: &str) {
     let run_id = id(prefix, "given-back");
-    let run = record(&run_id, 5);
+    // The retry must still wait two claims later, and the leases outlive the check.
+    let k = time.scale();
+    let run = RunRecord { lease_ms: 10_000 * k, backoff_ms: 200 * k, max_backoff_ms: 400 * k, ..record(&run_id, 5) };
     submit(q, &run).await;
     let l0 = claim(q, "w1").await;
     let l1 = claim(q, "w1").await;

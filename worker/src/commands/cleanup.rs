@@ -70,15 +70,13 @@ pub struct Args {
     #[arg(long)]
     pub no_ramps: bool,
 
-    /// The maps' class table: a TOML file with a `[classes]` table, as in a run spec (a
-    /// run spec that has one will do). Default: the AI Hub land-cover table.
-    #[arg(long, value_name = "FILE")]
-    pub classes: Option<PathBuf>,
+    #[command(flatten)]
+    pub classes: crate::args::ClassesArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = options(&args)?;
-    let classes = crate::args::classes_flag(args.classes.as_deref())?;
+    let classes = args.classes.table()?;
     let files = list_pngs(&args.input).context("--in")?;
     let bar = shared::progress::bar(files.len() as u64, "maps");
     let start = Instant::now();

@@ -326,20 +326,22 @@ mod tests {
         let device = CpuDevice::default();
         let meta = DdpmMeta { unet: UNetConfig::new(8, 8, vec![1, 2], 1, vec![], 0.0, 8).with_groups(4), encoding: Encoding::OneHot, ..tiny_meta() };
         let model = DdpmModel::<Cpu>::new(meta.unet.init(&device).map(&mut crate::ddpm::sampler::tests::Jitter), meta, device);
-        let (seeds, sampler) = ([1u64, 2, 3], SamplerConfig::ddim(5, 0.0));
+        let (seeds, sampler) = ([1u64, 2, 3, 4, 5, 6, 7, 8], SamplerConfig::ddim(5, 0.0));
         let nearest: Vec<LabelMap> = model.sample(&seeds, &sampler).iter().map(|m| m.resize_nearest(32, 32)).collect();
         let smooth = model.sample_smooth(&seeds, &sampler, 32, &mut go_on);
         let mean_share = |maps: &[LabelMap]| maps.iter().filter_map(|m| m.grid_boundary_share(4)).sum::<f64>() / maps.len() as f64;
-        assert_eq!(smooth.len(), 3);
+        assert_eq!(smooth.len(), seeds.len());
         assert!(smooth.iter().all(|m| (m.width, m.height) == (32, 32) && m.data.iter().all(|&c| c < 8)));
         // Nearest borders all lie on the 4-px grid; smooth ones cross it.
         assert_eq!(mean_share(&nearest), 1.0);
         let share = mean_share(&smooth);
         assert!(share < 0.6, "smooth maps keep {share:.2} of their borders on the model's grid");
-        // The same maps: far more pixels agree than chance (≈ 1/8 for 8 classes), though this
-        // untrained model's speckle is where the two differ most (0.38 measured).
-        let agree = nearest.iter().zip(&smooth).map(|(a, b)| a.data.iter().zip(&b.data).filter(|(x, y)| x == y).count()).sum::<usize>() as f64 / (3.0 * 1024.0);
-        assert!(agree > 0.3, "nearest and smooth agree on only {agree:.2} of the pixels");
+        // The same maps: more pixels agree than chance (≈ 1/8 for 8 classes), though this
+        // untrained model's speckle is where the two differ most (0.38 measured on 3 maps of
+        // one random network; the weights are random each run, hence 8 maps and a low bound).
+        let agree = nearest.iter().zip(&smooth).map(|(a, b)| a.data.iter().zip(&b.data).filter(|(x, y)| x == y).count()).sum::<usize>() as f64 / (seeds.len() as f64 * 1024.0);
+        eprintln!("border share on the grid {share:.2}, agreement {agree:.2}");
+        assert!(agree > 0.2, "nearest and smooth agree on only {agree:.2} of the pixels");
     }
 
     /// The smooth upscale in groups of samples (a budget of one sample's probabilities, or
