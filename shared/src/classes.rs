@@ -48,6 +48,23 @@ impl Default for ClassTable {
 }
 
 impl ClassTable {
+    /// How `other` differs from this table, at the first place it does (`None` when they
+    /// are the same), for an error that shows a user what to change; `names` say whose the
+    /// tables are: "class 2 is urban (code 1, colour [200, 0, 0]) in the model, vegetation
+    /// (code 2, colour [0, 180, 0]) in the run spec", "ignore_code 0 in …, 255 in …",
+    /// "3 classes in … (…), 4 in … (…)".
+    pub fn difference(&self, other: &ClassTable, (this, that): (&str, &str)) -> Option<String> {
+        let show = |c: &ClassDef| format!("{} (code {}, colour {:?})", c.name, c.code, c.color);
+        if let Some((i, (a, b))) = self.classes.iter().zip(&other.classes).enumerate().find(|(_, (a, b))| a != b) {
+            return Some(format!("class {i} is {} in {this}, {} in {that}", show(a), show(b)));
+        }
+        if self.classes.len() != other.classes.len() {
+            let names = |t: &ClassTable| t.classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Some(format!("{} classes in {this} ({}), {} in {that} ({})", self.classes.len(), names(self), other.classes.len(), names(other)));
+        }
+        (self.ignore_code != other.ignore_code).then(|| format!("ignore_code {} in {this}, {} in {that}", self.ignore_code, other.ignore_code))
+    }
+
     /// The AI Hub aerial land-cover table (8 classes, ignore code 100).
     pub fn ai_hub() -> Self {
         let c = |name: &str, code, color| ClassDef { name: name.to_string(), code, color };
@@ -195,6 +212,24 @@ impl ClassTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_difference_of_two_tables_is_named() {
+        let t = ClassTable::ai_hub();
+        let d = |other: &ClassTable| t.difference(other, ("a", "b")).unwrap_or_default();
+        assert_eq!(t.difference(&t.clone(), ("a", "b")), None);
+        let mut swapped = t.clone();
+        swapped.classes.swap(1, 2);
+        assert_eq!(d(&swapped), "class 1 is parking lot (code 20, colour [250, 170, 40]) in a, road (code 30, colour [128, 128, 128]) in b");
+        let mut colour = t.clone();
+        colour.classes[7].color[0] += 1;
+        assert!(d(&colour).starts_with("class 7 is bare land (code 80, colour ["), "{}", d(&colour));
+        let mut fewer = t.clone();
+        fewer.classes.pop();
+        assert!(d(&fewer).starts_with("8 classes in a (building, ") && d(&fewer).ends_with(", forest)"), "{}", d(&fewer));
+        let ignore = ClassTable { ignore_code: 255, ..t.clone() };
+        assert_eq!(d(&ignore), "ignore_code 100 in a, 255 in b");
+    }
 
     /// A `[classes]` table read from a run spec or a file of its own; errors name the file
     /// and the key.

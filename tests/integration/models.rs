@@ -175,7 +175,11 @@ async fn bad_artifacts_are_refused_before_any_job() {
         ("missing", base(model_tables(&format!("{}/nope", dir.path().display()), &spade), 64).text(), vec!["pipeline.labels.model", "nope/model.json", "does not exist"]),
         ("truncated", base(model_tables(&truncated.display().to_string(), &spade), 64).text(), vec!["pipeline.labels.model", "weights.mpk", "truncated"]),
         ("size", base(model_tables(&ddpm, &spade), 128).text(), vec!["pipeline.images.model", "64×64", "pipeline.image_size is 128"]),
-        ("classes", with_classes(&base(model_tables(&ddpm, &spade), 64)), vec!["pipeline.labels.model", "trained with classes", "parking lot (20), building (10)"]),
+        (
+            "classes",
+            with_classes(&base(model_tables(&ddpm, &spade), 64)),
+            vec!["pipeline.labels.model", "trained with classes", "class 0 is building (code 10, colour [220, 60, 50]) in the model, parking lot (code 20"],
+        ),
     ];
     for (name, text, want) in cases {
         let cfg = cl.dir.path().join(format!("{}.toml", name.replace(' ', "-")));

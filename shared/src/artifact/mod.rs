@@ -273,8 +273,8 @@ pub fn check_spec(spec: &RunSpec, labels: (&str, &ArtifactInfo), images: (&str, 
         }
     }
     for (key, (uri, info)) in [("pipeline.labels.model", labels), ("pipeline.images.model", images)] {
-        if info.classes != spec.classes {
-            return Err(invalid(key, format!("{uri}: the model was trained with classes [{}], the run spec has [{}]", names(&info.classes), names(&spec.classes))));
+        if let Some(what) = info.classes.difference(&spec.classes, ("the model", "the run spec")) {
+            return Err(invalid(key, format!("{uri}: the model was trained with classes [{}], and the run spec's [classes] differ: {what}", names(&info.classes))));
         }
     }
     let size = spec.pipeline.image_size;

@@ -82,8 +82,25 @@ pub fn list_pngs(dir: &Path) -> Result<Vec<String>> {
 /// into `out` (created if missing; files of the same names are replaced): writes `out/NAME` (raw codes, 8-bit
 /// gray), `out/previews/NAME` (before | after, colourised, unknown pixels in
 /// [`UNKNOWN_COLOR`]) and `out/cleanup.json`, and returns the report. `tick` is called
-/// once per map done (from the worker threads). Errors name the file.
+/// once per map done (from the worker threads). Errors name the file. A first map with
+/// no pixel of the table (maps of another table, all of whose pixels would be replaced)
+/// is refused before anything is written.
 pub fn clean_dir(input: &Path, out: &Path, files: &[String], classes: &ClassTable, opts: &CleanupOptions, tick: impl Fn() + Sync) -> Result<DirReport> {
+    if let Some(first) = files.first() {
+        let path = input.join(first);
+        let raw = decode_raw_png(&std::fs::read(&path).map_err(|e| Error::io(&path, e))?, classes, &path.display().to_string())?;
+        if !raw.data.is_empty() && raw.data.iter().all(|&v| v == UNKNOWN_INDEX) {
+            let codes: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
+            return Err(Error::format(
+                path.display(),
+                format!(
+                    "no pixel holds a code of the class table ({}; ignore {}): cleaning would replace every pixel. Are these maps of another table? Give it with --classes FILE",
+                    codes.join(", "),
+                    classes.ignore_code
+                ),
+            ));
+        }
+    }
     let previews = out.join(PREVIEWS_DIR);
     std::fs::create_dir_all(&previews).map_err(|e| Error::io(&previews, e))?;
     let maps = files
@@ -257,9 +274,10 @@ mod tests {
         assert_eq!((report.totals.unknown_fixed, report.totals.pixels_changed), (0, 4), "{report:?}");
         let clean = LabelMap::from_png(&std::fs::read(out.join("m.png")).unwrap(), &classes, "m.png").unwrap();
         assert!(clean.data.iter().all(|&v| v == 0), "all water");
-        // Read with the AI Hub table, every pixel is unknown.
-        let report = clean_dir(&input, &dir.join("hub"), &list_pngs(&input).unwrap(), &ClassTable::ai_hub(), &opts(None), || {}).unwrap();
-        assert_eq!(report.totals.unknown_fixed, 32 * 32);
+        // Read with the AI Hub table, every pixel is unknown: refused, nothing written.
+        let e = clean_dir(&input, &dir.join("hub"), &list_pngs(&input).unwrap(), &ClassTable::ai_hub(), &opts(None), || {}).unwrap_err().to_string();
+        assert!(e.contains("m.png: no pixel holds a code of the class table (10 building") && e.contains("--classes FILE"), "{e}");
+        assert!(!dir.join("hub").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

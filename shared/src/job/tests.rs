@@ -341,13 +341,16 @@ async fn finds_every_kind_of_damage_and_passes_a_clean_run() {
         let original = store.get("manifest.jsonl").await.unwrap().unwrap();
         store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
         let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
-        assert!(r.problems.iter().any(|p| p.contains("manifest.jsonl line 4") && p.contains("expected index 3")), "{:?}", r.problems);
+        assert!(r.problems.iter().any(|p| p.contains("manifest.jsonl line 4: index 2, expected 3: a line repeated or out of order")), "{:?}", r.problems);
         assert!(r.problems.iter().any(|p| p.contains("sha256")), "{:?}", r.problems);
         // A line dropped: four samples where five were written.
         text.remove(3);
         store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
         let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
-        assert!(r.problems.iter().any(|p| p.contains("has 4 samples") && p.contains("says 5")), "{:?}", r.problems);
+        // The count first; the gap once, not once for every line after it.
+        assert!(r.problems[0].contains("has 4 samples") && r.problems[0].contains("says 5"), "{:?}", r.problems);
+        let about_indices: Vec<&String> = r.problems.iter().filter(|p| p.contains(", expected ")).collect();
+        assert!(about_indices.len() == 1 && about_indices[0].contains("line 4: index 4, expected 3: index 3 is missing"), "{:?}", r.problems);
         // A line that is not JSON is a problem naming it, not an error losing the report.
         text[1] = "{not json".into();
         store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
@@ -384,7 +387,7 @@ async fn finds_every_kind_of_damage_and_passes_a_clean_run() {
             text.swap(1, 2);
             store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();
             let r = super::verify::verify(&store, &|_, _| {}).await.unwrap();
-            assert!(r.problems.iter().any(|p| p.contains("manifest.jsonl line 2") && p.contains("expected index 1")), "{:?}", r.problems);
+            assert!(r.problems.iter().any(|p| p.contains("manifest.jsonl line 2: index 2, expected 1")), "{:?}", r.problems);
             assert!(r.problems.iter().any(|p| p.contains("000000.tar#00000001.png: no line of manifest.jsonl names it")), "{:?}", r.problems);
             assert!(!r.problems.iter().any(|p| p.contains("r/dataset/000001.tar#") || p.contains("r/dataset/000002.tar#") || p.contains("000001.parquet")), "{:?}", r.problems);
             // A line that does not parse: later tars are still hashed (their members unchecked).

@@ -57,6 +57,14 @@ impl VerifyReport {
             self.problems.push(message);
         }
     }
+
+    /// A problem of the whole run (its count, its manifest's sha256): listed before the
+    /// line-by-line ones, so it is shown however many of those there are.
+    fn problem_first(&mut self, message: String) {
+        self.problem_count += 1;
+        self.problems.insert(0, message);
+        self.problems.truncate(SHOWN_PROBLEMS);
+    }
 }
 
 /// Checks the finalized run in `store` (rooted at the run directory). Err only when the
@@ -95,6 +103,9 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<Verify
     let mut tar: Option<(ShardFile, u64)> = None;
     let mut tar_count = 0u64;
     let mut listing_ended = false;
+    // The index the next line should have: after a gap or a line out of place, the lines
+    // that follow are judged from the line read (one problem per gap, not one per line).
+    let mut expected = 0u64;
     loop {
         // A line that does not parse ends the pass as a problem (the report so far stays).
         let (no, line) = match lines.next::<ManifestLine>(MANIFEST_LINE).await {
@@ -106,11 +117,17 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<Verify
             }
         };
         let at = format!("{} line {no}", lines.origin());
-        let index = report.samples;
         report.samples += 1;
-        if line.index != index || line.key != layout::key(index) {
-            report.problem(format!("{at}: index {} key {}, expected index {index} key {}", line.index, line.key, layout::key(index)));
+        if line.index > expected {
+            let missing = if line.index - expected == 1 { format!("index {expected} is missing") } else { format!("indices {expected} to {} are missing", line.index - 1) };
+            report.problem(format!("{at}: index {}, expected {expected}: {missing}", line.index));
+        } else if line.index < expected {
+            report.problem(format!("{at}: index {}, expected {expected}: a line repeated or out of order", line.index));
         }
+        if line.key != layout::key(line.index) {
+            report.problem(format!("{at}: key {}, expected {} for index {}", line.key, layout::key(line.index), line.index));
+        }
+        expected = expected.max(line.index + 1);
         let Some(listing) = tars.as_mut() else { continue };
         if listing_ended {
             continue;
@@ -149,11 +166,11 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<Verify
             }
         }
     }
-    if report.samples != summary.count {
-        report.problem(format!("{} has {} samples, {} says {}", lines.origin(), report.samples, where_, summary.count));
-    }
     if lines.sha256() != summary.manifest_jsonl_sha256 {
-        report.problem(format!("{}: sha256 {}, {} records {}", lines.origin(), lines.sha256(), where_, summary.manifest_jsonl_sha256));
+        report.problem_first(format!("{}: sha256 {}, {} records {}", lines.origin(), lines.sha256(), where_, summary.manifest_jsonl_sha256));
+    }
+    if report.samples != summary.count {
+        report.problem_first(format!("{} has {} samples, {} says {}", lines.origin(), report.samples, where_, summary.count));
     }
     if let (Some(d), Some(mut listing)) = (&summary.dataset, tars) {
         if tar.as_ref().is_some_and(|(_, due)| *due > 0) {

@@ -48,7 +48,8 @@ pub struct Args {
     /// does for one-hot models. One-hot models only.
     #[arg(long, value_name = "S")]
     pub smooth_size: Option<u32>,
-    /// Output directory.
+    /// Output directory: DIR/labels/NNNNNN.png, DIR/previews/NNNNNN.png, DIR/grid.png.
+    /// Maps there of an earlier sampling of more maps are removed.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     #[command(flatten)]

@@ -102,6 +102,10 @@ struct CheckpointState {
     /// added, removed or replaced) sees other batches than an uninterrupted run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_digest: Option<String>,
+    /// The class table trained with (`None` in checkpoints from before it was recorded):
+    /// the generator's input channels are its classes in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    classes: Option<ClassTable>,
     /// Where the weight files are (`None`: directly under `checkpoint/`, the old layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     files: Option<sync_store::FileSet>,
@@ -267,7 +271,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
     /// then `state.json` naming it, then removes the previous set
     /// ([`sync_store::FileSet`]: a kill mid-save leaves the previous checkpoint whole).
     /// `data_digest`: the digest of the data the run trains on.
-    pub fn save_checkpoint(&self, uri: &str, losses: Losses, data_digest: &str) -> anyhow::Result<()> {
+    pub fn save_checkpoint(&self, uri: &str, losses: Losses, data_digest: &str, classes: &ClassTable) -> anyhow::Result<()> {
         let rec = Rec::default();
         let files = vec![
             ("generator.mpk", module_to_bytes(self.generator.clone()).context("encoding the generator")?),
@@ -283,6 +287,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
             settings: self.settings.clone(),
             losses,
             data_digest: Some(data_digest.to_string()),
+            classes: Some(classes.clone()),
             files: Some(set.clone()),
         };
         sync_store::write_file(uri, sync_store::CHECKPOINT_STATE, serde_json::to_vec_pretty(&state)?)?;
@@ -291,11 +296,13 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
 
     /// Loads `URI/checkpoint/` if there is one (`None` if not), with its smoothed losses and
     /// the digest of the data its run trained on (if recorded). Errors name the file and say what is
-    /// wrong, e.g. an architecture that differs from `g_config`.
+    /// wrong, e.g. an architecture that differs from `g_config` or a class table other than
+    /// `classes` (the same classes in another order would swap what the channels mean).
     pub fn load_checkpoint(
         uri: &str,
         g_config: &SpadeGeneratorConfig,
         d_config: &SpadeDiscriminatorConfig,
+        classes: &ClassTable,
         device: &B::Device,
     ) -> anyhow::Result<Option<(Self, Losses, Option<String>)>> {
         let Some(state) = sync_store::read_file(uri, sync_store::CHECKPOINT_STATE)? else { return Ok(None) };
@@ -306,6 +313,9 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         }
         if &state.discriminator != d_config {
             anyhow::bail!("{}: the checkpoint's discriminator is {:?}, this run asks for {:?}", where_("state.json"), state.discriminator, d_config);
+        }
+        if let Some(what) = state.classes.as_ref().and_then(|was| was.difference(classes, ("the checkpoint", "this run's --classes"))) {
+            anyhow::bail!("{}: the class table differs: {what}; resume with the checkpoint's class table, or start again with --overwrite", where_("state.json"));
         }
         let rec = Rec::default();
         let get = |name: &str| sync_store::read_set_file(uri, CHECKPOINT_DIR, state.files.as_ref(), name);
@@ -391,7 +401,7 @@ pub fn fit<B: AutodiffBackend>(
     // machine and thread count; per-sample noise does not depend on this).
     B::seed(device, sample_seed(settings.seed, 0x5ADE_0003));
     let trainer = match opts.resume {
-        true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, device)? {
+        true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, &opts.classes, device)? {
             Some((mut t, losses, then_digest)) => {
                 // The data order and the noise follow the batch and the seed: a resume
                 // with others would not continue the same run. Learning rates and loss
@@ -402,6 +412,13 @@ pub fn fit<B: AutodiffBackend>(
                     if then != now {
                         anyhow::bail!("{origin}: the checkpoint was trained with {flag} {then}, this run asks for {now}; resume with {flag} {then} (the data order depends on it), or start again with --overwrite");
                     }
+                }
+                if t.step > opts.steps {
+                    anyhow::bail!(
+                        "{origin}: the checkpoint is at step {}, past --steps {}: ask for more steps to go on from it, or start again with --overwrite",
+                        t.step,
+                        opts.steps
+                    );
                 }
                 if let Some(then) = then_digest.filter(|then| *then != opts.data_digest) {
                     tracing::warn!("{origin}: the checkpoint was trained on other data (digest {then} vs {}): the data order is a permutation of the pairs, so the batches from here on are not those of an uninterrupted run", opts.data_digest);
@@ -496,7 +513,7 @@ pub fn fit<B: AutodiffBackend>(
                     trainer.step
                 );
             }
-            trainer.save_checkpoint(&opts.out, smoothed, &opts.data_digest)?;
+            trainer.save_checkpoint(&opts.out, smoothed, &opts.data_digest, &opts.classes)?;
             let g = trainer.inference_generator();
             let png = preview(&g, &preview_pairs, &preview_seeds, &opts.classes).to_png();
             sync_store::write_file(&opts.out, &format!("previews/step-{}.png", trainer.step), png)?;
@@ -633,9 +650,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spade-dp-{}", std::process::id()));
         let uri = dir.to_string_lossy().into_owned();
         SpadeTrainer::<CpuTrain>::new(g.clone(), d.clone(), SpadeTrainSettings { batch: 5, ..Default::default() }, &device)
-            .save_checkpoint(&uri, Losses::default(), "test")
+            .save_checkpoint(&uri, Losses::default(), "test", &ClassTable::ai_hub())
             .unwrap();
-        let load = |devices: Vec<CpuDevice>| SpadeTrainer::<CpuTrain>::load_checkpoint(&uri, &g, &d, &device).unwrap().unwrap().0.with_devices(devices);
+        let load = |devices: Vec<CpuDevice>| SpadeTrainer::<CpuTrain>::load_checkpoint(&uri, &g, &d, &ClassTable::ai_hub(), &device).unwrap().unwrap().0.with_devices(devices);
         let (one, mut two) = (load(vec![device]), load(vec![device, device]));
         let (a, b) = (one.grads(&labels, &images).unwrap(), two.grads(&labels, &images).unwrap());
         for (name, x, y) in [("G", a.losses.g_gan, b.losses.g_gan), ("feat", a.losses.g_feat, b.losses.g_feat), ("D", a.losses.d, b.losses.d)] {
@@ -720,6 +737,18 @@ mod tests {
             let err = fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), other, None, &train, &longer, &[device], |_| {}).err().expect("refused");
             assert!(err.to_string().contains(&format!("the checkpoint was trained with {flag}")), "{err}");
         }
+        // So does a class table with the same classes in another order.
+        let mut swapped = ClassTable::ai_hub();
+        swapped.classes.swap(2, 3);
+        let err =
+            fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &SpadeFitOptions { steps: 210, classes: swapped, ..resumed.clone() }, &[device], |_| {})
+                .err()
+                .expect("refused");
+        assert!(err.to_string().contains("the class table differs: class 2 is road"), "{err}");
+        let err = fit::<CpuTrain>(g_cfg.clone(), d_cfg.clone(), settings.clone(), None, &train, &SpadeFitOptions { steps: 150, ..resumed.clone() }, &[device], |_| {})
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("the checkpoint is at step 200, past --steps 150"), "{err}");
 
         let model = SpadeModel::<crate::backend::Cpu>::load(&out, &device).unwrap();
         let after = model.synthesize(&held_labels, &seeds);

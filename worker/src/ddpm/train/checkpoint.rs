@@ -49,6 +49,10 @@ pub struct CheckpointState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flip: Option<bool>,
     pub data_digest: String,
+    /// The class table trained with (`None` in checkpoints from before it was recorded):
+    /// the network's channels are its classes in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<shared::ClassTable>,
     /// Every step's loss so far.
     pub losses: Vec<f32>,
     /// The optimisation settings of the run that wrote the checkpoint (`None` in checkpoints

@@ -188,6 +188,7 @@ impl DdpmTrainConfig {
             batch: Some(self.batch),
             flip: Some(self.flip),
             data_digest: data.digest.clone(),
+            classes: Some(data.classes.clone()),
             losses: losses.to_vec(),
             optimisation: Some(self.optimisation()),
             files: None,
@@ -334,6 +335,13 @@ pub fn train_on<B: AutodiffBackend>(
             ];
             if let Some((key, _, (was, now))) = same.iter().find(|(_, ok, _)| !ok) {
                 bail!("{origin}: {key} differs from this run's arguments: the checkpoint has {was}, this run {now}; resume with the same architecture, encoding, objective, schedule, seed, batch and flips, or start again with --overwrite or a new --out");
+            }
+            // The same classes in another order would swap what the channels mean.
+            if let Some(what) = s.classes.as_ref().and_then(|was| was.difference(&data.classes, ("the checkpoint", "this run's --classes"))) {
+                bail!("{origin}: the class table differs: {what}; resume with the checkpoint's class table, or start again with --overwrite or a new --out");
+            }
+            if s.step > cfg.steps {
+                bail!("{origin}: the checkpoint is at step {}, past --steps {}: ask for more steps to go on from it, or start again with --overwrite", s.step, cfg.steps);
             }
             if let Some(was) = s.optimisation.as_ref().filter(|was| **was != cfg.optimisation()) {
                 tracing::warn!(
@@ -753,6 +761,18 @@ mod tests {
             let (was, now) = if key == "seed" { (cfg.seed, change.seed) } else { (cfg.batch as u64, change.batch as u64) };
             assert!(e.contains(&format!("state.json: {key} differs")) && e.contains(&format!("the checkpoint has {was}, this run {now}")), "{e}");
         }
+        // So does a class table with the same classes in another order (the channels
+        // would change meaning), naming the first class that differs.
+        let mut swapped = data.clone();
+        swapped.classes.classes.swap(0, 1);
+        let e = train::<CpuTrain>(&cfg, &swapped, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
+        assert!(
+            e.contains("state.json: the class table differs: class 0 is building") && e.contains("parking lot (code 20, colour [250, 170, 40]) in this run's --classes"),
+            "{e}"
+        );
+        // Fewer steps than the checkpoint has: nothing to do, said so.
+        let e = train::<CpuTrain>(&DdpmTrainConfig { steps: 5, ..cfg.clone() }, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
+        assert!(e.contains("the checkpoint is at step 6, past --steps 5"), "{e}");
         // A damaged weight file is an error naming it, not weights of another step.
         std::fs::write(dir.join("checkpoint/step-6/ema.mpk"), b"not the ema").unwrap();
         let e = train::<CpuTrain>(&cfg, &data, Some(&uri), &device, &mut |_| {}).err().unwrap().to_string();
