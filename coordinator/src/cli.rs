@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shared::lifecycle::{ops, report_end, runid, watch, QueueMode, WatchEnd};
-use shared::queue::Submitted;
+use shared::queue::{RunState, Submitted};
 use shared::spec::RunSpec;
 
 /// labelgen coordinator: shards a dataset into jobs in Redis, follows the run and writes
@@ -238,7 +238,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             let run_id = runid::pick(run_id, "--run-id")?;
             let queue = ops::connect(&redis.url).await?;
-            let (submitted, committed) = ops::submit(queue.as_ref(), &spec, &run_id).await?;
+            let ops::Submission { submitted, committed, state } = ops::submit(queue.as_ref(), &spec, &run_id).await?;
             match submitted {
                 Submitted::Created if committed > 0 => eprintln!(
                     "run {run_id}: the queue did not know it but storage holds its commit records: {committed} of {} shards committed, {} queued",
@@ -246,11 +246,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     spec.shards() - committed
                 ),
                 Submitted::Created => eprintln!("submitted {} samples in {} shards", spec.run.count, spec.shards()),
-                Submitted::AlreadyExists => eprintln!("run {run_id} was already submitted with this spec; nothing changed"),
+                Submitted::AlreadyExists if state == RunState::Cancelled => eprintln!(
+                    "run {run_id} was already submitted with this spec and is cancelled: nothing changed, and nothing serves it (submit the spec under a new run id to generate it)"
+                ),
+                Submitted::AlreadyExists => eprintln!("run {run_id} was already submitted with this spec; nothing changed (it is {})", state.as_str()),
             }
             if json {
                 let output = shared::job::run_store(&spec, &run_id)?.display().to_string();
-                let v = serde_json::json!({"run_id": run_id, "created": submitted == Submitted::Created, "samples": spec.run.count, "shards": spec.shards(), "committed_shards": committed, "output": output});
+                let v = serde_json::json!({"run_id": run_id, "created": submitted == Submitted::Created, "state": state.as_str(), "samples": spec.run.count, "shards": spec.shards(), "committed_shards": committed, "output": output});
                 println!("{v}");
             } else {
                 println!("{run_id}");

@@ -65,6 +65,14 @@ impl ClassTable {
         (self.ignore_code != other.ignore_code).then(|| format!("ignore_code {} in {this}, {} in {that}", self.ignore_code, other.ignore_code))
     }
 
+    /// The codes with their names, then the ignore code: "10 building, 20 parking lot, …,
+    /// 100 ignore" (what an error about codes lists as valid).
+    pub fn code_list(&self) -> String {
+        let mut all: Vec<String> = self.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
+        all.push(format!("{} ignore", self.ignore_code));
+        all.join(", ")
+    }
+
     /// The AI Hub aerial land-cover table (8 classes, ignore code 100).
     pub fn ai_hub() -> Self {
         let c = |name: &str, code, color| ClassDef { name: name.to_string(), code, color };

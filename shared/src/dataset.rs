@@ -354,13 +354,11 @@ impl Dataset {
         if self.summary.class_pixels > 0 {
             return Ok(());
         }
-        let codes: Vec<String> = self.classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
         Err(Error::Format {
             path: self.dir.join("labels").display().to_string(),
             message: format!(
-                "no label pixel of the training split holds a class of the table ({}; ignore {}): every pixel is \"ignore\"{}. Give the dataset's own class table with --classes FILE",
-                codes.join(", "),
-                self.classes.ignore_code,
+                "no label pixel of the training split holds a class of the table ({}): every pixel is \"ignore\"{}. Give the dataset's own class table with --classes FILE",
+                self.classes.code_list(),
                 if self.summary.unknown_pixels > 0 { " or a value outside the table (--unknown-codes ignore)" } else { "" }
             ),
         })
@@ -783,7 +781,7 @@ mod tests {
         d.pair("a", 2, 2, &[100; 4]);
         let ds = Dataset::open(&d.0, ClassTable::ai_hub(), false).unwrap();
         let e = ds.require_class_pixels().unwrap_err().to_string();
-        assert!(e.contains(&d.0.join("labels").display().to_string()) && e.contains("ignore 100") && e.contains("--classes FILE"), "{e}");
+        assert!(e.contains(&d.0.join("labels").display().to_string()) && e.contains("80 bare land, 100 ignore)") && e.contains("--classes FILE"), "{e}");
         assert!(!e.contains("--unknown-codes"), "{e}");
         // Values outside the table read as ignore: the hint names that too.
         d.pair("b", 2, 2, &[7; 4]);

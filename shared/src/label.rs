@@ -671,11 +671,7 @@ fn first_at(i: usize, width: u32, v: UnknownValue) -> Option<(u32, u32, UnknownV
 pub(crate) fn unknown_error(origin: &str, classes: &ClassTable, mask: MaskKind, unk: &UnknownPixels, hints: Hints, indexed: bool) -> Error {
     let (x, y, v) = unk.first.expect("an unknown pixel was seen");
     let (what, valid) = match mask {
-        MaskKind::Codes => {
-            let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
-            valid.push(format!("{} ignore", classes.ignore_code));
-            (format!("holds {v}, which is not in the class table"), format!("valid codes: {}", valid.join(", ")))
-        }
+        MaskKind::Codes => (format!("holds {v}, which is not in the class table"), format!("valid codes: {}", classes.code_list())),
         MaskKind::Palette => {
             let mut valid: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", hex_color(c.color), c.name)).collect();
             valid.push(format!("{} ignore", hex_color(ClassTable::IGNORE_COLOR)));

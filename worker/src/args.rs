@@ -90,7 +90,7 @@ pub struct PrecisionArg {
 /// spade`, `labelgen-eval utility`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
-    #[command(flatten, next_help_heading = "Dataset")]
+    #[command(flatten)]
     pub classes: ClassesArg,
 
     /// How label PNGs encode classes.
@@ -195,7 +195,7 @@ pub struct ClassesArg {
     ///
     /// Trained models record it in model.json, and a run's spec must have the same table
     /// (`[classes]`) to use them.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Dataset")]
     pub classes: Option<std::path::PathBuf>,
 }
 

@@ -78,28 +78,35 @@ pub fn list_pngs(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Maps [`clean_dir`] reads first to tell maps of another class table.
+pub const TABLE_CHECK_MAPS: usize = 8;
+
 /// Cleans `files` (names in `input`, e.g. from [`list_pngs`]; raw codes of `classes`)
 /// into `out` (created if missing; files of the same names are replaced): writes `out/NAME` (raw codes, 8-bit
 /// gray), `out/previews/NAME` (before | after, colourised, unknown pixels in
 /// [`UNKNOWN_COLOR`]) and `out/cleanup.json`, and returns the report. `tick` is called
-/// once per map done (from the worker threads). Errors name the file. A first map with
-/// no pixel of the table (maps of another table, all of whose pixels would be replaced)
-/// is refused before anything is written.
+/// once per map done (from the worker threads). Errors name the file. Maps of another
+/// table (no pixel of this one in any of the first [`TABLE_CHECK_MAPS`], so all their
+/// pixels would be replaced) are refused before anything is written.
 pub fn clean_dir(input: &Path, out: &Path, files: &[String], classes: &ClassTable, opts: &CleanupOptions, tick: impl Fn() + Sync) -> Result<DirReport> {
-    if let Some(first) = files.first() {
-        let path = input.join(first);
+    let mut outside = 0;
+    for name in files.iter().take(TABLE_CHECK_MAPS) {
+        let path = input.join(name);
         let raw = decode_raw_png(&std::fs::read(&path).map_err(|e| Error::io(&path, e))?, classes, &path.display().to_string())?;
-        if !raw.data.is_empty() && raw.data.iter().all(|&v| v == UNKNOWN_INDEX) {
-            let codes: Vec<String> = classes.classes.iter().map(|c| format!("{} {}", c.code, c.name)).collect();
-            return Err(Error::format(
-                path.display(),
-                format!(
-                    "no pixel holds a code of the class table ({}; ignore {}): cleaning would replace every pixel. Are these maps of another table? Give it with --classes FILE",
-                    codes.join(", "),
-                    classes.ignore_code
-                ),
-            ));
+        if !raw.data.iter().all(|&v| v == UNKNOWN_INDEX) {
+            break;
         }
+        outside += 1;
+    }
+    if outside > 0 && outside == files.len().min(TABLE_CHECK_MAPS) {
+        return Err(Error::format(
+            input.join(&files[0]).display(),
+            format!(
+                "no pixel of this map{} holds a code of the class table ({}): cleaning would replace every pixel. Are these maps of another table? Give it with --classes FILE",
+                if outside > 1 { format!(" or the next {}", outside - 1) } else { String::new() },
+                classes.code_list()
+            ),
+        ));
     }
     let previews = out.join(PREVIEWS_DIR);
     std::fs::create_dir_all(&previews).map_err(|e| Error::io(&previews, e))?;
@@ -276,7 +283,7 @@ mod tests {
         assert!(clean.data.iter().all(|&v| v == 0), "all water");
         // Read with the AI Hub table, every pixel is unknown: refused, nothing written.
         let e = clean_dir(&input, &dir.join("hub"), &list_pngs(&input).unwrap(), &ClassTable::ai_hub(), &opts(None), || {}).unwrap_err().to_string();
-        assert!(e.contains("m.png: no pixel holds a code of the class table (10 building") && e.contains("--classes FILE"), "{e}");
+        assert!(e.contains("m.png: no pixel of this map holds a code of the class table (10 building") && e.contains("--classes FILE"), "{e}");
         assert!(!dir.join("hub").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -40,7 +40,9 @@ pub async fn prepare_output(spec: &RunSpec, run_id: &str) -> Result<Store> {
         if digest != spec.digest() {
             let now = serde_json::to_value(spec).expect("a spec serialises");
             let mut keys = Vec::new();
-            json_differences(v.get("spec").unwrap_or(&serde_json::Value::Null), &now, "", &mut keys);
+            if let Some(was) = v.get("spec") {
+                json_differences(was, &now, "", &mut keys);
+            }
             let pinned = keys.iter().any(|k| k.ends_with(".sha256"));
             let shown: Vec<String> = keys.iter().take(3).map(|k| format!("{k} is {} in run.json, {} in this spec", at(&v["spec"], k), at(&now, k))).collect();
             return Err(Error::Run {
@@ -62,8 +64,8 @@ pub async fn prepare_output(spec: &RunSpec, run_id: &str) -> Result<Store> {
     Ok(store)
 }
 
-/// The dotted keys whose values differ between two JSON documents (leaves; a key on one
-/// side only counts), in document order.
+/// The dotted keys whose values differ between two JSON objects, in key order: leaves,
+/// and arrays as a whole; a key on one side only counts unless its value is null.
 fn json_differences(a: &serde_json::Value, b: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
     use serde_json::Value;
     match (a, b) {
@@ -73,7 +75,7 @@ fn json_differences(a: &serde_json::Value, b: &serde_json::Value, prefix: &str, 
                 json_differences(x.get(key).unwrap_or(&Value::Null), y.get(key).unwrap_or(&Value::Null), &path, out);
             }
         }
-        _ if a != b => out.push(prefix.to_string()),
+        _ if a != b && !prefix.is_empty() => out.push(prefix.to_string()),
         _ => {}
     }
 }

@@ -350,7 +350,7 @@ async fn finds_every_kind_of_damage_and_passes_a_clean_run() {
         // The count first; the gap once, not once for every line after it.
         assert!(r.problems[0].contains("has 4 samples") && r.problems[0].contains("says 5"), "{:?}", r.problems);
         let about_indices: Vec<&String> = r.problems.iter().filter(|p| p.contains(", expected ")).collect();
-        assert!(about_indices.len() == 1 && about_indices[0].contains("line 4: index 4, expected 3: index 3 is missing"), "{:?}", r.problems);
+        assert!(about_indices.len() == 1 && about_indices[0].contains("line 4: index 4, expected 3: index 3 is missing here"), "{:?}", r.problems);
         // A line that is not JSON is a problem naming it, not an error losing the report.
         text[1] = "{not json".into();
         store.put("manifest.jsonl", bytes::Bytes::from(text.join("\n") + "\n")).await.unwrap();

@@ -103,8 +103,8 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<Verify
     let mut tar: Option<(ShardFile, u64)> = None;
     let mut tar_count = 0u64;
     let mut listing_ended = false;
-    // The index the next line should have: after a gap or a line out of place, the lines
-    // that follow are judged from the line read (one problem per gap, not one per line).
+    // The index the next line should have: after a gap the lines that follow are judged
+    // from the line read (one problem per gap, not one per later line).
     let mut expected = 0u64;
     loop {
         // A line that does not parse ends the pass as a problem (the report so far stays).
@@ -120,14 +120,18 @@ pub async fn verify(store: &Store, progress: &dyn Fn(u64, u64)) -> Result<Verify
         report.samples += 1;
         if line.index > expected {
             let missing = if line.index - expected == 1 { format!("index {expected} is missing") } else { format!("indices {expected} to {} are missing", line.index - 1) };
-            report.problem(format!("{at}: index {}, expected {expected}: {missing}", line.index));
+            report.problem(format!("{at}: index {}, expected {expected}: {missing} here (absent, or later in the file)", line.index));
         } else if line.index < expected {
             report.problem(format!("{at}: index {}, expected {expected}: a line repeated or out of order", line.index));
         }
         if line.key != layout::key(line.index) {
             report.problem(format!("{at}: key {}, expected {} for index {}", line.key, layout::key(line.index), line.index));
         }
-        expected = expected.max(line.index + 1);
+        // An index past the run's count (damage) does not move the expectation for the
+        // lines after it.
+        if line.index < summary.count {
+            expected = expected.max(line.index + 1);
+        }
         let Some(listing) = tars.as_mut() else { continue };
         if listing_ended {
             continue;

@@ -21,7 +21,7 @@ use super::watch::{self, WatchEnd};
 /// a second signal exits at once.
 pub async fn run_embedded(spec: RunSpec, run_id: &str, workers: usize, factory: Arc<dyn PipelineFactory>) -> Result<WatchEnd> {
     let queue: Arc<dyn JobQueue> = Arc::new(MemoryQueue::new());
-    let (_, committed) = ops::submit(queue.as_ref(), &spec, run_id).await?;
+    let committed = ops::submit(queue.as_ref(), &spec, run_id).await?.committed;
     tracing::info!(run = run_id, samples = spec.run.count, shards = spec.shards(), committed, workers, output = %spec.output.url, "embedded run started");
     // No grace: a stop (the run's end or a signal) stops the jobs in hand at their next
     // batch; nothing here outlives the process to finish them.

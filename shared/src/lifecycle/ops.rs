@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::job::{finalize, prepare_output, run_store, FinalizeReport};
-use crate::queue::{Counts, JobQueue, RunRecord, Submitted};
+use crate::queue::{Counts, JobQueue, RunRecord, RunState, Submitted};
 use crate::spec::RunSpec;
 use crate::storage::Store;
 
@@ -67,20 +67,28 @@ pub fn run_record(spec: &RunSpec, run_id: &str) -> RunRecord {
 /// Submits a run: output first (so a bad bucket leaves Redis untouched), then the queue.
 /// Shards whose commit record already exists (the same run submitted again after Redis
 /// lost it, say by a restarted coordinator Job, or an embedded run resumed) are marked
-/// committed, not queued, as [`resume`] does. Returns how many there were. The same spec
-/// submitted again to a cancelled run is an error: nothing would ever serve it.
-pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Result<(Submitted, u64)> {
+/// committed, not queued, as [`resume`] does.
+pub async fn submit(queue: &dyn JobQueue, spec: &RunSpec, run_id: &str) -> Result<Submission> {
     let store = prepare_output(spec, run_id).await?;
     let mut committed = crate::manifest::committed_shards(&store).await?;
     committed.retain(|&s| s < spec.shards());
     let submitted = queue.submit_restored(&run_record(spec, run_id), &committed).await?;
-    if submitted == Submitted::AlreadyExists && queue.counts(run_id).await?.state == crate::queue::RunState::Cancelled {
-        return Err(Error::Run {
-            run: run_id.to_string(),
-            message: "was cancelled: it is not served again, so submitting it changes nothing (submit the spec under a new run id to generate it)".into(),
-        });
-    }
-    Ok((submitted, committed.len() as u64))
+    // Submitting again changes nothing, also for a cancelled or finalized run: say which.
+    let state = match submitted {
+        Submitted::Created => RunState::Active,
+        Submitted::AlreadyExists => queue.counts(run_id).await?.state,
+    };
+    Ok(Submission { submitted, committed: committed.len() as u64, state })
+}
+
+/// What [`submit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submission {
+    pub submitted: Submitted,
+    /// Shards with a commit record in storage: marked committed, not queued.
+    pub committed: u64,
+    /// The run's state in the queue (a run submitted again may be cancelled or finalized).
+    pub state: RunState,
 }
 
 /// What `coordinator plan` prints: a run's size and an array that covers it.
@@ -342,18 +350,19 @@ mod tests {
         assert_eq!(committed_samples(&spec, &counts(4, true)), 1000);
     }
 
-    /// Submitting a run again is idempotent, but not for a cancelled run: nothing would
-    /// serve it, and the error says what to do.
+    /// Submitting a run again changes nothing, and says the run's state: a cancelled run
+    /// stays cancelled (nothing serves it).
     #[tokio::test]
-    async fn a_cancelled_run_submitted_again_is_refused() {
+    async fn a_run_submitted_again_reports_its_state() {
         let spec = RunSpec::parse("[run]\ncount = 4\nshard_size = 2\n[output]\nurl = \"memory://\"\n[pipeline]\nkind = \"procedural\"\nimage_size = 16\n", "t.toml").unwrap();
         let queue = crate::queue::MemoryQueue::new();
         let run_id = format!("cancel-{}", rand::random::<u32>());
-        assert_eq!(submit(&queue, &spec, &run_id).await.unwrap(), (Submitted::Created, 0));
-        assert_eq!(submit(&queue, &spec, &run_id).await.unwrap(), (Submitted::AlreadyExists, 0));
+        let got = |s: Submission| (s.submitted, s.committed, s.state);
+        assert_eq!(got(submit(&queue, &spec, &run_id).await.unwrap()), (Submitted::Created, 0, RunState::Active));
+        assert_eq!(got(submit(&queue, &spec, &run_id).await.unwrap()), (Submitted::AlreadyExists, 0, RunState::Active));
         queue.cancel(&run_id).await.unwrap();
-        let e = submit(&queue, &spec, &run_id).await.unwrap_err().to_string();
-        assert!(e.contains(&run_id) && e.contains("was cancelled") && e.contains("new run id"), "{e}");
+        assert_eq!(got(submit(&queue, &spec, &run_id).await.unwrap()), (Submitted::AlreadyExists, 0, RunState::Cancelled));
+        assert_eq!(queue.counts(&run_id).await.unwrap().state, RunState::Cancelled, "still cancelled");
     }
 
     /// A first retry delay above the 5-minute cap is kept, not cut to 5 minutes.

@@ -2,7 +2,8 @@
 //! `OUT/labels/{index:06}.png` (8-bit raw class codes, like training labels; at the model's size,
 //! or full size made the smooth way),
 //! `OUT/previews/{index:06}.png` (colourised) and `OUT/grid.png` (the first 256 previews);
-//! maps of an earlier, larger sampling into the same `OUT` are removed.
+//! maps of an earlier, larger sampling into the same `OUT` (it left a `grid.png`) are
+//! removed.
 //! Sample `i` has seed [`shared::sample_seed`]`(seed, i)`, so it is the same whatever the
 //! batch size.
 
@@ -52,7 +53,6 @@ pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, 
     for d in [&labels_dir, &previews_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    remove_stale(&[&labels_dir, &previews_dir], count)?;
 
     let per_sample = sampler.num_steps(model.meta.timesteps) as u64;
     let bar = shared::progress::bar(count * per_sample, "steps");
@@ -87,22 +87,27 @@ pub fn sample_to_dir<B: Backend>(model: &DdpmModel<B>, sampler: &SamplerConfig, 
         done += chunk.len() as u64;
     }
     bar.finish_and_clear();
-    let cols = (previews.len() as f64).sqrt().ceil() as usize;
     let p = out.join("grid.png");
+    if p.exists() {
+        remove_stale(&[&labels_dir, &previews_dir], count)?;
+    }
+    let cols = (previews.len() as f64).sqrt().ceil() as usize;
     std::fs::write(&p, grid(&previews, cols).to_png()).with_context(|| format!("writing {}", p.display()))?;
     Ok(Sampled { count, size: smooth.unwrap_or(model.size()), steps_per_sample: per_sample, seconds: start.elapsed().as_secs_f64() })
 }
 
-/// Removes maps of an earlier, larger sampling into the same directories (`NNNNNN.png`
-/// with an index of `count` or more): otherwise `worker cleanup` and `worker synthesize`
-/// would take them for this one's. Other files are left alone.
+/// Removes maps of an earlier, larger sampling into the same directories (`NNNNNN.png`,
+/// six digits or more, with an index of `count` or more): otherwise `worker cleanup` and
+/// `worker synthesize` would take them for this one's. Called once this sampling is done,
+/// only where an earlier one left its `grid.png` (not in a dataset of the user's that
+/// happens to use such names). Other files are left alone.
 fn remove_stale(dirs: &[&Path], count: u64) -> anyhow::Result<()> {
     let mut removed = 0u64;
     for dir in dirs {
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry.with_context(|| format!("reading {}", dir.display()))?.path();
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            let ours = path.extension().is_some_and(|e| e == "png") && stem.len() == 6 && stem.bytes().all(|b| b.is_ascii_digit());
+            let ours = path.extension().is_some_and(|e| e == "png") && stem.len() >= 6 && stem.bytes().all(|b| b.is_ascii_digit());
             if ours && stem.parse::<u64>().is_ok_and(|i| i >= count) {
                 std::fs::remove_file(&path).with_context(|| format!("removing {} (a map of an earlier sampling)", path.display()))?;
                 removed += 1;
@@ -152,13 +157,17 @@ mod tests {
         }
         assert!(dir.join("a/grid.png").is_file());
         // Sampling fewer into the same place leaves no map of the first run behind (a
-        // file of the user's stays).
+        // file of the user's stays, and a directory no sampling wrote keeps its maps).
         std::fs::write(dir.join("a/labels/notes.png"), b"mine").unwrap();
+        std::fs::write(dir.join("a/labels/1000000.png"), b"a 7-digit index").unwrap();
         sample_to_dir(&model, &sampler, 2, 7, 2, None, &dir.join("a")).unwrap();
         for sub in ["labels", "previews"] {
             assert!(dir.join("a").join(sub).join("000001.png").is_file() && !dir.join("a").join(sub).join("000002.png").exists(), "{sub}");
         }
-        assert!(dir.join("a/labels/notes.png").is_file());
+        assert!(dir.join("a/labels/notes.png").is_file() && !dir.join("a/labels/1000000.png").exists());
+        std::fs::remove_file(dir.join("b/grid.png")).unwrap();
+        sample_to_dir(&model, &sampler, 1, 7, 2, None, &dir.join("b")).unwrap();
+        assert!(dir.join("b/labels/000002.png").is_file(), "no grid.png: not a sampling's directory");
 
         // The smooth way: full-size maps, the same ones the pipeline's smooth stage makes.
         let done = sample_to_dir(&model, &sampler, 3, 7, 2, Some(24), &dir.join("s")).unwrap();

@@ -405,7 +405,8 @@ pub fn train_on<B: AutodiffBackend>(
         }
     }
 
-    let done = cfg.steps.max(start);
+    // (A checkpoint past cfg.steps was refused when it was loaded.)
+    let done = cfg.steps;
     let model_out = DdpmModel::new(ema, cfg.meta(data, test_fraction, done, recent_loss(&losses)), device.clone());
     if let Some(uri) = out {
         model_out.save(uri)?;
