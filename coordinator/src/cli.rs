@@ -425,7 +425,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Cancel { run, redis } => {
             let queue = ops::connect(&redis.url).await?;
             ops::load_run(queue.as_ref(), &run).await?;
-            if queue.cancel(&run).await? == shared::queue::RunState::Finalized {
+            if queue.counts(&run).await?.state == RunState::Cancelled {
+                eprintln!("run {run} is already cancelled: nothing changed");
+            } else if queue.cancel(&run).await? == RunState::Finalized {
                 eprintln!("run {run} is already finalized (its manifest is written): nothing to cancel");
             } else {
                 eprintln!("run {run} cancelled: no new claims; jobs in flight stop at their next heartbeat");

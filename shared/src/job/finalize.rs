@@ -413,7 +413,9 @@ async fn finalize_locked(store: &Store, run_id: &str, spec: &RunSpec, lost: &dyn
     // A convenience, not part of the dataset: a failure is logged, not fatal.
     let sheet = async { store.put(layout::CONTACT_SHEET, Bytes::from(super::contact::contact_sheet(store, &first_lines, &spec.classes).await?)).await };
     if let Err(e) = sheet.await {
-        tracing::warn!(run = run_id, error = %e, "could not draw or write the contact sheet");
+        // Finalize trusts the commit records; a listed file found missing here means
+        // the run's objects need checking.
+        tracing::warn!(run = run_id, error = %e, "could not draw or write the contact sheet (if a listed sample is missing, `coordinator verify` checks every object of the run)");
     }
 
     let total: u64 = pixels.iter().sum();

@@ -37,7 +37,8 @@ pub struct Args {
     #[arg(long)]
     pub steps: Option<usize>,
     /// DDIM η (0: deterministic; 1: as noisy as DDPM) [default: 0]. Not with --sampler ddpm.
-    #[arg(long)]
+    // (A negative value reaches the range check rather than reading as a flag.)
+    #[arg(long, allow_negative_numbers = true)]
     pub eta: Option<f64>,
     /// Samples per network batch.
     #[arg(long, default_value_t = 16)]
@@ -120,6 +121,10 @@ mod tests {
         let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
         assert_eq!(a.device.device, shared::spec::DeviceChoice::Cuda(1));
         assert!(Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--cpu"]).is_err());
+        // A negative η is a value (refused by the sampler's range check), not a flag.
+        let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--eta", "-1"]).unwrap();
+        let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
+        assert_eq!(a.eta, Some(-1.0));
         let cli = Cli::try_parse_from(["worker", "sample-labels", "--model", "m", "--count", "4", "--out", "o", "--smooth-size", "512"]).unwrap();
         let Some(Command::SampleLabels(a)) = cli.command else { panic!("not sample-labels") };
         assert_eq!(a.smooth_size, Some(512));
