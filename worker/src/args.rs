@@ -153,11 +153,6 @@ impl DataArgs {
         DatasetOptions { mask: self.mask, unknown: self.unknown_codes, test_fraction: self.test_fraction, split_group: self.split_group.clone(), labels_only }
     }
 
-    /// The class table of `--classes`, else the AI Hub table.
-    pub fn classes(&self) -> anyhow::Result<ClassTable> {
-        self.classes.table()
-    }
-
     /// Opens and checks `--data` (every file read once) with `classes` and logs what it
     /// found. A dataset without a pixel of any class is refused.
     pub fn open(&self, dir: &std::path::Path, classes: ClassTable, labels_only: bool) -> anyhow::Result<Dataset> {

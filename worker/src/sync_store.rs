@@ -155,6 +155,20 @@ pub fn read_set_file(uri: &str, dir: &str, set: Option<&FileSet>, name: &str) ->
 /// Refuses to start a training run from step 0 into `uri` when `uri/DIR/state.json` holds
 /// a checkpoint, unless asked to (`--resume` continues it; `--overwrite` replaces it at the
 /// first save): a rerun that forgot `--resume` would otherwise lose it silently.
+/// What both trainers refuse on `--resume` besides their own settings (`origin`: the
+/// checkpoint's state file): another class table (the same classes in another order would
+/// swap what the channels mean; `None`, a checkpoint from before the table was recorded,
+/// is not checked), and a checkpoint already past `--steps` (nothing to train).
+pub fn check_resume(origin: &str, was: Option<&shared::ClassTable>, now: &shared::ClassTable, step: u64, steps: u64) -> anyhow::Result<()> {
+    if let Some(what) = was.and_then(|was| was.difference(now, ("the checkpoint", "this run's --classes"))) {
+        anyhow::bail!("{origin}: the class table differs: {what}; resume with the checkpoint's class table, or start again with --overwrite or a new --out");
+    }
+    if step > steps {
+        anyhow::bail!("{origin}: the checkpoint is at step {step}, past --steps {steps}: ask for more steps to go on from it, or start again with --overwrite");
+    }
+    Ok(())
+}
+
 pub fn check_fresh_start(uri: &str, dir: &str, resume: bool, overwrite: bool) -> anyhow::Result<()> {
     let state = format!("{dir}/state.json");
     if resume || overwrite || read_file(uri, &state)?.is_none() {

@@ -143,7 +143,7 @@ fn options(args: &Args) -> anyhow::Result<UtilityOptions> {
     let opts = UtilityOptions {
         real: args.real.clone(),
         dataset: args.dataset.options(false),
-        classes: args.dataset.classes()?,
+        classes: args.dataset.classes.table()?,
         synthetic: args.synthetic.clone(),
         mix,
         consistency_samples: args.consistency_samples,

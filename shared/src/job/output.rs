@@ -43,20 +43,20 @@ pub async fn prepare_output(spec: &RunSpec, run_id: &str) -> Result<Store> {
             if let Some(was) = v.get("spec") {
                 json_differences(was, &now, "", &mut keys);
             }
-            let pinned = keys.iter().any(|k| k.ends_with(".sha256"));
-            let shown: Vec<String> = keys.iter().take(3).map(|k| format!("{k} is {} in run.json, {} in this spec", at(&v["spec"], k), at(&now, k))).collect();
+            let mut what: Vec<String> = keys.iter().take(3).map(|k| format!("{k} is {} in run.json, {} in this spec", at(&v["spec"], k), at(&now, k))).collect();
+            if keys.len() > 3 {
+                what.push(format!("and {} more keys", keys.len() - 3));
+            }
+            if keys.iter().any(|k| k.ends_with(".sha256")) {
+                what.push("a model pinned at submit has changed since: restore it, or generate with the new one under a new run id".into());
+            }
+            let what: String = what.iter().map(|w| format!("; {w}")).collect();
             return Err(Error::Run {
                 run: run_id.into(),
                 message: format!(
-                    "already exists at {} with a different spec (digest {digest}, this spec {}){}{}; choose another run id",
+                    "already exists at {} with a different spec (digest {digest}, this spec {}){what}; choose another run id",
                     store.describe(layout::RUN_JSON),
-                    spec.digest(),
-                    if shown.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}{}", shown.join("; "), if keys.len() > 3 { format!("; and {} more keys", keys.len() - 3) } else { String::new() })
-                    },
-                    if pinned { " (a model pinned at submit has changed since: restore it, or generate with the new one under a new run id)" } else { "" }
+                    spec.digest()
                 ),
             });
         }

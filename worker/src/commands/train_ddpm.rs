@@ -127,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--lr {}: must be positive", args.lr);
     }
     crate::sync_store::check_fresh_start(&args.out, crate::ddpm::train::checkpoint::DIR, args.resume, args.overwrite)?;
-    let ds = args.dataset.open(&args.data, args.dataset.classes()?, true)?;
+    let ds = args.dataset.open(&args.data, args.dataset.classes.table()?, true)?;
     let data = TrainData::from_dataset(&ds, args.size).with_context(|| format!("reading --data {}", args.data.display()))?;
     let cfg = args.config(data.classes.len())?;
     let out = &args.out;

@@ -150,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("{flag} {lr}: must be positive");
         }
     }
-    let classes = args.dataset.classes()?;
+    let classes = args.dataset.classes.table()?;
     let k = classes.len();
     let n_up = args.n_up.unwrap_or_else(|| default_n_up(args.size));
     let g_config = SpadeGeneratorConfig::new(k, args.size)

@@ -296,13 +296,14 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
 
     /// Loads `URI/checkpoint/` if there is one (`None` if not), with its smoothed losses and
     /// the digest of the data its run trained on (if recorded). Errors name the file and say what is
-    /// wrong, e.g. an architecture that differs from `g_config` or a class table other than
-    /// `classes` (the same classes in another order would swap what the channels mean).
+    /// wrong, e.g. an architecture that differs from `g_config`, a class table other than
+    /// `classes` or a step past `steps` ([`sync_store::check_resume`]), found before any
+    /// weights are read.
     pub fn load_checkpoint(
         uri: &str,
         g_config: &SpadeGeneratorConfig,
         d_config: &SpadeDiscriminatorConfig,
-        classes: &ClassTable,
+        (classes, steps): (&ClassTable, u64),
         device: &B::Device,
     ) -> anyhow::Result<Option<(Self, Losses, Option<String>)>> {
         let Some(state) = sync_store::read_file(uri, sync_store::CHECKPOINT_STATE)? else { return Ok(None) };
@@ -314,9 +315,7 @@ impl<B: AutodiffBackend> SpadeTrainer<B> {
         if &state.discriminator != d_config {
             anyhow::bail!("{}: the checkpoint's discriminator is {:?}, this run asks for {:?}", where_("state.json"), state.discriminator, d_config);
         }
-        if let Some(what) = state.classes.as_ref().and_then(|was| was.difference(classes, ("the checkpoint", "this run's --classes"))) {
-            anyhow::bail!("{}: the class table differs: {what}; resume with the checkpoint's class table, or start again with --overwrite", where_("state.json"));
-        }
+        sync_store::check_resume(&where_("state.json"), state.classes.as_ref(), classes, state.step, steps)?;
         let rec = Rec::default();
         let get = |name: &str| sync_store::read_set_file(uri, CHECKPOINT_DIR, state.files.as_ref(), name);
         let mut t = Self::new(state.generator, state.discriminator, state.settings, device);
@@ -401,7 +400,7 @@ pub fn fit<B: AutodiffBackend>(
     // machine and thread count; per-sample noise does not depend on this).
     B::seed(device, sample_seed(settings.seed, 0x5ADE_0003));
     let trainer = match opts.resume {
-        true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, &opts.classes, device)? {
+        true => match SpadeTrainer::<B>::load_checkpoint(&opts.out, &g_config, &d_config, (&opts.classes, opts.steps), device)? {
             Some((mut t, losses, then_digest)) => {
                 // The data order and the noise follow the batch and the seed: a resume
                 // with others would not continue the same run. Learning rates and loss
@@ -412,13 +411,6 @@ pub fn fit<B: AutodiffBackend>(
                     if then != now {
                         anyhow::bail!("{origin}: the checkpoint was trained with {flag} {then}, this run asks for {now}; resume with {flag} {then} (the data order depends on it), or start again with --overwrite");
                     }
-                }
-                if t.step > opts.steps {
-                    anyhow::bail!(
-                        "{origin}: the checkpoint is at step {}, past --steps {}: ask for more steps to go on from it, or start again with --overwrite",
-                        t.step,
-                        opts.steps
-                    );
                 }
                 if let Some(then) = then_digest.filter(|then| *then != opts.data_digest) {
                     tracing::warn!("{origin}: the checkpoint was trained on other data (digest {then} vs {}): the data order is a permutation of the pairs, so the batches from here on are not those of an uninterrupted run", opts.data_digest);
@@ -652,7 +644,8 @@ mod tests {
         SpadeTrainer::<CpuTrain>::new(g.clone(), d.clone(), SpadeTrainSettings { batch: 5, ..Default::default() }, &device)
             .save_checkpoint(&uri, Losses::default(), "test", &ClassTable::ai_hub())
             .unwrap();
-        let load = |devices: Vec<CpuDevice>| SpadeTrainer::<CpuTrain>::load_checkpoint(&uri, &g, &d, &ClassTable::ai_hub(), &device).unwrap().unwrap().0.with_devices(devices);
+        let load =
+            |devices: Vec<CpuDevice>| SpadeTrainer::<CpuTrain>::load_checkpoint(&uri, &g, &d, (&ClassTable::ai_hub(), u64::MAX), &device).unwrap().unwrap().0.with_devices(devices);
         let (one, mut two) = (load(vec![device]), load(vec![device, device]));
         let (a, b) = (one.grads(&labels, &images).unwrap(), two.grads(&labels, &images).unwrap());
         for (name, x, y) in [("G", a.losses.g_gan, b.losses.g_gan), ("feat", a.losses.g_feat, b.losses.g_feat), ("D", a.losses.d, b.losses.d)] {

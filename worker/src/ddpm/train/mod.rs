@@ -336,13 +336,7 @@ pub fn train_on<B: AutodiffBackend>(
             if let Some((key, _, (was, now))) = same.iter().find(|(_, ok, _)| !ok) {
                 bail!("{origin}: {key} differs from this run's arguments: the checkpoint has {was}, this run {now}; resume with the same architecture, encoding, objective, schedule, seed, batch and flips, or start again with --overwrite or a new --out");
             }
-            // The same classes in another order would swap what the channels mean.
-            if let Some(what) = s.classes.as_ref().and_then(|was| was.difference(&data.classes, ("the checkpoint", "this run's --classes"))) {
-                bail!("{origin}: the class table differs: {what}; resume with the checkpoint's class table, or start again with --overwrite or a new --out");
-            }
-            if s.step > cfg.steps {
-                bail!("{origin}: the checkpoint is at step {}, past --steps {}: ask for more steps to go on from it, or start again with --overwrite", s.step, cfg.steps);
-            }
+            crate::sync_store::check_resume(&origin, s.classes.as_ref(), &data.classes, s.step, cfg.steps)?;
             if let Some(was) = s.optimisation.as_ref().filter(|was| **was != cfg.optimisation()) {
                 tracing::warn!(
                     "{origin}: the checkpoint's last steps (of {}) ran with {was:?}; the rest run with {:?} (model.json records only the last EMA decay)",
